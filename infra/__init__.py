@@ -1,0 +1,1 @@
+"""Infrastructure: the local stack (Kafka broker now; later SMTP capture, Redis, PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""A real Apache Kafka broker (KRaft, one combined node) run from Maven Central jars."""

@@ -1,0 +1,229 @@
+"""Run a real Kafka broker locally: fetch its jars once, format KRaft storage, start, wait, stop.
+
+Everything lives under `Settings.broker_dir` (config, data, log, pid file) and `Settings.jars_dir`
+(the jars cache), so two runs with different `XSELL_HOME` and ports never touch each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from xsell.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+JARS_COMPLETE_MARKER = ".complete"
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be fetched, formatted or started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `xsell stack status` reports for the broker."""
+
+    running: bool
+    pid: int | None
+    bootstrap: str
+    controller_port: int
+    data_dir: Path
+    log_file: Path
+
+
+class KafkaBroker:
+    """One KRaft broker+controller process on loopback, managed through files under broker_dir."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.broker_dir
+        self.data_dir = self.dir / "data"
+        self.properties_file = self.dir / "server.properties"
+        self.log_file = self.dir / "broker.log"
+        self.pid_file = self.dir / "broker.pid"
+
+    # -- jars ---------------------------------------------------------------------------------
+    def fetch_jars(self) -> Path:
+        """Copy the broker's jars from Maven Central into the cache once; later calls are instant."""
+        jars = self.settings.jars_dir
+        if (jars / JARS_COMPLETE_MARKER).exists():
+            return jars
+        if shutil.which("mvn") is None or shutil.which("java") is None:
+            raise BrokerError("java and mvn are needed to fetch the broker: run `make system-deps`")
+        partial = jars.with_name(jars.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        command = [
+            "mvn", "-q", "-B", "-f", str(HERE / "pom.xml"), "dependency:copy-dependencies",
+            f"-Dkafka.version={self.settings.kafka_version}", f"-DoutputDirectory={partial}",
+            "-DincludeScope=runtime",
+        ]
+        log.info("fetching Kafka %s jars from Maven Central", self.settings.kafka_version)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BrokerError(f"fetching the broker jars failed:\n{(result.stdout + result.stderr)[-2000:]}")
+        (partial / JARS_COMPLETE_MARKER).touch()
+        shutil.rmtree(jars, ignore_errors=True)
+        partial.rename(jars)
+        return jars
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> BrokerStatus:
+        """Start the broker in the background (idempotent) and wait until it accepts clients."""
+        if (pid := self.running_pid()) is not None:
+            log.info("broker already running (pid %s)", pid)
+            self.wait_ready()
+            return self.status()
+        for port in (self.settings.kafka_port, self.settings.controller_port):
+            if port_in_use(self.settings.kafka_host, port):
+                raise BrokerError(
+                    f"port {port} on {self.settings.kafka_host} is taken by another process; "
+                    "stop it or choose other ports with XSELL_KAFKA_BOOTSTRAP / XSELL_KAFKA_CONTROLLER_PORT"
+                )
+        jars = self.fetch_jars()
+        self._write_properties()
+        self._format_storage(jars)
+        with self.log_file.open("ab") as log_handle:
+            process = subprocess.Popen(
+                [
+                    "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap_mb}m", "-XX:+UseG1GC",
+                    "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+                    "-cp", f"{jars}/*", "kafka.Kafka", str(self.properties_file),
+                ],
+                stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI that started it; `stack down` stops it
+            )
+        self.pid_file.write_text(str(process.pid))
+        self.wait_ready(process)
+        return self.status()
+
+    def wait_ready(self, process: subprocess.Popen[bytes] | None = None) -> None:
+        """Loop on a real client call until the broker answers; on timeout raise with its log tail."""
+        from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
+        from kafka.errors import KafkaError  # noqa: PLC0415
+
+        deadline = time.monotonic() + self.settings.kafka_start_timeout_s
+        quiet = logging.getLogger("kafka")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            while time.monotonic() < deadline:
+                if process is not None and process.poll() is not None:
+                    raise BrokerError(f"broker exited with code {process.returncode}:\n{self.log_tail()}")
+                if not port_in_use(self.settings.kafka_host, self.settings.kafka_port):
+                    time.sleep(0.1)  # a refused client would back off for seconds; a socket probe is instant
+                    continue
+                try:
+                    admin = KafkaAdminClient(
+                        bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=3000,
+                        client_id="xsell-stack",
+                    )
+                    admin.list_topics()
+                    admin.close()
+                    return
+                except (KafkaError, OSError, ValueError):
+                    time.sleep(0.25)
+        finally:
+            quiet.setLevel(level)
+        raise BrokerError(
+            f"broker did not accept clients on {self.settings.kafka_bootstrap} within "
+            f"{self.settings.kafka_start_timeout_s:.0f}s; tail of {self.log_file}:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker (SIGTERM, then SIGKILL after timeout); return True if one was running."""
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the broker (crash tests)."""
+        if (pid := self.running_pid()) is not None:
+            os.kill(pid, signal.SIGKILL)
+            psutil.Process(pid).wait(10)
+
+    # -- state --------------------------------------------------------------------------------
+    def running_pid(self) -> int | None:
+        """Pid of our broker if it is alive (checked against its command line, not just the pid)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            process = psutil.Process(pid)
+            alive = process.status() != psutil.STATUS_ZOMBIE
+            return pid if alive and str(self.properties_file) in process.cmdline() else None
+        except (FileNotFoundError, ValueError, psutil.Error):
+            return None
+
+    def status(self) -> BrokerStatus:
+        """Whether the broker runs, with which pid, on which ports."""
+        pid = self.running_pid()
+        return BrokerStatus(
+            running=pid is not None, pid=pid, bootstrap=self.settings.kafka_bootstrap,
+            controller_port=self.settings.controller_port, data_dir=self.data_dir, log_file=self.log_file,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Last lines of the broker log, for error messages."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no broker log yet)"
+
+    # -- internals ----------------------------------------------------------------------------
+    def _write_properties(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        template = (HERE / "server.properties").read_text()
+        self.properties_file.write_text(
+            template.format(
+                host=self.settings.kafka_host, port=self.settings.kafka_port,
+                controller_port=self.settings.controller_port, data_dir=self.data_dir,
+            )
+        )
+
+    def _format_storage(self, jars: Path) -> None:
+        """Format KRaft storage on first start only (meta.properties marks a formatted dir)."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        # Same form as `StorageTool random-uuid` (URL-safe base64 of 16 random bytes), one JVM fewer.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        result = subprocess.run(
+            ["java", "-cp", f"{jars}/*", "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.properties_file)],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting broker storage failed:\n{result.stdout}{result.stderr}")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (for tests and side-by-side runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,1 @@
+"""Services: the Kafka-facing stages (ingestion now; later offers, delivery, feedback)."""

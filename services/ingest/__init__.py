@@ -1,0 +1,1 @@
+"""The event stage: replay purchase history into `purchases`, validate it, dead-letter bad records."""

@@ -1,0 +1,152 @@
+"""The purchase-event contract: what every stage reads from and writes to the `purchases` topic.
+
+JSON on the wire, key = customer id (UTF-8; no key for anonymous orders). The schema is versioned
+(`schema_version`); a consumer rejects versions it does not know instead of guessing.
+
+Cancellation policy: real retail data has cancellations and returns (negative quantities, UCI
+invoices starting with "C"). They are not purchases. They travel as their own event type,
+`order_cancelled`, with positive quantities of the items returned, and never trigger an offer; the
+feature store counts them into customer and product return rates. A cancellation is not netted
+against an earlier order (the data does not link them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+# uuid5 namespace of event ids: a replay of the same file yields the same ids.
+EVENT_ID_NAMESPACE = uuid.UUID("5b0f6c1e-2f43-4c8e-9a53-7d1f0e2b8a61")
+
+
+class EventType(StrEnum):
+    """What happened to the order."""
+
+    PURCHASE = "purchase"
+    ORDER_CANCELLED = "order_cancelled"
+
+
+class RejectReason(StrEnum):
+    """Why a record on `purchases` was dead-lettered; stable names for dashboards and alerts."""
+
+    NOT_UTF8 = "not_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    INVALID_EVENT = "invalid_event"
+    OVERSIZED = "oversized"
+
+
+class EventRejected(ValueError):
+    """A record that is not a valid purchase event; carries a stable reason and a readable detail."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class LineItem(BaseModel):
+    """One order line: a product, how many, at what unit price."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    product_id: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, max_length=512)
+    quantity: int = Field(gt=0, le=1_000_000)
+    unit_price: float = Field(ge=0, le=1_000_000, allow_inf_nan=False)
+    category: str | None = Field(default=None, max_length=128)
+
+
+class PurchaseEvent(BaseModel):
+    """A purchase (or its cancellation), as produced to `purchases`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(min_length=1, max_length=128)
+    event_type: EventType = EventType.PURCHASE
+    order_id: str = Field(min_length=1, max_length=64)
+    customer_id: str | None = Field(default=None, min_length=1, max_length=64)
+    occurred_at: AwareDatetime
+    lines: tuple[LineItem, ...] = Field(min_length=1, max_length=2_000)
+    currency: str = Field(default="GBP", pattern=r"^[A-Z]{3}$")
+    customer_email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    marketing_consent: bool = False
+    channel: str = Field(default="web", min_length=1, max_length=32)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @property
+    def is_anonymous(self) -> bool:
+        """True when the order has no known customer (no offers, product statistics only)."""
+        return self.customer_id is None
+
+    @property
+    def total(self) -> float:
+        """Order value: sum of quantity x unit price."""
+        return sum(line.quantity * line.unit_price for line in self.lines)
+
+    def key(self) -> bytes | None:
+        """Kafka record key: the customer id, so one customer's events stay in order."""
+        return self.customer_id.encode() if self.customer_id else None
+
+    def to_bytes(self) -> bytes:
+        """The JSON wire form."""
+        return self.model_dump_json().encode()
+
+
+def event_id_for(order_id: str, event_type: EventType) -> str:
+    """Deterministic event id of an order's event (same file, same ids)."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}:{order_id}"))
+
+
+def parse_purchase_event(raw: bytes | None, max_bytes: int = 512 * 1024) -> PurchaseEvent:
+    """Parse and validate one record value; raise `EventRejected` with the reason if it is not valid."""
+    if raw is None:
+        raise EventRejected(RejectReason.MALFORMED_JSON, "record has no value (tombstone)")
+    if len(raw) > max_bytes:
+        raise EventRejected(RejectReason.OVERSIZED, f"{len(raw)} bytes > limit of {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise EventRejected(RejectReason.NOT_UTF8, str(error)) from None
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise EventRejected(RejectReason.MALFORMED_JSON, str(error)[:300]) from None
+    if not isinstance(document, dict):
+        raise EventRejected(RejectReason.NOT_AN_OBJECT, f"top level is {type(document).__name__}, not an object")
+    version = document.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+        raise EventRejected(
+            RejectReason.UNKNOWN_SCHEMA_VERSION,
+            f"schema_version {version!r} not in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
+        )
+    try:
+        return PurchaseEvent.model_validate_json(text)
+    except ValidationError as error:
+        raise EventRejected(RejectReason.INVALID_EVENT, _summarize(error)) from None
+
+
+def _summarize(error: ValidationError) -> str:
+    """A one-line, bounded summary of what failed validation (field path and message)."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in error.errors()[:5]]
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def digest(raw: bytes) -> str:
+    """SHA-256 hex digest of a record value (identifies truncated originals in the DLQ)."""
+    return hashlib.sha256(raw).hexdigest()

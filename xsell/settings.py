@@ -1,0 +1,100 @@
+"""One typed settings object for every stage, read from `XSELL_*` environment variables.
+
+Values are read once, where a command starts (`get_settings()`), never at import time, and passed
+down as a frozen object. Derived paths are properties, so two runs with different `XSELL_HOME` and
+ports never touch each other's state.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable in xsell; each field maps to env var `XSELL_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="XSELL_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=REPO_ROOT / ".xsell",
+        description="Folder holding all local state: broker data, jars cache, feature store, MLflow, mail.",
+    )
+
+    # Kafka broker
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port of the Kafka broker.")
+    kafka_controller_port: int = Field(default=0, description="KRaft controller port; 0 = broker port + 1.")
+    kafka_version: str = Field(default="4.1.1", description="Apache Kafka release run by `xsell stack up`.")
+    kafka_heap_mb: int = Field(default=512, description="Broker JVM max heap (MB).")
+    kafka_start_timeout_s: float = Field(default=60.0, description="How long `stack up` waits for the broker.")
+    kafka_jars_dir: Path | None = Field(
+        default=None, description="Where the broker jars are cached; default HOME/cache/kafka-VERSION."
+    )
+
+    # Topics
+    topic_purchases: str = "purchases"
+    topic_purchases_dlq: str = "purchases.dlq"
+    topic_offers: str = "offers"
+    topic_offer_feedback: str = "offer-feedback"
+    purchases_partitions: int = Field(default=4, description="Partitions of the purchases topic.")
+    dlq_partitions: int = 1
+    offers_partitions: int = 4
+    feedback_partitions: int = 4
+    dlq_max_message_bytes: int = Field(
+        default=1_048_576, description="max.message.bytes of the DLQ topic; larger originals are truncated."
+    )
+
+    # Events and consumers
+    max_event_bytes: int = Field(default=512 * 1024, description="Larger `purchases` records are dead-lettered.")
+    log_level: str = Field(default="INFO", description="Log level of services (JSON lines on stderr).")
+    sample_data: Path = Field(
+        default=REPO_ROOT / "data" / "online_retail_sample.parquet",
+        description="The shipped sample of real purchases that `xsell run` replays.",
+    )
+    ingest_group: str = Field(default="xsell-ingest", description="Consumer group of `xsell ingest`.")
+    poll_max_records: int = Field(default=500, description="Records per poll in consumer services.")
+
+    @property
+    def kafka_host(self) -> str:
+        """Host part of the bootstrap address."""
+        return self.kafka_bootstrap.rsplit(":", 1)[0]
+
+    @property
+    def kafka_port(self) -> int:
+        """Port part of the bootstrap address."""
+        return int(self.kafka_bootstrap.rsplit(":", 1)[1])
+
+    @property
+    def controller_port(self) -> int:
+        """KRaft controller port (broker port + 1 unless set)."""
+        return self.kafka_controller_port or self.kafka_port + 1
+
+    @property
+    def broker_dir(self) -> Path:
+        """Broker data, config and log folder."""
+        return self.home / "kafka"
+
+    @property
+    def jars_dir(self) -> Path:
+        """Broker jars cache, keyed by Kafka version."""
+        return self.kafka_jars_dir or self.home / "cache" / f"kafka-{self.kafka_version}"
+
+    @cached_property
+    def topic_partitions(self) -> dict[str, int]:
+        """Every topic xsell uses, with its partition count."""
+        return {
+            self.topic_purchases: self.purchases_partitions,
+            self.topic_purchases_dlq: self.dlq_partitions,
+            self.topic_offers: self.offers_partitions,
+            self.topic_offer_feedback: self.feedback_partitions,
+        }
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings from the environment now; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
