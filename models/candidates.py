@@ -1,0 +1,317 @@
+"""Candidate generation: a few hundred cross-sell and up-sell offers per trigger, with reasons and
+pair features, for a ranker to order.
+
+Seeds are the trigger basket (weight 1) and the customer's most recent earlier purchases (weight
+``history_weight``, at most ``max_history_seeds``). Each source of the index (see
+``models.index``) scores items by summing its neighbour scores over the seeds; ``popularity``
+(recent buyers) scores every offerable item, so new customers and unknown items still get offers.
+Sources are fused by weighted reciprocal rank (``weight / (rrf_k + rank)``), and the
+``n_candidates`` best items are kept.
+
+Never offered: the basket, anything the customer bought or returned before, service codes, items
+not sold within the index's ``active_days`` or returned too often (``offerable`` False).
+
+Offer type: ``up_sell`` when the item has the category of a basket item and its median price is
+``upsell_min_ratio``..``upsell_max_ratio`` times that item's (``offer_types``); else
+``cross_sell``. The reason names the seed item. Each row carries ``source`` (the source
+contributing most to its fused score) and ``source_rank`` (its rank in that source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.index import SOURCES, CandidateIndex, IndexConfig
+
+POPULARITY = "popularity"
+ALL_SOURCES = (*SOURCES, POPULARITY)
+CANDIDATE_COLUMNS = (
+    "trigger_id", "product_id", "candidate_rank", "fused_score", "offer_type", "source", "source_rank", "reason",
+    "seed_product_id", "co_count", "confidence", "lift", "price_ratio", "same_category",
+    *(f"score_{s}" for s in ALL_SOURCES), *(f"rank_{s}" for s in ALL_SOURCES),
+    "median_price", "recent_customers", "customers", "return_rate",
+)
+REASONS = {
+    "basket": "Often bought with {seed}",
+    "followup": "Often bought soon after {seed}",
+    "itemknn": "Customers who bought {seed} also bought this",
+    "category": "Goes well with {seed}",
+    "upsell": "Upgrade from {seed} to {item}",
+    POPULARITY: "Popular right now",
+}
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """Settings of candidate generation: list size, seeds, source weights, fusion."""
+
+    n_candidates: int = 200
+    sources: tuple[str, ...] = ALL_SOURCES
+    basket_weight: float = 1.0
+    followup_weight: float = 1.0
+    itemknn_weight: float = 1.0
+    category_weight: float = 0.5
+    upsell_weight: float = 0.5
+    popularity_weight: float = 0.5
+    history_weight: float = 0.5
+    max_history_seeds: int = 50
+    rrf_k: float = 20.0
+    exclude_returned: bool = True
+    chunk_cells: int = 1_000_000  # triggers x items scored at once (bounds memory)
+
+    def weight(self, source: str) -> float:
+        """The fusion weight of a source."""
+        return float(getattr(self, f"{source}_weight"))
+
+
+class CandidateGenerator:
+    """Candidates from a ``CandidateIndex`` for one purchase or for a table of triggers."""
+
+    def __init__(self, index: CandidateIndex, config: CandidateConfig | None = None) -> None:
+        self.index = index
+        self.config = config or CandidateConfig()
+        unknown = set(self.config.sources) - set(ALL_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown candidate sources {sorted(unknown)}; known: {list(ALL_SOURCES)}")
+        products = index.products
+        self._offerable = products["offerable"].to_numpy(dtype=bool)
+        popularity = products["recent_customers"].to_numpy(dtype=np.float64) + 0.01 * products["customers"].to_numpy()
+        popularity = np.where(self._offerable, popularity, 0.0)
+        order = np.argsort(-popularity, kind="stable")
+        self._popularity = popularity
+        self._popularity_rank = np.empty(index.size, dtype=np.int64)
+        self._popularity_rank[order] = np.arange(1, index.size + 1)
+        self._names = products["name"].fillna(products["product_id"]).to_numpy(dtype=object)
+        self._category, _ = pd.factorize(products["category"])
+        self._price = products["median_price"].to_numpy(dtype=np.float64)
+        self._orders = products["orders"].to_numpy(dtype=np.float64)
+
+    def candidates_for(
+        self, customer_id: str | None, basket: Sequence[str], at: pd.Timestamp,
+        history: Iterable[str] = (), returned: Iterable[str] = (),
+    ) -> pd.DataFrame:
+        """Candidates after one purchase. ``history`` is what the customer bought before (most
+        recent first if ordered; a set is seeded in popularity order)."""
+        if isinstance(history, (set, frozenset)):
+            unknown_last = self.index.size + 1
+            history = sorted(history, key=lambda p: (
+                self._popularity_rank[self.index.position[p]] if p in self.index.position else unknown_last, p))
+        trigger = pd.DataFrame({
+            "trigger_id": [f"{customer_id or 'anonymous'}@{pd.Timestamp(at).isoformat()}"],
+            "customer_id": [customer_id], "at": [pd.Timestamp(at)], "basket": [tuple(basket)],
+            "history": [tuple(history)], "returned": [tuple(returned)],
+        })
+        return self.candidates_for_triggers(trigger)
+
+    def candidates_for_triggers(self, triggers: pd.DataFrame) -> pd.DataFrame:
+        """Candidates for every row of a trigger table (columns trigger_id, basket, history and
+        optionally returned), one row per (trigger, candidate), best first within a trigger."""
+        step = max(1, self.config.chunk_cells // max(self.index.size, 1))
+        frames = [self._chunk(triggers.iloc[start: start + step]) for start in range(0, len(triggers), step)]
+        if not frames:
+            return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+    def _chunk(self, triggers: pd.DataFrame) -> pd.DataFrame:
+        cfg, n, t_count = self.config, self.index.size, len(triggers)
+        position = self.index.position
+        basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
+        history_items = [[position[p] for p in h if p in position] for h in triggers["history"]]
+        returned = triggers["returned"] if "returned" in triggers else [()] * t_count
+
+        excluded = np.zeros((t_count, n), dtype=bool)
+        excluded[:, ~self._offerable] = True
+        seed_t, seed_item, seed_weight, seed_basket = [], [], [], []
+        for t, (b, h, r) in enumerate(zip(basket_items, history_items, returned, strict=True)):
+            excluded[t, b] = True
+            excluded[t, h] = True
+            if cfg.exclude_returned:
+                excluded[t, [position[p] for p in r if p in position]] = True
+            in_basket = set(b)
+            recent = [i for i in dict.fromkeys(h) if i not in in_basket][: cfg.max_history_seeds]
+            unique_basket = list(dict.fromkeys(b))
+            seed_t += [t] * (len(unique_basket) + len(recent))
+            seed_item += unique_basket + recent
+            seed_weight += [1.0] * len(unique_basket) + [cfg.history_weight] * len(recent)
+            seed_basket += [True] * len(unique_basket) + [False] * len(recent)
+        seeds = (np.asarray(seed_t, dtype=np.int64), np.asarray(seed_item, dtype=np.int64),
+                 np.asarray(seed_weight, dtype=np.float64), np.asarray(seed_basket, dtype=bool))
+
+        fused = np.zeros((t_count, n))
+        scores, ranks, best_seed, contributions = {}, {}, {}, {}
+        for source in cfg.sources:
+            if source == POPULARITY:
+                score = np.broadcast_to(self._popularity, (t_count, n)).copy()
+                score[excluded] = 0.0
+                rank = np.broadcast_to(self._popularity_rank, (t_count, n))
+                best = np.full((t_count, n), -1, dtype=np.int64)
+            else:
+                score, best = self._source_scores(source, seeds, t_count)
+                score[excluded] = 0.0
+                rank = _row_ranks(score)
+            contribution = np.where(score > 0, cfg.weight(source) / (cfg.rrf_k + rank), 0.0)
+            fused += contribution
+            scores[source], ranks[source], best_seed[source], contributions[source] = score, rank, best, contribution
+
+        fused[excluded] = -np.inf
+        take = min(cfg.n_candidates, n)
+        if take == 0:
+            return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
+        top = np.argpartition(-fused, take - 1, axis=1)[:, :take]
+        top_scores = np.take_along_axis(fused, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        valid = np.isfinite(top_scores) & (top_scores > 0)
+        rows, cols = np.nonzero(valid)
+        t_idx, items = rows, top[rows, cols]
+        return self._rows(triggers, t_idx, items, cols + 1, top_scores[rows, cols], scores, ranks, best_seed,
+                          contributions, basket_items)
+
+    def _source_scores(
+        self, source: str, seeds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], t_count: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per (trigger, item): the sum of seed-weighted neighbour scores and the best single seed."""
+        seed_t, seed_item, seed_weight, seed_basket = seeds
+        if source == "upsell":
+            seed_t, seed_item, seed_weight = seed_t[seed_basket], seed_item[seed_basket], seed_weight[seed_basket]
+        n = self.index.size
+        matrix = self.index.neighbours[source]
+        starts, ends = matrix.indptr[seed_item], matrix.indptr[seed_item + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        segment = np.repeat(np.arange(len(seed_item)), lengths)
+        offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+        values = matrix.data[offsets] * seed_weight[segment]
+        keys = seed_t[segment] * n + matrix.indices[offsets]
+        summed = np.bincount(keys, weights=values, minlength=t_count * n).reshape(t_count, n)
+        maximum = np.zeros(t_count * n)
+        np.maximum.at(maximum, keys, values)
+        winners = values >= maximum[keys]
+        best = np.full(t_count * n, -1, dtype=np.int64)
+        best[keys[winners]] = seed_item[segment[winners]]
+        return summed, best.reshape(t_count, n)
+
+    def _rows(
+        self, triggers: pd.DataFrame, t_idx: np.ndarray, items: np.ndarray, candidate_rank: np.ndarray,
+        fused: np.ndarray, scores: dict[str, np.ndarray], ranks: dict[str, np.ndarray],
+        best_seed: dict[str, np.ndarray], contributions: dict[str, np.ndarray], basket_items: list[list[int]],
+    ) -> pd.DataFrame:
+        sources = list(scores)
+        stacked = np.stack([contributions[s][t_idx, items] for s in sources])
+        chosen = stacked.argmax(axis=0)
+        source = np.asarray(sources, dtype=object)[chosen]
+        source_rank = np.stack([np.broadcast_to(ranks[s], scores[s].shape)[t_idx, items] for s in sources])[
+            chosen, np.arange(len(items))]
+        seed = np.stack([best_seed[s][t_idx, items] for s in sources])[chosen, np.arange(len(items))]
+        if "basket" in scores:  # a popularity pick still gets pair features against its best basket partner
+            seed = np.where(seed < 0, best_seed["basket"][t_idx, items], seed)
+
+        upgraded = self._upgraded_item(t_idx, items, basket_items)
+        up_sell = upgraded >= 0
+        seed = np.where(up_sell, upgraded, seed)
+        offer_type = np.where(up_sell, "up_sell", "cross_sell")
+
+        frame = pd.DataFrame({
+            "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
+            "product_id": self.index.products["product_id"].to_numpy()[items],
+            "candidate_rank": candidate_rank.astype(np.int64),
+            "fused_score": fused,
+            "offer_type": offer_type,
+            "source": source,
+            "source_rank": source_rank.astype(np.int64),
+        })
+        has_seed = seed >= 0
+        seed_safe = np.where(has_seed, seed, 0)
+        frame["reason"] = _reasons(source, up_sell, self._names[seed_safe], self._names[items], has_seed)
+        frame["seed_product_id"] = np.where(has_seed, self.index.products["product_id"].to_numpy()[seed_safe], None)
+        co_count = np.asarray(self.index.cooccurrence[seed_safe, items]).ravel() * has_seed
+        frame["co_count"] = co_count
+        frame["confidence"] = co_count / np.maximum(self._orders[seed_safe], 1)
+        frame["lift"] = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
+        frame["price_ratio"] = np.where(has_seed, self._price[items] / self._price[seed_safe], np.nan)
+        frame["same_category"] = has_seed & (self._category[items] >= 0) & (self._category[items] == self._category[seed_safe])
+        for s in ALL_SOURCES:
+            frame[f"score_{s}"] = scores[s][t_idx, items] if s in scores else 0.0
+            rank = np.broadcast_to(ranks[s], scores[s].shape)[t_idx, items] if s in scores else None
+            frame[f"rank_{s}"] = np.where(frame[f"score_{s}"] > 0, rank, 0).astype(np.int64) if rank is not None else 0
+        products = self.index.products
+        for column in ("median_price", "recent_customers", "customers", "return_rate"):
+            frame[column] = products[column].to_numpy()[items]
+        return frame[list(CANDIDATE_COLUMNS)]
+
+    def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
+        """Per candidate row, the basket item it upgrades (priciest eligible one), or -1."""
+        lo, hi = self.index.config.upsell_min_ratio, self.index.config.upsell_max_ratio
+        basket_t = np.repeat(np.arange(len(basket_items)), [len(b) for b in basket_items])
+        basket_i = np.asarray([i for b in basket_items for i in b], dtype=np.int64)
+        rows = pd.DataFrame({"row": np.arange(len(items)), "t": t_idx, "cat": self._category[items], "item": items})
+        rows = rows[rows["cat"] >= 0]
+        basket = pd.DataFrame({"t": basket_t, "cat": self._category[basket_i], "seed": basket_i})
+        basket = basket[basket["cat"] >= 0]
+        pairs = rows.merge(basket, on=["t", "cat"])
+        ratio = self._price[pairs["item"].to_numpy()] / self._price[pairs["seed"].to_numpy()]
+        pairs = pairs[(ratio >= lo) & (ratio <= hi)]
+        pairs = pairs.assign(price=self._price[pairs["seed"].to_numpy()]).sort_values("price", ascending=False)
+        best = pairs.drop_duplicates("row")
+        upgraded = np.full(len(items), -1, dtype=np.int64)
+        upgraded[best["row"].to_numpy()] = best["seed"].to_numpy()
+        return upgraded
+
+
+def candidates_by_window(
+    lines: pd.DataFrame, triggers: pd.DataFrame, index_config: IndexConfig | None = None,
+    config: CandidateConfig | None = None,
+) -> pd.DataFrame:
+    """Candidates for training triggers without leakage: one index per ``window_cutoff``, built
+    from the lines before it, serves the triggers of that window."""
+    frames = []
+    for window_cutoff, group in triggers.groupby("window_cutoff", sort=True):
+        index = CandidateIndex.build(lines, pd.Timestamp(window_cutoff), index_config)
+        frames.append(CandidateGenerator(index, config).candidates_for_triggers(group))
+    if not frames:
+        return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateIndex) -> pd.Series:
+    """``up_sell`` or ``cross_sell`` for each (trigger_id, product_id) row of ``pairs``, by the same
+    rule candidates use (same category as a basket item, median price within the up-sell band).
+    Items unknown to the index are ``cross_sell``."""
+    generator = CandidateGenerator(index, CandidateConfig(sources=(POPULARITY,)))
+    t_lookup = pd.Series(np.arange(len(triggers)), index=triggers["trigger_id"])
+    t_idx = t_lookup.reindex(pairs["trigger_id"]).to_numpy()
+    items = pd.Series(pairs["product_id"].to_numpy()).map(index.position)
+    known = items.notna().to_numpy() & ~np.isnan(t_idx.astype(float))
+    basket_items = [[index.position[p] for p in b if p in index.position] for b in triggers["basket"]]
+    result = np.full(len(pairs), "cross_sell", dtype=object)
+    upgraded = generator._upgraded_item(t_idx[known].astype(np.int64), items[known].to_numpy(dtype=np.int64), basket_items)
+    result[np.flatnonzero(known)[upgraded >= 0]] = "up_sell"
+    return pd.Series(result, index=pairs.index, name="offer_type")
+
+
+def _row_ranks(score: np.ndarray) -> np.ndarray:
+    """1-based rank of each entry within its row, highest score first."""
+    order = np.argsort(-score, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, score.shape[1] + 1)[None, :].repeat(len(score), axis=0), axis=1)
+    return ranks
+
+
+def _reasons(source: np.ndarray, up_sell: np.ndarray, seed_names: np.ndarray, item_names: np.ndarray,
+             has_seed: np.ndarray) -> list[str]:
+    reasons = []
+    for src, up, seed, item, seeded in zip(source, up_sell, seed_names, item_names, has_seed, strict=True):
+        if up:
+            reasons.append(REASONS["upsell"].format(seed=seed, item=item))
+        elif src == POPULARITY or not seeded:
+            reasons.append(REASONS[POPULARITY])
+        elif src == "upsell":
+            reasons.append(REASONS["upsell"].format(seed=seed, item=item))
+        else:
+            reasons.append(REASONS[src].format(seed=seed))
+    return reasons

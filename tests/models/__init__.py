@@ -1,0 +1,1 @@
+"""Tests of the models stage: candidate index and candidate generation."""

@@ -1,0 +1,89 @@
+"""Candidate rules: exclusions, offer types and the price band, reasons, cold start, batching."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from models.candidates import (
+    ALL_SOURCES, CANDIDATE_COLUMNS, CandidateConfig, CandidateGenerator, candidates_by_window, offer_types)
+from models.index import CandidateIndex
+from tests.models.retail import PRODUCTS, START, store_history
+
+AT = START + pd.Timedelta(days=41)
+
+
+@pytest.fixture(scope="module")
+def generator() -> CandidateGenerator:
+    return CandidateGenerator(CandidateIndex.build(store_history(), START + pd.Timedelta(days=40)))
+
+
+def test_never_offers_basket_history_returned_or_service_codes(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for("K2", ["L1", "POST"], AT, history=["C1", "M1"], returned=["C3"])
+    offered = set(found["product_id"])
+    assert offered, "some candidates expected"
+    assert not offered & {"L1", "C1", "M1", "C3", "POST"}
+    assert list(found.columns) == list(CANDIDATE_COLUMNS)
+    assert found["candidate_rank"].tolist() == list(range(1, len(found) + 1))
+
+
+def test_up_sell_is_within_the_price_band_and_names_the_upgraded_item(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for("K5", ["L1"], AT, history=[]).set_index("product_id")
+    assert found.loc["L2", "offer_type"] == "up_sell"
+    assert found.loc["L2", "reason"] == "Upgrade from WHITE METAL LANTERN to RED METAL LANTERN"
+    assert found.loc["L2", "seed_product_id"] == "L1"
+    up = found[found["offer_type"] == "up_sell"]
+    assert (up["price_ratio"].between(1.15, 3.0)).all() and up["same_category"].all()
+    for product in ("L3", "L4"):  # same category, outside the band: never an up-sell
+        assert product not in up.index
+
+
+def test_cross_sell_reason_names_the_seed_item(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for("K5", ["L1"], AT, history=[]).set_index("product_id")
+    c1 = found.loc["C1"]
+    assert c1["offer_type"] == "cross_sell"
+    assert c1["source"] in ALL_SOURCES and c1["source_rank"] >= 1
+    assert PRODUCTS["L1"][0] in c1["reason"]
+    assert c1["co_count"] > 0 and c1["lift"] > 0
+
+
+def test_anonymous_and_unknown_baskets_get_popular_items(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for(None, ["NEW-PRODUCT-1"], AT)
+    assert len(found) > 0
+    assert set(found["reason"]) == {"Popular right now"}
+    assert found.iloc[0]["product_id"] in {"L1", "C1", "M1", "L2", "C2"}
+
+
+def test_batched_equals_one_by_one(generator: CandidateGenerator) -> None:
+    triggers = pd.DataFrame({
+        "trigger_id": ["t1", "t2"], "customer_id": ["K1", None], "at": [AT, AT],
+        "basket": [("L1",), ("C2", "M1")], "history": [("C1",), ()], "returned": [(), ()]})
+    batched = generator.candidates_for_triggers(triggers)
+    single = generator.candidates_for("K1", ["L1"], AT, history=["C1"])
+    mine = batched[batched["trigger_id"] == "t1"].drop(columns="trigger_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, single.drop(columns="trigger_id").reset_index(drop=True))
+    assert set(batched["trigger_id"]) == {"t1", "t2"}
+
+
+def test_size_limit_and_unknown_source() -> None:
+    index = CandidateIndex.build(store_history(), START + pd.Timedelta(days=40))
+    found = CandidateGenerator(index, CandidateConfig(n_candidates=2)).candidates_for("K1", ["L1"], AT)
+    assert len(found) == 2
+    with pytest.raises(ValueError, match="unknown candidate sources"):
+        CandidateGenerator(index, CandidateConfig(sources=("magic",)))
+
+
+def test_offer_types_follow_the_candidate_rule(generator: CandidateGenerator) -> None:
+    triggers = pd.DataFrame({"trigger_id": ["t"], "basket": [("L1",)]})
+    pairs = pd.DataFrame({"trigger_id": ["t"] * 4, "product_id": ["L2", "L3", "C1", "UNKNOWN"]})
+    assert offer_types(pairs, triggers, generator.index).tolist() == ["up_sell", "cross_sell", "cross_sell", "cross_sell"]
+
+
+def test_windowed_candidates_only_know_the_past() -> None:
+    lines = store_history()
+    window = START + pd.Timedelta(days=15)  # L3 is first sold on day 20
+    triggers = pd.DataFrame({
+        "trigger_id": ["t"], "customer_id": ["K4"], "at": [window], "window_cutoff": [window],
+        "basket": [("C3",)], "history": [()], "returned": [()]})
+    found = candidates_by_window(lines, triggers)
+    assert len(found) > 0 and "L3" not in set(found["product_id"])

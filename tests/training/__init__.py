@@ -1,0 +1,1 @@
+"""Tests of the training stage: protocol, metrics, baselines, evaluation."""

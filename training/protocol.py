@@ -1,0 +1,165 @@
+"""The offline evaluation protocol: time-based split, evaluation triggers and training triggers.
+
+An offer made after purchase P (customer c, time t) is good when c buys the offered product
+within the follow-up horizon after t and had never bought it before. So:
+
+* Split by time only: ``cutoff = max(ordered_at) - test_days``. Lines before the cutoff are the
+  training period; nothing at or after it may shape a model, an index or a training label.
+* Evaluation triggers: each identified customer's FIRST purchase order at or after the cutoff.
+  Truth = products whose first-ever purchase by c (over the whole file, any order) falls in
+  ``(t, t + horizon_days]``: never bought before t, not in the trigger order, no service codes.
+  A purchase in another order at exactly t belongs to neither side (a split invoice).
+  Triggers with empty truth are dropped and counted. ``label_end`` is the end of the data here,
+  so the horizon of triggers in the last ``horizon_days`` is cut short by the end of the file.
+* Training triggers (for learning to rank): for ``windows`` sub-cutoffs spaced by the horizon
+  before the cutoff, each customer's first order in ``[sub_cutoff, sub_cutoff + horizon_days)``,
+  labelled from purchases strictly before the main cutoff only.
+
+Only purchase lines (``is_return`` False) count as purchases; returned lines are kept per trigger
+(``returned``) so that candidates can exclude them. Anonymous orders never trigger offers.
+
+A trigger table has one row per trigger: trigger_id, customer_id, order_id, at, window_cutoff,
+label_end, basket, history (most recent first), returned, truth (tuples of product ids),
+is_new_customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.catalog import is_service_code
+
+TRIGGER_COLUMNS = (
+    "trigger_id", "customer_id", "order_id", "at", "window_cutoff", "label_end",
+    "basket", "history", "returned", "truth", "is_new_customer",
+)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Settings of the split and the triggers."""
+
+    test_days: int = 60
+    horizon_days: int = 30
+    training_windows: int = 3
+
+
+@dataclass
+class TriggerSet:
+    """Triggers with their truth, plus how many were dropped for an empty truth."""
+
+    triggers: pd.DataFrame
+    dropped_empty_truth: int
+    cutoff: pd.Timestamp
+
+
+def split_cutoff(lines: pd.DataFrame, test_days: int = 60) -> pd.Timestamp:
+    """The time split: ``max(ordered_at) - test_days``; training lines are strictly before it."""
+    if lines.empty:
+        raise ValueError("no order lines: cannot place a cutoff")
+    return lines["ordered_at"].max() - pd.Timedelta(days=test_days)
+
+
+def training_lines(lines: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """The lines (purchases and returns) strictly before the cutoff."""
+    return lines[lines["ordered_at"] < cutoff]
+
+
+def build_evaluation_triggers(
+    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30
+) -> TriggerSet:
+    """Each identified customer's first purchase order at/after the cutoff, with its truth."""
+    orders = _first_orders(_purchases(lines), cutoff, None)
+    orders["window_cutoff"] = cutoff
+    orders["label_end"] = lines["ordered_at"].max() + pd.Timedelta(microseconds=1)
+    return _with_context(lines, orders, horizon_days, cutoff)
+
+
+def build_training_triggers(
+    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30, windows: int = 3
+) -> TriggerSet:
+    """Triggers inside the training period, for learning to rank.
+
+    Sub-cutoffs ``cutoff - i * horizon_days`` for i = 1..windows; for each, every identified
+    customer's first purchase order in ``[sub_cutoff, sub_cutoff + horizon_days)``. Labels (truth)
+    come from purchases strictly before ``cutoff``; nothing at or after it is read.
+    """
+    before = lines[lines["ordered_at"] < cutoff]
+    purchases = _purchases(before)
+    horizon = pd.Timedelta(days=horizon_days)
+    frames = []
+    for i in range(1, windows + 1):
+        sub_cutoff = cutoff - i * horizon
+        orders = _first_orders(purchases, sub_cutoff, sub_cutoff + horizon)
+        orders["window_cutoff"] = sub_cutoff
+        frames.append(orders)
+    orders = pd.concat(frames, ignore_index=True) if frames else _first_orders(purchases, cutoff, cutoff)
+    orders["label_end"] = cutoff
+    return _with_context(before, orders, horizon_days, cutoff)
+
+
+def _purchases(lines: pd.DataFrame) -> pd.DataFrame:
+    """Identified customers' purchase lines of real products (no returns, no service codes)."""
+    frame = lines[~lines["is_return"] & lines["customer_id"].notna()]
+    service = frame["product_id"].map(_service_lookup(frame["product_id"]))
+    return frame[~service][["order_id", "customer_id", "product_id", "ordered_at"]]
+
+
+def _service_lookup(products: pd.Series) -> dict[str, bool]:
+    return {p: is_service_code(p) for p in products.unique()}
+
+
+def _first_orders(purchases: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp | None) -> pd.DataFrame:
+    """Per customer, the first order with ordered_at in [start, end) (ties broken by order id)."""
+    window = purchases[purchases["ordered_at"] >= start]
+    if end is not None:
+        window = window[window["ordered_at"] < end]
+    orders = window.drop_duplicates(["customer_id", "order_id"]).sort_values(["ordered_at", "order_id"])
+    first = orders.drop_duplicates("customer_id")[["customer_id", "order_id", "ordered_at"]]
+    return first.rename(columns={"ordered_at": "at"}).reset_index(drop=True)
+
+
+def _with_context(
+    lines: pd.DataFrame, orders: pd.DataFrame, horizon_days: int, cutoff: pd.Timestamp
+) -> TriggerSet:
+    """Add basket, history, returned and truth to trigger orders; drop those with empty truth."""
+    purchases = _purchases(lines)
+    orders = orders.copy()
+    orders["trigger_id"] = orders["customer_id"] + "@" + orders["order_id"] + "#" + (
+        orders["window_cutoff"].dt.strftime("%Y%m%d")
+    )
+    keys = orders[["trigger_id", "customer_id", "order_id", "at", "label_end"]]
+
+    basket = purchases.merge(keys[["trigger_id", "order_id", "customer_id"]], on=["order_id", "customer_id"])
+    basket = basket.drop_duplicates(["trigger_id", "product_id"]).groupby("trigger_id")["product_id"].agg(tuple)
+
+    per_customer = purchases.merge(keys, on="customer_id", suffixes=("", "_trigger"))
+    before = per_customer[per_customer["ordered_at"] < per_customer["at"]]
+    history = (
+        before.groupby(["trigger_id", "product_id"])["ordered_at"].max().reset_index()
+        .sort_values(["trigger_id", "ordered_at"], ascending=[True, False])
+        .groupby("trigger_id")["product_id"].agg(tuple)
+    )
+
+    first_bought = purchases.groupby(["customer_id", "product_id"])["ordered_at"].min().rename("first_at").reset_index()
+    firsts = first_bought.merge(keys, on="customer_id")
+    horizon_end = firsts["at"] + pd.Timedelta(days=horizon_days)
+    in_window = (firsts["first_at"] > firsts["at"]) & (firsts["first_at"] <= horizon_end)
+    in_window &= firsts["first_at"] < firsts["label_end"]
+    truth = firsts[in_window].sort_values(["trigger_id", "product_id"]).groupby("trigger_id")["product_id"].agg(tuple)
+
+    returns = lines[lines["is_return"] & lines["customer_id"].notna()].merge(keys, on="customer_id", suffixes=("", "_t"))
+    returned = (
+        returns[returns["ordered_at"] < returns["at"]].drop_duplicates(["trigger_id", "product_id"])
+        .groupby("trigger_id")["product_id"].agg(tuple)
+    )
+
+    empty: tuple[str, ...] = ()
+    for name, values in (("basket", basket), ("history", history), ("returned", returned), ("truth", truth)):
+        orders[name] = orders["trigger_id"].map(values).map(lambda v: v if isinstance(v, tuple) else empty)
+    orders["is_new_customer"] = orders["history"].map(len) == 0
+    keep = orders["truth"].map(len) > 0
+    triggers = orders[keep].sort_values(["window_cutoff", "at", "trigger_id"]).reset_index(drop=True)
+    return TriggerSet(triggers=triggers[list(TRIGGER_COLUMNS)], dropped_empty_truth=int((~keep).sum()), cutoff=cutoff)
