@@ -113,3 +113,8 @@ def assign_categories(lines: pd.DataFrame, catalog: pd.DataFrame | None = None) 
     result = lines.copy()
     result["category"] = result["category"].fillna(result["product_id"].map(mapping)).astype("string")
     return result
+
+
+def category_map(catalog: pd.DataFrame) -> dict[str, str | None]:
+    """product_id -> category (None where there is none), from a catalog frame."""
+    return {p: (c if isinstance(c, str) and c else None) for p, c in zip(catalog["product_id"], catalog["category"])}

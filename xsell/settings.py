@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     ingest_group: str = Field(default="xsell-ingest", description="Consumer group of `xsell ingest`.")
     poll_max_records: int = Field(default=500, description="Records per poll in consumer services.")
 
+    # Feature store
+    features_group: str = Field(default="xsell-features", description="Consumer group of the feature pipeline.")
+    feast_online_store: str = Field(default="sqlite", description="Feast online store: sqlite or redis.")
+    redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when the online store is redis.")
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry, online store (SQLite), offline Parquet files and the fold state."""
+        return self.home / "feast"
+
     @property
     def kafka_host(self) -> str:
         """Host part of the bootstrap address."""
