@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,26 @@ class Settings(BaseSettings):
     features_group: str = Field(default="xsell-features", description="Consumer group of the feature pipeline.")
     feast_online_store: str = Field(default="sqlite", description="Feast online store: sqlite or redis.")
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when the online store is redis.")
+
+    # Model tracking
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("XSELL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server; default a local SQLite store under XSELL_HOME/mlflow.",
+    )
+    model_name: str = Field(default="xsell-ranker", description="Registered model name of the ranker.")
+    experiment_name: str = Field(default="xsell-ranker", description="MLflow experiment of training runs.")
+    champion_alias: str = Field(default="champion", description="Registry alias of the model that serves.")
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking (and registry) URI: the configured server, or the local SQLite store."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """Artifact root for experiments created against the local store."""
+        return (self.home / "mlflow" / "artifacts").resolve().as_uri()
 
     @property
     def feast_dir(self) -> Path:
