@@ -232,7 +232,8 @@ class FeatureFold:
             key = f"{line.unit_price:.4f}"
             product.price_lines[key] = product.price_lines.get(key, 0) + 1
             product._median = None
-            if ts >= product.current_price_ts:
+            # latest sale wins; on a tie the higher price, so the result never depends on arrival order
+            if (ts, line.unit_price) >= (product.current_price_ts, product.current_price):
                 product.current_price, product.current_price_ts = line.unit_price, ts
             product.last_sold_ts = max(product.last_sold_ts, ts)
             bisect.insort(product.sale_ts, ts)
@@ -246,6 +247,23 @@ class FeatureFold:
                 if product.category:
                     customer.category_spend[product.category] = customer.category_spend.get(product.category, 0.0) + value
         return list(dict.fromkeys(touched))
+
+    def snapshots_for(self, events: Iterable[PurchaseEvent]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """Current customer and product snapshots of the entities these events touch (for
+        re-pushing after a restart: values pushed again are the same values)."""
+        customers: dict[str, datetime] = {}
+        products: dict[str, datetime] = {}
+        for event in events:
+            stamp = event.occurred_at + SNAPSHOT_DELAY
+            if event.customer_id in self.customers:
+                customers[event.customer_id] = max(stamp, customers.get(event.customer_id, stamp))
+            for line in event.lines:
+                if line.product_id in self.products:
+                    products[line.product_id] = max(stamp, products.get(line.product_id, stamp))
+        return (
+            [self._customer_row(c, ts) for c, ts in customers.items()],
+            [self._product_row(p, ts) for p, ts in products.items()],
+        )
 
     def _customer_row(self, customer_id: str, stamp: datetime) -> dict[str, object]:
         return {"customer_id": customer_id, "event_timestamp": stamp, **self.customers[customer_id].features()}

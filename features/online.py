@@ -11,6 +11,8 @@ from features.historical import FEATURE_SERVICE, service_features
 
 def online_features(store: object, view: str, key: str, ids: list[str]) -> list[dict[str, object]]:
     """Feature values of `view` for each id (None values where the id is unknown), in order."""
+    if not ids:
+        return []
     refs = service_features(store, view, FEATURE_SERVICE)
     response = store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids]).to_dict()  # type: ignore[attr-defined]
     names = [ref.split(":", 1)[1] for ref in refs]

@@ -35,7 +35,7 @@ def open_feature_store(settings: Settings):  # noqa: ANN201  (feast.FeatureStore
         project="xsell",
         registry=str(settings.feast_dir / "registry.db"),
         provider="local",
-        offline_store={"type": "file"},
+        offline_store={"type": "duckdb"},
         online_store=online_store_config(settings),
         entity_key_serialization_version=3,
         repo_path=str(FEATURE_REPO),
@@ -54,4 +54,25 @@ def apply_definitions(settings: Settings) -> list[str]:
         definitions = importlib.reload(definitions)
     store = open_feature_store(settings)
     store.apply(definitions.FEAST_OBJECTS)
+    for view in (definitions.customer_stats_fv, definitions.product_stats_fv):
+        ensure_offline_file(view)
     return [getattr(obj, "name", "") for obj in definitions.FEAST_OBJECTS]
+
+
+def ensure_offline_file(view: object) -> None:
+    """Create the view's Parquet batch source, empty and with the view's schema, if it is missing
+    (a store that only ever streams still needs the file that offline pushes append to)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+    from feast.types import Float64, Int64  # noqa: PLC0415
+
+    source = view.batch_source  # type: ignore[attr-defined]
+    path = Path(source.path)
+    if path.exists():
+        return
+    arrow_types = {Int64: pa.int64(), Float64: pa.float64()}
+    fields = [pa.field(view.entity_columns[0].name, pa.string()),  # type: ignore[attr-defined]
+              pa.field(source.timestamp_field, pa.timestamp("us", tz="UTC"))]
+    fields += [pa.field(f.name, arrow_types.get(f.dtype, pa.string())) for f in view.features]  # type: ignore[attr-defined]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.schema(fields).empty_table(), path)

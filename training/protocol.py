@@ -78,21 +78,23 @@ def build_evaluation_triggers(
 
 
 def build_training_triggers(
-    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30, windows: int = 3
+    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30, windows: int = 3,
+    window_days: int | None = None, orders_per_customer: int = 1,
 ) -> TriggerSet:
     """Triggers inside the training period, for learning to rank.
 
-    Sub-cutoffs ``cutoff - i * horizon_days`` for i = 1..windows; for each, every identified
-    customer's first purchase order in ``[sub_cutoff, sub_cutoff + horizon_days)``. Labels (truth)
+    Sub-cutoffs ``cutoff - i * window_days`` for i = 1..windows (``window_days`` defaults to
+    ``horizon_days``); for each, every identified customer's first ``orders_per_customer`` purchase
+    orders in ``[sub_cutoff, sub_cutoff + window_days)``. Labels (truth, over ``horizon_days``)
     come from purchases strictly before ``cutoff``; nothing at or after it is read.
     """
     before = lines[lines["ordered_at"] < cutoff]
     purchases = _purchases(before)
-    horizon = pd.Timedelta(days=horizon_days)
+    width = pd.Timedelta(days=window_days or horizon_days)
     frames = []
     for i in range(1, windows + 1):
-        sub_cutoff = cutoff - i * horizon
-        orders = _first_orders(purchases, sub_cutoff, sub_cutoff + horizon)
+        sub_cutoff = cutoff - i * width
+        orders = _first_orders(purchases, sub_cutoff, sub_cutoff + width, orders_per_customer)
         orders["window_cutoff"] = sub_cutoff
         frames.append(orders)
     orders = pd.concat(frames, ignore_index=True) if frames else _first_orders(purchases, cutoff, cutoff)
@@ -111,13 +113,16 @@ def _service_lookup(products: pd.Series) -> dict[str, bool]:
     return {p: is_service_code(p) for p in products.unique()}
 
 
-def _first_orders(purchases: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp | None) -> pd.DataFrame:
-    """Per customer, the first order with ordered_at in [start, end) (ties broken by order id)."""
+def _first_orders(
+    purchases: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp | None, per_customer: int = 1
+) -> pd.DataFrame:
+    """Per customer, the first ``per_customer`` orders with ordered_at in [start, end) (ties broken
+    by order id)."""
     window = purchases[purchases["ordered_at"] >= start]
     if end is not None:
         window = window[window["ordered_at"] < end]
     orders = window.drop_duplicates(["customer_id", "order_id"]).sort_values(["ordered_at", "order_id"])
-    first = orders.drop_duplicates("customer_id")[["customer_id", "order_id", "ordered_at"]]
+    first = orders.groupby("customer_id", sort=False).head(per_customer)[["customer_id", "order_id", "ordered_at"]]
     return first.rename(columns={"ordered_at": "at"}).reset_index(drop=True)
 
 

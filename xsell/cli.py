@@ -28,6 +28,11 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="Start, stop and inspect the local stack (the Kafka broker).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+features_app = typer.Typer(
+    help="The Feast feature store: apply definitions, backfill from history, materialize, inspect, stream.",
+    no_args_is_help=True,
+)
+app.add_typer(features_app, name="features")
 
 DataOption = Annotated[
     Path, typer.Option("--data", help="Purchase history: CSV or Parquet, canonical or UCI Online Retail layout.")
@@ -151,6 +156,87 @@ def ingest(
 
     summary = IngestService(_settings(), until_caught_up=until_caught_up).run()
     print(json.dumps(summary.as_dict()))
+
+
+# -- feature store ---------------------------------------------------------------------------------
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register entities, feature views and feature services in the Feast registry (`feast apply`)."""
+    from features.store import apply_definitions  # noqa: PLC0415
+
+    names = apply_definitions(_settings())
+    console.print(f"applied {len(names)} Feast objects: {', '.join(names)}")
+
+
+@features_app.command("backfill")
+def features_backfill(data: DataOption) -> None:
+    """Compute every feature from a purchase-history file: offline store, fold state, online store."""
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from features.backfill import backfill  # noqa: PLC0415
+    from xsell.history import UnknownLayoutError  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task("folding days", total=None)
+            report = backfill(settings, data, on_day=lambda done, total: progress.update(task, completed=done, total=total))
+    except (UnknownLayoutError, FileNotFoundError) as error:
+        _fail(str(error))
+        return
+    print(json.dumps(report.as_dict()))
+
+
+@features_app.command("materialize")
+def features_materialize() -> None:
+    """Load the latest offline values into the online store (`feast materialize`)."""
+    from features.backfill import materialize  # noqa: PLC0415
+
+    materialize(_settings())
+    console.print("materialized")
+
+
+@features_app.command("show")
+def features_show(
+    customer: Annotated[str | None, typer.Option(help="A customer id.")] = None,
+    product: Annotated[list[str] | None, typer.Option(help="A product id (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the values as JSON.")] = False,
+) -> None:
+    """Print the online feature values of a customer and/or products."""
+    from features.online import customer_online_features, product_online_features  # noqa: PLC0415
+    from features.store import open_feature_store  # noqa: PLC0415
+
+    if not customer and not product:
+        _fail("give --customer ID and/or --product ID")
+    store = open_feature_store(_settings())
+    values: dict[str, object] = {}
+    if customer:
+        values["customer"] = customer_online_features(store, [customer])[0]
+    if product:
+        values["products"] = product_online_features(store, list(product))
+    if as_json:
+        print(json.dumps(values, default=str))
+        return
+    for title, rows in (("customer", [values.get("customer")]), ("product", values.get("products", []))):
+        for row in rows:
+            if row:
+                table = Table("feature", "value", title=title)
+                for name, value in row.items():  # type: ignore[union-attr]
+                    table.add_row(name, "-" if value is None else str(value))
+                Console().print(table)
+
+
+@features_app.command("pipeline")
+def features_pipeline(
+    until_caught_up: Annotated[
+        bool, typer.Option("--until-caught-up", help="Stop once every partition is read to its end.")
+    ] = False,
+) -> None:
+    """Stream `purchases` into the feature store (own consumer group; SIGTERM stops it cleanly)."""
+    from features.pipeline import FeaturePipeline  # noqa: PLC0415
+
+    stats = FeaturePipeline(_settings(), until_caught_up=until_caught_up).run()
+    print(json.dumps(stats.__dict__))
 
 
 # -- the main job ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Literal
 
@@ -150,3 +151,19 @@ def _summarize(error: ValidationError) -> str:
 def digest(raw: bytes) -> str:
     """SHA-256 hex digest of a record value (identifies truncated originals in the DLQ)."""
     return hashlib.sha256(raw).hexdigest()
+
+
+def valid_events(values: Iterable[bytes | None], max_bytes: int = 512 * 1024) -> tuple[list[PurchaseEvent], int]:
+    """Parse record values, keeping the valid events and counting the others.
+
+    For every stage that reads `purchases` after ingestion: ingestion alone dead-letters invalid
+    records (with the reason), so later stages skip them instead of dead-lettering them again.
+    """
+    events: list[PurchaseEvent] = []
+    skipped = 0
+    for value in values:
+        try:
+            events.append(parse_purchase_event(value, max_bytes))
+        except EventRejected:
+            skipped += 1
+    return events, skipped

@@ -32,10 +32,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Send JSON logs to stderr at `level`; quiet kafka-python's per-connection chatter."""
+    """Send JSON logs to stderr at `level`; libraries' chatter (Kafka, Feast, MLflow) only from WARNING."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    for noisy in ("kafka", "feast", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

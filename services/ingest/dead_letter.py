@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.runtime import Record
+from xsell.consumer import Record
 from xsell.events import EventRejected, digest
 
 HEADER_PREFIX = "xsell.dlq."

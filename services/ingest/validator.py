@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 
 from services.ingest.dead_letter import DeadLetter, dead_letter_for
 from services.ingest.summary import IngestSummary
-from services.runtime import ConsumerLoop, Record
+from xsell.consumer import ConsumerLoop, Record
 from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
 from xsell.settings import Settings
 

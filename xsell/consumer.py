@@ -1,4 +1,4 @@
-"""The lifecycle every consumer service shares: start, poll-process-commit loop, graceful stop.
+"""The lifecycle every Kafka consumer of xsell shares: start, poll-process-commit loop, graceful stop.
 
 A service hands `ConsumerLoop` a batch handler. The loop polls a micro-batch, calls the handler,
 and commits offsets only after the handler returned, so a crash re-delivers (at-least-once) and

@@ -1,0 +1,103 @@
+"""One experiment on a purchase history: split, training set, ranker, evaluation against the
+baselines on the held-out test period (the protocol of ``training.protocol``).
+
+``run_experiment`` is what ``train`` (then logs and registers) and ``evaluate`` (writes a report)
+share; ``evaluate_ranker`` scores any booster on evaluation triggers, so a registered model can be
+re-evaluated on other data (promotion).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from models.index import CandidateIndex, IndexConfig
+from training.baselines import recommend_all
+from training.dataset import DatasetConfig, TrainingSet, build_training_set, candidates_with_context, feature_rows_from_store
+from training.evaluation import evaluate
+from training.protocol import ProtocolConfig, TriggerSet, build_evaluation_triggers, split_cutoff
+from training.ranker import RankerConfig, TrainedRanker, score_rows, top_k, train_ranker
+from xsell.settings import Settings
+
+log = logging.getLogger(__name__)
+RANKER = "ranker"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that shapes an experiment."""
+
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    k: int = 10
+
+
+@dataclass
+class Experiment:
+    """What an experiment produced: the model, the index at the cutoff, the evaluation."""
+
+    cutoff: pd.Timestamp
+    training: TrainingSet
+    ranker: TrainedRanker
+    index: CandidateIndex
+    evaluation_triggers: TriggerSet
+    result: dict
+    seconds: dict[str, float]
+
+
+def run_experiment(
+    settings: Settings, lines: pd.DataFrame, config: ExperimentConfig | None = None,
+    step: Callable[[str], None] | None = None,
+) -> Experiment:
+    """Train on the training period, evaluate the ranker and every baseline on the test period.
+    The feature store must hold features of ``lines`` (see ``features.backfill``)."""
+    config = config or ExperimentConfig()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        seconds[name] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+        if step is not None:
+            step(name)
+
+    cutoff = split_cutoff(lines, config.protocol.test_days)
+    training = build_training_set(settings, lines, cutoff, _dataset_config(config), config.index)
+    lap("training_set")
+    ranker = train_ranker(training, config.ranker)
+    lap("train")
+    index = CandidateIndex.build(lines, cutoff, config.index)
+    evaluation = build_evaluation_triggers(lines, cutoff, config.protocol.horizon_days)
+    result = evaluate_ranker(settings, ranker.booster, index, evaluation.triggers, config)
+    lap("evaluate")
+    result["cutoff"] = cutoff.isoformat()
+    return Experiment(cutoff=cutoff, training=training, ranker=ranker, index=index,
+                      evaluation_triggers=evaluation, result=result, seconds=seconds)
+
+
+def evaluate_ranker(
+    settings: Settings, booster: object, index: CandidateIndex, triggers: pd.DataFrame,
+    config: ExperimentConfig | None = None, baselines: bool = True, name: str = RANKER,
+) -> dict:
+    """``training.evaluation.evaluate`` of the booster's top k (and of the baselines) on triggers."""
+    config = config or ExperimentConfig()
+    candidates = candidates_with_context(index, triggers, config.dataset.candidate_config())
+    rows = feature_rows_from_store(settings, candidates, triggers)
+    recommendations = top_k(rows, score_rows(booster, rows), config.k, model=name)
+    if baselines:
+        recommendations = pd.concat([recommendations, recommend_all(index, triggers, config.k)], ignore_index=True)
+    return evaluate(recommendations, triggers, index, config.k)
+
+
+def _dataset_config(config: ExperimentConfig) -> DatasetConfig:
+    """The dataset settings with the protocol's horizon (one horizon for labels and truth)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(config.dataset, horizon_days=config.protocol.horizon_days)
