@@ -35,8 +35,9 @@ stop:  ## stop whatever `make run` started
 test: install  ## the whole suite: unit tests first, then integration tests against real services
 	@$(VENV)/bin/pytest
 
-bench: install  ## throughput figures (DATA=file to use another data set)
+bench: install  ## measured figures, one JSON line per benchmark (DATA=file to use another data set)
 	@$(VENV)/bin/python -m bench.ingest --data $(DATA)
+	@$(VENV)/bin/python -m bench.features --data $(DATA)
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	@$(VENV)/bin/uv pip compile -q pyproject.toml -o requirements.lock --python-version 3.11
