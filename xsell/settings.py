@@ -74,6 +74,43 @@ class Settings(BaseSettings):
     experiment_name: str = Field(default="xsell-ranker", description="MLflow experiment of training runs.")
     champion_alias: str = Field(default="champion", description="Registry alias of the model that serves.")
 
+    # Offer rules
+    offer_group: str = Field(default="xsell-offers", description="Consumer group of the offer service.")
+    max_offers_per_message: int = Field(default=3, description="At most N offers per message.")
+    cap_per_24h: int = Field(default=1, description="Messages per customer per 24 hours.")
+    cap_per_7d: int = Field(default=3, description="Messages per customer per 7 days.")
+    min_score: float = Field(default=float("-inf"), description="Offers scoring below are suppressed.")
+    upsell_min_ratio: float = Field(default=1.15, description="Up-sell: at least this x the bought item's price.")
+    upsell_max_ratio: float = Field(default=3.0, description="Up-sell: at most this x the bought item's price.")
+    excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
+
+    # Delivery and API
+    delivery_group: str = Field(default="xsell-delivery", description="Consumer group of e-mail delivery.")
+    inbox_group: str = Field(default="xsell-inbox", description="Consumer group that stores in-app offers.")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "offers@xsell.example"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = Field(default="", description="Base URL in links; default http://API_HOST:API_PORT.")
+    api_key: str = Field(default="xsell-demo-key", description="Key the shop's backend sends as X-API-Key.")
+    link_secret: str = Field(default="xsell-demo-link-secret", description="HMAC secret of click/unsubscribe links.")
+    link_ttl_days: int = Field(default=30, description="Click and unsubscribe links expire after this.")
+
+    @property
+    def base_url(self) -> str:
+        """Public base URL of the API (for links in e-mails)."""
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the capture SMTP server stores each message as an .eml file."""
+        return self.home / "mail"
+
     @property
     def tracking_uri(self) -> str:
         """MLflow tracking (and registry) URI: the configured server, or the local SQLite store."""

@@ -1,0 +1,147 @@
+"""The offer contracts: decisions on `offers` and feedback on `offer-feedback`.
+
+Every purchase event gets exactly one `OfferDecision`, including "no offer", with what was
+offered, what each business rule suppressed, the model version and the scores, so that ops can see
+why and reprocessing never duplicates: ids are deterministic (decision id from the event id, offer
+id from order id + product id). JSON on the wire, key = customer id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+OFFER_SCHEMA_VERSION = 1
+OFFER_ID_NAMESPACE = uuid.UUID("0c7d3f0e-8a4b-4e59-bd0c-1f6a2b9e7d43")
+
+
+class OfferType(StrEnum):
+    """Cross-sell: a complement. Up-sell: a better, pricier item of the same category."""
+
+    CROSS_SELL = "cross_sell"
+    UP_SELL = "up_sell"
+
+
+class Channel(StrEnum):
+    """How an offer reaches the shopper."""
+
+    EMAIL = "email"
+    IN_APP = "in_app"
+
+
+class OfferItem(BaseModel):
+    """One offered product with its rank, score and human-readable reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    offer_id: str
+    product_id: str
+    name: str | None = None
+    price: float | None = None
+    offer_type: OfferType
+    rank: int = Field(ge=1)
+    score: float
+    reason: str
+
+
+class Suppression(BaseModel):
+    """A candidate (or the whole message, product_id None) held back by a business rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    product_id: str | None = None
+    detail: str = ""
+
+
+class OfferDecision(BaseModel):
+    """What the offer service decided for one purchase event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = OFFER_SCHEMA_VERSION
+    decision_id: str
+    event_id: str
+    order_id: str
+    customer_id: str | None
+    customer_email: str | None = None
+    marketing_consent: bool = False
+    occurred_at: AwareDatetime
+    decided_at: AwareDatetime
+    model_version: str | None
+    offers: tuple[OfferItem, ...] = ()
+    channels: tuple[Channel, ...] = ()
+    suppressed: tuple[Suppression, ...] = ()
+    no_offer_reason: str | None = None
+
+    @property
+    def offered(self) -> bool:
+        """True when at least one offer goes out."""
+        return bool(self.offers)
+
+    def key(self) -> bytes | None:
+        """Kafka key: the customer id."""
+        return self.customer_id.encode() if self.customer_id else None
+
+    def to_bytes(self) -> bytes:
+        """JSON wire form."""
+        return self.model_dump_json().encode()
+
+
+class FeedbackType(StrEnum):
+    """What happened to an offer after it was sent."""
+
+    IMPRESSION = "impression"
+    CLICK = "click"
+    DISMISS = "dismiss"
+    CONVERT = "convert"
+    EMAIL_SENT = "email_sent"
+    EMAIL_OPENED = "email_opened"
+    EMAIL_CLICKED = "email_clicked"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class FeedbackEvent(BaseModel):
+    """One feedback fact on `offer-feedback` (key = offer id, or customer id for unsubscribes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = OFFER_SCHEMA_VERSION
+    feedback_id: str
+    type: FeedbackType
+    offer_id: str | None
+    customer_id: str | None
+    channel: Channel | None = None
+    occurred_at: AwareDatetime
+    details: dict[str, str] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """JSON wire form."""
+        return self.model_dump_json().encode()
+
+
+def offer_id_for(order_id: str, product_id: str) -> str:
+    """Deterministic offer id: the same order and product always give the same id."""
+    return str(uuid.uuid5(OFFER_ID_NAMESPACE, f"offer:{order_id}:{product_id}"))
+
+
+def decision_id_for(event_id: str) -> str:
+    """Deterministic decision id of a purchase event."""
+    return str(uuid.uuid5(OFFER_ID_NAMESPACE, f"decision:{event_id}"))
+
+
+def feedback_id_for(*parts: str) -> str:
+    """Deterministic feedback id from what identifies the fact (e.g. offer id, type, request id)."""
+    return str(uuid.uuid5(OFFER_ID_NAMESPACE, "feedback:" + ":".join(parts)))
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timezone-aware datetime in UTC (naive values are taken as UTC)."""
+    from datetime import UTC  # noqa: PLC0415
+
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
