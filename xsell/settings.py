@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     link_secret: str = Field(default="xsell-demo-link-secret", description="HMAC secret of click/unsubscribe links.")
     link_ttl_days: int = Field(default=30, description="Click and unsubscribe links expire after this.")
 
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of offer facts and preferences; default SQLite under XSELL_HOME."
+    )
+
+    @property
+    def db_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        return self.database_url or f"sqlite:///{self.home / 'xsell.db'}"
+
     @property
     def base_url(self) -> str:
         """Public base URL of the API (for links in e-mails)."""
