@@ -1,0 +1,1 @@
+"""The offer stage: purchases -> candidates -> online features -> champion model -> rules -> offers."""

@@ -1,0 +1,159 @@
+"""Business rules that turn ranked candidates into one `OfferDecision` per purchase.
+
+A pure function of (event, ranked candidates, customer context, rules): no Kafka, no store, so
+every rule is unit-tested directly. Each candidate held back says which rule did it; a whole
+message held back says why in `no_offer_reason`. Frequency caps count messages by event time, so
+replaying or reprocessing the same events gives the same decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from xsell.events import EventType, PurchaseEvent
+from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
+from xsell.settings import Settings
+
+
+@dataclass(frozen=True)
+class OfferRules:
+    """The configurable rules (from settings)."""
+
+    max_offers: int = 3
+    cap_per_24h: int = 1
+    cap_per_7d: int = 3
+    min_score: float = float("-inf")
+    upsell_min_ratio: float = 1.15
+    upsell_max_ratio: float = 3.0
+    excluded_products: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OfferRules:
+        """Rules as configured by XSELL_* settings."""
+        return cls(
+            max_offers=settings.max_offers_per_message, cap_per_24h=settings.cap_per_24h,
+            cap_per_7d=settings.cap_per_7d, min_score=settings.min_score,
+            upsell_min_ratio=settings.upsell_min_ratio, upsell_max_ratio=settings.upsell_max_ratio,
+            excluded_products=frozenset(settings.excluded_products),
+        )
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    """A scored candidate as the ranker returns it."""
+
+    product_id: str
+    offer_type: OfferType
+    score: float
+    reason: str
+    name: str | None = None
+    price: float | None = None
+    price_ratio: float | None = None  # candidate price / price of the item it upgrades (up-sell)
+
+
+@dataclass(frozen=True)
+class CustomerContext:
+    """What the rules need to know about the customer beyond the event."""
+
+    owned: frozenset[str] = frozenset()
+    unsubscribed: bool = False
+    email_times: tuple[datetime, ...] = field(default_factory=tuple)  # when earlier offer e-mails went out
+
+
+def decide(
+    event: PurchaseEvent,
+    ranked: list[RankedCandidate],
+    context: CustomerContext,
+    rules: OfferRules,
+    model_version: str | None,
+    decided_at: datetime,
+) -> OfferDecision:
+    """Apply every rule and return the decision for `event` (deterministic ids)."""
+    base = {
+        "decision_id": decision_id_for(event.event_id), "event_id": event.event_id, "order_id": event.order_id,
+        "customer_id": event.customer_id, "customer_email": event.customer_email,
+        "marketing_consent": event.marketing_consent, "occurred_at": event.occurred_at,
+        "decided_at": decided_at, "model_version": model_version,
+    }
+    if event.event_type is EventType.ORDER_CANCELLED:
+        return OfferDecision(**base, no_offer_reason="cancellation")
+    if event.customer_id is None:
+        return OfferDecision(**base, no_offer_reason="anonymous")
+
+    suppressed: list[Suppression] = []
+    just_bought = {line.product_id for line in event.lines}
+    eligible: list[RankedCandidate] = []
+    for candidate in ranked:
+        rule = _candidate_rule(candidate, just_bought, context, rules)
+        if rule is None:
+            eligible.append(candidate)
+        else:
+            suppressed.append(Suppression(rule=rule[0], product_id=candidate.product_id, detail=rule[1]))
+    chosen = _mix(eligible, rules.max_offers)
+    for candidate in eligible:
+        if candidate not in chosen:
+            suppressed.append(Suppression(rule="max_offers", product_id=candidate.product_id))
+
+    channels = [Channel.IN_APP]
+    email_block = _email_rule(event, context, rules)
+    if email_block is None:
+        channels.insert(0, Channel.EMAIL)
+    else:
+        suppressed.append(Suppression(rule=email_block, detail="e-mail channel"))
+    if not chosen:
+        return OfferDecision(**base, suppressed=tuple(suppressed), no_offer_reason="no_eligible_candidates")
+    offers = tuple(
+        OfferItem(
+            offer_id=offer_id_for(event.order_id, c.product_id), product_id=c.product_id, name=c.name, price=c.price,
+            offer_type=c.offer_type, rank=rank, score=round(c.score, 6), reason=c.reason,
+        )
+        for rank, c in enumerate(chosen, start=1)
+    )
+    return OfferDecision(**base, offers=offers, channels=tuple(channels), suppressed=tuple(suppressed))
+
+
+def _candidate_rule(
+    candidate: RankedCandidate, just_bought: set[str], context: CustomerContext, rules: OfferRules
+) -> tuple[str, str] | None:
+    if candidate.product_id in just_bought:
+        return "just_bought", ""
+    if candidate.product_id in context.owned:
+        return "already_owned", ""
+    if candidate.product_id in rules.excluded_products:
+        return "excluded_product", ""
+    if candidate.offer_type is OfferType.UP_SELL and candidate.price_ratio is not None and not (
+        rules.upsell_min_ratio <= candidate.price_ratio <= rules.upsell_max_ratio
+    ):
+        return "upsell_price_band", f"price ratio {candidate.price_ratio:.2f}"
+    if candidate.score < rules.min_score:
+        return "min_score", f"score {candidate.score:.4f}"
+    return None
+
+
+def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
+    """Best first, but keep both offer types when both qualify: the best of each type is in."""
+    ordered = sorted(eligible, key=lambda c: -c.score)
+    chosen: list[RankedCandidate] = []
+    for offer_type in (OfferType.CROSS_SELL, OfferType.UP_SELL):
+        best = next((c for c in ordered if c.offer_type is offer_type), None)
+        if best is not None and len(chosen) < limit:
+            chosen.append(best)
+    chosen += [c for c in ordered if c not in chosen][: max(limit - len(chosen), 0)]
+    return sorted(chosen, key=lambda c: -c.score)
+
+
+def _email_rule(event: PurchaseEvent, context: CustomerContext, rules: OfferRules) -> str | None:
+    """Why no e-mail may go out for this event (None: it may)."""
+    if not event.customer_email:
+        return "no_email_address"
+    if not event.marketing_consent:
+        return "no_consent"
+    if context.unsubscribed:
+        return "unsubscribed"
+    at = event.occurred_at
+    if sum(1 for t in context.email_times if at - timedelta(hours=24) < t <= at) >= rules.cap_per_24h:
+        return "frequency_cap_24h"
+    if sum(1 for t in context.email_times if at - timedelta(days=7) < t <= at) >= rules.cap_per_7d:
+        return "frequency_cap_7d"
+    return None

@@ -1,0 +1,96 @@
+"""Every business rule of the offer decision, without Kafka or stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide
+from tests.conftest import EventFactory
+from xsell.events import EventType
+from xsell.offers import Channel, OfferType, offer_id_for
+
+NOW = datetime(2011, 6, 1, 12, tzinfo=UTC)
+
+
+def _candidates() -> list[RankedCandidate]:
+    return [
+        RankedCandidate("X1", OfferType.CROSS_SELL, 0.9, "Goes well with your MUG", "SAUCER", 2.0),
+        RankedCandidate("X2", OfferType.CROSS_SELL, 0.8, "Goes well with your MUG", "SPOON", 1.0),
+        RankedCandidate("X3", OfferType.CROSS_SELL, 0.7, "Often bought with MUG", "TRAY", 5.0),
+        RankedCandidate("U1", OfferType.UP_SELL, 0.5, "Upgrade to BIG MUG", "BIG MUG", 4.0, price_ratio=2.0),
+        RankedCandidate("U2", OfferType.UP_SELL, 0.95, "Upgrade to GOLD MUG", "GOLD MUG", 40.0, price_ratio=20.0),
+        RankedCandidate("P1", OfferType.CROSS_SELL, 0.99, "Popular", "MUG", 3.0),
+    ]
+
+
+def _event(make_event: EventFactory, **changes: object):
+    fields = {"customer_id": "C1", "customer_email": "c1@example.com", "marketing_consent": True, "occurred_at": NOW}
+    fields.update(changes)
+    return make_event(**fields)
+
+
+def test_offers_mix_types_respect_band_and_exclude_bought_and_owned(make_event: EventFactory) -> None:
+    event = _event(make_event)  # buys P1 (make_event's default line)
+    context = CustomerContext(owned=frozenset({"X2"}))
+    decision = decide(event, _candidates(), context, OfferRules(), "7", NOW)
+    assert [o.product_id for o in decision.offers] == ["X1", "X3", "U1"]  # best cross-sell, up-sell kept
+    assert {o.offer_type for o in decision.offers} == {OfferType.CROSS_SELL, OfferType.UP_SELL}
+    rules = {s.product_id: s.rule for s in decision.suppressed if s.product_id}
+    assert rules == {"P1": "just_bought", "X2": "already_owned", "U2": "upsell_price_band"}
+    assert decision.channels == (Channel.EMAIL, Channel.IN_APP)
+    assert decision.offers[0].offer_id == offer_id_for(event.order_id, "X1")
+    assert decision.model_version == "7"
+
+
+def test_decisions_are_deterministic(make_event: EventFactory) -> None:
+    event = _event(make_event)
+    first = decide(event, _candidates(), CustomerContext(), OfferRules(), "1", NOW)
+    again = decide(event, _candidates(), CustomerContext(), OfferRules(), "1", NOW)
+    assert first == again
+
+
+def test_min_score_exclusion_list_and_max_offers(make_event: EventFactory) -> None:
+    rules = OfferRules(max_offers=1, min_score=0.75, excluded_products=frozenset({"X1"}))
+    decision = decide(_event(make_event), _candidates(), CustomerContext(), rules, None, NOW)
+    assert [o.product_id for o in decision.offers] == ["X2"]
+    by_rule = {s.product_id: s.rule for s in decision.suppressed if s.product_id}
+    assert by_rule["X1"] == "excluded_product"
+    assert by_rule["X3"] == "min_score" and by_rule["U1"] == "min_score"
+
+
+def test_frequency_caps_block_email_but_not_in_app(make_event: EventFactory) -> None:
+    recent = CustomerContext(email_times=(NOW - timedelta(hours=3),))
+    decision = decide(_event(make_event), _candidates(), recent, OfferRules(), None, NOW)
+    assert decision.channels == (Channel.IN_APP,)
+    assert any(s.rule == "frequency_cap_24h" for s in decision.suppressed)
+    week = CustomerContext(email_times=tuple(NOW - timedelta(days=d) for d in (2, 3, 4)))
+    decision = decide(_event(make_event), _candidates(), week, OfferRules(), None, NOW)
+    assert any(s.rule == "frequency_cap_7d" for s in decision.suppressed)
+    older = CustomerContext(email_times=(NOW - timedelta(days=2),))
+    assert Channel.EMAIL in decide(_event(make_event), _candidates(), older, OfferRules(), None, NOW).channels
+
+
+def test_consent_unsubscribe_and_missing_address_block_email(make_event: EventFactory) -> None:
+    cases = [
+        (_event(make_event, marketing_consent=False), CustomerContext(), "no_consent"),
+        (_event(make_event), CustomerContext(unsubscribed=True), "unsubscribed"),
+        (_event(make_event, customer_email=None), CustomerContext(), "no_email_address"),
+    ]
+    for event, context, rule in cases:
+        decision = decide(event, _candidates(), context, OfferRules(), None, NOW)
+        assert Channel.EMAIL not in decision.channels
+        assert any(s.rule == rule for s in decision.suppressed)
+
+
+def test_anonymous_and_cancellations_get_no_offer(make_event: EventFactory) -> None:
+    anonymous = decide(_event(make_event, customer_id=None), _candidates(), CustomerContext(), OfferRules(), None, NOW)
+    assert anonymous.offers == () and anonymous.no_offer_reason == "anonymous"
+    cancelled = decide(_event(make_event, event_type=EventType.ORDER_CANCELLED), _candidates(), CustomerContext(),
+                       OfferRules(), None, NOW)
+    assert cancelled.offers == () and cancelled.no_offer_reason == "cancellation"
+
+
+def test_nothing_eligible_is_a_recorded_no_offer(make_event: EventFactory) -> None:
+    decision = decide(_event(make_event), _candidates()[-1:], CustomerContext(), OfferRules(), None, NOW)
+    assert decision.offers == () and decision.no_offer_reason == "no_eligible_candidates"
+    assert decision.suppressed[0].rule == "just_bought"
