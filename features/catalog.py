@@ -8,9 +8,10 @@ the product *type* derived from the product name, so that up-sell compares like 
   1. keep the part before a preposition ("PEN IN GIFT BOX" -> "PEN"); split on / , + and spaces;
   2. drop tokens with digits ("125G", "24") and modifier words (colours, sizes, patterns, pack words);
   3. the head is the last remaining token, in singular form ("CANDLES" -> "CANDLE");
-  4. the category is "<previous token> <head>" when that pair heads at least `min_support`
-     products of the catalog (a learned product type such as "LUNCH BAG"), else the head alone
-     when it heads at least `min_support` products, else none.
+  4. the category is the rightmost pair of adjacent tokens that occurs in at least `min_support`
+     product names of the catalog (a learned product type such as "LUNCH BAG", also when a
+     pattern name follows it: "LUNCH BAG SPACEBOY DESIGN"), else the head alone when it ends at
+     least `min_support` names, else none.
 The only word lists are generic English modifiers; product types are learned from the catalog.
 """
 
@@ -73,13 +74,14 @@ def derive_categories(names: pd.Series, min_support: int = 3) -> pd.Series:
     """Category per product name (index kept); None where no product type is supported."""
     tokens = names.map(name_tokens)
     heads = Counter(t[-1] for t in tokens if t)
-    pairs = Counter(f"{t[-2]} {t[-1]}" for t in tokens if len(t) >= 2)
+    pairs = Counter(pair for t in tokens for pair in {f"{a} {singular(b)}" for a, b in zip(t, t[1:])})
 
     def category(t: list[str]) -> str | None:
         if not t:
             return None
-        if len(t) >= 2 and pairs[f"{t[-2]} {t[-1]}"] >= min_support:
-            return f"{t[-2]} {t[-1]}"
+        for a, b in reversed(list(zip(t, t[1:]))):
+            if pairs[f"{a} {singular(b)}"] >= min_support:
+                return f"{a} {singular(b)}"
         return t[-1] if heads[t[-1]] >= min_support else None
 
     return tokens.map(category)
