@@ -53,6 +53,18 @@ class FoldStateStore:
         fold.restore(customers, products, applied, percentiles)
         return fold
 
+    def owned_products(self, customer_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Products each customer bought so far (for "never offer what is owned" at serving time)."""
+        ids = list(set(customer_ids))
+        owned: dict[str, frozenset[str]] = {c: frozenset() for c in ids}
+        with self._connect() as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for customer_id, state in db.execute(f"SELECT customer_id, state FROM customers WHERE customer_id IN ({marks})", chunk):
+                    owned[customer_id] = frozenset(json.loads(state)["products"])
+        return owned
+
     def save(self, fold: FeatureFold, customers: Iterable[str], products: Iterable[str], applied: Iterable[str]) -> None:
         """Save the given entities and event ids in one transaction."""
         percentiles = fold.percentiles()
