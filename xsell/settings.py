@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_base_url: str = Field(default="", description="Base URL in links; default http://API_HOST:API_PORT.")
     api_key: str = Field(default="xsell-demo-key", description="Key the shop's backend sends as X-API-Key.")
+    demo_enabled: bool = Field(default=True, description="Serve the demo shop page (embeds the API key: demo only).")
     link_secret: str = Field(default="xsell-demo-link-secret", description="HMAC secret of click/unsubscribe links.")
     link_ttl_days: int = Field(default=30, description="Click and unsubscribe links expire after this.")
 

@@ -1,0 +1,1 @@
+"""One router module per resource: offers (API key), links (signed tokens), demo (HTML)."""

@@ -1,0 +1,213 @@
+"""The in-app offer store: one row per offer (offer id as primary key) in the xsell database.
+
+SQLite under XSELL_HOME by default, any SQLAlchemy URL by `XSELL_DATABASE_URL`. Storing a decision
+again (a redelivery, a replay) updates what the offer says but never its status, so a dismissed or
+converted offer stays so. Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine, RowMapping, make_url
+
+from xsell.offers import OfferDecision, OfferType, as_utc
+
+
+class OfferStatus(StrEnum):
+    """Where an in-app offer stands: shown while active; converted wins over dismissed."""
+
+    ACTIVE = "active"
+    DISMISSED = "dismissed"
+    CONVERTED = "converted"
+
+
+metadata = MetaData()
+inbox_offers = Table(
+    "inbox_offers",
+    metadata,
+    Column("offer_id", String(64), primary_key=True),
+    Column("decision_id", String(64), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("product_id", String(128), nullable=False),
+    Column("name", String(512)),
+    Column("price", Float),
+    Column("offer_type", String(16), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("model_version", String(256)),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_changed_at", DateTime(timezone=True)),
+    Index("ix_inbox_offers_customer", "customer_id", "status", "decided_at"),
+    Index("ix_inbox_offers_product", "product_id", "decided_at"),
+)
+
+_CONTENT = ("decision_id", "customer_id", "product_id", "name", "price", "offer_type", "rank", "score",
+            "reason", "model_version", "decided_at")
+
+
+@dataclass(frozen=True)
+class InboxOffer:
+    """One stored in-app offer."""
+
+    offer_id: str
+    decision_id: str
+    customer_id: str
+    product_id: str
+    name: str | None
+    price: float | None
+    offer_type: OfferType
+    rank: int
+    score: float
+    reason: str
+    model_version: str | None
+    decided_at: datetime
+    status: OfferStatus
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> InboxOffer:
+        """Build from a table row (SQLite gives naive times: they are UTC)."""
+        return cls(**{
+            **{name: row[name] for name in ("offer_id", *_CONTENT)},
+            "offer_type": OfferType(row["offer_type"]),
+            "decided_at": as_utc(row["decided_at"]),
+            "status": OfferStatus(row["status"]),
+        })
+
+
+def rows_of(decision: OfferDecision) -> list[dict[str, object]]:
+    """The table rows (content only, no status) of a decision's offers; none without a customer."""
+    if decision.customer_id is None:
+        return []
+    return [
+        {
+            "offer_id": item.offer_id,
+            "decision_id": decision.decision_id,
+            "customer_id": decision.customer_id,
+            "product_id": item.product_id,
+            "name": item.name,
+            "price": item.price,
+            "offer_type": item.offer_type.value,
+            "rank": item.rank,
+            "score": item.score,
+            "reason": item.reason,
+            "model_version": decision.model_version,
+            "decided_at": as_utc(decision.decided_at),
+        }
+        for item in decision.offers
+    ]
+
+
+def _engine(url: str) -> Engine:
+    """An engine; for a SQLite file, its folder is created and writers wait for each other's locks."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+
+
+class InboxStore:
+    """Store in-app offers, list a customer's active ones, and record dismissals and conversions."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = _engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as db:
+            db.execute(text("SELECT 1"))
+
+    def store_decisions(self, decisions: Iterable[OfferDecision]) -> int:
+        """Upsert every offer of these decisions in one transaction; return how many were new."""
+        rows = {row["offer_id"]: row for decision in decisions for row in rows_of(decision)}
+        if not rows:
+            return 0
+        table = inbox_offers
+        with self.engine.begin() as db:
+            existing = set(db.scalars(select(table.c.offer_id).where(table.c.offer_id.in_(list(rows)))))
+            new = [{**row, "status": OfferStatus.ACTIVE.value} for offer_id, row in rows.items() if offer_id not in existing]
+            if new:
+                db.execute(table.insert(), new)
+            for offer_id in existing:
+                content = {name: rows[offer_id][name] for name in _CONTENT}
+                db.execute(update(table).where(table.c.offer_id == offer_id).values(**content))
+        return len(new)
+
+    def offers_for(self, customer_id: str, limit: int = 10) -> list[InboxOffer]:
+        """The customer's active offers, newest decision first, best rank first within one."""
+        table = inbox_offers
+        query = (
+            select(table)
+            .where(table.c.customer_id == customer_id, table.c.status == OfferStatus.ACTIVE.value)
+            .order_by(table.c.decided_at.desc(), table.c.rank.asc(), table.c.offer_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as db:
+            return [InboxOffer.from_row(row) for row in db.execute(query).mappings()]
+
+    def offer(self, offer_id: str) -> InboxOffer | None:
+        """One offer by id, whatever its status."""
+        with self.engine.connect() as db:
+            row = db.execute(select(inbox_offers).where(inbox_offers.c.offer_id == offer_id)).mappings().first()
+        return InboxOffer.from_row(row) if row else None
+
+    def latest_offer_of_product(self, product_id: str) -> InboxOffer | None:
+        """The most recent offer of a product (what the demo's product page shows)."""
+        query = (
+            select(inbox_offers)
+            .where(inbox_offers.c.product_id == product_id)
+            .order_by(inbox_offers.c.decided_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as db:
+            row = db.execute(query).mappings().first()
+        return InboxOffer.from_row(row) if row else None
+
+    def set_status(self, offer_id: str, status: OfferStatus) -> OfferStatus | None:
+        """Move an offer to `status` if allowed (active -> dismissed, anything -> converted).
+
+        Returns the offer's status afterwards, or None if the offer does not exist.
+        """
+        table = inbox_offers
+        allowed_from = {
+            OfferStatus.ACTIVE: (),
+            OfferStatus.DISMISSED: (OfferStatus.ACTIVE.value,),
+            OfferStatus.CONVERTED: (OfferStatus.ACTIVE.value, OfferStatus.DISMISSED.value),
+        }[status]
+        with self.engine.begin() as db:
+            if allowed_from:
+                db.execute(
+                    update(table)
+                    .where(table.c.offer_id == offer_id, table.c.status.in_(allowed_from))
+                    .values(status=status.value, status_changed_at=datetime.now(UTC))
+                )
+            current = db.scalar(select(table.c.status).where(table.c.offer_id == offer_id))
+        return OfferStatus(current) if current is not None else None

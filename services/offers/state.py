@@ -1,0 +1,73 @@
+"""Durable state of the offer service: the decision made for each event, and when offer e-mails
+went out per customer (for frequency caps).
+
+A re-delivered event finds its decision here and the same decision is produced again (same ids),
+never a second, different one: reprocessing never duplicates and caps are not double-counted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from xsell.offers import Channel, OfferDecision
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (event_id TEXT PRIMARY KEY, decision TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS emails (decision_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS emails_by_customer ON emails (customer_id, at);
+"""
+
+
+class OfferStateStore:
+    """SQLite file under XSELL_HOME holding decisions and e-mail times."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def decided(self, event_ids: Iterable[str]) -> dict[str, OfferDecision]:
+        """Decisions already made for these events."""
+        ids = list(set(event_ids))
+        found: dict[str, OfferDecision] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT event_id, decision FROM decisions WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update({e: OfferDecision.model_validate_json(d) for e, d in rows})
+        return found
+
+    def email_times(self, customer_ids: Iterable[str], since: datetime) -> dict[str, tuple[datetime, ...]]:
+        """When offer e-mails went to each customer since `since` (event time)."""
+        ids = list(set(customer_ids))
+        times: dict[str, list[datetime]] = {c: [] for c in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT customer_id, at FROM emails WHERE at >= ? AND customer_id IN ({','.join('?' * len(chunk))})",
+                [since.isoformat(), *chunk],
+            )
+            for customer_id, at in rows:
+                times[customer_id].append(datetime.fromisoformat(at))
+        return {c: tuple(sorted(t)) for c, t in times.items()}
+
+    def record(self, decisions: Iterable[OfferDecision]) -> None:
+        """Store decisions (and their e-mails) in one transaction; idempotent."""
+        with self.db:
+            for decision in decisions:
+                self.db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?)", (decision.event_id, decision.model_dump_json()))
+                if Channel.EMAIL in decision.channels and decision.customer_id:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO emails VALUES (?, ?, ?)",
+                        (decision.decision_id, decision.customer_id, decision.occurred_at.isoformat()),
+                    )
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
