@@ -65,7 +65,8 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
     )
     app.include_router(offers.router)
     app.include_router(links.router)
-    app.include_router(demo.router)
+    if settings.demo_enabled:  # the demo page embeds the API key: never on in production
+        app.include_router(demo.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def read_health(inbox: InboxDep) -> Health:
