@@ -1,4 +1,5 @@
-"""The local stack behind `xsell stack up | down | status` (the Kafka broker, for now)."""
+"""The local stack behind `xsell stack up | down | status`: the Kafka broker and, when SMTP points at
+loopback, the capture SMTP server that stores each message as an .eml file under XSELL_HOME/mail."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from infra.kafka.broker import BrokerStatus, KafkaBroker
 from infra.kafka.topics import ensure_topics
+from infra.smtp_capture import capture_status, serves_locally, start_capture, stop_capture
 from xsell.settings import Settings
 
 
@@ -25,17 +27,21 @@ def stack_up(settings: Settings) -> StackReport:
     settings.home.mkdir(parents=True, exist_ok=True)
     broker = KafkaBroker(settings).start()
     topics = ensure_topics(settings)
+    if serves_locally(settings):  # SMTP on loopback: run the capture server that stores .eml files
+        start_capture(settings)
     return StackReport(broker=broker, topics=topics, seconds=time.monotonic() - started)
 
 
 def stack_down(settings: Settings) -> list[str]:
     """Stop every running component; return the names of those stopped."""
-    return ["kafka"] if KafkaBroker(settings).stop() else []
+    stopped = ["smtp-capture"] if stop_capture(settings) else []
+    return stopped + (["kafka"] if KafkaBroker(settings).stop() else [])
 
 
 def stack_status(settings: Settings) -> list[dict[str, object]]:
     """One row per component: running, pid, address, details."""
     broker = KafkaBroker(settings).status()
+    capture = capture_status(settings)
     return [
         {
             "component": "kafka",
@@ -43,5 +49,12 @@ def stack_status(settings: Settings) -> list[dict[str, object]]:
             "pid": broker.pid,
             "address": broker.bootstrap,
             "details": f"controller :{broker.controller_port}, Kafka {settings.kafka_version}, log {broker.log_file}",
-        }
+        },
+        {
+            "component": "smtp-capture",
+            "running": capture.running,
+            "pid": capture.pid,
+            "address": capture.address,
+            "details": f"{capture.messages} messages in {capture.mail_dir}",
+        },
     ]

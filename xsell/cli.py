@@ -239,6 +239,41 @@ def features_pipeline(
     print(json.dumps(stats.__dict__))
 
 
+# -- offers: delivery, in-app, API -----------------------------------------------------------------
+UntilCaughtUp = Annotated[bool, typer.Option("--until-caught-up", help="Stop once every partition is read to its end.")]
+
+
+@app.command()
+def deliver(until_caught_up: UntilCaughtUp = False) -> None:
+    """Send offer e-mails from `offers` through an outbox (retries with backoff; never twice)."""
+    from services.delivery.service import DeliveryService  # noqa: PLC0415
+
+    settings = _settings()
+    service = DeliveryService(settings, retry_base_s=settings.delivery_retry_base_s,
+                              retry_max_s=settings.delivery_retry_max_s, currency=settings.currency)
+    if until_caught_up:
+        service.loop.until_caught_up = True
+    stats = service.run()
+    print(json.dumps({"stats": stats.__dict__, "outbox": service.outbox.counts()}, default=str))
+
+
+@app.command()
+def inbox(until_caught_up: UntilCaughtUp = False) -> None:
+    """Store in-app offers from `offers` for the API to serve."""
+    from services.inbox.consumer import InboxService  # noqa: PLC0415
+
+    summary = InboxService(_settings(), until_caught_up=until_caught_up).run()
+    print(json.dumps(summary.__dict__, default=str))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (in-app offers, feedback, e-mail links, demo page) with uvicorn."""
+    from services.api.app import main  # noqa: PLC0415
+
+    main(_settings())
+
+
 # -- the main job ----------------------------------------------------------------------------------
 @app.command()
 def run(

@@ -38,5 +38,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("kafka", "feast", "mlflow", "alembic"):
+    for noisy in ("kafka", "feast", "mlflow", "alembic", "mail.log"):  # mail.log: aiosmtpd logs addresses
         logging.getLogger(noisy).setLevel(logging.WARNING)

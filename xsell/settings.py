@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     mail_from: str = "offers@xsell.example"
+    currency: str = Field(default="GBP", description="Currency of prices in offer e-mails.")
+    delivery_retry_base_s: float = Field(default=1.0, description="First retry delay when SMTP fails.")
+    delivery_retry_max_s: float = Field(default=60.0, description="Longest retry delay when SMTP fails.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str = Field(default="", description="Base URL in links; default http://API_HOST:API_PORT.")

@@ -19,7 +19,9 @@ def test_topics_have_explicit_partition_counts(kafka_settings: Settings) -> None
 
 
 def test_status_reports_pid_and_ports(broker_settings: Settings) -> None:
-    (row,) = stack_status(broker_settings)
+    rows = {row["component"]: row for row in stack_status(broker_settings)}
+    assert set(rows) == {"kafka", "smtp-capture"}
+    row = rows["kafka"]
     assert row["running"] is True
     assert row["pid"] == KafkaBroker(broker_settings).running_pid()
     assert row["address"] == broker_settings.kafka_bootstrap

@@ -1,0 +1,155 @@
+"""Turn an offer decision into a ready-to-send e-mail: a text part, an HTML part and signed links.
+
+Each offer gets its own signed click link (`/r/{token}`, action "click"), the message one signed
+unsubscribe link (`/unsubscribe/{token}`, also in the `List-Unsubscribe` header) and one open
+pixel (`/o/{token}.gif`, action "open"; the token's offer slot carries the decision id, since an
+open is a fact about the message, not one offer). HTML is autoescaped: product names and reasons
+are data and may hold `&`, quotes or markup. The Message-ID is derived from the decision id, so a
+rendered message is the same message however often it is retried.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from email import policy
+from email.message import EmailMessage
+from email.utils import formatdate
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from services.links import sign_link
+from xsell.offers import OfferDecision, OfferItem
+from xsell.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DEFAULT_CURRENCY = "GBP"  # the shipped sample's currency; decisions do not carry one yet
+CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥"}
+SECONDS_PER_DAY = 86_400
+# SMTP line endings, and headers up to the SMTP line limit: a long List-Unsubscribe URL must stay one
+# unencoded value (the default 78-column folding would RFC 2047-encode it and break it).
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+class RenderError(ValueError):
+    """The decision cannot become an e-mail (no address, no customer, no offers)."""
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """What the templates show of one offer."""
+
+    offer_id: str
+    name: str
+    price: str | None
+    offer_type: str
+    reason: str
+    click_url: str
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A rendered message with the ids it carries (for the outbox and feedback)."""
+
+    decision_id: str
+    customer_id: str
+    offer_ids: tuple[str, ...]
+    message: EmailMessage
+
+
+def format_price(amount: float, currency: str = DEFAULT_CURRENCY) -> str:
+    """`£4.95` for known currencies, `4.95 CHF` otherwise; rounded half-up to cents."""
+    value = Decimal(str(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    symbol = CURRENCY_SYMBOLS.get(currency.upper())
+    return f"{symbol}{value:,}" if symbol else f"{value:,} {currency.upper()}"
+
+
+def message_id_for(decision_id: str, mail_from: str) -> str:
+    """Deterministic Message-ID of a decision's e-mail, in the sender's domain."""
+    domain = mail_from.rsplit("@", 1)[-1].strip("> ") or "xsell.local"
+    return f"<{decision_id}@{domain}>"
+
+
+def subject_for(decision: OfferDecision) -> str:
+    """Subject line: names no product and no person, only the order."""
+    if len(decision.offers) == 1:
+        return f"Picked for you after order {decision.order_id}"
+    return f"{len(decision.offers)} picks for you after order {decision.order_id}"
+
+
+@cache
+def _environment() -> Environment:
+    """The Jinja2 environment (built on first use, not at import): HTML autoescaped, text not."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=lambda name: name is not None and name.endswith((".html.j2", ".html")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _offer_view(offer: OfferItem, click_url: str, currency: str) -> OfferView:
+    return OfferView(
+        offer_id=offer.offer_id,
+        name=offer.name or f"Item {offer.product_id}",
+        price=format_price(offer.price, currency) if offer.price is not None else None,
+        offer_type=str(offer.offer_type),
+        reason=offer.reason,
+        click_url=click_url,
+    )
+
+
+def render_offer_email(
+    decision: OfferDecision, settings: Settings, *, currency: str = DEFAULT_CURRENCY, now: float | None = None
+) -> RenderedEmail:
+    """Render `decision` as a multipart e-mail with signed links; raise `RenderError` if it cannot be one."""
+    if not decision.customer_email:
+        raise RenderError("decision has no e-mail address")
+    if not decision.customer_id:
+        raise RenderError("decision has no customer id")
+    if not decision.offers:
+        raise RenderError("decision has no offers")
+    signed_at = time.time() if now is None else now
+    ttl_s = settings.link_ttl_days * SECONDS_PER_DAY
+    customer = decision.customer_id
+
+    def token(action: str, offer_id: str | None) -> str:
+        return sign_link(settings.link_secret, action, customer, offer_id, ttl_s, now=signed_at)
+
+    offers = [
+        _offer_view(offer, f"{settings.base_url}/r/{token('click', offer.offer_id)}", currency)
+        for offer in sorted(decision.offers, key=lambda item: item.rank)
+    ]
+    unsubscribe_url = f"{settings.base_url}/unsubscribe/{token('unsubscribe', None)}"
+    context = {
+        "subject": subject_for(decision),
+        "order_id": decision.order_id,
+        "offers": offers,
+        "unsubscribe_url": unsubscribe_url,
+        "pixel_url": f"{settings.base_url}/o/{token('open', decision.decision_id)}.gif",
+    }
+    environment = _environment()
+    text = environment.get_template("offer_email.txt.j2").render(context)
+    html = environment.get_template("offer_email.html.j2").render(context)
+
+    message = EmailMessage(policy=MAIL_POLICY)
+    message["From"] = settings.mail_from
+    message["To"] = decision.customer_email
+    message["Subject"] = context["subject"]
+    message["Date"] = formatdate(signed_at, usegmt=True)
+    message["Message-ID"] = message_id_for(decision.decision_id, settings.mail_from)
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["X-Xsell-Decision-Id"] = decision.decision_id
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    return RenderedEmail(
+        decision_id=decision.decision_id,
+        customer_id=customer,
+        offer_ids=tuple(offer.offer_id for offer in offers),
+        message=message,
+    )

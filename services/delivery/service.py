@@ -1,0 +1,315 @@
+"""The e-mail delivery service behind `xsell deliver`: offer decisions in, e-mails out, each once.
+
+The consumer (group `XSELL_DELIVERY_GROUP` on `offers`) renders every decision meant for the
+e-mail channel and queues it in the outbox; offsets are committed only after the outbox
+transaction, so a crash re-delivers and the idempotent insert (by decision id) keeps a re-delivered
+or re-produced decision from being queued twice. A sender thread sends due outbox rows every tick,
+whether or not new records arrive: a transient failure (server down, timeout, 4xx) is retried with
+exponential back-off capped at `retry_max_s`, forever while the service runs; a permanent refusal
+(5xx for the recipient or message) marks the row failed. After a send, one `email_sent` feedback
+event per offer goes to `offer-feedback` (`bounced` after a permanent refusal), with deterministic
+ids, and only once the broker acknowledged them is the row marked reported.
+
+`plan_emails` is the pure step (records in, outbox entries and skip reasons out) that unit tests
+call without Kafka or SMTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from pydantic import ValidationError
+
+from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
+from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
+from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
+from xsell.consumer import ConsumerLoop, Record
+from xsell.offers import Channel, FeedbackEvent, FeedbackType, OfferDecision, feedback_id_for
+from xsell.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """What one batch of decisions asks for: outbox entries, and why the other decisions send nothing."""
+
+    entries: list[OutboxEntry]
+    skipped: Counter[str]
+
+
+@dataclass
+class DeliveryStats:
+    """Counters of one service run."""
+
+    decisions: int = 0
+    queued: int = 0
+    duplicates: int = 0
+    sent: int = 0
+    failed: int = 0
+    retries: int = 0
+    feedback_events: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def email_skip_reason(decision: OfferDecision) -> str | None:
+    """Why this decision sends no e-mail (None when it should send one)."""
+    if Channel.EMAIL not in decision.channels:
+        return "no_email_channel"
+    if not decision.offers:
+        return "no_offers"
+    if not decision.customer_id:
+        return "anonymous"
+    if not decision.customer_email:
+        return "no_address"
+    if not decision.marketing_consent:
+        return "no_consent"
+    return None
+
+
+def plan_emails(
+    records: Sequence[Record], settings: Settings, *, currency: str = DEFAULT_CURRENCY, now: float | None = None
+) -> DeliveryPlan:
+    """Render an outbox entry for each decision meant for e-mail; count the others by reason."""
+    entries: dict[str, OutboxEntry] = {}
+    skipped: Counter[str] = Counter()
+    for record in records:
+        try:
+            decision = OfferDecision.model_validate_json(record.value or b"")
+        except ValidationError as error:
+            skipped["malformed_decision"] += 1
+            log.warning(
+                "malformed decision skipped",
+                extra={"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                       "errors": error.error_count()},
+            )
+            continue
+        if (reason := email_skip_reason(decision)) is not None:
+            skipped[reason] += 1
+            continue
+        if decision.decision_id in entries:
+            skipped["duplicate_in_batch"] += 1
+            continue
+        rendered = render_offer_email(decision, settings, currency=currency, now=now)
+        entries[decision.decision_id] = OutboxEntry(
+            decision_id=rendered.decision_id,
+            customer_id=rendered.customer_id,
+            offer_ids=rendered.offer_ids,
+            message=rendered.message.as_bytes(),
+        )
+    return DeliveryPlan(entries=list(entries.values()), skipped=skipped)
+
+
+def feedback_for(row: OutboxRow) -> list[FeedbackEvent]:
+    """One feedback event per offer of a finished row: `email_sent`, or `bounced` if it failed."""
+    sent = row.status == "sent"
+    kind = FeedbackType.EMAIL_SENT if sent else FeedbackType.BOUNCED
+    occurred_at = datetime.fromtimestamp(row.finished_at or row.created_at, UTC)
+    details = {"decision_id": row.decision_id}
+    if not sent and row.last_error:
+        details["error"] = row.last_error[:200]
+    return [
+        FeedbackEvent(
+            feedback_id=feedback_id_for(offer_id, kind.value),
+            type=kind,
+            offer_id=offer_id,
+            customer_id=row.customer_id,
+            channel=Channel.EMAIL,
+            occurred_at=occurred_at,
+            details=details,
+        )
+        for offer_id in row.offer_ids
+    ]
+
+
+class DeliveryService:
+    """Consumer of `offers` that queues e-mails in the outbox, plus the sender thread that sends them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        tick_s: float = 0.5,
+        send_batch: int = 50,
+        smtp_timeout_s: float = DEFAULT_TIMEOUT_S,
+        currency: str = DEFAULT_CURRENCY,
+    ) -> None:
+        self.settings = settings
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.tick_s = tick_s
+        self.send_batch = send_batch
+        self.smtp_timeout_s = smtp_timeout_s
+        self.currency = currency
+        self.outbox = Outbox.for_settings(settings)
+        self.stats = DeliveryStats()
+        self.loop = ConsumerLoop(
+            settings,
+            group_id=settings.delivery_group,
+            topics=[settings.topic_offers],
+            handler=self.handle,
+            client_id="xsell-delivery",
+        )
+        self._producer: KafkaProducer | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._sender_error: BaseException | None = None
+
+    # -- consumer side ----------------------------------------------------------------------------
+    def handle(self, records: list[Record]) -> None:
+        """Render a batch and queue it in one outbox transaction (offsets are committed after it)."""
+        plan = plan_emails(records, self.settings, currency=self.currency)
+        queued = self.outbox.add(plan.entries, now=time.time()) if plan.entries else 0
+        self.stats.decisions += len(records)
+        self.stats.queued += queued
+        self.stats.duplicates += len(plan.entries) - queued
+        self.stats.skipped.update(plan.skipped)
+        log.info(
+            "decisions handled",
+            extra={"records": len(records), "queued": queued, "duplicates": len(plan.entries) - queued,
+                   "skipped": dict(plan.skipped)},
+        )
+        if queued:
+            self._wake.set()
+
+    # -- sender side ------------------------------------------------------------------------------
+    def send_due(self, now: float | None = None) -> int:
+        """Send the outbox rows that are due, over one SMTP connection; return how many were sent."""
+        rows = self.outbox.claim_due(time.time() if now is None else now, limit=self.send_batch, lease_s=600.0)
+        if not rows:
+            return 0
+        session = SmtpSession(self.settings, self.smtp_timeout_s)
+        try:
+            session.open()
+        except SmtpError as error:
+            for row in rows:
+                self._retry(row, error)
+            return 0
+        sent = 0
+        with session:
+            for index, row in enumerate(rows):
+                if self._stopping.is_set():
+                    self.outbox.release([r.decision_id for r in rows[index:]], time.time())
+                    break
+                try:
+                    session.send(_for_sending(row.message))
+                except SmtpError as error:
+                    if error.permanent:
+                        self.outbox.mark_failed(row.decision_id, str(error), time.time())
+                        self.stats.failed += 1
+                        log.warning("e-mail refused for good", extra={"decision_id": row.decision_id,
+                                                                     "error": str(error)})
+                        continue
+                    self._retry(row, error)
+                    self.outbox.release([r.decision_id for r in rows[index + 1:]], time.time())
+                    break
+                self.outbox.mark_sent(row.decision_id, time.time())
+                sent += 1
+                self.stats.sent += 1
+                log.info("e-mail sent", extra={"decision_id": row.decision_id, "customer_id": row.customer_id,
+                                               "offers": len(row.offer_ids), "attempt": row.attempts + 1})
+        return sent
+
+    def report_feedback(self) -> int:
+        """Produce feedback for finished rows not reported yet; mark them once the broker acked. Return events."""
+        if self._producer is None:
+            return 0
+        rows = self.outbox.unreported()
+        if not rows:
+            return 0
+        events = [(row, event) for row in rows for event in feedback_for(row)]
+        futures = [
+            self._producer.send(self.settings.topic_offer_feedback, key=(event.offer_id or "").encode(),
+                                value=event.to_bytes())
+            for _, event in events
+        ]
+        self._producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)  # raises KafkaError: the rows stay unreported and are retried
+        self.outbox.mark_reported([row.decision_id for row in rows])
+        self.stats.feedback_events += len(events)
+        return len(events)
+
+    def _retry(self, row: OutboxRow, error: SmtpError) -> None:
+        next_at = self.outbox.mark_retry(row.decision_id, str(error), time.time(), self.retry_base_s, self.retry_max_s)
+        self.stats.retries += 1
+        log.warning("e-mail not sent, will retry", extra={
+            "decision_id": row.decision_id, "attempt": row.attempts + 1, "retry_in_s": round(next_at - time.time(), 2),
+            "error": str(error)})
+
+    def _sender_loop(self) -> None:
+        """Every tick (or as soon as the consumer queued something): send due rows, report feedback."""
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.send_due()
+                    self.report_feedback()
+                except (sqlite3.OperationalError, KafkaError) as error:
+                    log.error("sender pass failed, retrying next tick", extra={"error": str(error)})
+                self._wake.wait(self.tick_s)
+                self._wake.clear()
+        except BaseException as error:
+            self._sender_error = error  # an unexpected failure: stop the consumer too, re-raised by run()
+            self.loop.stop()
+            raise
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def run(self) -> DeliveryStats:
+        """Run consumer and sender until SIGTERM/SIGINT (or `stop()`); return the run's counters."""
+        self._producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id="xsell-delivery-feedback",
+            acks="all",
+            retries=10,
+            enable_idempotence=True,
+        )
+        sender = threading.Thread(target=self._sender_loop, name="xsell-delivery-sender", daemon=True)
+        sender.start()
+        try:
+            self.loop.run()
+        finally:
+            self._stopping.set()
+            self._wake.set()
+            sender.join()
+            try:
+                self.report_feedback()
+            except KafkaError as error:
+                log.warning("feedback left for the next run", extra={"error": str(error)})
+            self._producer.close()
+            self._producer = None
+        if self._sender_error is not None:
+            raise RuntimeError("the delivery sender stopped unexpectedly") from self._sender_error
+        log.info("delivery stopped", extra={"sent": self.stats.sent, "failed": self.stats.failed,
+                                            "queued": self.stats.queued, "outbox": self.outbox.counts()})
+        return self.stats
+
+    def stop(self) -> None:
+        """Ask the service to stop after the current batch and the current message."""
+        self._stopping.set()
+        self._wake.set()
+        self.loop.stop()
+
+
+def _for_sending(raw: bytes) -> EmailMessage:
+    """The stored message, dated now (the Message-ID stays, so retries are the same message)."""
+    message = message_from_bytes(raw, policy=MAIL_POLICY)
+    assert isinstance(message, EmailMessage)
+    if message["Date"] is None:
+        message["Date"] = formatdate(usegmt=True)
+    else:
+        message.replace_header("Date", formatdate(usegmt=True))
+    return message
