@@ -244,6 +244,15 @@ UntilCaughtUp = Annotated[bool, typer.Option("--until-caught-up", help="Stop onc
 
 
 @app.command()
+def offers(until_caught_up: UntilCaughtUp = False) -> None:
+    """Answer every purchase on `purchases` with an offer decision on `offers` (champion model + rules)."""
+    from services.offers.service import OfferService  # noqa: PLC0415
+
+    stats = OfferService(_settings(), until_caught_up=until_caught_up).run()
+    print(json.dumps(stats.__dict__, default=str))
+
+
+@app.command()
 def deliver(until_caught_up: UntilCaughtUp = False) -> None:
     """Send offer e-mails from `offers` through an outbox (retries with backoff; never twice)."""
     from services.delivery.service import DeliveryService  # noqa: PLC0415

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     upsell_min_ratio: float = Field(default=1.15, description="Up-sell: at least this x the bought item's price.")
     upsell_max_ratio: float = Field(default=3.0, description="Up-sell: at most this x the bought item's price.")
     excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
+    model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
+    product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
 
     # Delivery and API
     delivery_group: str = Field(default="xsell-delivery", description="Consumer group of e-mail delivery.")

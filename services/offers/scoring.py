@@ -1,0 +1,113 @@
+"""Rank candidates for a batch of purchases with the champion and online features.
+
+The same code path as training and batch scoring: candidates from the champion's own candidate
+index (`training.dataset.candidates_with_context`), features assembled by
+`training.dataset.build_feature_rows` (here from the Feast online store instead of the offline
+store), one `predict` call for the whole batch.
+
+Product features change slowly: they are cached for `ttl_s` and a product is dropped from the
+cache as soon as a purchase of it passes through (its statistics just changed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+
+from features.online import OnlineFeatureReader
+from services.offers.rules import RankedCandidate
+from training.dataset import build_feature_rows, candidates_with_context
+from training.ranker import score_rows
+from training.recommend import Champion
+from xsell.events import PurchaseEvent
+from xsell.offers import OfferType
+
+
+class ProductFeatureCache:
+    """Online product features with a time-to-live and explicit invalidation."""
+
+    def __init__(self, reader: OnlineFeatureReader, ttl_s: float = 300.0) -> None:
+        self.reader = reader
+        self.ttl_s = ttl_s
+        self._rows: dict[str, tuple[float, dict[str, object]]] = {}
+
+    def invalidate(self, product_ids: Sequence[str]) -> None:
+        """Forget these products (they were just bought)."""
+        for product_id in product_ids:
+            self._rows.pop(product_id, None)
+
+    def get(self, product_ids: Sequence[str]) -> dict[str, dict[str, object]]:
+        """Feature rows by product id; one online read for all that are missing or stale."""
+        now = time.monotonic()
+        wanted = list(dict.fromkeys(product_ids))
+        missing = [p for p in wanted if p not in self._rows or now - self._rows[p][0] > self.ttl_s]
+        for row in self.reader.products(missing):
+            self._rows[str(row["product_id"])] = (now, row)
+        return {p: self._rows[p][1] for p in wanted if p in self._rows}
+
+
+def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, frozenset[str]]) -> pd.DataFrame:
+    """One trigger per purchase event, in the shape the candidate generator and features expect."""
+    rows = []
+    for event in events:
+        at = pd.Timestamp(event.occurred_at)
+        rows.append({
+            "trigger_id": event.event_id, "order_id": event.order_id, "customer_id": event.customer_id,
+            "at": at, "window_cutoff": at, "basket": tuple(dict.fromkeys(line.product_id for line in event.lines)),
+            "history": tuple(sorted(owned.get(event.customer_id or "", frozenset()))), "returned": (),
+        })
+    return pd.DataFrame(rows, columns=["trigger_id", "order_id", "customer_id", "at", "window_cutoff", "basket",
+                                       "history", "returned"])
+
+
+def rank_batch(
+    champion: Champion,
+    events: Sequence[PurchaseEvent],
+    owned: dict[str, frozenset[str]],
+    reader: OnlineFeatureReader,
+    products: ProductFeatureCache,
+    keep: int = 20,
+) -> dict[str, list[RankedCandidate]]:
+    """The `keep` best candidates per event id, best first, scored in one predict call."""
+    if not events:
+        return {}
+    triggers = triggers_for(events, owned)
+    candidates = candidates_with_context(champion.index, triggers, champion.candidate_config)
+    if candidates.empty:
+        return {event.event_id: [] for event in events}
+    customers = [e.customer_id for e in events if e.customer_id]
+    customer_rows = {str(r["customer_id"]): r for r in reader.customers(list(dict.fromkeys(customers)))}
+    customer_frame = pd.DataFrame(
+        [customer_rows.get(e.customer_id or "", {}) for e in events], index=triggers["trigger_id"].to_numpy()
+    ).drop(columns=["customer_id"], errors="ignore")
+    product_rows = products.get(candidates["product_id"].tolist())
+    window = candidates["trigger_id"].map(triggers.set_index("trigger_id")["window_cutoff"])
+    keys = pd.DataFrame({"window_cutoff": window.to_numpy(), "product_id": candidates["product_id"].to_numpy()})
+    keys = keys.drop_duplicates().reset_index(drop=True)
+    product_frame = pd.DataFrame([product_rows.get(p, {}) for p in keys["product_id"]])
+    product_frame = product_frame.drop(columns=["product_id"], errors="ignore")
+    product_frame.index = pd.MultiIndex.from_frame(keys)
+
+    rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)
+    rows["score"] = score_rows(champion.booster, rows)
+    info = champion.index.products.set_index("product_id")
+    names = info["name"] if "name" in info else pd.Series(dtype=object)
+    ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
+    price_ratio = candidates["price_ratio"].to_numpy(dtype=float)
+    rows["price_ratio_raw"] = price_ratio
+    for trigger_id, group in rows.sort_values("score", ascending=False).groupby("trigger_id", sort=False):
+        for row in group.head(keep).itertuples(index=False):
+            price = product_rows.get(row.product_id, {}).get("current_price")
+            ratio = float(row.price_ratio_raw) if row.price_ratio_raw == row.price_ratio_raw else None
+            ranked[str(trigger_id)].append(RankedCandidate(
+                product_id=str(row.product_id), offer_type=OfferType(row.offer_type), score=float(row.score),
+                reason=str(row.reason), name=_text(names.get(row.product_id)),
+                price=float(price) if isinstance(price, (int, float)) else None, price_ratio=ratio,
+            ))
+    return ranked
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,149 @@
+"""The real-time offer service: a consumer group on `purchases` that answers every purchase with
+one `OfferDecision` on `offers`.
+
+Per micro-batch: parse (records ingestion dead-letters are skipped), find events already decided
+(re-emit their stored decision: same ids), rank the new ones with the champion in one batch
+(candidates, online features, one predict), apply the business rules in event order (so caps see
+earlier decisions of the same batch), record the decisions, produce them with acks=all, and only
+then let the loop commit offsets. At-least-once in, idempotent out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from kafka import KafkaProducer
+
+from features.online import OnlineFeatureReader
+from features.state import FoldStateStore
+from features.store import open_feature_store
+from services.offers.champion import ChampionWatcher
+from services.offers.rules import CustomerContext, OfferRules, decide
+from services.offers.scoring import ProductFeatureCache, rank_batch
+from services.offers.state import OfferStateStore
+from services.preferences import PreferenceStore
+from xsell.consumer import ConsumerLoop, Record
+from xsell.events import EventType, PurchaseEvent, valid_events
+from xsell.offers import Channel, OfferDecision
+from xsell.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OfferStats:
+    """Counts since start."""
+
+    events: int = 0
+    decisions: int = 0
+    re_emitted: int = 0
+    offers: int = 0
+    skipped_invalid: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    no_offer_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, decision: OfferDecision) -> None:
+        """Count one new decision."""
+        self.decisions += 1
+        self.offers += len(decision.offers)
+        for offer in decision.offers:
+            self.by_type[offer.offer_type] = self.by_type.get(offer.offer_type, 0) + 1
+        for suppression in decision.suppressed:
+            self.suppressed_by_rule[suppression.rule] = self.suppressed_by_rule.get(suppression.rule, 0) + 1
+        if decision.no_offer_reason:
+            self.no_offer_by_reason[decision.no_offer_reason] = self.no_offer_by_reason.get(decision.no_offer_reason, 0) + 1
+
+
+class OfferService:
+    """Consumer group `settings.offer_group` on `purchases`, producing to `offers`."""
+
+    def __init__(self, settings: Settings, until_caught_up: bool = False) -> None:
+        self.settings = settings
+        self.rules = OfferRules.from_settings(settings)
+        self.state = OfferStateStore(settings.home / "offers" / "state.db")
+        self.preferences = PreferenceStore(settings.db_url)
+        self.fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
+        self.reader = OnlineFeatureReader(open_feature_store(settings))
+        self.products = ProductFeatureCache(self.reader, settings.product_cache_ttl_s)
+        self.champion = ChampionWatcher(settings)
+        self.stats = OfferStats()
+        self._producer: KafkaProducer | None = None
+        self.loop = ConsumerLoop(
+            settings, group_id=settings.offer_group, topics=[settings.topic_purchases], handler=self.handle,
+            client_id="xsell-offers", until_caught_up=until_caught_up,
+        )
+
+    def handle(self, records: list[Record]) -> None:
+        """Decide, record and produce one batch (offsets are committed by the loop afterwards)."""
+        events, skipped = valid_events((r.value for r in records), self.settings.max_event_bytes)
+        self.stats.skipped_invalid += skipped
+        self.stats.events += len(events)
+        decisions = self.decide_batch(events)
+        self.state.record(d for d in decisions if d is not None)
+        self._produce(decisions)
+
+    def decide_batch(self, events: list[PurchaseEvent]) -> list[OfferDecision]:
+        """Decisions for a batch, in event order: stored ones for events seen before, new ones else."""
+        known = self.state.decided(e.event_id for e in events)
+        fresh = [e for e in dict((e.event_id, e) for e in events).values() if e.event_id not in known]
+        for event in fresh:
+            self.products.invalidate([line.product_id for line in event.lines])
+        champion = self.champion.current()
+        customers = [e.customer_id for e in fresh if e.customer_id]
+        owned = self.fold_state.owned_products(customers)
+        scorable = [e for e in fresh if e.customer_id and e.event_type is EventType.PURCHASE]
+        ranked = rank_batch(champion, scorable, owned, self.reader, self.products) if champion and scorable else {}
+        unsubscribed = self.preferences.unsubscribed(customers)
+        since = min((e.occurred_at for e in fresh), default=datetime.now(UTC)) - timedelta(days=7)
+        email_times = {c: list(t) for c, t in self.state.email_times(customers, since).items()}
+        now = datetime.now(UTC)
+        new: dict[str, OfferDecision] = {}
+        for event in fresh:
+            context = CustomerContext(
+                owned=owned.get(event.customer_id or "", frozenset()),
+                unsubscribed=event.customer_id in unsubscribed,
+                email_times=tuple(email_times.get(event.customer_id or "", ())),
+            )
+            decision = decide(event, ranked.get(event.event_id, []), context, self.rules,
+                              str(champion.version) if champion else None, now)
+            if champion is None and decision.no_offer_reason is None and event.customer_id:
+                decision = decision.model_copy(update={"offers": (), "channels": (), "no_offer_reason": "no_model"})
+            if Channel.EMAIL in decision.channels and event.customer_id:
+                email_times.setdefault(event.customer_id, []).append(event.occurred_at)
+            new[event.event_id] = decision
+            self.stats.add(decision)
+        self.stats.re_emitted += len(known)
+        return [known.get(e.event_id) or new[e.event_id] for e in events]
+
+    def _produce(self, decisions: list[OfferDecision]) -> None:
+        assert self._producer is not None, "handle() runs inside run()"
+        futures = [self._producer.send(self.settings.topic_offers, key=d.key(), value=d.to_bytes()) for d in decisions]
+        self._producer.flush()
+        for future in futures:
+            future.get()  # a refused decision fails the batch: it is not committed and comes back
+        if decisions:
+            latency = [(time.time() - d.decided_at.timestamp()) * 1e3 for d in decisions]
+            log.debug("decisions produced", extra={"count": len(decisions), "max_ms": round(max(latency), 1)})
+
+    def run(self) -> OfferStats:
+        """Run until SIGTERM (or until caught up)."""
+        with ExitStack() as stack:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap, client_id="xsell-offers-producer", acks="all",
+                retries=10, enable_idempotence=True, linger_ms=2,
+            )
+            stack.callback(self._producer.close)
+            stack.callback(self.state.close)
+            stack.callback(self.champion.close)
+            self.loop.run()
+        log.info("offer service stopped", extra=self.stats.__dict__)
+        return self.stats
+
+    def stop(self) -> None:
+        """Stop after the current batch."""
+        self.loop.stop()
