@@ -17,7 +17,8 @@ def add_time_features(frame: pd.DataFrame, at: pd.Series) -> pd.DataFrame:
     """Add days_since_last_order, customer_tenure_days and days_since_product_sale where the
     underlying timestamps are present; `at` is the lookup time per row (UTC timestamps)."""
     result = frame.copy()
-    now = pd.to_datetime(at, utc=True).astype("int64").to_numpy() / 1e9
+    # seconds since the epoch whatever the datetime unit (ns, us, ms) of the input
+    now = ((pd.to_datetime(at, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
     pairs = {
         "days_since_last_order": "last_order_ts",
         "customer_tenure_days": "first_order_ts",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from infra.kafka.broker import BrokerStatus, KafkaBroker
 from infra.kafka.topics import ensure_topics
+from infra.processes import ServiceProcesses
 from infra.smtp_capture import capture_status, serves_locally, start_capture, stop_capture
 from xsell.settings import Settings
 
@@ -34,7 +35,8 @@ def stack_up(settings: Settings) -> StackReport:
 
 def stack_down(settings: Settings) -> list[str]:
     """Stop every running component; return the names of those stopped."""
-    stopped = ["smtp-capture"] if stop_capture(settings) else []
+    stopped = ServiceProcesses(settings).stop_all()  # services first: they commit and close cleanly
+    stopped += ["smtp-capture"] if stop_capture(settings) else []
     return stopped + (["kafka"] if KafkaBroker(settings).stop() else [])
 
 
@@ -42,7 +44,11 @@ def stack_status(settings: Settings) -> list[dict[str, object]]:
     """One row per component: running, pid, address, details."""
     broker = KafkaBroker(settings).status()
     capture = capture_status(settings)
-    return [
+    services = [
+        {"component": s.name, "running": s.running, "pid": s.pid, "address": "-", "details": f"log {s.log_file}"}
+        for s in ServiceProcesses(settings).status()
+    ]
+    return services + [
         {
             "component": "kafka",
             "running": broker.running,

@@ -8,7 +8,8 @@ Callers differ only in where the feature values come from:
   trigger's exact time, ``fetch_product_features`` once per (product, ``window_cutoff``));
 * serving: Feast online reads, passed in the same shape.
 
-Shapes: ``customer_features`` is indexed by trigger_id with the ``customer_stats_fv`` columns;
+Shapes: ``candidates`` come from ``candidates_with_context`` (the generator's rows plus item
+context); ``customer_features`` is indexed by trigger_id with the ``customer_stats_fv`` columns;
 ``product_features`` is indexed by (window_cutoff, product_id) with the ``product_stats_fv``
 columns; missing entries are NaN (cold start). ``FEATURE_COLUMNS`` is the model's input, in order.
 
@@ -16,7 +17,9 @@ Training data (``build_training_set``): training triggers in several windows ins
 period (labels strictly before the cutoff, see ``training.protocol``), candidates from one index
 per window (``models.candidates.candidates_by_window``), label 1 when the candidate is in the
 trigger's truth. Triggers whose candidates hold no positive are dropped (they carry no gradient
-in lambdarank).
+in lambdarank). Several windows (``window_days`` apart, as many as fit after ``min_history_days``
+of history, at most ``max_windows``) and up to ``orders_per_customer`` triggers per customer and
+window give the ranker enough groups.
 """
 
 from __future__ import annotations
@@ -185,24 +188,28 @@ def build_feature_rows(
 
     basket = t["basket"].reindex(trigger_id).to_numpy()
     history = t["history"].reindex(trigger_id).to_numpy()
-    seeds = candidates["seed_product_id"].to_numpy()
-    out["seed_in_basket"] = [float(s is not None and s in b) for s, b in zip(seeds, basket, strict=True)]
-    out["seed_recency"] = [_position(s, h) for s, h in zip(seeds, history, strict=True)]
+    seed_keys = pd.MultiIndex.from_arrays([trigger_id, candidates["seed_product_id"].to_numpy()])
+    in_basket = t["basket"].explode().dropna()
+    in_basket = pd.Series(1.0, index=pd.MultiIndex.from_arrays([in_basket.index, in_basket.to_numpy()])).groupby(level=[0, 1]).first()
+    out["seed_in_basket"] = in_basket.reindex(seed_keys).fillna(0.0).to_numpy()
+    recency = t["history"].explode().dropna()
+    recency = pd.Series(recency.groupby(level=0).cumcount().to_numpy() + 1.0,
+                        index=pd.MultiIndex.from_arrays([recency.index, recency.to_numpy()]))
+    out["seed_recency"] = recency.groupby(level=[0, 1]).first().reindex(seed_keys).to_numpy(dtype=float)
 
     customers = customer_features.reindex(trigger_id)
     customers = add_time_features(customers.reset_index(drop=True), at.reset_index(drop=True))
     for column in CUSTOMER_NUMERIC:
-        out[f"customer_{column}"] = pd.to_numeric(customers.get(column), errors="coerce").to_numpy(dtype=float)
+        out[f"customer_{column}"] = _numeric(customers, column)
     for column in ("days_since_last_order", "customer_tenure_days"):
-        out[column] = customers[column].to_numpy(dtype=float) if column in customers else np.nan
+        out[column] = _numeric(customers, column)
 
     keys = pd.MultiIndex.from_arrays([window.to_numpy(), out["product_id"].to_numpy()])
     products = product_features.reindex(keys)
     products = add_time_features(products.reset_index(drop=True), window.reset_index(drop=True))
     for column in PRODUCT_NUMERIC:
-        out[f"product_{column}"] = pd.to_numeric(products.get(column), errors="coerce").to_numpy(dtype=float)
-    out["days_since_product_sale"] = (products["days_since_product_sale"].to_numpy(dtype=float)
-                                      if "days_since_product_sale" in products else np.nan)
+        out[f"product_{column}"] = _numeric(products, column)
+    out["days_since_product_sale"] = _numeric(products, "days_since_product_sale")
     out["product_trend"] = out["product_popularity_7d"] * (30 / 7) / (out["product_popularity_30d"] + 1)
 
     _add_context(out, candidates, trigger_id, basket, history, customers)
@@ -246,15 +253,18 @@ def candidates_with_context(index: CandidateIndex, triggers: pd.DataFrame, confi
     category = products["category"].astype(object).where(products["category"].notna(), None)
     price = products["median_price"]
     candidates["item_category"] = candidates["product_id"].map(category).to_numpy(dtype=object)
-    t = triggers.set_index("trigger_id")
-    rows = candidates["trigger_id"].to_numpy()
-    basket_price = {tid: price.reindex(list(b)).mean() for tid, b in zip(t.index, t["basket"], strict=True)}
-    candidates["basket_mean_price"] = pd.Series(basket_price).reindex(rows).to_numpy(dtype=float)
+    keys = pd.MultiIndex.from_arrays([candidates["trigger_id"], candidates["item_category"]])
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
-        counts = {tid: category.reindex(list(items)).dropna().value_counts(normalize=True).to_dict()
-                  for tid, items in zip(t.index, t[column], strict=True)}
-        candidates[name] = [counts[tid].get(c, 0.0) if counts[tid] else np.nan
-                            for tid, c in zip(rows, candidates["item_category"], strict=True)]
+        items = triggers[["trigger_id", column]].explode(column).dropna()
+        items = items.assign(category=items[column].map(category).to_numpy(), price=items[column].map(price).to_numpy())
+        if column == "basket":
+            basket_price = items.groupby("trigger_id")["price"].mean()
+            candidates["basket_mean_price"] = candidates["trigger_id"].map(basket_price).to_numpy(dtype=float)
+        known = items.dropna(subset=["category"])
+        shares = known.groupby(["trigger_id", "category"]).size() / known.groupby("trigger_id").size()
+        has_known = candidates["trigger_id"].isin(set(known["trigger_id"])).to_numpy()
+        values = shares.reindex(keys).to_numpy(dtype=float)
+        candidates[name] = np.where(has_known, np.nan_to_num(values, nan=0.0), np.nan)
     return candidates
 
 
@@ -270,6 +280,13 @@ def candidates_per_window(
     return pd.concat(frames, ignore_index=True)
 
 
+def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as floats (NaN where missing or not a number; all NaN when the column is absent)."""
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
 def _affinity(raw: object, category: object, cache: dict[str, dict[str, float]]) -> float:
     """The customer's spend share in ``category`` from the ``category_affinity`` JSON (NaN if
     unknown customer, 0 if the category is absent)."""
@@ -281,18 +298,8 @@ def _affinity(raw: object, category: object, cache: dict[str, dict[str, float]])
     return float(shares.get(category, 0.0)) if isinstance(category, str) else 0.0
 
 
-def _position(item: object, history: tuple[str, ...]) -> float:
-    """1-based position of the seed in the history, most recent first (NaN if not there)."""
-    if item is None or not history:
-        return np.nan
-    try:
-        return float(history.index(item) + 1)
-    except ValueError:
-        return np.nan
-
-
 def _label(candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:
     truth = triggers[["trigger_id", "truth"]].explode("truth").dropna()
-    positive = set(zip(truth["trigger_id"], truth["truth"], strict=True))
-    labels = [int((t, p) in positive) for t, p in zip(candidates["trigger_id"], candidates["product_id"], strict=True)]
-    return candidates.assign(label=labels).reset_index(drop=True)
+    positive = pd.MultiIndex.from_arrays([truth["trigger_id"], truth["truth"]])
+    pairs = pd.MultiIndex.from_arrays([candidates["trigger_id"], candidates["product_id"]])
+    return candidates.assign(label=pairs.isin(positive).astype(int)).reset_index(drop=True)

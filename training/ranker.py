@@ -25,14 +25,14 @@ class RankerConfig:
     """LightGBM settings: generic defaults, none tuned to one data set."""
 
     n_estimators: int = 1000
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     num_leaves: int = 31
     min_child_samples: int = 50
     subsample: float = 0.8
     subsample_freq: int = 1
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
-    early_stopping_rounds: int = 50
+    early_stopping_rounds: int = 30
     eval_at: int = 10
     n_jobs: int = 2
     refit: bool = True
@@ -80,7 +80,7 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> T
     fit_kwargs: dict[str, object] = {}
     if len(valid_rows):
         fit_kwargs = {
-            "eval_set": [(valid_rows[list(FEATURE_COLUMNS)], valid_rows["label"])],
+            "eval_X": (valid_rows[list(FEATURE_COLUMNS)],), "eval_y": (valid_rows["label"],),
             "eval_group": [_groups(valid_rows)], "eval_at": [config.eval_at],
             "callbacks": [lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         }

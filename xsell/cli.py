@@ -239,6 +239,63 @@ def features_pipeline(
     print(json.dumps(stats.__dict__))
 
 
+# -- training: the ranker ------------------------------------------------------------------------------
+@app.command()
+def train(
+    data: DataOption,
+    backfill: Annotated[bool, typer.Option(help="Backfill the feature store from DATA first.")] = True,
+) -> None:
+    """Backfill, build the training set, train the LightGBM ranker, evaluate it against the
+    baselines on the held-out period, log everything to MLflow and register the model (the first
+    version becomes champion). Prints a JSON summary with the MLflow run id."""
+    from training.commands import train as run_training  # noqa: PLC0415
+
+    print(json.dumps(run_training(_settings(), data, backfill=backfill), default=str))
+
+
+@app.command()
+def evaluate(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and report.md.")],
+    test_days: Annotated[int, typer.Option(help="Days at the end held out for evaluation.")] = 60,
+    horizon_days: Annotated[int, typer.Option(help="Follow-up window after the trigger purchase.")] = 30,
+    champion: Annotated[bool, typer.Option(help="Evaluate the registered champion instead of training anew.")] = False,
+) -> None:
+    """The evaluation protocol on any data set: ranker vs baselines, overall and per offer type."""
+    from training.commands import evaluate as run_evaluation  # noqa: PLC0415
+
+    result = run_evaluation(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, champion=champion)
+    print(json.dumps({"out": str(out), "triggers": result["triggers"],
+                      "ndcg_at_10": {m: v["overall"]["ndcg"] for m, v in result["models"].items()}}))
+
+
+@app.command()
+def promote(
+    version: Annotated[int | None, typer.Option(help="Version to promote (default: the latest).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if it does not beat the champion (logged).")] = False,
+    reason: Annotated[str, typer.Option(help="Why (recorded with a forced promotion).")] = "",
+) -> None:
+    """Move the champion alias to VERSION only if it beats the champion on the same evaluation data."""
+    from training.commands import promote as gate  # noqa: PLC0415
+
+    decision = gate(_settings(), version, force, reason)
+    print(json.dumps(decision, default=str))
+    if not decision.get("promoted", False):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def recommend(
+    orders: Annotated[Path, typer.Option(help="Purchase orders (canonical or UCI layout).")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+    k: Annotated[int, typer.Option(help="Offers per order.")] = 10,
+) -> None:
+    """Batch offers for every order of a file with the champion (campaigns, backtests)."""
+    from training.commands import recommend as run_batch  # noqa: PLC0415
+
+    print(json.dumps(run_batch(_settings(), orders, out, k), default=str))
+
+
 # -- offers: delivery, in-app, API -----------------------------------------------------------------
 UntilCaughtUp = Annotated[bool, typer.Option("--until-caught-up", help="Stop once every partition is read to its end.")]
 
@@ -286,38 +343,53 @@ def api() -> None:
 # -- the main job ----------------------------------------------------------------------------------
 @app.command()
 def run(
-    data: Annotated[Path | None, typer.Option(help="Purchase history to replay (default: the shipped sample).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Purchase history (default: the shipped sample).")] = None,
+    live_days: Annotated[int, typer.Option(help="Replay the last N days as live purchases.")] = 21,
 ) -> None:
-    """The main job on embedded defaults: stack up, replay the sample, validate it, print a summary."""
+    """The main job: stack up, backfill, train + register, start every service, replay the latest
+    weeks as live purchases, print what happened and where to look (`make stop` stops it all)."""
     from infra.kafka.broker import BrokerError  # noqa: PLC0415
-    from infra.stack import stack_up as up  # noqa: PLC0415
-    from services.ingest.replay import Pacing  # noqa: PLC0415
-    from services.ingest.validator import IngestService  # noqa: PLC0415
+    from services.demo import DemoError, run_demo  # noqa: PLC0415
 
     settings = _settings()
-    source = data or settings.sample_data
+    console.print("[bold]xsell run[/]: the offer pipeline on the shipped sample")
     try:
-        stack = up(settings)
-    except BrokerError as error:
+        report = run_demo(settings, data or settings.sample_data, live_days, say=console.print)
+    except (BrokerError, DemoError) as error:
         _fail(str(error))
         return
-    console.print(f"[green]stack up[/] ({stack.seconds:.1f}s): Kafka on {settings.kafka_bootstrap}")
-    replayed = _replay_with_progress(settings, source, Pacing(), None, None)
-    console.print(f"replayed {source.name}: {json.dumps(replayed.as_dict())}")  # type: ignore[attr-defined]
-    summary = IngestService(settings, until_caught_up=True).run()
-    _print_summary(summary.as_dict())
-    console.print("stop everything with [bold]make stop[/] (or `xsell stack down`)")
+    _print_report(report, settings)
 
 
-def _print_summary(summary: dict[str, object]) -> None:
-    table = Table("ingested", "count", title="xsell run: summary")
-    for key, value in summary.items():
-        if key != "dead_lettered_by_reason":
-            table.add_row(key.replace("_", " "), str(value))
-    for reason, count in dict(summary["dead_lettered_by_reason"]).items():  # type: ignore[call-overload]
-        table.add_row(f"  dead-lettered: {reason}", str(count))
-    Console().print(table)
-    sys.stdout.flush()
+def _print_report(report: object, settings: Settings) -> None:
+    out = Console()
+    summary = Table("what", "count", title="xsell run: summary")
+    summary.add_row("live purchase events replayed", str(report.live_events))  # type: ignore[attr-defined]
+    summary.add_row("offer decisions", str(report.decisions))  # type: ignore[attr-defined]
+    for offer_type, count in sorted(report.offers_by_type.items()):  # type: ignore[attr-defined]
+        summary.add_row(f"  offers: {offer_type}", str(count))
+    for reason, count in sorted(report.no_offer_by_reason.items()):  # type: ignore[attr-defined]
+        summary.add_row(f"  no offer: {reason}", str(count))
+    for rule, count in sorted(report.suppressed_by_rule.items(), key=lambda kv: -kv[1]):  # type: ignore[attr-defined]
+        summary.add_row(f"  suppressed by rule: {rule}", str(count))
+    summary.add_row("e-mails sent (captured as .eml)", str(report.emails_sent))  # type: ignore[attr-defined]
+    summary.add_row("e-mails still pending", str(report.emails_pending))  # type: ignore[attr-defined]
+    out.print(summary)
+    if report.training:  # type: ignore[attr-defined]
+        headline = {k: report.training.get(k) for k in ("model_version", "run_id", "champion")}  # type: ignore[attr-defined]
+        out.print(f"trained and registered: {json.dumps(headline, default=str)}")
+    if report.example:  # type: ignore[attr-defined]
+        example = report.example  # type: ignore[attr-defined]
+        out.print(f"example: customer {example['customer_id']}, order {example['order_id']}, model v{example['model_version']}")
+        for offer in example["offers"]:
+            out.print(f"  - [{offer['type']}] {offer['product']}: {offer['reason']} (score {offer['score']:.3f})")
+    customer = (report.example or {}).get("customer_id", "")  # type: ignore[attr-defined]
+    out.print(f"API:        {settings.base_url}/docs")
+    out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")
+    out.print(f"MLflow UI:  http://{settings.api_host}:{settings.mlflow_ui_port}")
+    out.print(f"mail:       {settings.mail_dir}")
+    out.print(f"XSELL_API_KEY={settings.api_key}")
+    out.print("stop everything with: make stop")
 
 
 if __name__ == "__main__":

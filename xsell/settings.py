@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     delivery_retry_max_s: float = Field(default=60.0, description="Longest retry delay when SMTP fails.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    mlflow_ui_port: int = Field(default=5000, description="Port of the MLflow UI that `make run` starts.")
     public_base_url: str = Field(default="", description="Base URL in links; default http://API_HOST:API_PORT.")
     api_key: str = Field(default="xsell-demo-key", description="Key the shop's backend sends as X-API-Key.")
     demo_enabled: bool = Field(default=True, description="Serve the demo shop page (embeds the API key: demo only).")

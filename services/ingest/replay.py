@@ -140,3 +140,13 @@ def replay_file(
     report.seconds = time.monotonic() - started
     log.info("replay done", extra=report.as_dict())
     return report
+
+
+def with_demo_contacts(event: PurchaseEvent) -> PurchaseEvent:
+    """The event with a synthetic contact for the demo: `customer-ID@example.com` (a reserved
+    domain, RFC 2606) and marketing consent. The purchase itself is unchanged; real data sets with
+    customer_email and marketing_consent columns need no such step."""
+    if event.customer_id is None:
+        return event
+    return event.model_copy(update={"customer_email": f"customer-{event.customer_id}@example.com",
+                                    "marketing_consent": True})

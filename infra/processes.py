@@ -1,0 +1,119 @@
+"""Background service processes of the local stack: start, stop, status by pid files.
+
+Each service is an `xsell` subcommand (or the MLflow UI) run detached, with its log in
+`XSELL_HOME/logs/NAME.log` and its pid in `XSELL_HOME/run/NAME.pid`. `stop` sends SIGTERM (the
+services stop cleanly: commit offsets, close clients) and SIGKILL after a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from xsell.settings import Settings
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A named background command."""
+
+    name: str
+    command: list[str]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """Whether a background service runs, with which pid, logging where."""
+
+    name: str
+    running: bool
+    pid: int | None
+    log_file: Path
+
+
+def pipeline_services(settings: Settings) -> list[ServiceSpec]:
+    """The services `make run` starts: feature pipeline, offers, delivery, in-app inbox, API, MLflow UI."""
+    xsell = [sys.executable, "-m", "xsell.cli"]
+    mlflow_ui = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
+        "--host", settings.api_host, "--port", str(settings.mlflow_ui_port), "--workers", "1",
+    ]
+    specs = [
+        ServiceSpec("features", [*xsell, "features", "pipeline"]),
+        ServiceSpec("offers", [*xsell, "offers"]),
+        ServiceSpec("delivery", [*xsell, "deliver"]),
+        ServiceSpec("inbox", [*xsell, "inbox"]),
+        ServiceSpec("api", [*xsell, "api"]),
+    ]
+    if settings.mlflow_tracking_uri is None:  # a configured server is someone else's to run
+        specs.append(ServiceSpec("mlflow-ui", mlflow_ui))
+    return specs
+
+
+class ServiceProcesses:
+    """Start, stop and inspect background services of one XSELL_HOME."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.run_dir = settings.home / "run"
+        self.log_dir = settings.home / "logs"
+
+    def start(self, spec: ServiceSpec, env: dict[str, str] | None = None) -> int:
+        """Start `spec` unless it already runs; return its pid."""
+        if (pid := self.pid(spec.name)) is not None:
+            return pid
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **(env or {})}
+        with (self.log_dir / f"{spec.name}.log").open("ab") as log_handle:
+            process = subprocess.Popen(
+                spec.command, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=environment, start_new_session=True,
+            )
+        (self.run_dir / f"{spec.name}.pid").write_text(f"{process.pid}\n{' '.join(spec.command)}")
+        return process.pid
+
+    def pid(self, name: str) -> int | None:
+        """Pid of the running service `name` (checked against its command line), else None."""
+        try:
+            pid_text, command = (self.run_dir / f"{name}.pid").read_text().split("\n", 1)
+            process = psutil.Process(int(pid_text))
+            if process.status() == psutil.STATUS_ZOMBIE or " ".join(process.cmdline()) != command:
+                return None
+            return process.pid
+        except (FileNotFoundError, ValueError, psutil.Error):
+            return None
+
+    def stop(self, name: str, timeout_s: float = 20.0) -> bool:
+        """SIGTERM the service (SIGKILL after `timeout_s`); True if it was running."""
+        pid = self.pid(name)
+        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+        if pid is None:
+            return False
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except psutil.TimeoutExpired:
+            for child in process.children(recursive=True):
+                child.kill()
+            process.kill()
+        return True
+
+    def names(self) -> list[str]:
+        """Services with a pid file."""
+        return sorted(p.stem for p in self.run_dir.glob("*.pid")) if self.run_dir.exists() else []
+
+    def status(self) -> list[ServiceStatus]:
+        """Status of every service that has a pid file."""
+        return [ServiceStatus(n, self.pid(n) is not None, self.pid(n), self.log_dir / f"{n}.log") for n in self.names()]
+
+    def stop_all(self) -> list[str]:
+        """Stop every service; return the names of those that were running."""
+        return [name for name in self.names() if self.stop(name)]

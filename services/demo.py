@@ -1,0 +1,199 @@
+"""The main job (`make run`): the whole offer pipeline on embedded defaults and the shipped sample.
+
+1. start the local stack (Kafka broker, SMTP capture server);
+2. split the purchase history: everything before the last `live_days` is history, the rest is
+   replayed later as live purchases;
+3. backfill the feature store from the history and train, evaluate and register the ranker
+   (first version = champion); skipped when the same history was already prepared;
+4. start the services: feature pipeline, offer service, e-mail delivery, in-app inbox, API, MLflow UI;
+5. replay the live weeks into `purchases` (with demo contacts, see `with_demo_contacts`);
+6. wait until every live purchase has its decision and every e-mail left the outbox;
+7. return a summary: events, offers by type, suppressions by rule, e-mails, an example offer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from kafka import KafkaConsumer
+
+from infra.processes import ServiceProcesses, pipeline_services
+from infra.stack import stack_up
+from services.delivery.outbox import Outbox
+from services.ingest.replay import produce_events, select_events, with_demo_contacts
+from xsell.history import PurchaseHistory, read_purchase_history
+from xsell.offers import OfferDecision
+from xsell.settings import Settings
+
+
+class DemoError(RuntimeError):
+    """The main job could not run; the message says what to do."""
+
+
+@dataclass
+class DemoReport:
+    """What `make run` prints."""
+
+    live_events: int = 0
+    decisions: int = 0
+    offers_by_type: dict[str, int] = field(default_factory=dict)
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    no_offer_by_reason: dict[str, int] = field(default_factory=dict)
+    emails_sent: int = 0
+    emails_pending: int = 0
+    example: dict[str, object] | None = None
+    training: dict[str, object] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def split_history(path: Path, live_days: int, out_dir: Path) -> tuple[Path, PurchaseHistory, int]:
+    """Write the history part (all but the last `live_days`) to `out_dir`; return its path, the
+    full history, and the number of lines held back as live."""
+    history = read_purchase_history(path)
+    lines = history.lines
+    out_dir.mkdir(parents=True, exist_ok=True)
+    past = lines[lines["ordered_at"] < live_cutoff(history, live_days)].copy()
+    past["quantity"] = past["quantity"].where(~past["is_return"], -past["quantity"])  # canonical: returns negative
+    target = out_dir / "history.parquet"
+    past.drop(columns=["is_return"]).to_parquet(target, index=False)
+    return target, history, int(len(lines) - len(past))
+
+
+def live_cutoff(history: PurchaseHistory, live_days: int) -> pd.Timestamp:
+    """Start of the live weeks: `live_days` before the last order."""
+    return history.lines["ordered_at"].max() - pd.Timedelta(days=live_days)
+
+
+def _fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def _wait_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  (loopback URL from settings)
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def prepare_model(settings: Settings, history_path: Path) -> dict[str, object] | None:
+    """Backfill and train on the history unless this exact history was prepared before."""
+    marker = settings.home / "demo" / "prepared.json"
+    fingerprint = _fingerprint(history_path)
+    if marker.exists() and json.loads(marker.read_text()).get("sha256") == fingerprint:
+        return None
+    from training.commands import train  # noqa: PLC0415  (heavy imports only when training)
+
+    summary = train(settings, history_path)
+    marker.write_text(json.dumps({"sha256": fingerprint, "model_version": summary.get("model_version")}))
+    return summary
+
+
+def start_services(settings: Settings) -> None:
+    """Start every pipeline service in the background and wait for the API to answer."""
+    processes = ServiceProcesses(settings)
+    for spec in pipeline_services(settings):
+        port = {"api": settings.api_port, "mlflow-ui": settings.mlflow_ui_port}.get(spec.name)
+        if port and processes.pid(spec.name) is None and not _port_free(settings.api_host, port):
+            raise DemoError(f"port {port} is taken: free it or set XSELL_{'API' if spec.name == 'api' else 'MLFLOW_UI'}_PORT")
+        processes.start(spec)
+    if not _wait_http(f"http://{settings.api_host}:{settings.api_port}/healthz", 90):
+        raise DemoError(f"the API did not come up; see {settings.home / 'logs' / 'api.log'}")
+
+
+def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float) -> dict[str, OfferDecision]:
+    """Read `offers` until every event in `event_ids` has its decision (or the timeout)."""
+    consumer = KafkaConsumer(
+        settings.topic_offers, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    found: dict[str, OfferDecision] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not event_ids <= found.keys():
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    decision = OfferDecision.model_validate_json(record.value)
+                    if decision.event_id in event_ids:
+                        found[decision.event_id] = decision
+    finally:
+        consumer.close()
+    return found
+
+
+def wait_for_outbox(settings: Settings, timeout_s: float) -> dict[str, int]:
+    """Wait until no e-mail is pending in the delivery outbox; return its counts."""
+    outbox = Outbox.for_settings(settings)
+    deadline = time.monotonic() + timeout_s
+    counts = outbox.counts()
+    while counts.get("pending", 0) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        counts = outbox.counts()
+    return counts
+
+
+def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = print) -> DemoReport:
+    """Run the whole pipeline once; see the module docstring."""
+    report = DemoReport()
+    clock = time.monotonic()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        report.seconds[step] = round(time.monotonic() - clock, 1)
+        clock = time.monotonic()
+        say(f"  {step}: {report.seconds[step]}s")  # type: ignore[operator]
+
+    stack_up(settings)
+    lap("stack up")
+    history_path, history, _ = split_history(data, live_days, settings.home / "demo")
+    report.training = prepare_model(settings, history_path)
+    lap("features backfill + train + register" if report.training else "model ready (same history as before)")
+    start_services(settings)
+    lap("services up")
+
+    since = live_cutoff(history, live_days).to_pydatetime()
+    live = [with_demo_contacts(e) for e in select_events(history, since=since)]
+    produce_events(settings, iter(live))
+    report.live_events = len(live)
+    decisions = collect_decisions(settings, {e.event_id for e in live}, timeout_s=180)
+    lap(f"replay {len(live)} live purchases and decide")
+    counts = wait_for_outbox(settings, timeout_s=120)
+    lap("deliver e-mails")
+
+    by_type: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for decision in decisions.values():
+        by_type.update(str(o.offer_type) for o in decision.offers)
+        rules.update(s.rule for s in decision.suppressed)
+        if decision.no_offer_reason:
+            reasons[decision.no_offer_reason] += 1
+    report.decisions = len(decisions)
+    report.offers_by_type, report.suppressed_by_rule = dict(by_type), dict(rules)
+    report.no_offer_by_reason = dict(reasons)
+    report.emails_sent, report.emails_pending = counts.get("sent", 0), counts.get("pending", 0)
+    example = next((d for d in decisions.values() if len(d.offers) >= 2), None)
+    if example is not None:
+        report.example = {
+            "customer_id": example.customer_id, "order_id": example.order_id, "model_version": example.model_version,
+            "offers": [{"product": o.name or o.product_id, "type": str(o.offer_type), "score": o.score,
+                        "reason": o.reason} for o in example.offers],
+        }
+    return report

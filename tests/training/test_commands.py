@@ -1,0 +1,49 @@
+"""train -> register -> promote -> recommend on the shipped sample, with a real Feast store and a
+real MLflow store under tmp_path (slower: about a minute)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from training import commands
+from training.recommend import OUTPUT_COLUMNS
+from training.tracking import champion_version, open_tracking
+from xsell.history import read_purchase_history
+from xsell.settings import REPO_ROOT, get_settings
+
+SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
+
+
+def test_train_register_promote_recommend(tmp_path: Path) -> None:
+    settings = get_settings(home=tmp_path)
+    summary = commands.train(settings, SAMPLE)
+    json.dumps(summary)  # JSON-able
+    assert summary["model_version"] == 1 and summary["champion"] is True
+    assert summary["training"]["windows"] > 1 and summary["training"]["positives"] > 0
+    assert set(summary["metrics"]) >= {"ranker", "popularity", "item_knn"}
+    assert 0 < summary["metrics"]["ranker"]["overall"]["hit_rate"] <= 1
+
+    client = open_tracking(settings)
+    run = client.get_run(summary["run_id"])
+    assert run.data.tags["data.sha256"] == summary["data"]["sha256"] and "ndcg_at_k" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
+    assert {"candidate_index", "evaluation", "feature_importance.png", "ranker_config.json"} <= artifacts
+
+    decision = commands.promote(settings)
+    assert decision["promoted"] is False and "already" in decision["message"]
+    assert champion_version(client, settings) == 1
+
+    out = tmp_path / "offers.parquet"
+    result = commands.recommend(settings, SAMPLE, out, k=5)
+    offers = pd.read_parquet(out)
+    assert list(offers.columns) == list(OUTPUT_COLUMNS) and result["offers"] == len(offers)
+    assert offers.groupby("order_id")["rank"].max().max() == 5 and (offers["model_version"] == 1).all()
+    anonymous = offers[offers["customer_id"].isna()]
+    assert result["anonymous_orders"] > 0 and len(anonymous) > 0  # cold start still gets offers
+
+    lines = read_purchase_history(SAMPLE).lines
+    basket = set(zip(lines["order_id"], lines["product_id"], strict=True))
+    assert not any((o, p) in basket for o, p in zip(offers["order_id"], offers["product_id"], strict=True))

@@ -1,0 +1,98 @@
+"""The training set never looks at or past a trigger's time (features) or the cutoff (labels),
+on constructed data with a real Feast store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.backfill import backfill
+from tests.models.retail import START, lines_frame
+from training.dataset import FEATURE_COLUMNS, DatasetConfig, build_training_set
+from xsell.settings import get_settings
+
+CUTOFF = START + pd.Timedelta(days=90)
+CONFIG = DatasetConfig(horizon_days=10, window_days=10, max_windows=3, min_history_days=20, n_candidates=20)
+
+
+NAMES = ("METAL LANTERN", "PILLAR CANDLE", "TEA MUG", "CAKE TIN", "PHOTO FRAME")
+
+
+def history(with_future: bool) -> pd.DataFrame:
+    """Ninety days of random baskets (60 customers, 40 products in 5 kinds); optionally more orders
+    at and after the cutoff."""
+    rng = np.random.default_rng(7)
+    products = {f"P{i}": (f"{['RED', 'BLUE', 'GOLD', 'IVORY', 'GREEN', 'PINK', 'GREY', 'WHITE'][i // 5]} {NAMES[i % 5]}",
+                          1.0 + i % 7) for i in range(40)}
+    weights = 1.0 / np.arange(1, 41)
+
+    def orders(prefix: str, count: int, first_day: float, days: float) -> list[dict]:
+        rows = []
+        for n in range(count):
+            at = START + pd.Timedelta(minutes=int(rng.integers(0, int(days * 1440)))) + pd.Timedelta(days=first_day)
+            customer = f"K{rng.integers(60)}" if rng.random() > 0.05 else None
+            basket = rng.choice(list(products), size=int(rng.integers(1, 5)), replace=False, p=weights / weights.sum())
+            for product in basket:
+                name, price = products[product]
+                rows.append({"order_id": f"{prefix}{n}", "customer_id": customer, "product_id": product,
+                             "product_name": name, "category": None, "quantity": 1, "unit_price": price,
+                             "ordered_at": at, "currency": "GBP", "channel": "web", "customer_email": None,
+                             "marketing_consent": False, "is_return": False})
+        return rows
+
+    rows = orders("O", 700, 0, 90)
+    if with_future:
+        rows += [{**row, "order_id": "F_AT", "ordered_at": CUTOFF} for row in orders("X", 1, 0, 1)]
+        rows += orders("F", 200, 90, 20)
+    return lines_frame(rows)
+
+
+def write(lines: pd.DataFrame, path: Path) -> Path:
+    frame = lines.assign(quantity=np.where(lines["is_return"], -lines["quantity"], lines["quantity"]),
+                         ordered_at=lines["ordered_at"].dt.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    frame[["order_id", "customer_id", "product_id", "product_name", "quantity", "unit_price", "ordered_at"]].to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def training_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    sets = {}
+    for name, future in (("past", False), ("future", True)):
+        home = tmp_path_factory.mktemp(name)
+        lines = history(future)
+        settings = get_settings(home=home)
+        backfill(settings, write(lines, home / "history.parquet"))
+        sets[name] = (lines, build_training_set(settings, lines, CUTOFF, CONFIG))
+    return sets
+
+
+def test_nothing_at_or_after_the_cutoff_changes_the_training_set(training_sets: dict) -> None:
+    _, past = training_sets["past"]
+    _, future = training_sets["future"]
+    assert len(past.rows) > 100 and past.rows["label"].sum() > 0
+    pd.testing.assert_frame_equal(past.rows, future.rows)
+    assert list(past.rows.columns[4:-1]) == list(FEATURE_COLUMNS)
+
+
+def test_labels_and_customer_features_come_from_before(training_sets: dict) -> None:
+    lines, training = training_sets["future"]
+    triggers = training.triggers
+    assert (triggers["at"] < CUTOFF).all() and triggers["window_cutoff"].nunique() == training.windows > 1
+    first = lines[~lines["is_return"]].groupby(["customer_id", "product_id"])["ordered_at"].min()
+    positives = training.rows[training.rows["label"] == 1].merge(triggers[["trigger_id", "customer_id", "at"]])
+    bought_at = first.reindex(pd.MultiIndex.from_frame(positives[["customer_id", "product_id"]])).to_numpy()
+    assert (bought_at > positives["at"].to_numpy()).all() and (bought_at < CUTOFF).all()
+
+    orders = lines.drop_duplicates("order_id")
+    per_trigger = training.rows.drop_duplicates("trigger_id").merge(triggers[["trigger_id", "customer_id", "at"]])
+    # the store snapshots each customer once a day, after their last event of that day: a lookup
+    # at t sees the customer's orders of earlier days (never the trigger order nor anything later)
+    expected = [((orders["customer_id"] == c) & (orders["ordered_at"] < at.floor("D"))).sum()
+                for c, at in zip(per_trigger["customer_id"], per_trigger["at"], strict=True)]
+    observed = per_trigger["customer_order_count"].fillna(0).to_numpy()
+    assert (observed == np.asarray(expected)).all()
+    assert (per_trigger["days_since_last_order"].dropna() > 0).all()
+

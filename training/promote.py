@@ -1,0 +1,92 @@
+"""The promotion gate: move the champion alias to a registered version only if it is better.
+
+A candidate version beats the champion when its NDCG@k is strictly higher on the same evaluation
+data. When both runs were evaluated on the same data (same data sha256 and cutoff) the logged
+``ndcg_at_k`` metrics are compared; otherwise both models are re-evaluated on the candidate's
+evaluation data (its data file, cutoff and the feature store, which must hold that data's
+features) with one candidate index built at that cutoff. ``force`` skips the gate and records why
+in version tags (``promotion.forced``, ``promotion.previous_champion``, ``promotion.reason``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from training.tracking import (
+    CONFIG_ARTIFACT, PRIMARY_METRIC, champion_version, load_booster, open_tracking, run_of_version, version_number)
+from xsell.settings import Settings
+
+
+class PromotionRefused(Exception):
+    """The candidate does not beat the champion (the message says by how much)."""
+
+
+def promote(settings: Settings, version: int | None = None, force: bool = False, reason: str = "") -> dict:
+    """Point the champion alias at ``version`` (default: the latest) if it beats the champion, or
+    unconditionally with ``force``. Returns the decision as a dict (``promoted`` True/False,
+    ``message``, the two versions and the compared NDCG values)."""
+    client = open_tracking(settings)
+    if version is None:
+        versions = client.search_model_versions(f"name='{settings.model_name}'")
+        if not versions:
+            raise ValueError(f"no registered versions of {settings.model_name}: train a model first")
+        version = max(version_number(v.version) for v in versions)
+    champion = champion_version(client, settings)
+    decision: dict[str, object] = {"model": settings.model_name, "candidate_version": version,
+                                   "champion_version": champion, "forced": force}
+    if champion == version:
+        return {**decision, "promoted": False, "message": f"version {version} is already the champion"}
+    if champion is not None and not force:
+        candidate_ndcg, champion_ndcg, basis = _compare(settings, client, version, champion)
+        decision.update(candidate_ndcg=candidate_ndcg, champion_ndcg=champion_ndcg, basis=basis)
+        if not candidate_ndcg > champion_ndcg:
+            decision["promoted"] = False
+            decision["message"] = (f"refused: version {version} NDCG@k {candidate_ndcg:.4f} does not beat champion "
+                                   f"version {champion} ({champion_ndcg:.4f}) on {basis}; use force to override")
+            return decision
+    client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
+    tags = {"promotion.forced": str(force).lower(), "promotion.previous_champion": str(champion or ""),
+            "promotion.reason": reason or ("forced" if force else "beat the champion")}
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, str(version), key, value)
+    decision["promoted"] = True
+    decision["message"] = f"version {version} is now {settings.champion_alias} (was {champion})"
+    return decision
+
+
+def _compare(settings: Settings, client: object, candidate: int, champion: int) -> tuple[float, float, str]:
+    """NDCG@k of both versions on the candidate's evaluation data, and what that data was."""
+    runs = {v: run_of_version(client, settings, v) for v in (candidate, champion)}
+    keys = {v: (r.data.tags.get("data.sha256"), r.data.tags.get("cutoff")) for v, r in runs.items()}
+    if keys[candidate] == keys[champion] and all(PRIMARY_METRIC in r.data.metrics for r in runs.values()):
+        return (float(runs[candidate].data.metrics[PRIMARY_METRIC]), float(runs[champion].data.metrics[PRIMARY_METRIC]),
+                f"the same evaluation data (sha256 {str(keys[candidate][0])[:12]}, cutoff {keys[candidate][1]})")
+    return _reevaluate(settings, client, runs[candidate], candidate, champion)
+
+
+def _reevaluate(settings: Settings, client: object, run: object, candidate: int, champion: int) -> tuple[float, float, str]:
+    """Score both versions on the candidate run's data file and cutoff."""
+    import mlflow  # noqa: PLC0415
+
+    from models.index import CandidateIndex  # noqa: PLC0415
+    from training.experiment import ExperimentConfig, evaluate_ranker  # noqa: PLC0415
+    from training.protocol import build_evaluation_triggers  # noqa: PLC0415
+    from xsell.history import read_purchase_history  # noqa: PLC0415
+
+    tags = run.data.tags  # type: ignore[attr-defined]
+    data = Path(tags["data.path"])
+    if not data.exists():
+        raise PromotionRefused(f"cannot re-evaluate: the candidate's data file {data} is gone")
+    config = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path=CONFIG_ARTIFACT)).read_text())  # type: ignore[attr-defined]
+    lines = read_purchase_history(data).lines
+    cutoff = pd.Timestamp(tags["cutoff"])
+    experiment = ExperimentConfig()
+    index = CandidateIndex.build(lines, cutoff, experiment.index)
+    triggers = build_evaluation_triggers(lines, cutoff, int(config.get("horizon_days", 30))).triggers
+    scores = [evaluate_ranker(settings, load_booster(settings, v), index, triggers, experiment, baselines=False)
+              ["models"]["ranker"]["overall"]["ndcg"] for v in (candidate, champion)]
+    return float(scores[0]), float(scores[1]), f"re-evaluation on {data.name} (cutoff {cutoff.isoformat()})"

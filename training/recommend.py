@@ -1,0 +1,115 @@
+"""Batch scoring of an orders file with the champion ranker.
+
+Every purchase order of the file is a trigger (anonymous ones too: they get cold-start offers
+without customer features or history). The customer's history is what the file holds before the
+order; customer features come from the Feast offline store as of the order's time, product
+features as of the start of the order's day. Candidates come from the champion's own candidate
+index (downloaded from its training run), so the offers are those the model was trained to rank.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from models.candidates import CandidateConfig
+from models.index import CandidateIndex
+from training.dataset import candidates_with_context, feature_rows_from_store
+from training.ranker import score_rows, top_k
+from training.tracking import CONFIG_ARTIFACT, download_index, open_tracking, version_number
+from xsell.history import read_purchase_history
+from xsell.settings import Settings
+
+OUTPUT_COLUMNS = ("order_id", "customer_id", "rank", "product_id", "offer_type", "score", "reason", "model_version")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Champion:
+    """The serving model: booster, its candidate index and candidate settings, its version."""
+
+    booster: object
+    index: CandidateIndex
+    candidate_config: CandidateConfig
+    version: int
+    run_id: str
+
+
+def load_champion(settings: Settings, scratch: Path) -> Champion:
+    """Load ``models:/NAME@champion`` and its candidate index (downloaded into ``scratch``)."""
+    import mlflow  # noqa: PLC0415
+    import mlflow.lightgbm  # noqa: PLC0415
+
+    from training.tracking import champion_version  # noqa: PLC0415
+
+    client = open_tracking(settings)
+    version = champion_version(client, settings)
+    if version is None:
+        raise LookupError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
+    mv = client.get_model_version(settings.model_name, str(version))
+    booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}@{settings.champion_alias}")
+    index = CandidateIndex.load(download_index(client, mv.run_id, scratch))
+    config_path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=CONFIG_ARTIFACT, dst_path=str(scratch))
+    n_candidates = int(json.loads(Path(config_path).read_text()).get("n_candidates", CandidateConfig.n_candidates))
+    return Champion(booster=booster, index=index, candidate_config=CandidateConfig(n_candidates=n_candidates),
+                    version=version_number(mv.version), run_id=mv.run_id)
+
+
+def order_triggers(lines: pd.DataFrame) -> pd.DataFrame:
+    """One trigger per purchase order: basket, the customer's earlier purchases in the file (most
+    recent first) and earlier returns; window_cutoff = the start of the order's day."""
+    purchases = lines[~lines["is_return"]].sort_values(["ordered_at", "order_id"], kind="stable")
+    returns = lines[lines["is_return"]]
+    rows = []
+    bought: dict[str, dict[str, pd.Timestamp]] = {}
+    returned: dict[str, set[str]] = {}
+    return_events = returns.sort_values("ordered_at")[["customer_id", "product_id", "ordered_at"]].to_numpy()
+    next_return = 0
+    for order_id, order in purchases.groupby("order_id", sort=False):
+        customer = order["customer_id"].iloc[0]
+        at = order["ordered_at"].min()
+        while next_return < len(return_events) and return_events[next_return][2] < at:
+            r_customer, r_product, _ = return_events[next_return]
+            if isinstance(r_customer, str):
+                returned.setdefault(r_customer, set()).add(r_product)
+            next_return += 1
+        known = isinstance(customer, str)
+        earlier = bought.get(customer, {}) if known else {}
+        history = tuple(sorted(earlier, key=lambda p: earlier[p], reverse=True))
+        rows.append({"trigger_id": str(order_id), "order_id": str(order_id), "customer_id": customer if known else None,
+                     "at": at, "window_cutoff": at.floor("D"), "basket": tuple(dict.fromkeys(order["product_id"])),
+                     "history": history, "returned": tuple(returned.get(customer, ())) if known else ()})
+        if known:
+            mine = bought.setdefault(customer, {})
+            for product in order["product_id"]:
+                mine[product] = at
+    return pd.DataFrame(rows, columns=["trigger_id", "order_id", "customer_id", "at", "window_cutoff", "basket",
+                                       "history", "returned"])
+
+
+def recommend_orders(settings: Settings, orders_path: Path, out_path: Path, k: int = 10) -> dict[str, object]:
+    """Score every purchase order of ``orders_path`` with the champion; write the top k per order
+    to ``out_path`` (Parquet, ``OUTPUT_COLUMNS``); return a summary."""
+    lines = read_purchase_history(orders_path).lines
+    triggers = order_triggers(lines)
+    with tempfile.TemporaryDirectory() as scratch:
+        champion = load_champion(settings, Path(scratch))
+    candidates = candidates_with_context(champion.index, triggers, champion.candidate_config)
+    rows = feature_rows_from_store(settings, candidates, triggers)
+    best = top_k(rows, score_rows(champion.booster, rows), k)
+    best = best.merge(triggers[["trigger_id", "order_id", "customer_id"]], on="trigger_id")
+    best["model_version"] = champion.version
+    out = best[list(OUTPUT_COLUMNS)].sort_values(["order_id", "rank"]).reset_index(drop=True)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(out_path, index=False)
+    summary = {"orders": len(triggers), "orders_with_offers": int(out["order_id"].nunique()),
+               "anonymous_orders": int(triggers["customer_id"].isna().sum()), "offers": len(out),
+               "model_version": champion.version, "out": str(out_path)}
+    log.info("batch recommendations written", extra=summary)
+    return summary

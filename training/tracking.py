@@ -1,0 +1,209 @@
+"""MLflow tracking and registry: runs, artifacts, the registered ranker and its champion alias.
+
+Nothing happens at import time (``import mlflow`` is slow, ~3 s): every function imports it. The
+local store is SQLite under XSELL_HOME; ``open_tracking`` creates (and migrates) it once, in the
+calling process, and creates the experiment with its artifact root under XSELL_HOME.
+
+Logged per training run: params (every config), tags (data fingerprint: sha256, rows, date
+range; cutoff; feature list), metrics (``<model>.<scope>.<metric>`` for the ranker and every
+baseline, plus ``ndcg_at_k``: the ranker's overall NDCG@k, what promotion compares), artifacts
+(``evaluation/report.md``, ``evaluation/metrics.json``, ``feature_importance.png``,
+``candidate_index/``, ``ranker_config.json``) and the model (LightGBM booster, signature, input
+example) registered as ``settings.model_name``. The first version becomes the champion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from xsell.settings import Settings
+
+MODEL_ARTIFACT = "model"
+INDEX_ARTIFACT = "candidate_index"
+CONFIG_ARTIFACT = "ranker_config.json"
+PRIMARY_METRIC = "ndcg_at_k"
+PIP_REQUIREMENTS_PACKAGES = ("lightgbm", "pandas", "numpy", "scikit-learn")
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """Identity of a training data file: content hash, rows and date range."""
+
+    sha256: str
+    rows: int
+    first_at: str
+    last_at: str
+
+    def tags(self) -> dict[str, str]:
+        """As MLflow tags (``data.*``)."""
+        return {f"data.{k}": str(v) for k, v in asdict(self).items()}
+
+
+def data_fingerprint(path: Path, lines: pd.DataFrame) -> DataFingerprint:
+    """sha256 of the file's bytes plus the order lines' count and time range."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return DataFingerprint(sha256=digest.hexdigest(), rows=len(lines),
+                           first_at=lines["ordered_at"].min().isoformat(), last_at=lines["ordered_at"].max().isoformat())
+
+
+def open_tracking(settings: Settings):  # noqa: ANN201  (an mlflow.MlflowClient)
+    """Point MLflow at the settings' store, create the store and the experiment if missing;
+    return a client. Call it once per process before anything else touches MLflow."""
+    import mlflow  # noqa: PLC0415
+
+    if settings.tracking_uri.startswith("sqlite:///"):
+        (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which Settings reads: keep the
+    # environment as it was, so settings made later in this process do not inherit this store
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    client = mlflow.MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    if client.get_experiment_by_name(settings.experiment_name) is None:
+        location = None
+        if settings.mlflow_tracking_uri is None:
+            location = f"{settings.mlflow_artifacts_uri}/{settings.experiment_name}"
+        client.create_experiment(settings.experiment_name, artifact_location=location)
+    mlflow.set_experiment(settings.experiment_name)
+    return client
+
+
+def version_number(version: object) -> int:
+    """A model version as int (``mv.version`` is int on SQLite, str over REST)."""
+    return int(str(version))
+
+
+def champion_version(client: object, settings: Settings) -> int | None:
+    """The version the champion alias points at, or None when the alias is unset."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        mv = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)  # type: ignore[attr-defined]
+    except MlflowException as error:
+        if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            return None
+        raise
+    return version_number(mv.version)
+
+
+def log_training_run(
+    settings: Settings, *, params: dict[str, object], fingerprint: DataFingerprint, cutoff: pd.Timestamp,
+    feature_columns: tuple[str, ...], result: dict, report: str, importance: dict[str, float],
+    booster: object, input_example: pd.DataFrame, index_dir: Path, ranker_config: dict, data_path: Path,
+    extra_metrics: dict[str, float] | None = None,
+) -> dict[str, object]:
+    """Log one training run and register its model; the first version becomes the champion.
+    Returns run_id, model_version, model_uri and whether it became champion."""
+    import mlflow  # noqa: PLC0415
+    import mlflow.lightgbm  # noqa: PLC0415
+    from mlflow.models import infer_signature  # noqa: PLC0415
+
+    client = open_tracking(settings)
+    with mlflow.start_run() as run:
+        mlflow.log_params({k: _param(v) for k, v in params.items()})
+        mlflow.set_tags({**fingerprint.tags(), "cutoff": cutoff.isoformat(), "data.path": str(data_path),
+                         "features": ",".join(feature_columns), "feature_count": str(len(feature_columns))})
+        metrics = flatten_metrics(result)
+        metrics[PRIMARY_METRIC] = result["models"]["ranker"]["overall"]["ndcg"]
+        metrics.update(extra_metrics or {})
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            (folder / "report.md").write_text(report)
+            (folder / "metrics.json").write_text(json.dumps(result, indent=2))
+            mlflow.log_artifacts(str(folder), artifact_path="evaluation")
+            plot = folder / "feature_importance.png"
+            plot_importance(importance, plot)
+            mlflow.log_artifact(str(plot))
+            (folder / CONFIG_ARTIFACT).write_text(json.dumps(ranker_config, indent=2, default=str))
+            mlflow.log_artifact(str(folder / CONFIG_ARTIFACT))
+        mlflow.log_artifacts(str(index_dir), artifact_path=INDEX_ARTIFACT)
+        example = input_example[list(feature_columns)].head(5)
+        signature = infer_signature(example, booster.predict(example))  # type: ignore[attr-defined]
+        info = mlflow.lightgbm.log_model(
+            booster, name=MODEL_ARTIFACT, signature=signature, input_example=example,
+            pip_requirements=_pip_requirements(), registered_model_name=settings.model_name,
+        )
+    version = version_number(info.registered_model_version)
+    became_champion = champion_version(client, settings) is None
+    if became_champion:
+        client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
+        client.set_model_version_tag(settings.model_name, str(version), "promotion.reason", "first registered version")
+    return {"run_id": run.info.run_id, "model_version": version, "model_uri": f"models:/{settings.model_name}/{version}",
+            "champion": became_champion}
+
+
+def flatten_metrics(result: dict) -> dict[str, float]:
+    """``evaluate`` results as flat MLflow metrics ``<model>.<scope>.<metric>``."""
+    flat = {}
+    for model, scopes in result["models"].items():
+        for scope, metrics in scopes.items():
+            for name, value in metrics.items():
+                flat[f"{model}.{scope}.{name}"] = float(value)
+    return flat
+
+
+def plot_importance(importance: dict[str, float], path: Path, top: int = 30) -> Path:
+    """A horizontal bar chart of the ``top`` features by gain (matplotlib, Agg backend)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    ranked = sorted(importance.items(), key=lambda kv: kv[1])[-top:]
+    figure, axes = plt.subplots(figsize=(8, max(3, 0.28 * len(ranked))))
+    axes.barh([name for name, _ in ranked], [value for _, value in ranked])
+    axes.set_xlabel("total gain")
+    axes.set_title("Ranker feature importance")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def run_of_version(client: object, settings: Settings, version: int):  # noqa: ANN201  (mlflow Run)
+    """The training run that produced a registered version."""
+    mv = client.get_model_version(settings.model_name, str(version))  # type: ignore[attr-defined]
+    return client.get_run(mv.run_id)  # type: ignore[attr-defined]
+
+
+def download_index(client: object, run_id: str, destination: Path) -> Path:
+    """Download a run's candidate index directory; returns its local path."""
+    import mlflow  # noqa: PLC0415
+
+    destination.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=INDEX_ARTIFACT,
+                                                    dst_path=str(destination)))
+
+
+def load_booster(settings: Settings, version: int) -> object:
+    """The LightGBM booster of a registered version."""
+    import mlflow.lightgbm  # noqa: PLC0415
+
+    return mlflow.lightgbm.load_model(f"models:/{settings.model_name}/{version}")
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version  # noqa: PLC0415
+
+    return [f"{name}=={version(name)}" for name in PIP_REQUIREMENTS_PACKAGES]
+
+
+def _param(value: object) -> object:
+    text = value if isinstance(value, (int, float, bool)) else str(value)
+    return text[:6000] if isinstance(text, str) else text
