@@ -38,13 +38,15 @@ class ServiceStatus:
 
 
 def pipeline_services(settings: Settings) -> list[ServiceSpec]:
-    """The services `make run` starts: feature pipeline, offers, delivery, in-app inbox, API, MLflow UI."""
+    """The services `make run` starts: ingest (validation + DLQ), feature pipeline, offers, delivery,
+    in-app inbox, API, MLflow UI."""
     xsell = [sys.executable, "-m", "xsell.cli"]
     mlflow_ui = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
         "--host", settings.api_host, "--port", str(settings.mlflow_ui_port), "--workers", "1",
     ]
     specs = [
+        ServiceSpec("ingest", [*xsell, "ingest"]),
         ServiceSpec("features", [*xsell, "features", "pipeline"]),
         ServiceSpec("offers", [*xsell, "offers"]),
         ServiceSpec("delivery", [*xsell, "deliver"]),

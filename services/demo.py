@@ -5,10 +5,12 @@
    replayed later as live purchases;
 3. backfill the feature store from the history and train, evaluate and register the ranker
    (first version = champion); skipped when the same history was already prepared;
-4. start the services: feature pipeline, offer service, e-mail delivery, in-app inbox, API, MLflow UI;
+4. start the services: ingest (validation, DLQ), feature pipeline, offer service, e-mail delivery,
+   in-app inbox, API, MLflow UI;
 5. replay the live weeks into `purchases` (with demo contacts, see `with_demo_contacts`);
 6. wait until every live purchase has its decision and every e-mail left the outbox;
-7. return a summary: events, offers by type, suppressions by rule, e-mails, an example offer.
+7. return a summary: events ingested and dead-lettered, offers by type, suppressions by rule,
+   e-mails, an example offer.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class DemoReport:
     """What `make run` prints."""
 
     live_events: int = 0
+    ingested: dict[str, int] = field(default_factory=dict)
+    dead_lettered: int = 0
     decisions: int = 0
     offers_by_type: dict[str, int] = field(default_factory=dict)
     suppressed_by_rule: dict[str, int] = field(default_factory=dict)
@@ -138,6 +142,19 @@ def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float)
     return found
 
 
+def count_records(settings: Settings, topic: str) -> int:
+    """Records in a topic (end minus beginning offsets over its partitions)."""
+    from kafka import TopicPartition  # noqa: PLC0415
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends, starts = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        consumer.close()
+
+
 def wait_for_outbox(settings: Settings, timeout_s: float) -> dict[str, int]:
     """Wait until no e-mail is pending in the delivery outbox; return its counts."""
     outbox = Outbox.for_settings(settings)
@@ -172,6 +189,13 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
     live = [with_demo_contacts(e) for e in select_events(history, since=since)]
     produce_events(settings, iter(live))
     report.live_events = len(live)
+    report.ingested = {
+        "orders": sum(1 for e in live if e.event_type == "purchase"),
+        "cancellations": sum(1 for e in live if e.event_type == "order_cancelled"),
+        "anonymous_orders": sum(1 for e in live if e.customer_id is None),
+        "customers": len({e.customer_id for e in live if e.customer_id}),
+        "lines": sum(len(e.lines) for e in live),
+    }
     decisions = collect_decisions(settings, {e.event_id for e in live}, timeout_s=180)
     lap(f"replay {len(live)} live purchases and decide")
     counts = wait_for_outbox(settings, timeout_s=120)
@@ -186,6 +210,7 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
         if decision.no_offer_reason:
             reasons[decision.no_offer_reason] += 1
     report.decisions = len(decisions)
+    report.dead_lettered = count_records(settings, settings.topic_purchases_dlq)
     report.offers_by_type, report.suppressed_by_rule = dict(by_type), dict(rules)
     report.no_offer_by_reason = dict(reasons)
     report.emails_sent, report.emails_pending = counts.get("sent", 0), counts.get("pending", 0)

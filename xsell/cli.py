@@ -365,6 +365,9 @@ def _print_report(report: object, settings: Settings) -> None:
     out = Console()
     summary = Table("what", "count", title="xsell run: summary")
     summary.add_row("live purchase events replayed", str(report.live_events))  # type: ignore[attr-defined]
+    for name, count in report.ingested.items():  # type: ignore[attr-defined]
+        summary.add_row(f"  {name.replace('_', ' ')}", str(count))
+    summary.add_row("events dead-lettered (purchases.dlq, all time)", str(report.dead_lettered))  # type: ignore[attr-defined]
     summary.add_row("offer decisions", str(report.decisions))  # type: ignore[attr-defined]
     for offer_type, count in sorted(report.offers_by_type.items()):  # type: ignore[attr-defined]
         summary.add_row(f"  offers: {offer_type}", str(count))
