@@ -39,7 +39,7 @@ class ServiceStatus:
 
 def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     """The services `make run` starts: ingest (validation + DLQ), feature pipeline, offers, delivery,
-    in-app inbox, API, MLflow UI."""
+    in-app inbox, feedback facts and attribution, API, MLflow UI."""
     xsell = [sys.executable, "-m", "xsell.cli"]
     mlflow_ui = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
@@ -51,6 +51,7 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec("offers", [*xsell, "offers"]),
         ServiceSpec("delivery", [*xsell, "deliver"]),
         ServiceSpec("inbox", [*xsell, "inbox"]),
+        ServiceSpec("feedback", [*xsell, "feedback"]),
         ServiceSpec("api", [*xsell, "api"]),
     ]
     if settings.mlflow_tracking_uri is None:  # a configured server is someone else's to run

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xsell.logs import configure_logging
@@ -340,6 +341,50 @@ def api() -> None:
     main(_settings())
 
 
+@app.command()
+def feedback(until_caught_up: UntilCaughtUp = False) -> None:
+    """Store offer-quality facts from `offers`, `offer-feedback` and `purchases`; attribute conversions."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from services.feedback.service import FeedbackService  # noqa: PLC0415
+
+    settings = _settings()
+    stats = FeedbackService(settings, group_id=settings.feedback_group, until_caught_up=until_caught_up,
+                            window=timedelta(days=settings.attribution_window_days)).run()
+    print(json.dumps(stats.__dict__, default=str))
+
+
+@app.command()
+def report(
+    since: Annotated[str | None, typer.Option("--since", help="Offers decided at or after DATE (ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Offers decided before DATE.")] = None,
+    offer_type: Annotated[str | None, typer.Option("--offer-type", help="cross_sell or up_sell.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Offer quality: sent, clicked, converted, attributed revenue, rates, latency (from `xsell feedback`)."""
+    from services.feedback.facts import open_facts  # noqa: PLC0415
+    from services.feedback.report import offer_quality  # noqa: PLC0415
+
+    engine = open_facts(_settings().db_url)
+    try:
+        figures = offer_quality(engine, since=_parse_date(since), until=_parse_date(until), offer_type=offer_type)
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps(figures, default=str))
+        return
+    table = Table(title="Offer quality")
+    for column in ("", "offers sent", "clicks", "conversions", "revenue", "click rate", "conv. rate"):
+        table.add_column(column, justify="left" if not column else "right")
+    for name, row in {"all": figures, **{f"  {k}": v for k, v in figures["by_offer_type"].items()}}.items():
+        table.add_row(name, str(row["offers_sent"]), str(row["clicks"]), str(row["conversions"]),
+                      f"{row['attributed_revenue']:.2f}", str(row["click_rate"]), str(row["conversion_rate"]))
+    Console().print(table)
+    latency = figures["latency_ms"]
+    print(f"latency p50 {latency['p50']} ms, p99 {latency['p99']} ms; suppressions {figures['suppressions_by_rule']}; "
+          f"bounce rate {figures['bounce_rate']}, unsubscribe rate {figures['unsubscribe_rate']}")
+
+
 # -- the main job ----------------------------------------------------------------------------------
 @app.command()
 def run(
@@ -385,7 +430,7 @@ def _print_report(report: object, settings: Settings) -> None:
         example = report.example  # type: ignore[attr-defined]
         out.print(f"example: customer {example['customer_id']}, order {example['order_id']}, model v{example['model_version']}")
         for offer in example["offers"]:
-            out.print(f"  - [{offer['type']}] {offer['product']}: {offer['reason']} (score {offer['score']:.3f})")
+            out.print(escape(f"  - [{offer['type']}] {offer['product']}: {offer['reason']} (score {offer['score']:.3f})"))
     customer = (report.example or {}).get("customer_id", "")  # type: ignore[attr-defined]
     out.print(f"API:        {settings.base_url}/docs")
     out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")

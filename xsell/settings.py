@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # Delivery and API
     delivery_group: str = Field(default="xsell-delivery", description="Consumer group of e-mail delivery.")
     inbox_group: str = Field(default="xsell-inbox", description="Consumer group that stores in-app offers.")
+    feedback_group: str = Field(default="xsell-feedback", description="Consumer group of the feedback service.")
+    attribution_window_days: float = Field(default=7.0, description="A purchase up to N days after an offer converts it.")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_starttls: bool = False

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -23,13 +22,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Engine, RowMapping, make_url
+from sqlalchemy.engine import Engine, RowMapping
 
+from xsell.database import engine_for
 from xsell.offers import OfferDecision, OfferType, as_utc
 
 
@@ -119,21 +118,11 @@ def rows_of(decision: OfferDecision) -> list[dict[str, object]]:
     ]
 
 
-def _engine(url: str) -> Engine:
-    """An engine; for a SQLite file, its folder is created and writers wait for each other's locks."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
-
-
 class InboxStore:
     """Store in-app offers, list a customer's active ones, and record dismissals and conversions."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = _engine(url)
+        self.engine: Engine = engine_for(url)
         metadata.create_all(self.engine)
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""The feedback loop: offer-quality facts, purchase attribution and the offer-quality report."""

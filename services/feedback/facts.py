@@ -1,0 +1,292 @@
+"""Offer-quality facts in the xsell database: decisions, offers, suppressions, feedback, purchases
+and conversions.
+
+SQLAlchemy Core on `settings.db_url` (SQLite under XSELL_HOME by default, PostgreSQL or any URL by
+`XSELL_DATABASE_URL`). Every write is keyed by a deterministic id and ignores rows it already has,
+so redelivery and replays change nothing; conversions are the one upsert (a later-arriving, more
+recent offer may take over a line's attribution). Times are stored in UTC. Kafka record timestamps
+(milliseconds, producer create time) of a purchase and of its decision give the decision latency.
+No e-mail address is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from services.feedback.attribution import Conversion, OfferFact, PurchaseLine, purchase_lines
+from xsell.database import engine_for
+from xsell.events import PurchaseEvent
+from xsell.offers import FeedbackEvent, OfferDecision, as_utc
+
+metadata = MetaData()
+decisions = Table(
+    "fact_decisions",
+    metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("event_id", String(128), nullable=False, index=True),
+    Column("order_id", String(64), nullable=False),
+    Column("customer_id", String(128)),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_version", String(256)),
+    Column("offered", Boolean, nullable=False),
+    Column("channels", String(64), nullable=False),
+    Column("no_offer_reason", String(64)),
+    Column("record_ts_ms", BigInteger),
+)
+offers = Table(
+    "fact_offers",
+    metadata,
+    Column("offer_id", String(64), primary_key=True),
+    Column("decision_id", String(64), nullable=False, index=True),
+    Column("order_id", String(64), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("product_id", String(128), nullable=False),
+    Column("offer_type", String(16), nullable=False),
+    Column("model_version", String(256)),
+    Column("rank", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("price", Float),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index("ix_fact_offers_customer_product", "customer_id", "product_id"),
+    Index("ix_fact_offers_decided", "decided_at"),
+)
+suppressions = Table(
+    "fact_suppressions",
+    metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("rule", String(64), primary_key=True),
+    Column("product_id", String(128), primary_key=True),  # "" when the rule held back the message
+)
+feedback = Table(
+    "fact_feedback",
+    metadata,
+    Column("feedback_id", String(64), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("offer_id", String(64), index=True),
+    Column("decision_id", String(64), index=True),
+    Column("customer_id", String(128)),
+    Column("channel", String(16)),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+purchases = Table(
+    "fact_purchases",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("order_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("total", Float, nullable=False),
+    Column("record_ts_ms", BigInteger),
+)
+purchase_lines_table = Table(
+    "fact_purchase_lines",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("product_id", String(128), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("revenue", Float, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_fact_purchase_lines_customer_product", "customer_id", "product_id"),
+)
+conversions = Table(
+    "fact_conversions",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("product_id", String(128), primary_key=True),
+    Column("offer_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("revenue", Float, nullable=False),
+    Column("converted_at", DateTime(timezone=True), nullable=False),
+    Column("model_version", String(256)),
+    Column("offer_type", String(16), nullable=False),
+)
+
+_CHUNK = 500
+
+
+def open_facts(url: str) -> Engine:
+    """An engine on the facts database, its tables created."""
+    engine = engine_for(url)
+    metadata.create_all(engine)
+    return engine
+
+
+def _insert_ignore(db: Connection, table: Table, rows: Sequence[Mapping[str, object]]) -> int:
+    """Insert rows whose primary key is new; return how many were new."""
+    if not rows:
+        return 0
+    keys = [column.name for column in table.primary_key.columns]
+    unique = list({tuple(row[k] for k in keys): row for row in rows}.values())
+    existing = _existing_keys(db, table, keys, unique)
+    new = [row for row in unique if tuple(row[k] for k in keys) not in existing]
+    if new:
+        dialect = db.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            module = sqlite if dialect == "sqlite" else postgresql
+            db.execute(module.insert(table).on_conflict_do_nothing(index_elements=keys), new)
+        else:
+            db.execute(insert(table), new)
+    return len(new)
+
+
+def _existing_keys(db: Connection, table: Table, keys: list[str], rows: Sequence[Mapping[str, object]]) -> set[tuple]:
+    """Primary keys of `rows` already in `table` (looked up by the first key column, in chunks)."""
+    first = table.c[keys[0]]
+    found: set[tuple] = set()
+    values = sorted({row[keys[0]] for row in rows}, key=str)
+    for start in range(0, len(values), _CHUNK):
+        query = select(*(table.c[k] for k in keys)).where(first.in_(values[start:start + _CHUNK]))
+        found.update(tuple(row) for row in db.execute(query))
+    return found
+
+
+def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | None]]) -> list[OfferFact]:
+    """Store decisions (with their record timestamps), offers and suppressions; return the offers."""
+    decision_rows: list[dict[str, object]] = []
+    offer_rows: list[dict[str, object]] = []
+    suppression_rows: list[dict[str, object]] = []
+    facts: list[OfferFact] = []
+    for decision, record_ts_ms in items:
+        occurred_at, decided_at = as_utc(decision.occurred_at), as_utc(decision.decided_at)
+        decision_rows.append({
+            "decision_id": decision.decision_id, "event_id": decision.event_id, "order_id": decision.order_id,
+            "customer_id": decision.customer_id, "occurred_at": occurred_at, "decided_at": decided_at,
+            "model_version": decision.model_version, "offered": decision.offered,
+            "channels": ",".join(channel.value for channel in decision.channels),
+            "no_offer_reason": decision.no_offer_reason, "record_ts_ms": record_ts_ms,
+        })
+        suppression_rows.extend(
+            {"decision_id": decision.decision_id, "rule": s.rule, "product_id": s.product_id or ""}
+            for s in decision.suppressed
+        )
+        if decision.customer_id is None:
+            continue
+        for item in decision.offers:
+            offer_rows.append({
+                "offer_id": item.offer_id, "decision_id": decision.decision_id, "order_id": decision.order_id,
+                "customer_id": decision.customer_id, "product_id": item.product_id,
+                "offer_type": item.offer_type.value, "model_version": decision.model_version, "rank": item.rank,
+                "score": item.score, "price": item.price, "occurred_at": occurred_at, "decided_at": decided_at,
+            })
+            facts.append(OfferFact(
+                offer_id=item.offer_id, customer_id=decision.customer_id, product_id=item.product_id,
+                order_id=decision.order_id, offered_at=occurred_at, offer_type=item.offer_type.value,
+                model_version=decision.model_version,
+            ))
+    _insert_ignore(db, decisions, decision_rows)
+    _insert_ignore(db, offers, offer_rows)
+    _insert_ignore(db, suppressions, suppression_rows)
+    return facts
+
+
+def record_feedback(db: Connection, events: Iterable[FeedbackEvent]) -> int:
+    """Store feedback facts; return how many were new."""
+    rows = [
+        {
+            "feedback_id": event.feedback_id, "type": event.type.value, "offer_id": event.offer_id,
+            "decision_id": event.details.get("decision_id"), "customer_id": event.customer_id,
+            "channel": event.channel.value if event.channel else None, "occurred_at": as_utc(event.occurred_at),
+        }
+        for event in events
+    ]
+    return _insert_ignore(db, feedback, rows)
+
+
+def record_purchases(db: Connection, items: Iterable[tuple[PurchaseEvent, int | None]]) -> list[PurchaseLine]:
+    """Store purchases of known customers and their lines; return the lines (for attribution)."""
+    event_rows: list[dict[str, object]] = []
+    lines: list[PurchaseLine] = []
+    for event, record_ts_ms in items:
+        event_lines = purchase_lines(event)
+        if not event_lines:
+            continue
+        lines.extend(event_lines)
+        event_rows.append({
+            "event_id": event.event_id, "order_id": event.order_id, "customer_id": event.customer_id,
+            "occurred_at": as_utc(event.occurred_at), "total": round(event.total, 6), "record_ts_ms": record_ts_ms,
+        })
+    _insert_ignore(db, purchases, event_rows)
+    _insert_ignore(db, purchase_lines_table, [
+        {"order_id": line.order_id, "product_id": line.product_id, "customer_id": line.customer_id,
+         "quantity": line.quantity, "revenue": line.revenue, "occurred_at": as_utc(line.occurred_at)}
+        for line in lines
+    ])
+    return lines
+
+
+def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFact], list[PurchaseLine]]:
+    """Every stored offer and purchase line of these (customer id, product id) pairs."""
+    customers = sorted({customer for customer, _ in pairs})
+    found_offers: list[OfferFact] = []
+    found_lines: list[PurchaseLine] = []
+    for start in range(0, len(customers), _CHUNK):
+        chunk = customers[start:start + _CHUNK]
+        for row in db.execute(select(offers).where(offers.c.customer_id.in_(chunk))).mappings():
+            if (row["customer_id"], row["product_id"]) in pairs:
+                found_offers.append(OfferFact(
+                    offer_id=row["offer_id"], customer_id=row["customer_id"], product_id=row["product_id"],
+                    order_id=row["order_id"], offered_at=as_utc(row["occurred_at"]), offer_type=row["offer_type"],
+                    model_version=row["model_version"],
+                ))
+        lines = purchase_lines_table
+        for row in db.execute(select(lines).where(lines.c.customer_id.in_(chunk))).mappings():
+            if (row["customer_id"], row["product_id"]) in pairs:
+                found_lines.append(PurchaseLine(
+                    order_id=row["order_id"], product_id=row["product_id"], customer_id=row["customer_id"],
+                    quantity=row["quantity"], revenue=row["revenue"], occurred_at=as_utc(row["occurred_at"]),
+                ))
+    return found_offers, found_lines
+
+
+def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
+    """Upsert conversions by (order id, product id); return how many rows were new or changed."""
+    rows = {
+        (c.order_id, c.product_id): {
+            "order_id": c.order_id, "product_id": c.product_id, "offer_id": c.offer_id,
+            "customer_id": c.customer_id, "revenue": c.revenue, "converted_at": as_utc(c.converted_at),
+            "model_version": c.model_version, "offer_type": c.offer_type,
+        }
+        for c in found
+    }
+    if not rows:
+        return 0
+    current: dict[tuple[str, str], str] = {}
+    orders = sorted({order for order, _ in rows})
+    for start in range(0, len(orders), _CHUNK):
+        query = select(conversions.c.order_id, conversions.c.product_id, conversions.c.offer_id).where(
+            conversions.c.order_id.in_(orders[start:start + _CHUNK]))
+        current.update({(order, product): offer for order, product, offer in db.execute(query)})
+    new = [row for key, row in rows.items() if key not in current]
+    changed = [row for key, row in rows.items() if key in current and current[key] != row["offer_id"]]
+    _insert_ignore(db, conversions, new)
+    for row in changed:
+        db.execute(conversions.update()
+                   .where(conversions.c.order_id == row["order_id"], conversions.c.product_id == row["product_id"])
+                   .values(**row))
+    return len(new) + len(changed)
+
+
+def offered_pairs(found: Iterable[OfferFact | PurchaseLine]) -> set[tuple[str, str]]:
+    """The (customer id, product id) pairs of offers or purchase lines."""
+    return {(item.customer_id, item.product_id) for item in found}
+

@@ -1,0 +1,114 @@
+"""The offer-quality report on facts written to a real (temporary) SQLite database."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from services.feedback.attribution import attribute
+from services.feedback.facts import (
+    facts_for,
+    offered_pairs,
+    open_facts,
+    record_decisions,
+    record_feedback,
+    record_purchases,
+    save_conversions,
+)
+from services.feedback.report import offer_quality, percentile
+from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
+from xsell.offers import FeedbackType as F
+from xsell.offers import OfferType, Suppression, offer_id_for
+
+CROSS, UP = OfferType.CROSS_SELL, OfferType.UP_SELL
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    """A facts database with a small, fully known history."""
+    engine = open_facts(f"sqlite:///{tmp_path / 'facts.db'}")
+    d1 = decision("A1", "C1", T0, ("P1", CROSS), ("P2", UP), suppressed=(
+        Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")))
+    d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2")
+    d3 = decision("A3", "C3", T0)
+    d4 = decision("A4", "C4", T0, ("P3", CROSS), model_version=None, decided_at=DECIDED + timedelta(days=1))
+    o11, o12, o21, o43 = (offer_id_for("A1", "P1"), offer_id_for("A1", "P2"), offer_id_for("A2", "P1"),
+                          offer_id_for("A4", "P3"))
+    events = [
+        feedback(F.IMPRESSION, o11), feedback(F.CLICK, o11), feedback(F.CLICK, o11, salt="again"),
+        feedback(F.EMAIL_SENT, o11), feedback(F.EMAIL_SENT, o12), feedback(F.EMAIL_SENT, o21, "C2"),
+        feedback(F.EMAIL_OPENED, None, "C2", decision_id=d2.decision_id), feedback(F.EMAIL_CLICKED, o21, "C2"),
+        feedback(F.BOUNCED, o43, "C4"), feedback(F.UNSUBSCRIBED, o21, "C2"),
+    ]
+    bought = [
+        (purchase("A1", "C1", T0, ("P0", 1, 2.0)), 1_000), (purchase("A2", "C2", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A3", "C3", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("B1", "C1", T0 + timedelta(days=1), ("P1", 2, 5.0), ("P9", 1, 3.0)), 2_000),
+        (purchase("B2", "C2", T0 + timedelta(days=8), ("P1", 1, 5.0)), 2_000),
+        (purchase("B3", "C1", T0 + timedelta(days=2), ("P2", 1, 20.0)), 2_000),
+    ]
+    with engine.begin() as db:
+        offers = record_decisions(db, [(d1, 1_040), (d2, 1_100), (d3, 1_010), (d4, None)])
+        record_feedback(db, events)
+        lines = record_purchases(db, bought)
+        save_conversions(db, attribute(*facts_for(db, offered_pairs(offers) | offered_pairs(lines))))
+    return engine
+
+
+def test_overall_figures(engine: Engine) -> None:
+    report = offer_quality(engine)
+    assert report["decisions"] == 4
+    assert {k: report[k] for k in ("offers_sent", "impressions", "clicks", "converted_offers", "conversions")} == {
+        "offers_sent": 4, "impressions": 2, "clicks": 2, "converted_offers": 2, "conversions": 2}
+    assert report["attributed_revenue"] == 30.0
+    assert (report["impression_rate"], report["click_rate"], report["conversion_rate"]) == (0.5, 0.5, 0.5)
+    assert report["revenue_per_offer"] == 7.5
+    assert (report["converting_orders"], report["aov_converting_orders"]) == (2, 16.5)
+    assert report["suppressions_by_rule"] == {"already_bought": 1, "email_cap": 1}
+    assert report["no_offer_by_reason"] == {"no_eligible_candidates": 1}
+    assert (report["emails_sent"], report["bounces"], report["unsubscribes"]) == (2, 1, 1)
+    assert (report["bounce_rate"], report["unsubscribe_rate"]) == (0.3333, 0.5)
+    assert report["latency_ms"] == {"count": 3, "p50": 40.0, "p99": 100.0}
+    assert report["top_offered_products"] == [
+        {"product_id": "P1", "offers": 2}, {"product_id": "P2", "offers": 1}, {"product_id": "P3", "offers": 1}]
+    assert report["top_converting_products"] == [
+        {"product_id": "P2", "conversions": 1, "revenue": 20.0}, {"product_id": "P1", "conversions": 1, "revenue": 10.0}]
+    json.dumps(report)  # what `xsell report --json` prints
+
+
+def test_by_offer_type_and_by_model_version(engine: Engine) -> None:
+    report = offer_quality(engine)
+    cross, up = report["by_offer_type"]["cross_sell"], report["by_offer_type"]["up_sell"]
+    assert (cross["offers_sent"], cross["clicks"], cross["conversions"], cross["attributed_revenue"]) == (3, 2, 1, 10.0)
+    assert (up["offers_sent"], up["clicks"], up["conversions"], up["attributed_revenue"]) == (1, 0, 1, 20.0)
+    assert round(cross["revenue_per_offer"], 4) == 3.3333
+    models = report["by_model_version"]
+    assert {name: (m["offers_sent"], m["conversions"]) for name, m in models.items()} == {
+        "1": (2, 2), "2": (1, 0), "none": (1, 0)}
+
+
+def test_time_and_offer_type_filters(engine: Engine) -> None:
+    later = offer_quality(engine, since=DECIDED + timedelta(seconds=1))
+    assert (later["decisions"], later["offers_sent"], later["bounces"], later["conversions"]) == (1, 1, 1, 0)
+    assert later["suppressions_by_rule"] == {} and later["latency_ms"]["count"] == 0
+    earlier = offer_quality(engine, until=DECIDED + timedelta(seconds=1))
+    assert (earlier["offers_sent"], earlier["conversions"], earlier["attributed_revenue"]) == (3, 2, 30.0)
+    up = offer_quality(engine, offer_type="up_sell")
+    assert (up["offers_sent"], up["conversions"], up["attributed_revenue"], list(up["by_offer_type"])) == (
+        1, 1, 20.0, ["up_sell"])
+
+
+def test_an_empty_database_reports_zeros(tmp_path: Path) -> None:
+    report = offer_quality(open_facts(f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert (report["offers_sent"], report["clicks"], report["conversions"], report["attributed_revenue"]) == (0, 0, 0, 0.0)
+    assert report["click_rate"] is None and report["by_offer_type"] == {} and report["latency_ms"]["p50"] is None
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([5], 0.99) == 5.0
+    assert (percentile(list(range(1, 101)), 0.5), percentile(list(range(1, 101)), 0.99)) == (50.0, 99.0)
