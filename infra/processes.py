@@ -25,6 +25,7 @@ class ServiceSpec:
 
     name: str
     command: list[str]
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec("feedback", [*xsell, "feedback"]),
         ServiceSpec("api", [*xsell, "api"]),
     ]
+    specs = [  # Kafka consumers expose /metrics on their own ports (see infra/prometheus/prometheus.yml)
+        ServiceSpec(s.name, s.command, settings.metrics_port_base + number) for number, s in enumerate(specs)
+        if s.name != "api"
+    ] + [s for s in specs if s.name == "api"]
     if settings.mlflow_tracking_uri is None:  # a configured server is someone else's to run
         specs.append(ServiceSpec("mlflow-ui", mlflow_ui))
     return specs
@@ -74,6 +79,8 @@ class ServiceProcesses:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **(env or {})}
+        if spec.metrics_port:
+            environment["XSELL_METRICS_PORT"] = str(spec.metrics_port)
         with (self.log_dir / f"{spec.name}.log").open("ab") as log_handle:
             process = subprocess.Popen(
                 spec.command, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 
+from xsell.metrics import BATCH_SECONDS, RECORDS_CONSUMED, serve_metrics
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class ConsumerLoop:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
+            serve_metrics(self.settings.metrics_port, self.client_id)
         with ExitStack() as stack:
             if exit_stack is not None:
                 stack.enter_context(exit_stack)
@@ -96,9 +98,11 @@ class ConsumerLoop:
                 polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
                 batch = [record for records in polled.values() for record in records]
                 if batch:
-                    self.handler(batch)
-                    consumer.commit()
+                    with BATCH_SECONDS.labels(self.client_id).time():
+                        self.handler(batch)
+                        consumer.commit()
                     self.records_handled += len(batch)
+                    RECORDS_CONSUMED.labels(self.client_id).inc(len(batch))
                 if self.until_caught_up:
                     targets = targets or self._end_offsets(consumer)
                     if targets and all(consumer.position(tp) >= end for tp, end in targets.items()):

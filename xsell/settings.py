@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # Events and consumers
     max_event_bytes: int = Field(default=512 * 1024, description="Larger `purchases` records are dead-lettered.")
     log_level: str = Field(default="INFO", description="Log level of services (JSON lines on stderr).")
+    metrics_port: int = Field(default=0, description="Port of this service's /metrics (0: none; the API serves its own).")
+    metrics_port_base: int = Field(default=9101, description="`make run` gives its services /metrics ports from here up.")
     sample_data: Path = Field(
         default=REPO_ROOT / "data" / "online_retail_sample.parquet",
         description="The shipped sample of real purchases that `xsell run` replays.",

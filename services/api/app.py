@@ -13,8 +13,9 @@ from pathlib import Path
 
 import jinja2
 import uvicorn
-from fastapi import FastAPI, HTTPException, status
+from fastapi import FastAPI, HTTPException, Response, status
 from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -67,6 +68,11 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
     app.include_router(links.router)
     if settings.demo_enabled:  # the demo page embeds the API key: never on in production
         app.include_router(demo.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def read_metrics() -> Response:
+        """This process's Prometheus metrics (text exposition format)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def read_health(inbox: InboxDep) -> Health:

@@ -15,6 +15,7 @@ from typing import Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from xsell.metrics import FEEDBACK_EVENTS
 from xsell.offers import FeedbackEvent
 from xsell.settings import Settings
 
@@ -65,6 +66,7 @@ class KafkaFeedbackPublisher:
             self.producer.send(self.topic, key=feedback_key(event), value=event.to_bytes()).get(
                 timeout=self.ack_timeout_s
             )
+            FEEDBACK_EVENTS.labels(str(event.type)).inc()
         except KafkaError as error:
             log.error("feedback not published", extra={"type": event.type.value, "error": type(error).__name__})
             raise FeedbackPublishError("offer-feedback did not acknowledge") from error

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
 from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
 from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
+from xsell.metrics import DELIVERIES
 from xsell.consumer import ConsumerLoop, Record
 from xsell.offers import Channel, FeedbackEvent, FeedbackType, OfferDecision, feedback_id_for
 from xsell.settings import Settings
@@ -211,13 +212,16 @@ class DeliveryService:
                     if error.permanent:
                         self.outbox.mark_failed(row.decision_id, str(error), time.time())
                         self.stats.failed += 1
+                        DELIVERIES.labels("failed").inc()
                         log.warning("e-mail refused for good", extra={"decision_id": row.decision_id,
                                                                      "error": str(error)})
                         continue
                     self._retry(row, error)
+                    DELIVERIES.labels("retry").inc()
                     self.outbox.release([r.decision_id for r in rows[index + 1:]], time.time())
                     break
                 self.outbox.mark_sent(row.decision_id, time.time())
+                DELIVERIES.labels("sent").inc()
                 sent += 1
                 self.stats.sent += 1
                 log.info("e-mail sent", extra={"decision_id": row.decision_id, "customer_id": row.customer_id,

@@ -19,6 +19,7 @@ from services.ingest.dead_letter import DeadLetter, dead_letter_for
 from services.ingest.summary import IngestSummary
 from xsell.consumer import ConsumerLoop, Record
 from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
+from xsell.metrics import DEAD_LETTERS
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class IngestService:
             for future, letter in zip(futures, outcome.dead_letters, strict=True):
                 future.get()  # raises if the DLQ refused it: the batch is then not committed
                 self.summary.add_dead_letter(letter.reason)
+                DEAD_LETTERS.labels(letter.reason).inc()
                 log.warning("dead-lettered", extra={"reason": letter.reason, **_source(letter)})
 
     def run(self) -> IngestSummary:

@@ -153,3 +153,20 @@ def test_ingest_exits_cleanly_on_sigterm(kafka_settings: Settings, repo_root: Pa
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert json.loads(stdout.strip().splitlines()[-1])["dead_lettered"] == 0
+
+
+def test_consumer_metrics_are_served_and_count_records(kafka_settings: Settings, make_event: EventFactory) -> None:
+    import urllib.request  # noqa: PLC0415
+
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    from infra.kafka.broker import free_port  # noqa: PLC0415
+
+    port = free_port()
+    settings = kafka_settings.model_copy(update={"metrics_port": port})
+    produce_events(settings, iter([make_event(customer_id=f"M{i}") for i in range(25)]))
+    IngestService(settings, until_caught_up=True).run()  # main thread: serves /metrics on `port`
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()  # noqa: S310
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "xsell_records_consumed_total" and s.labels.get("service") == "xsell-ingest"]
+    assert samples and samples[0].value >= 25

@@ -1,0 +1,42 @@
+"""Prometheus metrics of every xsell service, defined once.
+
+Each service process exposes them on `/metrics`: the API on its own port, the Kafka consumers on
+`XSELL_METRICS_PORT` when it is set (`make run` gives each service its own port; 0 = off).
+Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+RECORDS_CONSUMED = Counter("xsell_records_consumed_total", "Kafka records handled, by service.", ["service"])
+BATCH_SECONDS = Histogram(
+    "xsell_batch_seconds", "Time to handle one micro-batch, by service.", ["service"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DEAD_LETTERS = Counter("xsell_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"])
+DECISIONS = Counter("xsell_decisions_total", "Offer decisions, by outcome (offered or the no-offer reason).", ["outcome"])
+OFFERS = Counter("xsell_offers_total", "Offers decided, by offer type.", ["offer_type"])
+SUPPRESSIONS = Counter("xsell_suppressions_total", "Candidates or messages held back, by rule.", ["rule"])
+EVENT_TO_OFFER_SECONDS = Histogram(
+    "xsell_event_to_offer_seconds", "From the purchase record's Kafka timestamp to its decision.",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DELIVERIES = Counter("xsell_deliveries_total", "E-mail delivery attempts, by result (sent, retry, failed).", ["result"])
+MODEL_VERSION = Gauge("xsell_model_version", "Version of the champion model being served.")
+FEEDBACK_EVENTS = Counter("xsell_feedback_events_total", "Feedback events published by the API, by type.", ["type"])
+
+
+def serve_metrics(port: int, service: str) -> None:
+    """Expose this process's metrics on 127.0.0.1:`port` (no-op when port is 0)."""
+    if port <= 0:
+        return
+    try:
+        start_http_server(port, addr="127.0.0.1")
+        log.info("metrics served", extra={"service": service, "port": port})
+    except OSError as error:  # a taken port must not stop the service itself
+        log.warning("metrics port unavailable", extra={"service": service, "port": port, "error": str(error)})
