@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 XSELL := $(VENV)/bin/xsell
 DATA ?= data/online_retail_sample.parquet
 
-.PHONY: help install system-deps run stop test bench lock clean
+.PHONY: help install system-deps test-deps run stop test bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,6 +16,10 @@ system-deps:  ## Debian packages the stack needs (Java runtime and Maven for the
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing Java and Maven from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless maven; }
+
+test-deps:  ## Debian packages the browser test needs (headless Chromium)
+	@command -v chromium >/dev/null || { echo "installing Chromium from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +36,7 @@ run: install  ## the main job on embedded defaults (see README)
 stop:  ## stop whatever `make run` started
 	@if [ -x $(XSELL) ]; then $(XSELL) stack down; else echo "nothing installed, nothing to stop"; fi
 
-test: install  ## the whole suite: unit tests first, then integration tests against real services
+test: install test-deps  ## the whole suite: unit tests first, then integration tests against real services
 	@$(VENV)/bin/pytest
 
 bench: install  ## measured figures, one JSON line per benchmark (DATA=file to use another data set)

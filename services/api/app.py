@@ -1,8 +1,9 @@
 """The API application: `create_app(settings)` builds it, `main(settings)` serves it with uvicorn.
 
 The lifespan opens what the handlers depend on (`services.api.deps`): the inbox and preference
-stores on `settings.db_url` and the feedback publisher, a Kafka producer with acks=all unless one is
-passed in (unit tests pass a recorder). OpenAPI is FastAPI's: `/openapi.json` and `/docs`.
+stores and the offer-quality facts (what the ops dashboard shows) on `settings.db_url`, and the
+feedback publisher, a Kafka producer with acks=all unless one is passed in (unit tests pass a
+recorder). OpenAPI is FastAPI's: `/openapi.json` and `/docs`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.deps import InboxDep
 from services.api.feedback import FeedbackPublisher, KafkaFeedbackPublisher
-from services.api.routes import demo, links, offers
+from services.api.routes import assets, dashboard, demo, links, offers
+from services.feedback.facts import open_facts
 from services.inbox.store import InboxStore
 from services.preferences import PreferenceStore
 from xsell.logs import configure_logging
@@ -46,12 +48,15 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
             stack.callback(inbox.close)
             preferences = PreferenceStore(settings.db_url)
             stack.callback(preferences.engine.dispose)
+            facts = open_facts(settings.db_url)
+            stack.callback(facts.dispose)
             if publisher is None:
                 app.state.publisher = stack.enter_context(KafkaFeedbackPublisher(settings))
             else:
                 app.state.publisher = publisher
             app.state.inbox = inbox
             app.state.preferences = preferences
+            app.state.facts = facts
             yield
 
     app = FastAPI(
@@ -66,6 +71,8 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
     )
     app.include_router(offers.router)
     app.include_router(links.router)
+    app.include_router(dashboard.router)
+    app.include_router(assets.router)
     if settings.demo_enabled:  # the demo page embeds the API key: never on in production
         app.include_router(demo.router)
 
@@ -74,7 +81,8 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
         """This process's Prometheus metrics (text exposition format)."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, tags=["health"],
+             responses={503: {"description": "The database is unreachable."}})
     def read_health(inbox: InboxDep) -> Health:
         """200 when the API can reach its database, 503 otherwise."""
         try:

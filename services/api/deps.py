@@ -3,18 +3,23 @@
 Everything comes from `app.state`, filled by `create_app`'s lifespan: the settings, the inbox and
 preference stores, the feedback publisher and the templates. `require_api_key` guards the whole `/v1`
 router (`dependencies=[Depends(require_api_key)]`, so no route can forget it): the shop's backend sends the key as `X-API-Key`; a missing or wrong key is a 401.
+`has_dashboard_access` lets the ops dashboard in with either that key or the signed session cookie
+its login form sets (`services.api.session`); `require_dashboard_access` guards its JSON endpoints.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
 
 from services.api.feedback import FeedbackPublisher
+from services.api.session import COOKIE_NAME, verify_session
 from services.inbox.store import InboxStore
 from services.preferences import PreferenceStore
 from xsell.settings import Settings
@@ -47,21 +52,50 @@ def get_templates(request: Request) -> Jinja2Templates:
     return request.app.state.templates
 
 
+def get_facts(request: Request) -> Engine:
+    """The offer-quality facts database (`services.feedback.facts`)."""
+    return request.app.state.facts
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 InboxDep = Annotated[InboxStore, Depends(get_inbox)]
 PreferencesDep = Annotated[PreferenceStore, Depends(get_preferences)]
 PublisherDep = Annotated[FeedbackPublisher, Depends(get_publisher)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
+FactsDep = Annotated[Engine, Depends(get_facts)]
+
+
+def is_api_key(settings: Settings, key: str | None) -> bool:
+    """True if `key` is `XSELL_API_KEY` (constant-time; an empty configured key matches nothing)."""
+    if not key or not settings.api_key:
+        return False
+    return hmac.compare_digest(key.encode(), settings.api_key.encode())
 
 
 def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]) -> str:
     """The caller's key if it matches `XSELL_API_KEY` (constant-time); 401 otherwise."""
-    expected = settings.api_key.encode()
-    if not key or not expected or not hmac.compare_digest(key.encode(), expected):
+    if key is None or not is_api_key(settings, key):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="Missing or invalid API key.",
             headers={"WWW-Authenticate": "APIKey"},
         )
     return key
+
+
+def has_dashboard_access(request: Request, settings: SettingsDep,
+                         key: Annotated[str | None, Security(api_key_header)]) -> bool:
+    """True with a valid `X-API-Key` or a valid, unexpired dashboard session cookie."""
+    session = request.cookies.get(COOKIE_NAME)
+    return is_api_key(settings, key) or verify_session(settings.link_secret, settings.api_key, session, time.time())
+
+
+def require_dashboard_access(allowed: Annotated[bool, Depends(has_dashboard_access)]) -> None:
+    """401 unless the caller has dashboard access (API key or session cookie)."""
+    if not allowed:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="Log in at /dashboard/login or send X-API-Key.",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
 

@@ -13,12 +13,15 @@ count whenever they happened. Definitions:
 - e-mail: emails_sent / bounces count messages (decisions); bounce_rate = bounces / (sent + bounces);
   unsubscribe_rate = customers unsubscribing in the period / customers e-mailed in the cohort.
 - latency_ms: Kafka timestamp of the decision record minus that of its purchase record (p50, p99).
+
+`offers_sent_per_day` gives the dashboard's time series of the same cohort (UTC days, per offer
+type) and `latest_model_version` the version that made the cohort's newest offer (the serving one).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
@@ -77,6 +80,53 @@ def offer_quality(engine: Engine, since: datetime | None = None, until: datetime
             ],
         }
     return report
+
+
+def offers_sent_per_day(engine: Engine, since: datetime | None = None, until: datetime | None = None,
+                        offer_type: str | None = None) -> dict[str, Any]:
+    """Offers of the cohort per UTC day of decision and offer type (JSON-ready).
+
+    `days` runs without gaps from the first to the last day with an offer; `offer_types` maps each
+    offer type present to its count on each of those days (zero on days without).
+    """
+    day = _utc_day(offers.c.decided_at, engine.dialect.name)
+    query = (select(day.label("day"), offers.c.offer_type, func.count()).where(*_cohort(since, until, offer_type))
+             .group_by(day, offers.c.offer_type))
+    with engine.connect() as db:
+        counts = {(_as_date(d), kind): int(n) for d, kind, n in db.execute(query)}
+    if not counts:
+        return {"days": [], "offer_types": {}}
+    first, last = min(d for d, _ in counts), max(d for d, _ in counts)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    kinds = sorted({kind for _, kind in counts})
+    return {
+        "days": [d.isoformat() for d in days],
+        "offer_types": {kind: [counts.get((d, kind), 0) for d in days] for kind in kinds},
+    }
+
+
+def latest_model_version(engine: Engine, since: datetime | None = None, until: datetime | None = None,
+                         offer_type: str | None = None) -> str | None:
+    """The model version of the cohort's most recently decided offer ("none" without a version; None if no offer)."""
+    query = (select(offers.c.model_version).where(*_cohort(since, until, offer_type))
+             .order_by(offers.c.decided_at.desc(), offers.c.offer_id).limit(1))
+    with engine.connect() as db:
+        found = db.execute(query).first()
+    return None if found is None else _label(found[0])
+
+
+def _utc_day(column: Any, dialect: str) -> Any:
+    """The UTC calendar day of a stored timestamp, in SQL."""
+    if dialect == "postgresql":  # timestamptz: the day depends on the session time zone unless pinned
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)  # SQLite and others store the UTC wall time (facts are written in UTC)
+
+
+def _as_date(value: Any) -> date:
+    """A day from the database (a date, or ISO text on SQLite)."""
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def _cohort(since: datetime | None, until: datetime | None, offer_type: str | None) -> list[ColumnElement[bool]]:

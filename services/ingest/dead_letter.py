@@ -3,15 +3,19 @@
 The DLQ record keeps the original key and value (Kafka Connect's convention) and puts the reason,
 the error and the source topic/partition/offset in headers, so the original can be replayed as is.
 An original larger than the DLQ topic accepts is truncated, never dropped: headers then carry its
-full size, its SHA-256 digest and `truncated=true`.
+full size, its SHA-256 digest and `truncated=true`. `dead_letter_count` says how many records the
+DLQ topic holds (the ops dashboard shows it), failing fast when the broker is unreachable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kafka import KafkaConsumer, TopicPartition
+
 from xsell.consumer import Record
 from xsell.events import EventRejected, digest
+from xsell.settings import Settings
 
 HEADER_PREFIX = "xsell.dlq."
 # Room left in a DLQ record for key, headers and batch overhead when the value must be truncated.
@@ -55,3 +59,24 @@ def dead_letter_for(record: Record, rejection: EventRejected, dlq_max_bytes: int
         headers=[(HEADER_PREFIX + name, value.encode()) for name, value in headers.items()],
         reason=str(rejection.reason),
     )
+
+
+def dead_letter_count(settings: Settings, timeout_s: float = 2.0) -> int:
+    """Records in `settings.topic_purchases_dlq` (end minus beginning offsets; 0 if the topic is absent).
+
+    Raises `kafka.errors.KafkaError` when the broker does not answer within about `timeout_s`.
+    """
+    timeout_ms = max(1, int(timeout_s * 1000))
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, client_id="xsell-dlq-count",
+                             bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms,
+                             allow_auto_create_topics=False)
+    try:
+        topic = settings.topic_purchases_dlq
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        if not partitions:
+            return 0
+        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+        starts = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        consumer.close()

@@ -19,7 +19,7 @@ from services.feedback.facts import (
     record_purchases,
     save_conversions,
 )
-from services.feedback.report import offer_quality, percentile
+from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day, percentile
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
 from xsell.offers import OfferType, Suppression, offer_id_for
@@ -100,6 +100,33 @@ def test_time_and_offer_type_filters(engine: Engine) -> None:
     up = offer_quality(engine, offer_type="up_sell")
     assert (up["offers_sent"], up["conversions"], up["attributed_revenue"], list(up["by_offer_type"])) == (
         1, 1, 20.0, ["up_sell"])
+
+
+def test_offers_sent_per_day_by_type_sum_to_the_report(engine: Engine) -> None:
+    series = offers_sent_per_day(engine)
+    assert series == {"days": ["2024-05-01", "2024-05-02"], "offer_types": {"cross_sell": [2, 1], "up_sell": [1, 0]}}
+    by_type = offer_quality(engine)["by_offer_type"]
+    assert {kind: sum(counts) for kind, counts in series["offer_types"].items()} == {
+        kind: figures["offers_sent"] for kind, figures in by_type.items()}
+    assert offers_sent_per_day(engine, offer_type="up_sell") == {"days": ["2024-05-01"], "offer_types": {"up_sell": [1]}}
+    assert offers_sent_per_day(engine, since=DECIDED + timedelta(days=1)) == {
+        "days": ["2024-05-02"], "offer_types": {"cross_sell": [1]}}
+
+
+def test_offers_sent_per_day_fills_days_without_offers(tmp_path: Path) -> None:
+    engine = open_facts(f"sqlite:///{tmp_path / 'gap.db'}")
+    with engine.begin() as db:
+        record_decisions(db, [(decision("G1", "C1", T0, ("P1", UP)), None),
+                              (decision("G2", "C2", T0, ("P2", UP), decided_at=DECIDED + timedelta(days=2)), None)])
+    assert offers_sent_per_day(engine) == {
+        "days": ["2024-05-01", "2024-05-02", "2024-05-03"], "offer_types": {"up_sell": [1, 0, 1]}}
+    assert offers_sent_per_day(engine, offer_type="cross_sell") == {"days": [], "offer_types": {}}
+
+
+def test_latest_model_version_is_the_newest_offers(engine: Engine) -> None:
+    assert latest_model_version(engine) == "none"  # A4, decided a day later, has no model version
+    assert latest_model_version(engine, offer_type="up_sell") == "1"
+    assert latest_model_version(engine, since=DECIDED + timedelta(days=5)) is None
 
 
 def test_an_empty_database_reports_zeros(tmp_path: Path) -> None:

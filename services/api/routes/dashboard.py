@@ -1,0 +1,143 @@
+"""The ops dashboard: offer quality at a glance, for the people who run xsell.
+
+`/dashboard` is an HTML page whose script fetches `/dashboard/data` (the offer-quality report of
+`services.feedback.report` plus offers sent per day) and `/dashboard/pipeline` (dead letters and
+e-mail delivery outcomes) and draws them with Plotly.js, served by the API (`/static/plotly.min.js`).
+The date-range and offer-type filters refetch both; filters live in the page's query string, so a
+view can be shared.
+
+Access: the API key. Operators type it into `/dashboard/login`, which sets a signed session cookie
+(`services.api.session`; HttpOnly, SameSite=Strict, scoped to /dashboard, Secure over HTTPS); the
+JSON endpoints also take it as `X-API-Key`. Without either, the page redirects to the login form and
+the JSON endpoints answer 401. The page is fine with Kafka down: the dead-letter count is then null
+("n/a") and everything else still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import time
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from kafka.errors import KafkaError
+
+from services.api.deps import FactsDep, SettingsDep, TemplatesDep, has_dashboard_access, is_api_key, require_dashboard_access
+from services.api.session import COOKIE_NAME, SESSION_TTL_S, sign_session
+from services.delivery.outbox import Outbox
+from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day
+from services.ingest.dead_letter import dead_letter_count
+from xsell.offers import OfferType, as_utc
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+
+COOKIE_PATH = "/dashboard"
+MAX_LOGIN_BODY_BYTES = 4096
+DLQ_TIMEOUT_S = 2.0
+NO_STORE = {"Cache-Control": "no-store"}
+Since = Annotated[datetime | None, Query(description="Offers decided at or after (ISO 8601 date or time; UTC if naive).")]
+Until = Annotated[datetime | None, Query(description="Offers decided before (ISO 8601 date or time; UTC if naive).")]
+OfferTypeFilter = Annotated[OfferType | None, Query(description="Only offers of this type.")]
+
+
+def _page_headers(nonce: str) -> dict[str, str]:
+    """No caching, no framing, scripts only from the API (and the page's own nonce)."""
+    policy = ("default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+              "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+    return {**NO_STORE, "Content-Security-Policy": policy.format(nonce=nonce), "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+
+
+def _login_page(request: Request, templates: TemplatesDep, error: str | None, status_code: int) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    return templates.TemplateResponse(request, "dashboard_login.html", {"error": error, "nonce": nonce},
+                                      status_code=status_code, headers=_page_headers(nonce))
+
+
+@router.get("", response_class=HTMLResponse, responses={303: {"description": "Not logged in: to the login form."}})
+def read_dashboard(request: Request, templates: TemplatesDep,
+                   allowed: Annotated[bool, Depends(has_dashboard_access)]) -> Response:
+    """The dashboard page (its script fetches the figures); without a session, a redirect to the login form."""
+    if not allowed:
+        return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER, headers=NO_STORE)
+    nonce = secrets.token_urlsafe(16)
+    offer_types = [kind.value for kind in OfferType]
+    return templates.TemplateResponse(request, "dashboard.html", {"nonce": nonce, "offer_types": offer_types},
+                                      headers=_page_headers(nonce))
+
+
+@router.get("/login", response_class=HTMLResponse)
+def read_login(request: Request, templates: TemplatesDep) -> HTMLResponse:
+    """The login form: one field, the API key."""
+    return _login_page(request, templates, None, status.HTTP_200_OK)
+
+
+@router.post("/login", response_class=HTMLResponse,
+             responses={303: {"description": "Logged in: session cookie set, to the dashboard."},
+                        401: {"description": "Wrong key: the form again."}})
+async def create_session(request: Request, settings: SettingsDep, templates: TemplatesDep) -> Response:
+    """Check the posted key (form field `key`); if right, set the session cookie and go to the dashboard."""
+    body = await request.body()
+    fields = parse_qs(body.decode("utf-8", "replace")) if len(body) <= MAX_LOGIN_BODY_BYTES else {}
+    key = (fields.get("key") or [""])[0]
+    if not is_api_key(settings, key):
+        log.warning("dashboard login refused")
+        return _login_page(request, templates, "That key is not valid.", status.HTTP_401_UNAUTHORIZED)
+    response = RedirectResponse("/dashboard", status_code=status.HTTP_303_SEE_OTHER, headers=NO_STORE)
+    response.set_cookie(COOKIE_NAME, sign_session(settings.link_secret, settings.api_key, time.time()),
+                        max_age=SESSION_TTL_S, path=COOKIE_PATH, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    log.info("dashboard login")
+    return response
+
+
+@router.post("/logout", responses={303: {"description": "Session cookie cleared, to the login form."}})
+def delete_session(request: Request) -> Response:
+    """End the session (clear the cookie)."""
+    response = RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER, headers=NO_STORE)
+    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+    return response
+
+
+@router.get("/data", dependencies=[Depends(require_dashboard_access)],
+            responses={401: {"description": "No session and no valid X-API-Key."}})
+def read_dashboard_data(facts: FactsDep, response: Response, since: Since = None, until: Until = None,
+                        offer_type: OfferTypeFilter = None) -> dict[str, Any]:
+    """`offer_quality` of the offers decided in [since, until) (of one type), plus offers sent per day
+    by type and the model version of the newest offer (the one serving)."""
+    response.headers.update(NO_STORE)
+    kind = offer_type.value if offer_type else None
+    since, until = (as_utc(bound) if bound else None for bound in (since, until))
+    return {
+        **offer_quality(facts, since=since, until=until, offer_type=kind),
+        "offers_sent_per_day": offers_sent_per_day(facts, since=since, until=until, offer_type=kind),
+        "latest_model_version": latest_model_version(facts, since=since, until=until, offer_type=kind),
+    }
+
+
+@router.get("/pipeline", dependencies=[Depends(require_dashboard_access)],
+            responses={401: {"description": "No session and no valid X-API-Key."}})
+def read_pipeline_health(settings: SettingsDep, response: Response) -> dict[str, Any]:
+    """Records in the dead-letter topic and e-mails per outbox status (each null when unreachable)."""
+    response.headers.update(NO_STORE)
+    dead_letters: int | None
+    try:
+        dead_letters = dead_letter_count(settings, timeout_s=DLQ_TIMEOUT_S)
+    except KafkaError as error:
+        log.warning("dead-letter count unavailable", extra={"error": type(error).__name__})
+        dead_letters = None
+    delivery: dict[str, int] | None
+    try:
+        delivery = Outbox.for_settings(settings).counts()
+    except (sqlite3.Error, OSError) as error:
+        log.warning("outbox counts unavailable", extra={"error": type(error).__name__})
+        delivery = None
+    return {"dlq_topic": settings.topic_purchases_dlq, "dlq_records": dead_letters, "delivery": delivery}
