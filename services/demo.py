@@ -8,7 +8,9 @@
 4. start the services: ingest (validation, DLQ), feature pipeline, offer service, e-mail delivery,
    in-app inbox, API, MLflow UI;
 5. replay the live weeks into `purchases` (with demo contacts, see `with_demo_contacts`);
-6. wait until every live purchase has its decision and every e-mail left the outbox;
+6. wait until every live purchase has its decision and every e-mail left the outbox; the feedback
+   service attributes conversions (a later purchase of an offered product) and the shoppers'
+   clicks on converted offers are simulated through the API;
 7. return a summary: events ingested and dead-lettered, offers by type, suppressions by rule,
    e-mails, an example offer.
 """
@@ -19,6 +21,7 @@ import hashlib
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,6 +56,9 @@ class DemoReport:
     no_offer_by_reason: dict[str, int] = field(default_factory=dict)
     emails_sent: int = 0
     emails_pending: int = 0
+    conversions: int = 0
+    simulated_clicks: int = 0
+    attributed_revenue: float = 0.0
     example: dict[str, object] | None = None
     training: dict[str, object] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -166,6 +172,54 @@ def wait_for_outbox(settings: Settings, timeout_s: float) -> dict[str, int]:
     return counts
 
 
+def wait_for_facts(settings: Settings, decisions: int, timeout_s: float) -> dict[str, object]:
+    """Wait until the feedback service stored at least `decisions` decisions; return the report."""
+    from services.feedback.facts import open_facts  # noqa: PLC0415
+    from services.feedback.report import offer_quality  # noqa: PLC0415
+
+    engine = open_facts(settings.db_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        figures = offer_quality(engine)
+        while figures.get("decisions", 0) < decisions and time.monotonic() < deadline:
+            time.sleep(1)
+            figures = offer_quality(engine)
+        return figures
+    finally:
+        engine.dispose()
+
+
+def simulate_clicks(settings: Settings) -> int:
+    """Shoppers' clicks, simulated from the replayed data: every offer that a later purchase
+    converted is reported as seen and clicked, through the real API (`POST /v1/offers/{id}/events`)."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from services.feedback.facts import conversions, open_facts  # noqa: PLC0415
+
+    engine = open_facts(settings.db_url)
+    try:
+        with engine.connect() as db:
+            converted = sorted({(r.offer_id, r.customer_id) for r in db.execute(
+                select(conversions.c.offer_id, conversions.c.customer_id))})
+    finally:
+        engine.dispose()
+    clicks = 0
+    for offer_id, customer_id in converted:
+        for kind in ("impression", "click"):
+            request = urllib.request.Request(
+                f"http://{settings.api_host}:{settings.api_port}/v1/offers/{offer_id}/events",
+                data=json.dumps({"customer_id": customer_id, "type": kind}).encode(), method="POST",
+                headers={"X-API-Key": settings.api_key, "Content-Type": "application/json",
+                         "Idempotency-Key": f"demo-{kind}-{offer_id}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (loopback)
+                    clicks += int(kind == "click" and response.status == 202)
+            except urllib.error.HTTPError:
+                continue  # an e-mail-only offer is not in the in-app store: nothing to click in-app
+    return clicks
+
+
 def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = print) -> DemoReport:
     """Run the whole pipeline once; see the module docstring."""
     report = DemoReport()
@@ -200,6 +254,13 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
     lap(f"replay {len(live)} live purchases and decide")
     counts = wait_for_outbox(settings, timeout_s=120)
     lap("deliver e-mails")
+    wait_for_facts(settings, len(decisions), timeout_s=120)
+    report.simulated_clicks = simulate_clicks(settings)
+    time.sleep(3)  # the feedback service stores the clicks
+    quality = wait_for_facts(settings, len(decisions), timeout_s=30)
+    report.conversions = int(quality.get("conversions", 0))
+    report.attributed_revenue = float(quality.get("attributed_revenue", 0.0))
+    lap("attribute conversions, simulate clicks")
 
     by_type: Counter[str] = Counter()
     rules: Counter[str] = Counter()

@@ -422,6 +422,9 @@ def _print_report(report: object, settings: Settings) -> None:
         summary.add_row(f"  suppressed by rule: {rule}", str(count))
     summary.add_row("e-mails sent (captured as .eml)", str(report.emails_sent))  # type: ignore[attr-defined]
     summary.add_row("e-mails still pending", str(report.emails_pending))  # type: ignore[attr-defined]
+    summary.add_row("conversions attributed (purchase within 7 days)", str(report.conversions))  # type: ignore[attr-defined]
+    summary.add_row("attributed revenue", f"{report.attributed_revenue:.2f}")  # type: ignore[attr-defined]
+    summary.add_row("clicks (simulated on converted offers)", str(report.simulated_clicks))  # type: ignore[attr-defined]
     out.print(summary)
     if report.training:  # type: ignore[attr-defined]
         headline = {k: report.training.get(k) for k in ("model_version", "run_id", "champion")}  # type: ignore[attr-defined]
@@ -435,6 +438,7 @@ def _print_report(report: object, settings: Settings) -> None:
     out.print(f"API:        {settings.base_url}/docs")
     out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")
     out.print(f"MLflow UI:  http://{settings.api_host}:{settings.mlflow_ui_port}")
+    out.print(f"dashboard:  {settings.base_url}/dashboard  (log in with the key below)")
     out.print(f"mail:       {settings.mail_dir}")
     out.print(f"XSELL_API_KEY={settings.api_key}")
     out.print("stop everything with: make stop")

@@ -1,0 +1,341 @@
+"""The offer pipeline end to end against real services: a ranker trained once on the shipped sample
+(real Feast store, real MLflow SQLite store), the real broker, a real SMTP server (aiosmtpd) and the
+API. A purchase becomes a decision on `offers`, an e-mail and an in-app offer; caps, consent and
+duplicates hold; a `kill -9` of the offer service loses and duplicates nothing; a newly promoted
+champion is served without a restart.
+
+The trained home (feature store, MLflow, offer state) is shared by the module; each test has its own
+topics, consumer groups, database and mail folder, and its own customers (caps are per customer).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import Message
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from kafka import KafkaConsumer, TopicPartition
+
+from infra.kafka.broker import free_port
+from infra.kafka.topics import ensure_topics
+from infra.smtp_capture import MailDirHandler
+from services.api.app import create_app
+from services.delivery.render import message_id_for
+from services.delivery.service import DeliveryService
+from services.inbox.consumer import InboxService
+from services.ingest.replay import produce_events, select_events
+from services.offers.service import OfferService
+from training import commands
+from training.tracking import open_tracking
+from xsell.consumer import wait_for
+from xsell.events import EventType, PurchaseEvent, event_id_for
+from xsell.history import read_purchase_history
+from xsell.offers import Channel, OfferDecision, decision_id_for
+from xsell.settings import REPO_ROOT, Settings
+
+SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
+AFTER_SAMPLE = datetime(2011, 12, 10, 9, 0, tzinfo=UTC)  # the sample's last order is 2011-12-09 12:49
+BASKET = ("85123A", "22423")  # WHITE HANGING HEART T-LIGHT HOLDER, REGENCY CAKESTAND 3 TIER
+FAST_DELIVERY = {"retry_base_s": 0.2, "retry_max_s": 1.0, "tick_s": 0.1, "smtp_timeout_s": 5.0}
+WAIT_S = 40.0
+
+
+class Service(Protocol):
+    """What the helpers need of a consumer service."""
+
+    def run(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+@pytest.fixture(scope="module")
+def trained(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings on the session broker whose home holds a ranker trained on the sample (the champion)."""
+    home = tmp_path_factory.mktemp("offer-pipeline-home")
+    suffix = uuid.uuid4().hex[:8]
+    settings = broker_settings.model_copy(update={
+        "home": home,
+        "topic_purchases": f"purchases-pipeline-{suffix}",
+        "topic_purchases_dlq": f"purchases.dlq-pipeline-{suffix}",
+        "topic_offers": f"offers-pipeline-{suffix}",
+        "topic_offer_feedback": f"offer-feedback-pipeline-{suffix}",
+        "log_level": "WARNING",
+    })
+    settings.__dict__.pop("topic_partitions", None)  # cached_property: recompute for the new names
+    ensure_topics(settings)
+    summary = commands.train(settings, SAMPLE)
+    assert summary["model_version"] == 1 and summary["champion"] is True
+    return settings
+
+
+@pytest.fixture
+def settings(trained: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The trained home with this test's own topics, groups, database and SMTP port."""
+    suffix = f"{request.node.name[:30]}-{uuid.uuid4().hex[:8]}"
+    settings = trained.model_copy(update={
+        "topic_purchases": f"purchases-{suffix}",
+        "topic_purchases_dlq": f"purchases.dlq-{suffix}",
+        "topic_offers": f"offers-{suffix}",
+        "topic_offer_feedback": f"offer-feedback-{suffix}",
+        "offer_group": f"offers-{suffix}",
+        "delivery_group": f"delivery-{suffix}",
+        "inbox_group": f"inbox-{suffix}",
+        "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
+        "smtp_port": free_port(),
+        "public_base_url": "https://shop.example",
+    })
+    settings.__dict__.pop("topic_partitions", None)
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def mail_dir(settings: Settings, tmp_path: Path) -> Iterator[Path]:
+    """A real aiosmtpd server on the settings' SMTP port storing .eml files in this test's folder."""
+    folder = tmp_path / "mail"
+    controller = Controller(MailDirHandler(folder), hostname=settings.smtp_host, port=settings.smtp_port)
+    controller.start()
+    yield folder
+    controller.stop()
+
+
+def purchase(customer_id: str, at: datetime, *, consent: bool = True, products: tuple[str, ...] = BASKET,
+             order_id: str | None = None) -> PurchaseEvent:
+    """A purchase by a customer of the sample, with an e-mail address."""
+    order_id = order_id or f"T{uuid.uuid4().hex[:10]}"
+    return PurchaseEvent(
+        event_id=event_id_for(order_id, EventType.PURCHASE), order_id=order_id, customer_id=customer_id,
+        occurred_at=at, lines=tuple({"product_id": p, "quantity": 2, "unit_price": 2.95} for p in products),
+        customer_email=f"shopper-{customer_id}@example.org", marketing_consent=consent, channel="online",
+    )
+
+
+def produce(settings: Settings, events: list[PurchaseEvent]) -> None:
+    """Produce events to this test's `purchases` with acks=all."""
+    produce_events(settings, iter(events))
+
+
+@contextmanager
+def running(*services: Service) -> Iterator[None]:
+    """Run services in threads; stop them gracefully on exit and re-raise the first error."""
+    errors: list[BaseException] = []
+
+    def target(service: Service) -> None:
+        try:
+            service.run()
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=target, args=(s,), name=f"{type(s).__name__}-under-test") for s in services]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        for service in services:
+            service.stop()
+        for thread in threads:
+            thread.join(30)
+            assert not thread.is_alive(), f"{thread.name} did not stop"
+    if errors:
+        raise errors[0]
+
+
+def pipeline(settings: Settings) -> tuple[OfferService, DeliveryService, InboxService]:
+    """The three consumers of the pipeline, not started."""
+    return OfferService(settings), DeliveryService(settings, **FAST_DELIVERY), InboxService(settings)
+
+
+def decisions(read_topic: Callable[..., list], settings: Settings, expected: int) -> list[OfferDecision]:
+    """The decisions on this test's `offers`, once `expected` are there."""
+    return [OfferDecision.model_validate_json(r.value) for r in read_topic(settings.topic_offers, expected, WAIT_S)]
+
+
+def mails(folder: Path) -> list[Message]:
+    """Every message the SMTP server stored."""
+    return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(folder.glob("*.eml"))]
+
+
+def in_app(client: TestClient, settings: Settings, customer_id: str) -> list[dict]:
+    """The customer's in-app offers as the API lists them."""
+    response = client.get(f"/v1/customers/{customer_id}/offers", headers={"X-API-Key": settings.api_key})
+    assert response.status_code == 200
+    return response.json()["offers"]
+
+
+def test_a_purchase_yields_a_decision_an_email_and_an_in_app_offer(
+    settings: Settings, mail_dir: Path, read_topic: Callable[..., list]
+) -> None:
+    event = purchase("13089", AFTER_SAMPLE)
+    offers, delivery, inbox = pipeline(settings)
+    with running(offers, delivery, inbox), TestClient(create_app(settings)) as client:
+        produce(settings, [event])
+        [decision] = decisions(read_topic, settings, expected=1)
+        assert wait_for(lambda: len(mails(mail_dir)) == 1, WAIT_S)
+        assert wait_for(lambda: len(in_app(client, settings, "13089")) == len(decision.offers), WAIT_S)
+        listed = in_app(client, settings, "13089")
+
+    assert (decision.event_id, decision.decision_id) == (event.event_id, decision_id_for(event.event_id))
+    assert decision.model_version == "1" and decision.no_offer_reason is None
+    assert decision.channels == (Channel.EMAIL, Channel.IN_APP) and 1 <= len(decision.offers) <= 3
+    bought = {line.product_id for line in event.lines}
+    assert not bought & {o.product_id for o in decision.offers}
+
+    [mail] = mails(mail_dir)
+    assert mail["Message-ID"] == message_id_for(decision.decision_id, settings.mail_from)
+    assert mail["To"] == event.customer_email
+    assert str(decision.offers[0].name) in mail.get_body(("plain",)).get_content()
+
+    assert sorted(o["offer_id"] for o in listed) == sorted(o.offer_id for o in decision.offers)
+    assert {o["decision_id"] for o in listed} == {decision.decision_id}
+    assert offers.stats.decisions == 1 and delivery.stats.sent == 1
+
+
+def test_b_frequency_cap_and_consent_hold_back_emails_not_in_app_offers(
+    settings: Settings, mail_dir: Path, read_topic: Callable[..., list]
+) -> None:
+    first = purchase("15039", AFTER_SAMPLE)
+    second = purchase("15039", AFTER_SAMPLE + timedelta(hours=2))  # within 24 h of the first
+    no_consent = purchase("15005", AFTER_SAMPLE, consent=False)
+    offers, delivery, inbox = pipeline(settings)
+    with running(offers, delivery, inbox), TestClient(create_app(settings)) as client:
+        produce(settings, [first, second, no_consent])
+        by_event = {d.event_id: d for d in decisions(read_topic, settings, expected=3)}
+        assert wait_for(lambda: delivery.stats.decisions == 3 and len(mails(mail_dir)) == 1, WAIT_S)
+        assert wait_for(lambda: inbox.summary.decisions_stored == 3, WAIT_S)
+        listed = in_app(client, settings, "15039")
+        listed_no_consent = in_app(client, settings, "15005")
+
+    capped, silent = by_event[second.event_id], by_event[no_consent.event_id]
+    assert by_event[first.event_id].channels == (Channel.EMAIL, Channel.IN_APP)
+    assert capped.channels == (Channel.IN_APP,) and capped.offers
+    assert [s.rule for s in capped.suppressed if s.product_id is None] == ["frequency_cap_24h"]
+    assert silent.channels == (Channel.IN_APP,) and silent.offers
+    assert [s.rule for s in silent.suppressed if s.product_id is None] == ["no_consent"]
+
+    [mail] = mails(mail_dir)
+    assert mail["Message-ID"] == message_id_for(by_event[first.event_id].decision_id, settings.mail_from)
+    assert delivery.stats.queued == 1 and delivery.stats.skipped == {"no_email_channel": 2}
+    assert {o["decision_id"] for o in listed} == {by_event[first.event_id].decision_id, capped.decision_id}
+    assert {o["decision_id"] for o in listed_no_consent} == {silent.decision_id}
+
+
+def test_c_the_same_event_twice_is_one_decision_and_one_email(
+    settings: Settings, mail_dir: Path, read_topic: Callable[..., list]
+) -> None:
+    event = purchase("14056", AFTER_SAMPLE)
+    offers, delivery, inbox = pipeline(settings)
+    with running(offers, delivery, inbox):
+        produce(settings, [event])
+        assert wait_for(lambda: offers.stats.decisions == 1, WAIT_S)
+        produce(settings, [event])  # a producer retry or a replay, after the decision was recorded
+        records = decisions(read_topic, settings, expected=2)
+        assert wait_for(lambda: delivery.stats.decisions == 2 and len(mails(mail_dir)) >= 1, WAIT_S)
+        assert wait_for(lambda: inbox.summary.decisions_stored == 2, WAIT_S)
+
+    assert len(records) == 2 and records[0] == records[1]  # re-emitted as stored: same ids, same content
+    assert records[0].decision_id == decision_id_for(event.event_id) and records[0].offers
+    assert (offers.stats.decisions, offers.stats.re_emitted) == (1, 1)
+    assert [m["Message-ID"] for m in mails(mail_dir)] == [message_id_for(records[0].decision_id, settings.mail_from)]
+    assert (delivery.stats.queued, delivery.stats.duplicates, delivery.stats.sent) == (1, 1, 1)
+    assert inbox.summary.offers_new == len(records[0].offers)
+
+
+@contextmanager
+def tailing(settings: Settings) -> Iterator[Callable[[], int]]:
+    """A reader of every partition of `offers` (no group); yields `count()`: records seen so far."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    partitions = [TopicPartition(settings.topic_offers, p) for p in range(settings.offers_partitions)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    seen = [0]
+
+    def count() -> int:
+        seen[0] += sum(len(batch) for batch in consumer.poll(timeout_ms=20).values())
+        return seen[0]
+
+    try:
+        yield count
+    finally:
+        consumer.close()
+
+
+def test_d_kill_9_then_restart_misses_and_duplicates_no_decision(
+    settings: Settings, read_topic: Callable[..., list], tmp_path: Path
+) -> None:
+    events = list(select_events(read_purchase_history(SAMPLE)))[-300:]
+    produce(settings, events)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
+        "XSELL_HOME": str(settings.home),
+        "XSELL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "XSELL_TOPIC_PURCHASES": settings.topic_purchases,
+        "XSELL_TOPIC_PURCHASES_DLQ": settings.topic_purchases_dlq,
+        "XSELL_TOPIC_OFFERS": settings.topic_offers,
+        "XSELL_TOPIC_OFFER_FEEDBACK": settings.topic_offer_feedback,
+        "XSELL_OFFER_GROUP": settings.offer_group,
+        "XSELL_DATABASE_URL": str(settings.database_url),
+        "XSELL_POLL_MAX_RECORDS": "20",
+        "XSELL_LOG_LEVEL": "INFO",
+    }
+    command = [sys.executable, "-m", "xsell.cli", "offers"]
+    with (tmp_path / "first.log").open("wb") as log, tailing(settings) as seen:
+        first = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:  # kill as soon as the first batch is out, mid-stream
+            assert wait_for(lambda: seen() >= 20 or first.poll() is not None, 90, 0.0)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(30)
+        assert first.returncode == -signal.SIGKILL
+        time.sleep(0.5)
+        assert seen() < len(events), "killed too late: every decision was already out"
+
+    restarted = subprocess.run([*command, "--until-caught-up"], env=env, cwd=REPO_ROOT, capture_output=True,
+                               timeout=120, check=False)
+    assert restarted.returncode == 0, restarted.stderr.decode()[-3000:]
+
+    records = [OfferDecision.model_validate_json(r.value) for r in read_topic(settings.topic_offers, len(events), WAIT_S)]
+    assert {d.event_id for d in records} == {e.event_id for e in events}
+    assert {d.decision_id for d in records} == {decision_id_for(e.event_id) for e in events}
+    by_id: dict[str, OfferDecision] = {}
+    for decision in records:  # duplicates only as identical re-emissions of the stored decision
+        assert by_id.setdefault(decision.decision_id, decision) == decision
+    assert all(d.model_version == "1" for d in records)
+
+
+def test_e_a_promoted_champion_is_served_without_restart(
+    settings: Settings, read_topic: Callable[..., list]
+) -> None:
+    settings = settings.model_copy(update={"model_refresh_s": 1.0})
+    offers = OfferService(settings)
+    before, after = purchase("14769", AFTER_SAMPLE), purchase("14769", AFTER_SAMPLE + timedelta(hours=1))
+    with running(offers):
+        produce(settings, [before])
+        assert wait_for(lambda: offers.stats.decisions == 1, WAIT_S)
+        client = open_tracking(settings)
+        current = client.get_model_version(settings.model_name, "1")
+        again = client.create_model_version(settings.model_name, current.source, run_id=current.run_id)
+        promoted = commands.promote(settings, int(again.version), force=True, reason="integration test")
+        assert promoted["promoted"] is True
+        time.sleep(settings.model_refresh_s + 0.2)  # the watcher's next check sees the new alias
+        produce(settings, [after])
+        assert wait_for(lambda: offers.stats.decisions == 2, WAIT_S)
+    by_event = {d.event_id: d for d in decisions(read_topic, settings, expected=2)}
+    assert by_event[before.event_id].model_version == "1"
+    assert by_event[after.event_id].model_version == str(again.version) == "2"
+    assert by_event[after.event_id].offers
+    assert offers.champion.champion is not None and offers.champion.champion.version == 2
