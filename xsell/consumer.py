@@ -87,6 +87,8 @@ class ConsumerLoop:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.settings.poll_max_records,
+                session_timeout_ms=self.settings.consumer_session_timeout_ms,
+                heartbeat_interval_ms=max(self.settings.consumer_session_timeout_ms // 3, 100),
                 fetch_max_bytes=16 * 1024 * 1024,
                 max_partition_fetch_bytes=8 * 1024 * 1024,
             )

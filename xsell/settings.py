@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     )
     ingest_group: str = Field(default="xsell-ingest", description="Consumer group of `xsell ingest`.")
     poll_max_records: int = Field(default=500, description="Records per poll in consumer services.")
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, description="Consumer-group session timeout: how soon a crashed member's partitions move."
+    )
 
     # Feature store
     features_group: str = Field(default="xsell-features", description="Consumer group of the feature pipeline.")
