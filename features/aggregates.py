@@ -42,7 +42,7 @@ class CustomerState:
     returned_units: int = 0
     first_order_ts: float | None = None
     last_order_ts: float | None = None
-    products: set[str] = field(default_factory=set)
+    products: dict[str, float] = field(default_factory=dict)  # product -> time first bought
     category_spend: dict[str, float] = field(default_factory=dict)
 
     def features(self) -> dict[str, object]:
@@ -69,14 +69,15 @@ class CustomerState:
     def to_json(self) -> dict[str, object]:
         """State as plain JSON types."""
         data = dict(self.__dict__)
-        data["products"] = sorted(self.products)
+        data["products"] = dict(sorted(self.products.items()))
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> CustomerState:
         """Inverse of `to_json`."""
         state = cls(**data)  # type: ignore[arg-type]
-        state.products = set(state.products)
+        if isinstance(state.products, list):  # state saved before first-bought times were kept
+            state.products = {p: 0.0 for p in state.products}
         return state
 
 
@@ -243,7 +244,7 @@ class FeatureFold:
                 product.buyer_orders[event.customer_id] = product.buyer_orders.get(event.customer_id, 0) + 1
                 customer.lifetime_spend += value
                 customer.units += line.quantity
-                customer.products.add(line.product_id)
+                customer.products[line.product_id] = min(ts, customer.products.get(line.product_id, ts))
                 if product.category:
                     customer.category_spend[product.category] = customer.category_spend.get(product.category, 0.0) + value
         return list(dict.fromkeys(touched))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
@@ -53,8 +54,12 @@ class FoldStateStore:
         fold.restore(customers, products, applied, percentiles)
         return fold
 
-    def owned_products(self, customer_ids: Iterable[str]) -> dict[str, frozenset[str]]:
-        """Products each customer bought so far (for "never offer what is owned" at serving time)."""
+    def owned_products(
+        self, customer_ids: Iterable[str], as_of: Mapping[str, datetime] | None = None
+    ) -> dict[str, frozenset[str]]:
+        """Products each customer bought before `as_of[customer]` (all so far without it), for
+        "never offer what is owned" at serving time. The time bound matters when the feature
+        pipeline is ahead of the caller (a fast replay): later purchases must not count as owned."""
         ids = list(set(customer_ids))
         owned: dict[str, frozenset[str]] = {c: frozenset() for c in ids}
         with self._connect() as db:
@@ -62,7 +67,10 @@ class FoldStateStore:
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for customer_id, state in db.execute(f"SELECT customer_id, state FROM customers WHERE customer_id IN ({marks})", chunk):
-                    owned[customer_id] = frozenset(json.loads(state)["products"])
+                    products = json.loads(state)["products"]
+                    bought = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
+                    limit = as_of[customer_id].timestamp() if as_of and customer_id in as_of else float("inf")
+                    owned[customer_id] = frozenset(p for p, first in bought.items() if first < limit)
         return owned
 
     def save(self, fold: FeatureFold, customers: Iterable[str], products: Iterable[str], applied: Iterable[str]) -> None:

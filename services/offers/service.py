@@ -95,7 +95,11 @@ class OfferService:
             self.products.invalidate([line.product_id for line in event.lines])
         champion = self.champion.current()
         customers = [e.customer_id for e in fresh if e.customer_id]
-        owned = self.fold_state.owned_products(customers)
+        first_seen: dict[str, datetime] = {}
+        for event in fresh:
+            if event.customer_id and event.customer_id not in first_seen:
+                first_seen[event.customer_id] = event.occurred_at
+        owned = self.fold_state.owned_products(customers, as_of=first_seen)
         scorable = [e for e in fresh if e.customer_id and e.event_type is EventType.PURCHASE]
         ranked = rank_batch(champion, scorable, owned, self.reader, self.products) if champion and scorable else {}
         unsubscribed = self.preferences.unsubscribed(customers)

@@ -88,3 +88,15 @@ def test_snapshots_are_stamped_just_after_their_event(make_event: EventFactory) 
     out = FeatureFold().apply(events)
     assert out.customer_rows[0]["event_timestamp"] == events[0].occurred_at + SNAPSHOT_DELAY
     assert all(row["event_timestamp"] > T0 for row in out.product_rows)
+
+
+def test_owned_products_respect_the_time_they_were_first_bought(make_event: EventFactory, tmp_path) -> None:
+    from features.state import FoldStateStore  # noqa: PLC0415
+
+    fold = FeatureFold()
+    fold.apply(_history(make_event))
+    store = FoldStateStore(tmp_path / "state.db")
+    store.replace_all(fold)
+    owned = store.owned_products(["A"], as_of={"A": T0 + timedelta(days=5)})
+    assert owned["A"] == {"P1", "P2"}  # P3 is bought on day 10: not owned yet on day 5
+    assert store.owned_products(["A"])["A"] == {"P1", "P2", "P3"}
