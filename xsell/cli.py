@@ -43,6 +43,13 @@ DataOption = Annotated[
 def _settings() -> Settings:
     settings = get_settings()
     configure_logging(settings.log_level)
+    if settings.env == "production":
+        from xsell.secrets_check import PlaceholderSecretError, refuse_placeholder_secrets  # noqa: PLC0415
+
+        try:
+            refuse_placeholder_secrets(settings)
+        except PlaceholderSecretError as error:
+            _fail(str(error))
     return settings
 
 

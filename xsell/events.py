@@ -26,6 +26,9 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 # uuid5 namespace of event ids: a replay of the same file yields the same ids.
 EVENT_ID_NAMESPACE = uuid.UUID("5b0f6c1e-2f43-4c8e-9a53-7d1f0e2b8a61")
+# Bounds of one order line; the history readers reject rows beyond them (`bad_quantity`, `bad_price`).
+MAX_LINE_QUANTITY = 1_000_000
+MAX_UNIT_PRICE = 1_000_000
 
 
 class EventType(StrEnum):
@@ -62,8 +65,8 @@ class LineItem(BaseModel):
 
     product_id: str = Field(min_length=1, max_length=64)
     name: str | None = Field(default=None, max_length=512)
-    quantity: int = Field(gt=0, le=1_000_000)
-    unit_price: float = Field(ge=0, le=1_000_000, allow_inf_nan=False)
+    quantity: int = Field(gt=0, le=MAX_LINE_QUANTITY)
+    unit_price: float = Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)
     category: str | None = Field(default=None, max_length=128)
 
 
@@ -87,7 +90,10 @@ class PurchaseEvent(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no such UTC time
+            raise ValueError("timestamp is out of range once converted to UTC") from None
 
     @property
     def is_anonymous(self) -> bool:
@@ -125,12 +131,13 @@ def parse_purchase_event(raw: bytes | None, max_bytes: int = 512 * 1024) -> Purc
         raise EventRejected(RejectReason.NOT_UTF8, str(error)) from None
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # ValueError: also integers longer than 4300 digits
         raise EventRejected(RejectReason.MALFORMED_JSON, str(error)[:300]) from None
     if not isinstance(document, dict):
         raise EventRejected(RejectReason.NOT_AN_OBJECT, f"top level is {type(document).__name__}, not an object")
     version = document.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+    # An int, not a bool or float; and checked before `in`, since a list or object is unhashable.
+    if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise EventRejected(
             RejectReason.UNKNOWN_SCHEMA_VERSION,
             f"schema_version {version!r} not in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",

@@ -14,6 +14,8 @@ turns such lines into `order_cancelled` events (see the policy in `xsell.events`
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xsell.events import EventType, PurchaseEvent, event_id_for
+from xsell.events import MAX_LINE_QUANTITY, MAX_UNIT_PRICE, EventType, PurchaseEvent, event_id_for
 
 CANONICAL_REQUIRED = ("order_id", "customer_id", "product_id", "quantity", "unit_price", "ordered_at")
 CANONICAL_OPTIONAL = ("product_name", "category", "currency", "channel", "customer_email", "marketing_consent")
@@ -60,9 +62,22 @@ def read_table(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"purchase history file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (ValueError, OSError) as error:  # pyarrow: ArrowInvalid / ArrowIOError
+            raise ValueError(f"{path}: not a readable Parquet file: {error}") from None
     if suffix in (".csv", ".gz", ".txt"):
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}: not UTF-8 text ({error.reason}); "
+                "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+            ) from None
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path}: the file is empty (no header row)") from None
+        except (pd.errors.ParserError, gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise ValueError(f"{path}: not a readable CSV file: {str(error)[:300]}") from None
     raise UnknownLayoutError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
@@ -94,7 +109,7 @@ def _from_uci(raw: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "order_id": raw["InvoiceNo"].astype(str).str.strip(),
-            "customer_id": customer.map(lambda v: None if pd.isna(v) else str(int(v))),
+            "customer_id": customer.map(lambda v: None if pd.isna(v) or not np.isfinite(v) else str(int(v))),
             "product_id": raw["StockCode"].astype(str).str.strip().str.upper(),
             "product_name": raw["Description"].astype("string").str.strip(),
             "category": None,
@@ -129,14 +144,19 @@ def _clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, Counter[str]]:
     frame = frame.copy()
     frame["quantity"] = pd.to_numeric(frame["quantity"], errors="coerce")
     frame["unit_price"] = pd.to_numeric(frame["unit_price"], errors="coerce")
-    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], errors="coerce", utc=True, format="mixed")
+    # pandas reads "now" and "today" as the current time: a file's timestamps must come from the file.
+    relative = frame["ordered_at"].astype("string").str.strip().str.lower().isin(["now", "today"])
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"].mask(relative.fillna(False), None), errors="coerce",
+                                         utc=True, format="mixed")
 
     checks = [
         ("missing_order_id", frame["order_id"].isna()),
         ("missing_product_id", frame["product_id"].isna() | (frame["product_id"] == "")),
         ("bad_timestamp", frame["ordered_at"].isna()),
-        ("bad_quantity", frame["quantity"].isna() | (frame["quantity"] % 1 != 0) | (frame["quantity"] == 0)),
-        ("bad_price", frame["unit_price"].isna() | ~np.isfinite(frame["unit_price"].fillna(0))),
+        ("bad_quantity", frame["quantity"].isna() | (frame["quantity"] % 1 != 0) | (frame["quantity"] == 0)
+         | (frame["quantity"].abs() > MAX_LINE_QUANTITY)),  # also keeps int64 from overflowing
+        ("bad_price", frame["unit_price"].isna() | ~np.isfinite(frame["unit_price"].fillna(0))
+         | (frame["unit_price"] > MAX_UNIT_PRICE)),
         ("non_positive_price", frame["unit_price"] <= 0),
     ]
     keep = pd.Series(True, index=frame.index)

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="XSELL_", frozen=True, extra="ignore")
 
+    env: str = Field(default="local", description="local | production; production refuses placeholder secrets.")
     home: Path = Field(
         default=REPO_ROOT / ".xsell",
         description="Folder holding all local state: broker data, jars cache, feature store, MLflow, mail.",

@@ -84,7 +84,8 @@ def read_click_link(token: Token, settings: SettingsDep, inbox: InboxDep, publis
     return RedirectResponse(target, status_code=status.HTTP_302_FOUND, headers=NO_STORE)
 
 
-@router.get("/o/{token}.gif", response_class=Response, responses={200: {"content": {"image/gif": {}}}})
+@router.get("/o/{token}.gif", response_class=Response, responses={200: {"content": {"image/gif": {}}},
+                                                                  400: {"description": "Invalid or expired link."}})
 def read_open_pixel(token: Token, settings: SettingsDep, publisher: PublisherDep) -> Response:
     """Record an e-mail open and return a transparent 1x1 GIF."""
     claim = _verify(settings.link_secret, token, "open")

@@ -24,7 +24,17 @@ from xsell.offers import Channel, FeedbackEvent, FeedbackType, OfferType, feedba
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["offers"], dependencies=[Depends(require_api_key)])
+
+class ErrorDetail(BaseModel):
+    """What an error response says (FastAPI's `HTTPException` body)."""
+
+    detail: str
+
+
+router = APIRouter(
+    prefix="/v1", tags=["offers"], dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorDetail, "description": "Missing or invalid `X-API-Key`."}},
+)
 
 Identifier = Annotated[str, Path(min_length=1, max_length=128)]
 
@@ -103,7 +113,9 @@ def read_customer_offers(
     "/offers/{offer_id}/events",
     response_model=OfferEventAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: {"description": NOT_FOUND}, 503: {"description": "offer-feedback unavailable; retry."}},
+    responses={400: {"model": ErrorDetail, "description": "The body is not valid JSON."},
+               404: {"model": ErrorDetail, "description": NOT_FOUND},
+               503: {"model": ErrorDetail, "description": "offer-feedback unavailable; retry."}},
 )
 def create_offer_event(
     offer_id: Identifier,

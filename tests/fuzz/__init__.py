@@ -1,0 +1,1 @@
+"""Property-based and coverage-guided fuzzing of the parsers and readers that take outside input."""

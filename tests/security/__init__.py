@@ -1,0 +1,1 @@
+"""Security tests: access control, signed links, escaping, logs without addresses, secrets."""
