@@ -158,6 +158,13 @@ def _clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, Counter[str]]:
         ("bad_price", frame["unit_price"].isna() | ~np.isfinite(frame["unit_price"].fillna(0))
          | (frame["unit_price"] > MAX_UNIT_PRICE)),
         ("non_positive_price", frame["unit_price"] <= 0),
+        # what the event contract (xsell.events) refuses, so that replay never meets an invalid event
+        ("id_too_long", (frame["order_id"].astype(str).str.len() > 64) | (frame["product_id"].astype(str).str.len() > 64)
+         | (frame["customer_id"].fillna("").astype(str).str.len() > 64)),
+        ("bad_currency", ~frame["currency"].astype(str).str.fullmatch(r"[A-Z]{3}")),
+        ("bad_channel", frame["channel"].astype(str).str.len().gt(32) | frame["channel"].astype(str).eq("")),
+        ("bad_email", frame["customer_email"].notna()
+         & ~frame["customer_email"].fillna("").astype(str).str.fullmatch(r"[^@\s]+@[^@\s]+")),
     ]
     keep = pd.Series(True, index=frame.index)
     for reason, bad in checks:

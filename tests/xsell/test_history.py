@@ -123,3 +123,18 @@ def test_shipped_sample_is_readable_and_whole_year() -> None:
     assert lines["ordered_at"].max() > pd.Timestamp("2011-12-01", tz="UTC")
     assert lines["customer_id"].isna().any()  # anonymous orders are part of the sample
     assert lines["is_return"].any()  # and so are cancellations
+
+
+def test_rows_the_event_contract_refuses_are_counted_not_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text(
+        "order_id,customer_id,product_id,quantity,unit_price,ordered_at,currency,customer_email,channel\n"
+        f"o1,c1,{'P' * 80},1,1.0,2024-03-01T10:00:00Z,EUR,,web\n"
+        "o2,c1,p2,1,1.0,2024-03-01T10:00:00Z,euro,,web\n"
+        "o3,c1,p3,1,1.0,2024-03-01T10:00:00Z,EUR,not-an-address,web\n"
+        f"o4,c1,p4,1,1.0,2024-03-01T10:00:00Z,EUR,,{'x' * 40}\n"
+        "o5,c1,p5,1,1.0,2024-03-01T10:00:00Z,EUR,c1@example.com,web\n"
+    )
+    history = read_purchase_history(path)
+    assert history.rejected == {"id_too_long": 1, "bad_currency": 1, "bad_email": 1, "bad_channel": 1}
+    assert [e.order_id for e in events_from_history(history.lines)] == ["o5"]
