@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from models.index import SOURCES, CandidateIndex, IndexConfig
 
@@ -89,6 +90,10 @@ class CandidateGenerator:
         self._category, _ = pd.factorize(products["category"])
         self._price = products["median_price"].to_numpy(dtype=np.float64)
         self._orders = products["orders"].to_numpy(dtype=np.float64)
+        self._product_ids = products["product_id"].to_numpy()
+        self._item_columns = {c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers",
+                                                                   "return_rate")}
+        self._cooccurrence_keys: tuple[np.ndarray, np.ndarray] | None = None
 
     def candidates_for(
         self, customer_id: str | None, basket: Sequence[str], at: pd.Timestamp,
@@ -145,8 +150,7 @@ class CandidateGenerator:
         scores, ranks, best_seed, contributions = {}, {}, {}, {}
         for source in cfg.sources:
             if source == POPULARITY:
-                score = np.broadcast_to(self._popularity, (t_count, n)).copy()
-                score[excluded] = 0.0
+                score = np.where(excluded, 0.0, self._popularity[None, :])
                 rank = np.broadcast_to(self._popularity_rank, (t_count, n))
                 best = np.full((t_count, n), -1, dtype=np.int64)
             else:
@@ -184,16 +188,15 @@ class CandidateGenerator:
         starts, ends = matrix.indptr[seed_item], matrix.indptr[seed_item + 1]
         lengths = ends - starts
         total = int(lengths.sum())
-        segment = np.repeat(np.arange(len(seed_item)), lengths)
-        offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
-        values = matrix.data[offsets] * seed_weight[segment]
-        keys = seed_t[segment] * n + matrix.indices[offsets]
+        offsets = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        values = matrix.data[offsets] * np.repeat(seed_weight, lengths)
+        keys = np.repeat(seed_t * n, lengths) + matrix.indices[offsets]
         summed = np.bincount(keys, weights=values, minlength=t_count * n).reshape(t_count, n)
         maximum = np.zeros(t_count * n)
         np.maximum.at(maximum, keys, values)
         winners = values >= maximum[keys]
         best = np.full(t_count * n, -1, dtype=np.int64)
-        best[keys[winners]] = seed_item[segment[winners]]
+        best[keys[winners]] = np.repeat(seed_item, lengths)[winners]
         return summed, best.reshape(t_count, n)
 
     def _rows(
@@ -218,7 +221,7 @@ class CandidateGenerator:
 
         frame = pd.DataFrame({
             "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
-            "product_id": self.index.products["product_id"].to_numpy()[items],
+            "product_id": self._product_ids[items],
             "candidate_rank": candidate_rank.astype(np.int64),
             "fused_score": fused,
             "offer_type": offer_type,
@@ -227,9 +230,10 @@ class CandidateGenerator:
         })
         has_seed = seed >= 0
         seed_safe = np.where(has_seed, seed, 0)
-        frame["reason"] = _reasons(source, up_sell, self._names[seed_safe], self._names[items], has_seed)
-        frame["seed_product_id"] = np.where(has_seed, self.index.products["product_id"].to_numpy()[seed_safe], None)
-        co_count = np.asarray(self.index.cooccurrence[seed_safe, items]).ravel() * has_seed
+        frame["reason"] = _reasons(source, up_sell, self._names[seed_safe], self._names[items], has_seed, seed_safe,
+                                   items)
+        frame["seed_product_id"] = np.where(has_seed, self._product_ids[seed_safe], None)
+        co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         frame["co_count"] = co_count
         frame["confidence"] = co_count / np.maximum(self._orders[seed_safe], 1)
         frame["lift"] = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
@@ -239,10 +243,21 @@ class CandidateGenerator:
             frame[f"score_{s}"] = scores[s][t_idx, items] if s in scores else 0.0
             rank = np.broadcast_to(ranks[s], scores[s].shape)[t_idx, items] if s in scores else None
             frame[f"rank_{s}"] = np.where(frame[f"score_{s}"] > 0, rank, 0).astype(np.int64) if rank is not None else 0
-        products = self.index.products
-        for column in ("median_price", "recent_customers", "customers", "return_rate"):
-            frame[column] = products[column].to_numpy()[items]
+        for column, values in self._item_columns.items():
+            frame[column] = values[items]
         return frame[list(CANDIDATE_COLUMNS)]
+
+    def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Co-occurrence counts of (seed, item) pairs, 0 where absent (a sorted-key lookup: scipy's
+        fancy indexing of many single cells is slow)."""
+        if self._cooccurrence_keys is None:
+            self._cooccurrence_keys = _flat_keys(self.index.cooccurrence)
+        keys, data = self._cooccurrence_keys
+        if len(keys) == 0 or len(seeds) == 0:
+            return np.zeros(len(seeds), dtype=data.dtype)
+        wanted = seeds.astype(np.int64) * self.index.size + items
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        return np.where(keys[at] == wanted, data[at], 0)
 
     def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
         """Per candidate row, the basket item it upgrades (priciest eligible one), or -1."""
@@ -298,20 +313,31 @@ def _row_ranks(score: np.ndarray) -> np.ndarray:
     """1-based rank of each entry within its row, highest score first."""
     order = np.argsort(-score, axis=1, kind="stable")
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, score.shape[1] + 1)[None, :].repeat(len(score), axis=0), axis=1)
+    ranks[np.arange(len(score))[:, None], order] = np.arange(1, score.shape[1] + 1)
     return ranks
 
 
+def _flat_keys(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR matrix as sorted (row * columns + column) keys and their values."""
+    matrix = matrix.tocsr().copy()
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    return rows * matrix.shape[1] + matrix.indices, matrix.data
+
+
 def _reasons(source: np.ndarray, up_sell: np.ndarray, seed_names: np.ndarray, item_names: np.ndarray,
-             has_seed: np.ndarray) -> list[str]:
-    reasons = []
-    for src, up, seed, item, seeded in zip(source, up_sell, seed_names, item_names, has_seed, strict=True):
-        if up:
-            reasons.append(REASONS["upsell"].format(seed=seed, item=item))
-        elif src == POPULARITY or not seeded:
-            reasons.append(REASONS[POPULARITY])
-        elif src == "upsell":
-            reasons.append(REASONS["upsell"].format(seed=seed, item=item))
-        else:
-            reasons.append(REASONS[src].format(seed=seed))
-    return reasons
+             has_seed: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The reason text of each row, formatted once per distinct (kind, seed, item)."""
+    kind = np.where(up_sell | (source == "upsell"), "upsell",
+                    np.where((source == POPULARITY) | ~has_seed, POPULARITY, source)).astype(object)
+    kinds, kind_code = np.unique(kind, return_inverse=True)
+    n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
+    is_upsell = kinds[kind_code] == "upsell"
+    key = (kind_code.astype(np.int64) * (n + 1) + np.where(kind == POPULARITY, n, seeds)) * (n + 1) + np.where(
+        is_upsell, items, n)
+    unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    texts = np.empty(len(unique), dtype=object)
+    for slot, row in enumerate(first):
+        texts[slot] = REASONS[kind[row]].format(seed=seed_names[row], item=item_names[row])
+    return texts[inverse]

@@ -6,8 +6,10 @@ Each subcommand reads settings from `XSELL_*` environment variables when it star
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,7 @@ DataOption = Annotated[
 def _settings() -> Settings:
     settings = get_settings()
     configure_logging(settings.log_level)
+    _check_home(settings.home)
     if settings.env == "production":
         from xsell.secrets_check import PlaceholderSecretError, refuse_placeholder_secrets  # noqa: PLC0415
 
@@ -51,6 +54,20 @@ def _settings() -> Settings:
         except PlaceholderSecretError as error:
             _fail(str(error))
     return settings
+
+
+def _check_home(home: Path) -> None:
+    """Fail clearly, naming the path, when XSELL_HOME is not a writable folder with some free space."""
+    probe = home / f".write-probe-{os.getpid()}"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\0" * 65536)
+        probe.unlink()
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        _fail(f"XSELL_HOME {home} is not a writable folder with free space ({error.strerror or error}); "
+              "set XSELL_HOME to another folder or free some space")
 
 
 def _fail(message: str) -> None:

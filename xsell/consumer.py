@@ -2,15 +2,19 @@
 
 A service hands `ConsumerLoop` a batch handler. The loop polls a micro-batch, calls the handler,
 and commits offsets only after the handler returned, so a crash re-delivers (at-least-once) and
-never skips. An exception from the handler stops the loop without committing that batch: the
-handler is the one decision point that dead-letters a record or gives up. SIGTERM and SIGINT stop
-the loop after the current batch; offsets are committed and clients closed on the way out.
+never skips. A failure of the outside world (`RETRYABLE_ERRORS`: broker, a store, the disk) backs
+off, rewinds to the last committed offsets and retries the batch, so a restarting broker or an
+unreadable store makes events wait, never skips them. Any other exception from the handler stops
+the loop without committing that batch: the handler is the one decision point that dead-letters a
+record or gives up. SIGTERM and SIGINT stop the loop after the current batch; offsets are committed
+and clients closed on the way out.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,11 +23,17 @@ from types import FrameType
 from typing import Protocol
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from sqlalchemy.exc import DBAPIError
 
 from xsell.metrics import BATCH_SECONDS, RECORDS_CONSUMED, serve_metrics
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
+# Failures of the outside world (broker, a store, the disk): the loop backs off and retries the
+# batch from the last commit. Anything else is a bug and stops the service (nothing is committed).
+RETRYABLE_ERRORS = (KafkaError, OSError, sqlite3.Error, DBAPIError)
+MAX_BACKOFF_S = 30.0
 
 
 class Record(Protocol):
@@ -63,6 +73,7 @@ class ConsumerLoop:
         self.until_caught_up = until_caught_up
         self.poll_timeout_ms = poll_timeout_ms
         self._stop = threading.Event()
+        self._targets: dict[TopicPartition, int] | None = None
         self.records_handled = 0
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -95,23 +106,53 @@ class ConsumerLoop:
             stack.callback(consumer.close, autocommit=False)
             consumer.subscribe(self.topics)
             log.info("consuming", extra={"service": self.client_id, "group": self.group_id, "topics": self.topics})
-            targets: dict[TopicPartition, int] | None = None
+            rewind, backoff_s = False, 1.0
             while not self._stop.is_set():
-                polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
-                batch = [record for records in polled.values() for record in records]
-                if batch:
-                    with BATCH_SECONDS.labels(self.client_id).time():
-                        self.handler(batch)
-                        consumer.commit()
-                    self.records_handled += len(batch)
-                    RECORDS_CONSUMED.labels(self.client_id).inc(len(batch))
-                if self.until_caught_up:
-                    targets = targets or self._end_offsets(consumer)
-                    if targets and all(consumer.position(tp) >= end for tp, end in targets.items()):
-                        log.info("caught up", extra={"service": self.client_id, "records": self.records_handled})
+                try:
+                    if rewind:
+                        self._rewind(consumer)
+                        rewind = False
+                    if self._poll_once(consumer) and self.until_caught_up:
                         break
+                    backoff_s = 1.0
+                except RETRYABLE_ERRORS as error:
+                    # broker restarting, a store unreadable, a disk full: wait, go back to the last
+                    # committed offsets and retry the batch; nothing is skipped, nothing half-done
+                    log.error("batch failed; retrying from the last commit", extra={
+                        "service": self.client_id, "error": repr(error)[:300], "retry_in_s": backoff_s})
+                    rewind = True
+                    self._stop.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
             log.info("stopped", extra={"service": self.client_id, "records": self.records_handled})
         return self.records_handled
+
+    def _poll_once(self, consumer: KafkaConsumer) -> bool:
+        """Poll, handle and commit one micro-batch; True when caught up (with `until_caught_up`)."""
+        polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
+        batch = [record for records in polled.values() for record in records]
+        if batch:
+            with BATCH_SECONDS.labels(self.client_id).time():
+                self.handler(batch)
+                consumer.commit()
+            self.records_handled += len(batch)
+            RECORDS_CONSUMED.labels(self.client_id).inc(len(batch))
+        if not self.until_caught_up:
+            return False
+        self._targets = self._targets or self._end_offsets(consumer)
+        if self._targets and all(consumer.position(tp) >= end for tp, end in self._targets.items()):
+            log.info("caught up", extra={"service": self.client_id, "records": self.records_handled})
+            return True
+        return False
+
+    @staticmethod
+    def _rewind(consumer: KafkaConsumer) -> None:
+        """Seek every assigned partition back to its committed offset (the start if none)."""
+        for partition in consumer.assignment():
+            committed = consumer.committed(partition)
+            if committed is None:
+                consumer.seek_to_beginning(partition)
+            else:
+                consumer.seek(partition, committed)
 
     @staticmethod
     def _end_offsets(consumer: KafkaConsumer) -> dict[TopicPartition, int] | None:

@@ -1,0 +1,30 @@
+"""The CLI's front door: --help explains every command; an unusable XSELL_HOME is a clear error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _xsell(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xsell.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120, check=False)
+
+
+def test_help_lists_every_stage() -> None:
+    result = _xsell("--help")
+    assert result.returncode == 0
+    for command in ("run", "stack", "replay", "ingest", "features", "train", "evaluate", "promote", "recommend",
+                    "offers", "deliver", "inbox", "feedback", "report", "api"):
+        assert command in result.stdout, command
+
+
+def test_a_file_where_home_should_be_is_a_clear_error(tmp_path: Path) -> None:
+    home = tmp_path / "not-a-folder"
+    home.write_text("")
+    result = _xsell("stack", "status", env={"XSELL_HOME": str(home)})
+    assert result.returncode == 1
+    assert "not a writable folder" in result.stderr and str(home) in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
