@@ -6,8 +6,25 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 XSELL := $(VENV)/bin/xsell
 DATA ?= data/online_retail_sample.parquet
+# PROFILE=production: Redis online store, MLflow server on PostgreSQL, 12 partitions, 3 offer and 2
+# delivery instances, API workers; the values come from infra/profiles.py (explicit variables win)
+PROFILE ?= local
+PROFILE_ENV = $(eval _profile_env := $(shell test -x $(VENV)/bin/python && $(VENV)/bin/python -m infra.profiles --make $(PROFILE) 2>/dev/null))$(if $(_profile_env),$(eval PROFILE_ENV := $(_profile_env)))$(_profile_env)
+profile_value = $(patsubst $(1)=%,%,$(filter $(1)=%,$(PROFILE_ENV)))
+ifeq ($(PROFILE),production)
+export XSELL_PROFILE := production
+export XSELL_FEAST_ONLINE_STORE ?= $(call profile_value,XSELL_FEAST_ONLINE_STORE)
+export XSELL_REDIS_URL ?= $(call profile_value,XSELL_REDIS_URL)
+export MLFLOW_TRACKING_URI ?= $(call profile_value,MLFLOW_TRACKING_URI)
+export XSELL_DATABASE_URL ?= $(call profile_value,XSELL_DATABASE_URL)
+export XSELL_PURCHASES_PARTITIONS ?= $(call profile_value,XSELL_PURCHASES_PARTITIONS)
+export XSELL_OFFER_INSTANCES ?= $(call profile_value,XSELL_OFFER_INSTANCES)
+export XSELL_DELIVERY_INSTANCES ?= $(call profile_value,XSELL_DELIVERY_INSTANCES)
+export XSELL_API_WORKERS ?= $(call profile_value,XSELL_API_WORKERS)
+run: production-deps
+endif
 
-.PHONY: help install system-deps test-deps run stop test bench lock clean
+.PHONY: help install system-deps test-deps run stop test chaos bench lock clean production-deps test-production
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,6 +37,10 @@ system-deps:  ## Debian packages the stack needs (Java runtime and Maven for the
 test-deps:  ## Debian packages the browser test needs (headless Chromium)
 	@command -v chromium >/dev/null || { echo "installing Chromium from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+production-deps:  ## Debian packages of the production profile (Redis server, PostgreSQL); skipped when present
+	@dpkg -s redis-server postgresql >/dev/null 2>&1 || { echo "installing Redis and PostgreSQL from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql; }
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -39,9 +60,16 @@ stop:  ## stop whatever `make run` started
 test: install test-deps  ## the whole suite: unit tests first, then integration tests against real services
 	@$(VENV)/bin/pytest
 
+chaos: install  ## fault-injection tests against real services (broker restart, kill -9, SMTP/MLflow/Feast down)
+	@$(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" -s tests/chaos
+
 bench: install  ## measured figures, one JSON line per benchmark (DATA=file to use another data set)
 	@$(VENV)/bin/python -m bench.ingest --data $(DATA)
 	@$(VENV)/bin/python -m bench.features --data $(DATA)
+	@$(VENV)/bin/python -m bench.offers --data $(DATA)
+
+test-production: install production-deps  ## the production profile against real Redis, PostgreSQL, MLflow server, Kafka
+	@XSELL_PRODUCTION_TESTS=1 $(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" tests/production
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	@$(VENV)/bin/uv pip compile -q pyproject.toml -o requirements.lock --python-version 3.11

@@ -1,0 +1,332 @@
+"""Chaos tests: real services under faults (broker restart, kill -9, SMTP down, MLflow and Feast
+stores broken, unusable XSELL_HOME). Started by `make chaos`, not by `make test`.
+
+The session starts its OWN Kafka broker on free ports (so a test can stop and restart it) and trains
+the ranker once on the shipped sample into a temporary XSELL_HOME (real Feast store, real MLflow
+SQLite store). Each test gets a copy of that home (its own offer state, outbox, database), its own
+topics and consumer groups, and events re-keyed from the sample with fresh ids (as bench/offers.py
+does), and runs the services as `xsell ...` subprocesses. Every wait is bounded.
+
+Sizes: `XSELL_CHAOS_EVENTS` (default 2000; the issue asked for 10,000, too much for a shared 2-core
+box) and `XSELL_CHAOS_SMTP_DOWN_S` (default 20; the issue asked for a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from infra.kafka.broker import KafkaBroker, free_port
+from infra.kafka.topics import ensure_topics
+from services.ingest.replay import produce_events, select_events, with_demo_contacts
+from training import commands
+from xsell.events import PurchaseEvent, event_id_for
+from xsell.history import read_purchase_history
+from xsell.offers import Channel, OfferDecision
+from xsell.settings import REPO_ROOT, Settings, get_settings
+
+SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
+CHAOS_EVENTS = int(os.environ.get("XSELL_CHAOS_EVENTS", "2000"))
+SMTP_DOWN_S = float(os.environ.get("XSELL_CHAOS_SMTP_DOWN_S", "20"))
+CATCH_UP_S = float(os.environ.get("XSELL_CHAOS_CATCH_UP_S", "300"))  # upper bound of every "wait until caught up"
+
+
+@dataclass
+class ChaosBroker:
+    """The session's own broker: settings to reach it and the handle to stop/start/kill it."""
+
+    settings: Settings
+    broker: KafkaBroker
+
+    def restart(self, down_s: float = 3.0) -> None:
+        """Stop the broker (SIGTERM), leave it down `down_s` seconds, start it again on the same data."""
+        self.broker.stop()
+        time.sleep(down_s)
+        self.broker.start()
+
+
+@pytest.fixture(scope="session")
+def chaos_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosBroker]:
+    """A broker of our own (free ports, temporary data dir, the jars cache `make run` fills)."""
+    home = tmp_path_factory.mktemp("chaos-broker")
+    settings = get_settings(
+        home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
+        kafka_jars_dir=get_settings().jars_dir, log_level="WARNING",
+    )
+    broker = KafkaBroker(settings)
+    broker.start()
+    yield ChaosBroker(settings, broker)
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_home(chaos_broker: ChaosBroker, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An XSELL_HOME holding a ranker trained once on the sample (feature store backfilled, champion v1)."""
+    home = tmp_path_factory.mktemp("chaos-trained")
+    settings = chaos_broker.settings.model_copy(update={"home": home})
+    summary = commands.train(settings, SAMPLE)
+    assert summary["model_version"] == 1 and summary["champion"] is True
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_events() -> list[PurchaseEvent]:
+    """The sample's events in time order, with the demo contacts (so decisions can send e-mail)."""
+    return [with_demo_contacts(e) for e in select_events(read_purchase_history(SAMPLE))]
+
+
+_rounds = iter(range(1, 1000))
+
+
+def fresh_events(base: list[PurchaseEvent], count: int) -> list[PurchaseEvent]:
+    """`count` events of the sample re-keyed with ids no other test uses (order id `<order>~<round>`)."""
+    events: list[PurchaseEvent] = []
+    while len(events) < count:
+        round_ = next(_rounds)
+        for event in base[: count - len(events)]:
+            order_id = f"{event.order_id}~{round_}"
+            events.append(event.model_copy(update={"order_id": order_id,
+                                                   "event_id": event_id_for(order_id, event.event_type)}))
+    return events
+
+
+def figures(**values: object) -> dict[str, object]:
+    """Print the test's figures as one JSON line (make chaos runs pytest with -s) and return them."""
+    print(json.dumps(values, default=str), flush=True)
+    return values
+
+
+@dataclass
+class Chaos:
+    """One test's world: settings (own home copy, topics, groups, database, SMTP port), its services."""
+
+    settings: Settings
+    broker: ChaosBroker
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    # -- environment and services -------------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment of an `xsell` subprocess on this test's world."""
+        s = self.settings
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
+            "XSELL_HOME": str(s.home), "XSELL_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "XSELL_TOPIC_PURCHASES": s.topic_purchases, "XSELL_TOPIC_PURCHASES_DLQ": s.topic_purchases_dlq,
+            "XSELL_TOPIC_OFFERS": s.topic_offers, "XSELL_TOPIC_OFFER_FEEDBACK": s.topic_offer_feedback,
+            "XSELL_OFFER_GROUP": s.offer_group, "XSELL_DELIVERY_GROUP": s.delivery_group,
+            "XSELL_INBOX_GROUP": s.inbox_group, "XSELL_FEEDBACK_GROUP": s.feedback_group,
+            "XSELL_FEATURES_GROUP": s.features_group, "XSELL_DATABASE_URL": str(s.database_url),
+            "XSELL_SMTP_PORT": str(s.smtp_port), "XSELL_DELIVERY_RETRY_BASE_S": "0.5",
+            "XSELL_DELIVERY_RETRY_MAX_S": "2", "XSELL_POLL_MAX_RECORDS": "100", "XSELL_LOG_LEVEL": "INFO",
+            **extra,
+        }
+
+    def start(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        """Start `xsell ARGS` in the background, logging to logs/NAME.log (appended on restart)."""
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "xsell.cli", *args], env=self.env(**extra_env),
+                                   cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def run(self, name: str, *args: str, timeout_s: float = CATCH_UP_S, **extra_env: str) -> None:
+        """Run `xsell ARGS` to completion (e.g. `--until-caught-up`); fail with its log tail if it fails."""
+        process = self.start(name, *args, **extra_env)
+        try:
+            code = process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            pytest.fail(f"xsell {' '.join(args)} did not finish in {timeout_s:.0f}s:\n{self.log_tail(name)}")
+        assert code == 0, f"xsell {' '.join(args)} exited {code}:\n{self.log_tail(name)}"
+
+    def kill9(self, name: str) -> None:
+        """SIGKILL a service (a crash: no commit, no cleanup)."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+
+    def stop(self, name: str, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM a service and wait (SIGKILL after timeout); return its exit code."""
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        return process.returncode
+
+    def stop_all(self) -> None:
+        """Stop every service still running."""
+        for name in list(self.processes):
+            self.stop(name)
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        """The end of a service's log."""
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+    # -- events in, decisions out -----------------------------------------------------------------
+    def produce(self, events: list[PurchaseEvent], chunk: int = 200, deadline_s: float = CATCH_UP_S,
+                on_chunk: Callable[[int], None] | None = None) -> int:
+        """Produce events in chunks (acks=all); a chunk that fails (broker down) is sent again after a
+        pause. Return how many chunk retries there were. Consumers de-duplicate by event id."""
+        retries = 0
+        deadline = time.monotonic() + deadline_s
+        for start in range(0, len(events), chunk):
+            while True:
+                try:
+                    produce_events(self.settings, iter(events[start:start + chunk]))
+                    break
+                except (KafkaError, RuntimeError, OSError):
+                    retries += 1
+                    assert time.monotonic() < deadline, "could not produce within the deadline"
+                    time.sleep(1.0)
+            if on_chunk is not None:
+                on_chunk(start + chunk)
+        return retries
+
+    def decisions(self, expected: int, timeout_s: float = CATCH_UP_S) -> list[OfferDecision]:
+        """Every record on `offers`, read until `expected` distinct decisions are there (or timeout)."""
+        return [OfferDecision.model_validate_json(r.value)
+                for r in read_until(self.settings, self.settings.topic_offers, expected, timeout_s)]
+
+
+def read_until(settings: Settings, topic: str, expected_distinct: int, timeout_s: float) -> list:
+    """Records of `topic` from the beginning (no group) until `expected_distinct` keys+values... are
+    in, by decision id for `offers`; then one more short poll to catch duplicates beyond it."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    records: list = []
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(seen) < expected_distinct:
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    records.append(record)
+                    seen.add(json.loads(record.value)["decision_id"].encode())
+        for batch in consumer.poll(timeout_ms=2000).values():
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+class OffersTail:
+    """A background reader of `offers` (no group) counting distinct decisions as they arrive."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ids: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="offers-tail")
+
+    def __enter__(self) -> OffersTail:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def _run(self) -> None:
+        consumer = KafkaConsumer(self.settings.topic_offers, bootstrap_servers=self.settings.kafka_bootstrap,
+                                 auto_offset_reset="earliest", enable_auto_commit=False)
+        try:
+            while not self._stop.is_set():
+                for batch in consumer.poll(timeout_ms=300).values():
+                    self.ids.update(json.loads(r.value)["decision_id"] for r in batch)
+        finally:
+            consumer.close()
+
+    def count(self) -> int:
+        """Distinct decisions seen so far."""
+        return len(self.ids)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:
+    """Poll `condition` until true or timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
+
+
+def check_decisions(records: list[OfferDecision], events: Iterable[PurchaseEvent]) -> dict[str, int]:
+    """One decision per event (ids as expected), duplicates only identical re-emissions; return counts."""
+    from xsell.offers import decision_id_for  # noqa: PLC0415
+
+    events = list(events)
+    by_id: dict[str, OfferDecision] = {}
+    different = 0
+    for decision in records:
+        kept = by_id.setdefault(decision.decision_id, decision)
+        different += kept.model_dump(exclude={"decided_at"}) != decision.model_dump(exclude={"decided_at"})
+    assert {d.event_id for d in by_id.values()} == {e.event_id for e in events}
+    assert set(by_id) == {decision_id_for(e.event_id) for e in events}
+    return {"offers_seen": len(by_id), "duplicates": len(records) - len(by_id), "different_re_emissions": different}
+
+
+def email_decisions(records: Iterable[OfferDecision]) -> set[str]:
+    """Decision ids that must yield one e-mail (delivery's own rule)."""
+    from services.delivery.service import email_skip_reason  # noqa: PLC0415
+
+    return {d.decision_id for d in records if email_skip_reason(d) is None}
+
+
+def in_app_offer_ids(records: Iterable[OfferDecision]) -> set[str]:
+    """Offer ids that must be stored for the in-app inbox."""
+    return {o.offer_id for d in records if Channel.IN_APP in d.channels and d.customer_id for o in d.offers}
+
+
+@pytest.fixture
+def chaos(chaos_broker: ChaosBroker, trained_home: Path, tmp_path: Path,
+          request: pytest.FixtureRequest) -> Iterator[Chaos]:
+    """This test's world on a copy of the trained home; every service it started is stopped at the end."""
+    home = tmp_path / "home"
+    shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns("kafka", "cache"))
+    suffix = f"{request.node.name[:30]}-{uuid.uuid4().hex[:6]}"
+    settings = chaos_broker.settings.model_copy(update={
+        "home": home,
+        "topic_purchases": f"purchases-{suffix}", "topic_purchases_dlq": f"purchases.dlq-{suffix}",
+        "topic_offers": f"offers-{suffix}", "topic_offer_feedback": f"offer-feedback-{suffix}",
+        "offer_group": f"offers-{suffix}", "delivery_group": f"delivery-{suffix}",
+        "inbox_group": f"inbox-{suffix}", "feedback_group": f"feedback-{suffix}",
+        "features_group": f"features-{suffix}", "ingest_group": f"ingest-{suffix}",
+        "database_url": f"sqlite:///{tmp_path / 'xsell.db'}", "smtp_port": free_port(),
+    })
+    settings.__dict__.pop("topic_partitions", None)  # cached_property: recompute for the new names
+    ensure_topics(settings)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    world = Chaos(settings, chaos_broker, logs)
+    try:
+        yield world
+    finally:
+        world.stop_all()
+        if chaos_broker.broker.running_pid() is None:  # a test that left the broker down
+            chaos_broker.broker.start()

@@ -1,0 +1,95 @@
+"""kill -9 of each consumer service at a random point, then a restart with `--until-caught-up`: the
+same counts as an undisturbed run (one decision per event, one e-mail per e-mail decision, feature
+values equal to a backfill fold of the same events, one facts row per decision and per offer)."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from features.online import OnlineFeatureReader
+from features.state import FoldStateStore
+from features.store import open_feature_store
+from infra.smtp_capture import MailDirHandler
+from services.feedback.facts import open_facts
+from services.feedback.report import offer_quality
+from tests.chaos.conftest import (
+    CATCH_UP_S, CHAOS_EVENTS, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events, wait_until,
+)
+from xsell.events import EventType, PurchaseEvent
+
+SERVICES = {"features": ["features", "pipeline"], "offers": ["offers"], "deliver": ["deliver"], "feedback": ["feedback"]}
+
+
+def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
+    chaos: Chaos, sample_events: list[PurchaseEvent], tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("XSELL_CHAOS_SEED", str(int(time.time()))))
+    rng = random.Random(seed)
+    events = fresh_events(sample_events, max(CHAOS_EVENTS // 2, 200))
+    fold_path = chaos.settings.feast_dir / "fold_state.db"
+    expected_fold = FoldStateStore(fold_path).load()
+    expected_fold.apply(events, snapshot_every_event=False)  # what a backfill of the same events folds to
+    mail = tmp_path / "mail"
+    smtp = Controller(MailDirHandler(mail), hostname=chaos.settings.smtp_host, port=chaos.settings.smtp_port)
+    smtp.start()
+    kills: dict[str, dict[str, object]] = {}
+    try:
+        for name, args in SERVICES.items():
+            chaos.start(name, *args)
+        with OffersTail(chaos.settings) as tail:
+            producer = threading.Thread(target=chaos.produce, args=(events,), kwargs={"chunk": 50}, daemon=True)
+            producer.start()
+            assert wait_until(lambda: tail.count() > 0, CATCH_UP_S), chaos.log_tail("offers")
+            for name in rng.sample(list(SERVICES), len(SERVICES)):  # a random order, each at a random point
+                time.sleep(rng.uniform(0.2, 3.0))
+                chaos.kill9(name)
+                kills[name] = {"after_decisions": tail.count(), "code": chaos.processes[name].returncode}
+            producer.join(CATCH_UP_S)
+            assert not producer.is_alive(), "producer did not finish"
+        for name in ("features", "offers", "deliver", "feedback"):  # upstream first
+            chaos.run(name, *SERVICES[name], "--until-caught-up")
+        records = chaos.decisions(len(events))
+        counts = check_decisions(records, events)
+        distinct = list({d.decision_id: d for d in records}.values())
+        emails = email_decisions(distinct)
+        wait_until(lambda: len(list(mail.glob("*.eml"))) >= len(emails), 30)
+        time.sleep(2)
+        ids = [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"])
+               for p in mail.glob("*.eml")]
+    finally:
+        chaos.stop_all()
+        smtp.stop()
+
+    touched = sorted({e.customer_id for e in events if e.customer_id and e.event_type is EventType.PURCHASE})
+    after = FoldStateStore(fold_path).load()
+    fold_mismatches = [c for c in touched
+                       if after.customers[c].features() != expected_fold.customers[c].features()]
+    sample = sorted(touched, key=lambda c: -expected_fold.customers[c].order_count)[:5]
+    online = {row["customer_id"]: row["order_count"]
+              for row in OnlineFeatureReader(open_feature_store(chaos.settings)).customers(sample)}
+    expected_online = {c: expected_fold.customers[c].order_count for c in sample}
+    engine = open_facts(str(chaos.settings.database_url))
+    quality = offer_quality(engine)
+    engine.dispose()
+    offers_expected = sum(len(d.offers) for d in distinct if d.customer_id)
+    result = figures(test="kill_9", seed=seed, kills=kills, events_sent=len(events), offers_expected=len(events),
+                     offers_seen=counts["offers_seen"], duplicates=counts["duplicates"],
+                     different_re_emissions=counts["different_re_emissions"],
+                     emails_expected=len(emails), emails_seen=len(ids), email_duplicates=len(ids) - len(set(ids)),
+                     facts_decisions=quality["decisions"], facts_offers=quality["offers_sent"],
+                     facts_offers_expected=offers_expected, customers_checked=len(touched),
+                     fold_mismatches=len(fold_mismatches), online_order_count=online,
+                     expected_order_count=expected_online)
+    assert all(k["code"] == -9 for k in kills.values()), kills
+    assert result["offers_seen"] == len(events) and result["different_re_emissions"] == 0
+    assert len(ids) == len(set(ids)) == len(emails)
+    assert quality["decisions"] == len(events) and quality["offers_sent"] == offers_expected
+    assert not fold_mismatches, fold_mismatches[:5]
+    assert online == expected_online
