@@ -35,7 +35,7 @@ from infra.stack import stack_up
 from services.delivery.outbox import Outbox
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
 from xsell.history import PurchaseHistory, read_purchase_history
-from xsell.offers import OfferDecision
+from xsell.offers import Channel, OfferDecision
 from xsell.settings import Settings
 
 
@@ -161,12 +161,12 @@ def count_records(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def wait_for_outbox(settings: Settings, timeout_s: float) -> dict[str, int]:
-    """Wait until no e-mail is pending in the delivery outbox; return its counts."""
+def wait_for_outbox(settings: Settings, expected: int, timeout_s: float) -> dict[str, int]:
+    """Wait until `expected` e-mails are in the delivery outbox and none is pending; return its counts."""
     outbox = Outbox.for_settings(settings)
     deadline = time.monotonic() + timeout_s
     counts = outbox.counts()
-    while counts.get("pending", 0) and time.monotonic() < deadline:
+    while (sum(counts.values()) < expected or counts.get("pending", 0)) and time.monotonic() < deadline:
         time.sleep(0.5)
         counts = outbox.counts()
     return counts
@@ -252,7 +252,8 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
     }
     decisions = collect_decisions(settings, {e.event_id for e in live}, timeout_s=180)
     lap(f"replay {len(live)} live purchases and decide")
-    counts = wait_for_outbox(settings, timeout_s=120)
+    emails = sum(1 for d in decisions.values() if Channel.EMAIL in d.channels)
+    counts = wait_for_outbox(settings, emails, timeout_s=180)
     lap("deliver e-mails")
     wait_for_facts(settings, len(decisions), timeout_s=120)
     report.simulated_clicks = simulate_clicks(settings)
