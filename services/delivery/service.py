@@ -148,8 +148,10 @@ class DeliveryService:
         send_batch: int = 50,
         smtp_timeout_s: float = DEFAULT_TIMEOUT_S,
         currency: str = DEFAULT_CURRENCY,
+        drain_timeout_s: float = 120.0,
     ) -> None:
         self.settings = settings
+        self.drain_timeout_s = drain_timeout_s
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.tick_s = tick_s
@@ -285,6 +287,8 @@ class DeliveryService:
         sender.start()
         try:
             self.loop.run()
+            if self.loop.until_caught_up:
+                self._drain(timeout_s=self.drain_timeout_s)
         finally:
             self._stopping.set()
             self._wake.set()
@@ -300,6 +304,14 @@ class DeliveryService:
         log.info("delivery stopped", extra={"sent": self.stats.sent, "failed": self.stats.failed,
                                             "queued": self.stats.queued, "outbox": self.outbox.counts()})
         return self.stats
+
+    def _drain(self, timeout_s: float) -> None:
+        """Run-once mode: wait until no e-mail is pending in the outbox (bounded), so that
+        `--until-caught-up` means "everything consumed is also sent"."""
+        deadline = time.monotonic() + timeout_s
+        while self.outbox.counts().get("pending", 0) and time.monotonic() < deadline and self._sender_error is None:
+            self._wake.set()
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """Ask the service to stop after the current batch and the current message."""
