@@ -57,8 +57,9 @@ run: install  ## the main job on embedded defaults (see README)
 stop:  ## stop whatever `make run` started
 	@if [ -x $(XSELL) ]; then $(XSELL) stack down; else echo "nothing installed, nothing to stop"; fi
 
-test: install test-deps  ## the whole suite: unit tests first, then integration tests against real services
+test: install test-deps production-deps  ## the whole suite: unit, integration (real services), production profile
 	@$(VENV)/bin/pytest
+	@$(MAKE) --no-print-directory test-production
 
 chaos: install  ## fault-injection tests against real services (broker restart, kill -9, SMTP/MLflow/Feast down)
 	@$(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" -s tests/chaos

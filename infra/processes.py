@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from infra.profiles import profile_env, resolve
 from xsell.settings import Settings
 
 
@@ -38,9 +39,29 @@ class ServiceStatus:
     log_file: Path
 
 
+def replicas(name: str, command: list[str], count: int) -> list[ServiceSpec]:
+    """`count` instances of one service (one consumer group): `name` alone, or `name-1`..`name-N`."""
+    if count <= 1:
+        return [ServiceSpec(name, command)]
+    return [ServiceSpec(f"{name}-{number}", command) for number in range(1, count + 1)]
+
+
+def api_spec(settings: Settings) -> ServiceSpec:
+    """`xsell api` (one process), or uvicorn with `api_workers` worker processes."""
+    if settings.api_workers <= 1:
+        return ServiceSpec("api", [sys.executable, "-m", "xsell.cli", "api"])
+    return ServiceSpec("api", [
+        sys.executable, "-m", "uvicorn", "--factory", "services.api.app:create_app_from_env",
+        "--host", settings.api_host, "--port", str(settings.api_port), "--workers", str(settings.api_workers),
+        "--proxy-headers", "--no-server-header",
+    ])
+
+
 def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     """The services `make run` starts: ingest (validation + DLQ), feature pipeline, offers, delivery,
-    in-app inbox, feedback facts and attribution, API, MLflow UI."""
+    in-app inbox, feedback facts and attribution, API, MLflow UI. The profile (infra/profiles.py)
+    sets how many offer and delivery instances (one consumer group each) and API workers run."""
+    settings = resolve(settings)
     xsell = [sys.executable, "-m", "xsell.cli"]
     mlflow_ui = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
@@ -49,11 +70,11 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     specs = [
         ServiceSpec("ingest", [*xsell, "ingest"]),
         ServiceSpec("features", [*xsell, "features", "pipeline"]),
-        ServiceSpec("offers", [*xsell, "offers"]),
-        ServiceSpec("delivery", [*xsell, "deliver"]),
+        *replicas("offers", [*xsell, "offers"], settings.offer_instances),
+        *replicas("delivery", [*xsell, "deliver"], settings.delivery_instances),
         ServiceSpec("inbox", [*xsell, "inbox"]),
         ServiceSpec("feedback", [*xsell, "feedback"]),
-        ServiceSpec("api", [*xsell, "api"]),
+        api_spec(settings),
     ]
     specs = [  # Kafka consumers expose /metrics on their own ports (see infra/prometheus/prometheus.yml)
         ServiceSpec(s.name, s.command, settings.metrics_port_base + number) for number, s in enumerate(specs)
@@ -78,7 +99,8 @@ class ServiceProcesses:
             return pid
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **(env or {})}
+        environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **profile_env(self.settings),
+                       **(env or {})}
         if spec.metrics_port:
             environment["XSELL_METRICS_PORT"] = str(spec.metrics_port)
         with (self.log_dir / f"{spec.name}.log").open("ab") as log_handle:

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 from infra.kafka.broker import BrokerStatus, KafkaBroker
 from infra.kafka.topics import ensure_topics
+from infra.mlflow_server import MlflowServer
+from infra.postgres import PostgresCluster, create_schema
 from infra.processes import ServiceProcesses
+from infra.profiles import resolve, uses_local
+from infra.redis import RedisServer
 from infra.smtp_capture import capture_status, serves_locally, start_capture, stop_capture
 from xsell.settings import Settings
 
@@ -23,11 +27,24 @@ class StackReport:
 
 
 def stack_up(settings: Settings) -> StackReport:
-    """Start the broker (idempotent) and create the topics."""
+    """Start the broker (idempotent) and create the topics; in the production profile also the local
+    Redis, PostgreSQL and MLflow server the (resolved) settings point at."""
     started = time.monotonic()
+    settings = resolve(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
+    local = uses_local(settings)
+    if local["redis"]:
+        RedisServer(settings).start()
+    if local["postgres"] or local["mlflow"]:
+        PostgresCluster(settings).start()
+    if local["mlflow"]:
+        MlflowServer(settings).start()
+    if settings.db_url.startswith("postgresql"):  # tables once, before several processes start
+        create_schema(settings.db_url)
     broker = KafkaBroker(settings).start()
     topics = ensure_topics(settings)
+    if topics.get(settings.topic_purchases, 0) < settings.purchases_partitions:
+        topics = _grow_purchases(settings)
     if serves_locally(settings):  # SMTP on loopback: run the capture server that stores .eml files
         start_capture(settings)
     return StackReport(broker=broker, topics=topics, seconds=time.monotonic() - started)
@@ -37,18 +54,44 @@ def stack_down(settings: Settings) -> list[str]:
     """Stop every running component; return the names of those stopped."""
     stopped = ServiceProcesses(settings).stop_all()  # services first: they commit and close cleanly
     stopped += ["smtp-capture"] if stop_capture(settings) else []
+    stopped += ["mlflow-server"] if MlflowServer(settings).stop() else []
+    stopped += ["redis"] if RedisServer(settings).stop() else []
+    stopped += ["postgres"] if PostgresCluster(settings).stop() else []
     return stopped + (["kafka"] if KafkaBroker(settings).stop() else [])
+
+
+def _grow_purchases(settings: Settings) -> dict[str, int]:
+    """Raise `purchases` to the configured partition count (a home first used by the local profile)."""
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+    from kafka.admin import NewPartitions  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-topics")
+    try:
+        admin.create_partitions({settings.topic_purchases: NewPartitions(settings.purchases_partitions)})
+    finally:
+        admin.close()
+    return ensure_topics(settings)
 
 
 def stack_status(settings: Settings) -> list[dict[str, object]]:
     """One row per component: running, pid, address, details."""
     broker = KafkaBroker(settings).status()
     capture = capture_status(settings)
+    redis, postgres, mlflow = RedisServer(settings).status(), PostgresCluster(settings).status(), MlflowServer(settings).status()
+    servers = [
+        {"component": name, "running": st.running, "pid": st.pid, "address": st.address, "details": details}
+        for name, st, details in (
+            ("redis", redis, f"data {redis.data_dir}, log {redis.log_file}"),
+            ("postgres", postgres, f"data {postgres.data_dir}, databases mlflow, xsell"),
+            ("mlflow-server", mlflow, f"backend {mlflow.backend}, log {mlflow.log_file}"),
+        )
+        if st.running
+    ]
     services = [
         {"component": s.name, "running": s.running, "pid": s.pid, "address": "-", "details": f"log {s.log_file}"}
         for s in ServiceProcesses(settings).status()
     ]
-    return services + [
+    return services + servers + [
         {
             "component": "kafka",
             "running": broker.running,

@@ -106,13 +106,15 @@ def _wait_http(url: str, timeout_s: float) -> bool:
 def prepare_model(settings: Settings, history_path: Path) -> dict[str, object] | None:
     """Backfill and train on the history unless this exact history was prepared before."""
     marker = settings.home / "demo" / "prepared.json"
-    fingerprint = _fingerprint(history_path)
-    if marker.exists() and json.loads(marker.read_text()).get("sha256") == fingerprint:
+    # the same history trained into the same tracking store (a profile switch means a new store)
+    fingerprint = {"sha256": _fingerprint(history_path), "tracking_uri": settings.tracking_uri,
+                   "online_store": settings.feast_online_store}
+    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in fingerprint} == fingerprint:
         return None
     from training.commands import train  # noqa: PLC0415  (heavy imports only when training)
 
     summary = train(settings, history_path)
-    marker.write_text(json.dumps({"sha256": fingerprint, "model_version": summary.get("model_version")}))
+    marker.write_text(json.dumps({**fingerprint, "model_version": summary.get("model_version")}))
     return summary
 
 

@@ -43,7 +43,9 @@ DataOption = Annotated[
 
 
 def _settings() -> Settings:
-    settings = get_settings()
+    from infra.profiles import resolve  # noqa: PLC0415
+
+    settings = resolve(get_settings())  # XSELL_PROFILE=production derives its values (explicit ones win)
     configure_logging(settings.log_level)
     _check_home(settings.home)
     if settings.env == "production":
@@ -88,19 +90,35 @@ def _parse_date(value: str | None) -> datetime | None:
 
 # -- stack ----------------------------------------------------------------------------------------
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="local (Kafka + SMTP capture) or production (+ Redis, PostgreSQL, MLflow server, "
+        "purchases at 12 partitions); default XSELL_PROFILE.")] = None,
+) -> None:
     """Fetch the broker's jars once, format storage on first start, start it and create the topics."""
     from infra.kafka.broker import BrokerError  # noqa: PLC0415
+    from infra.mlflow_server import MlflowServerError  # noqa: PLC0415
+    from infra.postgres import PostgresError  # noqa: PLC0415
+    from infra.profiles import PROFILES, resolve  # noqa: PLC0415
+    from infra.redis import RedisError  # noqa: PLC0415
     from infra.stack import stack_up as up  # noqa: PLC0415
 
+    if profile is not None and profile not in PROFILES:
+        _fail(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
     settings = _settings()
+    if profile is not None:
+        settings = settings.model_copy(update={"profile": profile})
+    settings = resolve(settings)
     try:
         report = up(settings)
-    except BrokerError as error:
+    except (BrokerError, RedisError, PostgresError, MlflowServerError) as error:
         _fail(str(error))
         return
-    console.print(f"[green]stack up[/] in {report.seconds:.1f}s: Kafka {settings.kafka_version} on "
+    console.print(f"[green]stack up[/] ({settings.profile}) in {report.seconds:.1f}s: Kafka {settings.kafka_version} on "
                   f"{settings.kafka_bootstrap} (pid {report.broker.pid}), topics {report.topics}")
+    if settings.profile != "local":
+        console.print(f"online store {settings.feast_online_store} {settings.redis_url}, MLflow {settings.tracking_uri}, "
+                      f"database {settings.db_url}")
 
 
 @stack_app.command("down")

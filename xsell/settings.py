@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="XSELL_", frozen=True, extra="ignore")
 
     env: str = Field(default="local", description="local | production; production refuses placeholder secrets.")
+    profile: str = Field(
+        default="local", description="local | production: production derives Redis, PostgreSQL, MLflow server "
+        "and instance counts from infra/profiles.py (explicit variables win)."
+    )
     home: Path = Field(
         default=REPO_ROOT / ".xsell",
         description="Folder holding all local state: broker data, jars cache, feature store, MLflow, mail.",
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
     features_group: str = Field(default="xsell-features", description="Consumer group of the feature pipeline.")
     feast_online_store: str = Field(default="sqlite", description="Feast online store: sqlite or redis.")
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when the online store is redis.")
+    redis_port: int = Field(default=6379, description="Port of the redis-server `stack up --profile production` runs.")
+    postgres_port: int = Field(default=5433, description="Port of the PostgreSQL cluster the production profile runs.")
+    postgres_user: str = Field(default="xsell", description="Superuser of the local PostgreSQL cluster (loopback, trust).")
 
     # Model tracking
     mlflow_tracking_uri: str | None = Field(
@@ -107,6 +114,9 @@ class Settings(BaseSettings):
     currency: str = Field(default="GBP", description="Currency of prices in offer e-mails.")
     delivery_retry_base_s: float = Field(default=1.0, description="First retry delay when SMTP fails.")
     delivery_retry_max_s: float = Field(default=60.0, description="Longest retry delay when SMTP fails.")
+    offer_instances: int = Field(default=1, description="Offer-service processes `make run` starts (one consumer group).")
+    delivery_instances: int = Field(default=1, description="E-mail delivery processes `make run` starts (one group).")
+    api_workers: int = Field(default=1, description="uvicorn workers of the API; >1 runs `uvicorn --factory --workers N`.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     mlflow_ui_port: int = Field(default=5000, description="Port of the MLflow UI that `make run` starts.")

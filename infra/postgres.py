@@ -1,0 +1,163 @@
+"""A local PostgreSQL cluster for the production profile: loopback, own port, data in XSELL_HOME/postgres.
+
+`initdb` once into `HOME/postgres/data` (superuser `XSELL_POSTGRES_USER`, trust authentication on
+loopback only, no Unix socket), `pg_ctl start|stop`, and the databases `mlflow` (MLflow tracking
+server) and `xsell` (offer facts, preferences, in-app offers). PostgreSQL refuses to run as root:
+under root every server command runs as the `postgres` system user (`runuser -u postgres`) and
+the folder belongs to it. A managed PostgreSQL is configured with `XSELL_DATABASE_URL` (and the
+MLflow server's own backend store); then nothing here runs.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from infra.kafka.broker import port_in_use
+from xsell.settings import Settings
+
+HOST = "127.0.0.1"
+DATABASES = ("mlflow", "xsell")
+SYSTEM_USER = "postgres"
+
+
+class PostgresError(RuntimeError):
+    """The cluster could not be created or started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PostgresStatus:
+    """What `stack status` reports."""
+
+    running: bool
+    pid: int | None
+    address: str
+    data_dir: Path
+    log_file: Path
+
+
+def bin_dir() -> Path:
+    """Folder of initdb/pg_ctl: Debian's newest /usr/lib/postgresql/N/bin, else the PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4]))
+    if found:
+        return Path(found[-1]).parent
+    if (pg_ctl := shutil.which("pg_ctl")) is not None:
+        return Path(pg_ctl).resolve().parent
+    raise PostgresError("PostgreSQL is not installed: run `make production-deps`")
+
+
+class PostgresCluster:
+    """One cluster per XSELL_HOME, managed with pg_ctl."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.home / "postgres"
+        self.data_dir = self.dir / "data"
+        self.log_file = self.dir / "postgres.log"
+        self.port = settings.postgres_port
+
+    # -- commands -------------------------------------------------------------------------------
+    def _as_owner(self, command: list[str]) -> list[str]:
+        return ["runuser", "-u", SYSTEM_USER, "--", *command] if os.geteuid() == 0 else command
+
+    def _run(self, command: list[str], what: str) -> None:
+        result = subprocess.run(self._as_owner(command), capture_output=True, text=True, check=False,
+                                cwd="/", stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise PostgresError(f"{what} failed:\n{result.stdout}{result.stderr}\n{self.log_tail()}")
+
+    def init(self) -> None:
+        """initdb on first start (PG_VERSION marks an initialised cluster)."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, SYSTEM_USER, SYSTEM_USER)
+            self._check_reachable()
+        self._run([str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", self.settings.postgres_user,
+                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"], "initdb")
+
+    def _check_reachable(self) -> None:
+        """The postgres user must be able to reach the folder (e.g. not under a 0700 home of root)."""
+        result = subprocess.run(["runuser", "-u", SYSTEM_USER, "--", "test", "-w", str(self.dir)], check=False)
+        if result.returncode != 0:
+            raise PostgresError(f"the `postgres` user cannot write {self.dir}: every parent folder must be "
+                                "traversable (chmod o+x), or choose another XSELL_HOME")
+
+    def start(self, timeout_s: float = 60.0) -> PostgresStatus:
+        """initdb if needed, start (idempotent), create the databases."""
+        if self.running_pid() is None:
+            if port_in_use(HOST, self.port):
+                raise PostgresError(f"port {self.port} on {HOST} is taken: stop it or set XSELL_POSTGRES_PORT")
+            self.init()
+            options = f"-p {self.port} -h {HOST} -k ''"
+            self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
+                       "-w", "-t", str(int(timeout_s)), "start"], "pg_ctl start")
+        self.create_databases()
+        return self.status()
+
+    def create_databases(self) -> None:
+        """Create `mlflow` and `xsell` if missing."""
+        import psycopg2  # noqa: PLC0415
+
+        connection = psycopg2.connect(host=HOST, port=self.port, user=self.settings.postgres_user, dbname="postgres",
+                                      connect_timeout=10)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                for name in DATABASES:
+                    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                    if cursor.fetchone() is None:
+                        cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            connection.close()
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """pg_ctl stop -m fast; True if it was running."""
+        if self.running_pid() is None:
+            return False
+        self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout_s)),
+                   "stop"], "pg_ctl stop")
+        return True
+
+    # -- state ----------------------------------------------------------------------------------
+    def running_pid(self) -> int | None:
+        """Pid of the postmaster of our data dir, if alive."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            process = psutil.Process(pid)
+            return pid if process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name() else None
+        except (FileNotFoundError, PermissionError, ValueError, psutil.Error):
+            return None
+
+    def status(self) -> PostgresStatus:
+        """Whether it runs, where."""
+        pid = self.running_pid()
+        return PostgresStatus(pid is not None, pid, f"{HOST}:{self.port}", self.data_dir, self.log_file)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Last lines of the server log, for errors."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except (FileNotFoundError, PermissionError):
+            return "(no postgres log yet)"
+
+
+def create_schema(url: str) -> None:
+    """Create xsell's tables (offer facts, preferences, in-app offers) once, before the services start:
+    several processes running `create_all` at once on PostgreSQL race on the catalog
+    (UniqueViolation on pg_type), which kills whichever API worker loses."""
+    from services.feedback.facts import open_facts  # noqa: PLC0415
+    from services.inbox.store import InboxStore  # noqa: PLC0415
+    from services.preferences import PreferenceStore  # noqa: PLC0415
+
+    open_facts(url).dispose()
+    PreferenceStore(url).engine.dispose()
+    InboxStore(url).close()
