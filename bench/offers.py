@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,26 @@ def throughput(decisions: list) -> tuple[float, float]:
     return (len(decisions) - len(first)) / window_s, window_s
 
 
+def scaled_throughput(settings: Settings, home: Path, command: list[str], expected: int,
+                      args: argparse.Namespace) -> dict[str, object]:
+    """Events/s of `args.instances` offer-service processes in one consumer group over the same
+    purchases (own group, own output topic, a copy of the trained home), beside the one-instance run."""
+    scaled = settings.model_copy(update={"home": home, "offer_group": "bench-offers-scaled",
+                                         "topic_offers": "offers-scaled"})
+    scaled.__dict__.pop("topic_partitions", None)
+    ensure_topics(scaled)
+    env = {**service_env(scaled, args.poll_max_records), "XSELL_OFFER_GROUP": scaled.offer_group,
+           "XSELL_TOPIC_OFFERS": scaled.topic_offers}
+    processes = [subprocess.Popen([*command, "--until-caught-up"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
+                 for _ in range(args.instances)]
+    decisions, _ = consume_all(scaled, scaled.topic_offers, expected, timeout_s=900)
+    for process in processes:
+        process.terminate()
+        process.wait(60)
+    rate, _ = throughput(decisions)
+    return {"instances": args.instances, f"events_per_s_{args.instances}_instances": round(rate, 1)}
+
+
 def main() -> None:
     """Run the benchmark and print its figures as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,6 +180,8 @@ def main() -> None:
     parser.add_argument("--poll-max-records", type=int, default=1000, help="XSELL_POLL_MAX_RECORDS of the service.")
     parser.add_argument("--rate", type=float, default=300.0, help="Events/s of the latency run.")
     parser.add_argument("--latency-events", type=int, default=3000, help="Events of the latency run.")
+    parser.add_argument("--instances", type=int, default=3,
+                        help="Also run N offer-service instances in one group over the same events (0: skip).")
     args = parser.parse_args()
     configure_logging("WARNING")
     from training.commands import train  # noqa: PLC0415  (imports MLflow and Feast: slow)
@@ -186,6 +209,9 @@ def main() -> None:
             figures["raw_consume_per_s"] = round(raw_consume_rate(settings, len(events)), 1)
 
             command = [sys.executable, "-m", "xsell.cli", "offers"]
+            scaled_home = Path(tempfile.mkdtemp(prefix="xsell-bench-scaled-"))
+            # the trained state before any decision, for the N-instance run (the broker's data stays)
+            shutil.copytree(home, scaled_home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("kafka"))
             clock = time.perf_counter()
             process = subprocess.Popen([*command, "--until-caught-up"], cwd=REPO_ROOT,
                                        env=service_env(settings, args.poll_max_records), stdout=subprocess.DEVNULL)
@@ -198,6 +224,10 @@ def main() -> None:
             rate, window_s = throughput(decisions)
             figures["events_per_s"] = round(rate, 1)
             figures["throughput_window_s"] = round(window_s, 1)
+
+            if args.instances > 1:
+                figures.update(scaled_throughput(settings, scaled_home, command, len(events), args))
+            shutil.rmtree(scaled_home, ignore_errors=True)
 
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=service_env(settings, args.poll_max_records),
                                        stdout=subprocess.DEVNULL)
