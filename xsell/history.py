@@ -187,7 +187,7 @@ def count_events(lines: pd.DataFrame, since: object = None, limit: int | None = 
     """How many events `events_from_history` yields for these lines (for progress bars)."""
     if since is not None:
         lines = lines[lines["ordered_at"] >= since]
-    total = len(lines.drop_duplicates(["ordered_at", "order_id", "is_return"]))
+    total = len(lines.drop_duplicates(["order_id", "is_return"]))
     return min(total, limit) if limit is not None else total
 
 
@@ -196,10 +196,16 @@ def events_from_history(lines: pd.DataFrame) -> Iterator[PurchaseEvent]:
     `order_cancelled` per order with returned lines; event ids are deterministic."""
     if lines.empty:
         return
-    groups = lines.groupby(["ordered_at", "order_id", "is_return"], sort=True, dropna=False)
+    # One event per order and type, stamped at its first line: real invoices can have lines a minute
+    # apart, and two events of one order would share an event id (the second would look like a replay).
+    grouped = lines.groupby(["order_id", "is_return"], sort=False, dropna=False)
+    indices = grouped.indices
+    first_at = grouped["ordered_at"].min().to_dict()
+    ordered = sorted(indices.items(), key=lambda item: (first_at[item[0]], item[0][0], item[0][1]))
     columns = {name: lines[name].to_numpy(dtype=object) for name in LINE_COLUMNS if name != "ordered_at"}
-    for (ordered_at, order_id, is_return), index in groups.indices.items():
+    for (order_id, is_return), index in ordered:
         first = index[0]
+        ordered_at = first_at[(order_id, is_return)]
         event_type = EventType.ORDER_CANCELLED if is_return else EventType.PURCHASE
         # One validation call per event (nested lines included) is ~5x faster than a model per line.
         yield PurchaseEvent.model_validate(

@@ -138,3 +138,19 @@ def test_rows_the_event_contract_refuses_are_counted_not_replayed(tmp_path: Path
     history = read_purchase_history(path)
     assert history.rejected == {"id_too_long": 1, "bad_currency": 1, "bad_email": 1, "bad_channel": 1}
     assert [e.order_id for e in events_from_history(history.lines)] == ["o5"]
+
+
+def test_an_order_with_lines_a_minute_apart_is_one_event(tmp_path: Path) -> None:
+    path = tmp_path / "split.csv"
+    path.write_text(
+        "order_id,customer_id,product_id,quantity,unit_price,ordered_at\n"
+        "o1,c1,p1,1,1.0,2024-03-01T10:00:00Z\n"
+        "o2,c2,p1,1,1.0,2024-03-01T10:00:30Z\n"
+        "o1,c1,p2,1,2.0,2024-03-01T10:01:00Z\n"
+    )
+    history = read_purchase_history(path)
+    events = list(events_from_history(history.lines))
+    assert [e.order_id for e in events] == ["o1", "o2"]  # one event per order, in time order
+    assert [line.product_id for line in events[0].lines] == ["p1", "p2"]
+    assert events[0].occurred_at.isoformat() == "2024-03-01T10:00:00+00:00"
+    assert len({e.event_id for e in events}) == 2 == count_events(history.lines)
