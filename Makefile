@@ -24,7 +24,7 @@ export XSELL_API_WORKERS ?= $(call profile_value,XSELL_API_WORKERS)
 run: production-deps
 endif
 
-.PHONY: help install system-deps test-deps run stop test chaos bench lock clean production-deps test-production
+.PHONY: help install system-deps test-deps run stop test chaos bench bench-train lock clean production-deps test-production
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,6 +60,11 @@ stop:  ## stop whatever `make run` started
 test: install test-deps production-deps  ## the whole suite: unit, integration (real services), production profile
 	@$(VENV)/bin/pytest
 	@$(MAKE) --no-print-directory test-production
+
+bench-train: install  ## full retrain (backfill, training set, train, evaluate, register) timed, with peak memory; DATA=file
+	@test -x /usr/bin/time || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
+	@home=$$(mktemp -d) && XSELL_HOME=$$home XSELL_LOG_LEVEL=WARNING /usr/bin/time -v $(XSELL) train --data $(DATA) \
+	  2> $$home/time.log | tail -1; grep -E "Elapsed|Maximum resident" $$home/time.log; rm -rf $$home
 
 chaos: install  ## fault-injection tests against real services (broker restart, kill -9, SMTP/MLflow/Feast down)
 	@$(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" -s tests/chaos
