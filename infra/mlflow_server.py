@@ -6,7 +6,6 @@ In a real deployment MLFLOW_TRACKING_URI points at a shared server; then nothing
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from infra.kafka.broker import port_in_use
+from infra.process_control import terminate
 from infra.profiles import local_database_url
 from xsell.settings import REPO_ROOT, Settings
 
@@ -100,16 +100,7 @@ class MlflowServer:
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False
-        process = psutil.Process(pid)
-        children = process.children(recursive=True)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except psutil.TimeoutExpired:
-            process.kill()
-        for child in children:
-            if child.is_running():
-                child.kill()
+        terminate(pid, timeout_s)
         return True
 
     def status(self) -> MlflowServerStatus:

@@ -8,7 +8,6 @@ services stop cleanly: commit offsets, close clients) and SIGKILL after a timeou
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from infra.process_control import terminate
 from infra.profiles import profile_env, resolve
 from xsell.settings import Settings
 
@@ -128,14 +128,7 @@ class ServiceProcesses:
         (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
         if pid is None:
             return False
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except psutil.TimeoutExpired:
-            for child in process.children(recursive=True):
-                child.kill()
-            process.kill()
+        terminate(pid, timeout_s)
         return True
 
     def names(self) -> list[str]:

@@ -8,7 +8,6 @@ deployment is configured with `XSELL_REDIS_URL`; then nothing here runs.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from infra.kafka.broker import port_in_use
+from infra.process_control import terminate
 from xsell.settings import Settings
 
 HOST = "127.0.0.1"
@@ -92,12 +92,7 @@ class RedisServer:
         pid = self.running_pid()
         if pid is None:
             return False
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except psutil.TimeoutExpired:
-            process.kill()
+        terminate(pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)
         return True
 

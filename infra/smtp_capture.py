@@ -30,6 +30,7 @@ from types import FrameType
 import psutil
 
 from infra.kafka.broker import port_in_use
+from infra.process_control import terminate
 from xsell.logs import configure_logging
 from xsell.settings import REPO_ROOT, Settings, get_settings
 
@@ -158,13 +159,7 @@ def stop_capture(settings: Settings, timeout_s: float = 10.0) -> bool:
     if pid is None:
         pid_file(settings).unlink(missing_ok=True)
         return False
-    process = psutil.Process(pid)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except psutil.TimeoutExpired:
-        process.kill()
-        process.wait(10)
+    terminate(pid, timeout_s)
     pid_file(settings).unlink(missing_ok=True)
     return True
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from infra.process_control import terminate
 from xsell.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -148,13 +149,7 @@ class KafkaBroker:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except psutil.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        terminate(pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)
         return True
 
