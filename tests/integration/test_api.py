@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 
 from services.api.app import create_app
 from services.inbox.consumer import InboxService
-from tests.services.api.test_offers_api import make_decision
+from tests.services.api.factories import make_decision
 from xsell.offers import Channel, FeedbackEvent, FeedbackType
 from xsell.settings import Settings
 

@@ -34,7 +34,7 @@ from services.links import _b64, _unb64, sign_link
 from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide
 from services.preferences import PreferenceStore
 from tests.conftest import EventFactory, FakeRecord
-from tests.services.api.test_offers_api import RecordingPublisher, deliver, make_decision
+from tests.services.api.factories import RecordingPublisher, deliver, make_decision
 from xsell.logs import JsonFormatter
 from xsell.offers import OfferDecision, OfferType, offer_id_for
 from xsell.settings import REPO_ROOT, Settings, get_settings

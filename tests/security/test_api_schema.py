@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from services.api.app import create_app
 from services.inbox.store import InboxStore
-from tests.services.api.test_offers_api import RecordingPublisher, deliver, make_decision
+from tests.services.api.factories import RecordingPublisher, deliver, make_decision
 from xsell.settings import get_settings
 
 API_KEY = "schema-test-key"

@@ -32,7 +32,7 @@ from services.feedback.facts import (
     save_conversions,
 )
 from services.feedback.report import offer_quality, offers_sent_per_day
-from tests.services.api.test_offers_api import RecordingPublisher
+from tests.services.api.factories import RecordingPublisher
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
 from xsell.offers import OfferType, Suppression, offer_id_for

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.services.api.test_offers_api import client, publisher, settings  # noqa: F401  (fixtures)
 from xsell.metrics import DECISIONS
 
 

@@ -7,105 +7,19 @@ that keeps events in a list; tests/integration/test_api.py runs the same app aga
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
-from services.api.app import create_app
-from services.api.feedback import FeedbackPublishError
-from services.inbox.consumer import InboxService
 from services.inbox.store import InboxStore, OfferStatus
 from services.links import sign_link
 from services.preferences import PreferenceStore
-from tests.conftest import FakeRecord
-from xsell.offers import (
-    Channel,
-    FeedbackEvent,
-    FeedbackType,
-    OfferDecision,
-    OfferItem,
-    OfferType,
-    decision_id_for,
-    offer_id_for,
-)
-from xsell.settings import Settings, get_settings
+from tests.services.api.factories import RecordingPublisher, deliver, make_decision, status_of
+from xsell.offers import Channel, FeedbackType
+from xsell.settings import Settings
 
 KEY = {"X-API-Key": "test-key"}
-T0 = datetime(2011, 5, 1, 12, 0, tzinfo=UTC)
-
-
-class RecordingPublisher:
-    """Keeps published feedback in memory; `fail` makes it refuse like an unreachable broker."""
-
-    def __init__(self) -> None:
-        self.events: list[FeedbackEvent] = []
-        self.fail = False
-
-    def publish(self, event: FeedbackEvent) -> None:
-        if self.fail:
-            raise FeedbackPublishError("broker unavailable")
-        self.events.append(event)
-
-
-def make_decision(order_id: str, customer_id: str = "C1", products: tuple[str, ...] = ("P1", "P2"),
-                  channels: tuple[Channel, ...] = (Channel.IN_APP, Channel.EMAIL), minutes: int = 0,
-                  name: str | None = None) -> OfferDecision:
-    """A decision with one offer per product, decided `minutes` after T0."""
-    return OfferDecision(
-        decision_id=decision_id_for(f"event-{order_id}"),
-        event_id=f"event-{order_id}",
-        order_id=order_id,
-        customer_id=customer_id,
-        occurred_at=T0 + timedelta(minutes=minutes),
-        decided_at=T0 + timedelta(minutes=minutes, seconds=1),
-        model_version="xsell-ranker/3",
-        offers=tuple(
-            OfferItem(offer_id=offer_id_for(order_id, product), product_id=product, name=name or f"ITEM {product}",
-                      price=4.95 + rank, offer_type=OfferType.CROSS_SELL if rank == 1 else OfferType.UP_SELL,
-                      rank=rank, score=1.0 / rank, reason=f"Often bought with your order {order_id}")
-            for rank, product in enumerate(products, start=1)
-        ),
-        channels=channels,
-    )
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}",
-                        api_key="test-key", link_secret="test-secret")
-
-
-@pytest.fixture
-def publisher() -> RecordingPublisher:
-    return RecordingPublisher()
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[InboxStore]:
-    inbox = InboxStore(settings.db_url)
-    yield inbox
-    inbox.close()
-
-
-@pytest.fixture
-def client(settings: Settings, publisher: RecordingPublisher) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, publisher=publisher)) as test_client:
-        yield test_client
-
-
-def deliver(settings: Settings, store: InboxStore, *decisions: OfferDecision) -> None:
-    """Run the inbox consumer's batch handler over these decisions, as consumed records."""
-    records = [FakeRecord(value=d.to_bytes(), key=d.key(), topic="offers", offset=i) for i, d in enumerate(decisions)]
-    InboxService(settings, store=store).handle(records)  # type: ignore[arg-type]
-
-
-def status_of(store: InboxStore, offer_id: str) -> OfferStatus | None:
-    """The stored status of an offer, None if it is not stored."""
-    offer = store.offer(offer_id)
-    return offer.status if offer else None
 
 
 def test_read_customer_offers_without_or_with_wrong_key_is_401(client: TestClient) -> None:
