@@ -150,8 +150,8 @@ def fetch_customer_features(settings: Settings, triggers: pd.DataFrame) -> pd.Da
 def fetch_product_features(settings: Settings, candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:
     """Product features once per (window_cutoff, product_id) of the candidates, as of the window
     start, indexed by (window_cutoff, product_id)."""
-    window = candidates["trigger_id"].map(triggers.set_index("trigger_id")["window_cutoff"])
-    keys = pd.DataFrame({"window_cutoff": window.to_numpy(), "product_id": candidates["product_id"].to_numpy()})
+    window = _per_candidate(_utc(triggers["window_cutoff"]), _trigger_positions(candidates, triggers))
+    keys = pd.DataFrame({"window_cutoff": window, "product_id": candidates["product_id"].to_numpy()})
     keys = keys.drop_duplicates().reset_index(drop=True)
     entity = pd.DataFrame({"product_id": keys["product_id"], "event_timestamp": keys["window_cutoff"]})
     values = historical_features(settings, entity, PRODUCT_VIEW) if len(entity) else pd.DataFrame()
@@ -166,15 +166,17 @@ def build_feature_rows(
     """One row per candidate: trigger_id, product_id, offer_type, reason, then ``FEATURE_COLUMNS``.
 
     ``triggers`` needs trigger_id, at, window_cutoff, basket and history; see the module docstring
-    for the feature frames' shapes.
+    for the feature frames' shapes. ``product_features`` may also be indexed by product_id alone
+    (serving: the current values, whatever the window).
+
+    Values are gathered by position (trigger row, product row) rather than by pandas index
+    alignment per candidate: a serving batch has ~100,000 candidate rows and alignment dominated it.
     """
-    t = triggers.set_index("trigger_id")
-    trigger_id = candidates["trigger_id"].to_numpy()
-    # add_time_features reads int64 of the timestamps as nanoseconds: give it nanosecond units
-    at = pd.to_datetime(t["at"], utc=True).dt.as_unit("ns").reindex(trigger_id)
-    window = pd.to_datetime(t["window_cutoff"], utc=True).dt.as_unit("ns").reindex(trigger_id)
+    t_pos = _trigger_positions(candidates, triggers)
+    at = _utc(triggers["at"])
+    window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
     out = pd.DataFrame({
-        "trigger_id": trigger_id, "product_id": candidates["product_id"].to_numpy(),
+        "trigger_id": candidates["trigger_id"].to_numpy(), "product_id": candidates["product_id"].to_numpy(),
         "offer_type": candidates["offer_type"].to_numpy(), "reason": candidates["reason"].to_numpy(),
     })
     for column in ("candidate_rank", "fused_score", "source_rank", "co_count", "confidence", "lift", "price_ratio",
@@ -186,57 +188,69 @@ def build_feature_rows(
     for column in ("median_price", "recent_customers", "customers", "return_rate"):
         out[f"item_{column}"] = candidates[column].to_numpy(dtype=float)
 
-    basket = t["basket"].reindex(trigger_id).to_numpy()
-    history = t["history"].reindex(trigger_id).to_numpy()
-    seed_keys = pd.MultiIndex.from_arrays([trigger_id, candidates["seed_product_id"].to_numpy()])
-    in_basket = t["basket"].explode().dropna()
-    in_basket = pd.Series(1.0, index=pd.MultiIndex.from_arrays([in_basket.index, in_basket.to_numpy()])).groupby(level=[0, 1]).first()
-    out["seed_in_basket"] = in_basket.reindex(seed_keys).fillna(0.0).to_numpy()
-    recency = t["history"].explode().dropna()
-    recency = pd.Series(recency.groupby(level=0).cumcount().to_numpy() + 1.0,
-                        index=pd.MultiIndex.from_arrays([recency.index, recency.to_numpy()]))
-    out["seed_recency"] = recency.groupby(level=[0, 1]).first().reindex(seed_keys).to_numpy(dtype=float)
+    basket, history = _flatten(triggers["basket"]), _flatten(triggers["history"])
+    seeds = candidates["seed_product_id"].to_numpy(dtype=object)
+    codes, _ = pd.factorize(np.concatenate([seeds, basket.items, history.items]))
+    seed_code, basket_code, history_code = np.split(codes, [len(seeds), len(seeds) + len(basket.items)])
+    out["seed_in_basket"] = _pair_lookup((t_pos, seed_code), (basket.group, basket_code), np.ones(len(basket_code)), 0.0)
+    out["seed_recency"] = _pair_lookup((t_pos, seed_code), (history.group, history_code), history.order + 1.0, np.nan)
 
-    customers = customer_features.reindex(trigger_id)
-    customers = add_time_features(customers.reset_index(drop=True), at.reset_index(drop=True))
+    customers = customer_features.reindex(triggers["trigger_id"].to_numpy()).reset_index(drop=True)
+    customers = add_time_features(customers, at.reset_index(drop=True))
     for column in CUSTOMER_NUMERIC:
-        out[f"customer_{column}"] = _numeric(customers, column)
+        out[f"customer_{column}"] = _numeric(customers, column)[t_pos]
     for column in ("days_since_last_order", "customer_tenure_days"):
-        out[column] = _numeric(customers, column)
+        out[column] = _numeric(customers, column)[t_pos]
 
-    keys = pd.MultiIndex.from_arrays([window.to_numpy(), out["product_id"].to_numpy()])
-    products = product_features.reindex(keys)
-    products = add_time_features(products.reset_index(drop=True), window.reset_index(drop=True))
+    product_ids = candidates["product_id"].to_numpy()
+    if product_features.index.nlevels == 1:
+        p_pos = product_features.index.get_indexer(product_ids)
+    else:
+        p_pos = product_features.index.get_indexer(pd.MultiIndex.from_arrays([window, product_ids]))
     for column in PRODUCT_NUMERIC:
-        out[f"product_{column}"] = _numeric(products, column)
-    out["days_since_product_sale"] = _numeric(products, "days_since_product_sale")
+        out[f"product_{column}"] = _take(_numeric(product_features, column), p_pos)
+    sold = pd.DataFrame({"last_sold_ts": _take(_numeric(product_features, "last_sold_ts"), p_pos)})
+    out["days_since_product_sale"] = _numeric(add_time_features(sold, window), "days_since_product_sale")
     out["product_trend"] = out["product_popularity_7d"] * (30 / 7) / (out["product_popularity_30d"] + 1)
 
-    _add_context(out, candidates, trigger_id, basket, history, customers)
+    _add_context(out, candidates, t_pos, basket, history, customers)
     return out[["trigger_id", "product_id", "offer_type", "reason", *FEATURE_COLUMNS]]
 
 
 def _add_context(
-    out: pd.DataFrame, candidates: pd.DataFrame, trigger_id: np.ndarray, basket: np.ndarray,
-    history: np.ndarray, customers: pd.DataFrame,
+    out: pd.DataFrame, candidates: pd.DataFrame, t_pos: np.ndarray, basket: _Flat, history: _Flat,
+    customers: pd.DataFrame,
 ) -> None:
-    """Trigger context and customer x candidate features (see ``with_item_context``)."""
-    out["basket_size"] = [float(len(b)) for b in basket]
-    out["history_size"] = [float(len(h)) for h in history]
+    """Trigger context and customer x candidate features (see ``candidates_with_context``);
+    ``customers`` has one row per trigger."""
+    out["basket_size"] = basket.sizes[t_pos].astype(float)
+    out["history_size"] = history.sizes[t_pos].astype(float)
     out["is_new_customer"] = (out["history_size"] == 0).astype(float)
     price = candidates["median_price"].to_numpy(dtype=float)
     out["basket_mean_price"] = candidates["basket_mean_price"].to_numpy(dtype=float)
     out["price_vs_basket"] = price / out["basket_mean_price"].to_numpy()
     out["price_vs_customer"] = price / out["customer_avg_unit_price"].replace(0, np.nan).to_numpy()
-    category = candidates["item_category"].to_numpy(dtype=object)
-    none = pd.Series([None] * len(out))
+
+    none = pd.Series([None] * len(customers), dtype=object)
     affinity = customers.get("category_affinity", none).to_numpy(dtype=object)
     top = customers.get("top_categories", none).to_numpy(dtype=object)
     parsed: dict[str, dict[str, float]] = {}
-    out["category_affinity"] = [_affinity(a, c, parsed) for a, c in zip(affinity, category, strict=True)]
-    out["in_top_categories"] = [
-        float(isinstance(c, str) and c in s.split("|")) if isinstance(s, str) else np.nan
-        for c, s in zip(category, top, strict=True)]
+    shares = [_affinity_shares(raw, parsed) for raw in affinity]
+    tops = [raw.split("|") if isinstance(raw, str) else [] for raw in top]
+    share_group = np.repeat(np.arange(len(shares)), [len(s) for s in shares])
+    top_group = np.repeat(np.arange(len(tops)), [len(t) for t in tops])
+    category = candidates["item_category"].to_numpy(dtype=object)
+    codes, _ = pd.factorize(np.concatenate([
+        category, np.asarray([c for s in shares for c in s], dtype=object), np.asarray([c for t in tops for c in t], dtype=object),
+    ]))
+    item_code, share_code, top_code = np.split(codes, [len(category), len(category) + len(share_group)])
+    share_values = np.asarray([v for s in shares for v in s.values()], dtype=float)
+    has_affinity = np.asarray([isinstance(raw, str) for raw in affinity], dtype=bool)
+    has_top = np.asarray([isinstance(raw, str) for raw in top], dtype=bool)
+    out["category_affinity"] = np.where(
+        has_affinity[t_pos], _pair_lookup((t_pos, item_code), (share_group, share_code), share_values, 0.0), np.nan)
+    out["in_top_categories"] = np.where(
+        has_top[t_pos], _pair_lookup((t_pos, item_code), (top_group, top_code), np.ones(len(top_code)), 0.0), np.nan)
     out["basket_category_share"] = candidates["basket_category_share"].to_numpy(dtype=float)
     out["history_category_share"] = candidates["history_category_share"].to_numpy(dtype=float)
 
@@ -249,22 +263,30 @@ def candidates_with_context(index: CandidateIndex, triggers: pd.DataFrame, confi
     if candidates.empty:
         return candidates.assign(item_category=None, basket_mean_price=np.nan, basket_category_share=np.nan,
                                  history_category_share=np.nan)
-    products = index.products.set_index("product_id")
-    category = products["category"].astype(object).where(products["category"].notna(), None)
-    price = products["median_price"]
-    candidates["item_category"] = candidates["product_id"].map(category).to_numpy(dtype=object)
-    keys = pd.MultiIndex.from_arrays([candidates["trigger_id"], candidates["item_category"]])
+    products = index.products
+    category_code, categories = pd.factorize(products["category"])
+    price = products["median_price"].to_numpy(dtype=float)
+    t_pos = _trigger_positions(candidates, triggers)
+    item = pd.Index(products["product_id"]).get_indexer(candidates["product_id"].to_numpy())
+    item_code = np.where(item >= 0, category_code[item], -1)
+    candidates["item_category"] = np.where(item_code >= 0, np.asarray(categories, dtype=object)[item_code], None)
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
-        items = triggers[["trigger_id", column]].explode(column).dropna()
-        items = items.assign(category=items[column].map(category).to_numpy(), price=items[column].map(price).to_numpy())
+        flat = _flatten(triggers[column])
+        known_item = np.asarray([index.position.get(p, -1) for p in flat.items], dtype=np.int64)
         if column == "basket":
-            basket_price = items.groupby("trigger_id")["price"].mean()
-            candidates["basket_mean_price"] = candidates["trigger_id"].map(basket_price).to_numpy(dtype=float)
-        known = items.dropna(subset=["category"])
-        shares = known.groupby(["trigger_id", "category"]).size() / known.groupby("trigger_id").size()
-        has_known = candidates["trigger_id"].isin(set(known["trigger_id"])).to_numpy()
-        values = shares.reindex(keys).to_numpy(dtype=float)
-        candidates[name] = np.where(has_known, np.nan_to_num(values, nan=0.0), np.nan)
+            priced = known_item >= 0
+            total = np.bincount(flat.group[priced], weights=price[known_item[priced]], minlength=len(triggers))
+            count = np.bincount(flat.group[priced], minlength=len(triggers))
+            mean = np.divide(total, count, out=np.full(len(triggers), np.nan), where=count > 0)
+            candidates["basket_mean_price"] = mean[t_pos]
+        code = np.where(known_item >= 0, category_code[known_item], -1)
+        known = code >= 0
+        per_trigger = np.bincount(flat.group[known], minlength=len(triggers)).astype(float)
+        pairs = pd.DataFrame({"t": flat.group[known], "code": code[known]}).value_counts(sort=False)
+        t_of, code_of = (pairs.index.get_level_values(i).to_numpy() for i in (0, 1))
+        share = pairs.to_numpy(dtype=float) / per_trigger[t_of]
+        values = _pair_lookup((t_pos, item_code), (t_of, code_of), share, 0.0)
+        candidates[name] = np.where(per_trigger[t_pos] > 0, values, np.nan)
     return candidates
 
 
@@ -280,6 +302,70 @@ def candidates_per_window(
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclass(frozen=True)
+class _Flat:
+    """A column of per-trigger tuples flattened: the items, their trigger row, their position in
+    the tuple (0-based) and each trigger's tuple length."""
+
+    items: np.ndarray
+    group: np.ndarray
+    order: np.ndarray
+    sizes: np.ndarray
+
+
+def _flatten(column: pd.Series) -> _Flat:
+    sizes = np.asarray([len(values) for values in column], dtype=np.int64)
+    items = np.asarray([item for values in column for item in values], dtype=object)
+    starts = np.cumsum(sizes) - sizes
+    order = np.arange(len(items)) - np.repeat(starts, sizes)
+    return _Flat(items=items, group=np.repeat(np.arange(len(sizes)), sizes), order=order, sizes=sizes)
+
+
+def _pair_lookup(
+    wanted: tuple[np.ndarray, np.ndarray], table: tuple[np.ndarray, np.ndarray], values: np.ndarray, missing: float,
+) -> np.ndarray:
+    """For each wanted (row, code) pair, the value of its first occurrence in the table's (row,
+    code) pairs, ``missing`` where absent. Rows and codes are non-negative ints; code -1 never matches."""
+    (w_row, w_code), (t_row, t_code) = wanted, table
+    width = int(max(w_code.max(initial=-1), t_code.max(initial=-1))) + 1
+    t_valid = t_code >= 0
+    keys, first = np.unique(t_row[t_valid].astype(np.int64) * width + t_code[t_valid], return_index=True)
+    found = np.full(len(w_row), missing, dtype=float)
+    if len(keys) == 0:
+        return found
+    w_key = w_row.astype(np.int64) * width + w_code
+    at = np.minimum(np.searchsorted(keys, w_key), len(keys) - 1)
+    hit = (keys[at] == w_key) & (w_code >= 0)
+    found[hit] = np.asarray(values, dtype=float)[t_valid][first[at[hit]]]
+    return found
+
+
+def _trigger_positions(candidates: pd.DataFrame, triggers: pd.DataFrame) -> np.ndarray:
+    """The row of each candidate's trigger in ``triggers``."""
+    positions = pd.Index(triggers["trigger_id"]).get_indexer(candidates["trigger_id"].to_numpy())
+    if (positions < 0).any():
+        raise ValueError("candidates refer to triggers that are not in the trigger table")
+    return positions
+
+
+def _utc(times: pd.Series) -> pd.Series:
+    """Timestamps as UTC nanoseconds (add_time_features and index lookups need one unit)."""
+    return pd.to_datetime(times, utc=True).dt.as_unit("ns").reset_index(drop=True)
+
+
+def _per_candidate(times: pd.Series, t_pos: np.ndarray) -> pd.DatetimeIndex:
+    """A per-trigger timestamp column repeated for each candidate row (kept as datetime64: a tz-aware
+    ``to_numpy`` would build one Timestamp object per row)."""
+    return pd.DatetimeIndex(times.array.take(t_pos))
+
+
+def _take(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """values[positions], NaN where the position is -1 (not found)."""
+    if len(values) == 0:
+        return np.full(len(positions), np.nan)
+    return np.where(positions >= 0, values[np.maximum(positions, 0)], np.nan)
+
+
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A column as floats (NaN where missing or not a number; all NaN when the column is absent)."""
     if column not in frame:
@@ -287,15 +373,14 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
 
 
-def _affinity(raw: object, category: object, cache: dict[str, dict[str, float]]) -> float:
-    """The customer's spend share in ``category`` from the ``category_affinity`` JSON (NaN if
-    unknown customer, 0 if the category is absent)."""
+def _affinity_shares(raw: object, cache: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The ``category_affinity`` JSON (category -> spend share) parsed once per distinct string."""
     if not isinstance(raw, str):
-        return np.nan
+        return {}
     shares = cache.get(raw)
     if shares is None:
         shares = cache[raw] = json.loads(raw) if raw else {}
-    return float(shares.get(category, 0.0)) if isinstance(category, str) else 0.0
+    return shares
 
 
 def _label(candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 The same code path as training and batch scoring: candidates from the champion's own candidate
 index (`training.dataset.candidates_with_context`), features assembled by
 `training.dataset.build_feature_rows` (here from the Feast online store instead of the offline
-store), one `predict` call for the whole batch.
+store: product features are the current ones, indexed by product id alone), one `predict` call for
+the whole batch.
 
 Product features change slowly: they are cached for `ttl_s` and a product is dropped from the
 cache as soon as a purchase of it passes through (its statistics just changed).
@@ -56,15 +57,16 @@ class ProductFeatureCache:
         return {p: self._rows[p][2] for p in wanted if p in self._rows}
 
 
-def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, frozenset[str]]) -> pd.DataFrame:
-    """One trigger per purchase event, in the shape the candidate generator and features expect."""
+def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ...]]) -> pd.DataFrame:
+    """One trigger per purchase event, in the shape the candidate generator and features expect
+    (``owned``: each customer's earlier products, most recent first, as training's history)."""
     rows = []
     for event in events:
         at = pd.Timestamp(event.occurred_at)
         rows.append({
             "trigger_id": event.event_id, "order_id": event.order_id, "customer_id": event.customer_id,
             "at": at, "window_cutoff": at, "basket": tuple(dict.fromkeys(line.product_id for line in event.lines)),
-            "history": tuple(sorted(owned.get(event.customer_id or "", frozenset()))), "returned": (),
+            "history": owned.get(event.customer_id or "", ()), "returned": (),
         })
     return pd.DataFrame(rows, columns=["trigger_id", "order_id", "customer_id", "at", "window_cutoff", "basket",
                                        "history", "returned"])
@@ -73,7 +75,7 @@ def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, frozenset[str
 def rank_batch(
     champion: Champion,
     events: Sequence[PurchaseEvent],
-    owned: dict[str, frozenset[str]],
+    owned: dict[str, tuple[str, ...]],
     reader: OnlineFeatureReader,
     products: ProductFeatureCache,
     keep: int = 20,
@@ -90,13 +92,8 @@ def rank_batch(
     customer_frame = pd.DataFrame(
         [customer_rows.get(e.customer_id or "", {}) for e in events], index=triggers["trigger_id"].to_numpy()
     ).drop(columns=["customer_id"], errors="ignore")
-    product_rows = products.get(candidates["product_id"].tolist())
-    window = candidates["trigger_id"].map(triggers.set_index("trigger_id")["window_cutoff"])
-    keys = pd.DataFrame({"window_cutoff": window.to_numpy(), "product_id": candidates["product_id"].to_numpy()})
-    keys = keys.drop_duplicates().reset_index(drop=True)
-    product_frame = pd.DataFrame([product_rows.get(p, {}) for p in keys["product_id"]])
-    product_frame = product_frame.drop(columns=["product_id"], errors="ignore")
-    product_frame.index = pd.MultiIndex.from_frame(keys)
+    product_rows = products.get(candidates["product_id"].unique().tolist())
+    product_frame = pd.DataFrame.from_dict(product_rows, orient="index").drop(columns=["product_id"], errors="ignore")
 
     rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)
     rows["score"] = score_rows(champion.booster, rows)
