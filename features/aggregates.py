@@ -43,6 +43,7 @@ class CustomerState:
     first_order_ts: float | None = None
     last_order_ts: float | None = None
     products: dict[str, float] = field(default_factory=dict)  # product -> time first bought
+    last_bought: dict[str, float] = field(default_factory=dict)  # product -> time last bought
     category_spend: dict[str, float] = field(default_factory=dict)
 
     def features(self) -> dict[str, object]:
@@ -70,6 +71,7 @@ class CustomerState:
         """State as plain JSON types."""
         data = dict(self.__dict__)
         data["products"] = dict(sorted(self.products.items()))
+        data["last_bought"] = dict(sorted(self.last_bought.items()))
         return data
 
     @classmethod
@@ -245,6 +247,7 @@ class FeatureFold:
                 customer.lifetime_spend += value
                 customer.units += line.quantity
                 customer.products[line.product_id] = min(ts, customer.products.get(line.product_id, ts))
+                customer.last_bought[line.product_id] = max(ts, customer.last_bought.get(line.product_id, ts))
                 if product.category:
                     customer.category_spend[product.category] = customer.category_spend.get(product.category, 0.0) + value
         return list(dict.fromkeys(touched))

@@ -56,21 +56,28 @@ class FoldStateStore:
 
     def owned_products(
         self, customer_ids: Iterable[str], as_of: Mapping[str, datetime] | None = None
-    ) -> dict[str, frozenset[str]]:
-        """Products each customer bought before `as_of[customer]` (all so far without it), for
-        "never offer what is owned" at serving time. The time bound matters when the feature
-        pipeline is ahead of the caller (a fast replay): later purchases must not count as owned."""
+    ) -> dict[str, tuple[str, ...]]:
+        """Products each customer bought before `as_of[customer]` (all so far without it), most
+        recently bought first (the order training's trigger history has), for "never offer what
+        is owned" and for candidate seeds at serving time.
+
+        The time bound matters when the feature pipeline is ahead of the caller (a fast replay):
+        later purchases must not count as owned. A product bought again after `as_of` is placed
+        by its first purchase (the state keeps first and last purchase times only)."""
         ids = list(set(customer_ids))
-        owned: dict[str, frozenset[str]] = {c: frozenset() for c in ids}
+        owned: dict[str, tuple[str, ...]] = {c: () for c in ids}
         with self._connect() as db:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for customer_id, state in db.execute(f"SELECT customer_id, state FROM customers WHERE customer_id IN ({marks})", chunk):
-                    products = json.loads(state)["products"]
-                    bought = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
+                    data = json.loads(state)
+                    products = data["products"]
+                    first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
+                    last = data.get("last_bought", {})
                     limit = as_of[customer_id].timestamp() if as_of and customer_id in as_of else float("inf")
-                    owned[customer_id] = frozenset(p for p, first in bought.items() if first < limit)
+                    latest = {p: last[p] if last.get(p, limit) < limit else t for p, t in first.items() if t < limit}
+                    owned[customer_id] = tuple(sorted(latest, key=lambda p: (-latest[p], p)))
         return owned
 
     def save(self, fold: FeatureFold, customers: Iterable[str], products: Iterable[str], applied: Iterable[str]) -> None:

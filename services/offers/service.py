@@ -109,7 +109,7 @@ class OfferService:
         new: dict[str, OfferDecision] = {}
         for event in fresh:
             context = CustomerContext(
-                owned=owned.get(event.customer_id or "", frozenset()),
+                owned=frozenset(owned.get(event.customer_id or "", ())),
                 unsubscribed=event.customer_id in unsubscribed,
                 email_times=tuple(email_times.get(event.customer_id or "", ())),
             )
