@@ -184,13 +184,10 @@ class CandidateGenerator:
         if source == "upsell":
             seed_t, seed_item, seed_weight = seed_t[seed_basket], seed_item[seed_basket], seed_weight[seed_basket]
         n = self.index.size
-        matrix = self.index.neighbours[source]
-        starts, ends = matrix.indptr[seed_item], matrix.indptr[seed_item + 1]
-        lengths = ends - starts
-        total = int(lengths.sum())
-        offsets = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-        values = matrix.data[offsets] * np.repeat(seed_weight, lengths)
-        keys = np.repeat(seed_t * n, lengths) + matrix.indices[offsets]
+        rows = self.index.neighbours[source][seed_item]  # one CSR row per seed, gathered in C
+        lengths = np.diff(rows.indptr)
+        values = rows.data * np.repeat(seed_weight, lengths)
+        keys = np.repeat(seed_t * n, lengths) + rows.indices
         summed = np.bincount(keys, weights=values, minlength=t_count * n).reshape(t_count, n)
         maximum = np.zeros(t_count * n)
         np.maximum.at(maximum, keys, values)
@@ -219,7 +216,7 @@ class CandidateGenerator:
         seed = np.where(up_sell, upgraded, seed)
         offer_type = np.where(up_sell, "up_sell", "cross_sell")
 
-        frame = pd.DataFrame({
+        frame: dict[str, np.ndarray] = {  # columns; one DataFrame at the end (column inserts are slow)
             "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
             "product_id": self._product_ids[items],
             "candidate_rank": candidate_rank.astype(np.int64),
@@ -227,7 +224,7 @@ class CandidateGenerator:
             "offer_type": offer_type,
             "source": source,
             "source_rank": source_rank.astype(np.int64),
-        })
+        }
         has_seed = seed >= 0
         seed_safe = np.where(has_seed, seed, 0)
         frame["reason"] = _reasons(source, up_sell, self._names[seed_safe], self._names[items], has_seed, seed_safe,
@@ -245,7 +242,7 @@ class CandidateGenerator:
             frame[f"rank_{s}"] = np.where(frame[f"score_{s}"] > 0, rank, 0).astype(np.int64) if rank is not None else 0
         for column, values in self._item_columns.items():
             frame[column] = values[items]
-        return frame[list(CANDIDATE_COLUMNS)]
+        return pd.DataFrame({c: frame[c] for c in CANDIDATE_COLUMNS})
 
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a sorted-key lookup: scipy's
@@ -260,21 +257,29 @@ class CandidateGenerator:
         return np.where(keys[at] == wanted, data[at], 0)
 
     def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
-        """Per candidate row, the basket item it upgrades (priciest eligible one), or -1."""
+        """Per candidate row, the basket item it upgrades (priciest eligible one; equal prices: the
+        first in the basket), or -1."""
         lo, hi = self.index.config.upsell_min_ratio, self.index.config.upsell_max_ratio
+        categories = int(self._category.max(initial=-1)) + 1
         basket_t = np.repeat(np.arange(len(basket_items)), [len(b) for b in basket_items])
         basket_i = np.asarray([i for b in basket_items for i in b], dtype=np.int64)
-        rows = pd.DataFrame({"row": np.arange(len(items)), "t": t_idx, "cat": self._category[items], "item": items})
-        rows = rows[rows["cat"] >= 0]
-        basket = pd.DataFrame({"t": basket_t, "cat": self._category[basket_i], "seed": basket_i})
-        basket = basket[basket["cat"] >= 0]
-        pairs = rows.merge(basket, on=["t", "cat"])
-        ratio = self._price[pairs["item"].to_numpy()] / self._price[pairs["seed"].to_numpy()]
-        pairs = pairs[(ratio >= lo) & (ratio <= hi)]
-        pairs = pairs.assign(price=self._price[pairs["seed"].to_numpy()]).sort_values("price", ascending=False)
-        best = pairs.drop_duplicates("row")
+        known = self._category[basket_i] >= 0
+        basket_t, basket_i = basket_t[known], basket_i[known]
+        # basket items grouped by (trigger, category), priciest first within a group
+        basket_key = basket_t * categories + self._category[basket_i]
+        order = np.lexsort((-self._price[basket_i], basket_key))
+        basket_key, basket_i = basket_key[order], basket_i[order]
         upgraded = np.full(len(items), -1, dtype=np.int64)
-        upgraded[best["row"].to_numpy()] = best["seed"].to_numpy()
+        row_key = np.where(self._category[items] >= 0, t_idx * categories + self._category[items], -1)
+        starts = np.searchsorted(basket_key, row_key, side="left")
+        lengths = np.where(row_key >= 0, np.searchsorted(basket_key, row_key, side="right") - starts, 0)
+        pair_row = np.repeat(np.arange(len(items)), lengths)
+        pair_at = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        seed = basket_i[pair_at]
+        ratio = self._price[items[pair_row]] / self._price[seed]
+        eligible = (ratio >= lo) & (ratio <= hi)
+        rows, first = np.unique(pair_row[eligible], return_index=True)  # the first eligible pair of each row
+        upgraded[rows] = seed[eligible][first]
         return upgraded
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from models.candidates import CandidateGenerator
 from models.index import CandidateIndex, IndexConfig
 from training.baselines import recommend_all
 from training.dataset import DatasetConfig, TrainingSet, build_training_set, candidates_with_context, feature_rows_from_store
@@ -88,7 +89,7 @@ def evaluate_ranker(
 ) -> dict:
     """``training.evaluation.evaluate`` of the booster's top k (and of the baselines) on triggers."""
     config = config or ExperimentConfig()
-    candidates = candidates_with_context(index, triggers, config.dataset.candidate_config())
+    candidates = candidates_with_context(CandidateGenerator(index, config.dataset.candidate_config()), triggers)
     rows = feature_rows_from_store(settings, candidates, triggers)
     recommendations = top_k(rows, score_rows(booster, rows), config.k, model=name)
     if baselines:

@@ -13,11 +13,12 @@ import json
 import logging
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
-from models.candidates import CandidateConfig
+from models.candidates import CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex
 from training.dataset import candidates_with_context, feature_rows_from_store
 from training.ranker import score_rows, top_k
@@ -38,6 +39,18 @@ class Champion:
     candidate_config: CandidateConfig
     version: int
     run_id: str
+
+    @cached_property
+    def generator(self) -> CandidateGenerator:
+        """The candidate generator of this model (built once: it prepares lookup tables)."""
+        return CandidateGenerator(self.index, self.candidate_config)
+
+    @cached_property
+    def product_names(self) -> dict[str, str]:
+        """Product names by id, as of the index."""
+        products = self.index.products
+        names = products["name"] if "name" in products else pd.Series([None] * len(products))
+        return {p: n for p, n in zip(products["product_id"], names, strict=True) if isinstance(n, str)}
 
 
 def load_champion(settings: Settings, scratch: Path) -> Champion:
@@ -99,7 +112,7 @@ def recommend_orders(settings: Settings, orders_path: Path, out_path: Path, k: i
     triggers = order_triggers(lines)
     with tempfile.TemporaryDirectory() as scratch:
         champion = load_champion(settings, Path(scratch))
-    candidates = candidates_with_context(champion.index, triggers, champion.candidate_config)
+    candidates = candidates_with_context(champion.generator, triggers)
     rows = feature_rows_from_store(settings, candidates, triggers)
     best = top_k(rows, score_rows(champion.booster, rows), k)
     best = best.merge(triggers[["trigger_id", "order_id", "customer_id"]], on="trigger_id")
