@@ -99,11 +99,15 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> T
     return TrainedRanker(booster=booster, best_iteration=best, validation_ndcg=validation, importance=importance)
 
 
-def score_rows(booster: object, rows: pd.DataFrame, feature_columns: tuple[str, ...] = FEATURE_COLUMNS) -> np.ndarray:
-    """Scores of feature rows by a LightGBM booster (or anything with ``predict``)."""
+def score_rows(
+    booster: object, rows: pd.DataFrame, feature_columns: tuple[str, ...] = FEATURE_COLUMNS, threads: int = 0,
+) -> np.ndarray:
+    """Scores of feature rows by a LightGBM booster (or anything with ``predict``); ``threads`` 0
+    leaves LightGBM's default (all cores)."""
     if rows.empty:
         return np.zeros(0)
-    return np.asarray(booster.predict(rows[list(feature_columns)]), dtype=float)  # type: ignore[attr-defined]
+    options = {"num_threads": threads} if threads > 0 else {}
+    return np.asarray(booster.predict(rows[list(feature_columns)], **options), dtype=float)  # type: ignore[attr-defined]
 
 
 def top_k(rows: pd.DataFrame, scores: np.ndarray, k: int = 10, model: str = "ranker") -> pd.DataFrame:

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
     model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
     product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
+    predict_threads: int = Field(
+        default=1, ge=0,
+        description="LightGBM threads per predict call in the offer service (0: LightGBM's default, all cores). "
+        "One suits small real-time batches on a host shared with the other services: thread start-up costs "
+        "more than it saves there; scale out with more instances instead.",
+    )
 
     # Delivery and API
     delivery_group: str = Field(default="xsell-delivery", description="Consumer group of e-mail delivery.")
