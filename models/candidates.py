@@ -93,7 +93,7 @@ class CandidateGenerator:
         self._product_ids = products["product_id"].to_numpy()
         self._item_columns = {c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers",
                                                                    "return_rate")}
-        self._cooccurrence_keys: tuple[np.ndarray, np.ndarray] | None = None
+        self._cooccurrence_keys = _flat_keys(index.cooccurrence)
 
     def candidates_for(
         self, customer_id: str | None, basket: Sequence[str], at: pd.Timestamp,
@@ -247,8 +247,6 @@ class CandidateGenerator:
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a sorted-key lookup: scipy's
         fancy indexing of many single cells is slow)."""
-        if self._cooccurrence_keys is None:
-            self._cooccurrence_keys = _flat_keys(self.index.cooccurrence)
         keys, data = self._cooccurrence_keys
         if len(keys) == 0 or len(seeds) == 0:
             return np.zeros(len(seeds), dtype=data.dtype)

@@ -45,6 +45,10 @@ class Champion:
         """The candidate generator of this model (built once: it prepares lookup tables)."""
         return CandidateGenerator(self.index, self.candidate_config)
 
+    def prepare(self) -> None:
+        """Build the lookup tables serving reads (generator, names) now rather than on the first batch."""
+        _ = self.generator, self.product_names
+
     @cached_property
     def product_names(self) -> dict[str, str]:
         """Product names by id, as of the index."""

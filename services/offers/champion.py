@@ -1,15 +1,17 @@
 """The champion model the offer service serves, swapped in without a restart.
 
-Every `refresh_s` the watcher asks the registry which version the champion alias points at; a new
-version is loaded (model and candidate index) and swapped in atomically. When MLflow cannot be
-reached, or loading fails, the last good model keeps serving and the failure is logged.
+The first `current()` loads the champion; from then on a background thread asks the registry every
+`refresh_s` which version the champion alias points at, loads a new version (model, candidate
+index, lookup tables) and swaps it in atomically. Batches never wait for the registry: a slow or
+unreachable MLflow costs no latency. When MLflow cannot be reached, or loading fails, the last good
+model keeps serving and the failure is logged.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 from training.recommend import Champion, load_champion
@@ -26,15 +28,22 @@ class ChampionWatcher:
         self.settings = settings
         self.refresh_s = settings.model_refresh_s if refresh_s is None else refresh_s
         self.champion: Champion | None = None
-        self._checked_at = float("-inf")
         self._scratch = tempfile.TemporaryDirectory(prefix="xsell-champion-")
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def current(self) -> Champion | None:
-        """The champion to serve now (None until a model was ever registered and loaded)."""
-        if time.monotonic() - self._checked_at >= self.refresh_s:
-            self._checked_at = time.monotonic()
+        """The champion to serve now (None until a model was ever registered and loaded). The
+        first call loads it and starts the background watcher."""
+        if self._watcher is None:
             self._refresh()
+            self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
+            self._watcher.start()
         return self.champion
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            self._refresh()
 
     def _refresh(self) -> None:
         try:
@@ -43,6 +52,7 @@ class ChampionWatcher:
                 return
             scratch = Path(self._scratch.name) / f"v{version}"
             champion = load_champion(self.settings, scratch)
+            champion.prepare()
         except Exception as error:  # noqa: BLE001  (any failure of the registry must not stop serving)
             log.warning("champion refresh failed; serving the last good model",
                         extra={"error": repr(error)[:300], "serving": getattr(self.champion, "version", None)})
@@ -52,5 +62,8 @@ class ChampionWatcher:
         log.info("serving champion", extra={"version": champion.version, "previous": previous})
 
     def close(self) -> None:
-        """Remove downloaded artifacts."""
+        """Stop the watcher and remove downloaded artifacts."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=60)
         self._scratch.cleanup()

@@ -331,7 +331,8 @@ def test_e_a_promoted_champion_is_served_without_restart(
         again = client.create_model_version(settings.model_name, current.source, run_id=current.run_id)
         promoted = commands.promote(settings, int(again.version), force=True, reason="integration test")
         assert promoted["promoted"] is True
-        time.sleep(settings.model_refresh_s + 0.2)  # the watcher's next check sees the new alias
+        served = lambda: getattr(offers.champion.champion, "version", None) == 2  # noqa: E731
+        assert wait_for(served, WAIT_S)  # the background watcher loaded the new alias, no restart
         produce(settings, [after])
         assert wait_for(lambda: offers.stats.decisions == 2, WAIT_S)
     by_event = {d.event_id: d for d in decisions(read_topic, settings, expected=2)}
