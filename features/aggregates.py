@@ -200,6 +200,9 @@ class FeatureFold:
             customer_rows = [self._customer_row(c, ts) for c, ts in touched_customers.items()]
             product_rows = [self._product_row(p, ts) for p, ts in touched_products.items()]
         product_rows.extend(self._refresh_percentiles(touched_categories, touched_products))
+        # one row per (product, time): a refreshed percentile can land on the stamp of the batch's
+        # last sale; two rows with one timestamp would make point-in-time reads pick either at random
+        product_rows = list({(r["product_id"], r["event_timestamp"]): r for r in product_rows}.values())
         return FoldOutput(customer_rows, product_rows, applied, duplicates)
 
     # -- internals ----------------------------------------------------------------------------

@@ -90,6 +90,19 @@ def test_snapshots_are_stamped_just_after_their_event(make_event: EventFactory) 
     assert all(row["event_timestamp"] > T0 for row in out.product_rows)
 
 
+def test_one_product_snapshot_per_timestamp_even_when_its_percentile_moves(make_event: EventFactory) -> None:
+    fold = FeatureFold()
+    out = fold.apply([
+        make_event(customer_id="A", occurred_at=T0, lines=(_line("P1", 1, 2.0, "MUG"),)),
+        # the last sale of the batch moves P1's and P2's price percentiles in MUG
+        make_event(customer_id="B", occurred_at=T0 + timedelta(days=1), lines=(_line("P2", 1, 9.0, "MUG"),)),
+    ])
+    keys = [(row["product_id"], row["event_timestamp"]) for row in out.product_rows]
+    assert len(keys) == len(set(keys))
+    last_p2 = [row for row in out.product_rows if row["product_id"] == "P2"][-1]
+    assert last_p2["price_percentile"] == pytest.approx(fold.percentiles()["P2"])
+
+
 def test_owned_products_respect_the_time_they_were_first_bought(make_event: EventFactory, tmp_path) -> None:
     from features.state import FoldStateStore  # noqa: PLC0415
 
