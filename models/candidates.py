@@ -1,4 +1,4 @@
-"""Candidate generation: a few hundred cross-sell and up-sell offers per trigger, with reasons and
+"""Candidate generation: a hundred or so cross-sell and up-sell offers per trigger, with reasons and
 pair features, for a ranker to order.
 
 Seeds are the trigger basket (weight 1) and the customer's most recent earlier purchases (weight
