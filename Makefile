@@ -24,7 +24,7 @@ export XSELL_API_WORKERS ?= $(call profile_value,XSELL_API_WORKERS)
 run: production-deps
 endif
 
-.PHONY: help install system-deps test-deps run stop test chaos bench bench-train lock clean production-deps test-production
+.PHONY: help install system-deps test-deps run stop test chaos bench bench-train audit lock clean production-deps test-production
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -73,6 +73,9 @@ bench: install  ## measured figures, one JSON line per benchmark (DATA=file to u
 	@$(VENV)/bin/python -m bench.ingest --data $(DATA)
 	@$(VENV)/bin/python -m bench.features --data $(DATA)
 	@$(VENV)/bin/python -m bench.offers --data $(DATA)
+
+audit: install  ## known vulnerabilities in the locked dependencies (pip-audit; needs the PyPI or OSV advisory service)
+	@$(VENV)/bin/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --progress-spinner off
 
 test-production: install production-deps  ## the production profile against real Redis, PostgreSQL, MLflow server, Kafka
 	@XSELL_PRODUCTION_TESTS=1 $(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" tests/production
