@@ -6,6 +6,10 @@ a retry with exponential back-off, or marks them `failed` when the server refuse
 Rows whose outcome has not yet been reported to `offer-feedback` are kept apart (`reported`), so a
 crash between sending and producing feedback loses no feedback. Each call opens its own short
 connection (WAL mode), so the consumer thread and the sender thread never share one.
+
+Claims are leases held by a named sender (`leased_by`) that keeps a heartbeat in `senders`: a
+second sender on the same file leaves leased rows alone, and the rows of a sender whose heartbeat
+is older than `stale_s` (killed, host gone) are due again at once, without waiting for the lease.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error      TEXT,
     created_at      REAL NOT NULL,
     finished_at     REAL,
-    reported        INTEGER NOT NULL DEFAULT 0
+    reported        INTEGER NOT NULL DEFAULT 0,
+    leased_by       TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS senders (owner TEXT PRIMARY KEY, alive_at REAL NOT NULL);
 """
 
 
@@ -71,6 +77,7 @@ class OutboxRow:
     created_at: float
     finished_at: float | None
     reported: bool
+    leased_by: str | None = None
 
 
 def retry_delay(attempts: int, base_s: float = 1.0, max_s: float = 60.0) -> float:
@@ -87,6 +94,9 @@ class Outbox:
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            if "leased_by" not in columns:  # an outbox created before leases had owners
+                db.execute("ALTER TABLE outbox ADD COLUMN leased_by TEXT")
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Outbox:
@@ -122,29 +132,42 @@ class Outbox:
             )
             return db.total_changes - before
 
-    def claim_due(self, now: float, limit: int = 100, lease_s: float = 300.0) -> list[OutboxRow]:
-        """Pending rows due by `now`, oldest first; they are leased (not due again) for `lease_s` seconds.
-
-        The lease keeps a second sender on the same file from sending them too; a sender that dies
-        mid-send leaves them due again once the lease ends.
-        """
+    def claim_due(
+        self, now: float, owner: str, limit: int = 100, lease_s: float = 600.0, stale_s: float = 30.0,
+    ) -> list[OutboxRow]:
+        """Pending rows due by `now`, oldest first, leased to `owner` for `lease_s` seconds (and
+        `owner`'s heartbeat). Rows leased by a sender silent for more than `stale_s` are due now."""
         with self._transaction() as db:
+            _beat(db, owner, now)
             rows = db.execute(
-                "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                "SELECT * FROM outbox WHERE status = 'pending' AND (next_attempt_at <= ? OR (leased_by IS NOT NULL"
+                " AND leased_by != ? AND leased_by NOT IN (SELECT owner FROM senders WHERE alive_at >= ?)))"
                 " ORDER BY next_attempt_at, created_at LIMIT ?",
-                (now, limit),
+                (now, owner, now - stale_s, limit),
             ).fetchall()
             db.executemany(
-                "UPDATE outbox SET next_attempt_at = ? WHERE decision_id = ?",
-                [(now + lease_s, row[0]) for row in rows],
+                "UPDATE outbox SET next_attempt_at = ?, leased_by = ? WHERE decision_id = ?",
+                [(now + lease_s, owner, row[0]) for row in rows],
             )
         return [_row(row) for row in rows]
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        """`owner` is alive: its leases hold."""
+        with self._transaction() as db:
+            _beat(db, owner, now)
+
+    def retire(self, owner: str, now: float) -> None:
+        """`owner` stops: its unsent claims are due again now and its heartbeat is gone."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE leased_by = ? AND status = 'pending'",
+                       (now, owner))
+            db.execute("DELETE FROM senders WHERE owner = ?", (owner,))
 
     def release(self, decision_ids: Sequence[str], now: float) -> None:
         """End the lease of claimed rows that were not attempted: due again at `now`."""
         with self._transaction() as db:
             db.executemany(
-                "UPDATE outbox SET next_attempt_at = ? WHERE decision_id = ? AND status = 'pending'",
+                "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE decision_id = ? AND status = 'pending'",
                 [(now, d) for d in decision_ids],
             )
 
@@ -152,8 +175,8 @@ class Outbox:
         """The server accepted the message."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, finished_at = ?, last_error = NULL"
-                " WHERE decision_id = ?",
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, finished_at = ?, last_error = NULL,"
+                " leased_by = NULL WHERE decision_id = ?",
                 (now, decision_id),
             )
 
@@ -164,8 +187,8 @@ class Outbox:
             attempts = (found[0] if found else 0) + 1
             next_attempt_at = now + retry_delay(attempts, base_s, max_s)
             db.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE decision_id = ?"
-                " AND status = 'pending'",
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, leased_by = NULL"
+                " WHERE decision_id = ? AND status = 'pending'",
                 (attempts, next_attempt_at, error[:1000], decision_id),
             )
         return next_attempt_at
@@ -174,8 +197,8 @@ class Outbox:
         """A permanent refusal (e.g. unknown recipient): never retried."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, finished_at = ?, last_error = ?"
-                " WHERE decision_id = ?",
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, finished_at = ?, last_error = ?,"
+                " leased_by = NULL WHERE decision_id = ?",
                 (now, error[:1000], decision_id),
             )
 
@@ -212,9 +235,14 @@ class Outbox:
         return found[0] if found else None
 
 
+def _beat(db: sqlite3.Connection, owner: str, now: float) -> None:
+    db.execute("INSERT INTO senders VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET alive_at = excluded.alive_at",
+               (owner, now))
+
+
 def _row(row: tuple) -> OutboxRow:
     (decision_id, customer_id, offer_ids, message, status, attempts, next_attempt_at, last_error, created_at,
-     finished_at, reported) = row
+     finished_at, reported, leased_by) = row
     return OutboxRow(
         decision_id=decision_id,
         customer_id=customer_id,
@@ -227,4 +255,5 @@ def _row(row: tuple) -> OutboxRow:
         created_at=float(created_at),
         finished_at=float(finished_at) if finished_at is not None else None,
         reported=bool(reported),
+        leased_by=leased_by,
     )

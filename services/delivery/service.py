@@ -17,9 +17,12 @@ call without Kafka or SMTP.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -149,6 +152,7 @@ class DeliveryService:
         smtp_timeout_s: float = DEFAULT_TIMEOUT_S,
         currency: str = DEFAULT_CURRENCY,
         drain_timeout_s: float = 120.0,
+        lease_s: float = 600.0,
     ) -> None:
         self.settings = settings
         self.drain_timeout_s = drain_timeout_s
@@ -159,6 +163,11 @@ class DeliveryService:
         self.smtp_timeout_s = smtp_timeout_s
         self.currency = currency
         self.outbox = Outbox.for_settings(settings)
+        # this sender's name in the outbox's leases; it beats at least every message and every tick,
+        # so silence for longer than two message timeouts means it is gone
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = lease_s
+        self.stale_s = max(30.0, 2 * smtp_timeout_s + tick_s)
         self.stats = DeliveryStats()
         self.loop = ConsumerLoop(
             settings,
@@ -192,7 +201,8 @@ class DeliveryService:
     # -- sender side ------------------------------------------------------------------------------
     def send_due(self, now: float | None = None) -> int:
         """Send the outbox rows that are due, over one SMTP connection; return how many were sent."""
-        rows = self.outbox.claim_due(time.time() if now is None else now, limit=self.send_batch, lease_s=600.0)
+        rows = self.outbox.claim_due(time.time() if now is None else now, self.owner, limit=self.send_batch,
+                                     lease_s=self.lease_s, stale_s=self.stale_s)
         if not rows:
             return 0
         session = SmtpSession(self.settings, self.smtp_timeout_s)
@@ -208,6 +218,8 @@ class DeliveryService:
                 if self._stopping.is_set():
                     self.outbox.release([r.decision_id for r in rows[index:]], time.time())
                     break
+                if index:
+                    self.outbox.heartbeat(self.owner, time.time())
                 try:
                     session.send(_for_sending(row.message))
                 except SmtpError as error:
@@ -293,6 +305,7 @@ class DeliveryService:
             self._stopping.set()
             self._wake.set()
             sender.join()
+            self.outbox.retire(self.owner, time.time())
             try:
                 self.report_feedback()
             except KafkaError as error:

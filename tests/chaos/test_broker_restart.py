@@ -3,7 +3,9 @@ decision, every e-mail decision one .eml, every in-app offer one inbox row."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -37,27 +39,43 @@ def inbox_offer_ids(chaos: Chaos) -> list[str]:
         engine.dispose()
 
 
+PRODUCE_RATE = float(os.environ.get("XSELL_CHAOS_PRODUCE_RATE", "200"))  # events/s: the restart hits the producer too
+
+
 def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     chaos: Chaos, sample_events: list[PurchaseEvent], tmp_path: Path
 ) -> None:
     events = fresh_events(sample_events, CHAOS_EVENTS)
+    started = time.monotonic()
+
+    def paced(produced_so_far: int) -> None:
+        """Record progress; hold the producer to PRODUCE_RATE so it is still sending when the broker goes."""
+        now = time.monotonic()
+        longest_chunk_s[0] = max(longest_chunk_s[0], now - chunk_done_at[0])  # a chunk across the outage is long
+        produced[0] = min(produced_so_far, len(events))
+        time.sleep(max(0.0, started + produced[0] / PRODUCE_RATE - time.monotonic()))
+        chunk_done_at[0] = time.monotonic()
+
     mail = tmp_path / "mail"
     smtp = Controller(MailDirHandler(mail), hostname=chaos.settings.smtp_host, port=chaos.settings.smtp_port)
     smtp.start()
     produced = [0]
+    chunk_done_at, longest_chunk_s = [started], [0.0]
     retries: list[int] = []
     try:
         for name, args in (("offers", ["offers"]), ("deliver", ["deliver"]), ("inbox", ["inbox"])):
             chaos.start(name, *args)
         with OffersTail(chaos.settings) as tail:
-            producer = threading.Thread(target=lambda: retries.append(chaos.produce(
-                events, on_chunk=lambda n: produced.__setitem__(0, n))), daemon=True)
+            producer = threading.Thread(target=lambda: retries.append(chaos.produce(events, on_chunk=paced)),
+                                        daemon=True)
             producer.start()
             # the restart happens once the services are demonstrably mid-stream
             assert wait_until(lambda: tail.count() >= len(events) // 4, CATCH_UP_S), \
                 f"no progress before the restart:\n{chaos.log_tail('offers')}"
             seen_at_restart, produced_at_restart = tail.count(), produced[0]
+            restart_began = time.monotonic()
             chaos.broker.restart(down_s=3.0)
+            restart_s = time.monotonic() - restart_began  # stop, 3 s down, start until it answers
             producer.join(CATCH_UP_S)
             assert not producer.is_alive(), "producer did not finish"
             assert wait_until(lambda: tail.count() >= len(events), CATCH_UP_S), \
@@ -69,7 +87,6 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
         in_app = in_app_offer_ids(distinct)
         wait_until(lambda: len(list(mail.glob("*.eml"))) >= len(emails) and len(inbox_offer_ids(chaos)) >= len(in_app),
                    CATCH_UP_S)
-        import time  # noqa: PLC0415
         time.sleep(3)  # room for duplicates to show up
         alive = {name: p.poll() is None for name, p in chaos.processes.items()}
         ids = message_ids(mail)
@@ -80,10 +97,14 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     result = figures(test="broker_restart", events_sent=len(events), offers_expected=len(events),
                      offers_seen=counts["offers_seen"], duplicates=counts["duplicates"],
                      different_re_emissions=counts["different_re_emissions"], producer_chunk_retries=retries,
+                     longest_producer_chunk_s=round(longest_chunk_s[0], 1),
                      restart_after_decisions=seen_at_restart, restart_after_produced=produced_at_restart,
+                     broker_stop_to_ready_s=round(restart_s, 1), produce_rate=PRODUCE_RATE, seconds=round(time.monotonic() - started),
                      emails_expected=len(emails), emails_seen=len(ids), email_duplicates=len(ids) - len(set(ids)),
-                     inbox_expected=len(in_app), inbox_rows=len(rows), services_alive=alive)
+                     inbox_expected=len(in_app), inbox_rows=len(rows), inbox_duplicates=len(rows) - len(set(rows)),
+                     services_alive=alive)
     assert 0 < seen_at_restart < len(events), "the restart was not mid-stream"
+    assert produced_at_restart < len(events), "the producer had finished before the restart"
     assert all(alive.values()), f"a service died during the restart: {alive}"
     assert result["offers_seen"] == len(events) and result["different_re_emissions"] == 0
     assert sorted(ids) == sorted(message_id_for(d, chaos.settings.mail_from) for d in emails)

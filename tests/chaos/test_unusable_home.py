@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.kafka.broker import free_port
+from tests.chaos.conftest import figures
 from xsell.settings import REPO_ROOT, get_settings
 
 COMMANDS = {"stack-up": ["stack", "up"], "offers": ["offers"], "deliver": ["deliver"]}
@@ -47,7 +47,9 @@ def unusable_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pa
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_unusable_home_is_a_clear_error_on_start(unusable_home: Path, command: str) -> None:
+def test_unusable_home_is_a_clear_error_on_start(
+    unusable_home: Path, command: str, request: pytest.FixtureRequest
+) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
         "XSELL_HOME": str(unusable_home), "XSELL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
@@ -57,8 +59,9 @@ def test_unusable_home_is_a_clear_error_on_start(unusable_home: Path, command: s
     result = subprocess.run([sys.executable, "-m", "xsell.cli", *COMMANDS[command]], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     output = result.stdout + result.stderr
-    print(json.dumps({"test": "unusable_home", "command": command, "home": str(unusable_home), "exit": result.returncode,
-           "traceback": "Traceback" in output, "tail": output.strip().splitlines()[-1:] if output.strip() else []}))
+    figures(test="unusable_home", command=command, home_kind=request.node.callspec.params["unusable_home"],
+            home=str(unusable_home), exit=result.returncode, traceback="Traceback" in output,
+            tail=output.strip().splitlines()[-1:] if output.strip() else [])
     assert result.returncode != 0
     assert str(unusable_home) in output, output[-2000:]
     assert "Traceback" not in output, output[-2000:]
