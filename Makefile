@@ -57,16 +57,17 @@ run: install  ## the main job on embedded defaults (see README)
 stop:  ## stop whatever `make run` started
 	@if [ -x $(XSELL) ]; then $(XSELL) stack down; else echo "nothing installed, nothing to stop"; fi
 
-test: install test-deps production-deps  ## the whole suite: unit, integration (real services), production profile
+test: install test-deps production-deps  ## the whole suite: unit, integration (real services), production profile, fault injection
 	@$(VENV)/bin/pytest
 	@$(MAKE) --no-print-directory test-production
+	@$(MAKE) --no-print-directory chaos
 
 bench-train: install  ## full retrain (backfill, training set, train, evaluate, register) timed, with peak memory; DATA=file
 	@test -x /usr/bin/time || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
 	@home=$$(mktemp -d) && XSELL_HOME=$$home XSELL_LOG_LEVEL=WARNING /usr/bin/time -v $(XSELL) train --data $(DATA) \
 	  2> $$home/time.log | tail -1; grep -E "Elapsed|Maximum resident" $$home/time.log; rm -rf $$home
 
-chaos: install  ## fault-injection tests against real services (broker restart, kill -9, SMTP/MLflow/Feast down)
+chaos: install  ## fault injection alone (part of make test): broker restart, kill -9, SMTP/MLflow/Feast down, prints figures
 	@$(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" -s tests/chaos
 
 bench: install  ## measured figures, one JSON line per benchmark (DATA=file to use another data set)
