@@ -11,6 +11,7 @@ one process per service. `production` (`XSELL_PROFILE=production`) means:
 | `XSELL_DATABASE_URL` | `postgresql+psycopg2://XSELL_POSTGRES_USER@127.0.0.1:XSELL_POSTGRES_PORT/xsell` |
 | `XSELL_PURCHASES_PARTITIONS` | `12` |
 | `XSELL_OFFER_INSTANCES`, `XSELL_DELIVERY_INSTANCES`, `XSELL_API_WORKERS` | `3`, `2`, `2` |
+| `XSELL_PREDICT_THREADS` | `1` (instances share the host's cores: one OpenMP thread each) |
 
 A variable set explicitly in the environment always wins (a real deployment points them at managed
 Kafka, Redis and PostgreSQL); `stack up` then runs only the local servers that are still implied.
@@ -46,6 +47,7 @@ def derived_env(settings: Settings) -> dict[str, str]:
         "XSELL_DATABASE_URL": local_database_url(settings, "xsell"),
         "XSELL_PURCHASES_PARTITIONS": str(PRODUCTION_PARTITIONS),
         **PRODUCTION_INSTANCES,
+        "XSELL_PREDICT_THREADS": "1",
     }
 
 
@@ -71,7 +73,8 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Set
     fields = {"XSELL_FEAST_ONLINE_STORE": "feast_online_store", "XSELL_REDIS_URL": "redis_url",
               "MLFLOW_TRACKING_URI": "mlflow_tracking_uri", "XSELL_DATABASE_URL": "database_url",
               "XSELL_PURCHASES_PARTITIONS": "purchases_partitions", "XSELL_OFFER_INSTANCES": "offer_instances",
-              "XSELL_DELIVERY_INSTANCES": "delivery_instances", "XSELL_API_WORKERS": "api_workers"}
+              "XSELL_DELIVERY_INSTANCES": "delivery_instances", "XSELL_API_WORKERS": "api_workers",
+              "XSELL_PREDICT_THREADS": "predict_threads"}
     update: dict[str, object] = {}
     for name, value in overrides.items():
         field = fields[name]

@@ -99,10 +99,10 @@ class Settings(BaseSettings):
     model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
     product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
     predict_threads: int = Field(
-        default=1, ge=0,
-        description="LightGBM threads per predict call in the offer service (0: LightGBM's default, all cores). "
-        "One suits small real-time batches on a host shared with the other services: thread start-up costs "
-        "more than it saves there; scale out with more instances instead.",
+        default=0, ge=0,
+        description="LightGBM threads per predict call in the offer service (0: LightGBM's default, every core). "
+        "Set 1 when several instances or services share the cores (the production profile does): "
+        "oversubscribed OpenMP threads make small batches several times slower.",
     )
 
     # Delivery and API
