@@ -128,6 +128,28 @@ def start_services(settings: Settings) -> None:
         processes.start(spec)
     if not _wait_http(f"http://{settings.api_host}:{settings.api_port}/healthz", 90):
         raise DemoError(f"the API did not come up; see {settings.home / 'logs' / 'api.log'}")
+    groups = [settings.ingest_group, settings.features_group, settings.offer_group, settings.delivery_group,
+              settings.inbox_group, settings.feedback_group]
+    if not _wait_groups(settings, groups, 120):
+        raise DemoError(f"the consumers did not join their groups; see the logs in {settings.home / 'logs'}")
+
+
+def _wait_groups(settings: Settings, groups: list[str], timeout_s: float) -> bool:
+    """Wait until every consumer group is stable with a member, so the live replay measures the
+    pipeline rather than its start-up (imports, group joins, the champion's load)."""
+    from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-demo")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            described = admin.describe_groups(groups)
+            if all(described[g]["group_state"] == "Stable" and described[g]["members"] for g in groups):
+                return True
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    return False
 
 
 def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float) -> dict[str, OfferDecision]:

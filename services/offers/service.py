@@ -145,6 +145,7 @@ class OfferService:
             stack.callback(self._producer.close)
             stack.callback(self.state.close)
             stack.callback(self.champion.close)
+            self.champion.current()  # load the model before joining the group, not on the first batch
             self.loop.run()
         log.info("offer service stopped", extra=self.stats.__dict__)
         return self.stats
