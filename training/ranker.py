@@ -110,13 +110,24 @@ def score_rows(
     return np.asarray(booster.predict(rows[list(feature_columns)], **options), dtype=float)  # type: ignore[attr-defined]
 
 
+def best_rows(trigger_ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the k best-scored rows of each trigger and their 1-based ranks: triggers in
+    sorted order, best first within a trigger, equal scores in row order. In numpy: a pandas
+    sort and group-by cost more than the scoring itself on a small serving batch."""
+    trigger_code = pd.factorize(trigger_ids, sort=True)[0]
+    order = np.lexsort((-np.asarray(scores, dtype=float), trigger_code))
+    ordered = trigger_code[order]
+    rank = np.arange(len(order)) - np.searchsorted(ordered, ordered, side="left") + 1
+    keep = rank <= k
+    return order[keep], rank[keep]
+
+
 def top_k(rows: pd.DataFrame, scores: np.ndarray, k: int = 10, model: str = "ranker") -> pd.DataFrame:
     """The k best-scored rows per trigger as a recommendation table (``RECOMMENDATION_COLUMNS``)."""
-    ranked = rows[["trigger_id", "product_id", "offer_type", "reason"]].assign(score=scores)
-    ranked = ranked.sort_values(["trigger_id", "score"], ascending=[True, False], kind="stable")
-    ranked = ranked.groupby("trigger_id", sort=False).head(k)
-    ranked["rank"] = ranked.groupby("trigger_id", sort=False).cumcount() + 1
-    return ranked.assign(model=model)[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
+    best, rank = best_rows(rows["trigger_id"].to_numpy(), scores, k)
+    ranked = rows.iloc[best][["trigger_id", "product_id", "offer_type", "reason"]]
+    ranked = ranked.assign(score=np.asarray(scores, dtype=float)[best], rank=rank, model=model)
+    return ranked[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
 
 
 def _model_params(config: RankerConfig, trees: int) -> dict[str, object]:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from features.online import OnlineFeatureReader
 from services.offers.rules import RankedCandidate
 from training.dataset import build_feature_rows, candidates_with_context
-from training.ranker import score_rows
+from training.ranker import best_rows, score_rows
 from training.recommend import Champion
 from xsell.events import PurchaseEvent
 from xsell.offers import OfferType
@@ -100,19 +99,15 @@ def rank_batch(
 
     rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)
     scores = score_rows(champion.booster, rows, threads=predict_threads)
-    # the `keep` best rows per trigger, in numpy: pandas sort/groupby cost more than the scoring on small batches
-    trigger_code, trigger_ids = pd.factorize(rows["trigger_id"].to_numpy())
-    order = np.lexsort((-scores, trigger_code))
-    group_start = np.searchsorted(trigger_code[order], trigger_code[order], side="left")
-    best = order[np.arange(len(order)) - group_start < keep]
+    best, _ = best_rows(rows["trigger_id"].to_numpy(), scores, keep)
     names = champion.product_names
-    columns = (rows["product_id"].to_numpy(), rows["offer_type"].to_numpy(), rows["reason"].to_numpy(),
-               candidates["price_ratio"].to_numpy(dtype=float))
+    columns = (rows["trigger_id"].to_numpy(), rows["product_id"].to_numpy(), rows["offer_type"].to_numpy(),
+               rows["reason"].to_numpy(), candidates["price_ratio"].to_numpy(dtype=float))
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     for row in best.tolist():
-        product_id, offer_type, reason, ratio = (column[row] for column in columns)
+        trigger_id, product_id, offer_type, reason, ratio = (column[row] for column in columns)
         price = product_rows.get(product_id, {}).get("current_price")
-        ranked[str(trigger_ids[trigger_code[row]])].append(RankedCandidate(
+        ranked[str(trigger_id)].append(RankedCandidate(
             product_id=str(product_id), offer_type=OfferType(offer_type), score=float(scores[row]), reason=str(reason),
             name=_text(names.get(product_id)), price=float(price) if isinstance(price, (int, float)) else None,
             price_ratio=float(ratio) if ratio == ratio else None,
