@@ -34,6 +34,7 @@ from infra.processes import ServiceProcesses, pipeline_services
 from infra.stack import stack_up
 from services.delivery.outbox import Outbox
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
+from xsell.consumer import wait_for
 from xsell.history import PurchaseHistory, read_purchase_history
 from xsell.offers import Channel, OfferDecision
 from xsell.settings import Settings
@@ -140,16 +141,15 @@ def _wait_groups(settings: Settings, groups: list[str], timeout_s: float) -> boo
     from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-demo")
-    deadline = time.monotonic() + timeout_s
+
+    def stable() -> bool:
+        described = admin.describe_groups(groups)
+        return all(described[g]["group_state"] == "Stable" and described[g]["members"] for g in groups)
+
     try:
-        while time.monotonic() < deadline:
-            described = admin.describe_groups(groups)
-            if all(described[g]["group_state"] == "Stable" and described[g]["members"] for g in groups):
-                return True
-            time.sleep(0.5)
+        return wait_for(stable, timeout_s, interval_s=0.5)
     finally:
         admin.close()
-    return False
 
 
 def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float) -> dict[str, OfferDecision]:

@@ -337,16 +337,6 @@ class OffersTail:
         return len(self.ids)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:
-    """Poll `condition` until true or timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return condition()
-
-
 def check_decisions(records: list[OfferDecision], events: Iterable[PurchaseEvent]) -> dict[str, int]:
     """One decision per event (ids as expected), duplicates only identical re-emissions; return counts."""
     from xsell.offers import decision_id_for  # noqa: PLC0415

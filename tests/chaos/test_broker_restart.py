@@ -16,8 +16,9 @@ from infra.smtp_capture import MailDirHandler
 from services.delivery.render import message_id_for
 from tests.chaos.conftest import (
     CATCH_UP_S, CHAOS_EVENTS, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events,
-    in_app_offer_ids, wait_until,
+    in_app_offer_ids,
 )
+from xsell.consumer import wait_for
 from xsell.events import PurchaseEvent
 
 
@@ -70,7 +71,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
                                         daemon=True)
             producer.start()
             # the restart happens once the services are demonstrably mid-stream
-            assert wait_until(lambda: tail.count() >= len(events) // 4, CATCH_UP_S), \
+            assert wait_for(lambda: tail.count() >= len(events) // 4, CATCH_UP_S), \
                 f"no progress before the restart:\n{chaos.log_tail('offers')}"
             seen_at_restart, produced_at_restart = tail.count(), produced[0]
             restart_began = time.monotonic()
@@ -78,14 +79,14 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
             restart_s = time.monotonic() - restart_began  # stop, 3 s down, start until it answers
             producer.join(CATCH_UP_S)
             assert not producer.is_alive(), "producer did not finish"
-            assert wait_until(lambda: tail.count() >= len(events), CATCH_UP_S), \
+            assert wait_for(lambda: tail.count() >= len(events), CATCH_UP_S), \
                 f"{tail.count()} of {len(events)} decisions:\n{chaos.log_tail('offers')}"
         records = chaos.decisions(len(events))
         counts = check_decisions(records, events)
         distinct = {d.decision_id: d for d in records}.values()
         emails = email_decisions(distinct)
         in_app = in_app_offer_ids(distinct)
-        wait_until(lambda: len(list(mail.glob("*.eml"))) >= len(emails) and len(inbox_offer_ids(chaos)) >= len(in_app),
+        wait_for(lambda: len(list(mail.glob("*.eml"))) >= len(emails) and len(inbox_offer_ids(chaos)) >= len(in_app),
                    CATCH_UP_S)
         time.sleep(3)  # room for duplicates to show up
         alive = {name: p.poll() is None for name, p in chaos.processes.items()}

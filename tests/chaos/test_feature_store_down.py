@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.chaos.conftest import CATCH_UP_S, Chaos, OffersTail, check_decisions, figures, fresh_events, wait_until
+from tests.chaos.conftest import CATCH_UP_S, Chaos, OffersTail, check_decisions, figures, fresh_events
+from xsell.consumer import wait_for
 from xsell.events import PurchaseEvent
 
 BROKEN_S = 15.0
@@ -24,7 +25,7 @@ def test_unreadable_online_store_holds_events_back_until_it_is_restored(
         chaos.start("offers", "offers")
         with OffersTail(chaos.settings) as tail:
             chaos.produce(before)
-            assert wait_until(lambda: tail.count() >= len(before), CATCH_UP_S), chaos.log_tail("offers")
+            assert wait_for(lambda: tail.count() >= len(before), CATCH_UP_S), chaos.log_tail("offers")
             with online.open("r+b") as handle:  # garbage over the header, in place (open connections see it)
                 handle.write(b"\xde\xad\xbe\xef" * 1024)
             chaos.produce(during)
@@ -36,7 +37,7 @@ def test_unreadable_online_store_holds_events_back_until_it_is_restored(
             if not alive_while_broken:  # what a supervisor would do; the promise is that it is not needed
                 restarted = True
                 chaos.start("offers", "offers")
-            caught_up = wait_until(lambda: tail.count() >= len(events), CATCH_UP_S)
+            caught_up = wait_for(lambda: tail.count() >= len(events), CATCH_UP_S)
     finally:
         chaos.stop_all()
         if online.read_bytes() != original:

@@ -30,8 +30,9 @@ from services.delivery.render import message_id_for
 from services.feedback.facts import open_facts
 from services.feedback.report import offer_quality
 from tests.chaos.conftest import (
-    CATCH_UP_S, CHAOS_EVENTS, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events, wait_until,
+    CATCH_UP_S, CHAOS_EVENTS, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events,
 )
+from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent
 
 SERVICES = {"features": ["features", "pipeline"], "offers": ["offers"], "deliver": ["deliver"], "feedback": ["feedback"]}
@@ -64,13 +65,13 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
         with OffersTail(chaos.settings) as tail:
             producer = threading.Thread(target=chaos.produce, args=(events,), kwargs={"chunk": 50}, daemon=True)
             producer.start()
-            assert wait_until(lambda: tail.count() > 0, CATCH_UP_S), chaos.log_tail("offers")
+            assert wait_for(lambda: tail.count() > 0, CATCH_UP_S), chaos.log_tail("offers")
             # each service at a random point of the stream (a decision count within 5-90% of the events),
             # the offer service last: decisions stop counting while it is down
             points = sorted(rng.sample(range(len(events) // 20, len(events) * 9 // 10), len(SERVICES)))
             order = [*rng.sample([n for n in SERVICES if n != "offers"], len(SERVICES) - 1), "offers"]
             for name, point in zip(order, points, strict=True):
-                assert wait_until(lambda point=point: tail.count() >= point, CATCH_UP_S), chaos.log_tail("offers")
+                assert wait_for(lambda point=point: tail.count() >= point, CATCH_UP_S), chaos.log_tail("offers")
                 chaos.kill9(name)
                 kills[name] = {"after_decisions": tail.count(), "code": chaos.processes[name].returncode}
             producer.join(CATCH_UP_S)
@@ -84,7 +85,7 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
         counts = check_decisions(records, events)
         distinct = list({d.decision_id: d for d in records}.values())
         emails = email_decisions(distinct)
-        wait_until(lambda: len(list(mail.glob("*.eml"))) >= len(emails), 30)
+        wait_for(lambda: len(list(mail.glob("*.eml"))) >= len(emails), 30)
         time.sleep(2)
         ids = [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"])
                for p in mail.glob("*.eml")]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.chaos.conftest import CATCH_UP_S, Chaos, OffersTail, check_decisions, figures, fresh_events, wait_until
+from tests.chaos.conftest import CATCH_UP_S, Chaos, OffersTail, check_decisions, figures, fresh_events
+from xsell.consumer import wait_for
 from xsell.events import PurchaseEvent
 
 
@@ -20,13 +21,13 @@ def test_unreachable_mlflow_store_keeps_serving_the_last_good_model(
         chaos.start("offers", "offers", XSELL_MODEL_REFRESH_S="1")
         with OffersTail(chaos.settings) as tail:
             chaos.produce(before)
-            assert wait_until(lambda: tail.count() >= len(before), CATCH_UP_S), chaos.log_tail("offers")
+            assert wait_for(lambda: tail.count() >= len(before), CATCH_UP_S), chaos.log_tail("offers")
             # garbage over the store in place (a rename would not do: pooled connections keep the old file)
             with store.open("r+b") as handle:
                 handle.write(b"\xde\xad\xbe\xef" * 1024)
             time.sleep(3)  # several refreshes fail
             chaos.produce(after)
-            assert wait_until(lambda: tail.count() >= len(events), CATCH_UP_S), chaos.log_tail("offers")
+            assert wait_for(lambda: tail.count() >= len(events), CATCH_UP_S), chaos.log_tail("offers")
         alive = chaos.processes["offers"].poll() is None
     finally:
         chaos.stop_all()

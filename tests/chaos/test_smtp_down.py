@@ -11,8 +11,9 @@ from aiosmtpd.controller import Controller
 from infra.smtp_capture import MailDirHandler
 from services.delivery.render import message_id_for
 from tests.chaos.conftest import (
-    CATCH_UP_S, SMTP_DOWN_S, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events, wait_until,
+    CATCH_UP_S, SMTP_DOWN_S, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events,
 )
+from xsell.consumer import wait_for
 from xsell.events import PurchaseEvent
 
 
@@ -28,7 +29,7 @@ def test_smtp_down_then_up_delivers_every_email_exactly_once(
         chaos.start("deliver", "deliver")  # nothing listens on its SMTP port yet
         with OffersTail(chaos.settings) as tail:
             chaos.produce(events)
-            assert wait_until(lambda: tail.count() >= len(events), CATCH_UP_S), chaos.log_tail("offers")
+            assert wait_for(lambda: tail.count() >= len(events), CATCH_UP_S), chaos.log_tail("offers")
         records = chaos.decisions(len(events))
         counts = check_decisions(records, events)
         emails = email_decisions({d.decision_id: d for d in records}.values())
@@ -38,7 +39,7 @@ def test_smtp_down_then_up_delivers_every_email_exactly_once(
         smtp.start()
         up_at = time.monotonic()
         down_for_s = up_at - down_since
-        wait_until(lambda: len(list(mail.glob("*.eml"))) >= len(emails), CATCH_UP_S)
+        wait_for(lambda: len(list(mail.glob("*.eml"))) >= len(emails), CATCH_UP_S)
         caught_up_s = time.monotonic() - up_at
         time.sleep(3)  # room for a second copy to show up
         deliver_alive = chaos.processes["deliver"].poll() is None
