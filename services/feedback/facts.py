@@ -12,6 +12,8 @@ No e-mail address is stored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -30,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from services.feedback.attribution import Conversion, OfferFact, PurchaseLine, purchase_lines
+from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
 from xsell.database import engine_for
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
@@ -284,6 +286,33 @@ def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
                    .where(conversions.c.order_id == row["order_id"], conversions.c.product_id == row["product_id"])
                    .values(**row))
     return len(new) + len(changed)
+
+
+@dataclass(frozen=True)
+class RecordedBatch:
+    """What one batch added to the facts."""
+
+    offers: list[OfferFact]
+    feedback_new: int
+    lines: list[PurchaseLine]
+    pairs: int  # (customer, product) pairs whose attribution was re-examined
+    conversions: int
+
+
+def record_batch(
+    db: Connection, decisions: Iterable[tuple[OfferDecision, int | None]], events: Iterable[FeedbackEvent],
+    bought: Iterable[tuple[PurchaseEvent, int | None]], window: timedelta = DEFAULT_WINDOW,
+) -> RecordedBatch:
+    """Store one batch of decisions, feedback events and purchases (each with its Kafka timestamp
+    where it has one), then attribute the conversions the new offers and lines make possible; in
+    the caller's transaction."""
+    offers = record_decisions(db, decisions)
+    feedback_new = record_feedback(db, events)
+    lines = record_purchases(db, bought)
+    pairs = offered_pairs(offers) | offered_pairs(lines)
+    conversions = save_conversions(db, attribute(*facts_for(db, pairs), window=window)) if pairs else 0
+    return RecordedBatch(offers=offers, feedback_new=feedback_new, lines=lines, pairs=len(pairs),
+                         conversions=conversions)
 
 
 def offered_pairs(found: Iterable[OfferFact | PurchaseLine]) -> set[tuple[str, str]]:

@@ -24,16 +24,8 @@ from typing import TypeVar
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
-from services.feedback.attribution import DEFAULT_WINDOW, attribute
-from services.feedback.facts import (
-    facts_for,
-    offered_pairs,
-    open_facts,
-    record_decisions,
-    record_feedback,
-    record_purchases,
-    save_conversions,
-)
+from services.feedback.attribution import DEFAULT_WINDOW
+from services.feedback.facts import open_facts, record_batch
 
 from xsell.consumer import ConsumerLoop, Record
 from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
@@ -110,22 +102,18 @@ class FeedbackService:
                 except EventRejected:
                     self.stats.skip("invalid_purchase")  # ingestion dead-letters it
         with self.engine.begin() as db:
-            new_offers = record_decisions(db, decisions)
-            feedback_new = record_feedback(db, events)
-            lines = record_purchases(db, bought)
-            pairs = offered_pairs(new_offers) | offered_pairs(lines)
-            written = save_conversions(db, attribute(*facts_for(db, pairs), window=self.window)) if pairs else 0
+            recorded = record_batch(db, decisions, events, bought, window=self.window)
         self.stats.records += len(records)
         self.stats.decisions += len(decisions)
-        self.stats.offers += len(new_offers)
+        self.stats.offers += len(recorded.offers)
         self.stats.feedback += len(events)
-        self.stats.feedback_new += feedback_new
+        self.stats.feedback_new += recorded.feedback_new
         self.stats.purchases += len(bought)
-        self.stats.purchase_lines += len(lines)
-        self.stats.conversions_written += written
+        self.stats.purchase_lines += len(recorded.lines)
+        self.stats.conversions_written += recorded.conversions
         log.info("batch stored", extra={
             "records": len(records), "decisions": len(decisions), "feedback": len(events),
-            "purchases": len(bought), "pairs": len(pairs), "conversions_written": written,
+            "purchases": len(bought), "pairs": recorded.pairs, "conversions_written": recorded.conversions,
         })
 
     def _parse(self, record: Record, model: type[Fact], reason: str) -> Fact | None:

@@ -21,16 +21,7 @@ from infra.kafka.broker import free_port
 from services.api.app import create_app
 from services.api.session import COOKIE_NAME, sign_session
 from services.delivery.outbox import Outbox, OutboxEntry
-from services.feedback.attribution import attribute
-from services.feedback.facts import (
-    facts_for,
-    offered_pairs,
-    open_facts,
-    record_decisions,
-    record_feedback,
-    record_purchases,
-    save_conversions,
-)
+from services.feedback.facts import open_facts, record_batch
 from services.feedback.report import offer_quality, offers_sent_per_day
 from tests.services.api.factories import RecordingPublisher
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
@@ -75,10 +66,7 @@ def facts(settings: Settings) -> Iterator[Engine]:
         (purchase("B3", "C3", T0 + timedelta(days=1), ("P3", 1, 7.5)), 2_000),
     ]
     with engine.begin() as db:
-        offers = record_decisions(db, [(d1, 1_030), (d2, 1_050), (d3, 1_900), (d4, 1_010)])
-        record_feedback(db, events)
-        lines = record_purchases(db, bought)
-        save_conversions(db, attribute(*facts_for(db, offered_pairs(offers) | offered_pairs(lines))))
+        record_batch(db, [(d1, 1_030), (d2, 1_050), (d3, 1_900), (d4, 1_010)], events, bought)
     yield engine
     engine.dispose()
 

@@ -9,16 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from services.feedback.attribution import attribute
-from services.feedback.facts import (
-    facts_for,
-    offered_pairs,
-    open_facts,
-    record_decisions,
-    record_feedback,
-    record_purchases,
-    save_conversions,
-)
+from services.feedback.facts import open_facts, record_batch, record_decisions
 from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day, percentile
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
@@ -52,10 +43,7 @@ def engine(tmp_path: Path) -> Engine:
         (purchase("B3", "C1", T0 + timedelta(days=2), ("P2", 1, 20.0)), 2_000),
     ]
     with engine.begin() as db:
-        offers = record_decisions(db, [(d1, 1_040), (d2, 1_100), (d3, 1_010), (d4, None)])
-        record_feedback(db, events)
-        lines = record_purchases(db, bought)
-        save_conversions(db, attribute(*facts_for(db, offered_pairs(offers) | offered_pairs(lines))))
+        record_batch(db, [(d1, 1_040), (d2, 1_100), (d3, 1_010), (d4, None)], events, bought)
     return engine
 
 
