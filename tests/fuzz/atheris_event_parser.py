@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fuzz.atheris_runner import fuzz  # noqa: E402
 
 with atheris.instrument_imports(include=["xsell.events", "json"]):
     from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
@@ -58,23 +59,7 @@ def test_one_input(data: bytes) -> None:
 
 def main() -> None:
     """Seed a corpus folder if none is given, run libFuzzer, print the number of runs."""
-    argv = list(sys.argv)
-    if not any(not arg.startswith("-") for arg in argv[1:]):
-        corpus = Path(__file__).resolve().parents[2] / ".xsell" / "fuzz" / "event_parser_corpus"
-        corpus.mkdir(parents=True, exist_ok=True)
-        for index, seed in enumerate(SEEDS):
-            (corpus / f"seed-{index}").write_bytes(seed)
-        argv.append(str(corpus))
-    started = time.monotonic()
-    atheris.Setup(argv, test_one_input)
-    try:
-        atheris.Fuzz()
-    except SystemExit as stop:  # reached -atheris_runs: report, keep libFuzzer's exit code
-        print(f"atheris_event_parser: {runs} runs in {time.monotonic() - started:.1f} s, no crash; {dict(outcomes)}",
-              flush=True)
-        raise stop
-    print(f"atheris_event_parser: {runs} runs in {time.monotonic() - started:.1f} s, no crash; {dict(outcomes)}",
-              flush=True)
+    fuzz("event_parser", SEEDS, test_one_input, lambda seconds: f"atheris_event_parser: {runs} runs in {seconds:.1f} s, no crash; {dict(outcomes)}")
 
 
 if __name__ == "__main__":
