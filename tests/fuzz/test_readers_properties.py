@@ -31,8 +31,9 @@ from xsell.history import (
 )
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# every reason the reader counts (xsell.history), including what the event contract refuses
 REASONS = {"missing_order_id", "missing_product_id", "bad_timestamp", "bad_quantity", "bad_price",
-           "non_positive_price"}
+           "non_positive_price", "id_too_long", "bad_currency", "bad_channel", "bad_email"}
 
 garbage = st.text(max_size=12) | st.sampled_from(["", " ", "NaN", "nan", "NULL", "None", "inf", "-inf", "1e400",
                                                   "now", "today", "\x00", '"', "'", ",", "\n", "\r\n", "é", "€"])
