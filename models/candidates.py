@@ -5,8 +5,10 @@ Seeds are the trigger basket (weight 1) and the customer's most recent earlier p
 ``history_weight``, at most ``max_history_seeds``). Each source of the index (see
 ``models.index``) scores items by summing its neighbour scores over the seeds; ``popularity``
 (recent buyers) scores every offerable item, so new customers and unknown items still get offers.
-Sources are fused by weighted reciprocal rank (``weight / (rrf_k + rank)``), and the
-``n_candidates`` best items are kept.
+Sources are fused by weighted reciprocal rank (``weight / (rrf_k + rank)``, a source ranking
+items by score, ties by item position), and the ``n_candidates`` best items are kept. That core
+runs compiled, one trigger at a time, in ``models.fusion``; this module prepares its inputs and
+turns its output into candidate rows.
 
 Never offered: the basket, anything the customer bought or returned before, service codes, items
 not sold within the index's ``active_days`` or returned too often (``offerable`` False).
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
 from models.index import SOURCES, CandidateIndex, IndexConfig
 
 POPULARITY = "popularity"
@@ -62,7 +65,6 @@ class CandidateConfig:
     max_history_seeds: int = 50
     rrf_k: float = 20.0
     exclude_returned: bool = True
-    chunk_cells: int = 1_000_000  # triggers x items scored at once (bounds memory)
 
     def weight(self, source: str) -> float:
         """The fusion weight of a source."""
@@ -87,13 +89,21 @@ class CandidateGenerator:
         self._popularity_rank = np.empty(index.size, dtype=np.int64)
         self._popularity_rank[order] = np.arange(1, index.size + 1)
         self._names = products["name"].fillna(products["product_id"]).to_numpy(dtype=object)
-        self._category, _ = pd.factorize(products["category"])
-        self._price = products["median_price"].to_numpy(dtype=np.float64)
+        self.category_codes: tuple[np.ndarray, pd.Index] = pd.factorize(products["category"])
+        self._category = self.category_codes[0]
+        self.median_price = products["median_price"].to_numpy(dtype=np.float64)
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy()
         self._item_columns = {c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers",
                                                                    "return_rate")}
         self._cooccurrence_keys = _flat_keys(index.cooccurrence)
+        neighbour_sources = [s for s in self.config.sources if s != POPULARITY]
+        self._tables = NeighbourTables.stack([index.neighbours[s] for s in neighbour_sources], index.size)
+        self._source_kind = np.asarray([neighbour_sources.index(s) if s != POPULARITY else POPULARITY_SOURCE
+                                        for s in self.config.sources], dtype=np.int64)
+        self._source_weight = np.asarray([self.config.weight(s) for s in self.config.sources], dtype=np.float64)
+        self._basket_seeds_only = np.asarray([s == "upsell" for s in self.config.sources], dtype=bool)
+        self.candidate_columns(pd.DataFrame({"trigger_id": [], "basket": [], "history": []}))  # compile now, not in a batch
 
     def candidates_for(
         self, customer_id: str | None, basket: Sequence[str], at: pd.Timestamp,
@@ -115,101 +125,42 @@ class CandidateGenerator:
     def candidates_for_triggers(self, triggers: pd.DataFrame) -> pd.DataFrame:
         """Candidates for every row of a trigger table (columns trigger_id, basket, history and
         optionally returned), one row per (trigger, candidate), best first within a trigger."""
-        step = max(1, self.config.chunk_cells // max(self.index.size, 1))
-        frames = [self._chunk(triggers.iloc[start: start + step]) for start in range(0, len(triggers), step)]
-        if not frames:
-            return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
-        return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(self.candidate_columns(triggers), columns=list(CANDIDATE_COLUMNS))
 
-    def _chunk(self, triggers: pd.DataFrame) -> pd.DataFrame:
-        cfg, n, t_count = self.config, self.index.size, len(triggers)
-        position = self.index.position
+    def candidate_columns(self, triggers: pd.DataFrame) -> dict[str, np.ndarray]:
+        """``candidates_for_triggers`` as column arrays (``CANDIDATE_COLUMNS``), for callers that
+        need no DataFrame: building one costs more than a small serving batch's candidates."""
+        cfg, position = self.config, self.index.position
+        take = min(cfg.n_candidates, self.index.size)
+        if take == 0:
+            return {c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}
         basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
         history_items = [[position[p] for p in h if p in position] for h in triggers["history"]]
-        returned = triggers["returned"] if "returned" in triggers else [()] * t_count
-
-        excluded = np.zeros((t_count, n), dtype=bool)
-        excluded[:, ~self._offerable] = True
-        seed_t, seed_item, seed_weight, seed_basket = [], [], [], []
-        for t, (b, h, r) in enumerate(zip(basket_items, history_items, returned, strict=True)):
-            excluded[t, b] = True
-            excluded[t, h] = True
-            if cfg.exclude_returned:
-                excluded[t, [position[p] for p in r if p in position]] = True
-            in_basket = set(b)
-            recent = [i for i in dict.fromkeys(h) if i not in in_basket][: cfg.max_history_seeds]
-            unique_basket = list(dict.fromkeys(b))
-            seed_t += [t] * (len(unique_basket) + len(recent))
-            seed_item += unique_basket + recent
-            seed_weight += [1.0] * len(unique_basket) + [cfg.history_weight] * len(recent)
-            seed_basket += [True] * len(unique_basket) + [False] * len(recent)
-        seeds = (np.asarray(seed_t, dtype=np.int64), np.asarray(seed_item, dtype=np.int64),
-                 np.asarray(seed_weight, dtype=np.float64), np.asarray(seed_basket, dtype=bool))
-
-        fused = np.zeros((t_count, n))
-        scores, ranks, best_seed, contributions = {}, {}, {}, {}
-        for source in cfg.sources:
-            if source == POPULARITY:
-                score = np.where(excluded, 0.0, self._popularity[None, :])
-                rank = np.broadcast_to(self._popularity_rank, (t_count, n))
-                best = np.full((t_count, n), -1, dtype=np.int64)
-            else:
-                score, best = self._source_scores(source, seeds, t_count)
-                score[excluded] = 0.0
-                rank = _row_ranks(score)
-            contribution = np.where(score > 0, cfg.weight(source) / (cfg.rrf_k + rank), 0.0)
-            fused += contribution
-            scores[source], ranks[source], best_seed[source], contributions[source] = score, rank, best, contribution
-
-        fused[excluded] = -np.inf
-        take = min(cfg.n_candidates, n)
-        if take == 0:
-            return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
-        top = np.argpartition(-fused, take - 1, axis=1)[:, :take]
-        top_scores = np.take_along_axis(fused, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        valid = np.isfinite(top_scores) & (top_scores > 0)
-        rows, cols = np.nonzero(valid)
-        t_idx, items = rows, top[rows, cols]
-        return self._rows(triggers, t_idx, items, cols + 1, top_scores[rows, cols], scores, ranks, best_seed,
-                          contributions, basket_items)
-
-    def _source_scores(
-        self, source: str, seeds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], t_count: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per (trigger, item): the sum of seed-weighted neighbour scores and the best single seed."""
-        seed_t, seed_item, seed_weight, seed_basket = seeds
-        if source == "upsell":
-            seed_t, seed_item, seed_weight = seed_t[seed_basket], seed_item[seed_basket], seed_weight[seed_basket]
-        n = self.index.size
-        rows = self.index.neighbours[source][seed_item]  # one CSR row per seed, gathered in C
-        lengths = np.diff(rows.indptr)
-        values = rows.data * np.repeat(seed_weight, lengths)
-        keys = np.repeat(seed_t * n, lengths) + rows.indices
-        summed = np.bincount(keys, weights=values, minlength=t_count * n).reshape(t_count, n)
-        maximum = np.zeros(t_count * n)
-        np.maximum.at(maximum, keys, values)
-        winners = values >= maximum[keys]
-        best = np.full(t_count * n, -1, dtype=np.int64)
-        best[keys[winners]] = np.repeat(seed_item, lengths)[winners]
-        return summed, best.reshape(t_count, n)
+        returned = triggers["returned"] if "returned" in triggers and cfg.exclude_returned else [()] * len(triggers)
+        returned_items = [[position[p] for p in r if p in position] for r in returned]
+        kept = fuse(
+            self.index.size, self._offerable, _ragged(basket_items), _ragged(history_items), _ragged(returned_items),
+            self._tables, self._source_kind, self._source_weight, self._basket_seeds_only, self._popularity,
+            self._popularity_rank, cfg.history_weight, cfg.max_history_seeds, cfg.rrf_k, take,
+        )
+        if len(kept.item) == 0:
+            return {c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}
+        return self._rows(triggers, kept, basket_items)
 
     def _rows(
-        self, triggers: pd.DataFrame, t_idx: np.ndarray, items: np.ndarray, candidate_rank: np.ndarray,
-        fused: np.ndarray, scores: dict[str, np.ndarray], ranks: dict[str, np.ndarray],
-        best_seed: dict[str, np.ndarray], contributions: dict[str, np.ndarray], basket_items: list[list[int]],
-    ) -> pd.DataFrame:
-        sources = list(scores)
-        stacked = np.stack([contributions[s][t_idx, items] for s in sources])
-        chosen = stacked.argmax(axis=0)
+        self, triggers: pd.DataFrame, kept: FusedCandidates, basket_items: list[list[int]]
+    ) -> dict[str, np.ndarray]:
+        cfg, sources = self.config, list(self.config.sources)
+        t_idx, items = kept.trigger, kept.item
+        weights = np.asarray([cfg.weight(s) for s in sources])
+        contributions = np.where(kept.score > 0, weights / (cfg.rrf_k + kept.source_rank), 0.0)
+        chosen = contributions.argmax(axis=1)
+        rows = np.arange(len(items))
         source = np.asarray(sources, dtype=object)[chosen]
-        source_rank = np.stack([np.broadcast_to(ranks[s], scores[s].shape)[t_idx, items] for s in sources])[
-            chosen, np.arange(len(items))]
-        seed = np.stack([best_seed[s][t_idx, items] for s in sources])[chosen, np.arange(len(items))]
-        if "basket" in scores:  # a popularity pick still gets pair features against its best basket partner
-            seed = np.where(seed < 0, best_seed["basket"][t_idx, items], seed)
+        source_rank = kept.source_rank[rows, chosen]
+        seed = kept.best_seed[rows, chosen]
+        if "basket" in sources:  # a popularity pick still gets pair features against its best basket partner
+            seed = np.where(seed < 0, kept.best_seed[:, sources.index("basket")], seed)
 
         upgraded = self._upgraded_item(t_idx, items, basket_items)
         up_sell = upgraded >= 0
@@ -219,11 +170,11 @@ class CandidateGenerator:
         frame: dict[str, np.ndarray] = {  # columns; one DataFrame at the end (column inserts are slow)
             "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
             "product_id": self._product_ids[items],
-            "candidate_rank": candidate_rank.astype(np.int64),
-            "fused_score": fused,
+            "candidate_rank": kept.rank,
+            "fused_score": kept.fused,
             "offer_type": offer_type,
             "source": source,
-            "source_rank": source_rank.astype(np.int64),
+            "source_rank": source_rank,
         }
         has_seed = seed >= 0
         seed_safe = np.where(has_seed, seed, 0)
@@ -234,15 +185,16 @@ class CandidateGenerator:
         frame["co_count"] = co_count
         frame["confidence"] = co_count / np.maximum(self._orders[seed_safe], 1)
         frame["lift"] = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
-        frame["price_ratio"] = np.where(has_seed, self._price[items] / self._price[seed_safe], np.nan)
+        frame["price_ratio"] = np.where(has_seed, self.median_price[items] / self.median_price[seed_safe], np.nan)
         frame["same_category"] = has_seed & (self._category[items] >= 0) & (self._category[items] == self._category[seed_safe])
         for s in ALL_SOURCES:
-            frame[f"score_{s}"] = scores[s][t_idx, items] if s in scores else 0.0
-            rank = np.broadcast_to(ranks[s], scores[s].shape)[t_idx, items] if s in scores else None
-            frame[f"rank_{s}"] = np.where(frame[f"score_{s}"] > 0, rank, 0).astype(np.int64) if rank is not None else 0
+            at = sources.index(s) if s in sources else None
+            frame[f"score_{s}"] = kept.score[:, at] if at is not None else 0.0
+            frame[f"rank_{s}"] = kept.source_rank[:, at] if at is not None else 0
         for column, values in self._item_columns.items():
             frame[column] = values[items]
-        return pd.DataFrame({c: frame[c] for c in CANDIDATE_COLUMNS})
+        return {c: np.broadcast_to(frame[c], len(items)) if np.ndim(frame[c]) == 0 else frame[c]
+                for c in CANDIDATE_COLUMNS}
 
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a sorted-key lookup: scipy's
@@ -265,7 +217,7 @@ class CandidateGenerator:
         basket_t, basket_i = basket_t[known], basket_i[known]
         # basket items grouped by (trigger, category), priciest first within a group
         basket_key = basket_t * categories + self._category[basket_i]
-        order = np.lexsort((-self._price[basket_i], basket_key))
+        order = np.lexsort((-self.median_price[basket_i], basket_key))
         basket_key, basket_i = basket_key[order], basket_i[order]
         upgraded = np.full(len(items), -1, dtype=np.int64)
         row_key = np.where(self._category[items] >= 0, t_idx * categories + self._category[items], -1)
@@ -274,7 +226,7 @@ class CandidateGenerator:
         pair_row = np.repeat(np.arange(len(items)), lengths)
         pair_at = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         seed = basket_i[pair_at]
-        ratio = self._price[items[pair_row]] / self._price[seed]
+        ratio = self.median_price[items[pair_row]] / self.median_price[seed]
         eligible = (ratio >= lo) & (ratio <= hi)
         rows, first = np.unique(pair_row[eligible], return_index=True)  # the first eligible pair of each row
         upgraded[rows] = seed[eligible][first]
@@ -312,12 +264,11 @@ def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateInd
     return pd.Series(result, index=pairs.index, name="offer_type")
 
 
-def _row_ranks(score: np.ndarray) -> np.ndarray:
-    """1-based rank of each entry within its row, highest score first."""
-    order = np.argsort(-score, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    ranks[np.arange(len(score))[:, None], order] = np.arange(1, score.shape[1] + 1)
-    return ranks
+def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of item positions as (offsets, concatenated positions)."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in lists], out=offsets[1:])
+    return offsets, np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
 
 
 def _flat_keys(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
