@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.derived import add_time_features
+from features.derived import TIME_FEATURES, days_since, epoch_seconds
 from features.historical import historical_features
 from models.candidates import ALL_SOURCES, CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex, IndexConfig
@@ -160,7 +161,7 @@ def fetch_product_features(settings: Settings, candidates: pd.DataFrame, trigger
 
 
 def build_feature_rows(
-    candidates: pd.DataFrame, triggers: pd.DataFrame, customer_features: pd.DataFrame,
+    candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame, customer_features: pd.DataFrame,
     product_features: pd.DataFrame,
 ) -> pd.DataFrame:
     """One row per candidate: trigger_id, product_id, offer_type, reason, then ``FEATURE_COLUMNS``.
@@ -173,52 +174,55 @@ def build_feature_rows(
     alignment per candidate: a serving batch has ~100,000 candidate rows and alignment dominated it.
     """
     t_pos = _trigger_positions(candidates, triggers)
-    at = _utc(triggers["at"])
     window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
     out: dict[str, np.ndarray] = {  # columns; one DataFrame at the end (inserting columns one by one is slow)
-        "trigger_id": candidates["trigger_id"].to_numpy(), "product_id": candidates["product_id"].to_numpy(),
-        "offer_type": candidates["offer_type"].to_numpy(), "reason": candidates["reason"].to_numpy(),
+        "trigger_id": _column(candidates, "trigger_id"), "product_id": _column(candidates, "product_id"),
+        "offer_type": _column(candidates, "offer_type"), "reason": _column(candidates, "reason"),
     }
     for column in ("candidate_rank", "fused_score", "source_rank", "co_count", "confidence", "lift", "price_ratio",
                    *(f"score_{s}" for s in ALL_SOURCES), *(f"rank_{s}" for s in ALL_SOURCES)):
-        out[column] = candidates[column].to_numpy(dtype=float)
-    out["source_code"] = candidates["source"].map(SOURCE_CODES).to_numpy(dtype=float)
-    out["is_up_sell"] = (candidates["offer_type"] == "up_sell").to_numpy(dtype=float)
-    out["same_category"] = candidates["same_category"].to_numpy(dtype=float)
+        out[column] = _column(candidates, column, float)
+    out["source_code"] = np.fromiter((SOURCE_CODES.get(s, np.nan) for s in _column(candidates, "source")), dtype=float,
+                                     count=len(t_pos))
+    out["is_up_sell"] = (_column(candidates, "offer_type") == "up_sell").astype(float)
+    out["same_category"] = _column(candidates, "same_category", float)
     for column in ("median_price", "recent_customers", "customers", "return_rate"):
-        out[f"item_{column}"] = candidates[column].to_numpy(dtype=float)
+        out[f"item_{column}"] = _column(candidates, f"{column}", float)
 
     basket, history = _flatten(triggers["basket"]), _flatten(triggers["history"])
-    seeds = candidates["seed_product_id"].to_numpy(dtype=object)
+    seeds = _column(candidates, "seed_product_id", object)
     codes, _ = pd.factorize(np.concatenate([seeds, basket.items, history.items]))
     seed_code, basket_code, history_code = np.split(codes, [len(seeds), len(seeds) + len(basket.items)])
     out["seed_in_basket"] = _pair_lookup((t_pos, seed_code), (basket.group, basket_code), np.ones(len(basket_code)), 0.0)
     out["seed_recency"] = _pair_lookup((t_pos, seed_code), (history.group, history_code), history.order + 1.0, np.nan)
 
     customers = customer_features.reindex(triggers["trigger_id"].to_numpy()).reset_index(drop=True)
-    customers = add_time_features(customers, at.reset_index(drop=True))
+    at_s = epoch_seconds(_utc(triggers["at"]))
     for column in CUSTOMER_NUMERIC:
         out[f"customer_{column}"] = _numeric(customers, column)[t_pos]
     for column in ("days_since_last_order", "customer_tenure_days"):
-        out[column] = _numeric(customers, column)[t_pos]
+        out[column] = _time_feature(customers, column, at_s)[t_pos]
 
-    product_ids = candidates["product_id"].to_numpy()
+    product_ids = out["product_id"]
     if product_features.index.nlevels == 1:
         p_pos = product_features.index.get_indexer(product_ids)
     else:
         p_pos = product_features.index.get_indexer(pd.MultiIndex.from_arrays([window, product_ids]))
     for column in PRODUCT_NUMERIC:
         out[f"product_{column}"] = _take(_numeric(product_features, column), p_pos)
-    sold = pd.DataFrame({"last_sold_ts": _take(_numeric(product_features, "last_sold_ts"), p_pos)})
-    out["days_since_product_sale"] = _numeric(add_time_features(sold, window), "days_since_product_sale")
+    sold = _take(_numeric(product_features, "last_sold_ts"), p_pos)
+    out["days_since_product_sale"] = days_since(epoch_seconds(_utc(triggers["window_cutoff"]))[t_pos], sold)
     out["product_trend"] = out["product_popularity_7d"] * (30 / 7) / (out["product_popularity_30d"] + 1)
 
     _add_context(out, candidates, t_pos, basket, history, customers)
-    return pd.DataFrame({c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason", *FEATURE_COLUMNS)})
+    labels = pd.DataFrame({c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason")})
+    features = pd.DataFrame(np.column_stack([out[c] for c in FEATURE_COLUMNS]) if len(t_pos) else
+                            np.zeros((0, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
+    return pd.concat([labels, features], axis=1)
 
 
 def _add_context(
-    out: dict[str, np.ndarray], candidates: pd.DataFrame, t_pos: np.ndarray, basket: _Flat, history: _Flat,
+    out: dict[str, np.ndarray], candidates: pd.DataFrame | Mapping[str, np.ndarray], t_pos: np.ndarray, basket: _Flat, history: _Flat,
     customers: pd.DataFrame,
 ) -> None:
     """Trigger context and customer x candidate features (see ``candidates_with_context``);
@@ -226,8 +230,8 @@ def _add_context(
     out["basket_size"] = basket.sizes[t_pos].astype(float)
     out["history_size"] = history.sizes[t_pos].astype(float)
     out["is_new_customer"] = (out["history_size"] == 0).astype(float)
-    price = candidates["median_price"].to_numpy(dtype=float)
-    out["basket_mean_price"] = candidates["basket_mean_price"].to_numpy(dtype=float)
+    price = _column(candidates, "median_price", float)
+    out["basket_mean_price"] = _column(candidates, "basket_mean_price", float)
     out["price_vs_basket"] = price / out["basket_mean_price"]
     out["price_vs_customer"] = price / np.where(out["customer_avg_unit_price"] == 0, np.nan, out["customer_avg_unit_price"])
 
@@ -239,7 +243,7 @@ def _add_context(
     tops = [raw.split("|") if isinstance(raw, str) else [] for raw in top]
     share_group = np.repeat(np.arange(len(shares)), [len(s) for s in shares])
     top_group = np.repeat(np.arange(len(tops)), [len(t) for t in tops])
-    category = candidates["item_category"].to_numpy(dtype=object)
+    category = _column(candidates, "item_category", object)
     codes, _ = pd.factorize(np.concatenate([
         category, np.asarray([c for s in shares for c in s], dtype=object), np.asarray([c for t in tops for c in t], dtype=object),
     ]))
@@ -251,8 +255,8 @@ def _add_context(
         has_affinity[t_pos], _pair_lookup((t_pos, item_code), (share_group, share_code), share_values, 0.0), np.nan)
     out["in_top_categories"] = np.where(
         has_top[t_pos], _pair_lookup((t_pos, item_code), (top_group, top_code), np.ones(len(top_code)), 0.0), np.nan)
-    out["basket_category_share"] = candidates["basket_category_share"].to_numpy(dtype=float)
-    out["history_category_share"] = candidates["history_category_share"].to_numpy(dtype=float)
+    out["basket_category_share"] = _column(candidates, "basket_category_share", float)
+    out["history_category_share"] = _column(candidates, "history_category_share", float)
 
 
 def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFrame) -> pd.DataFrame:
@@ -262,16 +266,22 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
 
     Callers keep one generator per index (building one prepares lookup tables: a fixed cost that
     dominated small serving batches)."""
+    return pd.DataFrame(candidate_context_columns(generator, triggers))
+
+
+def candidate_context_columns(generator: CandidateGenerator, triggers: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``candidates_with_context`` as column arrays, which ``build_feature_rows`` also takes: the
+    serving path builds no candidate DataFrame."""
     index = generator.index
-    candidates = generator.candidates_for_triggers(triggers)
-    if candidates.empty:
-        return candidates.assign(item_category=None, basket_mean_price=np.nan, basket_category_share=np.nan,
-                                 history_category_share=np.nan)
-    products = index.products
-    category_code, categories = pd.factorize(products["category"])
-    price = products["median_price"].to_numpy(dtype=float)
+    candidates = generator.candidate_columns(triggers)
+    rows = len(candidates["trigger_id"])
+    if rows == 0:
+        return {**candidates, "item_category": np.empty(0, dtype=object),
+                **{c: np.empty(0) for c in ("basket_mean_price", "basket_category_share", "history_category_share")}}
+    category_code, categories = generator.category_codes
+    price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
-    item = pd.Index(products["product_id"]).get_indexer(candidates["product_id"].to_numpy())
+    item = pd.Index(index.products["product_id"]).get_indexer(candidates["product_id"])
     item_code = np.where(item >= 0, category_code[item], -1)
     candidates["item_category"] = np.where(item_code >= 0, np.asarray(categories, dtype=object)[item_code], None)
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
@@ -286,9 +296,10 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
         code = np.where(known_item >= 0, category_code[known_item], -1)
         known = code >= 0
         per_trigger = np.bincount(flat.group[known], minlength=len(triggers)).astype(float)
-        pairs = pd.DataFrame({"t": flat.group[known], "code": code[known]}).value_counts(sort=False)
-        t_of, code_of = (pairs.index.get_level_values(i).to_numpy() for i in (0, 1))
-        share = pairs.to_numpy(dtype=float) / per_trigger[t_of]
+        width = len(categories) + 1
+        pairs, counts = np.unique(flat.group[known].astype(np.int64) * width + code[known], return_counts=True)
+        t_of, code_of = pairs // width, pairs % width
+        share = counts.astype(float) / per_trigger[t_of]
         values = _pair_lookup((t_pos, item_code), (t_of, code_of), share, 0.0)
         candidates[name] = np.where(per_trigger[t_pos] > 0, values, np.nan)
     return candidates
@@ -344,9 +355,9 @@ def _pair_lookup(
     return found
 
 
-def _trigger_positions(candidates: pd.DataFrame, triggers: pd.DataFrame) -> np.ndarray:
+def _trigger_positions(candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame) -> np.ndarray:
     """The row of each candidate's trigger in ``triggers``."""
-    positions = pd.Index(triggers["trigger_id"]).get_indexer(candidates["trigger_id"].to_numpy())
+    positions = pd.Index(triggers["trigger_id"]).get_indexer(_column(candidates, "trigger_id"))
     if (positions < 0).any():
         raise ValueError("candidates refer to triggers that are not in the trigger table")
     return positions
@@ -374,7 +385,25 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A column as floats (NaN where missing or not a number; all NaN when the column is absent)."""
     if column not in frame:
         return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    values = frame[column]
+    if values.dtype.kind in "biuf":  # already numbers: pd.to_numeric would only cost time
+        return values.to_numpy(dtype=float)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+
+def _column(candidates: pd.DataFrame | Mapping[str, np.ndarray], name: str, dtype: type | None = None) -> np.ndarray:
+    """A candidate column as an array; candidates are a DataFrame or a mapping of column arrays (the
+    serving path skips building a DataFrame)."""
+    return np.asarray(candidates[name], dtype=dtype)
+
+
+def _time_feature(frame: pd.DataFrame, derived: str, now_s: np.ndarray) -> np.ndarray:
+    """A derived day count (``features.derived.TIME_FEATURES``) per row of ``frame``, from its stored
+    timestamp at lookup times ``now_s``; the frame's own column when the timestamp is absent."""
+    stamp = TIME_FEATURES[derived]
+    if stamp in frame:
+        return days_since(now_s, _numeric(frame, stamp))
+    return _numeric(frame, derived)
 
 
 def _affinity_shares(raw: object, cache: dict[str, dict[str, float]]) -> dict[str, float]:

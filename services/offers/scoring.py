@@ -1,7 +1,7 @@
 """Rank candidates for a batch of purchases with the champion and online features.
 
 The same code path as training and batch scoring: candidates from the champion's own candidate
-index (`training.dataset.candidates_with_context`), features assembled by
+index (`training.dataset.candidate_context_columns`), features assembled by
 `training.dataset.build_feature_rows` (here from the Feast online store instead of the offline
 store: product features are the current ones, indexed by product id alone), one `predict` call for
 the whole batch.
@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from features.online import OnlineFeatureReader
 from services.offers.rules import RankedCandidate
-from training.dataset import build_feature_rows, candidates_with_context
+from training.dataset import build_feature_rows, candidate_context_columns
 from training.ranker import best_rows, score_rows
 from training.recommend import Champion
 from xsell.events import PurchaseEvent
@@ -86,31 +87,33 @@ def rank_batch(
     if not events:
         return {}
     triggers = triggers_for(events, owned)
-    candidates = candidates_with_context(champion.generator, triggers)
-    if candidates.empty:
+    candidates = candidate_context_columns(champion.generator, triggers)
+    if len(candidates["trigger_id"]) == 0:
         return {event.event_id: [] for event in events}
     customers = [e.customer_id for e in events if e.customer_id]
     customer_rows = {str(r["customer_id"]): r for r in reader.customers(list(dict.fromkeys(customers)))}
     customer_frame = pd.DataFrame(
         [customer_rows.get(e.customer_id or "", {}) for e in events], index=triggers["trigger_id"].to_numpy()
     ).drop(columns=["customer_id"], errors="ignore")
-    product_rows = products.get(candidates["product_id"].unique().tolist())
+    product_rows = products.get(pd.unique(candidates["product_id"]).tolist())
     product_frame = pd.DataFrame.from_dict(product_rows, orient="index").drop(columns=["product_id"], errors="ignore")
 
     rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)
     scores = score_rows(champion.booster, rows, threads=predict_threads)
     best, _ = best_rows(rows["trigger_id"].to_numpy(), scores, keep)
     names = champion.product_names
-    columns = (rows["trigger_id"].to_numpy(), rows["product_id"].to_numpy(), rows["offer_type"].to_numpy(),
-               rows["reason"].to_numpy(), candidates["price_ratio"].to_numpy(dtype=float))
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
-    for row in best.tolist():
-        trigger_id, product_id, offer_type, reason, ratio = (column[row] for column in columns)
+    ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
+    for trigger_id, product_id, offer_type, reason, score, ratio in zip(
+        rows["trigger_id"].to_numpy()[best].tolist(), rows["product_id"].to_numpy()[best].tolist(),
+        rows["offer_type"].to_numpy()[best].tolist(), rows["reason"].to_numpy()[best].tolist(),
+        scores[best].tolist(), ratios.tolist(), strict=True,
+    ):
         price = product_rows.get(product_id, {}).get("current_price")
         ranked[str(trigger_id)].append(RankedCandidate(
-            product_id=str(product_id), offer_type=OfferType(offer_type), score=float(scores[row]), reason=str(reason),
+            product_id=str(product_id), offer_type=OfferType(offer_type), score=score, reason=str(reason),
             name=_text(names.get(product_id)), price=float(price) if isinstance(price, (int, float)) else None,
-            price_ratio=float(ratio) if ratio == ratio else None,
+            price_ratio=ratio if ratio == ratio else None,
         ))
     return ranked
 
