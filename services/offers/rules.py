@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
@@ -39,9 +40,8 @@ class OfferRules:
         )
 
 
-@dataclass(frozen=True)
-class RankedCandidate:
-    """A scored candidate as the ranker returns it."""
+class RankedCandidate(NamedTuple):
+    """A scored candidate as the ranker returns it (a named tuple: a batch builds thousands)."""
 
     product_id: str
     offer_type: OfferType
@@ -89,18 +89,17 @@ def decide(
         if rule is None:
             eligible.append(candidate)
         else:
-            suppressed.append(Suppression(rule=rule[0], product_id=candidate.product_id, detail=rule[1]))
+            suppressed.append(_suppression(rule[0], candidate.product_id, rule[1]))
     chosen = _mix(eligible, rules.max_offers)
-    for candidate in eligible:
-        if candidate not in chosen:
-            suppressed.append(Suppression(rule="max_offers", product_id=candidate.product_id))
+    chosen_ids = {id(c) for c in chosen}
+    suppressed += [_suppression("max_offers", c.product_id) for c in eligible if id(c) not in chosen_ids]
 
     channels = [Channel.IN_APP]
     email_block = _email_rule(event, context, rules)
     if email_block is None:
         channels.insert(0, Channel.EMAIL)
     else:
-        suppressed.append(Suppression(rule=email_block, detail="e-mail channel"))
+        suppressed.append(_suppression(email_block, None, "e-mail channel"))
     if not chosen:
         return OfferDecision(**base, suppressed=tuple(suppressed), no_offer_reason="no_eligible_candidates")
     offers = tuple(
@@ -131,6 +130,12 @@ def _candidate_rule(
     return None
 
 
+def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppression:
+    """A `Suppression` built without re-validation: every field comes from typed values here, and
+    a decision holds a dozen of them, so validating each was a visible share of a decision."""
+    return Suppression.model_construct(rule=rule, product_id=product_id, detail=detail)
+
+
 def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
     """Best first, but keep both offer types when both qualify: the best of each type is in."""
     ordered = sorted(eligible, key=lambda c: -c.score)
@@ -139,7 +144,8 @@ def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
         best = next((c for c in ordered if c.offer_type is offer_type), None)
         if best is not None and len(chosen) < limit:
             chosen.append(best)
-    chosen += [c for c in ordered if c not in chosen][: max(limit - len(chosen), 0)]
+    taken = {id(c) for c in chosen}
+    chosen += [c for c in ordered if id(c) not in taken][: max(limit - len(chosen), 0)]
     return sorted(chosen, key=lambda c: -c.score)
 
 
