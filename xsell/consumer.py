@@ -2,12 +2,18 @@
 
 A service hands `ConsumerLoop` a batch handler. The loop polls a micro-batch, calls the handler,
 and commits offsets only after the handler returned, so a crash re-delivers (at-least-once) and
-never skips. A failure of the outside world (`RETRYABLE_ERRORS`: broker, a store, the disk) backs
-off, rewinds to the last committed offsets and retries the batch, so a restarting broker or an
-unreadable store makes events wait, never skips them. Any other exception from the handler stops
-the loop without committing that batch: the handler is the one decision point that dead-letters a
-record or gives up. SIGTERM and SIGINT stop the loop after the current batch; offsets are committed
-and clients closed on the way out.
+never skips. Commits are asynchronous (a synchronous one cost a broker round trip per batch, a
+third of a small batch's time): the loop remembers the offsets of the batches it handled and
+commits them without waiting; a commit that fails is covered by the next one, and the handled
+offsets are committed synchronously on the way out. A crash or a rebalance can therefore
+re-deliver a few more batches, which effects keyed by event id absorb.
+
+A failure of the outside world (`RETRYABLE_ERRORS`: broker, a store, the disk) backs off, rewinds
+to the last handled offsets and retries the batch, so a restarting broker or an unreadable store
+makes events wait, never skips them. Any other exception from the handler stops the loop without
+committing that batch: the handler is the one decision point that dead-letters a record or gives
+up. SIGTERM and SIGINT stop the loop after the current batch; offsets are committed and clients
+closed on the way out.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Protocol
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
@@ -31,9 +37,11 @@ from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
 # Failures of the outside world (broker, a store, the disk): the loop backs off and retries the
-# batch from the last commit. Anything else is a bug and stops the service (nothing is committed).
+# batch from the last handled offset. Anything else is a bug and stops the service (that batch is
+# not committed).
 RETRYABLE_ERRORS = (KafkaError, OSError, sqlite3.Error, DBAPIError)
 MAX_BACKOFF_S = 30.0
+COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit gives up after this (the broker may be down)
 
 
 class Record(Protocol):
@@ -74,6 +82,7 @@ class ConsumerLoop:
         self.poll_timeout_ms = poll_timeout_ms
         self._stop = threading.Event()
         self._targets: dict[TopicPartition, int] | None = None
+        self._handled: dict[TopicPartition, OffsetAndMetadata] = {}  # next offset after the handled batches
         self.records_handled = 0
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -104,7 +113,8 @@ class ConsumerLoop:
                 max_partition_fetch_bytes=8 * 1024 * 1024,
             )
             stack.callback(consumer.close, autocommit=False)
-            consumer.subscribe(self.topics)
+            stack.callback(self._commit_handled, consumer)
+            consumer.subscribe(self.topics, listener=_OnRevoke(self._partitions_revoked))
             log.info("consuming", extra={"service": self.client_id, "group": self.group_id, "topics": self.topics})
             rewind, backoff_s = False, 1.0
             while not self._stop.is_set():
@@ -133,7 +143,9 @@ class ConsumerLoop:
         if batch:
             with BATCH_SECONDS.labels(self.client_id).time():
                 self.handler(batch)
-                consumer.commit()
+            for partition, records in polled.items():
+                self._handled[partition] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            consumer.commit_async(offsets=dict(self._handled), callback=self._on_commit)
             self.records_handled += len(batch)
             RECORDS_CONSUMED.labels(self.client_id).inc(len(batch))
         if not self.until_caught_up:
@@ -144,21 +156,57 @@ class ConsumerLoop:
             return True
         return False
 
-    @staticmethod
-    def _rewind(consumer: KafkaConsumer) -> None:
-        """Seek every assigned partition back to its committed offset (the start if none)."""
+    def _rewind(self, consumer: KafkaConsumer) -> None:
+        """Seek every assigned partition back to the end of its last handled batch (else its
+        committed offset, else the start)."""
         for partition in consumer.assignment():
-            committed = consumer.committed(partition)
+            handled = self._handled.get(partition)
+            committed = handled.offset if handled is not None else consumer.committed(partition)
             if committed is None:
                 consumer.seek_to_beginning(partition)
             else:
                 consumer.seek(partition, committed)
+
+    def _commit_handled(self, consumer: KafkaConsumer, partitions: Sequence[TopicPartition] | None = None) -> None:
+        """Commit the handled offsets (of ``partitions``, default all) and wait for the broker."""
+        offsets = {p: o for p, o in self._handled.items() if partitions is None or p in partitions}
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except RETRYABLE_ERRORS as error:  # the batches come back to whoever owns the partitions next
+            log.warning("commit failed", extra={"service": self.client_id, "error": repr(error)[:300]})
+
+    def _partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        """Forget the handled offsets of partitions this member loses, so that a stale offset is
+        never committed later (the listener runs on the client's IO thread, where a synchronous
+        commit is not allowed; the next owner re-handles at most the batches not yet committed)."""
+        for partition in revoked:
+            self._handled.pop(partition, None)
+
+    def _on_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: object) -> None:
+        if isinstance(result, Exception):  # the next batch's commit carries these offsets again
+            log.warning("async commit failed", extra={"service": self.client_id, "error": repr(result)[:300]})
 
     @staticmethod
     def _end_offsets(consumer: KafkaConsumer) -> dict[TopicPartition, int] | None:
         """End offsets of the assigned partitions, once the group has assigned some."""
         assignment = consumer.assignment()
         return consumer.end_offsets(list(assignment)) if assignment else None
+
+
+class _OnRevoke(ConsumerRebalanceListener):
+    """Calls ``revoked`` with the partitions a rebalance is about to take away."""
+
+    def __init__(self, revoked: Callable[[Sequence[TopicPartition]], None]) -> None:
+        self.revoked = revoked
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        """Before the rebalance."""
+        self.revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Nothing to do: positions come from the group's committed offsets."""
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
