@@ -22,8 +22,12 @@ TIME_FEATURES = {  # derived feature: the stored timestamp it counts days from
 
 
 def epoch_seconds(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    """Seconds since the epoch (floats) of UTC timestamps, whatever their datetime unit."""
-    return ((pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+    """Seconds since the epoch (floats) of timestamps (naive ones are UTC), whatever their
+    datetime unit: nanoseconds / 1e9, so the same instant always gives the same float."""
+    index = pd.DatetimeIndex(times)
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    return index.as_unit("ns").asi8 / 1e9
 
 
 def days_since(now_s: np.ndarray, stamps_s: np.ndarray) -> np.ndarray:

@@ -30,8 +30,15 @@ class FoldStateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._reader: sqlite3.Connection | None = None  # kept open for the offer service's frequent reads
         with self._connect() as db:
             db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the kept read connection (writes open their own)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -66,18 +73,20 @@ class FoldStateStore:
         by its first purchase (the state keeps first and last purchase times only)."""
         ids = list(set(customer_ids))
         owned: dict[str, tuple[str, ...]] = {c: () for c in ids}
-        with self._connect() as db:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for customer_id, state in db.execute(f"SELECT customer_id, state FROM customers WHERE customer_id IN ({marks})", chunk):
-                    data = json.loads(state)
-                    products = data["products"]
-                    first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
-                    last = data.get("last_bought", {})
-                    limit = as_of[customer_id].timestamp() if as_of and customer_id in as_of else float("inf")
-                    latest = {p: last[p] if last.get(p, limit) < limit else t for p, t in first.items() if t < limit}
-                    owned[customer_id] = tuple(sorted(latest, key=lambda p: (-latest[p], p)))
+        if self._reader is None:
+            self._reader = self._connect()
+        db = self._reader  # outside a transaction: every SELECT sees the latest commit
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for customer_id, state in db.execute(f"SELECT customer_id, state FROM customers WHERE customer_id IN ({marks})", chunk):
+                data = json.loads(state)
+                products = data["products"]
+                first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
+                last = data.get("last_bought", {})
+                limit = as_of[customer_id].timestamp() if as_of and customer_id in as_of else float("inf")
+                latest = {p: last[p] if last.get(p, limit) < limit else t for p, t in first.items() if t < limit}
+                owned[customer_id] = tuple(sorted(latest, key=lambda p: (-latest[p], p)))
         return owned
 
     def save(self, fold: FeatureFold, customers: Iterable[str], products: Iterable[str], applied: Iterable[str]) -> None:

@@ -127,9 +127,10 @@ class CandidateGenerator:
         optionally returned), one row per (trigger, candidate), best first within a trigger."""
         return pd.DataFrame(self.candidate_columns(triggers), columns=list(CANDIDATE_COLUMNS))
 
-    def candidate_columns(self, triggers: pd.DataFrame) -> dict[str, np.ndarray]:
+    def candidate_columns(self, triggers: pd.DataFrame, threads: int = 0) -> dict[str, np.ndarray]:
         """``candidates_for_triggers`` as column arrays (``CANDIDATE_COLUMNS``), for callers that
-        need no DataFrame: building one costs more than a small serving batch's candidates."""
+        need no DataFrame: building one costs more than a small serving batch's candidates.
+        ``threads``: parallel runs of the fusion on a large batch (0: one per core)."""
         cfg, position = self.config, self.index.position
         take = min(cfg.n_candidates, self.index.size)
         if take == 0:
@@ -141,7 +142,7 @@ class CandidateGenerator:
         kept = fuse(
             self.index.size, self._offerable, _ragged(basket_items), _ragged(history_items), _ragged(returned_items),
             self._tables, self._source_kind, self._source_weight, self._basket_seeds_only, self._popularity,
-            self._popularity_rank, cfg.history_weight, cfg.max_history_seeds, cfg.rrf_k, take,
+            self._popularity_rank, cfg.history_weight, cfg.max_history_seeds, cfg.rrf_k, take, threads,
         )
         if len(kept.item) == 0:
             return {c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}

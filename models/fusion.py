@@ -13,6 +13,8 @@ scores are bit-identical to it. Items tied on fused score are taken by item posi
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -20,6 +22,7 @@ import numpy as np
 from scipy import sparse
 
 POPULARITY_SOURCE = -1  # a ``source_kind`` that scores every offerable item by popularity
+MIN_TRIGGERS_PER_THREAD = 32  # below this, starting a thread costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,32 @@ def fuse(
     histories: tuple[np.ndarray, np.ndarray], returns: tuple[np.ndarray, np.ndarray],
     tables: NeighbourTables, source_kind: np.ndarray, source_weight: np.ndarray, basket_seeds_only: np.ndarray,
     popularity: np.ndarray, popularity_rank: np.ndarray, history_weight: float, max_history_seeds: int,
-    rrf_k: float, take: int,
+    rrf_k: float, take: int, threads: int = 1,
 ) -> FusedCandidates:
     """Candidates of each trigger. ``baskets``, ``histories`` and ``returns`` are (offsets, item
     positions) per trigger, histories most recent first; ``source_kind[s]`` is a table row or
-    ``POPULARITY_SOURCE``; ``basket_seeds_only[s]``: the source is seeded by the basket alone."""
-    out = _fuse(
-        n_items, offerable, baskets[0], baskets[1], histories[0], histories[1], returns[0], returns[1],
-        tables.indptr, tables.indices, tables.data, source_kind, source_weight, basket_seeds_only,
-        popularity, popularity_rank, float(history_weight), int(max_history_seeds), float(rrf_k), int(take),
-    )
-    return FusedCandidates(*out)
+    ``POPULARITY_SOURCE``; ``basket_seeds_only[s]``: the source is seeded by the basket alone.
+    ``threads`` > 1 splits a large batch into that many runs in parallel (0: one per core)."""
+    t_count = len(baskets[0]) - 1
+    threads = threads or os.cpu_count() or 1
+    chunks = min(threads, t_count // MIN_TRIGGERS_PER_THREAD) or 1
+    bounds = np.linspace(0, t_count, chunks + 1).astype(int)
+
+    def run(start: int, stop: int) -> tuple[np.ndarray, ...]:
+        ragged = [(offsets[start: stop + 1] - offsets[start], items[offsets[start]: offsets[stop]])
+                  for offsets, items in (baskets, histories, returns)]
+        out = _fuse(
+            n_items, offerable, ragged[0][0], ragged[0][1], ragged[1][0], ragged[1][1], ragged[2][0], ragged[2][1],
+            tables.indptr, tables.indices, tables.data, source_kind, source_weight, basket_seeds_only,
+            popularity, popularity_rank, float(history_weight), int(max_history_seeds), float(rrf_k), int(take),
+        )
+        return (out[0] + start, *out[1:])
+
+    if chunks == 1:
+        return FusedCandidates(*run(0, t_count))
+    with ThreadPoolExecutor(chunks, thread_name_prefix="xsell-fuse") as pool:  # the kernel releases the GIL
+        parts = list(pool.map(run, bounds[:-1], bounds[1:]))
+    return FusedCandidates(*(np.concatenate(columns) for columns in zip(*parts, strict=True)))
 
 
 @numba.njit(cache=True, nogil=True)

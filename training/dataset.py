@@ -174,7 +174,6 @@ def build_feature_rows(
     alignment per candidate: a serving batch has ~100,000 candidate rows and alignment dominated it.
     """
     t_pos = _trigger_positions(candidates, triggers)
-    window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
     out: dict[str, np.ndarray] = {  # columns; one DataFrame at the end (inserting columns one by one is slow)
         "trigger_id": _column(candidates, "trigger_id"), "product_id": _column(candidates, "product_id"),
         "offer_type": _column(candidates, "offer_type"), "reason": _column(candidates, "reason"),
@@ -197,7 +196,7 @@ def build_feature_rows(
     out["seed_recency"] = _pair_lookup((t_pos, seed_code), (history.group, history_code), history.order + 1.0, np.nan)
 
     customers = customer_features.reindex(triggers["trigger_id"].to_numpy()).reset_index(drop=True)
-    at_s = epoch_seconds(_utc(triggers["at"]))
+    at_s = epoch_seconds(triggers["at"])
     for column in CUSTOMER_NUMERIC:
         out[f"customer_{column}"] = _numeric(customers, column)[t_pos]
     for column in ("days_since_last_order", "customer_tenure_days"):
@@ -207,11 +206,12 @@ def build_feature_rows(
     if product_features.index.nlevels == 1:
         p_pos = product_features.index.get_indexer(product_ids)
     else:
+        window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
         p_pos = product_features.index.get_indexer(pd.MultiIndex.from_arrays([window, product_ids]))
     for column in PRODUCT_NUMERIC:
         out[f"product_{column}"] = _take(_numeric(product_features, column), p_pos)
     sold = _take(_numeric(product_features, "last_sold_ts"), p_pos)
-    out["days_since_product_sale"] = days_since(epoch_seconds(_utc(triggers["window_cutoff"]))[t_pos], sold)
+    out["days_since_product_sale"] = days_since(epoch_seconds(triggers["window_cutoff"])[t_pos], sold)
     out["product_trend"] = out["product_popularity_7d"] * (30 / 7) / (out["product_popularity_30d"] + 1)
 
     _add_context(out, candidates, t_pos, basket, history, customers)
@@ -269,11 +269,13 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
     return pd.DataFrame(candidate_context_columns(generator, triggers))
 
 
-def candidate_context_columns(generator: CandidateGenerator, triggers: pd.DataFrame) -> dict[str, np.ndarray]:
+def candidate_context_columns(
+    generator: CandidateGenerator, triggers: pd.DataFrame, threads: int = 0
+) -> dict[str, np.ndarray]:
     """``candidates_with_context`` as column arrays, which ``build_feature_rows`` also takes: the
-    serving path builds no candidate DataFrame."""
+    serving path builds no candidate DataFrame (``threads``: see ``CandidateGenerator.candidate_columns``)."""
     index = generator.index
-    candidates = generator.candidate_columns(triggers)
+    candidates = generator.candidate_columns(triggers, threads)
     rows = len(candidates["trigger_id"])
     if rows == 0:
         return {**candidates, "item_category": np.empty(0, dtype=object),

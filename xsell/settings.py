@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
     predict_threads: int = Field(
         default=0, ge=0,
-        description="LightGBM threads per predict call in the offer service (0: LightGBM's default, every core). "
+        description="Threads per batch in the offer service, for the candidate fusion and LightGBM's predict "
+        "(0: one per core). "
         "Set 1 when several instances or services share the cores (the production profile does): "
         "oversubscribed OpenMP threads make small batches several times slower.",
     )

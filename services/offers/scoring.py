@@ -28,49 +28,64 @@ from xsell.offers import OfferType
 
 
 class ProductFeatureCache:
-    """Online product features with a time-to-live and explicit invalidation.
+    """Online product features with a time-to-live and explicit invalidation, kept as a float
+    matrix (a row per product): a batch's product frame is one slice of it, not a frame built
+    from hundreds of dicts.
 
     An invalidated product is re-read once its row is ``refresh_s`` old: a stream of purchases of
     the same products (a busy batch buys hundreds) costs at most one re-read per product and
-    ``refresh_s`` instead of one per batch."""
+    ``refresh_s`` instead of one per batch. Values that are not numbers (none of the features the
+    model reads) are kept as NaN."""
 
     def __init__(self, reader: OnlineFeatureReader, ttl_s: float = 300.0, refresh_s: float = 5.0) -> None:
         self.reader = reader
         self.ttl_s = ttl_s
         self.refresh_s = min(refresh_s, ttl_s)
-        self._rows: dict[str, tuple[float, float, dict[str, object]]] = {}  # read at, stale after, row
+        self.columns = list(reader.names["product_stats_fv"])
+        self._row: dict[str, int] = {}  # product id -> row of the matrix
+        self._values = np.empty((64, len(self.columns)))
+        self._read: dict[str, tuple[float, float]] = {}  # product id -> (read at, stale after)
 
     def invalidate(self, product_ids: Sequence[str]) -> None:
         """These products were just bought: re-read each once its row is ``refresh_s`` old."""
         for product_id in product_ids:
-            cached = self._rows.get(product_id)
-            if cached is not None:
-                read_at, stale_after, row = cached
-                self._rows[product_id] = (read_at, min(stale_after, read_at + self.refresh_s), row)
+            read = self._read.get(product_id)
+            if read is not None:
+                self._read[product_id] = (read[0], min(read[1], read[0] + self.refresh_s))
 
-    def get(self, product_ids: Sequence[str]) -> dict[str, dict[str, object]]:
-        """Feature rows by product id; one online read for all that are missing or stale."""
+    def get(self, product_ids: Sequence[str]) -> pd.DataFrame:
+        """Feature values indexed by product id (``columns``); one online read for all that are
+        missing or stale."""
         now = time.monotonic()
         wanted = list(dict.fromkeys(product_ids))
-        missing = [p for p in wanted if p not in self._rows or now > self._rows[p][1]]
-        for row in self.reader.products(missing):
-            self._rows[str(row["product_id"])] = (now, now + self.ttl_s, row)
-        return {p: self._rows[p][2] for p in wanted if p in self._rows}
+        missing = [p for p in wanted if p not in self._read or now > self._read[p][1]]
+        for row in self.reader.products(missing) if missing else ():
+            self._store(str(row["product_id"]), row, now)
+        known = [p for p in wanted if p in self._row]
+        return pd.DataFrame(self._values[[self._row[p] for p in known]], index=pd.Index(known, dtype=object),
+                            columns=self.columns)
+
+    def _store(self, product_id: str, row: dict[str, object], now: float) -> None:
+        at = self._row.setdefault(product_id, len(self._row))
+        if at >= len(self._values):
+            self._values = np.concatenate([self._values, np.empty_like(self._values)])
+        self._values[at] = [_number(row.get(c)) for c in self.columns]
+        self._read[product_id] = (now, now + self.ttl_s)
 
 
 def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ...]]) -> pd.DataFrame:
     """One trigger per purchase event, in the shape the candidate generator and features expect
     (``owned``: each customer's earlier products, most recent first, as training's history)."""
-    rows = []
-    for event in events:
-        at = pd.Timestamp(event.occurred_at)
-        rows.append({
-            "trigger_id": event.event_id, "order_id": event.order_id, "customer_id": event.customer_id,
-            "at": at, "window_cutoff": at, "basket": tuple(dict.fromkeys(line.product_id for line in event.lines)),
-            "history": owned.get(event.customer_id or "", ()), "returned": (),
-        })
-    return pd.DataFrame(rows, columns=["trigger_id", "order_id", "customer_id", "at", "window_cutoff", "basket",
-                                       "history", "returned"])
+    at = pd.DatetimeIndex([event.occurred_at for event in events]).tz_convert("UTC") if events else pd.DatetimeIndex([], tz="UTC")
+    return pd.DataFrame({
+        "trigger_id": [event.event_id for event in events],
+        "order_id": [event.order_id for event in events],
+        "customer_id": [event.customer_id for event in events],
+        "at": at, "window_cutoff": at,
+        "basket": [tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events],
+        "history": [owned.get(event.customer_id or "", ()) for event in events],
+        "returned": [() for _ in events],
+    })
 
 
 def rank_batch(
@@ -83,11 +98,11 @@ def rank_batch(
     predict_threads: int = 0,
 ) -> dict[str, list[RankedCandidate]]:
     """The `keep` best candidates per event id, best first, scored in one predict call
-    (``predict_threads``: LightGBM threads, 0 for its default)."""
+    (``predict_threads``: threads of the candidate fusion and of LightGBM, 0 for one per core)."""
     if not events:
         return {}
     triggers = triggers_for(events, owned)
-    candidates = candidate_context_columns(champion.generator, triggers)
+    candidates = candidate_context_columns(champion.generator, triggers, predict_threads)
     if len(candidates["trigger_id"]) == 0:
         return {event.event_id: [] for event in events}
     customers = [e.customer_id for e in events if e.customer_id]
@@ -95,8 +110,7 @@ def rank_batch(
     customer_frame = pd.DataFrame(
         [customer_rows.get(e.customer_id or "", {}) for e in events], index=triggers["trigger_id"].to_numpy()
     ).drop(columns=["customer_id"], errors="ignore")
-    product_rows = products.get(pd.unique(candidates["product_id"]).tolist())
-    product_frame = pd.DataFrame.from_dict(product_rows, orient="index").drop(columns=["product_id"], errors="ignore")
+    product_frame = products.get(pd.unique(candidates["product_id"]).tolist())
 
     rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)
     scores = score_rows(champion.booster, rows, threads=predict_threads)
@@ -104,18 +118,24 @@ def rank_batch(
     names = champion.product_names
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
-    for trigger_id, product_id, offer_type, reason, score, ratio in zip(
-        rows["trigger_id"].to_numpy()[best].tolist(), rows["product_id"].to_numpy()[best].tolist(),
+    best_products = rows["product_id"].to_numpy()[best]
+    prices = product_frame["current_price"].reindex(best_products).to_numpy(dtype=float)
+    for trigger_id, product_id, offer_type, reason, score, ratio, price in zip(
+        rows["trigger_id"].to_numpy()[best].tolist(), best_products.tolist(),
         rows["offer_type"].to_numpy()[best].tolist(), rows["reason"].to_numpy()[best].tolist(),
-        scores[best].tolist(), ratios.tolist(), strict=True,
+        scores[best].tolist(), ratios.tolist(), prices.tolist(), strict=True,
     ):
-        price = product_rows.get(product_id, {}).get("current_price")
         ranked[str(trigger_id)].append(RankedCandidate(
             product_id=str(product_id), offer_type=OfferType(offer_type), score=score, reason=str(reason),
-            name=_text(names.get(product_id)), price=float(price) if isinstance(price, (int, float)) else None,
+            name=_text(names.get(product_id)), price=price if price == price else None,
             price_ratio=ratio if ratio == ratio else None,
         ))
     return ranked
+
+
+def _number(value: object) -> float:
+    """A feature value as a float, NaN when it is missing or not a number."""
+    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def _text(value: object) -> str | None:

@@ -144,6 +144,7 @@ class OfferService:
             )
             stack.callback(self._producer.close)
             stack.callback(self.state.close)
+            stack.callback(self.fold_state.close)
             stack.callback(self.champion.close)
             self.champion.current()  # load the model before joining the group, not on the first batch
             self.loop.run()

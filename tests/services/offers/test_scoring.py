@@ -1,0 +1,65 @@
+"""The offer service's product feature cache on a real (embedded) Feast store: values as the
+online store has them, one read per product, re-reads only for invalidated or expired rows."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from features.backfill import backfill
+from features.online import OnlineFeatureReader
+from features.store import open_feature_store
+from services.offers.scoring import ProductFeatureCache
+from tests.features.test_feature_store import write_orders
+from xsell.settings import get_settings
+
+
+class CountingReader(OnlineFeatureReader):
+    """The real reader, counting the product ids it reads."""
+
+    def __init__(self, store: object) -> None:
+        super().__init__(store)
+        self.reads: list[list[str]] = []
+
+    def products(self, product_ids: list[str]) -> list[dict[str, object]]:
+        self.reads.append(list(product_ids))
+        return super().products(product_ids)
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> CountingReader:
+    home = tmp_path_factory.mktemp("cache-home")
+    write_orders(home / "orders.csv")
+    settings = get_settings(home=home)
+    backfill(settings, home / "orders.csv")
+    return CountingReader(open_feature_store(settings))
+
+
+def test_cached_values_are_the_online_values(reader: CountingReader) -> None:
+    cache = ProductFeatureCache(reader)
+    frame = cache.get(["12", "11", "12", "NOPE"])
+    assert frame.index.tolist() == ["12", "11", "NOPE"]
+    online = {row["product_id"]: row for row in OnlineFeatureReader(reader.store).products(["11", "12"])}
+    for product in ("11", "12"):
+        for column in ("current_price", "total_orders", "popularity_30d", "last_sold_ts"):
+            assert frame.loc[product, column] == pytest.approx(float(online[product][column]))
+    assert np.isnan(frame.loc["NOPE"].to_numpy(dtype=float)).all()  # unknown product: all missing
+
+
+def test_one_read_per_product_until_invalidated_or_expired(reader: CountingReader) -> None:
+    cache = ProductFeatureCache(reader, ttl_s=0.5, refresh_s=0.2)
+    reader.reads.clear()
+    cache.get(["11", "12"])
+    cache.get(["12", "13"])
+    assert reader.reads == [["11", "12"], ["13"]]
+    cache.invalidate(["11"])
+    cache.get(["11"])
+    assert len(reader.reads) == 2  # invalidated, but its row is younger than refresh_s
+    time.sleep(0.25)
+    cache.get(["11", "12"])
+    assert reader.reads[-1] == ["11"]  # only the invalidated one is re-read
+    time.sleep(0.5)
+    cache.get(["11", "12", "13"])
+    assert sorted(reader.reads[-1]) == ["11", "12", "13"]  # all expired
