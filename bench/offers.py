@@ -161,7 +161,8 @@ def scaled_throughput(settings: Settings, home: Path, command: list[str], expect
     scaled.__dict__.pop("topic_partitions", None)
     ensure_topics(scaled)
     env = {**service_env(scaled, args.poll_max_records), "XSELL_OFFER_GROUP": scaled.offer_group,
-           "XSELL_TOPIC_OFFERS": scaled.topic_offers}
+           "XSELL_TOPIC_OFFERS": scaled.topic_offers,
+           "XSELL_PREDICT_THREADS": "1"}  # as the production profile: instances share the cores
     processes = [subprocess.Popen([*command, "--until-caught-up"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
                  for _ in range(args.instances)]
     decisions, _ = consume_all(scaled, scaled.topic_offers, expected, timeout_s=900)

@@ -86,7 +86,7 @@ class FoldStateStore:
                 last = data.get("last_bought", {})
                 limit = as_of[customer_id].timestamp() if as_of and customer_id in as_of else float("inf")
                 latest = {p: last[p] if last.get(p, limit) < limit else t for p, t in first.items() if t < limit}
-                owned[customer_id] = tuple(sorted(latest, key=lambda p: (-latest[p], p)))
+                owned[customer_id] = tuple(p for _, p in sorted((-t, p) for p, t in latest.items()))
         return owned
 
     def save(self, fold: FeatureFold, customers: Iterable[str], products: Iterable[str], applied: Iterable[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from xsell.events import EventType, PurchaseEvent
@@ -130,9 +131,11 @@ def _candidate_rule(
     return None
 
 
+@lru_cache(maxsize=65_536)
 def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppression:
-    """A `Suppression` built without re-validation: every field comes from typed values here, and
-    a decision holds a dozen of them, so validating each was a visible share of a decision."""
+    """A `Suppression`, shared between decisions (it is immutable) and built without
+    re-validation: every field comes from typed values here, and a decision holds a dozen of them,
+    so building each was half the time of a decision."""
     return Suppression.model_construct(rule=rule, product_id=product_id, detail=detail)
 
 
