@@ -94,6 +94,7 @@ class CandidateGenerator:
         self.median_price = products["median_price"].to_numpy(dtype=np.float64)
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy()
+        self.product_index = pd.Index(self._product_ids)  # product id -> item position, hashed once
         self._item_columns = {c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers",
                                                                    "return_rate")}
         self._cooccurrence_keys = _flat_keys(index.cooccurrence)

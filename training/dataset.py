@@ -283,7 +283,7 @@ def candidate_context_columns(
     category_code, categories = generator.category_codes
     price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
-    item = pd.Index(index.products["product_id"]).get_indexer(candidates["product_id"])
+    item = generator.product_index.get_indexer(candidates["product_id"])
     item_code = np.where(item >= 0, category_code[item], -1)
     candidates["item_category"] = np.where(item_code >= 0, np.asarray(categories, dtype=object)[item_code], None)
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):

@@ -105,11 +105,9 @@ def rank_batch(
     candidates = candidate_context_columns(champion.generator, triggers, predict_threads)
     if len(candidates["trigger_id"]) == 0:
         return {event.event_id: [] for event in events}
-    customers = [e.customer_id for e in events if e.customer_id]
-    customer_rows = {str(r["customer_id"]): r for r in reader.customers(list(dict.fromkeys(customers)))}
-    customer_frame = pd.DataFrame(
-        [customer_rows.get(e.customer_id or "", {}) for e in events], index=triggers["trigger_id"].to_numpy()
-    ).drop(columns=["customer_id"], errors="ignore")
+    customer_ids = [e.customer_id or "" for e in events]
+    customer_frame = reader.frame("customer_stats_fv", list(dict.fromkeys(c for c in customer_ids if c)))
+    customer_frame = customer_frame.reindex(customer_ids).set_axis(triggers["trigger_id"].to_numpy())
     product_frame = products.get(pd.unique(candidates["product_id"]).tolist())
 
     rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)

@@ -12,7 +12,7 @@ import pytest
 
 from features.backfill import backfill
 from features.historical import historical_features
-from features.online import customer_online_features, product_online_features
+from features.online import OnlineFeatureReader, customer_online_features, product_online_features
 from features.pipeline import FeaturePipeline
 from tests.conftest import EventFactory
 from xsell.events import LineItem
@@ -75,6 +75,20 @@ def test_online_store_holds_the_latest_values_after_backfill(backfilled: tuple[S
     assert products[0]["total_orders"] == int((orders["product_id"] == "11").sum())
     assert products[0]["category"] == "TEST MUG"  # derived product type shared by the five products
     assert products[2]["total_orders"] is None  # unknown product: no values, no error
+
+
+def test_a_frame_read_holds_the_same_values_as_row_reads(backfilled: tuple[Settings, pd.DataFrame]) -> None:
+    settings, orders = backfilled
+    reader = OnlineFeatureReader(FeaturePipeline(settings).store)
+    ids = [*sorted(orders["customer_id"].unique()), "nobody"]
+    frame = reader.frame("customer_stats_fv", ids)
+    assert frame.index.tolist() == ids
+    for row in reader.customers(ids):
+        for name in reader.names["customer_stats_fv"]:
+            value = frame.loc[row["customer_id"], name]
+            assert value == row[name] or (row[name] is None and pd.isna(value))
+    assert frame.loc["nobody"].isna().all()
+    assert reader.frame("customer_stats_fv", []).columns.tolist() == reader.names["customer_stats_fv"]
 
 
 def test_push_updates_online_and_offline_and_a_repeat_changes_nothing(
