@@ -134,8 +134,6 @@ class CandidateGenerator:
         ``threads``: parallel runs of the fusion on a large batch (0: one per core)."""
         cfg, position = self.config, self.index.position
         take = min(cfg.n_candidates, self.index.size)
-        if take == 0:
-            return {c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}
         basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
         history_items = [[position[p] for p in h if p in position] for h in triggers["history"]]
         returned = triggers["returned"] if "returned" in triggers and cfg.exclude_returned else [()] * len(triggers)
@@ -154,8 +152,7 @@ class CandidateGenerator:
     ) -> dict[str, np.ndarray]:
         cfg, sources = self.config, list(self.config.sources)
         t_idx, items = kept.trigger, kept.item
-        weights = np.asarray([cfg.weight(s) for s in sources])
-        contributions = np.where(kept.score > 0, weights / (cfg.rrf_k + kept.source_rank), 0.0)
+        contributions = np.where(kept.score > 0, self._source_weight / (cfg.rrf_k + kept.source_rank), 0.0)
         chosen = contributions.argmax(axis=1)
         rows = np.arange(len(items))
         source = np.asarray(sources, dtype=object)[chosen]

@@ -121,7 +121,7 @@ def _fuse(
     sort_spare = np.empty(n, dtype=np.int64)
     popularity_fused = np.zeros((n_sources, n))  # the popularity contribution, fixed per item
     for s in range(n_sources):
-        if source_kind[s] == -1:
+        if source_kind[s] == POPULARITY_SOURCE:
             for i in range(n):
                 if offerable[i] and popularity[i] > 0:
                     popularity_fused[s, i] = source_weight[s] / (rrf_k + popularity_rank[i])
@@ -163,7 +163,7 @@ def _fuse(
         fused[:] = 0.0
         for s in range(n_sources):
             kind = source_kind[s]
-            if kind == -1:
+            if kind == POPULARITY_SOURCE:
                 for i in range(n):
                     fused[i] += popularity_fused[s, i]
                 continue
@@ -224,7 +224,7 @@ def _fuse(
                 o_rank[rows] = r + 1
                 o_fused[rows] = fused[item]
                 for s in range(n_sources):
-                    if source_kind[s] == -1:
+                    if source_kind[s] == POPULARITY_SOURCE:
                         if popularity_fused[s, item] > 0:
                             o_score[rows, s] = popularity[item]
                             o_source_rank[rows, s] = popularity_rank[item]
