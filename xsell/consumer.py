@@ -167,13 +167,12 @@ class ConsumerLoop:
             else:
                 consumer.seek(partition, committed)
 
-    def _commit_handled(self, consumer: KafkaConsumer, partitions: Sequence[TopicPartition] | None = None) -> None:
-        """Commit the handled offsets (of ``partitions``, default all) and wait for the broker."""
-        offsets = {p: o for p, o in self._handled.items() if partitions is None or p in partitions}
-        if not offsets:
+    def _commit_handled(self, consumer: KafkaConsumer) -> None:
+        """Commit the handled offsets and wait for the broker (on the way out)."""
+        if not self._handled:
             return
         try:
-            consumer.commit(offsets=offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+            consumer.commit(offsets=dict(self._handled), timeout_ms=COMMIT_TIMEOUT_MS)
         except RETRYABLE_ERRORS as error:  # the batches come back to whoever owns the partitions next
             log.warning("commit failed", extra={"service": self.client_id, "error": repr(error)[:300]})
 
