@@ -186,7 +186,7 @@ def build_feature_rows(
     out["is_up_sell"] = (_column(candidates, "offer_type") == "up_sell").astype(float)
     out["same_category"] = _column(candidates, "same_category", float)
     for column in ("median_price", "recent_customers", "customers", "return_rate"):
-        out[f"item_{column}"] = _column(candidates, f"{column}", float)
+        out[f"item_{column}"] = _column(candidates, column, float)
 
     basket, history = _flatten(triggers["basket"]), _flatten(triggers["history"])
     seeds = _column(candidates, "seed_product_id", object)
@@ -366,7 +366,7 @@ def _trigger_positions(candidates: pd.DataFrame | Mapping[str, np.ndarray], trig
 
 
 def _utc(times: pd.Series) -> pd.Series:
-    """Timestamps as UTC nanoseconds (add_time_features and index lookups need one unit)."""
+    """Timestamps as UTC nanoseconds (index lookups need one unit)."""
     return pd.to_datetime(times, utc=True).dt.as_unit("ns").reset_index(drop=True)
 
 
