@@ -69,6 +69,11 @@ class Pacing:
             return started + (occurred_at - first_at).total_seconds() / self.speedup
         return started
 
+    @property
+    def paced(self) -> bool:
+        """True when events are spread over time rather than sent as fast as possible."""
+        return self.rate is not None or self.speedup is not None
+
 
 def select_events(
     history: PurchaseHistory, since: datetime | None = None, limit: int | None = None
@@ -89,17 +94,23 @@ def produce_events(
     pacing: Pacing = Pacing(),
     on_sent: Callable[[PurchaseEvent], None] | None = None,
 ) -> Counter[str]:
-    """Produce events to `purchases` (acks=all, idempotent); raise if any was not acknowledged."""
+    """Produce events to `purchases` (acks=all, idempotent); raise if any was not acknowledged.
+
+    Paced events go out one by one as they fall due, as a live shop sends them (no linger: holding
+    them back to batch would add its wait to every event's latency); the pace starts once the
+    producer knows the topic, or the connection's set-up would be caught up in a burst."""
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id="xsell-replay",
         acks="all",
         retries=10,
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=0 if pacing.paced else 5,
         batch_size=256 * 1024,
         max_request_size=4 * 1024 * 1024,
     )
+    if pacing.paced:
+        producer.partitions_for(settings.topic_purchases)  # connect and fetch metadata before the clock starts
     failures: list[BaseException] = []
     sent: Counter[str] = Counter()
     started = time.monotonic()

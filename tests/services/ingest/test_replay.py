@@ -17,6 +17,7 @@ def test_pacing_by_rate_and_speedup() -> None:
     later = first + timedelta(days=1)
     assert Pacing(speedup=86_400).delay_until(1, later, first, 100.0) == pytest.approx(101.0)
     assert Pacing().delay_until(999, later, first, 100.0) == 100.0
+    assert Pacing(rate=10).paced and Pacing(speedup=2).paced and not Pacing().paced
 
 
 def test_pacing_refuses_both_or_non_positive() -> None:
