@@ -87,6 +87,13 @@ class PurchaseEvent(BaseModel):
     marketing_consent: bool = False
     channel: str = Field(default="web", min_length=1, max_length=32)
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):  # strict Literal[1] lets `true` pass as 1
+            raise ValueError("schema_version must be an integer")
+        return value
+
     @field_validator("occurred_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
@@ -129,6 +136,14 @@ def parse_purchase_event(raw: bytes | None, max_bytes: int = 512 * 1024) -> Purc
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise EventRejected(RejectReason.NOT_UTF8, str(error)) from None
+    try:  # a valid event is parsed once; the checks below only find out why the others fail
+        event = PurchaseEvent.model_validate_json(text)
+    except ValidationError as error:
+        invalid = error
+    else:
+        if "schema_version" in event.model_fields_set:
+            return event
+        invalid = None  # valid but unversioned: rejected below
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as error:  # ValueError: also integers longer than 4300 digits
@@ -142,10 +157,8 @@ def parse_purchase_event(raw: bytes | None, max_bytes: int = 512 * 1024) -> Purc
             RejectReason.UNKNOWN_SCHEMA_VERSION,
             f"schema_version {version!r} not in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
         )
-    try:
-        return PurchaseEvent.model_validate_json(text)
-    except ValidationError as error:
-        raise EventRejected(RejectReason.INVALID_EVENT, _summarize(error)) from None
+    assert invalid is not None, "a versioned document that validated was returned above"
+    raise EventRejected(RejectReason.INVALID_EVENT, _summarize(invalid))
 
 
 def _summarize(error: ValidationError) -> str:
