@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,11 +160,34 @@ def fetch_product_features(settings: Settings, candidates: pd.DataFrame, trigger
     return values
 
 
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Ranker rows as arrays: ``labels`` (trigger_id, product_id, offer_type, reason columns) and
+    ``values``, one row per candidate and a column per ``FEATURE_COLUMNS`` entry, as the booster
+    reads them. The serving path scores ``values`` without building a DataFrame."""
+
+    labels: dict[str, np.ndarray]
+    values: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows as ``build_feature_rows`` returns them."""
+        return pd.concat([pd.DataFrame(self.labels), pd.DataFrame(self.values, columns=list(FEATURE_COLUMNS))], axis=1)
+
+
 def build_feature_rows(
     candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame, customer_features: pd.DataFrame,
     product_features: pd.DataFrame,
 ) -> pd.DataFrame:
-    """One row per candidate: trigger_id, product_id, offer_type, reason, then ``FEATURE_COLUMNS``.
+    """One row per candidate: trigger_id, product_id, offer_type, reason, then ``FEATURE_COLUMNS``
+    (``feature_matrix`` as a DataFrame)."""
+    return feature_matrix(candidates, triggers, customer_features, product_features).to_frame()
+
+
+def feature_matrix(
+    candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame, customer_features: pd.DataFrame,
+    product_features: pd.DataFrame,
+) -> FeatureMatrix:
+    """The ranker's features of each candidate.
 
     ``triggers`` needs trigger_id, at, window_cutoff, basket and history; see the module docstring
     for the feature frames' shapes. ``product_features`` may also be indexed by product_id alone
@@ -172,9 +195,11 @@ def build_feature_rows(
 
     Values are gathered by position (trigger row, product row) rather than by pandas index
     alignment per candidate: a serving batch has ~100,000 candidate rows and alignment dominated it.
+    Each feature frame is converted to floats once: a column lookup per feature cost more than a
+    small batch's features.
     """
     t_pos = _trigger_positions(candidates, triggers)
-    out: dict[str, np.ndarray] = {  # columns; one DataFrame at the end (inserting columns one by one is slow)
+    out: dict[str, np.ndarray] = {  # columns, stacked into one matrix at the end
         "trigger_id": _column(candidates, "trigger_id"), "product_id": _column(candidates, "product_id"),
         "offer_type": _column(candidates, "offer_type"), "reason": _column(candidates, "reason"),
     }
@@ -195,12 +220,15 @@ def build_feature_rows(
     out["seed_in_basket"] = _pair_lookup((t_pos, seed_code), (basket.group, basket_code), np.ones(len(basket_code)), 0.0)
     out["seed_recency"] = _pair_lookup((t_pos, seed_code), (history.group, history_code), history.order + 1.0, np.nan)
 
-    customers = customer_features.reindex(triggers["trigger_id"].to_numpy()).reset_index(drop=True)
+    trigger_ids = triggers["trigger_id"].to_numpy()
+    customers = customer_features if customer_features.index.equals(pd.Index(trigger_ids)) else \
+        customer_features.reindex(trigger_ids)
+    customer_values = _numeric_columns(customers, (*CUSTOMER_NUMERIC, *TIME_FEATURES, *TIME_FEATURES.values()))
     at_s = epoch_seconds(triggers["at"])
     for column in CUSTOMER_NUMERIC:
-        out[f"customer_{column}"] = _numeric(customers, column)[t_pos]
+        out[f"customer_{column}"] = _take(customer_values.get(column), t_pos)
     for column in ("days_since_last_order", "customer_tenure_days"):
-        out[column] = _time_feature(customers, column, at_s)[t_pos]
+        out[column] = _time_feature(customer_values, column, at_s)[t_pos]
 
     product_ids = out["product_id"]
     if product_features.index.nlevels == 1:
@@ -208,17 +236,16 @@ def build_feature_rows(
     else:
         window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
         p_pos = product_features.index.get_indexer(pd.MultiIndex.from_arrays([window, product_ids]))
+    product_values = _numeric_columns(product_features, (*PRODUCT_NUMERIC, "last_sold_ts"))
     for column in PRODUCT_NUMERIC:
-        out[f"product_{column}"] = _take(_numeric(product_features, column), p_pos)
-    sold = _take(_numeric(product_features, "last_sold_ts"), p_pos)
+        out[f"product_{column}"] = _take(product_values.get(column), p_pos)
+    sold = _take(product_values.get("last_sold_ts"), p_pos)
     out["days_since_product_sale"] = days_since(epoch_seconds(triggers["window_cutoff"])[t_pos], sold)
     out["product_trend"] = out["product_popularity_7d"] * (30 / 7) / (out["product_popularity_30d"] + 1)
 
     _add_context(out, candidates, t_pos, basket, history, customers)
-    labels = pd.DataFrame({c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason")})
-    features = pd.DataFrame(np.column_stack([out[c] for c in FEATURE_COLUMNS]) if len(t_pos) else
-                            np.zeros((0, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
-    return pd.concat([labels, features], axis=1)
+    values = np.column_stack([out[c] for c in FEATURE_COLUMNS]) if len(t_pos) else np.zeros((0, len(FEATURE_COLUMNS)))
+    return FeatureMatrix(labels={c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason")}, values=values)
 
 
 def _add_context(
@@ -376,21 +403,23 @@ def _per_candidate(times: pd.Series, t_pos: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(times.array.take(t_pos))
 
 
-def _take(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """values[positions], NaN where the position is -1 (not found)."""
-    if len(values) == 0:
+def _take(values: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
+    """values[positions], NaN where the position is -1 (not found) or the column is absent (None)."""
+    if values is None or len(values) == 0:
         return np.full(len(positions), np.nan)
     return np.where(positions >= 0, values[np.maximum(positions, 0)], np.nan)
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A column as floats (NaN where missing or not a number; all NaN when the column is absent)."""
-    if column not in frame:
-        return np.full(len(frame), np.nan)
-    values = frame[column]
-    if values.dtype.kind in "biuf":  # already numbers: pd.to_numeric would only cost time
-        return values.to_numpy(dtype=float)
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+def _numeric_columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The columns of ``frame`` among ``names`` as floats, in one conversion (NaN where missing or
+    not a number); absent columns are left out."""
+    present = [name for name in dict.fromkeys(names) if name in frame.columns]
+    block = frame[present]
+    try:
+        matrix = block.to_numpy(dtype=float)  # numbers, and None as NaN
+    except (TypeError, ValueError):  # text or timestamps in a column
+        matrix = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return {name: matrix[:, at] for at, name in enumerate(present)}
 
 
 def _column(candidates: pd.DataFrame | Mapping[str, np.ndarray], name: str, dtype: type | None = None) -> np.ndarray:
@@ -399,13 +428,14 @@ def _column(candidates: pd.DataFrame | Mapping[str, np.ndarray], name: str, dtyp
     return np.asarray(candidates[name], dtype=dtype)
 
 
-def _time_feature(frame: pd.DataFrame, derived: str, now_s: np.ndarray) -> np.ndarray:
-    """A derived day count (``features.derived.TIME_FEATURES``) per row of ``frame``, from its stored
-    timestamp at lookup times ``now_s``; the frame's own column when the timestamp is absent."""
+def _time_feature(values: Mapping[str, np.ndarray], derived: str, now_s: np.ndarray) -> np.ndarray:
+    """A derived day count (``features.derived.TIME_FEATURES``) per row of ``values`` (numeric
+    columns), from its stored timestamp at lookup times ``now_s``; the stored count itself when the
+    timestamp is absent (NaN when both are)."""
     stamp = TIME_FEATURES[derived]
-    if stamp in frame:
-        return days_since(now_s, _numeric(frame, stamp))
-    return _numeric(frame, derived)
+    if stamp in values:
+        return days_since(now_s, values[stamp])
+    return values[derived] if derived in values else np.full(len(now_s), np.nan)
 
 
 def _affinity_shares(raw: object, cache: dict[str, dict[str, float]]) -> dict[str, float]:

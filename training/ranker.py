@@ -106,9 +106,16 @@ def score_rows(
     leaves LightGBM's default (all cores)."""
     if rows.empty:
         return np.zeros(0)
+    # a float matrix: LightGBM's DataFrame checks cost more than predict
+    return score_matrix(booster, rows[list(feature_columns)].to_numpy(dtype=np.float64), threads)
+
+
+def score_matrix(booster: object, values: np.ndarray, threads: int = 0) -> np.ndarray:
+    """``score_rows`` of a float matrix whose columns are the booster's features, in order."""
+    if len(values) == 0:
+        return np.zeros(0)
     options = {"num_threads": threads} if threads > 0 else {}
-    matrix = rows[list(feature_columns)].to_numpy(dtype=np.float64)  # LightGBM's DataFrame checks cost more than predict
-    return np.asarray(booster.predict(matrix, **options), dtype=float)  # type: ignore[attr-defined]
+    return np.asarray(booster.predict(values, **options), dtype=float)  # type: ignore[attr-defined]
 
 
 def best_rows(trigger_ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

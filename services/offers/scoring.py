@@ -2,7 +2,7 @@
 
 The same code path as training and batch scoring: candidates from the champion's own candidate
 index (`training.dataset.candidate_context_columns`), features assembled by
-`training.dataset.build_feature_rows` (here from the Feast online store instead of the offline
+`training.dataset.feature_matrix` (here from the Feast online store instead of the offline
 store: product features are the current ones, indexed by product id alone), one `predict` call for
 the whole batch.
 
@@ -20,8 +20,8 @@ import pandas as pd
 
 from features.online import OnlineFeatureReader
 from services.offers.rules import RankedCandidate
-from training.dataset import build_feature_rows, candidate_context_columns
-from training.ranker import best_rows, score_rows
+from training.dataset import candidate_context_columns, feature_matrix
+from training.ranker import best_rows, score_matrix
 from training.recommend import Champion
 from xsell.events import PurchaseEvent
 from xsell.offers import OfferType
@@ -110,18 +110,18 @@ def rank_batch(
     customer_frame = customer_frame.reindex(customer_ids).set_axis(triggers["trigger_id"].to_numpy())
     product_frame = products.get(pd.unique(candidates["product_id"]).tolist())
 
-    rows = build_feature_rows(candidates, triggers, customer_frame, product_frame)
-    scores = score_rows(champion.booster, rows, threads=predict_threads)
-    best, _ = best_rows(rows["trigger_id"].to_numpy(), scores, keep)
+    rows = feature_matrix(candidates, triggers, customer_frame, product_frame)
+    scores = score_matrix(champion.booster, rows.values, threads=predict_threads)
+    labels = rows.labels
+    best, _ = best_rows(labels["trigger_id"], scores, keep)
     names = champion.product_names
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
-    best_products = rows["product_id"].to_numpy()[best]
+    best_products = labels["product_id"][best]
     prices = product_frame["current_price"].reindex(best_products).to_numpy(dtype=float)
     for trigger_id, product_id, offer_type, reason, score, ratio, price in zip(
-        rows["trigger_id"].to_numpy()[best].tolist(), best_products.tolist(),
-        rows["offer_type"].to_numpy()[best].tolist(), rows["reason"].to_numpy()[best].tolist(),
-        scores[best].tolist(), ratios.tolist(), prices.tolist(), strict=True,
+        labels["trigger_id"][best].tolist(), best_products.tolist(), labels["offer_type"][best].tolist(),
+        labels["reason"][best].tolist(), scores[best].tolist(), ratios.tolist(), prices.tolist(), strict=True,
     ):
         ranked[str(trigger_id)].append(RankedCandidate(
             product_id=str(product_id), offer_type=OfferType(offer_type), score=score, reason=str(reason),
