@@ -177,8 +177,7 @@ class CandidateGenerator:
         }
         has_seed = seed >= 0
         seed_safe = np.where(has_seed, seed, 0)
-        frame["reason"] = _reasons(source, up_sell, self._names[seed_safe], self._names[items], has_seed, seed_safe,
-                                   items)
+        frame["reason"] = _reasons(sources, chosen, up_sell, has_seed, seed_safe, items, self._names)
         frame["seed_product_id"] = np.where(has_seed, self._product_ids[seed_safe], None)
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         frame["co_count"] = co_count
@@ -279,18 +278,21 @@ def _flat_keys(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return rows * matrix.shape[1] + matrix.indices, matrix.data
 
 
-def _reasons(source: np.ndarray, up_sell: np.ndarray, seed_names: np.ndarray, item_names: np.ndarray,
-             has_seed: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """The reason text of each row, formatted once per distinct (kind, seed, item)."""
-    kind = np.where(up_sell | (source == "upsell"), "upsell",
-                    np.where((source == POPULARITY) | ~has_seed, POPULARITY, source)).astype(object)
-    kinds, kind_code = np.unique(kind, return_inverse=True)
+def _reasons(sources: Sequence[str], chosen: np.ndarray, up_sell: np.ndarray, has_seed: np.ndarray,
+             seeds: np.ndarray, items: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
+    formatted once per distinct (kind, seed, item). Kinds are integer codes: sorting the rows'
+    source names had cost half of the candidate columns."""
+    kinds = [*sources, "upsell", POPULARITY]  # a source's position, then the two kinds that override it
+    upsell, popularity = len(sources), len(sources) + 1
+    by_upsell = np.asarray([s == "upsell" for s in sources], dtype=bool)[chosen]
+    by_popularity = np.asarray([s == POPULARITY for s in sources], dtype=bool)[chosen]
+    kind = np.where(up_sell | by_upsell, upsell, np.where(by_popularity | ~has_seed, popularity, chosen))
     n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
-    is_upsell = kinds[kind_code] == "upsell"
-    key = (kind_code.astype(np.int64) * (n + 1) + np.where(kind == POPULARITY, n, seeds)) * (n + 1) + np.where(
-        is_upsell, items, n)
+    key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
+        kind == upsell, items, n)
     unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     texts = np.empty(len(unique), dtype=object)
-    for slot, row in enumerate(first):
-        texts[slot] = REASONS[kind[row]].format(seed=seed_names[row], item=item_names[row])
+    for slot, row in enumerate(first.tolist()):
+        texts[slot] = REASONS[kinds[kind[row]]].format(seed=names[seeds[row]], item=names[items[row]])
     return texts[inverse]
