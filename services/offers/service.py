@@ -84,8 +84,9 @@ class OfferService:
         self.stats.skipped_invalid += skipped
         self.stats.events += len(events)
         decisions = self.decide_batch(events)
-        self.state.record(d for d in decisions if d is not None)
-        self._produce(decisions)
+        payloads = [decision.to_bytes() for decision in decisions]  # serialized once, stored and produced
+        self.state.record(decisions, payloads)
+        self._produce(decisions, payloads)
 
     def decide_batch(self, events: list[PurchaseEvent]) -> list[OfferDecision]:
         """Decisions for a batch, in event order: stored ones for events seen before, new ones else."""
@@ -125,9 +126,10 @@ class OfferService:
         self.stats.re_emitted += len(known)
         return [known.get(e.event_id) or new[e.event_id] for e in events]
 
-    def _produce(self, decisions: list[OfferDecision]) -> None:
+    def _produce(self, decisions: list[OfferDecision], payloads: list[bytes]) -> None:
         assert self._producer is not None, "handle() runs inside run()"
-        futures = [self._producer.send(self.settings.topic_offers, key=d.key(), value=d.to_bytes()) for d in decisions]
+        futures = [self._producer.send(self.settings.topic_offers, key=d.key(), value=payload)
+                   for d, payload in zip(decisions, payloads, strict=True)]
         self._producer.flush()
         for future in futures:
             future.get()  # a refused decision fails the batch: it is not committed and comes back

@@ -8,7 +8,7 @@ never a second, different one: reprocessing never duplicates and caps are not do
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -57,16 +57,15 @@ class OfferStateStore:
                 times[customer_id].append(datetime.fromisoformat(at))
         return {c: tuple(sorted(t)) for c, t in times.items()}
 
-    def record(self, decisions: Iterable[OfferDecision]) -> None:
-        """Store decisions (and their e-mails) in one transaction; idempotent."""
+    def record(self, decisions: Sequence[OfferDecision], payloads: Sequence[bytes]) -> None:
+        """Store decisions (and their e-mails) in one transaction; idempotent. ``payloads``: the
+        decisions' JSON (``OfferDecision.to_bytes``), which the caller also produces."""
         with self.db:
-            for decision in decisions:
-                self.db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?)", (decision.event_id, decision.model_dump_json()))
-                if Channel.EMAIL in decision.channels and decision.customer_id:
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO emails VALUES (?, ?, ?)",
-                        (decision.decision_id, decision.customer_id, decision.occurred_at.isoformat()),
-                    )
+            self.db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?)", [
+                (decision.event_id, payload.decode()) for decision, payload in zip(decisions, payloads, strict=True)])
+            self.db.executemany("INSERT OR IGNORE INTO emails VALUES (?, ?, ?)", [
+                (decision.decision_id, decision.customer_id, decision.occurred_at.isoformat())
+                for decision in decisions if Channel.EMAIL in decision.channels and decision.customer_id])
 
     def close(self) -> None:
         """Close the database."""
