@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -97,14 +98,16 @@ class CandidateGenerator:
         self.product_index = pd.Index(self._product_ids)  # product id -> item position, hashed once
         self._item_columns = {c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers",
                                                                    "return_rate")}
-        self._cooccurrence_keys = _flat_keys(index.cooccurrence)
+        self._cooccurrence = _sorted_csr(index.cooccurrence)
         neighbour_sources = [s for s in self.config.sources if s != POPULARITY]
         self._tables = NeighbourTables.stack([index.neighbours[s] for s in neighbour_sources], index.size)
         self._source_kind = np.asarray([neighbour_sources.index(s) if s != POPULARITY else POPULARITY_SOURCE
                                         for s in self.config.sources], dtype=np.int64)
         self._source_weight = np.asarray([self.config.weight(s) for s in self.config.sources], dtype=np.float64)
         self._basket_seeds_only = np.asarray([s == "upsell" for s in self.config.sources], dtype=bool)
-        self.candidate_columns(pd.DataFrame({"trigger_id": [], "basket": [], "history": []}))  # compile now, not in a batch
+        # compile the kernels now, not in a batch
+        self.candidate_columns(pd.DataFrame({"trigger_id": [], "basket": [], "history": []}))
+        self._cooccurrence_at(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     def candidates_for(
         self, customer_id: str | None, basket: Sequence[str], at: pd.Timestamp,
@@ -195,14 +198,10 @@ class CandidateGenerator:
                 for c in CANDIDATE_COLUMNS}
 
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Co-occurrence counts of (seed, item) pairs, 0 where absent (a sorted-key lookup: scipy's
-        fancy indexing of many single cells is slow)."""
-        keys, data = self._cooccurrence_keys
-        if len(keys) == 0 or len(seeds) == 0:
-            return np.zeros(len(seeds), dtype=data.dtype)
-        wanted = seeds.astype(np.int64) * self.index.size + items
-        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        return np.where(keys[at] == wanted, data[at], 0)
+        """Co-occurrence counts of (seed, item) pairs, 0 where absent (a binary search in the
+        seed's row: scipy's fancy indexing of many single cells is slow)."""
+        indptr, indices, data = self._cooccurrence
+        return _csr_values(indptr, indices, data, seeds.astype(np.int64), items.astype(np.int64))
 
     def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
         """Per candidate row, the basket item it upgrades (priciest eligible one; equal prices: the
@@ -269,13 +268,24 @@ def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return offsets, np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
 
 
-def _flat_keys(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """A CSR matrix as sorted (row * columns + column) keys and their values."""
+def _sorted_csr(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A CSR matrix's (indptr, indices, data), duplicates summed and each row's columns sorted."""
     matrix = matrix.tocsr().copy()
     matrix.sum_duplicates()
     matrix.sort_indices()
-    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-    return rows * matrix.shape[1] + matrix.indices, matrix.data
+    return matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64), matrix.data
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_values(indptr, indices, data, rows, columns):
+    """matrix[rows[k], columns[k]] for each k, 0 where the cell is empty (rows' columns sorted)."""
+    out = np.zeros(len(rows), dtype=data.dtype)
+    for k in range(len(rows)):
+        lo, hi = indptr[rows[k]], indptr[rows[k] + 1]
+        at = lo + np.searchsorted(indices[lo:hi], columns[k])
+        if at < hi and indices[at] == columns[k]:
+            out[k] = data[at]
+    return out
 
 
 def _reasons(sources: Sequence[str], chosen: np.ndarray, up_sell: np.ndarray, has_seed: np.ndarray,

@@ -87,3 +87,13 @@ def test_windowed_candidates_only_know_the_past() -> None:
         "basket": [("C3",)], "history": [()], "returned": [()]})
     found = candidates_by_window(lines, triggers)
     assert len(found) > 0 and "L3" not in set(found["product_id"])
+
+
+def test_pair_counts_are_the_index_cooccurrence_of_seed_and_item(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for("K5", ["L1"], AT, history=["M1"])
+    with_seed = found[found["seed_product_id"].notna()]
+    assert (with_seed["co_count"] > 0).any()
+    position, dense = generator.index.position, generator.index.cooccurrence.toarray()
+    expected = [dense[position[s], position[p]] for s, p in zip(with_seed["seed_product_id"], with_seed["product_id"])]
+    assert with_seed["co_count"].tolist() == expected
+    assert (found.loc[found["seed_product_id"].isna(), "co_count"] == 0).all()
