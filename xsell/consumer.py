@@ -82,7 +82,7 @@ class ConsumerLoop:
         self.until_caught_up = until_caught_up
         self.poll_timeout_ms = poll_timeout_ms
         self._stop = threading.Event()
-        self._targets: dict[TopicPartition, int] | None = None
+        self._targets: dict[TopicPartition, int] = {}  # end offsets when each partition was first held
         self._handled: dict[TopicPartition, OffsetAndMetadata] = {}  # next offset after the handled batches
         self.records_handled = 0
 
@@ -152,8 +152,12 @@ class ConsumerLoop:
             RECORDS_CONSUMED.labels(self.client_id).inc(len(batch))
         if not self.until_caught_up:
             return False
-        self._targets = self._targets or self._end_offsets(consumer)
-        if self._targets and all(consumer.position(tp) >= end for tp, end in self._targets.items()):
+        assignment = consumer.assignment()  # what this member holds now: a rebalance moves partitions
+        if not assignment:
+            return False
+        if new := [tp for tp in assignment if tp not in self._targets]:
+            self._targets.update(consumer.end_offsets(new))
+        if all(consumer.position(tp) >= self._targets[tp] for tp in assignment):
             log.info("caught up", extra={"service": self.client_id, "records": self.records_handled})
             return True
         return False
@@ -188,12 +192,6 @@ class ConsumerLoop:
     def _on_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: object) -> None:
         if isinstance(result, Exception):  # the next batch's commit carries these offsets again
             log.warning("async commit failed", extra={"service": self.client_id, "error": repr(result)[:300]})
-
-    @staticmethod
-    def _end_offsets(consumer: KafkaConsumer) -> dict[TopicPartition, int] | None:
-        """End offsets of the assigned partitions, once the group has assigned some."""
-        assignment = consumer.assignment()
-        return consumer.end_offsets(list(assignment)) if assignment else None
 
 
 def settle_heap(young_threshold: int) -> None:

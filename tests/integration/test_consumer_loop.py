@@ -1,9 +1,13 @@
 """The shared consumer loop against the real broker: a failing store makes a batch wait and retry
-from the last commit (nothing skipped, nothing lost); a bug stops the loop without committing."""
+from the last commit (nothing skipped, nothing lost); a bug stops the loop without committing;
+members of one group that run until caught up follow their partitions through a rebalance."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -47,3 +51,32 @@ def test_a_bug_stops_the_loop_without_committing(kafka_settings: Settings, make_
                  handler=lambda records: seen.extend(r.value for r in records), client_id="bug-test-2",
                  until_caught_up=True).run()
     assert len(seen) == 5  # nothing was committed by the failed run
+
+
+def test_members_stop_once_the_partitions_they_hold_are_caught_up(
+    kafka_settings: Settings, make_event: EventFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = [make_event(customer_id=f"M{i}") for i in range(1_000)]  # keys spread them over the partitions
+    produce_events(kafka_settings, iter(events))
+    settings = kafka_settings.model_copy(update={"poll_max_records": 10})
+    handled: list[str] = []
+    started = threading.Event()
+
+    def slow(records: list) -> None:
+        handled.extend(parse_purchase_event(r.value).event_id for r in records)
+        started.set()
+        time.sleep(0.1)  # the first member still holds every partition when the second one joins
+
+    members = [ConsumerLoop(settings, group_id=f"members-{settings.ingest_group}", topics=[settings.topic_purchases],
+                            handler=slow, client_id=f"member-{n}", until_caught_up=True) for n in range(2)]
+    threads = [threading.Thread(target=member.run, name=f"member-{n}") for n, member in enumerate(members)]
+    with caplog.at_level(logging.ERROR, logger="xsell.consumer"):
+        threads[0].start()
+        assert started.wait(60), "the first member never got a batch"
+        threads[1].start()
+        for thread in threads:
+            thread.join(180)
+    assert not any(thread.is_alive() for thread in threads), "a member never caught up"
+    assert set(handled) == {e.event_id for e in events}
+    assert members[1].records_handled > 0, "the second member was given no partition"
+    assert not [r for r in caplog.records if r.name == "xsell.consumer"], "a member failed a batch"
