@@ -3,48 +3,23 @@ leakage, materialize, online read, push through the pipeline step, read again.""
 
 from __future__ import annotations
 
-import random
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 
-from features.backfill import backfill
 from features.historical import historical_features
 from features.online import OnlineFeatureReader, customer_online_features, product_online_features
 from features.pipeline import FeaturePipeline
 from tests.conftest import EventFactory
+from tests.features.orders import START, backfilled_home
 from xsell.events import LineItem
-from xsell.settings import Settings, get_settings
-
-START = datetime(2011, 1, 3, tzinfo=UTC)
-
-
-def write_orders(path: Path, seed: int = 3, customers: int = 6, orders: int = 60) -> pd.DataFrame:
-    """Constructed canonical history: random customers and order times, some on the same day."""
-    rng = random.Random(seed)
-    rows = []
-    for number in range(orders):
-        at = START + timedelta(days=rng.randint(0, 40), hours=rng.randint(8, 18), minutes=rng.randint(0, 59))
-        customer = f"C{rng.randint(1, customers)}"
-        for product in rng.sample(["11", "12", "13", "14", "15"], k=rng.randint(1, 3)):
-            rows.append({"order_id": f"O{number}", "customer_id": customer, "product_id": product,
-                         "quantity": rng.randint(1, 4), "unit_price": float(rng.choice([1.25, 2.5, 4.0])),
-                         "ordered_at": at.isoformat(), "product_name": f"TEST MUG {product}"})
-    frame = pd.DataFrame(rows)
-    frame.to_csv(path, index=False)
-    return frame
+from xsell.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame]:
-    home = tmp_path_factory.mktemp("feature-home")
-    orders = write_orders(home / "orders.csv")
-    settings = get_settings(home=home)
-    report = backfill(settings, home / "orders.csv")
-    assert report.events == orders["order_id"].nunique()
-    return settings, orders
+    return backfilled_home(tmp_path_factory.mktemp("feature-home"))
 
 
 def test_no_historical_value_sees_an_order_at_or_after_its_time(backfilled: tuple[Settings, pd.DataFrame]) -> None:

@@ -19,7 +19,7 @@ from features.state import FoldStateStore
 from features.store import apply_definitions
 from services.ingest.replay import produce_events, replay_file
 from tests.conftest import EventFactory
-from tests.features.test_feature_store import START, write_orders
+from tests.features.orders import START, write_orders
 from xsell.events import LineItem
 from xsell.history import read_purchase_history
 from xsell.settings import Settings

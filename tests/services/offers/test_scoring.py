@@ -8,12 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from features.backfill import backfill
 from features.online import OnlineFeatureReader
 from features.store import open_feature_store
 from services.offers.scoring import ProductFeatureCache
-from tests.features.test_feature_store import write_orders
-from xsell.settings import get_settings
+from tests.features.orders import backfilled_home
 
 
 class CountingReader(OnlineFeatureReader):
@@ -30,10 +28,7 @@ class CountingReader(OnlineFeatureReader):
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory: pytest.TempPathFactory) -> CountingReader:
-    home = tmp_path_factory.mktemp("cache-home")
-    write_orders(home / "orders.csv")
-    settings = get_settings(home=home)
-    backfill(settings, home / "orders.csv")
+    settings, _ = backfilled_home(tmp_path_factory.mktemp("cache-home"))
     return CountingReader(open_feature_store(settings))
 
 
