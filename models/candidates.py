@@ -131,12 +131,13 @@ class CandidateGenerator:
         optionally returned), one row per (trigger, candidate), best first within a trigger."""
         return pd.DataFrame(self.candidate_columns(triggers), columns=list(CANDIDATE_COLUMNS))
 
-    def candidate_columns(self, triggers: pd.DataFrame, threads: int = 0) -> dict[str, np.ndarray]:
+    def candidate_columns(self, triggers: pd.DataFrame, threads: int = 0, limit: int = 0) -> dict[str, np.ndarray]:
         """``candidates_for_triggers`` as column arrays (``CANDIDATE_COLUMNS``), for callers that
         need no DataFrame: building one costs more than a small serving batch's candidates.
-        ``threads``: parallel runs of the fusion on a large batch (0: one per core)."""
+        ``threads``: parallel runs of the fusion on a large batch (0: one per core); ``limit``:
+        at most this many per trigger, the first of the full list (0: ``n_candidates``)."""
         cfg, position = self.config, self.index.position
-        take = min(cfg.n_candidates, self.index.size)
+        take = min(limit or cfg.n_candidates, self.index.size)
         basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
         history_items = [[position[p] for p in h if p in position] for h in triggers["history"]]
         returned = triggers["returned"] if "returned" in triggers and cfg.exclude_returned else [()] * len(triggers)

@@ -300,12 +300,13 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
 
 
 def candidate_context_columns(
-    generator: CandidateGenerator, triggers: pd.DataFrame, threads: int = 0
+    generator: CandidateGenerator, triggers: pd.DataFrame, threads: int = 0, limit: int = 0
 ) -> dict[str, np.ndarray]:
     """``candidates_with_context`` as column arrays, which ``build_feature_rows`` also takes: the
-    serving path builds no candidate DataFrame (``threads``: see ``CandidateGenerator.candidate_columns``)."""
+    serving path builds no candidate DataFrame (``threads``, ``limit``: see
+    ``CandidateGenerator.candidate_columns``)."""
     index = generator.index
-    candidates = generator.candidate_columns(triggers, threads)
+    candidates = generator.candidate_columns(triggers, threads, limit)
     rows = len(candidates["trigger_id"])
     if rows == 0:
         return {**candidates, "item_category": np.empty(0, dtype=object),

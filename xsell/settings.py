@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
     model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
     product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
+    serving_candidates: int = Field(
+        default=0, ge=0,
+        description="Candidates the offer service scores per purchase, the best of the fusion (0: as many as "
+        "the champion was trained with, 100 by default). Fewer trade ranking quality for throughput: on the "
+        "UCI data set, 50 gave 1.3x the events/s of large batches and NDCG@10 0.0787 instead of 0.0816.",
+    )
     predict_threads: int = Field(
         default=0, ge=0,
         description="Threads per batch in the offer service, for the candidate fusion and LightGBM's predict "

@@ -96,13 +96,16 @@ def rank_batch(
     products: ProductFeatureCache,
     keep: int = 20,
     predict_threads: int = 0,
+    candidates_per_event: int = 0,
 ) -> dict[str, list[RankedCandidate]]:
     """The `keep` best candidates per event id, best first, scored in one predict call
-    (``predict_threads``: threads of the candidate fusion and of LightGBM, 0 for one per core)."""
+    (``predict_threads``: threads of the candidate fusion and of LightGBM, 0 for one per core;
+    ``candidates_per_event``: how many of the fusion's best are scored, 0 for the champion's own
+    candidate count)."""
     if not events:
         return {}
     triggers = triggers_for(events, owned)
-    candidates = candidate_context_columns(champion.generator, triggers, predict_threads)
+    candidates = candidate_context_columns(champion.generator, triggers, predict_threads, candidates_per_event)
     if len(candidates["trigger_id"]) == 0:
         return {event.event_id: [] for event in events}
     customer_ids = [e.customer_id or "" for e in events]

@@ -103,7 +103,8 @@ class OfferService:
         owned = self.fold_state.owned_products(customers, as_of=first_seen)
         scorable = [e for e in fresh if e.customer_id and e.event_type is EventType.PURCHASE]
         ranked = rank_batch(champion, scorable, owned, self.reader, self.products,
-                            predict_threads=self.settings.predict_threads) if champion and scorable else {}
+                            predict_threads=self.settings.predict_threads,
+                            candidates_per_event=self.settings.serving_candidates) if champion and scorable else {}
         unsubscribed = self.preferences.unsubscribed(customers)
         since = min((e.occurred_at for e in fresh), default=datetime.now(UTC)) - timedelta(days=7)
         email_times = {c: list(t) for c, t in self.state.email_times(customers, since).items()}

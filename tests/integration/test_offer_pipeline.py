@@ -2,7 +2,7 @@
 (real Feast store, real MLflow SQLite store), the real broker, a real SMTP server (aiosmtpd) and the
 API. A purchase becomes a decision on `offers`, an e-mail and an in-app offer; caps, consent and
 duplicates hold; a `kill -9` of the offer service loses and duplicates nothing; a newly promoted
-champion is served without a restart.
+champion is served without a restart; `XSELL_SERVING_CANDIDATES` bounds what is scored.
 
 The trained home (feature store, MLflow, offer state) is shared by the module; each test has its own
 topics, consumer groups, database and mail folder, and its own customers (caps are per customer).
@@ -340,3 +340,21 @@ def test_e_a_promoted_champion_is_served_without_restart(
     assert by_event[after.event_id].model_version == str(again.version) == "2"
     assert by_event[after.event_id].offers
     assert offers.champion.champion is not None and offers.champion.champion.version == 2
+
+
+def test_f_serving_candidates_bounds_what_is_scored(settings: Settings) -> None:
+    event = purchase("14769", AFTER_SAMPLE)
+
+    def scored(service: OfferService) -> set[str]:
+        """The products the decision ranked: offered, or suppressed by a rule about a product."""
+        try:
+            decision, = service.decide_batch([event])
+        finally:
+            for store in (service.champion, service.state, service.fold_state):
+                store.close()
+        return {o.product_id for o in decision.offers} | {s.product_id for s in decision.suppressed if s.product_id}
+
+    everything = scored(OfferService(settings))
+    two = scored(OfferService(settings.model_copy(update={"serving_candidates": 2})))
+    assert len(everything) > 2
+    assert 0 < len(two) <= 2

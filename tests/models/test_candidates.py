@@ -73,6 +73,17 @@ def test_size_limit_and_unknown_source() -> None:
         CandidateGenerator(index, CandidateConfig(sources=("magic",)))
 
 
+def test_a_serving_limit_keeps_the_head_of_the_full_list(generator: CandidateGenerator) -> None:
+    triggers = pd.DataFrame({
+        "trigger_id": ["t1", "t2"], "basket": [("L1",), ("C2", "M1")], "history": [("C1",), ()]})
+    full = pd.DataFrame(generator.candidate_columns(triggers))
+    assert (full.groupby("trigger_id").size() > 3).all()
+    head = pd.DataFrame(generator.candidate_columns(triggers, limit=3))
+    assert head.groupby("trigger_id").size().to_dict() == {"t1": 3, "t2": 3}
+    expected = full.groupby("trigger_id", sort=False).head(3).reset_index(drop=True)
+    pd.testing.assert_frame_equal(head, expected)
+
+
 def test_offer_types_follow_the_candidate_rule(generator: CandidateGenerator) -> None:
     triggers = pd.DataFrame({"trigger_id": ["t"], "basket": [("L1",)]})
     pairs = pd.DataFrame({"trigger_id": ["t"] * 4, "product_id": ["L2", "L3", "C1", "UNKNOWN"]})
