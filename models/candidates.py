@@ -170,7 +170,7 @@ class CandidateGenerator:
         seed = np.where(up_sell, upgraded, seed)
         offer_type = np.where(up_sell, "up_sell", "cross_sell")
 
-        frame: dict[str, np.ndarray] = {  # columns; one DataFrame at the end (column inserts are slow)
+        frame: dict[str, np.ndarray] = {  # columns, returned as arrays (no DataFrame: see candidate_columns)
             "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
             "product_id": self._product_ids[items],
             "candidate_rank": kept.rank,

@@ -305,7 +305,6 @@ def candidate_context_columns(
     """``candidates_with_context`` as column arrays, which ``build_feature_rows`` also takes: the
     serving path builds no candidate DataFrame (``threads``, ``limit``: see
     ``CandidateGenerator.candidate_columns``)."""
-    index = generator.index
     candidates = generator.candidate_columns(triggers, threads, limit)
     rows = len(candidates["trigger_id"])
     if rows == 0:
@@ -319,7 +318,7 @@ def candidate_context_columns(
     candidates["item_category"] = np.where(item_code >= 0, np.asarray(categories, dtype=object)[item_code], None)
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
         flat = _flatten(triggers[column])
-        known_item = np.asarray([index.position.get(p, -1) for p in flat.items], dtype=np.int64)
+        known_item = generator.product_index.get_indexer(flat.items)
         if column == "basket":
             priced = known_item >= 0
             total = np.bincount(flat.group[priced], weights=price[known_item[priced]], minlength=len(triggers))
