@@ -4,8 +4,9 @@ one `OfferDecision` on `offers`.
 Per micro-batch: parse (records ingestion dead-letters are skipped), find events already decided
 (re-emit their stored decision: same ids), rank the new ones with the champion in one batch
 (candidates, online features, one predict), apply the business rules in event order (so caps see
-earlier decisions of the same batch), record the decisions, produce them with acks=all, and only
-then let the loop commit offsets. At-least-once in, idempotent out.
+earlier decisions of the same batch), record the decisions and send them with acks=all. The loop
+handles the next batch while the broker acknowledges them, and commits a batch's offsets only once
+every one of its decisions is acknowledged. At-least-once in, idempotent out.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from services.offers.rules import CustomerContext, OfferRules, decide
 from services.offers.scoring import ProductFeatureCache, rank_batch
 from services.offers.state import OfferStateStore
 from services.preferences import PreferenceStore
-from xsell.consumer import ConsumerLoop, Record
+from xsell.consumer import Completion, ConsumerLoop, Record
 from xsell.events import EventType, PurchaseEvent, valid_events
 from xsell.offers import Channel, OfferDecision
 from xsell.settings import Settings
@@ -78,15 +79,16 @@ class OfferService:
             client_id="xsell-offers", until_caught_up=until_caught_up,
         )
 
-    def handle(self, records: list[Record]) -> None:
-        """Decide, record and produce one batch (offsets are committed by the loop afterwards)."""
+    def handle(self, records: list[Record]) -> Completion:
+        """Decide, record and send one batch; the loop calls the returned completion (which waits
+        for the broker's acknowledgements) before it commits the batch's offsets."""
         events, skipped = valid_events((r.value for r in records), self.settings.max_event_bytes)
         self.stats.skipped_invalid += skipped
         self.stats.events += len(events)
         decisions = self.decide_batch(events)
         payloads = [decision.to_bytes() for decision in decisions]  # serialized once, stored and produced
         self.state.record(decisions, payloads)
-        self._produce(decisions, payloads)
+        return self._produce(decisions, payloads)
 
     def decide_batch(self, events: list[PurchaseEvent]) -> list[OfferDecision]:
         """Decisions for a batch, in event order: stored ones for events seen before, new ones else."""
@@ -127,16 +129,20 @@ class OfferService:
         self.stats.re_emitted += len(known)
         return [known.get(e.event_id) or new[e.event_id] for e in events]
 
-    def _produce(self, decisions: list[OfferDecision], payloads: list[bytes]) -> None:
+    def _produce(self, decisions: list[OfferDecision], payloads: list[bytes]) -> Completion:
+        """Send the decisions; the completion waits until the broker has acknowledged all of them."""
         assert self._producer is not None, "handle() runs inside run()"
         futures = [self._producer.send(self.settings.topic_offers, key=d.key(), value=payload)
                    for d, payload in zip(decisions, payloads, strict=True)]
-        self._producer.flush()
-        for future in futures:
-            future.get()  # a refused decision fails the batch: it is not committed and comes back
-        if decisions:
-            latency = [(time.time() - d.decided_at.timestamp()) * 1e3 for d in decisions]
-            log.debug("decisions produced", extra={"count": len(decisions), "max_ms": round(max(latency), 1)})
+
+        def acknowledged() -> None:
+            for future in futures:
+                future.get()  # a refused decision fails the batch: it is not committed and comes back
+            if decisions:
+                latency = [(time.time() - d.decided_at.timestamp()) * 1e3 for d in decisions]
+                log.debug("decisions produced", extra={"count": len(decisions), "max_ms": round(max(latency), 1)})
+
+        return acknowledged
 
     def run(self) -> OfferStats:
         """Run until SIGTERM (or until caught up)."""

@@ -1,6 +1,8 @@
 """The shared consumer loop against the real broker: a failing store makes a batch wait and retry
 from the last commit (nothing skipped, nothing lost); a bug stops the loop without committing;
-members of one group that run until caught up follow their partitions through a rebalance."""
+a batch's pending effects complete while the next batch is handled, and a failed completion redoes
+the batch; members of one group that run until caught up follow their partitions through a
+rebalance."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import threading
 import time
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from services.ingest.replay import produce_events
 from tests.conftest import EventFactory
-from xsell.consumer import ConsumerLoop
+from xsell.consumer import Completion, ConsumerLoop
 from xsell.events import parse_purchase_event
 from xsell.settings import Settings
 
@@ -51,6 +54,44 @@ def test_a_bug_stops_the_loop_without_committing(kafka_settings: Settings, make_
                  handler=lambda records: seen.extend(r.value for r in records), client_id="bug-test-2",
                  until_caught_up=True).run()
     assert len(seen) == 5  # nothing was committed by the failed run
+
+
+def test_pending_effects_complete_during_the_next_batch_and_a_failure_redoes_the_batch(
+    kafka_settings: Settings, make_event: EventFactory,
+) -> None:
+    events = [make_event(customer_id=f"P{i % 3}") for i in range(40)]
+    produce_events(kafka_settings, iter(events))
+    settings = kafka_settings.model_copy(update={"poll_max_records": 10})
+    group = f"pending-{settings.ingest_group}"
+    trace: list[tuple[str, int]] = []
+    handled: list[str] = []
+    completed: list[str] = []
+    failures = iter([False, True])  # the second batch's effects fail once (an acknowledgement timed out)
+
+    def handler(records: list) -> Completion:
+        batch = len([step for step, _ in trace if step == "handled"])
+        ids = [parse_purchase_event(r.value).event_id for r in records]
+        handled.extend(ids)
+        trace.append(("handled", batch))
+
+        def complete() -> None:
+            trace.append(("completed", batch))
+            if next(failures, False):
+                raise KafkaTimeoutError("acknowledgement timed out (simulated)")
+            completed.extend(ids)
+
+        return complete
+
+    ConsumerLoop(settings, group_id=group, topics=[settings.topic_purchases], handler=handler,
+                 client_id="pending-test", until_caught_up=True).run()
+    assert sorted(completed) == sorted(e.event_id for e in events)  # each once: the failed batch was redone
+    assert len(handled) > len(events)  # the failed batch was handled twice
+    assert trace[:3] == [("handled", 0), ("handled", 1), ("completed", 0)]  # overlap: 1 ran while 0 was pending
+    assert trace[-1][0] == "completed"  # the last batch completed on the way out
+    left: list[object] = []
+    ConsumerLoop(settings, group_id=group, topics=[settings.topic_purchases],
+                 handler=lambda records: left.extend(records), client_id="pending-test-2", until_caught_up=True).run()
+    assert left == []  # every completed batch was committed
 
 
 def test_members_stop_once_the_partitions_they_hold_are_caught_up(
