@@ -187,8 +187,12 @@ class ConsumerLoop:
 
     def _rewind(self, consumer: KafkaConsumer) -> None:
         """Seek every assigned partition back to the end of its last handled batch (else its
-        committed offset, else the start); a batch whose effects were pending is redone."""
-        self._pending = None
+        committed offset, else the start). A batch whose effects are still pending is completed
+        first, so that a failure of the next batch does not redo it; it is redone if that fails."""
+        try:
+            self._complete_pending()
+        except RETRYABLE_ERRORS as error:
+            log.warning("pending batch failed; redoing it", extra={"service": self.client_id, "error": repr(error)[:300]})
         for partition in consumer.assignment():
             handled = self._handled.get(partition)
             committed = handled.offset if handled is not None else consumer.committed(partition)

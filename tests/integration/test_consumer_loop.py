@@ -94,6 +94,27 @@ def test_pending_effects_complete_during_the_next_batch_and_a_failure_redoes_the
     assert left == []  # every completed batch was committed
 
 
+def test_a_failing_batch_does_not_redo_the_pending_one_before_it(kafka_settings: Settings, make_event: EventFactory) -> None:
+    events = [make_event(customer_id=f"F{i % 3}") for i in range(30)]
+    produce_events(kafka_settings, iter(events))
+    settings = kafka_settings.model_copy(update={"poll_max_records": 10})
+    handled: list[str] = []
+    completed: list[str] = []
+    failures = iter([False, True])  # the second batch fails once, while the first one's effects are pending
+
+    def handler(records: list) -> Completion:
+        if next(failures, False):
+            raise sqlite3.OperationalError("database is locked (simulated)")
+        ids = [parse_purchase_event(r.value).event_id for r in records]
+        handled.extend(ids)
+        return lambda: completed.extend(ids)
+
+    ConsumerLoop(settings, group_id=f"pending-ok-{settings.ingest_group}", topics=[settings.topic_purchases],
+                 handler=handler, client_id="pending-ok-test", until_caught_up=True).run()
+    assert sorted(handled) == sorted(e.event_id for e in events)  # the first batch was completed, not redone
+    assert sorted(completed) == sorted(handled)
+
+
 def test_members_stop_once_the_partitions_they_hold_are_caught_up(
     kafka_settings: Settings, make_event: EventFactory, caplog: pytest.LogCaptureFixture,
 ) -> None:
