@@ -135,7 +135,9 @@ class CandidateGenerator:
         """``candidates_for_triggers`` as column arrays (``CANDIDATE_COLUMNS``), for callers that
         need no DataFrame: building one costs more than a small serving batch's candidates.
         ``threads``: parallel runs of the fusion on a large batch (0: one per core); ``limit``:
-        at most this many per trigger, the first of the full list (0: ``n_candidates``)."""
+        at most this many per trigger, the first of the full list (0: ``n_candidates``). One more
+        column, ``item``, is each candidate's position in this generator's index (``product_index``),
+        so that callers look items up without hashing product ids again."""
         cfg, position = self.config, self.index.position
         take = min(limit or cfg.n_candidates, self.index.size)
         basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
@@ -148,8 +150,8 @@ class CandidateGenerator:
             self._popularity_rank, cfg.history_weight, cfg.max_history_seeds, cfg.rrf_k, take, threads,
         )
         if len(kept.item) == 0:
-            return {c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}
-        return self._rows(triggers, kept, basket_items)
+            return {**{c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}, "item": np.empty(0, dtype=np.int64)}
+        return {**self._rows(triggers, kept, basket_items), "item": kept.item}
 
     def _rows(
         self, triggers: pd.DataFrame, kept: FusedCandidates, basket_items: list[list[int]]

@@ -296,14 +296,14 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
 
     Callers keep one generator per index (building one prepares lookup tables: a fixed cost that
     dominated small serving batches)."""
-    return pd.DataFrame(candidate_context_columns(generator, triggers))
+    return pd.DataFrame(candidate_context_columns(generator, triggers)).drop(columns="item")  # positions of this index only
 
 
 def candidate_context_columns(
     generator: CandidateGenerator, triggers: pd.DataFrame, threads: int = 0, limit: int = 0
 ) -> dict[str, np.ndarray]:
     """``candidates_with_context`` as column arrays, which ``build_feature_rows`` also takes: the
-    serving path builds no candidate DataFrame (``threads``, ``limit``: see
+    serving path builds no candidate DataFrame (``threads``, ``limit`` and the ``item`` column: see
     ``CandidateGenerator.candidate_columns``)."""
     candidates = generator.candidate_columns(triggers, threads, limit)
     rows = len(candidates["trigger_id"])
@@ -313,8 +313,7 @@ def candidate_context_columns(
     category_code, categories = generator.category_codes
     price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
-    item = generator.product_index.get_indexer(candidates["product_id"])
-    item_code = np.where(item >= 0, category_code[item], -1)
+    item_code = category_code[candidates["item"]]  # -1: no category
     candidates["item_category"] = np.where(item_code >= 0, np.asarray(categories, dtype=object)[item_code], None)
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
         flat = _flatten(triggers[column])

@@ -111,7 +111,7 @@ def rank_batch(
     customer_ids = [e.customer_id or "" for e in events]
     customer_frame = reader.frame("customer_stats_fv", list(dict.fromkeys(c for c in customer_ids if c)))
     customer_frame = customer_frame.reindex(customer_ids).set_axis(triggers["trigger_id"].to_numpy())
-    product_frame = products.get(pd.unique(candidates["product_id"]).tolist())
+    product_frame = products.get(champion.generator.product_index[np.unique(candidates["item"])].tolist())
 
     rows = feature_matrix(candidates, triggers, customer_frame, product_frame)
     scores = score_matrix(champion.booster, rows.values, threads=predict_threads)
