@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     serving_candidates: int = Field(
         default=0, ge=0,
         description="Candidates the offer service scores per purchase, the best of the fusion (0: as many as "
-        "the champion was trained with, 100 by default). Fewer trade ranking quality for throughput: on the "
-        "UCI data set, 50 gave 1.3x the events/s of large batches and NDCG@10 0.0787 instead of 0.0816.",
+        "the champion was trained with, 100 by default). Fewer trade ranking quality for throughput; the "
+        "README's measured figures show the size of the trade.",
     )
     predict_threads: int = Field(
         default=0, ge=0,
