@@ -5,10 +5,10 @@ and commits offsets only after the handler returned, so a crash re-delivers (at-
 never skips. A handler whose effects complete in the background (records sent to Kafka, not yet
 acknowledged) returns a `Completion`: the loop handles the next batch first and calls it before
 it commits the batch's offsets, so waiting for the broker's acknowledgement overlaps useful work
-instead of adding to every cycle. Commits are asynchronous (a synchronous one cost a broker round trip per batch, a
-third of a small batch's time): the loop remembers the offsets of the batches it handled and
-commits them without waiting; a commit that fails is covered by the next one, and the handled
-offsets are committed synchronously on the way out. A crash or a rebalance can therefore
+instead of adding to every cycle. Commits are asynchronous (a synchronous one cost a broker round
+trip per batch, a third of a small batch's time): the loop remembers the offsets of the batches it
+handled and commits them without waiting; a commit that fails is covered by the next one, and the
+handled offsets are committed synchronously on the way out. A crash or a rebalance can therefore
 re-deliver a few more batches, which effects keyed by event id absorb.
 
 A failure of the outside world (`RETRYABLE_ERRORS`: broker, a store, the disk) backs off, rewinds
@@ -185,14 +185,19 @@ class ConsumerLoop:
         completion()
         self._handled.update(offsets)
 
-    def _rewind(self, consumer: KafkaConsumer) -> None:
-        """Seek every assigned partition back to the end of its last handled batch (else its
-        committed offset, else the start). A batch whose effects are still pending is completed
-        first, so that a failure of the next batch does not redo it; it is redone if that fails."""
+    def _settle_pending(self) -> None:
+        """``_complete_pending`` outside the batch flow (before a rewind, on the way out): a
+        failure is logged and only means that the pending batch is redone."""
         try:
             self._complete_pending()
         except RETRYABLE_ERRORS as error:
             log.warning("pending batch failed; redoing it", extra={"service": self.client_id, "error": repr(error)[:300]})
+
+    def _rewind(self, consumer: KafkaConsumer) -> None:
+        """Seek every assigned partition back to the end of its last handled batch (else its
+        committed offset, else the start). A batch whose effects are still pending is completed
+        first, so that a failure of the next batch does not redo it; it is redone if that fails."""
+        self._settle_pending()
         for partition in consumer.assignment():
             handled = self._handled.get(partition)
             committed = handled.offset if handled is not None else consumer.committed(partition)
@@ -204,10 +209,11 @@ class ConsumerLoop:
     def _commit_handled(self, consumer: KafkaConsumer) -> None:
         """Complete the pending batch, commit the handled offsets and wait for the broker (on the
         way out)."""
+        self._settle_pending()
+        if not self._handled:
+            return
         try:
-            self._complete_pending()
-            if self._handled:
-                consumer.commit(offsets=dict(self._handled), timeout_ms=COMMIT_TIMEOUT_MS)
+            consumer.commit(offsets=dict(self._handled), timeout_ms=COMMIT_TIMEOUT_MS)
         except RETRYABLE_ERRORS as error:  # the batches come back to whoever owns the partitions next
             log.warning("commit failed", extra={"service": self.client_id, "error": repr(error)[:300]})
 
