@@ -147,7 +147,7 @@ def recommend(settings: Settings, data: Path, out: Path, k: int = 10) -> dict:
 def _evaluate_champion(settings: Settings, lines: object, config: ExperimentConfig) -> dict:
     from models.index import CandidateIndex  # noqa: PLC0415
     from training.protocol import build_evaluation_triggers, split_cutoff  # noqa: PLC0415
-    from training.tracking import champion_version, load_booster, open_tracking  # noqa: PLC0415
+    from models.registry import champion_version, load_booster, open_tracking  # noqa: PLC0415
 
     client = open_tracking(settings)
     version = champion_version(client, settings)

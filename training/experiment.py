@@ -18,10 +18,12 @@ import pandas as pd
 from models.candidates import CandidateGenerator
 from models.index import CandidateIndex, IndexConfig
 from training.baselines import recommend_all
-from training.dataset import DatasetConfig, TrainingSet, build_training_set, candidates_with_context, feature_rows_from_store
+from models.features import candidates_with_context, feature_rows_from_store
+from models.ranking import score_rows, top_k
+from training.dataset import DatasetConfig, TrainingSet, build_training_set
 from training.evaluation import evaluate
 from training.protocol import ProtocolConfig, TriggerSet, build_evaluation_triggers, split_cutoff
-from training.ranker import RankerConfig, TrainedRanker, score_rows, top_k, train_ranker
+from training.ranker import RankerConfig, TrainedRanker, train_ranker
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)

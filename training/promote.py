@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.tracking import (
-    CONFIG_ARTIFACT, PRIMARY_METRIC, champion_version, load_booster, open_tracking, run_of_version, version_number)
+from models.registry import CONFIG_ARTIFACT, champion_version, load_booster, open_tracking, run_of_version, version_number
+from training.tracking import PRIMARY_METRIC
 from xsell.settings import Settings
 
 

@@ -1,4 +1,5 @@
-"""The LightGBM lambdarank ranker: training with time-based early stopping, scoring, top-k lists.
+"""The LightGBM lambdarank ranker: training with time-based early stopping (scoring and top-k
+lists are ``models.ranking``, shared with serving).
 
 Early stopping holds out the latest training window (never a random split): the model is fit on
 the earlier windows, the number of trees is chosen on the latest one, then (``refit``) the model is
@@ -14,10 +15,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from training.dataset import FEATURE_COLUMNS, TrainingSet
+from models.features import FEATURE_COLUMNS
+from models.ranking import score_rows
+from training.dataset import TrainingSet
 
 log = logging.getLogger(__name__)
-RECOMMENDATION_COLUMNS = ("model", "trigger_id", "product_id", "rank", "offer_type", "reason", "score")
 
 
 @dataclass(frozen=True)
@@ -97,45 +99,6 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> T
     gains = booster.feature_importance(importance_type="gain")
     importance = {name: float(g) for name, g in zip(FEATURE_COLUMNS, gains, strict=True)}
     return TrainedRanker(booster=booster, best_iteration=best, validation_ndcg=validation, importance=importance)
-
-
-def score_rows(
-    booster: object, rows: pd.DataFrame, feature_columns: tuple[str, ...] = FEATURE_COLUMNS, threads: int = 0,
-) -> np.ndarray:
-    """Scores of feature rows by a LightGBM booster (or anything with ``predict``); ``threads`` 0
-    leaves LightGBM's default (all cores)."""
-    if rows.empty:
-        return np.zeros(0)
-    # a float matrix: LightGBM's DataFrame checks cost more than predict
-    return score_matrix(booster, rows[list(feature_columns)].to_numpy(dtype=np.float64), threads)
-
-
-def score_matrix(booster: object, values: np.ndarray, threads: int = 0) -> np.ndarray:
-    """``score_rows`` of a float matrix whose columns are the booster's features, in order."""
-    if len(values) == 0:
-        return np.zeros(0)
-    options = {"num_threads": threads} if threads > 0 else {}
-    return np.asarray(booster.predict(values, **options), dtype=float)  # type: ignore[attr-defined]
-
-
-def best_rows(trigger_ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the k best-scored rows of each trigger and their 1-based ranks: triggers in
-    sorted order, best first within a trigger, equal scores in row order. In numpy: a pandas
-    sort and group-by cost more than the scoring itself on a small serving batch."""
-    trigger_code = pd.factorize(trigger_ids, sort=True)[0]
-    order = np.lexsort((-np.asarray(scores, dtype=float), trigger_code))
-    ordered = trigger_code[order]
-    rank = np.arange(len(order)) - np.searchsorted(ordered, ordered, side="left") + 1
-    keep = rank <= k
-    return order[keep], rank[keep]
-
-
-def top_k(rows: pd.DataFrame, scores: np.ndarray, k: int = 10, model: str = "ranker") -> pd.DataFrame:
-    """The k best-scored rows per trigger as a recommendation table (``RECOMMENDATION_COLUMNS``)."""
-    best, rank = best_rows(rows["trigger_id"].to_numpy(), scores, k)
-    ranked = rows.iloc[best][["trigger_id", "product_id", "offer_type", "reason"]]
-    ranked = ranked.assign(score=np.asarray(scores, dtype=float)[best], rank=rank, model=model)
-    return ranked[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
 
 
 def _model_params(config: RankerConfig, trees: int) -> dict[str, object]:

@@ -9,72 +9,20 @@ index (downloaded from its training run), so the offers are those the model was 
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
-from models.candidates import CandidateConfig, CandidateGenerator
-from models.index import CandidateIndex
-from training.dataset import candidates_with_context, feature_rows_from_store
-from training.ranker import score_rows, top_k
-from training.tracking import CONFIG_ARTIFACT, download_index, open_tracking, version_number
+from models.champion import load_champion
+from models.features import candidates_with_context, feature_rows_from_store
+from models.ranking import score_rows, top_k
 from xsell.history import read_purchase_history
 from xsell.settings import Settings
 
 OUTPUT_COLUMNS = ("order_id", "customer_id", "rank", "product_id", "offer_type", "score", "reason", "model_version")
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Champion:
-    """The serving model: booster, its candidate index and candidate settings, its version."""
-
-    booster: object
-    index: CandidateIndex
-    candidate_config: CandidateConfig
-    version: int
-    run_id: str
-
-    @cached_property
-    def generator(self) -> CandidateGenerator:
-        """The candidate generator of this model (built once: it prepares lookup tables)."""
-        return CandidateGenerator(self.index, self.candidate_config)
-
-    def prepare(self) -> None:
-        """Build the lookup tables serving reads (generator, names) now rather than on the first batch."""
-        _ = self.generator, self.product_names
-
-    @cached_property
-    def product_names(self) -> dict[str, str]:
-        """Product names by id, as of the index."""
-        products = self.index.products
-        names = products["name"] if "name" in products else pd.Series([None] * len(products))
-        return {p: n for p, n in zip(products["product_id"], names, strict=True) if isinstance(n, str)}
-
-
-def load_champion(settings: Settings, scratch: Path) -> Champion:
-    """Load ``models:/NAME@champion`` and its candidate index (downloaded into ``scratch``)."""
-    import mlflow  # noqa: PLC0415
-    import mlflow.lightgbm  # noqa: PLC0415
-
-    from training.tracking import champion_version  # noqa: PLC0415
-
-    client = open_tracking(settings)
-    version = champion_version(client, settings)
-    if version is None:
-        raise LookupError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
-    mv = client.get_model_version(settings.model_name, str(version))
-    booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}@{settings.champion_alias}")
-    index = CandidateIndex.load(download_index(client, mv.run_id, scratch))
-    config_path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=CONFIG_ARTIFACT, dst_path=str(scratch))
-    n_candidates = int(json.loads(Path(config_path).read_text()).get("n_candidates", CandidateConfig.n_candidates))
-    return Champion(booster=booster, index=index, candidate_config=CandidateConfig(n_candidates=n_candidates),
-                    version=version_number(mv.version), run_id=mv.run_id)
 
 
 def order_triggers(lines: pd.DataFrame) -> pd.DataFrame:

@@ -1,8 +1,7 @@
 """MLflow tracking and registry: runs, artifacts, the registered ranker and its champion alias.
 
-Nothing happens at import time (``import mlflow`` is slow, ~3 s): every function imports it. The
-local store is SQLite under XSELL_HOME; ``open_tracking`` creates (and migrates) it once, in the
-calling process, and creates the experiment with its artifact root under XSELL_HOME.
+Nothing happens at import time (``import mlflow`` is slow): every function imports it. Opening
+the store and reading the registry is ``models.registry``, which serving shares.
 
 Logged per training run: params (every config), tags (data fingerprint: sha256, rows, date
 range; cutoff; feature list), metrics (``<model>.<scope>.<metric>`` for the ranker and every
@@ -16,18 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from models.registry import CONFIG_ARTIFACT, INDEX_ARTIFACT, MODEL_ARTIFACT, champion_version, open_tracking, version_number
 from xsell.settings import Settings
 
-MODEL_ARTIFACT = "model"
-INDEX_ARTIFACT = "candidate_index"
-CONFIG_ARTIFACT = "ranker_config.json"
 PRIMARY_METRIC = "ndcg_at_k"
 PIP_REQUIREMENTS_PACKAGES = ("lightgbm", "pandas", "numpy", "scikit-learn")
 
@@ -54,51 +50,6 @@ def data_fingerprint(path: Path, lines: pd.DataFrame) -> DataFingerprint:
             digest.update(block)
     return DataFingerprint(sha256=digest.hexdigest(), rows=len(lines),
                            first_at=lines["ordered_at"].min().isoformat(), last_at=lines["ordered_at"].max().isoformat())
-
-
-def open_tracking(settings: Settings):  # noqa: ANN201  (an mlflow.MlflowClient)
-    """Point MLflow at the settings' store, create the store and the experiment if missing;
-    return a client. Call it once per process before anything else touches MLflow."""
-    import mlflow  # noqa: PLC0415
-
-    if settings.tracking_uri.startswith("sqlite:///"):
-        (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
-    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which Settings reads: keep the
-    # environment as it was, so settings made later in this process do not inherit this store
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    client = mlflow.MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    if client.get_experiment_by_name(settings.experiment_name) is None:
-        location = None
-        if settings.mlflow_tracking_uri is None:
-            location = f"{settings.mlflow_artifacts_uri}/{settings.experiment_name}"
-        client.create_experiment(settings.experiment_name, artifact_location=location)
-    mlflow.set_experiment(settings.experiment_name)
-    return client
-
-
-def version_number(version: object) -> int:
-    """A model version as int (``mv.version`` is int on SQLite, str over REST)."""
-    return int(str(version))
-
-
-def champion_version(client: object, settings: Settings) -> int | None:
-    """The version the champion alias points at, or None when the alias is unset."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
-
-    try:
-        mv = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)  # type: ignore[attr-defined]
-    except MlflowException as error:
-        if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
-            return None
-        raise
-    return version_number(mv.version)
 
 
 def log_training_run(
@@ -174,28 +125,6 @@ def plot_importance(importance: dict[str, float], path: Path, top: int = 30) -> 
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
-
-def run_of_version(client: object, settings: Settings, version: int):  # noqa: ANN201  (mlflow Run)
-    """The training run that produced a registered version."""
-    mv = client.get_model_version(settings.model_name, str(version))  # type: ignore[attr-defined]
-    return client.get_run(mv.run_id)  # type: ignore[attr-defined]
-
-
-def download_index(client: object, run_id: str, destination: Path) -> Path:
-    """Download a run's candidate index directory; returns its local path."""
-    import mlflow  # noqa: PLC0415
-
-    destination.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=INDEX_ARTIFACT,
-                                                    dst_path=str(destination)))
-
-
-def load_booster(settings: Settings, version: int) -> object:
-    """The LightGBM booster of a registered version."""
-    import mlflow.lightgbm  # noqa: PLC0415
-
-    return mlflow.lightgbm.load_model(f"models:/{settings.model_name}/{version}")
 
 
 def _pip_requirements() -> list[str]:

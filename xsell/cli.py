@@ -73,7 +73,8 @@ def _check_home(home: Path) -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    # one line, never wrapped: a pipe or a log file must get the message whole
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=1)
 
 
@@ -436,7 +437,7 @@ def run(
     """The main job: stack up, backfill, train + register, start every service, replay the latest
     weeks as live purchases, print what happened and where to look (`make stop` stops it all)."""
     from infra.kafka.broker import BrokerError  # noqa: PLC0415
-    from services.demo import DemoError, run_demo  # noqa: PLC0415
+    from xsell.demo import DemoError, run_demo  # noqa: PLC0415
 
     settings = _settings()
     console.print("[bold]xsell run[/]: the offer pipeline on the shipped sample")

@@ -14,8 +14,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from training.recommend import Champion, load_champion
-from training.tracking import champion_version, open_tracking
+from models.champion import Champion, load_champion
+from models.registry import champion_version, open_tracking
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)

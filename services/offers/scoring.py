@@ -1,8 +1,8 @@
 """Rank candidates for a batch of purchases with the champion and online features.
 
 The same code path as training and batch scoring: candidates from the champion's own candidate
-index (`training.dataset.candidate_context_columns`), features assembled by
-`training.dataset.feature_matrix` (here from the Feast online store instead of the offline
+index (`models.features.candidate_context_columns`), features assembled by
+`models.features.feature_matrix` (here from the Feast online store instead of the offline
 store: product features are the current ones, indexed by product id alone), one `predict` call for
 the whole batch.
 
@@ -20,9 +20,9 @@ import pandas as pd
 
 from features.online import OnlineFeatureReader
 from services.offers.rules import RankedCandidate
-from training.dataset import candidate_context_columns, feature_matrix
-from training.ranker import best_rows, score_matrix
-from training.recommend import Champion
+from models.champion import Champion
+from models.features import candidate_context_columns, feature_matrix
+from models.ranking import best_rows, score_matrix
 from xsell.events import PurchaseEvent
 from xsell.offers import OfferType
 

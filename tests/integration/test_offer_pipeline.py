@@ -40,7 +40,7 @@ from services.inbox.consumer import InboxService
 from services.ingest.replay import produce_events, select_events
 from services.offers.service import OfferService
 from training import commands
-from training.tracking import open_tracking
+from models.registry import open_tracking
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history

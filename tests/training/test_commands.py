@@ -10,7 +10,7 @@ import pandas as pd
 
 from training import commands
 from training.recommend import OUTPUT_COLUMNS
-from training.tracking import champion_version, open_tracking
+from models.registry import champion_version, open_tracking
 from xsell.history import read_purchase_history
 from xsell.settings import REPO_ROOT, get_settings
 

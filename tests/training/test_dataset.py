@@ -11,7 +11,8 @@ import pytest
 
 from features.backfill import backfill
 from tests.models.retail import START, lines_frame
-from training.dataset import FEATURE_COLUMNS, DatasetConfig, build_training_set
+from models.features import FEATURE_COLUMNS
+from training.dataset import DatasetConfig, build_training_set
 from xsell.settings import get_settings
 
 CUTOFF = START + pd.Timedelta(days=90)

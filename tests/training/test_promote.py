@@ -11,10 +11,11 @@ import pytest
 
 from models.index import CandidateIndex
 from tests.models.retail import START, store_history
-from training.dataset import FEATURE_COLUMNS
+from models.features import FEATURE_COLUMNS
+from models.registry import champion_version, open_tracking
 from training.promote import promote
 from training.ranker import _lightgbm
-from training.tracking import DataFingerprint, champion_version, log_training_run, open_tracking
+from training.tracking import DataFingerprint, log_training_run
 from xsell.settings import get_settings
 
 

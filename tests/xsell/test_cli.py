@@ -26,5 +26,7 @@ def test_a_file_where_home_should_be_is_a_clear_error(tmp_path: Path) -> None:
     home.write_text("")
     result = _xsell("stack", "status", env={"XSELL_HOME": str(home)})
     assert result.returncode == 1
-    assert "not a writable folder" in result.stderr and str(home) in result.stderr.replace("\n", "")
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    assert "not a writable folder" in error_lines[0] and str(home) in error_lines[0]
     assert "Traceback" not in result.stderr
