@@ -16,6 +16,7 @@ from xsell.settings import Settings
 MODEL_ARTIFACT = "model"
 INDEX_ARTIFACT = "candidate_index"
 CONFIG_ARTIFACT = "ranker_config.json"
+HELDOUT_ARTIFACT = "heldout_model.txt"  # the booster fit before the run's cutoff (its figures score it)
 
 
 def open_tracking(settings: Settings):  # noqa: ANN201  (an mlflow.MlflowClient)
@@ -83,3 +84,19 @@ def load_booster(settings: Settings, version: int) -> object:
     import mlflow.lightgbm  # noqa: PLC0415
 
     return mlflow.lightgbm.load_model(f"models:/{settings.model_name}/{version}")
+
+
+def load_heldout_booster(settings: Settings, version: int) -> object:
+    """The booster that a version's held-out figures score (fit before its run's cutoff, so it
+    never saw the held-out period); the registered booster for a version logged without one."""
+    import lightgbm  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    client = open_tracking(settings)
+    run = run_of_version(client, settings, version)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=HELDOUT_ARTIFACT)
+    except (MlflowException, OSError):
+        return load_booster(settings, version)
+    return lightgbm.Booster(model_file=path)

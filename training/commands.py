@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from training.evaluation import render_markdown
-from training.experiment import ExperimentConfig, evaluate_ranker, run_experiment
+from training.experiment import Experiment, ExperimentConfig, ProductionFit, evaluate_ranker, fit_production, run_experiment
 from training.protocol import ProtocolConfig
 from xsell.history import read_purchase_history
 from xsell.settings import Settings
@@ -50,9 +50,11 @@ def _progress(description: str) -> Iterator[callable]:
 
 
 def train(settings: Settings, data: Path, backfill: bool = True, config: ExperimentConfig | None = None) -> dict:
-    """Backfill features from ``data`` (unless told not to), build the training set, train the
-    ranker, evaluate it against the baselines on the held-out test period, log the run to MLflow
-    and register the model (champion if it is the first version)."""
+    """Backfill features from ``data`` (unless told not to); evaluate the method on the held-out
+    test period (train before the cutoff, score after it, against the baselines); then refit it on
+    all of ``data`` (training windows and candidate index up to the newest order) and register that
+    refit, the model that serves (champion if it is the first version). The run logs both: the
+    held-out figures and the refit's data range and index ``as_of``."""
     from features.backfill import backfill as run_backfill  # noqa: PLC0415
     from training.tracking import data_fingerprint, log_training_run, open_tracking  # noqa: PLC0415
 
@@ -73,27 +75,39 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
         seconds["read"] = round(time.perf_counter() - clock, 2)
         experiment = run_experiment(settings, lines, config, step)
         seconds.update(experiment.seconds)
+        production = fit_production(settings, lines, config, step)
+        seconds.update(production.seconds)
         clock = time.perf_counter()
         with tempfile.TemporaryDirectory() as scratch:
-            index_dir = experiment.index.save(Path(scratch) / "candidate_index")
-            training = experiment.training
+            index_dir = production.index.save(Path(scratch) / "candidate_index")
+            training = production.training
             registered = log_training_run(
-                settings, params=_params(config, experiment), fingerprint=fingerprint, cutoff=experiment.cutoff,
-                feature_columns=experiment.ranker.feature_columns, result=experiment.result,
-                report=render_markdown(experiment.result), importance=experiment.ranker.importance,
-                booster=experiment.ranker.booster, input_example=training.rows, index_dir=index_dir,
+                settings, params=_params(config, experiment, production), fingerprint=fingerprint,
+                cutoff=experiment.cutoff, feature_columns=production.ranker.feature_columns, result=experiment.result,
+                report=render_markdown(experiment.result), importance=production.ranker.importance,
+                booster=production.ranker.booster, input_example=training.rows, index_dir=index_dir,
                 ranker_config=_ranker_config(config), data_path=Path(data).resolve(),
                 extra_metrics={"validation_ndcg": experiment.ranker.validation_ndcg,
-                               "best_iteration": experiment.ranker.best_iteration},
+                               "best_iteration": experiment.ranker.best_iteration,
+                               "refit.validation_ndcg": production.ranker.validation_ndcg,
+                               "refit.best_iteration": production.ranker.best_iteration},
+                heldout_booster=experiment.ranker.booster,
+                served_tags={"served.index_as_of": production.as_of.isoformat(),
+                             "served.data_first_at": fingerprint.first_at, "served.data_last_at": fingerprint.last_at,
+                             "served.training_windows": str(training.windows)},
             )
         seconds["log_and_register"] = round(time.perf_counter() - clock, 2)
         step("log and register")
     seconds["total"] = round(time.perf_counter() - started, 2)
+    heldout = experiment.training
     return {
         **registered, "cutoff": experiment.cutoff.isoformat(), "data": asdict(fingerprint),
-        "training": {"rows": len(training.rows), "triggers": len(training.triggers), "windows": training.windows,
-                     "positives": int(training.rows["label"].sum()), "best_iteration": experiment.ranker.best_iteration,
-                     "validation_ndcg": experiment.ranker.validation_ndcg},
+        "heldout": {"rows": len(heldout.rows), "triggers": len(heldout.triggers), "windows": heldout.windows,
+                    "positives": int(heldout.rows["label"].sum()), "best_iteration": experiment.ranker.best_iteration,
+                    "validation_ndcg": experiment.ranker.validation_ndcg},
+        "served": {"index_as_of": production.as_of.isoformat(), "data_last_at": fingerprint.last_at,
+                   "rows": len(training.rows), "triggers": len(training.triggers), "windows": training.windows,
+                   "positives": int(training.rows["label"].sum()), "best_iteration": production.ranker.best_iteration},
         "metrics": _headline(experiment.result), "seconds": seconds,
     }
 
@@ -147,7 +161,7 @@ def recommend(settings: Settings, data: Path, out: Path, k: int = 10) -> dict:
 def _evaluate_champion(settings: Settings, lines: object, config: ExperimentConfig) -> dict:
     from models.index import CandidateIndex  # noqa: PLC0415
     from training.protocol import build_evaluation_triggers, split_cutoff  # noqa: PLC0415
-    from models.registry import champion_version, load_booster, open_tracking  # noqa: PLC0415
+    from models.registry import champion_version, load_heldout_booster, open_tracking  # noqa: PLC0415
 
     client = open_tracking(settings)
     version = champion_version(client, settings)
@@ -156,8 +170,9 @@ def _evaluate_champion(settings: Settings, lines: object, config: ExperimentConf
     cutoff = split_cutoff(lines, config.protocol.test_days)
     index = CandidateIndex.build(lines, cutoff, config.index)
     triggers = build_evaluation_triggers(lines, cutoff, config.protocol.horizon_days).triggers
-    result = evaluate_ranker(settings, load_booster(settings, version), index, triggers, config)
-    return {**result, "cutoff": cutoff.isoformat(), "ranker": f"champion v{version}"}
+    # the champion's held-out booster: the registered one is refit on all of its data, this period included
+    result = evaluate_ranker(settings, load_heldout_booster(settings, version), index, triggers, config)
+    return {**result, "cutoff": cutoff.isoformat(), "ranker": f"champion v{version} (held-out fit)"}
 
 
 def _headline(result: dict) -> dict:
@@ -170,12 +185,13 @@ def _ranker_config(config: ExperimentConfig) -> dict:
             "test_days": config.protocol.test_days, "k": config.k}
 
 
-def _params(config: ExperimentConfig, experiment: object) -> dict[str, object]:
+def _params(config: ExperimentConfig, experiment: Experiment, production: ProductionFit) -> dict[str, object]:
     params: dict[str, object] = {"k": config.k}
     for prefix, part in (("protocol", config.protocol), ("dataset", config.dataset), ("index", config.index),
                          ("ranker", config.ranker)):
         params.update({f"{prefix}.{key}": value for key, value in asdict(part).items()})
-    params["training.windows"] = experiment.training.windows  # type: ignore[attr-defined]
-    params["training.triggers"] = len(experiment.training.triggers)  # type: ignore[attr-defined]
-    params["training.rows"] = len(experiment.training.rows)  # type: ignore[attr-defined]
+    for prefix, training in (("training", experiment.training), ("refit", production.training)):
+        params[f"{prefix}.windows"] = training.windows
+        params[f"{prefix}.triggers"] = len(training.triggers)
+        params[f"{prefix}.rows"] = len(training.rows)
     return params

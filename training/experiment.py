@@ -1,9 +1,11 @@
 """One experiment on a purchase history: split, training set, ranker, evaluation against the
 baselines on the held-out test period (the protocol of ``training.protocol``).
 
-``run_experiment`` is what ``train`` (then logs and registers) and ``evaluate`` (writes a report)
-share; ``evaluate_ranker`` scores any booster on evaluation triggers, so a registered model can be
-re-evaluated on other data (promotion).
+``run_experiment`` is what ``train`` and ``evaluate`` share: its figures describe the method (a
+model and index fit before the cutoff, scored on the period after it). ``fit_production`` is what
+``train`` then registers and the offer service serves: the same pipeline refit on every order, its
+training windows and candidate index ending at the newest order. ``evaluate_ranker`` scores any
+booster on evaluation triggers, so a held-out model can be re-evaluated on other data (promotion).
 """
 
 from __future__ import annotations
@@ -54,6 +56,52 @@ class Experiment:
     seconds: dict[str, float]
 
 
+@dataclass
+class ProductionFit:
+    """The model that is registered and served: trained on windows up to the newest order, with the
+    candidate index as of just after it."""
+
+    as_of: pd.Timestamp
+    training: TrainingSet
+    ranker: TrainedRanker
+    index: CandidateIndex
+    seconds: dict[str, float]
+
+
+def fit_production(
+    settings: Settings, lines: pd.DataFrame, config: ExperimentConfig | None = None,
+    step: Callable[[str], None] | None = None,
+) -> ProductionFit:
+    """Refit the experiment's pipeline on all of ``lines``: training triggers and labels up to the
+    newest order, the candidate index at it (``as_of`` = newest order + 1 µs, so every line counts)."""
+    config = config or ExperimentConfig()
+    lap, seconds = _stopwatch(step, prefix="refit_")
+    as_of = lines["ordered_at"].max() + pd.Timedelta(microseconds=1)
+    training = build_training_set(settings, lines, as_of, _dataset_config(config), config.index)
+    lap("training_set")
+    ranker = train_ranker(training, config.ranker)
+    lap("train")
+    index = CandidateIndex.build(lines, as_of, config.index)
+    lap("index")
+    return ProductionFit(as_of=as_of, training=training, ranker=ranker, index=index, seconds=seconds)
+
+
+def _stopwatch(step: Callable[[str], None] | None, prefix: str = "") -> tuple[Callable[[str], None], dict[str, float]]:
+    """``lap(name)`` records the seconds since the previous lap under ``prefix + name`` and reports
+    the step; returns it with the dict it fills."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        seconds[prefix + name] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+        if step is not None:
+            step(prefix + name)
+
+    return lap, seconds
+
+
 def run_experiment(
     settings: Settings, lines: pd.DataFrame, config: ExperimentConfig | None = None,
     step: Callable[[str], None] | None = None,
@@ -61,16 +109,7 @@ def run_experiment(
     """Train on the training period, evaluate the ranker and every baseline on the test period.
     The feature store must hold features of ``lines`` (see ``features.backfill``)."""
     config = config or ExperimentConfig()
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        seconds[name] = round(time.perf_counter() - clock, 2)
-        clock = time.perf_counter()
-        if step is not None:
-            step(name)
-
+    lap, seconds = _stopwatch(step)
     cutoff = split_cutoff(lines, config.protocol.test_days)
     training = build_training_set(settings, lines, cutoff, _dataset_config(config), config.index)
     lap("training_set")

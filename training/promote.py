@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.registry import CONFIG_ARTIFACT, champion_version, load_booster, open_tracking, run_of_version, version_number
+from models.registry import (
+    CONFIG_ARTIFACT, champion_version, load_heldout_booster, open_tracking, run_of_version, version_number)
 from training.tracking import PRIMARY_METRIC
 from xsell.settings import Settings
 
@@ -87,6 +88,7 @@ def _reevaluate(settings: Settings, client: object, run: object, candidate: int,
     experiment = ExperimentConfig()
     index = CandidateIndex.build(lines, cutoff, experiment.index)
     triggers = build_evaluation_triggers(lines, cutoff, int(config.get("horizon_days", 30))).triggers
-    scores = [evaluate_ranker(settings, load_booster(settings, v), index, triggers, experiment, baselines=False)
+    # the held-out boosters: a registered booster is refit on all of its data, the period scored here included
+    scores = [evaluate_ranker(settings, load_heldout_booster(settings, v), index, triggers, experiment, baselines=False)
               ["models"]["ranker"]["overall"]["ndcg"] for v in (candidate, champion)]
     return float(scores[0]), float(scores[1]), f"re-evaluation on {data.name} (cutoff {cutoff.isoformat()})"

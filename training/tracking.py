@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.registry import CONFIG_ARTIFACT, INDEX_ARTIFACT, MODEL_ARTIFACT, champion_version, open_tracking, version_number
+from models.registry import (
+    CONFIG_ARTIFACT, HELDOUT_ARTIFACT, INDEX_ARTIFACT, MODEL_ARTIFACT, champion_version, open_tracking, version_number)
 from xsell.settings import Settings
 
 PRIMARY_METRIC = "ndcg_at_k"
@@ -56,10 +57,14 @@ def log_training_run(
     settings: Settings, *, params: dict[str, object], fingerprint: DataFingerprint, cutoff: pd.Timestamp,
     feature_columns: tuple[str, ...], result: dict, report: str, importance: dict[str, float],
     booster: object, input_example: pd.DataFrame, index_dir: Path, ranker_config: dict, data_path: Path,
-    extra_metrics: dict[str, float] | None = None,
+    extra_metrics: dict[str, float] | None = None, heldout_booster: object | None = None,
+    served_tags: dict[str, str] | None = None,
 ) -> dict[str, object]:
-    """Log one training run and register its model; the first version becomes the champion.
-    Returns run_id, model_version, model_uri and whether it became champion."""
+    """Log one training run and register its model (``booster``, the one that serves, with
+    ``index_dir``); the first version becomes the champion. ``heldout_booster`` (the model fit
+    before the cutoff, which ``result`` scores) is kept as ``HELDOUT_ARTIFACT``, so that a later
+    comparison on the held-out period scores a model that never saw it. Returns run_id,
+    model_version, model_uri and whether it became champion."""
     import mlflow  # noqa: PLC0415
     import mlflow.lightgbm  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
@@ -68,7 +73,8 @@ def log_training_run(
     with mlflow.start_run() as run:
         mlflow.log_params({k: _param(v) for k, v in params.items()})
         mlflow.set_tags({**fingerprint.tags(), "cutoff": cutoff.isoformat(), "data.path": str(data_path),
-                         "features": ",".join(feature_columns), "feature_count": str(len(feature_columns))})
+                         "features": ",".join(feature_columns), "feature_count": str(len(feature_columns)),
+                         **(served_tags or {})})
         metrics = flatten_metrics(result)
         metrics[PRIMARY_METRIC] = result["models"]["ranker"]["overall"]["ndcg"]
         metrics.update(extra_metrics or {})
@@ -83,6 +89,9 @@ def log_training_run(
             mlflow.log_artifact(str(plot))
             (folder / CONFIG_ARTIFACT).write_text(json.dumps(ranker_config, indent=2, default=str))
             mlflow.log_artifact(str(folder / CONFIG_ARTIFACT))
+            if heldout_booster is not None:
+                heldout_booster.save_model(str(folder / HELDOUT_ARTIFACT))  # type: ignore[attr-defined]
+                mlflow.log_artifact(str(folder / HELDOUT_ARTIFACT))
         mlflow.log_artifacts(str(index_dir), artifact_path=INDEX_ARTIFACT)
         example = input_example[list(feature_columns)].head(5)
         signature = infer_signature(example, booster.predict(example))  # type: ignore[attr-defined]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.champion import load_champion
+from models.registry import champion_version, open_tracking
 from training import commands
 from training.recommend import OUTPUT_COLUMNS
-from models.registry import champion_version, open_tracking
 from xsell.history import read_purchase_history
 from xsell.settings import REPO_ROOT, get_settings
 
@@ -22,7 +23,8 @@ def test_train_register_promote_recommend(tmp_path: Path) -> None:
     summary = commands.train(settings, SAMPLE)
     json.dumps(summary)  # JSON-able
     assert summary["model_version"] == 1 and summary["champion"] is True
-    assert summary["training"]["windows"] > 1 and summary["training"]["positives"] > 0
+    assert summary["heldout"]["windows"] > 1 and summary["heldout"]["positives"] > 0
+    assert summary["served"]["positives"] > 0
     assert set(summary["metrics"]) >= {"ranker", "popularity", "item_knn"}
     assert 0 < summary["metrics"]["ranker"]["overall"]["hit_rate"] <= 1
 
@@ -30,7 +32,15 @@ def test_train_register_promote_recommend(tmp_path: Path) -> None:
     run = client.get_run(summary["run_id"])
     assert run.data.tags["data.sha256"] == summary["data"]["sha256"] and "ndcg_at_k" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
-    assert {"candidate_index", "evaluation", "feature_importance.png", "ranker_config.json"} <= artifacts
+    assert {"candidate_index", "evaluation", "feature_importance.png", "ranker_config.json",
+            "heldout_model.txt"} <= artifacts
+
+    # what serves is the refit on everything: its index knows the newest order
+    newest = read_purchase_history(SAMPLE).lines["ordered_at"].max()
+    served = load_champion(settings, tmp_path / "champion")
+    assert served.index.as_of == newest + pd.Timedelta(microseconds=1)
+    assert run.data.tags["served.index_as_of"] == served.index.as_of.isoformat()
+    assert pd.Timestamp(run.data.tags["cutoff"]) < newest  # the held-out figures come from before the cutoff
 
     decision = commands.promote(settings)
     assert decision["promoted"] is False and "already" in decision["message"]
