@@ -89,7 +89,7 @@ def backfill(settings: Settings, data: Path, on_day: Callable[[int, int], None] 
     snapshot_frame(customer_rows).to_parquet(data_dir / "customer_stats.parquet", index=False)
     snapshot_frame(product_rows).to_parquet(data_dir / "product_stats.parquet", index=False)
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
-    FoldStateStore(settings.feast_dir / "fold_state.db").replace_all(fold)
+    FoldStateStore(settings.feast_dir / "fold_state.db").replace_all(fold, history.lines)
     lap("write")
 
     apply_definitions(settings)

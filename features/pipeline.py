@@ -58,14 +58,16 @@ class FeaturePipeline:
         self.apply(events)
 
     def apply(self, events: list[PurchaseEvent]) -> None:
-        """The batch step without Kafka: fold, save state + event ids, push snapshots."""
+        """The batch step without Kafka: fold, save state + event ids + order lines, push snapshots."""
         if not events:
             return
         duplicates = [e for e in events if e.event_id in self.fold.applied]
         out = self.fold.apply(events, snapshot_every_event=False)
         customers = [row["customer_id"] for row in out.customer_rows]
         products = list(dict.fromkeys(row["product_id"] for row in out.product_rows))
-        self.state_store.save(self.fold, customers, products, out.applied)
+        applied = set(out.applied)
+        fresh = list({e.event_id: e for e in events if e.event_id in applied}.values())
+        self.state_store.save(self.fold, customers, products, out.applied, events=fresh)
         customer_rows, product_rows = out.customer_rows, out.product_rows
         if duplicates:
             again_customers, again_products = self.fold.snapshots_for(duplicates)
