@@ -66,8 +66,11 @@ class FeaturePipeline:
         customers = [row["customer_id"] for row in out.customer_rows]
         products = list(dict.fromkeys(row["product_id"] for row in out.product_rows))
         applied = set(out.applied)
-        fresh = list({e.event_id: e for e in events if e.event_id in applied}.values())
-        self.state_store.save(self.fold, customers, products, out.applied, events=fresh)
+        fresh: dict[str, PurchaseEvent] = {}  # each newly applied event once, as the fold took it (its first copy)
+        for event in events:
+            if event.event_id in applied:
+                fresh.setdefault(event.event_id, event)
+        self.state_store.save(self.fold, customers, products, out.applied, events=fresh.values())
         customer_rows, product_rows = out.customer_rows, out.product_rows
         if duplicates:
             again_customers, again_products = self.fold.snapshots_for(duplicates)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from models.candidates import CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex
+from models.index_source import index_run_id
 from models.registry import CONFIG_ARTIFACT, champion_version, download_index, open_tracking, version_number
 from xsell.settings import Settings
 
@@ -25,11 +26,17 @@ class Champion:
     candidate_config: CandidateConfig
     version: int
     run_id: str
+    index_run_id: str = ""  # the run whose candidate index this serves (a refresh run, or run_id)
 
     @cached_property
     def generator(self) -> CandidateGenerator:
         """The candidate generator of this model (built once: it prepares lookup tables)."""
         return CandidateGenerator(self.index, self.candidate_config)
+
+    @property
+    def index_as_of(self) -> pd.Timestamp:
+        """The time the candidate index was built as of (it knows the lines before it)."""
+        return self.index.as_of
 
     def prepare(self) -> None:
         """Build the lookup tables serving reads (generator, names) now rather than on the first batch."""
@@ -44,7 +51,9 @@ class Champion:
 
 
 def load_champion(settings: Settings, scratch: Path) -> Champion:
-    """Load ``models:/NAME@champion`` and its candidate index (downloaded into ``scratch``)."""
+    """Load ``models:/NAME@champion`` and its candidate index (downloaded into ``scratch``): the
+    index of the run its ``candidate_index.run_id`` tag names (``xsell index refresh``), else its
+    training run's."""
     import mlflow  # noqa: PLC0415
     import mlflow.lightgbm  # noqa: PLC0415
 
@@ -54,8 +63,9 @@ def load_champion(settings: Settings, scratch: Path) -> Champion:
         raise LookupError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
     mv = client.get_model_version(settings.model_name, str(version))
     booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}@{settings.champion_alias}")
-    index = CandidateIndex.load(download_index(client, mv.run_id, scratch))
+    index_run = index_run_id(mv)
+    index = CandidateIndex.load(download_index(client, index_run, scratch))
     config_path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=CONFIG_ARTIFACT, dst_path=str(scratch))
     n_candidates = int(json.loads(Path(config_path).read_text()).get("n_candidates", CandidateConfig.n_candidates))
     return Champion(booster=booster, index=index, candidate_config=CandidateConfig(n_candidates=n_candidates),
-                    version=version_number(mv.version), run_id=mv.run_id)
+                    version=version_number(mv.version), run_id=mv.run_id, index_run_id=index_run)

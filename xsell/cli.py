@@ -36,6 +36,11 @@ features_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(features_app, name="features")
+index_app = typer.Typer(
+    help="The champion's candidate index: rebuild it from every order line the feature pipeline has seen.",
+    no_args_is_help=True,
+)
+app.add_typer(index_app, name="index")
 
 DataOption = Annotated[
     Path, typer.Option("--data", help="Purchase history: CSV or Parquet, canonical or UCI Online Retail layout.")
@@ -338,6 +343,44 @@ def recommend(
     from training.commands import recommend as run_batch  # noqa: PLC0415
 
     print(json.dumps(run_batch(_settings(), orders, out, k), default=str))
+
+
+# -- the candidate index between retrains ---------------------------------------------------------
+@index_app.command("refresh")
+def index_refresh(
+    every: Annotated[str | None, typer.Option(
+        "--every", help="Run as a service: refresh every interval (30m, 6h, 1d; first one interval after the "
+        "serving index was logged) until SIGTERM.")] = None,
+) -> None:
+    """Rebuild the champion's candidate index from every order line the fold state holds (as of the
+    newest line), log it to MLflow as a run of its own and tag the champion version with it; the
+    offer service swaps it in without a restart. Prints a JSON summary (run id, as_of, items, version)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from training.index_refresh import RefreshError, parse_every, refresh_index, run_every  # noqa: PLC0415
+
+    interval: float | None = None
+    if every is not None:
+        try:
+            interval = parse_every(every)
+        except ValueError as error:
+            _fail(str(error))
+            return
+    settings = _settings()
+    if interval is None:
+        try:
+            result = refresh_index(settings)
+        except RefreshError as error:
+            _fail(str(error))
+            return
+        print(json.dumps(result.as_dict(), default=str))
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stats = run_every(settings, interval, stop)
+    print(json.dumps(stats.__dict__, default=str))
 
 
 # -- offers: delivery, in-app, API -----------------------------------------------------------------

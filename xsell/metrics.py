@@ -28,6 +28,8 @@ EVENT_TO_OFFER_SECONDS = Histogram(
 )
 DELIVERIES = Counter("xsell_deliveries_total", "E-mail delivery attempts, by result (sent, retry, failed).", ["result"])
 MODEL_VERSION = Gauge("xsell_model_version", "Version of the champion model being served.")
+INDEX_AS_OF = Gauge("xsell_index_as_of_seconds",
+                    "as_of of the candidate index being served (Unix seconds; it knows the order lines before it).")
 FEEDBACK_EVENTS = Counter("xsell_feedback_events_total", "Feedback events published by the API, by type.", ["type"])
 
 

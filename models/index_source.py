@@ -1,0 +1,39 @@
+"""Which MLflow run's candidate index a registered version serves, and as of when.
+
+A version serves the index of the run named by its model-version tag ``candidate_index.run_id``
+(set by ``xsell index refresh``, which logs a fresher index in a run of its own), else the index
+logged with the version's training run. Serving, the refresh and the dashboard read it here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from models.registry import INDEX_ARTIFACT
+
+INDEX_RUN_TAG = "candidate_index.run_id"
+AS_OF_TAGS = ("index.as_of", "served.index_as_of")  # refresh runs, training runs
+
+
+def index_run_id(model_version: object) -> str:
+    """The run whose ``candidate_index`` artifact a model version serves."""
+    tags = getattr(model_version, "tags", None) or {}
+    return tags.get(INDEX_RUN_TAG) or model_version.run_id  # type: ignore[attr-defined]
+
+
+def index_as_of(client: object, run_id: str) -> pd.Timestamp:
+    """The ``as_of`` of a run's candidate index: from its run tag, else from the index manifest."""
+    import mlflow  # noqa: PLC0415
+
+    tags = client.get_run(run_id).data.tags  # type: ignore[attr-defined]
+    for name in AS_OF_TAGS:
+        if tags.get(name):
+            return pd.Timestamp(tags[name])
+    with tempfile.TemporaryDirectory() as scratch:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{INDEX_ARTIFACT}/manifest.json",
+                                                   dst_path=scratch)
+        return pd.Timestamp(json.loads(Path(path).read_text())["as_of"])

@@ -1,0 +1,179 @@
+"""`xsell index refresh`: a fresh candidate index for the champion between retrains.
+
+The candidate index logged with a trained model knows the purchases up to its training data. The
+refresh rebuilds it from every order line the feature pipeline has folded so far (the fold state
+keeps them, `features.state.FoldStateStore.order_lines`), as of the newest line plus 1 µs, with the
+index settings of the champion's own index. It logs the index as the `candidate_index` artifact of
+a new run in the training experiment (tags `xsell.kind=index_refresh`, `index.as_of`,
+`index.items`, `model.version`) and points the champion version at it with the model-version tag
+`candidate_index.run_id`. The offer service sees the tag change and swaps the index in without a
+restart; the booster stays the champion's.
+
+`run_every` repeats it on an interval (`--every 1d`) until stopped, logging each run; a failed run
+is logged and retried on the next tick. The first run is due one interval after the serving index
+was logged, so a restart of the service does not rebuild at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.state import FoldStateStore
+from models.champion import load_champion
+from models.index import CandidateIndex
+from models.index_source import INDEX_RUN_TAG, index_run_id
+from models.registry import INDEX_ARTIFACT, champion_version, open_tracking
+from xsell.settings import Settings
+
+log = logging.getLogger(__name__)
+KIND_TAG, KIND = "xsell.kind", "index_refresh"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_EVERY = re.compile(r"(\d+)([smhd])")
+
+
+class RefreshError(RuntimeError):
+    """The refresh cannot run (no champion, no order lines); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one refresh did: the new index run (None when the serving index already knew every line)."""
+
+    run_id: str | None
+    as_of: str
+    items: int
+    version: int
+    lines: int
+    orders: int
+    previous_run_id: str
+    previous_as_of: str
+    refreshed: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def parse_every(text: str) -> float:
+    """Seconds of an interval such as ``30m``, ``6h`` or ``1d`` (also ``90s``); ValueError otherwise."""
+    match = _EVERY.fullmatch(text.strip().lower())
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"--every must be a positive whole number followed by s, m, h or d (e.g. 30m, 6h, 1d), "
+                         f"not {text!r}")
+    return float(int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def refresh_index(settings: Settings) -> RefreshResult:
+    """Build the champion's candidate index from every order line the fold state knows, log it
+    as a new run and tag the champion version with it (see the module docstring)."""
+    started = time.perf_counter()
+    client = open_tracking(settings)
+    if champion_version(client, settings) is None:
+        raise RefreshError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
+    state = FoldStateStore(settings.feast_dir / "fold_state.db")
+    applied, with_lines = state.line_coverage()
+    if with_lines < applied:
+        raise RefreshError(f"the fold state holds {applied} applied events but the order lines of only {with_lines}: "
+                           "backfill the feature store again (`xsell features backfill --data FILE`)")
+    lines = state.order_lines()
+    if lines.empty:
+        raise RefreshError("the fold state has no order lines: backfill the feature store first "
+                           "(`xsell features backfill --data FILE`)")
+    as_of = lines["ordered_at"].max() + pd.Timedelta(microseconds=1)
+    with tempfile.TemporaryDirectory(prefix="xsell-index-refresh-") as scratch:
+        champion = load_champion(settings, Path(scratch) / "champion")
+        previous = dict(previous_run_id=champion.index_run_id, previous_as_of=champion.index_as_of.isoformat(),
+                        version=champion.version)
+        if champion.index_as_of >= as_of:
+            log.info("index refresh: the serving index knows every line", extra={**previous, "lines": len(lines)})
+            return RefreshResult(run_id=None, as_of=champion.index_as_of.isoformat(), items=champion.index.size,
+                                 lines=len(lines), orders=champion.index.orders, refreshed=False,
+                                 seconds=round(time.perf_counter() - started, 2), **previous)
+        index = CandidateIndex.build(lines, as_of, champion.index.config)
+        run_id = _log_index(client, settings, index, champion.version, champion.index_run_id, len(lines),
+                            index.save(Path(scratch) / INDEX_ARTIFACT))
+    client.set_model_version_tag(settings.model_name, str(champion.version), INDEX_RUN_TAG, run_id)
+    result = RefreshResult(run_id=run_id, as_of=as_of.isoformat(), items=index.size, lines=len(lines),
+                           orders=index.orders, refreshed=True, seconds=round(time.perf_counter() - started, 2),
+                           **previous)
+    log.info("index refreshed", extra=result.as_dict())
+    return result
+
+
+def _log_index(client: object, settings: Settings, index: CandidateIndex, version: int, previous_run: str,
+               lines: int, index_dir: Path) -> str:
+    """A finished run holding the index as `candidate_index`; returns its id."""
+    experiment = client.get_experiment_by_name(settings.experiment_name)  # type: ignore[attr-defined]
+    tags = {KIND_TAG: KIND, "index.as_of": index.as_of.isoformat(), "index.items": str(index.size),
+            "index.orders": str(index.orders), "index.lines": str(lines), "model.version": str(version),
+            "index.previous_run_id": previous_run}
+    run = client.create_run(experiment.experiment_id, tags=tags,  # type: ignore[attr-defined]
+                            run_name=f"index-refresh-v{version}")
+    try:
+        for key, value in asdict(index.config).items():
+            client.log_param(run.info.run_id, f"index.{key}", value)  # type: ignore[attr-defined]
+        client.log_artifacts(run.info.run_id, str(index_dir), artifact_path=INDEX_ARTIFACT)  # type: ignore[attr-defined]
+    except BaseException:
+        client.set_terminated(run.info.run_id, status="FAILED")  # type: ignore[attr-defined]
+        raise
+    client.set_terminated(run.info.run_id)  # type: ignore[attr-defined]
+    return run.info.run_id
+
+
+def first_due(settings: Settings, every_s: float, now: float | None = None) -> float:
+    """When the first refresh of a service loop is due: one interval after the serving index's
+    run started (now, when the registry cannot say)."""
+    now = time.time() if now is None else now
+    try:
+        client = open_tracking(settings)
+        version = champion_version(client, settings)
+        if version is None:
+            return now
+        mv = client.get_model_version(settings.model_name, str(version))
+        return client.get_run(index_run_id(mv)).info.start_time / 1000 + every_s
+    except Exception as error:  # noqa: BLE001  (the loop retries; the registry may be down for now)
+        log.warning("index refresh: serving index unknown, refreshing now", extra={"error": repr(error)[:300]})
+        return now
+
+
+@dataclass
+class LoopStats:
+    """Runs of a refresh service since start."""
+
+    runs: int = 0
+    refreshed: int = 0
+    failed: int = 0
+    last: dict[str, object] | None = None
+
+
+def run_every(settings: Settings, every_s: float, stop: threading.Event,
+              refresh: Callable[[Settings], RefreshResult] = refresh_index) -> LoopStats:
+    """Refresh every `every_s` seconds until `stop` is set; a failed run is logged and retried on
+    the next tick."""
+    stats = LoopStats()
+    due = first_due(settings, every_s)
+    log.info("index refresh service started", extra={"every_s": every_s, "first_due_in_s": round(max(0.0, due - time.time()), 1)})
+    while not stop.wait(max(0.0, due - time.time())):
+        stats.runs += 1
+        try:
+            result = refresh(settings)
+        except Exception as error:  # noqa: BLE001  (one failed run must not stop the service)
+            stats.failed += 1
+            log.warning("index refresh failed; retrying next tick", extra={"error": repr(error)[:300], "next_in_s": every_s})
+        else:
+            stats.refreshed += int(result.refreshed)
+            stats.last = result.as_dict()
+        due = time.time() + every_s
+    log.info("index refresh service stopped", extra=asdict(stats))
+    return stats
+
