@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.state import FoldStateStore
 from models.champion import load_champion
 from models.registry import champion_version, open_tracking
 from training import commands
@@ -57,3 +58,16 @@ def test_train_register_promote_recommend(tmp_path: Path) -> None:
     lines = read_purchase_history(SAMPLE).lines
     basket = set(zip(lines["order_id"], lines["product_id"], strict=True))
     assert not any((o, p) in basket for o, p in zip(offers["order_id"], offers["product_id"], strict=True))
+
+    # a file of new orders only: history comes from what the feature store knows of the customer
+    customer = lines[lines["customer_id"].notna()]["customer_id"].value_counts().index[0]
+    owned = set(FoldStateStore(settings.feast_dir / "fold_state.db").owned_products([customer])[customer])
+    assert len(owned) > 20
+    bought = lines[(lines["customer_id"] == customer) & ~lines["is_return"]].iloc[-1]
+    new_orders = tmp_path / "new_orders.csv"
+    pd.DataFrame([{"order_id": "N1", "customer_id": customer, "product_id": bought["product_id"], "quantity": 1,
+                   "unit_price": float(bought["unit_price"]),
+                   "ordered_at": (lines["ordered_at"].max() + pd.Timedelta(days=2)).isoformat()}]).to_csv(new_orders, index=False)
+    commands.recommend(settings, new_orders, tmp_path / "new.parquet", k=10)
+    offered = set(pd.read_parquet(tmp_path / "new.parquet")["product_id"])
+    assert len(offered) == 10 and not offered & owned
