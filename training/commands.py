@@ -143,6 +143,26 @@ def evaluate(
     return ordered
 
 
+def backtest(
+    settings: Settings, data: Path, out: Path | None = None, test_days: int = 60, horizon_days: int = 30, k: int = 10,
+) -> dict:
+    """The served path measured (see ``training.backtest``); writes ``out/backtest.json`` and
+    ``out/report.md`` when ``out`` is given."""
+    from training.backtest import BacktestConfig, render_backtest  # noqa: PLC0415  (imports this module)
+    from training.backtest import backtest as run_backtest  # noqa: PLC0415
+
+    config = BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=k)
+    experiment = ExperimentConfig(k=k)
+    with _progress("backtest") as step:
+        result = run_backtest(settings, data, config, experiment, step)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "backtest.json").write_text(json.dumps(result, indent=2))
+        (out / "report.md").write_text(render_backtest(result))
+    return result
+
+
 def promote(settings: Settings, version: int | None = None, force: bool = False, reason: str = "") -> dict:
     """The promotion gate (see ``training.promote``)."""
     from training.promote import promote as gate  # noqa: PLC0415

@@ -319,6 +319,29 @@ def evaluate(
 
 
 @app.command()
+def backtest(
+    data: DataOption,
+    out: Annotated[Path | None, typer.Option(help="Folder for backtest.json and report.md.")] = None,
+    test_days: Annotated[int, typer.Option(help="Days at the end that the backtest serves and scores.")] = 60,
+    horizon_days: Annotated[int, typer.Option(help="Follow-up window after the trigger purchase.")] = 30,
+    k: Annotated[int, typer.Option(help="Offers scored per purchase (the baselines' list length too).")] = 10,
+) -> None:
+    """Measure the offers users get: train as `xsell train` would on DATA before the cutoff (newest
+    order minus TEST_DAYS; held-out evaluation and refit included, in a scratch home of its own),
+    serve the following purchases through the offer service's code in event order with the
+    candidate index rebuilt daily from them, and score the served offers against the baselines.
+    Prints the served figures beside the held-out (research) ones."""
+    from training.commands import backtest as run_backtest  # noqa: PLC0415
+
+    result = run_backtest(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, k=k)
+    print(json.dumps({"triggers": result["triggers"], "cutoff": result["cutoff"],
+                      "served": result["served"]["overall"], "versus_best_baseline": result["versus_best_baseline"],
+                      "heldout_research": result["heldout_research"]["overall"],
+                      "coverage_of_orders": result["coverage_of_orders"], "seconds": result["seconds"],
+                      **({"out": str(out)} if out else {})}, default=str))
+
+
+@app.command()
 def promote(
     version: Annotated[int | None, typer.Option(help="Version to promote (default: the latest).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Promote even if it does not beat the champion (logged).")] = False,

@@ -163,6 +163,13 @@ class OfferService:
         log.info("offer service stopped", extra=self.stats.__dict__)
         return self.stats
 
+    def close(self) -> None:
+        """Close the stores and stop the champion watcher (``run`` does it on its way out; a caller
+        that drives ``decide_batch`` itself, such as the backtest, calls it)."""
+        self.state.close()
+        self.fold_state.close()
+        self.champion.close()
+
     def stop(self) -> None:
         """Stop after the current batch."""
         self.loop.stop()
