@@ -59,8 +59,9 @@ def api_spec(settings: Settings) -> ServiceSpec:
 
 def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     """The services `make run` starts: ingest (validation + DLQ), feature pipeline, offers, delivery,
-    in-app inbox, feedback facts and attribution, API, MLflow UI. The profile (infra/profiles.py)
-    sets how many offer and delivery instances (one consumer group each) and API workers run."""
+    in-app inbox, feedback facts and attribution, API, the candidate-index refresh (every
+    `index_refresh_every`), MLflow UI. The profile (infra/profiles.py) sets how many offer and
+    delivery instances (one consumer group each) and API workers run."""
     settings = resolve(settings)
     xsell = [sys.executable, "-m", "xsell.cli"]
     mlflow_ui = [
@@ -80,6 +81,7 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec(s.name, s.command, settings.metrics_port_base + number) for number, s in enumerate(specs)
         if s.name != "api"
     ] + [s for s in specs if s.name == "api"]
+    specs.append(ServiceSpec("index-refresh", [*xsell, "index", "refresh", "--every", settings.index_refresh_every.strip()]))
     if settings.mlflow_tracking_uri is None:  # a configured server is someone else's to run
         specs.append(ServiceSpec("mlflow-ui", mlflow_ui))
     return specs

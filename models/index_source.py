@@ -37,3 +37,19 @@ def index_as_of(client: object, run_id: str) -> pd.Timestamp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{INDEX_ARTIFACT}/manifest.json",
                                                    dst_path=scratch)
         return pd.Timestamp(json.loads(Path(path).read_text())["as_of"])
+
+
+def serving_index(settings: object) -> dict[str, object] | None:
+    """The champion's version, the run of the index it serves and that index's as_of (ISO), as the
+    registry says; None when no champion is registered (a local store not created yet included)."""
+    from models.registry import champion_version, open_tracking  # noqa: PLC0415
+
+    uri = settings.tracking_uri  # type: ignore[attr-defined]
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None  # nothing was ever registered here; do not create a store just to read it
+    client = open_tracking(settings)  # type: ignore[arg-type]
+    version = champion_version(client, settings)
+    if version is None:
+        return None
+    run_id = index_run_id(client.get_model_version(settings.model_name, str(version)))  # type: ignore[attr-defined]
+    return {"model_version": version, "index_run_id": run_id, "index_as_of": index_as_of(client, run_id).isoformat()}

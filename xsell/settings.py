@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     upsell_max_ratio: float = Field(default=3.0, description="Up-sell: at most this x the bought item's price.")
     excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
     model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
+    index_refresh_every: str = Field(
+        default="1d", pattern=r"^\s*[0-9]+[smhdSMHD]\s*$",
+        description="How often the background `xsell index refresh --every` rebuilds the champion's candidate "
+        "index from the order lines seen so far (30m, 6h, 1d).")
     product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
     serving_candidates: int = Field(
         default=0, ge=0,

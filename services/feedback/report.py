@@ -115,6 +115,14 @@ def latest_model_version(engine: Engine, since: datetime | None = None, until: d
     return None if found is None else _label(found[0])
 
 
+def newest_purchase_at(engine: Engine) -> datetime | None:
+    """When the newest purchase in the facts happened (None without purchases): the ops dashboard
+    measures the serving candidate index's age against it."""
+    with engine.connect() as db:
+        newest = db.execute(select(func.max(purchases.c.occurred_at))).scalar()
+    return None if newest is None else as_utc(newest)
+
+
 def _utc_day(column: Any, dialect: str) -> Any:
     """The UTC calendar day of a stored timestamp, in SQL."""
     if dialect == "postgresql":  # timestamptz: the day depends on the session time zone unless pinned

@@ -1,8 +1,9 @@
 """The ops dashboard: offer quality at a glance, for the people who run xsell.
 
 `/dashboard` is an HTML page whose script fetches `/dashboard/data` (the offer-quality report of
-`services.feedback.report` plus offers sent per day) and `/dashboard/pipeline` (dead letters and
-e-mail delivery outcomes) and draws them with Plotly.js, served by the API (`/static/plotly.min.js`).
+`services.feedback.report` plus offers sent per day), `/dashboard/pipeline` (dead letters and
+e-mail delivery outcomes) and `/dashboard/model` (the champion's version and the as_of and age of
+the candidate index it serves, from the MLflow registry) and draws them with Plotly.js, served by the API (`/static/plotly.min.js`).
 The date-range and offer-type filters refetch both; filters live in the page's query string, so a
 view can be shared.
 
@@ -18,7 +19,10 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -30,7 +34,8 @@ from kafka.errors import KafkaError
 from services.api.deps import FactsDep, SettingsDep, TemplatesDep, has_dashboard_access, is_api_key, require_dashboard_access
 from services.api.session import COOKIE_NAME, SESSION_TTL_S, sign_session
 from services.delivery.outbox import Outbox
-from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day
+from models.index_source import serving_index
+from services.feedback.report import latest_model_version, newest_purchase_at, offer_quality, offers_sent_per_day
 from services.ingest.dead_letter import dead_letter_count
 from xsell.offers import OfferType, as_utc
 
@@ -41,6 +46,8 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 COOKIE_PATH = "/dashboard"
 MAX_LOGIN_BODY_BYTES = 4096
 DLQ_TIMEOUT_S = 2.0
+REGISTRY_TIMEOUT_S = 5.0  # the first read imports mlflow; a slow or unreachable server answers "n/a"
+REGISTRY_TTL_S = 15.0  # as often as the offer service asks the registry
 NO_STORE = {"Cache-Control": "no-store"}
 Since = Annotated[datetime | None, Query(description="Offers decided at or after (ISO 8601 date or time; UTC if naive).")]
 Until = Annotated[datetime | None, Query(description="Offers decided before (ISO 8601 date or time; UTC if naive).")]
@@ -141,3 +148,55 @@ def read_pipeline_health(settings: SettingsDep, response: Response) -> dict[str,
         log.warning("outbox counts unavailable", extra={"error": type(error).__name__})
         delivery = None
     return {"dlq_topic": settings.topic_purchases_dlq, "dlq_records": dead_letters, "delivery": delivery}
+
+
+class _RegistryReader:
+    """`serving_index` in a worker thread, its answer kept for REGISTRY_TTL_S: a dashboard request
+    waits at most REGISTRY_TIMEOUT_S, and an unreachable MLflow costs one thread, not one per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-registry")
+        self._pending: dict[str, Future] = {}
+        self._cached: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def read(self, settings: Any) -> dict[str, Any] | None:
+        key = f"{settings.tracking_uri}|{settings.model_name}|{settings.champion_alias}"
+        with self._lock:
+            cached = self._cached.get(key)
+            if cached is not None and time.monotonic() - cached[0] < REGISTRY_TTL_S:
+                return cached[1]
+            future = self._pending.get(key)
+            if future is None or future.done():
+                future = self._pending[key] = self._executor.submit(serving_index, settings)
+        try:
+            value = future.result(timeout=REGISTRY_TIMEOUT_S)
+        except FutureTimeout:
+            log.warning("registry read timed out", extra={"timeout_s": REGISTRY_TIMEOUT_S})
+            return cached[1] if cached is not None else None
+        except Exception as error:  # noqa: BLE001  (the page shows n/a; the registry may be down)
+            log.warning("registry unavailable", extra={"error": type(error).__name__})
+            value = None
+        with self._lock:
+            self._cached[key] = (time.monotonic(), value)
+        return value
+
+
+_registry = _RegistryReader()
+
+
+@router.get("/model", dependencies=[Depends(require_dashboard_access)],
+            responses={401: {"description": "No session and no valid X-API-Key."}})
+def read_serving_model(settings: SettingsDep, facts: FactsDep, response: Response) -> dict[str, Any]:
+    """The champion's version and the candidate index it serves (its MLflow run, as_of), from the
+    registry (the offer service swaps a new one in within `XSELL_MODEL_REFRESH_S`), and the index's
+    age: how long before the newest purchase in the facts it was built as of (each null when unknown)."""
+    response.headers.update(NO_STORE)
+    serving = _registry.read(settings) or {}
+    newest = newest_purchase_at(facts)
+    as_of = serving.get("index_as_of")
+    age_s = None
+    if as_of is not None and newest is not None:
+        age_s = max(0.0, (newest - datetime.fromisoformat(str(as_of))).total_seconds())
+    return {"model_version": serving.get("model_version"), "index_run_id": serving.get("index_run_id"),
+            "index_as_of": as_of, "newest_purchase_at": newest.isoformat() if newest else None, "index_age_s": age_s}
