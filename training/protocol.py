@@ -140,11 +140,14 @@ def _with_context(
     basket = purchases.merge(keys[["trigger_id", "order_id", "customer_id"]], on=["order_id", "customer_id"])
     basket = basket.drop_duplicates(["trigger_id", "product_id"]).groupby("trigger_id")["product_id"].agg(tuple)
 
-    per_customer = purchases.merge(keys, on="customer_id", suffixes=("", "_trigger"))
-    before = per_customer[per_customer["ordered_at"] < per_customer["at"]]
+    # history by order time (an order's first line, as its event is stamped): the rule of
+    # features.owned, which the offer service and batch scoring read from the fold state
+    ordered = purchases.assign(order_at=purchases.groupby("order_id")["ordered_at"].transform("min"))
+    per_customer = ordered.merge(keys, on="customer_id", suffixes=("", "_trigger"))
+    before = per_customer[per_customer["order_at"] < per_customer["at"]]
     history = (
-        before.groupby(["trigger_id", "product_id"])["ordered_at"].max().reset_index()
-        .sort_values(["trigger_id", "ordered_at"], ascending=[True, False])
+        before.groupby(["trigger_id", "product_id"])["order_at"].max().reset_index()
+        .sort_values(["trigger_id", "order_at", "product_id"], ascending=[True, False, True])
         .groupby("trigger_id")["product_id"].agg(tuple)
     )
 
