@@ -200,14 +200,25 @@ class KafkaBroker:
         """Format KRaft storage on first start only (meta.properties marks a formatted dir)."""
         if (self.data_dir / "meta.properties").exists():
             return
-        # Same form as `StorageTool random-uuid` (URL-safe base64 of 16 random bytes), one JVM fewer.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             ["java", "-cp", f"{jars}/*", "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.properties_file)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting broker storage failed:\n{result.stdout}{result.stderr}")
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as `StorageTool random-uuid` makes it, without starting a JVM.
+
+    URL-safe base64 of 16 random bytes, drawn again while it starts with `-`: the StorageTool would
+    read such an id after `-t` as an option (Kafka's own `Uuid.randomUuid` redraws for the same reason).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def port_in_use(host: str, port: int) -> bool:
