@@ -5,50 +5,23 @@ streaming); these objects only declare where the values live and what they mean.
 push sources whose batch sources are the Parquet files backfill writes under XSELL_HOME, so a push
 from the streaming pipeline reaches both the online and the offline store.
 
-Feast reads this module at `feast apply`, so the Parquet paths are resolved here from settings.
+The Parquet paths depend on XSELL_HOME, so the objects are built from settings
+(`feature_definitions`), never from the environment at import; `features/repo.py` is what the
+Feast CLI reads inside this folder (`feast apply`), built from the settings of its environment.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Float64, Int64, String
 
-from xsell.settings import get_settings
-
 OWNER_TAGS = {"owner": "xsell-ml", "team": "recommendations"}
 # Snapshots never expire in point-in-time joins: a customer last seen a year ago still has a history.
 NO_EXPIRY = timedelta(days=3650)
-_DATA_DIR = get_settings().feast_dir / "data"
-
-customer = Entity(
-    name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,
-    description="A shopper with a known customer id (anonymous orders have none).", tags=OWNER_TAGS,
-)
-product = Entity(
-    name="product", join_keys=["product_id"], value_type=ValueType.STRING,
-    description="A catalog item (stock code).", tags=OWNER_TAGS,
-)
-
-customer_stats_source = FileSource(
-    name="customer_stats_source", path=str(_DATA_DIR / "customer_stats.parquet"),
-    timestamp_field="event_timestamp", description="Customer snapshots written by backfill and pushes.",
-    tags=OWNER_TAGS,
-)
-product_stats_source = FileSource(
-    name="product_stats_source", path=str(_DATA_DIR / "product_stats.parquet"),
-    timestamp_field="event_timestamp", description="Product snapshots written by backfill and pushes.",
-    tags=OWNER_TAGS,
-)
-customer_stats_push_source = PushSource(
-    name="customer_stats_push_source", batch_source=customer_stats_source,
-    description="Streaming customer updates from the feature pipeline.", tags=OWNER_TAGS,
-)
-product_stats_push_source = PushSource(
-    name="product_stats_push_source", batch_source=product_stats_source,
-    description="Streaming product updates from the feature pipeline.", tags=OWNER_TAGS,
-)
 
 CUSTOMER_FIELDS = [
     Field(name="order_count", dtype=Int64, description="Purchase orders so far."),
@@ -78,23 +51,73 @@ PRODUCT_FIELDS = [
     Field(name="last_sold_ts", dtype=Float64, description="Unix time of the latest sale."),
 ]
 
-customer_stats_fv = FeatureView(
-    name="customer_stats_fv", entities=[customer], ttl=NO_EXPIRY, schema=CUSTOMER_FIELDS,
-    source=customer_stats_push_source, online=True, tags=OWNER_TAGS,
-    description="Customer purchase behaviour up to (not including) the lookup time.",
-)
-product_stats_fv = FeatureView(
-    name="product_stats_fv", entities=[product], ttl=NO_EXPIRY, schema=PRODUCT_FIELDS,
-    source=product_stats_push_source, online=True, tags=OWNER_TAGS,
-    description="Product price, popularity and returns up to (not including) the lookup time.",
-)
 
-offer_ranker_v1 = FeatureService(
-    name="offer_ranker_v1", features=[customer_stats_fv, product_stats_fv], tags=OWNER_TAGS,
-    description="Inputs of the offer ranker, version 1: customer and candidate-product statistics.",
-)
+@dataclass(frozen=True)
+class FeatureDefinitions:
+    """Every Feast object of xsell, for one offline-store folder."""
 
-FEAST_OBJECTS = [
-    customer, product, customer_stats_source, product_stats_source, customer_stats_push_source,
-    product_stats_push_source, customer_stats_fv, product_stats_fv, offer_ranker_v1,
-]
+    customer: Entity
+    product: Entity
+    customer_stats_source: FileSource
+    product_stats_source: FileSource
+    customer_stats_push_source: PushSource
+    product_stats_push_source: PushSource
+    customer_stats_fv: FeatureView
+    product_stats_fv: FeatureView
+    offer_ranker_v1: FeatureService
+
+    @property
+    def objects(self) -> list[object]:
+        """All of them, in the order `feast apply` registers them."""
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
+
+def feature_definitions(data_dir: Path) -> FeatureDefinitions:
+    """The entities, sources, views and feature services whose Parquet files live in ``data_dir``
+    (``Settings.feast_dir / "data"``)."""
+    customer = Entity(
+        name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,
+        description="A shopper with a known customer id (anonymous orders have none).", tags=OWNER_TAGS,
+    )
+    product = Entity(
+        name="product", join_keys=["product_id"], value_type=ValueType.STRING,
+        description="A catalog item (stock code).", tags=OWNER_TAGS,
+    )
+    customer_stats_source = FileSource(
+        name="customer_stats_source", path=str(data_dir / "customer_stats.parquet"),
+        timestamp_field="event_timestamp", description="Customer snapshots written by backfill and pushes.",
+        tags=OWNER_TAGS,
+    )
+    product_stats_source = FileSource(
+        name="product_stats_source", path=str(data_dir / "product_stats.parquet"),
+        timestamp_field="event_timestamp", description="Product snapshots written by backfill and pushes.",
+        tags=OWNER_TAGS,
+    )
+    customer_stats_push_source = PushSource(
+        name="customer_stats_push_source", batch_source=customer_stats_source,
+        description="Streaming customer updates from the feature pipeline.", tags=OWNER_TAGS,
+    )
+    product_stats_push_source = PushSource(
+        name="product_stats_push_source", batch_source=product_stats_source,
+        description="Streaming product updates from the feature pipeline.", tags=OWNER_TAGS,
+    )
+    customer_stats_fv = FeatureView(
+        name="customer_stats_fv", entities=[customer], ttl=NO_EXPIRY, schema=CUSTOMER_FIELDS,
+        source=customer_stats_push_source, online=True, tags=OWNER_TAGS,
+        description="Customer purchase behaviour up to (not including) the lookup time.",
+    )
+    product_stats_fv = FeatureView(
+        name="product_stats_fv", entities=[product], ttl=NO_EXPIRY, schema=PRODUCT_FIELDS,
+        source=product_stats_push_source, online=True, tags=OWNER_TAGS,
+        description="Product price, popularity and returns up to (not including) the lookup time.",
+    )
+    offer_ranker_v1 = FeatureService(
+        name="offer_ranker_v1", features=[customer_stats_fv, product_stats_fv], tags=OWNER_TAGS,
+        description="Inputs of the offer ranker, version 1: customer and candidate-product statistics.",
+    )
+    return FeatureDefinitions(
+        customer=customer, product=product, customer_stats_source=customer_stats_source,
+        product_stats_source=product_stats_source, customer_stats_push_source=customer_stats_push_source,
+        product_stats_push_source=product_stats_push_source, customer_stats_fv=customer_stats_fv,
+        product_stats_fv=product_stats_fv, offer_ranker_v1=offer_ranker_v1,
+    )

@@ -45,18 +45,14 @@ def open_feature_store(settings: Settings):  # noqa: ANN201  (feast.FeatureStore
 
 def apply_definitions(settings: Settings) -> list[str]:
     """Register entities, views and feature services (what `feast apply` does); return their names."""
-    os.environ["XSELL_HOME"] = str(settings.home)  # definitions.py resolves Parquet paths from settings
-    from features import definitions  # noqa: PLC0415
+    from features.definitions import feature_definitions  # noqa: PLC0415  (imports Feast: slow)
 
-    if definitions._DATA_DIR != settings.feast_dir / "data":  # imported earlier under another home
-        import importlib  # noqa: PLC0415
-
-        definitions = importlib.reload(definitions)
+    definitions = feature_definitions(settings.feast_dir / "data")
     store = open_feature_store(settings)
-    store.apply(definitions.FEAST_OBJECTS)
+    store.apply(definitions.objects)
     for view in (definitions.customer_stats_fv, definitions.product_stats_fv):
         ensure_offline_file(view)
-    return [getattr(obj, "name", "") for obj in definitions.FEAST_OBJECTS]
+    return [getattr(obj, "name", "") for obj in definitions.objects]
 
 
 def ensure_offline_file(view: object) -> None:

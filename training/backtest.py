@@ -27,7 +27,6 @@ the served one.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -86,27 +85,20 @@ def backtest(
         raise ValueError(f"{data}: no orders on one side of the cutoff {cutoff.isoformat()}; "
                          "use a longer history or fewer --test-days")
     seconds: dict[str, float] = {}
-    saved_home = os.environ.get("XSELL_HOME")  # the feature repository reads it (features.store)
     with tempfile.TemporaryDirectory(prefix="xsell-backtest-") as scratch:
-        try:
-            served_settings = _backtest_settings(settings, Path(scratch), config.k)
-            history_file = Path(scratch) / "history.parquet"
-            _write_canonical(history, history_file)
-            clock = time.perf_counter()
-            trained = train(served_settings, history_file, config=experiment)
-            seconds["train"] = round(time.perf_counter() - clock, 2)
-            if step is not None:
-                step("train before the cutoff")
-            clock = time.perf_counter()
-            decisions, refreshes = _serve(served_settings, history, replayed, config)
-            seconds["serve"] = round(time.perf_counter() - clock, 2)
-            if step is not None:
-                step("serve the trigger period")
-        finally:
-            if saved_home is None:
-                os.environ.pop("XSELL_HOME", None)
-            else:
-                os.environ["XSELL_HOME"] = saved_home
+        served_settings = _backtest_settings(settings, Path(scratch), config.k)
+        history_file = Path(scratch) / "history.parquet"
+        _write_canonical(history, history_file)
+        clock = time.perf_counter()
+        trained = train(served_settings, history_file, config=experiment)
+        seconds["train"] = round(time.perf_counter() - clock, 2)
+        if step is not None:
+            step("train before the cutoff")
+        clock = time.perf_counter()
+        decisions, refreshes = _serve(served_settings, history, replayed, config)
+        seconds["serve"] = round(time.perf_counter() - clock, 2)
+        if step is not None:
+            step("serve the trigger period")
 
     clock = time.perf_counter()
     triggers = build_evaluation_triggers(lines, cutoff, config.horizon_days).triggers
