@@ -5,6 +5,10 @@ ChampionWatcher swaps it in without a restart (slower: trains once, about a minu
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -108,6 +112,16 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         # load_champion follows the tag too
         loaded = load_champion(settings, settings.home / "loaded")
         assert loaded.index_run_id == result.run_id and loaded.index_as_of == expected_as_of
+
+        # the command: the serving index now knows every line, so a second refresh logs nothing
+        command = subprocess.run([sys.executable, "-m", "xsell.cli", "index", "refresh"], capture_output=True,
+                                 text=True, env={**os.environ, "XSELL_HOME": str(settings.home)}, timeout=300,
+                                 check=False)
+        assert command.returncode == 0, command.stderr
+        summary = json.loads(command.stdout)
+        assert summary["refreshed"] is False and summary["run_id"] is None
+        assert summary["as_of"] == expected_as_of.isoformat() and summary["previous_run_id"] == result.run_id
+        assert summary["version"] == before.version and summary["items"] == result.items
     finally:
         watcher.close()
 
