@@ -1,11 +1,13 @@
 """Turn an offer decision into a ready-to-send e-mail: a text part, an HTML part and signed links.
 
 Each offer gets its own signed click link (`/r/{token}`, action "click"), the message one signed
-unsubscribe link (`/unsubscribe/{token}`, also in the `List-Unsubscribe` header) and one open
-pixel (`/o/{token}.gif`, action "open"; the token's offer slot carries the decision id, since an
-open is a fact about the message, not one offer). HTML is autoescaped: product names and reasons
-are data and may hold `&`, quotes or markup. The Message-ID is derived from the decision id, so a
-rendered message is the same message however often it is retried.
+unsubscribe link (`/unsubscribe/{token}`, also in the `List-Unsubscribe` header, with
+`List-Unsubscribe-Post: List-Unsubscribe=One-Click` so a mail client may unsubscribe with one POST
+to it, RFC 8058) and one open pixel (`/o/{token}.gif`, action "open"; the token's offer slot
+carries the decision id, since an open is a fact about the message, not one offer). HTML is
+autoescaped: product names and reasons are data and may hold `&`, quotes or markup. The Message-ID
+is derived from the decision id, so a rendered message is the same message however often it is
+retried.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_CURRENCY = "GBP"  # the shipped sample's currency; decisions do not carry one yet
 CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥"}
 SECONDS_PER_DAY = 86_400
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058: the header value and the body a client POSTs
 # SMTP line endings, and headers up to the SMTP line limit: a long List-Unsubscribe URL must stay one
 # unencoded value (the default 78-column folding would RFC 2047-encode it and break it).
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
@@ -144,6 +147,7 @@ def render_offer_email(
     message["Date"] = formatdate(signed_at, usegmt=True)
     message["Message-ID"] = message_id_for(decision.decision_id, settings.mail_from)
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = ONE_CLICK
     message["X-Xsell-Decision-Id"] = decision.decision_id
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")

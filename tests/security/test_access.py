@@ -187,7 +187,8 @@ def test_forged_unsubscribe_links_are_refused_and_unsubscribe_no_one(
 ) -> None:
     for case, token in forged_tokens(settings.link_secret, "unsubscribe", offer=None).items():
         for method in ("GET", "POST"):
-            response = client.request(method, f"/unsubscribe/{quote(token, safe='')}")
+            body = {"List-Unsubscribe": "One-Click"} if method == "POST" else None  # RFC 8058 one-click
+            response = client.request(method, f"/unsubscribe/{quote(token, safe='')}", data=body)
             assert response.status_code == 400, (case, method)
             assert "not valid" in response.text and "You are unsubscribed" not in response.text
     assert PreferenceStore(settings.db_url).unsubscribed(["C1", "C2"]) == set()

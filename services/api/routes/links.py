@@ -95,14 +95,15 @@ def read_open_pixel(token: Token, settings: SettingsDep, publisher: PublisherDep
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-def _unsubscribe(token: str, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep) -> HTMLResponse:
+def _unsubscribe(token: str, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep) -> bool:
+    """Unsubscribe the customer of a valid token (idempotent); False for an invalid one, which changes nothing."""
     claim = _verify(settings.link_secret, token, "unsubscribe")
     if claim is None:
-        return HTMLResponse(INVALID, status_code=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+        return False
     new = preferences.unsubscribe(claim.customer_id, source="email_link")
     _publish(publisher, claim, FeedbackType.UNSUBSCRIBED, token)
     log.info("unsubscribed", extra={"new": new})
-    return HTMLResponse(UNSUBSCRIBED, headers=NO_STORE)
+    return True
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse,
@@ -111,13 +112,19 @@ def read_unsubscribe_link(
     token: Token, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep
 ) -> HTMLResponse:
     """Unsubscribe the link's customer from offer e-mails (idempotent) and confirm it."""
-    return _unsubscribe(token, settings, preferences, publisher)
+    if not _unsubscribe(token, settings, preferences, publisher):
+        return HTMLResponse(INVALID, status_code=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+    return HTMLResponse(UNSUBSCRIBED, headers=NO_STORE)
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse,
+@router.post("/unsubscribe/{token}", response_class=Response, status_code=status.HTTP_204_NO_CONTENT,
              responses={400: {"description": "Invalid or expired link."}})
 def create_unsubscribe(
     token: Token, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep
-) -> HTMLResponse:
-    """One-click unsubscribe (RFC 8058 `List-Unsubscribe-Post`), same effect as the GET link."""
-    return _unsubscribe(token, settings, preferences, publisher)
+) -> Response:
+    """One-click unsubscribe (RFC 8058): the POST a mail client sends to the `List-Unsubscribe` URL,
+    body `List-Unsubscribe=One-Click` (form-encoded, not needed: the token is the credential).
+    Same effect as the GET link, answered 204 with no page, no confirmation step and no redirect."""
+    if not _unsubscribe(token, settings, preferences, publisher):
+        return HTMLResponse(INVALID, status_code=status.HTTP_400_BAD_REQUEST, headers=NO_STORE)
+    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=NO_STORE)

@@ -20,6 +20,7 @@ from xsell.offers import Channel, FeedbackType
 from xsell.settings import Settings
 
 KEY = {"X-API-Key": "test-key"}
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}  # the form body of an RFC 8058 one-click POST
 
 
 def test_read_customer_offers_without_or_with_wrong_key_is_401(client: TestClient) -> None:
@@ -171,13 +172,27 @@ def test_read_unsubscribe_link_records_unsubscribe(
     token = sign_link(settings.link_secret, "unsubscribe", "C7", None, ttl_s=3600)
 
     response = client.get(f"/unsubscribe/{token}")
-    again = client.post(f"/unsubscribe/{token}")  # one-click POST, same link: idempotent
+    again = client.post(f"/unsubscribe/{token}", data=ONE_CLICK)  # one-click POST, same link: idempotent
 
     assert response.status_code == 200 and "You are unsubscribed" in response.text
-    assert again.status_code == 200
+    assert again.status_code == 204
     assert PreferenceStore(settings.db_url).unsubscribed(["C7", "C8"]) == {"C7"}
     assert {(e.type, e.customer_id, e.offer_id) for e in publisher.events} == {(FeedbackType.UNSUBSCRIBED, "C7", None)}
     assert len({e.feedback_id for e in publisher.events}) == 1
+
+
+def test_one_click_post_unsubscribes_with_no_page_and_no_confirmation_step(
+    client: TestClient, settings: Settings, publisher: RecordingPublisher
+) -> None:
+    token = sign_link(settings.link_secret, "unsubscribe", "C7", None, ttl_s=3600)
+
+    response = client.post(f"/unsubscribe/{token}", data=ONE_CLICK, follow_redirects=False)  # as RFC 8058 sends it
+
+    assert response.status_code == 204 and response.content == b""
+    assert "location" not in response.headers and response.headers["cache-control"] == "no-store"
+    assert PreferenceStore(settings.db_url).unsubscribed(["C7", "C8"]) == {"C7"}
+    assert [(e.type, e.customer_id, e.offer_id, e.channel) for e in publisher.events] == [
+        (FeedbackType.UNSUBSCRIBED, "C7", None, Channel.EMAIL)]
 
 
 @pytest.mark.parametrize("path, action", [("/r/{}", "click"), ("/o/{}.gif", "open"), ("/unsubscribe/{}", "unsubscribe")])

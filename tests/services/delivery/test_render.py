@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
 from html.parser import HTMLParser
 
 import pytest
@@ -109,6 +112,7 @@ def test_every_link_is_signed_and_verifies(settings: Settings) -> None:
     assert (claim.customer_id, claim.offer_id) == ("17850", None)
     assert unsubscribe in text
     assert message["List-Unsubscribe"] == f"<{unsubscribe}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"  # RFC 8058 one-click
 
     [pixel] = links.images
     assert pixel.startswith("https://shop.example/o/") and pixel.endswith(".gif")
@@ -129,6 +133,20 @@ def test_headers_name_no_product_and_message_id_is_deterministic(settings: Setti
     assert message.is_multipart()
     again = render_offer_email(decision(), settings, now=NOW + 5).message
     assert again["Message-ID"] == message["Message-ID"]
+
+
+@pytest.mark.parametrize("base_url", ["https://shop.example", ""])
+def test_one_click_unsubscribe_headers_point_at_the_configured_base_url(tmp_path, base_url: str) -> None:
+    settings = get_settings(home=tmp_path, public_base_url=base_url, link_secret="s3cret")
+    wire = render_offer_email(decision(), settings, now=NOW).message.as_bytes()
+    sent = BytesParser(policy=policy.default).parsebytes(wire)  # as the mail client reads it
+
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    [url] = re.fullmatch(r"<([^<>\s]+)>", sent["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    assert url.startswith(f"{settings.base_url}/unsubscribe/")
+    local = f"http://{settings.api_host}:{settings.api_port}/"
+    assert url.startswith("https://") if base_url else url.startswith(local)
+    assert verify_link("s3cret", url.rsplit("/", 1)[1], "unsubscribe", now=NOW + 60).customer_id == "17850"
 
 
 def test_missing_name_or_price_still_renders(settings: Settings) -> None:
