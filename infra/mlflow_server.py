@@ -6,17 +6,12 @@ In a real deployment MLFLOW_TRACKING_URI points at a shared server; then nothing
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
-from infra.kafka.broker import port_in_use
-from infra.process_control import terminate
+from infra.local_server import LocalServer
 from infra.profiles import local_database_url
 from xsell.settings import REPO_ROOT, Settings
 
@@ -48,6 +43,7 @@ class MlflowServer:
         self.log_file = self.dir / "server.log"
         self.port = settings.mlflow_ui_port
         self.backend = local_database_url(settings, "mlflow")
+        self.server = LocalServer("mlflow server", self.pid_file, self.log_file, MlflowServerError)
 
     def command(self) -> list[str]:
         """The server's command line."""
@@ -57,13 +53,7 @@ class MlflowServer:
 
     def running_pid(self) -> int | None:
         """Pid of our server if alive (checked against its command line)."""
-        try:
-            pid_text, command = self.pid_file.read_text().split("\n", 1)
-            process = psutil.Process(int(pid_text))
-            alive = process.status() != psutil.STATUS_ZOMBIE
-            return process.pid if alive and " ".join(process.cmdline()) == command else None
-        except (FileNotFoundError, ValueError, psutil.Error):
-            return None
+        return self.server.running_pid()
 
     def healthy(self) -> bool:
         """True when /health answers 200."""
@@ -77,31 +67,15 @@ class MlflowServer:
         """Start (idempotent) and wait for /health."""
         process = None
         if self.running_pid() is None:
-            if port_in_use(HOST, self.port):
-                raise MlflowServerError(f"port {self.port} on {HOST} is taken: stop it or set XSELL_MLFLOW_UI_PORT")
+            self.server.ensure_port_free(HOST, self.port, "XSELL_MLFLOW_UI_PORT")
             (self.dir / "artifacts").mkdir(parents=True, exist_ok=True)
-            command = self.command()
-            with self.log_file.open("ab") as log_handle:
-                process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_handle, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
-            self.pid_file.write_text(f"{process.pid}\n{' '.join(command)}")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.healthy():
-                return self.status()
-            if process is not None and process.poll() is not None:
-                raise MlflowServerError(f"mlflow server exited with {process.returncode}:\n{self.log_tail()}")
-            time.sleep(0.5)
-        raise MlflowServerError(f"mlflow server not healthy within {timeout_s:.0f}s:\n{self.log_tail()}")
+            process = self.server.launch(self.command(), cwd=REPO_ROOT)
+        self.server.wait_ready(self.healthy, timeout_s, waiting_for="answer /health", interval_s=0.5, process=process)
+        return self.status()
 
     def stop(self, timeout_s: float = 20.0) -> bool:
         """SIGTERM the server (its workers follow), SIGKILL after the timeout; True if it was running."""
-        pid = self.running_pid()
-        self.pid_file.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        terminate(pid, timeout_s)
-        return True
+        return self.server.stop(timeout_s)
 
     def status(self) -> MlflowServerStatus:
         """Whether it runs, where."""
@@ -110,7 +84,4 @@ class MlflowServer:
 
     def log_tail(self, lines: int = 30) -> str:
         """Last lines of the log, for errors."""
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no mlflow server log yet)"
+        return self.server.log_tail(lines)

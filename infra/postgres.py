@@ -14,13 +14,12 @@ import glob
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from infra.kafka.broker import port_in_use
+from infra.local_server import LocalServer
 from xsell.settings import Settings
 
 HOST = "127.0.0.1"
@@ -62,6 +61,9 @@ class PostgresCluster:
         self.data_dir = self.dir / "data"
         self.log_file = self.dir / "postgres.log"
         self.port = settings.postgres_port
+        # postmaster.pid is the server's own (its first line is the pid); pg_ctl starts and stops it
+        self.server = LocalServer("postgres", self.data_dir / "postmaster.pid", self.log_file, PostgresError,
+                                  _is_postmaster, tail_lines=20)
 
     # -- commands -------------------------------------------------------------------------------
     def _as_owner(self, command: list[str]) -> list[str]:
@@ -94,8 +96,7 @@ class PostgresCluster:
     def start(self, timeout_s: float = 60.0) -> PostgresStatus:
         """initdb if needed, start (idempotent), create the databases."""
         if self.running_pid() is None:
-            if port_in_use(HOST, self.port):
-                raise PostgresError(f"port {self.port} on {HOST} is taken: stop it or set XSELL_POSTGRES_PORT")
+            self.server.ensure_port_free(HOST, self.port, "XSELL_POSTGRES_PORT")
             self.init()
             options = f"-p {self.port} -h {HOST} -k ''"
             self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
@@ -130,12 +131,7 @@ class PostgresCluster:
     # -- state ----------------------------------------------------------------------------------
     def running_pid(self) -> int | None:
         """Pid of the postmaster of our data dir, if alive."""
-        try:
-            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-            process = psutil.Process(pid)
-            return pid if process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name() else None
-        except (FileNotFoundError, PermissionError, ValueError, psutil.Error):
-            return None
+        return self.server.running_pid()
 
     def status(self) -> PostgresStatus:
         """Whether it runs, where."""
@@ -144,10 +140,11 @@ class PostgresCluster:
 
     def log_tail(self, lines: int = 20) -> str:
         """Last lines of the server log, for errors."""
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except (FileNotFoundError, PermissionError):
-            return "(no postgres log yet)"
+        return self.server.log_tail(lines)
+
+
+def _is_postmaster(process: psutil.Process, _recorded: str) -> bool:
+    return "postgres" in process.name()
 
 
 def create_schema(url: str) -> None:

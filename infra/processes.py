@@ -8,14 +8,11 @@ services stop cleanly: commit offsets, close clients) and SIGKILL after a timeou
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
-from infra.process_control import terminate
+from infra.local_server import LocalServer
 from infra.profiles import profile_env, resolve
 from xsell.settings import Settings
 
@@ -95,43 +92,26 @@ class ServiceProcesses:
         self.run_dir = settings.home / "run"
         self.log_dir = settings.home / "logs"
 
+    def _server(self, name: str) -> LocalServer:
+        return LocalServer(name, self.run_dir / f"{name}.pid", self.log_dir / f"{name}.log", RuntimeError)
+
     def start(self, spec: ServiceSpec, env: dict[str, str] | None = None) -> int:
         """Start `spec` unless it already runs; return its pid."""
         if (pid := self.pid(spec.name)) is not None:
             return pid
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **profile_env(self.settings),
                        **(env or {})}
         if spec.metrics_port:
             environment["XSELL_METRICS_PORT"] = str(spec.metrics_port)
-        with (self.log_dir / f"{spec.name}.log").open("ab") as log_handle:
-            process = subprocess.Popen(
-                spec.command, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=environment, start_new_session=True,
-            )
-        (self.run_dir / f"{spec.name}.pid").write_text(f"{process.pid}\n{' '.join(spec.command)}")
-        return process.pid
+        return self._server(spec.name).launch(spec.command, env=environment).pid
 
     def pid(self, name: str) -> int | None:
         """Pid of the running service `name` (checked against its command line), else None."""
-        try:
-            pid_text, command = (self.run_dir / f"{name}.pid").read_text().split("\n", 1)
-            process = psutil.Process(int(pid_text))
-            if process.status() == psutil.STATUS_ZOMBIE or " ".join(process.cmdline()) != command:
-                return None
-            return process.pid
-        except (FileNotFoundError, ValueError, psutil.Error):
-            return None
+        return self._server(name).running_pid()
 
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
         """SIGTERM the service (SIGKILL after `timeout_s`); True if it was running."""
-        pid = self.pid(name)
-        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
-        if pid is None:
-            return False
-        terminate(pid, timeout_s)
-        return True
+        return self._server(name).stop(timeout_s)
 
     def names(self) -> list[str]:
         """Services with a pid file."""

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from infra.kafka.broker import port_in_use
-from infra.process_control import terminate
+from infra.local_server import LocalServer
 from xsell.settings import Settings
 
 HOST = "127.0.0.1"
@@ -46,15 +44,14 @@ class RedisServer:
         self.pid_file = self.dir / "redis.pid"
         self.log_file = self.dir / "redis.log"
         self.port = settings.redis_port
+        self.server = LocalServer("redis-server", self.pid_file, self.log_file, RedisError, self._owns, tail_lines=20)
+
+    def _owns(self, process: psutil.Process, _recorded: str) -> bool:
+        return "redis-server" in process.name() and f":{self.port}" in " ".join(process.cmdline())
 
     def running_pid(self) -> int | None:
         """Pid of our redis-server if alive (checked against its command line and port)."""
-        try:
-            process = psutil.Process(int(self.pid_file.read_text().split()[0]))
-            alive = process.status() != psutil.STATUS_ZOMBIE
-            return process.pid if alive and "redis-server" in process.name() and f":{self.port}" in " ".join(process.cmdline()) else None
-        except (FileNotFoundError, ValueError, IndexError, psutil.Error):
-            return None
+        return self.server.running_pid()
 
     def start(self, timeout_s: float = 20.0) -> RedisStatus:
         """Start redis-server daemonized (idempotent) and wait until it answers PING."""
@@ -62,8 +59,7 @@ class RedisServer:
             binary = shutil.which("redis-server")
             if binary is None:
                 raise RedisError("redis-server is not installed: run `make production-deps`")
-            if port_in_use(HOST, self.port):
-                raise RedisError(f"port {self.port} on {HOST} is taken: stop it or set XSELL_REDIS_PORT")
+            self.server.ensure_port_free(HOST, self.port, "XSELL_REDIS_PORT")
             self.dir.mkdir(parents=True, exist_ok=True)
             command = [binary, "--bind", HOST, "--port", str(self.port), "--dir", str(self.dir),
                        "--daemonize", "yes", "--pidfile", str(self.pid_file), "--logfile", str(self.log_file),
@@ -71,12 +67,8 @@ class RedisServer:
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise RedisError(f"redis-server failed: {result.stdout}{result.stderr}{self.log_tail()}")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.ping():
-                return self.status()
-            time.sleep(0.1)
-        raise RedisError(f"redis-server did not answer on {HOST}:{self.port} within {timeout_s:.0f}s:\n{self.log_tail()}")
+        self.server.wait_ready(self.ping, timeout_s, waiting_for=f"answer on {HOST}:{self.port}")
+        return self.status()
 
     def ping(self) -> bool:
         """True when our server answers PING."""
@@ -89,12 +81,7 @@ class RedisServer:
 
     def stop(self, timeout_s: float = 20.0) -> bool:
         """SIGTERM (redis saves and exits), SIGKILL after the timeout; True if one was running."""
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        terminate(pid, timeout_s)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.server.stop(timeout_s)
 
     def status(self) -> RedisStatus:
         """Whether it runs, where."""
@@ -103,7 +90,4 @@ class RedisServer:
 
     def log_tail(self, lines: int = 20) -> str:
         """Last lines of the log, for errors."""
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no redis log yet)"
+        return self.server.log_tail(lines)

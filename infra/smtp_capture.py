@@ -17,10 +17,8 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -29,8 +27,7 @@ from types import FrameType
 
 import psutil
 
-from infra.kafka.broker import port_in_use
-from infra.process_control import terminate
+from infra.local_server import LocalServer, port_in_use
 from xsell.logs import configure_logging
 from xsell.settings import REPO_ROOT, Settings, get_settings
 
@@ -64,6 +61,14 @@ def pid_file(settings: Settings) -> Path:
 def log_file(settings: Settings) -> Path:
     """Log of the background capture server."""
     return settings.home / "smtp-capture.log"
+
+
+def _server(settings: Settings) -> LocalServer:
+    def owns(process: psutil.Process, _recorded: str) -> bool:
+        command = process.cmdline()
+        return MODULE in command and str(settings.mail_dir) in command
+
+    return LocalServer("capture server", pid_file(settings), log_file(settings), CaptureError, owns)
 
 
 def serves_locally(settings: Settings) -> bool:
@@ -106,14 +111,7 @@ class MailDirHandler:
 
 def running_pid(settings: Settings) -> int | None:
     """Pid of our capture server if it is alive (checked against its command line)."""
-    try:
-        pid = int(pid_file(settings).read_text())
-        process = psutil.Process(pid)
-        command = process.cmdline()
-        alive = process.status() != psutil.STATUS_ZOMBIE
-        return pid if alive and MODULE in command and str(settings.mail_dir) in command else None
-    except (FileNotFoundError, ValueError, psutil.Error):
-        return None
+    return _server(settings).running_pid()
 
 
 def start_capture(settings: Settings, timeout_s: float = 15.0) -> int:
@@ -125,43 +123,21 @@ def start_capture(settings: Settings, timeout_s: float = 15.0) -> int:
             f"the capture server listens on loopback only, but XSELL_SMTP_HOST is {settings.smtp_host!r}; "
             "point XSELL_SMTP_HOST at 127.0.0.1 or use your real SMTP server"
         )
-    if port_in_use(settings.smtp_host, settings.smtp_port):
-        raise CaptureError(
-            f"port {settings.smtp_port} on {settings.smtp_host} is taken by another process; stop it or "
-            "choose another port with XSELL_SMTP_PORT"
-        )
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with log_file(settings).open("ab") as log_handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "--host", settings.smtp_host, "--port", str(settings.smtp_port),
-             "--mail-dir", str(settings.mail_dir)],
-            cwd=REPO_ROOT, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the command that started it; `stop_capture` ends it
-        )
-    pid_file(settings).write_text(str(process.pid))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pid_file(settings).unlink(missing_ok=True)
-            raise CaptureError(f"capture server exited with code {process.returncode}:\n{_log_tail(settings)}")
-        if port_in_use(settings.smtp_host, settings.smtp_port):
-            return process.pid
-        time.sleep(0.05)
-    process.terminate()
-    process.wait(10)
-    pid_file(settings).unlink(missing_ok=True)
-    raise CaptureError(f"capture server did not listen within {timeout_s:.0f}s:\n{_log_tail(settings)}")
+    server = _server(settings)
+    server.ensure_port_free(settings.smtp_host, settings.smtp_port, "XSELL_SMTP_PORT")
+    process = server.launch(
+        [sys.executable, "-m", MODULE, "--host", settings.smtp_host, "--port", str(settings.smtp_port),
+         "--mail-dir", str(settings.mail_dir)],
+        cwd=REPO_ROOT,
+    )
+    server.wait_ready(lambda: port_in_use(settings.smtp_host, settings.smtp_port), timeout_s, waiting_for="listen",
+                      interval_s=0.05, process=process, stop_on_timeout=True)
+    return process.pid
 
 
 def stop_capture(settings: Settings, timeout_s: float = 10.0) -> bool:
     """Stop the background capture server (SIGTERM, then SIGKILL); True if one was running."""
-    pid = running_pid(settings)
-    if pid is None:
-        pid_file(settings).unlink(missing_ok=True)
-        return False
-    terminate(pid, timeout_s)
-    pid_file(settings).unlink(missing_ok=True)
-    return True
+    return _server(settings).stop(timeout_s)
 
 
 def capture_status(settings: Settings) -> CaptureStatus:
@@ -221,14 +197,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _log_tail(settings: Settings, lines: int = 30) -> str:
-    try:
-        return "\n".join(log_file(settings).read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no capture log yet)"
-
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from infra.process_control import terminate
+from infra.local_server import LocalServer, port_in_use
 from xsell.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +54,10 @@ class KafkaBroker:
         self.properties_file = self.dir / "server.properties"
         self.log_file = self.dir / "broker.log"
         self.pid_file = self.dir / "broker.pid"
+        self.server = LocalServer("broker", self.pid_file, self.log_file, BrokerError, self._owns, tail_lines=40)
+
+    def _owns(self, process: psutil.Process, _recorded: str) -> bool:
+        return str(self.properties_file) in process.cmdline()
 
     # -- jars ---------------------------------------------------------------------------------
     def fetch_jars(self) -> Path:
@@ -88,25 +92,16 @@ class KafkaBroker:
             self.wait_ready()
             return self.status()
         for port in (self.settings.kafka_port, self.settings.controller_port):
-            if port_in_use(self.settings.kafka_host, port):
-                raise BrokerError(
-                    f"port {port} on {self.settings.kafka_host} is taken by another process; "
-                    "stop it or choose other ports with XSELL_KAFKA_BOOTSTRAP / XSELL_KAFKA_CONTROLLER_PORT"
-                )
+            self.server.ensure_port_free(self.settings.kafka_host, port,
+                                         "XSELL_KAFKA_BOOTSTRAP / XSELL_KAFKA_CONTROLLER_PORT")
         jars = self.fetch_jars()
         self._write_properties()
         self._format_storage(jars)
-        with self.log_file.open("ab") as log_handle:
-            process = subprocess.Popen(
-                [
-                    "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap_mb}m", "-XX:+UseG1GC",
-                    "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
-                    "-cp", f"{jars}/*", "kafka.Kafka", str(self.properties_file),
-                ],
-                stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives the CLI that started it; `stack down` stops it
-            )
-        self.pid_file.write_text(str(process.pid))
+        process = self.server.launch([
+            "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap_mb}m", "-XX:+UseG1GC",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+            "-cp", f"{jars}/*", "kafka.Kafka", str(self.properties_file),
+        ])
         self.wait_ready(process)
         return self.status()
 
@@ -145,13 +140,7 @@ class KafkaBroker:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL after timeout); return True if one was running."""
-        pid = self.running_pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        terminate(pid, timeout_s)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.server.stop(timeout_s)
 
     def kill(self) -> None:
         """SIGKILL the broker (crash tests)."""
@@ -162,13 +151,7 @@ class KafkaBroker:
     # -- state --------------------------------------------------------------------------------
     def running_pid(self) -> int | None:
         """Pid of our broker if it is alive (checked against its command line, not just the pid)."""
-        try:
-            pid = int(self.pid_file.read_text())
-            process = psutil.Process(pid)
-            alive = process.status() != psutil.STATUS_ZOMBIE
-            return pid if alive and str(self.properties_file) in process.cmdline() else None
-        except (FileNotFoundError, ValueError, psutil.Error):
-            return None
+        return self.server.running_pid()
 
     def status(self) -> BrokerStatus:
         """Whether the broker runs, with which pid, on which ports."""
@@ -180,10 +163,7 @@ class KafkaBroker:
 
     def log_tail(self, lines: int = 40) -> str:
         """Last lines of the broker log, for error messages."""
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no broker log yet)"
+        return self.server.log_tail(lines)
 
     # -- internals ----------------------------------------------------------------------------
     def _write_properties(self) -> None:
@@ -219,13 +199,6 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something already listens on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) == 0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
