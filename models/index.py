@@ -25,9 +25,11 @@ What it holds (all from purchase lines strictly before ``as_of``; service codes 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -36,6 +38,7 @@ from features.catalog import build_catalog
 
 SOURCES = ("basket", "followup", "itemknn", "category", "upsell")
 FORMAT_VERSION = 1
+GRAM_BLOCK_PAIRS = 20_000_000  # products per block of an item x item matrix (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -91,17 +94,14 @@ class CandidateIndex:
         order_codes, order_ids = pd.factorize(bought["order_id"])
         x_orders = _binary(order_codes, item, len(order_ids), len(products))
 
-        counts = (x_orders.T @ x_orders).tocsr()
-        counts.setdiag(0)
-        counts.data[counts.data < config.min_support] = 0
-        counts.eliminate_zeros()
+        counts = _cooccurrence(x_orders, config.min_support)
         per_item_orders = products["orders"].to_numpy(dtype=np.float64)
-        confidence = sparse.diags(1.0 / np.maximum(per_item_orders, 1)) @ counts
+        confidence = _scale_rows(counts, 1.0 / np.maximum(per_item_orders, 1))
 
         neighbours = {
             "basket": _top_k_rows(confidence, config.neighbours),
             "followup": _top_k_rows(_followup(bought, position, products, config), config.neighbours),
-            "itemknn": _top_k_rows(_cosine(bought, position, len(products)), config.neighbours),
+            "itemknn": _cosine(bought, position, len(products), config.neighbours),
             "category": _top_k_rows(_category_complements(x_orders, products, config), config.neighbours),
             "upsell": _top_k_rows(_upsell(products, config), config.neighbours),
         }
@@ -182,16 +182,70 @@ def _binary(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> spa
     return matrix
 
 
-def _cosine(bought: pd.DataFrame, position: pd.Series, n_items: int) -> sparse.csr_matrix:
+def _gram_blocks(x: sparse.csr_matrix, budget: int = GRAM_BLOCK_PAIRS) -> Iterator[tuple[int, sparse.csr_matrix]]:
+    """``x.T @ x`` (columns x columns) in blocks of rows, each holding about ``budget`` products at
+    most (a block is at least one row): yields (first row, block). Memory stays that of one block
+    whatever the size of the whole product."""
+    xt = x.T.tocsr()
+    row_sizes = np.diff(x.indptr).astype(np.int64)
+    # per column, the products its row of xt @ x adds up: the sizes of the rows it occurs in
+    cost = np.asarray(xt @ row_sizes.astype(np.float64)).ravel()
+    start, n = 0, xt.shape[0]
+    cumulative = np.cumsum(cost)
+    while start < n:
+        done = cumulative[start - 1] if start else 0.0
+        stop = int(np.searchsorted(cumulative, done + budget, side="right"))
+        stop = min(max(stop, start + 1), n)
+        yield start, (xt[start:stop] @ x).tocsr()
+        start = stop
+
+
+def _block_rows(block: sparse.csr_matrix, start: int) -> np.ndarray:
+    """The global row of every stored entry of a block starting at row ``start``."""
+    return np.repeat(np.arange(start, start + block.shape[0], dtype=np.int64), np.diff(block.indptr))
+
+
+def _drop_diagonal(block: sparse.csr_matrix, start: int) -> sparse.csr_matrix:
+    block.data[block.indices == _block_rows(block, start)] = 0
+    block.eliminate_zeros()
+    return block
+
+
+def _cooccurrence(x_orders: sparse.csr_matrix, min_support: int) -> sparse.csr_matrix:
+    """Same-order pair counts (items x items, no diagonal), pairs below ``min_support`` dropped."""
+    parts = []
+    for start, block in _gram_blocks(x_orders):
+        block = _drop_diagonal(block, start)
+        block.data[block.data < min_support] = 0
+        block.eliminate_zeros()
+        parts.append(block)
+    n = x_orders.shape[1]
+    return sparse.vstack(parts, format="csr") if parts else sparse.csr_matrix((n, n), dtype=np.float32)
+
+
+def _scale_rows(matrix: sparse.csr_matrix, scale: np.ndarray) -> sparse.csr_matrix:
+    """``diags(scale) @ matrix`` (float64), without building the product."""
+    rows = _block_rows(matrix, 0)
+    return sparse.csr_matrix((scale[rows] * matrix.data, matrix.indices.copy(), matrix.indptr.copy()), shape=matrix.shape)
+
+
+def _cosine(bought: pd.DataFrame, position: pd.Series, n_items: int, k: int) -> sparse.csr_matrix:
+    """Top ``k`` per item of the cosine similarity of item columns of the customer x item matrix,
+    computed a block of items at a time."""
     known = bought[bought["customer_id"].notna()]
     customers, _ = pd.factorize(known["customer_id"])
     x = _binary(customers, position.reindex(known["product_id"]).to_numpy(), customers.max() + 1 if len(customers) else 0, n_items)
     norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
-    scale = sparse.diags(1.0 / np.maximum(norms, 1e-9))
-    similarity = (scale @ (x.T @ x) @ scale).tocsr()
-    similarity.setdiag(0)
-    similarity.eliminate_zeros()
-    return similarity
+    inverse = (1.0 / np.maximum(norms, 1e-9)).astype(np.float32)
+    parts = []
+    for start, block in _gram_blocks(x):
+        block = _drop_diagonal(block, start)
+        # as diags(inverse) @ gram @ diags(inverse) computes it, in float32
+        block.data = (inverse[_block_rows(block, start)] * block.data.astype(np.float32)) * inverse[block.indices]
+        parts.append(_top_k_rows(block, k))
+    if not parts:
+        return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
+    return sparse.vstack(parts, format="csr")
 
 
 def _followup(bought: pd.DataFrame, position: pd.Series, products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
@@ -201,15 +255,12 @@ def _followup(bought: pd.DataFrame, position: pd.Series, products: pd.DataFrame,
     if known.empty:
         return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
     orders = known.drop_duplicates("order_id")[["order_id", "customer_id", "ordered_at"]].reset_index(drop=True)
-    orders["row"] = np.arange(len(orders))
-    row_of = orders.set_index("order_id")["row"]
-    pairs = orders.merge(orders, on="customer_id", suffixes=("", "_later"))
-    gap = pairs["ordered_at_later"] - pairs["ordered_at"]
-    pairs = pairs[(gap > pd.Timedelta(0)) & (gap <= pd.Timedelta(days=config.followup_days))]
-    window = sparse.csr_matrix(
-        (np.ones(len(pairs), dtype=np.float32), (pairs["row"].to_numpy(), pairs["row_later"].to_numpy())),
-        shape=(len(orders), len(orders)),
-    )
+    row_of = pd.Series(np.arange(len(orders)), index=orders["order_id"])
+    earlier, later = _window_pairs(pd.factorize(orders["customer_id"])[0],
+                                   pd.DatetimeIndex(orders["ordered_at"]).as_unit("ns").asi8,
+                                   pd.Timedelta(days=config.followup_days).value)
+    window = sparse.csr_matrix((np.ones(len(earlier), dtype=np.float32), (earlier, later)),
+                               shape=(len(orders), len(orders)))
     items = position.reindex(known["product_id"]).to_numpy()
     x = _binary(row_of.reindex(known["order_id"]).to_numpy(), items, len(orders), n_items)
     firsts = known.assign(item=items).sort_values("ordered_at").drop_duplicates(["customer_id", "item"])
@@ -221,7 +272,51 @@ def _followup(bought: pd.DataFrame, position: pd.Series, products: pd.DataFrame,
     counts.data[counts.data < config.min_support] = 0
     counts.eliminate_zeros()
     buyers = products["customers"].to_numpy(dtype=np.float64)
-    return (sparse.diags(1.0 / np.maximum(buyers, 1)) @ counts).tocsr()
+    return _scale_rows(counts, 1.0 / np.maximum(buyers, 1))
+
+
+def _window_pairs(customer: np.ndarray, times: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of rows of one customer with 0 < times[j] - times[i] <= window: the rows
+    sorted by (customer, time), then for each row the later rows inside its window (two pointers),
+    so the work is the number of pairs, not the square of a customer's order count."""
+    order = np.lexsort((times, customer))
+    return _window_pairs_sorted(order, customer[order], times[order], window)
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_pairs_sorted(order, customer, times, window):  # noqa: ANN001, ANN202
+    n = len(order)
+    first = np.empty(n, dtype=np.int64)  # per row: the first later row of the same customer
+    last = np.empty(n, dtype=np.int64)  # and the end of its window
+    lo = 0
+    hi = 0
+    for i in range(n):
+        if lo < i + 1:
+            lo = i + 1
+        while lo < n and customer[lo] == customer[i] and times[lo] <= times[i]:
+            lo += 1
+        if hi < lo:
+            hi = lo
+        while hi < n and customer[hi] == customer[i] and times[hi] - times[i] <= window:
+            hi += 1
+        if lo >= n or customer[lo] != customer[i]:
+            first[i] = lo
+            last[i] = lo
+        else:
+            first[i] = lo
+            last[i] = hi
+    total = 0
+    for i in range(n):
+        total += last[i] - first[i]
+    earlier = np.empty(total, dtype=np.int64)
+    later = np.empty(total, dtype=np.int64)
+    at = 0
+    for i in range(n):
+        for j in range(first[i], last[i]):
+            earlier[at] = order[i]
+            later[at] = order[j]
+            at += 1
+    return earlier, later
 
 
 def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
@@ -235,13 +330,13 @@ def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, c
         (np.ones(has.sum(), dtype=np.float32), (np.flatnonzero(has), codes[has])), shape=(n_items, len(categories)))
     order_category = (x_orders @ item_category).tocsr()
     order_category.data[:] = 1.0
-    together = (order_category.T @ order_category).toarray()
-    per_category = np.diag(together).copy()
-    conditional = together / np.maximum(per_category[:, None], 1)  # P(category b | category a)
-    keep = np.argsort(-conditional, axis=1)[:, : config.complement_categories]
-    mask = np.zeros_like(conditional, dtype=bool)
-    np.put_along_axis(mask, keep, True, axis=1)
-    complements = sparse.csr_matrix(np.where(mask, conditional, 0.0).astype(np.float32))
+    together = (order_category.T @ order_category).tocsr()  # sparse: categories x categories can be large
+    per_category = together.diagonal()
+    # P(category b | category a), the complement_categories best b per a
+    conditional = sparse.csr_matrix(
+        (together.data / np.maximum(per_category, 1)[_block_rows(together, 0)], together.indices, together.indptr),
+        shape=together.shape)
+    complements = _top_k_rows(conditional, config.complement_categories)
 
     popularity = products["recent_customers"].to_numpy(dtype=np.float64) + 0.1 * products["customers"].to_numpy()
     popularity = np.where(has & products["offerable"].to_numpy(), popularity, 0.0)
@@ -261,41 +356,122 @@ def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, c
 
 
 def _upsell(products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
-    """Item a -> same-category items priced within the up-sell band, popular and rarely returned."""
+    """Item a -> the ``neighbours`` best same-category items priced within the up-sell band,
+    popular and rarely returned (score = recent popularity; ties by item position).
+
+    Per category the targets are sorted by price (the band of a seed is a range of them, found by
+    binary search) and by score (a seed takes the first targets of that order inside its band), so
+    no (seed, target) pair outside the result is materialised."""
     n_items = len(products)
-    frame = products.assign(item=np.arange(n_items))[["item", "category", "median_price", "customers",
-                                                      "recent_customers", "return_rate", "offerable"]]
-    frame = frame[frame["category"].notna()]
-    targets = frame[frame["offerable"] & (frame["customers"] >= config.upsell_min_customers)]
-    pairs = frame[["item", "category", "median_price"]].merge(targets, on="category", suffixes=("", "_up"))
-    ratio = pairs["median_price_up"] / pairs["median_price"]
-    pairs = pairs[(ratio >= config.upsell_min_ratio) & (ratio <= config.upsell_max_ratio)]
-    score = 1.0 + pairs["recent_customers"] + 0.1 * pairs["customers"]
-    return sparse.csr_matrix(
-        (score.to_numpy(dtype=np.float32), (pairs["item"].to_numpy(), pairs["item_up"].to_numpy())),
-        shape=(n_items, n_items),
-    )
+    codes = pd.factorize(products["category"])[0]
+    price = products["median_price"].to_numpy(dtype=np.float64)
+    customers = products["customers"].to_numpy(dtype=np.float64)
+    score = ((1.0 + products["recent_customers"].to_numpy(dtype=np.float64)) + 0.1 * customers).astype(np.float32)
+    target = ((codes >= 0) & products["offerable"].to_numpy(dtype=bool) & (customers >= config.upsell_min_customers)
+              & np.isfinite(price))
+    items = np.flatnonzero(target)
+    n_codes = int(codes.max()) + 1 if len(codes) else 0
+    by_price = items[np.lexsort((items, price[items], codes[items]))]
+    by_score = items[np.lexsort((items, -score[items], codes[items]))]
+    bounds = np.searchsorted(codes[by_price], np.arange(n_codes + 1))
+    indptr, indices, data = _upsell_kernel(
+        codes, price, score, by_price, by_score, bounds, config.upsell_min_ratio, config.upsell_max_ratio,
+        config.neighbours)
+    return sparse.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
 
 
-def _top_k_rows(matrix: sparse.spmatrix, k: int, block: int = 1024) -> sparse.csr_matrix:
-    """Keep the k largest positive entries of each row (rows processed in dense blocks)."""
-    matrix = sparse.csr_matrix(matrix, dtype=np.float32)
-    n_rows, n_cols = matrix.shape
-    rows, cols, values = [], [], []
-    for start in range(0, n_rows, block):
-        dense = matrix[start: start + block].toarray()
-        take = min(k, n_cols)
+@numba.njit(cache=True, nogil=True)
+def _upsell_kernel(codes, price, score, by_price, by_score, bounds, min_ratio, max_ratio, k):  # noqa: ANN001, ANN202
+    n = len(codes)
+    counts = np.zeros(n, dtype=np.int64)
+    low = np.zeros(n, dtype=np.int64)
+    high = np.zeros(n, dtype=np.int64)
+    for a in range(n):
+        c = codes[a]
+        if c < 0 or not np.isfinite(price[a]) or k <= 0:
+            continue
+        start, stop = bounds[c], bounds[c + 1]
+        prices = price[by_price[start:stop]]
+        lo = start + np.searchsorted(prices, price[a] * min_ratio * (1 - 1e-9), side="left")
+        hi = start + np.searchsorted(prices, price[a] * max_ratio * (1 + 1e-9), side="right")
+        while lo < hi and not price[by_price[lo]] / price[a] >= min_ratio:
+            lo += 1
+        while hi > lo and not price[by_price[hi - 1]] / price[a] <= max_ratio:
+            hi -= 1
+        low[a], high[a] = lo, hi
+        counts[a] = min(hi - lo, k)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for a in range(n):
+        indptr[a + 1] = indptr[a] + counts[a]
+    indices = np.empty(indptr[n], dtype=np.int32)
+    data = np.empty(indptr[n], dtype=np.float32)
+    for a in range(n):
+        take = counts[a]
         if take == 0:
-            break
-        top = np.argpartition(-dense, take - 1, axis=1)[:, :take] if take < n_cols else np.tile(np.arange(n_cols), (len(dense), 1))
-        top_values = np.take_along_axis(dense, top, axis=1)
-        keep = top_values > 0
-        rows.append(np.nonzero(keep)[0] + start)
-        cols.append(top[keep])
-        values.append(top_values[keep])
-    if not rows:
-        return sparse.csr_matrix((n_rows, n_cols), dtype=np.float32)
-    return sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols))
+            continue
+        out = indptr[a]
+        if high[a] - low[a] <= k:  # the whole band
+            chosen = np.sort(by_price[low[a]:high[a]])
+        else:  # the best-scored targets inside the band
+            c = codes[a]
+            chosen = np.empty(take, dtype=np.int64)
+            got = 0
+            for p in range(bounds[c], bounds[c + 1]):
+                b = by_score[p]
+                ratio = price[b] / price[a]
+                if ratio >= min_ratio and ratio <= max_ratio:
+                    chosen[got] = b
+                    got += 1
+                    if got == take:
+                        break
+            chosen = np.sort(chosen)
+        for j in range(take):
+            indices[out + j] = chosen[j]
+            data[out + j] = score[chosen[j]]
+    return indptr, indices, data
+
+
+def _top_k_rows(matrix: sparse.spmatrix, k: int, dtype: type = np.float32) -> sparse.csr_matrix:
+    """Keep the k largest positive entries of each row (values compared as ``dtype``, ties broken
+    by column, the lower first), working on the stored entries only: rows never become dense."""
+    matrix = sparse.csr_matrix(matrix, dtype=dtype, copy=True)  # a view would share its indices
+    matrix.sum_duplicates()  # sorts the columns of each row in place, as the kernel's tie rule needs
+    n_rows, n_cols = matrix.shape
+    indptr, indices, data = _top_k_kernel(matrix.indptr, matrix.indices, matrix.data, min(k, n_cols))
+    return sparse.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_k_kernel(indptr, indices, data, k):  # noqa: ANN001, ANN202
+    n = len(indptr) - 1
+    out_ptr = np.zeros(n + 1, dtype=np.int64)
+    for r in range(n):
+        positive = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            if data[p] > 0:
+                positive += 1
+        out_ptr[r + 1] = out_ptr[r] + min(positive, max(k, 0))
+    out_indices = np.empty(out_ptr[n], dtype=indices.dtype)
+    out_data = np.empty(out_ptr[n], dtype=data.dtype)
+    for r in range(n):
+        take = out_ptr[r + 1] - out_ptr[r]
+        if take == 0:
+            continue
+        start, stop, out = indptr[r], indptr[r + 1], out_ptr[r]
+        positions = np.empty(stop - start, dtype=np.int64)
+        m = 0
+        for p in range(start, stop):
+            if data[p] > 0:
+                positions[m] = p
+                m += 1
+        positions = positions[:m]
+        if m > take:
+            # stable sort by value, descending: equal values keep their column order
+            positions = np.sort(positions[np.argsort(-data[positions], kind="mergesort")[:take]])
+        for j in range(take):
+            out_indices[out + j] = indices[positions[j]]
+            out_data[out + j] = data[positions[j]]
+    return out_ptr, out_indices, out_data
 
 
 def _to_frame(matrix: sparse.spmatrix) -> pd.DataFrame:
