@@ -1,14 +1,17 @@
 """Business rules that turn ranked candidates into one `OfferDecision` per purchase.
 
-A pure function of (event, ranked candidates, customer context, rules): no Kafka, no store, so
-every rule is unit-tested directly. Each candidate held back says which rule did it; a whole
+`decide_events` carries a whole batch's decision, in event order (so frequency caps see the
+e-mails decided earlier in the batch); `decide` is one event's. Both are pure functions of
+(events, ranked candidates, customer context, rules): no Kafka, no store, so every rule is
+unit-tested directly. Each candidate held back says which rule did it; a whole
 message held back says why in `no_offer_reason`. Frequency caps count messages by event time, so
 replaying or reprocessing the same events gives the same decisions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple
@@ -60,6 +63,44 @@ class CustomerContext:
     owned: frozenset[str] = frozenset()
     unsubscribed: bool = False
     email_times: tuple[datetime, ...] = field(default_factory=tuple)  # when earlier offer e-mails went out
+
+
+def decide_events(
+    events: Sequence[PurchaseEvent],
+    ranked: Mapping[str, list[RankedCandidate]] | None,
+    contexts: Mapping[str, CustomerContext],
+    rules: OfferRules,
+    model_version: str | None,
+    decided_at: datetime,
+) -> list[OfferDecision]:
+    """One decision per event, in order. ``ranked`` holds each event id's scored candidates, or is
+    None when no model is loaded: a purchase of a known customer then gets ``no_model``.
+    ``contexts`` is keyed by customer id (a customer without one gets an empty context); an
+    e-mail decided for an event counts towards the caps of the same customer's later events."""
+    sent: dict[str, tuple[datetime, ...]] = {}
+    decisions = []
+    for event in events:
+        customer = event.customer_id or ""
+        context = contexts.get(customer, CustomerContext())
+        if customer in sent:
+            context = replace(context, email_times=context.email_times + sent[customer])
+        if ranked is None and event.customer_id and event.event_type is EventType.PURCHASE:
+            decision = _no_model(event, model_version, decided_at)
+        else:
+            decision = decide(event, (ranked or {}).get(event.event_id, []), context, rules, model_version, decided_at)
+        if Channel.EMAIL in decision.channels and event.customer_id:
+            sent[customer] = (*sent.get(customer, ()), event.occurred_at)
+        decisions.append(decision)
+    return decisions
+
+
+def _no_model(event: PurchaseEvent, model_version: str | None, decided_at: datetime) -> OfferDecision:
+    return OfferDecision(
+        decision_id=decision_id_for(event.event_id), event_id=event.event_id, order_id=event.order_id,
+        customer_id=event.customer_id, customer_email=event.customer_email,
+        marketing_consent=event.marketing_consent, occurred_at=event.occurred_at, decided_at=decided_at,
+        model_version=model_version, no_offer_reason="no_model",
+    )
 
 
 def decide(

@@ -23,13 +23,13 @@ from features.online import OnlineFeatureReader
 from features.state import FoldStateStore
 from features.store import open_feature_store
 from services.offers.champion import ChampionWatcher
-from services.offers.rules import CustomerContext, OfferRules, decide
+from services.offers.rules import CustomerContext, OfferRules, decide_events
 from services.offers.scoring import ProductFeatureCache, rank_batch
 from services.offers.state import OfferStateStore
 from services.preferences import PreferenceStore
 from xsell.consumer import Completion, ConsumerLoop, Record
 from xsell.events import EventType, PurchaseEvent, valid_events
-from xsell.offers import Channel, OfferDecision
+from xsell.offers import OfferDecision
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,22 +109,13 @@ class OfferService:
                             candidates_per_event=self.settings.serving_candidates) if champion and scorable else {}
         unsubscribed = self.preferences.unsubscribed(customers)
         since = min((e.occurred_at for e in fresh), default=datetime.now(UTC)) - timedelta(days=7)
-        email_times = {c: list(t) for c, t in self.state.email_times(customers, since).items()}
-        now = datetime.now(UTC)
-        new: dict[str, OfferDecision] = {}
-        for event in fresh:
-            context = CustomerContext(
-                owned=frozenset(owned.get(event.customer_id or "", ())),
-                unsubscribed=event.customer_id in unsubscribed,
-                email_times=tuple(email_times.get(event.customer_id or "", ())),
-            )
-            decision = decide(event, ranked.get(event.event_id, []), context, self.rules,
-                              str(champion.version) if champion else None, now)
-            if champion is None and decision.no_offer_reason is None and event.customer_id:
-                decision = decision.model_copy(update={"offers": (), "channels": (), "no_offer_reason": "no_model"})
-            if Channel.EMAIL in decision.channels and event.customer_id:
-                email_times.setdefault(event.customer_id, []).append(event.occurred_at)
-            new[event.event_id] = decision
+        email_times = self.state.email_times(customers, since)
+        contexts = {c: CustomerContext(owned=frozenset(owned.get(c, ())), unsubscribed=c in unsubscribed,
+                                       email_times=tuple(email_times.get(c, ()))) for c in dict.fromkeys(customers)}
+        decided = decide_events(fresh, ranked if champion else None, contexts, self.rules,
+                                str(champion.version) if champion else None, datetime.now(UTC))
+        new = {decision.event_id: decision for decision in decided}
+        for decision in decided:
             self.stats.add(decision)
         self.stats.re_emitted += len(known)
         return [known.get(e.event_id) or new[e.event_id] for e in events]

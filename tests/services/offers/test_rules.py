@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide
+from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide, decide_events
 from tests.conftest import EventFactory
 from xsell.events import EventType
 from xsell.offers import Channel, OfferType, offer_id_for
@@ -94,3 +94,34 @@ def test_nothing_eligible_is_a_recorded_no_offer(make_event: EventFactory) -> No
     decision = decide(_event(make_event), _candidates()[-1:], CustomerContext(), OfferRules(), None, NOW)
     assert decision.offers == () and decision.no_offer_reason == "no_eligible_candidates"
     assert decision.suppressed[0].rule == "just_bought"
+
+
+def test_decide_events_caps_a_customers_second_email_within_the_batch(make_event: EventFactory) -> None:
+    first = _event(make_event, occurred_at=NOW)
+    second = _event(make_event, occurred_at=NOW + timedelta(hours=2))
+    other = _event(make_event, customer_id="C2", occurred_at=NOW + timedelta(hours=3))
+    events = [first, second, other]
+    ranked = {e.event_id: _candidates() for e in events}
+    decisions = decide_events(events, ranked, {}, OfferRules(), "3", NOW)
+    assert [d.event_id for d in decisions] == [e.event_id for e in events]
+    assert [Channel.EMAIL in d.channels for d in decisions] == [True, False, True]
+    assert any(s.rule == "frequency_cap_24h" for s in decisions[1].suppressed)
+    assert all(d.offers and d.model_version == "3" for d in decisions)  # in-app offers stay
+
+
+def test_decide_events_without_a_model_says_so_for_purchases_only(make_event: EventFactory) -> None:
+    purchase = _event(make_event)
+    anonymous = _event(make_event, customer_id=None)
+    cancelled = _event(make_event, event_type=EventType.ORDER_CANCELLED)
+    decisions = decide_events([purchase, anonymous, cancelled], None, {}, OfferRules(), None, NOW)
+    assert [d.no_offer_reason for d in decisions] == ["no_model", "anonymous", "cancellation"]
+    assert not any(d.offers or d.channels for d in decisions)
+
+
+def test_decide_events_uses_each_customers_context(make_event: EventFactory) -> None:
+    event = _event(make_event)
+    contexts = {"C1": CustomerContext(owned=frozenset({"X1"}), unsubscribed=True)}
+    decision, = decide_events([event], {event.event_id: _candidates()}, contexts, OfferRules(), "1", NOW)
+    assert "X1" not in [o.product_id for o in decision.offers]
+    assert Channel.EMAIL not in decision.channels
+    assert any(s.rule == "unsubscribed" for s in decision.suppressed)
