@@ -169,11 +169,10 @@ def _serve(
     from features.pipeline import FeaturePipeline  # noqa: PLC0415  (Feast: slow to import)
     from services.offers.service import OfferService  # noqa: PLC0415
 
-    service = OfferService(settings)
     pipeline = FeaturePipeline(settings)
     decisions: list[OfferDecision] = []
     refreshes = 0
-    try:
+    with OfferService(settings).opened() as service:
         champion = service.champion.current()
         if champion is None:
             raise LookupError("the backtest's training registered no champion")
@@ -192,8 +191,6 @@ def _serve(
             service.state.record(decided, [d.to_bytes() for d in decided])
             pipeline.apply(batch)
             decisions.extend(decided)
-    finally:
-        service.close()
     return decisions, refreshes
 
 

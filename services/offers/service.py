@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -63,21 +64,44 @@ class OfferStats:
 class OfferService:
     """Consumer group `settings.offer_group` on `purchases`, producing to `offers`."""
 
+    state: OfferStateStore
+    preferences: PreferenceStore
+    fold_state: FoldStateStore
+    reader: OnlineFeatureReader
+    products: ProductFeatureCache
+    champion: ChampionWatcher
+
     def __init__(self, settings: Settings, until_caught_up: bool = False) -> None:
+        """Nothing is opened here: ``run`` (or ``opened``) opens the stores and the model."""
         self.settings = settings
         self.rules = OfferRules.from_settings(settings)
-        self.state = OfferStateStore(settings.home / "offers" / "state.db")
-        self.preferences = PreferenceStore(settings.db_url)
-        self.fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
-        self.reader = OnlineFeatureReader(open_feature_store(settings))
-        self.products = ProductFeatureCache(self.reader, settings.product_cache_ttl_s)
-        self.champion = ChampionWatcher(settings)
         self.stats = OfferStats()
         self._producer: KafkaProducer | None = None
         self.loop = ConsumerLoop(
             settings, group_id=settings.offer_group, topics=[settings.topic_purchases], handler=self.handle,
             client_id="xsell-offers", until_caught_up=until_caught_up,
         )
+
+    @contextmanager
+    def opened(self) -> Iterator[OfferService]:
+        """The service with its stores, feature reader and champion watcher open, for a caller
+        that drives ``decide_batch`` itself (the backtest, tests); all closed on exit."""
+        with ExitStack() as stack:
+            self._open(stack)
+            yield self
+
+    def _open(self, stack: ExitStack) -> None:
+        """Open what a batch reads and writes; ``stack`` closes each on the way out."""
+        settings = self.settings
+        self.state = OfferStateStore(settings.home / "offers" / "state.db")
+        stack.callback(self.state.close)
+        self.preferences = PreferenceStore(settings.db_url)
+        self.fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
+        stack.callback(self.fold_state.close)
+        self.reader = OnlineFeatureReader(open_feature_store(settings))
+        self.products = ProductFeatureCache(self.reader, settings.product_cache_ttl_s)
+        self.champion = ChampionWatcher(settings)
+        stack.callback(self.champion.close)
 
     def handle(self, records: list[Record]) -> Completion:
         """Decide, record and send one batch; the loop calls the returned completion (which waits
@@ -138,6 +162,7 @@ class OfferService:
     def run(self) -> OfferStats:
         """Run until SIGTERM (or until caught up)."""
         with ExitStack() as stack:
+            self._open(stack)
             self._producer = KafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, client_id="xsell-offers-producer", acks="all",
                 retries=10, enable_idempotence=True, linger_ms=2,
@@ -146,20 +171,10 @@ class OfferService:
                 batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
             )
             stack.callback(self._producer.close)
-            stack.callback(self.state.close)
-            stack.callback(self.fold_state.close)
-            stack.callback(self.champion.close)
             self.champion.current()  # load the model before joining the group, not on the first batch
             self.loop.run()
         log.info("offer service stopped", extra=self.stats.__dict__)
         return self.stats
-
-    def close(self) -> None:
-        """Close the stores and stop the champion watcher (``run`` does it on its way out; a caller
-        that drives ``decide_batch`` itself, such as the backtest, calls it)."""
-        self.state.close()
-        self.fold_state.close()
-        self.champion.close()
 
     def stop(self) -> None:
         """Stop after the current batch."""

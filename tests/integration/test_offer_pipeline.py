@@ -347,11 +347,8 @@ def test_f_serving_candidates_bounds_what_is_scored(settings: Settings) -> None:
 
     def scored(service: OfferService) -> set[str]:
         """The products the decision ranked: offered, or suppressed by a rule about a product."""
-        try:
+        with service.opened():
             decision, = service.decide_batch([event])
-        finally:
-            for store in (service.champion, service.state, service.fold_state):
-                store.close()
         return {o.product_id for o in decision.offers} | {s.product_id for s in decision.suppressed if s.product_id}
 
     everything = scored(OfferService(settings))
