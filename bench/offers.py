@@ -158,7 +158,6 @@ def scaled_throughput(settings: Settings, home: Path, command: list[str], expect
     purchases (own group, own output topic, a copy of the trained home), beside the one-instance run."""
     scaled = settings.model_copy(update={"home": home, "offer_group": "bench-offers-scaled",
                                          "topic_offers": "offers-scaled"})
-    scaled.__dict__.pop("topic_partitions", None)
     ensure_topics(scaled)
     env = {**service_env(scaled, args.poll_max_records), "XSELL_OFFER_GROUP": scaled.offer_group,
            "XSELL_TOPIC_OFFERS": scaled.topic_offers,

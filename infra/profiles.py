@@ -79,9 +79,7 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Set
     for name, value in overrides.items():
         field = fields[name]
         update[field] = int(value) if isinstance(getattr(settings, field), int) else value
-    resolved = settings.model_copy(update=update)
-    resolved.__dict__.pop("topic_partitions", None)  # cached_property: recompute with the new partitions
-    return resolved
+    return settings.model_copy(update=update)
 
 
 def uses_local(settings: Settings) -> dict[str, bool]:

@@ -7,7 +7,6 @@ ports never touch each other's state.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -208,7 +207,7 @@ class Settings(BaseSettings):
         """Broker jars cache, keyed by Kafka version."""
         return self.kafka_jars_dir or self.home / "cache" / f"kafka-{self.kafka_version}"
 
-    @cached_property
+    @property
     def topic_partitions(self) -> dict[str, int]:
         """Every topic xsell uses, with its partition count."""
         return {

@@ -380,7 +380,6 @@ def chaos(chaos_broker: ChaosBroker, trained_home: Path, tmp_path: Path,
         "features_group": f"features-{suffix}", "ingest_group": f"ingest-{suffix}",
         "database_url": f"sqlite:///{tmp_path / 'xsell.db'}", "smtp_port": free_port(),
     })
-    settings.__dict__.pop("topic_partitions", None)  # cached_property: recompute for the new names
     ensure_topics(settings)
     logs = tmp_path / "logs"
     logs.mkdir()

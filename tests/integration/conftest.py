@@ -46,7 +46,6 @@ def kafka_settings(broker_settings: Settings, request: pytest.FixtureRequest) ->
             "ingest_group": f"ingest-{suffix}",
         }
     )
-    settings.__dict__.pop("topic_partitions", None)  # cached_property: recompute for new names
     ensure_topics(settings)
     return settings
 

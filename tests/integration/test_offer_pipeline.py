@@ -75,7 +75,6 @@ def trained(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         "topic_offer_feedback": f"offer-feedback-pipeline-{suffix}",
         "log_level": "WARNING",
     })
-    settings.__dict__.pop("topic_partitions", None)  # cached_property: recompute for the new names
     ensure_topics(settings)
     summary = commands.train(settings, SAMPLE)
     assert summary["model_version"] == 1 and summary["champion"] is True
@@ -98,7 +97,6 @@ def settings(trained: Settings, tmp_path: Path, request: pytest.FixtureRequest) 
         "smtp_port": free_port(),
         "public_base_url": "https://shop.example",
     })
-    settings.__dict__.pop("topic_partitions", None)
     ensure_topics(settings)
     return settings
 
