@@ -164,12 +164,21 @@ class FeatureFold:
         self.categories = categories or {}  # product_id -> category, from the product catalog
         self._percentiles: dict[str, float] = {}
         self._category_members: dict[str, set[str]] = {}
+        # feature values of the last row emitted per entity (for `changed_only`; not state: after a
+        # restore the first row of every entity is emitted again, which is never wrong)
+        self._emitted: dict[tuple[str, str], tuple[object, ...]] = {}
 
-    def apply(self, events: Iterable[PurchaseEvent], snapshot_every_event: bool = True) -> FoldOutput:
+    def apply(
+        self, events: Iterable[PurchaseEvent], snapshot_every_event: bool = True, changed_only: bool = False
+    ) -> FoldOutput:
         """Fold a batch of events in; return the snapshots of what changed.
 
         With `snapshot_every_event` each event emits its own customer/product rows (training
         history); otherwise one row per touched entity at the batch end (online freshness).
+        With `changed_only` a row is left out when its feature values equal those of the last row
+        this fold emitted for the entity (backfill: a point-in-time lookup finds the same values in
+        the earlier row). The entity state still changed, so callers that save state by the rows
+        they get (the streaming pipeline) must not ask for it.
         """
         customer_rows: list[dict[str, object]] = []
         product_rows: list[dict[str, object]] = []
@@ -199,11 +208,25 @@ class FeatureFold:
         if not snapshot_every_event:
             customer_rows = [self._customer_row(c, ts) for c, ts in touched_customers.items()]
             product_rows = [self._product_row(p, ts) for p, ts in touched_products.items()]
-        product_rows.extend(self._refresh_percentiles(touched_categories, touched_products))
+        product_rows.extend(self._refresh_percentiles(touched_categories, touched_products, changed_only))
         # one row per (product, time): a refreshed percentile can land on the stamp of the batch's
         # last sale; two rows with one timestamp would make point-in-time reads pick either at random
         product_rows = list({(r["product_id"], r["event_timestamp"]): r for r in product_rows}.values())
+        if changed_only:
+            customer_rows = self._changed(customer_rows, "customer_id")
+            product_rows = self._changed(product_rows, "product_id")
         return FoldOutput(customer_rows, product_rows, applied, duplicates)
+
+    def _changed(self, rows: list[dict[str, object]], key: str) -> list[dict[str, object]]:
+        """The rows (in time order) whose feature values differ from the entity's last emitted row."""
+        kept = []
+        for row in sorted(rows, key=lambda r: r["event_timestamp"]):
+            values = tuple(v for name, v in row.items() if name not in (key, "event_timestamp"))
+            entity = (key, row[key])
+            if self._emitted.get(entity) != values:
+                self._emitted[entity] = values
+                kept.append(row)
+        return kept
 
     # -- internals ----------------------------------------------------------------------------
     def _apply_event(self, event: PurchaseEvent) -> list[str]:
@@ -281,9 +304,11 @@ class FeatureFold:
         return {"product_id": product_id, "event_timestamp": stamp, **state.features(percentile)}
 
     def _refresh_percentiles(
-        self, categories: set[str], touched: dict[str, datetime]
+        self, categories: set[str], touched: dict[str, datetime], changed_only: bool = False
     ) -> list[dict[str, object]]:
-        """Recompute price percentiles in touched categories; rows for products whose value moved."""
+        """Recompute price percentiles in touched categories; rows for products whose value moved
+        (with `changed_only`, of an untouched product only when its served, rounded value moved:
+        nothing else of it changed since its last row)."""
         if not categories:
             return []
         members = {
@@ -300,8 +325,11 @@ class FeatureFold:
                 below = bisect.bisect_left(prices, price)
                 equal = bisect.bisect_right(prices, price) - below
                 value = (below + 0.5 * equal) / len(prices)
-                if abs(self._percentiles.get(product_id, -1.0) - value) > 1e-9:
+                before = self._percentiles.get(product_id, -1.0)
+                if abs(before - value) > 1e-9:
                     self._percentiles[product_id] = value
+                    if changed_only and product_id not in touched and round(before, 4) == round(value, 4):
+                        continue
                     rows.append(self._product_row(product_id, max(touched.get(product_id, batch_time), batch_time)))
         return rows
 

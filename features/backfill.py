@@ -2,7 +2,10 @@
 
 Folds the history through `FeatureFold` one day at a time (each entity's snapshot is stamped just
 after its last event of the day, so a point-in-time lookup at time t sees only orders before t),
-writes the snapshots as the Parquet files behind the feature views, saves the fold state for the
+keeping a snapshot only when the entity's feature values differ from its previous one (a lookup
+finds the same values in that earlier row; the popularity windows count back from the product's
+latest sale, not from the lookup time, so values change only with events), writes the snapshots
+as the Parquet files behind the feature views, saves the fold state for the
 streaming pipeline to continue from, applies the Feast definitions and materializes.
 """
 
@@ -77,7 +80,7 @@ def backfill(settings: Settings, data: Path, on_day: Callable[[int, int], None] 
     days = itertools.groupby(events, key=lambda e: e.occurred_at.date())
     total_days = len({e.occurred_at.date() for e in events})
     for number, (_, day_events) in enumerate(days, start=1):
-        out = fold.apply(list(day_events), snapshot_every_event=False)
+        out = fold.apply(list(day_events), snapshot_every_event=False, changed_only=True)
         customer_rows.extend(out.customer_rows)
         product_rows.extend(out.product_rows)
         if on_day is not None:
