@@ -208,7 +208,7 @@ def main() -> None:
             produce_events(settings, iter(events))
             figures["raw_consume_per_s"] = round(raw_consume_rate(settings, len(events)), 1)
 
-            command = [sys.executable, "-m", "xsell.cli", "offers"]
+            command = [sys.executable, "-m", "cli.main", "offers"]
             scaled_home = Path(tempfile.mkdtemp(prefix="xsell-bench-scaled-"))
             # the trained state before any decision, for the N-instance run (the broker's data stays)
             shutil.copytree(home, scaled_home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("kafka"))

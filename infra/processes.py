@@ -46,7 +46,7 @@ def replicas(name: str, command: list[str], count: int) -> list[ServiceSpec]:
 def api_spec(settings: Settings) -> ServiceSpec:
     """`xsell api` (one process), or uvicorn with `api_workers` worker processes."""
     if settings.api_workers <= 1:
-        return ServiceSpec("api", [sys.executable, "-m", "xsell.cli", "api"])
+        return ServiceSpec("api", [sys.executable, "-m", "cli.main", "api"])
     return ServiceSpec("api", [
         sys.executable, "-m", "uvicorn", "--factory", "services.api.app:create_app_from_env",
         "--host", settings.api_host, "--port", str(settings.api_port), "--workers", str(settings.api_workers),
@@ -60,7 +60,7 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     `index_refresh_every`), MLflow UI. The profile (infra/profiles.py) sets how many offer and
     delivery instances (one consumer group each) and API workers run."""
     settings = resolve(settings)
-    xsell = [sys.executable, "-m", "xsell.cli"]
+    xsell = [sys.executable, "-m", "cli.main"]
     mlflow_ui = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
         "--host", settings.api_host, "--port", str(settings.mlflow_ui_port), "--workers", "1",

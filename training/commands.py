@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[callable]:
+def progress(description: str) -> Iterator[callable]:
     """A spinner with elapsed time; yields ``step(name)`` to report a finished step."""
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
@@ -61,7 +61,7 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
     config = config or ExperimentConfig()
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    with _progress("train") as step:
+    with progress("train") as step:
         open_tracking(settings)  # create/migrate the local store once, here, before anything else
         seconds["tracking_setup"] = round(time.perf_counter() - started, 2)
         if backfill:
@@ -114,7 +114,7 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
 
 def evaluate(
     settings: Settings, data: Path, out: Path, test_days: int = 60, horizon_days: int = 30,
-    champion: bool = False, backfill: bool = True, config: ExperimentConfig | None = None, served: bool = True,
+    champion: bool = False, backfill: bool = True, config: ExperimentConfig | None = None,
 ) -> dict:
     """Evaluate on ``data``'s held-out test period: the ranker (trained on that data's training
     period by the same pipeline as ``train``, not registered; or the champion's held-out booster
@@ -126,7 +126,7 @@ def evaluate(
 
     config = config or ExperimentConfig()
     config = replace(config, protocol=ProtocolConfig(test_days=test_days, horizon_days=horizon_days))
-    with _progress("evaluate") as step:
+    with progress("evaluate") as step:
         if backfill:
             run_backfill(settings, data)
             step("backfill")
@@ -142,40 +142,9 @@ def evaluate(
                **{key: value for key, value in result.items() if key not in ("k", "cutoff", "triggers", "models")}}
     report = ("# Held-out evaluation of the method (research figure)\n\n" + render_markdown(ordered)
               + f"\ncutoff {ordered['cutoff']}; ranker: {ordered['ranker']}\n")
-    if served and not champion:
-        from training.backtest import BacktestConfig, render_backtest  # noqa: PLC0415  (imports this module)
-        from training.backtest import backtest as run_backtest  # noqa: PLC0415
-
-        with _progress("backtest of the served path") as step:
-            path = run_backtest(settings, data, BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=config.k),
-                                config, step)
-        ordered["served_path"] = {"triggers": path["triggers"], "cutoff": path["cutoff"],
-                                  "trigger_end": path["trigger_end"], **path["served"],
-                                  "versus_best_baseline": path["versus_best_baseline"]}
-        report += "\n" + render_backtest(path)
     (out / "metrics.json").write_text(json.dumps(ordered, indent=2))
     (out / "report.md").write_text(report)
     return ordered
-
-
-def backtest(
-    settings: Settings, data: Path, out: Path | None = None, test_days: int = 60, horizon_days: int = 30, k: int = 10,
-) -> dict:
-    """The served path measured (see ``training.backtest``); writes ``out/backtest.json`` and
-    ``out/report.md`` when ``out`` is given."""
-    from training.backtest import BacktestConfig, render_backtest  # noqa: PLC0415  (imports this module)
-    from training.backtest import backtest as run_backtest  # noqa: PLC0415
-
-    config = BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=k)
-    experiment = ExperimentConfig(k=k)
-    with _progress("backtest") as step:
-        result = run_backtest(settings, data, config, experiment, step)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "backtest.json").write_text(json.dumps(result, indent=2))
-        (out / "report.md").write_text(render_backtest(result))
-    return result
 
 
 def promote(settings: Settings, version: int | None = None, force: bool = False, reason: str = "") -> dict:
@@ -189,7 +158,7 @@ def recommend(settings: Settings, data: Path, out: Path, k: int = 10) -> dict:
     """Batch offers for every order of ``data`` with the champion (see ``training.recommend``)."""
     from training.recommend import recommend_orders  # noqa: PLC0415
 
-    with _progress("recommend"):
+    with progress("recommend"):
         return recommend_orders(settings, data, out, k)
 
 

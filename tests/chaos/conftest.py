@@ -210,7 +210,7 @@ class Chaos:
     def start(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start `xsell ARGS` in the background, logging to logs/NAME.log (appended on restart)."""
         log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", "xsell.cli", *args], env=self.env(**extra_env),
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=self.env(**extra_env),
                                    cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.processes[name] = process

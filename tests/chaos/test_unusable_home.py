@@ -56,7 +56,7 @@ def test_unusable_home_is_a_clear_error_on_start(
         "XSELL_KAFKA_CONTROLLER_PORT": str(free_port()), "XSELL_KAFKA_JARS_DIR": str(get_settings().jars_dir),
         "XSELL_SMTP_PORT": str(free_port()), "XSELL_KAFKA_START_TIMEOUT_S": "30",
     }
-    result = subprocess.run([sys.executable, "-m", "xsell.cli", *COMMANDS[command]], env=env, cwd=REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", "cli.main", *COMMANDS[command]], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     output = result.stdout + result.stderr
     figures(test="unusable_home", command=command, home_kind=request.node.callspec.params["unusable_home"],

@@ -140,7 +140,7 @@ def test_ingest_exits_cleanly_on_sigterm(kafka_settings: Settings, repo_root: Pa
         "XSELL_INGEST_GROUP": kafka_settings.ingest_group,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "xsell.cli", "ingest"], env=env, cwd=repo_root,
+        [sys.executable, "-m", "cli.main", "ingest"], env=env, cwd=repo_root,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 30

@@ -290,7 +290,7 @@ def test_d_kill_9_then_restart_misses_and_duplicates_no_decision(
         "XSELL_POLL_MAX_RECORDS": "20",
         "XSELL_LOG_LEVEL": "INFO",
     }
-    command = [sys.executable, "-m", "xsell.cli", "offers"]
+    command = [sys.executable, "-m", "cli.main", "offers"]
     with (tmp_path / "first.log").open("wb") as log, tailing(settings) as seen:
         first = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:  # kill as soon as the first batch is out, mid-stream

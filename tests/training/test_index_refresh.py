@@ -114,7 +114,7 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         assert loaded.index_run_id == result.run_id and loaded.index_as_of == expected_as_of
 
         # the command: the serving index now knows every line, so a second refresh logs nothing
-        command = subprocess.run([sys.executable, "-m", "xsell.cli", "index", "refresh"], capture_output=True,
+        command = subprocess.run([sys.executable, "-m", "cli.main", "index", "refresh"], capture_output=True,
                                  text=True, env={**os.environ, "XSELL_HOME": str(settings.home)}, timeout=300,
                                  check=False)
         assert command.returncode == 0, command.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _xsell(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "xsell.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120, check=False)
 
 

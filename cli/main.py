@@ -314,10 +314,15 @@ def evaluate(
     """The evaluation protocol on any data set: ranker vs baselines, overall and per offer type. The
     held-out figure describes the method (model and index fit at the cutoff: a research figure);
     the served-path backtest beside it measures the offers users get."""
-    from training.commands import evaluate as run_evaluation  # noqa: PLC0415
+    if served and not champion:
+        from cli.backtest import evaluate_with_backtest  # noqa: PLC0415
 
-    result = run_evaluation(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, champion=champion,
-                            served=served)
+        result = evaluate_with_backtest(_settings(), data, out, test_days=test_days, horizon_days=horizon_days)
+    else:
+        from training.commands import evaluate as run_evaluation  # noqa: PLC0415
+
+        result = run_evaluation(_settings(), data, out, test_days=test_days, horizon_days=horizon_days,
+                                champion=champion)
     summary: dict[str, object] = {"out": str(out), "triggers": result["triggers"],
                                   "heldout_ndcg_at_10": {m: v["overall"]["ndcg"] for m, v in result["models"].items()}}
     if "served_path" in result:
@@ -340,9 +345,9 @@ def backtest(
     serve the following purchases through the offer service's code in event order with the
     candidate index rebuilt daily from them, and score the served offers against the baselines.
     Prints the served figures beside the held-out (research) ones."""
-    from training.commands import backtest as run_backtest  # noqa: PLC0415
+    from cli.backtest import backtest_command  # noqa: PLC0415
 
-    result = run_backtest(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, k=k)
+    result = backtest_command(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, k=k)
     print(json.dumps({"triggers": result["triggers"], "cutoff": result["cutoff"],
                       "served": result["served"]["overall"], "versus_best_baseline": result["versus_best_baseline"],
                       "heldout_research": result["heldout_research"]["overall"],
@@ -512,7 +517,7 @@ def run(
     """The main job: stack up, backfill, train + register, start every service, replay the latest
     weeks as live purchases, print what happened and where to look (`make stop` stops it all)."""
     from infra.kafka.broker import BrokerError  # noqa: PLC0415
-    from xsell.demo import DemoError, run_demo  # noqa: PLC0415
+    from cli.demo import DemoError, run_demo  # noqa: PLC0415
 
     settings = _settings()
     console.print("[bold]xsell run[/]: the offer pipeline on the shipped sample")

@@ -17,6 +17,9 @@ A backtest does what a retailer does with xsell, on a history file split by time
    after it. The served offers of that order, in the order the service ranked them, are scored
    against the baselines built from the same history (``training.baselines`` at the cutoff).
 
+It lives with the entry points because it composes two stages, training and the offer service,
+as a retailer's deployment does; neither stage imports the other.
+
 The rules run as configured except for the list length: a message carries at most
 ``max_offers_per_message`` offers (3), so the backtest lets the service keep ``k`` to score a
 ranked list of the same length as the baselines'. It also prints the held-out figure of the train
@@ -26,6 +29,7 @@ the served one.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -37,7 +41,7 @@ import pandas as pd
 
 from models.index import CandidateIndex
 from training.baselines import recommend_all
-from training.commands import train
+from training.commands import evaluate, progress, train
 from training.evaluation import evaluate
 from training.experiment import ExperimentConfig
 from training.protocol import build_evaluation_triggers, split_cutoff
@@ -251,3 +255,35 @@ def render_backtest(result: dict) -> str:
               f"HitRate@{k} differs from the best ({versus['hit_rate_baseline']}) by {versus['hit_rate_difference']:+.3f}.",
               f"{coverage['with_offers']} of {coverage['purchases']} purchases of known customers got offers."]
     return "\n".join(lines) + "\n"
+
+
+def backtest_command(
+    settings: Settings, data: Path, out: Path | None = None, test_days: int = 60, horizon_days: int = 30, k: int = 10,
+) -> dict:
+    """``backtest`` with progress on stderr; writes ``out/backtest.json`` and ``out/report.md``
+    when ``out`` is given."""
+    with progress("backtest") as step:
+        result = backtest(settings, data, BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=k),
+                          ExperimentConfig(k=k), step)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "backtest.json").write_text(json.dumps(result, indent=2))
+        (out / "report.md").write_text(render_backtest(result))
+    return result
+
+
+def evaluate_with_backtest(
+    settings: Settings, data: Path, out: Path, test_days: int = 60, horizon_days: int = 30,
+) -> dict:
+    """``training.commands.evaluate`` (the held-out research figure) with the backtest of the served
+    path on the same data and split beside it (``served_path``, and appended to ``out/report.md``)."""
+    result = evaluate(settings, data, out, test_days=test_days, horizon_days=horizon_days)
+    path = backtest_command(settings, data, None, test_days=test_days, horizon_days=horizon_days, k=int(result["k"]))
+    result["served_path"] = {"triggers": path["triggers"], "cutoff": path["cutoff"], "trigger_end": path["trigger_end"],
+                             **path["served"], "versus_best_baseline": path["versus_best_baseline"]}
+    out = Path(out)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    with (out / "report.md").open("a") as report:
+        report.write("\n" + render_backtest(path))
+    return result

@@ -13,7 +13,7 @@ from training.index_refresh import parse_every
 
 
 def _xsell(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "xsell.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, "XSELL_HOME": str(home)}, timeout=120, check=False)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.backtest import BacktestConfig, _batches, backtest, served_offers
+from cli.backtest import BacktestConfig, _batches, backtest, served_offers
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.offers import OfferDecision, OfferItem, OfferType
