@@ -62,10 +62,9 @@ test: install test-deps production-deps  ## the whole suite: unit, integration (
 	@$(MAKE) --no-print-directory test-production
 	@$(MAKE) --no-print-directory chaos
 
-bench-train: install  ## full retrain (backfill, training set, train, evaluate, register) timed, with peak memory; DATA=file
+bench-train: install  ## full retrain and backfill alone, timed with peak memory, at generated sizes S, M, L (SIZES=S,M); DATA=file for one file
 	@test -x /usr/bin/time || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-	@home=$$(mktemp -d) && XSELL_HOME=$$home XSELL_LOG_LEVEL=WARNING /usr/bin/time -v $(XSELL) train --data $(DATA) \
-	  2> $$home/time.log | tail -1; grep -E "Elapsed|Maximum resident" $$home/time.log; rm -rf $$home
+	@$(VENV)/bin/python -m bench.train $(if $(filter command line environment,$(origin DATA)),--data $(DATA),$(if $(SIZES),--sizes $(SIZES)))
 
 chaos: install  ## fault injection alone (part of make test): broker restart, kill -9, SMTP/MLflow/Feast down, prints figures
 	@$(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" -s tests/chaos
