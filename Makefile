@@ -7,20 +7,11 @@ STAMP := $(VENV)/.installed
 XSELL := $(VENV)/bin/xsell
 DATA ?= data/online_retail_sample.parquet
 # PROFILE=production: Redis online store, MLflow server on PostgreSQL, 12 partitions, 3 offer and 2
-# delivery instances, API workers; the values come from infra/profiles.py (explicit variables win)
+# delivery instances, API workers; xsell derives them from XSELL_PROFILE (xsell/settings.py
+# production_values; explicit variables win)
 PROFILE ?= local
-PROFILE_ENV = $(eval _profile_env := $(shell test -x $(VENV)/bin/python && $(VENV)/bin/python -m infra.profiles --make $(PROFILE) 2>/dev/null))$(if $(_profile_env),$(eval PROFILE_ENV := $(_profile_env)))$(_profile_env)
-profile_value = $(patsubst $(1)=%,%,$(filter $(1)=%,$(PROFILE_ENV)))
 ifeq ($(PROFILE),production)
 export XSELL_PROFILE := production
-export XSELL_FEAST_ONLINE_STORE ?= $(call profile_value,XSELL_FEAST_ONLINE_STORE)
-export XSELL_REDIS_URL ?= $(call profile_value,XSELL_REDIS_URL)
-export MLFLOW_TRACKING_URI ?= $(call profile_value,MLFLOW_TRACKING_URI)
-export XSELL_DATABASE_URL ?= $(call profile_value,XSELL_DATABASE_URL)
-export XSELL_PURCHASES_PARTITIONS ?= $(call profile_value,XSELL_PURCHASES_PARTITIONS)
-export XSELL_OFFER_INSTANCES ?= $(call profile_value,XSELL_OFFER_INSTANCES)
-export XSELL_DELIVERY_INSTANCES ?= $(call profile_value,XSELL_DELIVERY_INSTANCES)
-export XSELL_API_WORKERS ?= $(call profile_value,XSELL_API_WORKERS)
 run: production-deps
 endif
 

@@ -25,7 +25,7 @@ from features.pipeline import FeaturePipeline
 from xsell.events import PurchaseEvent
 from xsell.history import events_from_history, read_purchase_history
 from xsell.logs import configure_logging
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -36,14 +36,14 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=get_settings().sample_data)
+    parser.add_argument("--data", type=Path, default=load_settings().sample_data)
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument("--stream-events", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="xsell-bench-features-") as home:
-        settings = get_settings(home=home)
+        settings = load_settings(home=home)
         started = time.monotonic()
         report = backfill(settings, args.data)
         backfill_s = time.monotonic() - started

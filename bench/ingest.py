@@ -19,19 +19,19 @@ from infra.kafka.topics import ensure_topics
 from services.ingest.replay import replay_file
 from services.ingest.validator import IngestService
 from xsell.logs import configure_logging
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 
 def main() -> None:
     """Run the benchmark and print its figures as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=get_settings().sample_data)
+    parser.add_argument("--data", type=Path, default=load_settings().sample_data)
     args = parser.parse_args()
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="xsell-bench-") as home:
-        settings = get_settings(
+        settings = load_settings(
             home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-            kafka_jars_dir=get_settings().jars_dir,
+            kafka_jars_dir=load_settings().jars_dir,
         )
         broker = KafkaBroker(settings)
         broker.fetch_jars()

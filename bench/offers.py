@@ -48,7 +48,7 @@ from services.ingest.replay import Pacing, produce_events, select_events
 from xsell.events import PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.logs import configure_logging
-from xsell.settings import REPO_ROOT, Settings, get_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 FETCH = {"fetch_max_bytes": 16 * 1024 * 1024, "max_partition_fetch_bytes": 8 * 1024 * 1024}
 
@@ -175,7 +175,7 @@ def scaled_throughput(settings: Settings, home: Path, command: list[str], expect
 def main() -> None:
     """Run the benchmark and print its figures as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=get_settings().sample_data)
+    parser.add_argument("--data", type=Path, default=load_settings().sample_data)
     parser.add_argument("--events", type=int, default=20_000, help="Events for the consume and throughput runs.")
     parser.add_argument("--poll-max-records", type=int, default=1000, help="XSELL_POLL_MAX_RECORDS of the service.")
     parser.add_argument("--rate", type=float, default=300.0, help="Events/s of the latency run.")
@@ -189,9 +189,9 @@ def main() -> None:
     figures: dict[str, object] = {"data": str(args.data), "events": args.events}
     peaks: list[int] = []
     with tempfile.TemporaryDirectory(prefix="xsell-bench-") as home:
-        settings = get_settings(
+        settings = load_settings(
             home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-            kafka_jars_dir=get_settings().jars_dir, offer_group="bench-offers", log_level="WARNING",
+            kafka_jars_dir=load_settings().jars_dir, offer_group="bench-offers", log_level="WARNING",
         )
         broker = KafkaBroker(settings)
         broker.fetch_jars()

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from xsell.logs import configure_logging
-from xsell.settings import Settings, get_settings
+from xsell.settings import PROFILES, Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -47,19 +47,15 @@ DataOption = Annotated[
 ]
 
 
-def _settings() -> Settings:
-    from infra.profiles import resolve  # noqa: PLC0415
-
-    settings = resolve(get_settings())  # XSELL_PROFILE=production derives its values (explicit ones win)
+def _settings(**overrides: object) -> Settings:
+    """The command's settings (``load_settings``: the profile derived, secrets checked), its logging
+    configured and its home checked; a problem is one line and exit 1."""
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as error:
+        _fail(str(error))
     configure_logging(settings.log_level)
     _check_home(settings.home)
-    if settings.env == "production":
-        from xsell.secrets_check import PlaceholderSecretError, refuse_placeholder_secrets  # noqa: PLC0415
-
-        try:
-            refuse_placeholder_secrets(settings)
-        except PlaceholderSecretError as error:
-            _fail(str(error))
     return settings
 
 
@@ -105,16 +101,12 @@ def stack_up(
     from infra.kafka.broker import BrokerError  # noqa: PLC0415
     from infra.mlflow_server import MlflowServerError  # noqa: PLC0415
     from infra.postgres import PostgresError  # noqa: PLC0415
-    from infra.profiles import PROFILES, resolve  # noqa: PLC0415
     from infra.redis import RedisError  # noqa: PLC0415
     from infra.stack import stack_up as up  # noqa: PLC0415
 
     if profile is not None and profile not in PROFILES:
         _fail(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-    settings = _settings()
-    if profile is not None:
-        settings = settings.model_copy(update={"profile": profile})
-    settings = resolve(settings)
+    settings = _settings(**({"profile": profile} if profile is not None else {}))
     try:
         report = up(settings)
     except (BrokerError, RedisError, PostgresError, MlflowServerError) as error:

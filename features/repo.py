@@ -5,9 +5,9 @@
 """
 
 from features.definitions import feature_definitions
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
-_definitions = feature_definitions(get_settings().feast_dir / "data")
+_definitions = feature_definitions(load_settings().feast_dir / "data")
 customer = _definitions.customer
 product = _definitions.product
 customer_stats_source = _definitions.customer_stats_source

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local_server import LocalServer
-from infra.profiles import profile_env, resolve
+from infra.profiles import profile_env
 from xsell.settings import Settings
 
 
@@ -59,7 +59,6 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     in-app inbox, feedback facts and attribution, API, the candidate-index refresh (every
     `index_refresh_every`), MLflow UI. The profile (infra/profiles.py) sets how many offer and
     delivery instances (one consumer group each) and API workers run."""
-    settings = resolve(settings)
     xsell = [sys.executable, "-m", "cli.main"]
     mlflow_ui = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,

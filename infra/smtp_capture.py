@@ -29,7 +29,7 @@ import psutil
 
 from infra.local_server import LocalServer, port_in_use
 from xsell.logs import configure_logging
-from xsell.settings import REPO_ROOT, Settings, get_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 MODULE = "infra.smtp_capture"
 UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
@@ -175,7 +175,7 @@ def serve(host: str, port: int, mail_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m infra.smtp_capture [--host H] [--port P] [--mail-dir D]`; defaults from XSELL_* settings."""
-    settings = get_settings()
+    settings = load_settings()
     configure_logging(settings.log_level)
     parser = argparse.ArgumentParser(
         prog="python -m infra.smtp_capture",

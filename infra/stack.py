@@ -11,7 +11,7 @@ from infra.kafka.topics import ensure_topics
 from infra.mlflow_server import MlflowServer
 from infra.postgres import PostgresCluster, create_schema
 from infra.processes import ServiceProcesses
-from infra.profiles import resolve, uses_local
+from infra.profiles import uses_local
 from infra.redis import RedisServer
 from infra.smtp_capture import capture_status, serves_locally, start_capture, stop_capture
 from xsell.settings import Settings
@@ -28,9 +28,8 @@ class StackReport:
 
 def stack_up(settings: Settings) -> StackReport:
     """Start the broker (idempotent) and create the topics; in the production profile also the local
-    Redis, PostgreSQL and MLflow server the (resolved) settings point at."""
+    Redis, PostgreSQL and MLflow server the settings point at."""
     started = time.monotonic()
-    settings = resolve(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     local = uses_local(settings)
     if local["redis"]:

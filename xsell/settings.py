@@ -1,18 +1,36 @@
 """One typed settings object for every stage, read from `XSELL_*` environment variables.
 
-Values are read once, where a command starts (`get_settings()`), never at import time, and passed
-down as a frozen object. Derived paths are properties, so two runs with different `XSELL_HOME` and
-ports never touch each other's state.
+Values are read once, where an entry point starts (`load_settings()`: the CLI, the API's uvicorn
+factory, the Feast repository), never at import time, and passed down as a frozen object. The
+deployment profile's values are derived while the object is built (`XSELL_PROFILE=production`:
+Redis, PostgreSQL, the MLflow server, partitions and instance counts; a value set explicitly
+wins), and in production (`XSELL_ENV=production`) placeholder secrets are refused. Derived paths
+are properties, so two runs with different `XSELL_HOME` and ports never touch each other's state.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("local", "production")
+MLFLOW_ALIASES = ("XSELL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI")
+MIN_SECRET_LENGTH = 16
+# Values that are placeholders wherever they come from (the shipped defaults count too).
+KNOWN_PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "test", "xsell"})
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message is one line naming the variable to fix."""
+
+
+class PlaceholderSecretError(SettingsError):
+    """A secret still has its demo value (or none); the message names each variable to set."""
 
 
 class Settings(BaseSettings):
@@ -22,8 +40,8 @@ class Settings(BaseSettings):
 
     env: str = Field(default="local", description="local | production; production refuses placeholder secrets.")
     profile: str = Field(
-        default="local", description="local | production: production derives Redis, PostgreSQL, MLflow server "
-        "and instance counts from infra/profiles.py (explicit variables win)."
+        default="local", description="local | production: production derives Redis, PostgreSQL, MLflow server, "
+        "partitions and instance counts (`production_values`; explicit variables win)."
     )
     home: Path = Field(
         default=REPO_ROOT / ".xsell",
@@ -85,7 +103,7 @@ class Settings(BaseSettings):
     # Model tracking
     mlflow_tracking_uri: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("XSELL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        validation_alias=AliasChoices(*MLFLOW_ALIASES),
         description="MLflow tracking server; default a local SQLite store under XSELL_HOME/mlflow.",
     )
     model_name: str = Field(default="xsell-ranker", description="Registered model name of the ranker.")
@@ -151,6 +169,28 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of offer facts and preferences; default SQLite under XSELL_HOME."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:  # noqa: ANN401  (pydantic hands the raw input over)
+        """The profile's derived values, for every field not given explicitly (environment or keyword)."""
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile", "local")
+        if profile not in PROFILES:
+            raise ValueError(f"XSELL_PROFILE must be one of {', '.join(PROFILES)}, not {profile!r}")
+        if profile == "local":
+            return data
+
+        def given(name: str) -> object:
+            return data.get(name, cls.model_fields[name].default)
+
+        derived = {}
+        for name, value in production_values(given).items():
+            keys = MLFLOW_ALIASES if name == "mlflow_tracking_uri" else (name,)
+            if not any(key in data for key in (name, *keys)):
+                derived[keys[0]] = value
+        return {**data, **derived}
 
     @property
     def db_url(self) -> str:
@@ -218,6 +258,54 @@ class Settings(BaseSettings):
         }
 
 
-def get_settings(**overrides: object) -> Settings:
-    """Read settings from the environment now; keyword overrides win (used by tests and the CLI)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+def production_values(given: Callable[[str], object]) -> dict[str, object]:
+    """What the production profile implies, by field, from the values ``given`` returns for the
+    ports and user it depends on: Redis online store, MLflow server on PostgreSQL, the xsell
+    database on PostgreSQL, 12 partitions, 3 offer and 2 delivery instances, 2 API workers, one
+    OpenMP thread per instance (instances share the host's cores)."""
+    return {
+        "feast_online_store": "redis",
+        "redis_url": f"127.0.0.1:{given('redis_port')}",
+        "mlflow_tracking_uri": f"http://127.0.0.1:{given('mlflow_ui_port')}",
+        "database_url": f"postgresql+psycopg2://{given('postgres_user')}@127.0.0.1:{given('postgres_port')}/xsell",
+        "purchases_partitions": 12,
+        "offer_instances": 3,
+        "delivery_instances": 2,
+        "api_workers": 2,
+        "predict_threads": 1,
+    }
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once, from the environment (keyword overrides win), with the profile's
+    derived values; in production (``env`` production) refuse placeholder secrets. Raises
+    ``SettingsError`` with one line that names what to fix."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = [(".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, ")) for e in error.errors()]
+        raise SettingsError("; ".join(f"{where}: {msg}" if where else msg for where, msg in problems)) from None
+    if settings.env == "production":
+        refuse_placeholder_secrets(settings)
+    return settings
+
+
+def refuse_placeholder_secrets(settings: Settings) -> None:
+    """Raise ``PlaceholderSecretError`` if the API key or link secret is a default, a placeholder
+    or too short, or if the demo page (which embeds the API key) is on. The shipped defaults are
+    public (they are in the repository), so a production process must not start with any of them."""
+    problems: list[str] = []
+    for field, variable in (("api_key", "XSELL_API_KEY"), ("link_secret", "XSELL_LINK_SECRET")):
+        value: str = getattr(settings, field)
+        default = Settings.model_fields[field].default
+        if value == default or value.strip().lower() in KNOWN_PLACEHOLDERS:
+            problems.append(f"{variable} is the public demo/placeholder value; set a random secret "
+                            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        elif len(value.strip()) < MIN_SECRET_LENGTH:
+            problems.append(f"{variable} is {len(value.strip())} characters; use at least {MIN_SECRET_LENGTH} random ones")
+    if settings.api_key and settings.api_key == settings.link_secret:
+        problems.append("XSELL_API_KEY and XSELL_LINK_SECRET are the same; use two different secrets")
+    if settings.demo_enabled:
+        problems.append("XSELL_DEMO_ENABLED is true: the demo page shows the API key to every visitor; set it to false")
+    if problems:
+        raise PlaceholderSecretError("refusing to run with placeholder secrets: " + "; ".join(problems))

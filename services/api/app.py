@@ -27,7 +27,7 @@ from services.feedback.facts import open_facts
 from services.inbox.store import InboxStore
 from services.preferences import PreferenceStore
 from xsell.logs import configure_logging
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -96,7 +96,7 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
 
 def create_app_from_env() -> FastAPI:
     """App factory for `uvicorn --factory services.api.app:create_app_from_env` (several workers)."""
-    return create_app(get_settings())
+    return create_app(load_settings())  # the profile derived and, in production, secrets checked
 
 
 def main(settings: Settings) -> None:

@@ -44,7 +44,7 @@ from training import commands
 from xsell.events import PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.offers import Channel, OfferDecision
-from xsell.settings import REPO_ROOT, Settings, get_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 CHAOS_EVENTS = int(os.environ.get("XSELL_CHAOS_EVENTS", "10000"))
@@ -71,9 +71,9 @@ class ChaosBroker:
 def chaos_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosBroker]:
     """A broker of our own (free ports, temporary data dir, the jars cache `make run` fills)."""
     home = tmp_path_factory.mktemp("chaos-broker")
-    settings = get_settings(
+    settings = load_settings(
         home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-        kafka_jars_dir=get_settings().jars_dir, log_level="WARNING",
+        kafka_jars_dir=load_settings().jars_dir, log_level="WARNING",
     )
     broker = KafkaBroker(settings)
     broker.start()

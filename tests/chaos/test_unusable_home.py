@@ -14,7 +14,7 @@ import pytest
 
 from infra.kafka.broker import free_port
 from tests.chaos.conftest import figures
-from xsell.settings import REPO_ROOT, get_settings
+from xsell.settings import REPO_ROOT, load_settings
 
 COMMANDS = {"stack-up": ["stack", "up"], "offers": ["offers"], "deliver": ["deliver"]}
 
@@ -53,7 +53,7 @@ def test_unusable_home_is_a_clear_error_on_start(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
         "XSELL_HOME": str(unusable_home), "XSELL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "XSELL_KAFKA_CONTROLLER_PORT": str(free_port()), "XSELL_KAFKA_JARS_DIR": str(get_settings().jars_dir),
+        "XSELL_KAFKA_CONTROLLER_PORT": str(free_port()), "XSELL_KAFKA_JARS_DIR": str(load_settings().jars_dir),
         "XSELL_SMTP_PORT": str(free_port()), "XSELL_KAFKA_START_TIMEOUT_S": "30",
     }
     result = subprocess.run([sys.executable, "-m", "cli.main", *COMMANDS[command]], env=env, cwd=REPO_ROOT,

@@ -13,7 +13,7 @@ from cli.backtest import BacktestConfig, _batches, backtest, served_offers
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.offers import OfferDecision, OfferItem, OfferType
-from xsell.settings import REPO_ROOT, get_settings
+from xsell.settings import REPO_ROOT, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 
@@ -49,11 +49,11 @@ def test_served_offers_keep_the_service_ranking_of_trigger_orders_only() -> None
 
 def test_backtest_refuses_a_trigger_period_of_no_days(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must be larger than"):
-        backtest(get_settings(home=tmp_path), SAMPLE, BacktestConfig(test_days=30, horizon_days=30))
+        backtest(load_settings(home=tmp_path), SAMPLE, BacktestConfig(test_days=30, horizon_days=30))
 
 
 def test_backtest_serves_and_scores_the_period_after_the_cutoff(tmp_path: Path) -> None:
-    settings = get_settings(home=tmp_path / "home")
+    settings = load_settings(home=tmp_path / "home")
     result = backtest(settings, SAMPLE, BacktestConfig(test_days=40, horizon_days=20))
     lines = read_purchase_history(SAMPLE).lines
     cutoff = lines["ordered_at"].max() - pd.Timedelta(days=40)

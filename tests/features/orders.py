@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.backfill import backfill
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 START = datetime(2011, 1, 3, tzinfo=UTC)
 
@@ -35,7 +35,7 @@ def write_orders(path: Path, seed: int = 3, customers: int = 6, orders: int = 60
 def backfilled_home(home: Path) -> tuple[Settings, pd.DataFrame]:
     """Settings of ``home`` after backfilling its feature store from ``write_orders``, and the orders."""
     orders = write_orders(home / "orders.csv")
-    settings = get_settings(home=home)
+    settings = load_settings(home=home)
     report = backfill(settings, home / "orders.csv")
     assert report.events == orders["order_id"].nunique()
     return settings, orders

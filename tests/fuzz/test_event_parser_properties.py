@@ -21,7 +21,7 @@ from services.ingest.dead_letter import TRUNCATION_HEADROOM_BYTES
 from services.ingest.validator import validate_batch
 from tests.conftest import FakeRecord
 from xsell.events import EventRejected, PurchaseEvent, RejectReason, digest, parse_purchase_event
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 MAX_BYTES = 4096
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -215,7 +215,7 @@ record_values = st.one_of(
 @pytest.fixture(scope="module")
 def batch_settings(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     home: Path = tmp_path_factory.mktemp("fuzz-home")
-    return get_settings(home=home, max_event_bytes=MAX_BYTES,
+    return load_settings(home=home, max_event_bytes=MAX_BYTES,
                         dlq_max_message_bytes=TRUNCATION_HEADROOM_BYTES + DLQ_VALUE_LIMIT)
 
 

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer
 
 from infra.kafka.broker import KafkaBroker, free_port
 from infra.kafka.topics import ensure_topics
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 SettingsFactory = Callable[..., Settings]
 
@@ -21,11 +21,11 @@ SettingsFactory = Callable[..., Settings]
 def broker_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Start the real broker once for the whole run; stop it at the end (log tail on failure)."""
     home = tmp_path_factory.mktemp("xsell-home")
-    settings = get_settings(
+    settings = load_settings(
         home=home,
         kafka_bootstrap=f"127.0.0.1:{free_port()}",
         kafka_controller_port=free_port(),
-        kafka_jars_dir=get_settings().jars_dir,  # the cache `make run` fills; fetched once if missing
+        kafka_jars_dir=load_settings().jars_dir,  # the cache `make run` fills; fetched once if missing
     )
     broker = KafkaBroker(settings)
     broker.start()

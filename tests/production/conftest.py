@@ -19,9 +19,8 @@ import pytest
 
 from infra.kafka.broker import free_port
 from infra.processes import ServiceProcesses, pipeline_services
-from infra.profiles import resolve
 from infra.stack import stack_down, stack_up
-from xsell.settings import REPO_ROOT, Settings, get_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 
@@ -39,14 +38,13 @@ def production() -> Iterator[Settings]:
     with the ranker trained on the sample and registered in the MLflow server; stopped at the end."""
     home = Path(tempfile.mkdtemp(prefix="xsell-production-"))
     home.chmod(0o755)  # PostgreSQL runs as the postgres user under root: it must reach HOME/postgres
-    base = get_settings(
+    settings = load_settings(
         profile="production", home=home, log_level="WARNING",
         kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-        kafka_jars_dir=get_settings().jars_dir,  # the cache `make run` fills
+        kafka_jars_dir=load_settings().jars_dir,  # the cache `make run` fills
         redis_port=free_port(), postgres_port=free_port(), mlflow_ui_port=free_port(),
         smtp_port=free_port(), api_port=free_port(), metrics_port_base=free_port(),
     )
-    settings = resolve(base, environ={})  # the profile's derived values, whatever this shell exports
     try:
         stack_up(settings)
         from training import commands  # noqa: PLC0415  (heavy)

@@ -37,7 +37,7 @@ from tests.conftest import EventFactory, FakeRecord
 from tests.services.api.factories import RecordingPublisher, deliver, make_decision
 from xsell.logs import JsonFormatter
 from xsell.offers import OfferDecision, OfferType, offer_id_for
-from xsell.settings import REPO_ROOT, Settings, get_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 API_KEY = "access-test-key-0123456789"
 LINK_SECRET = "access-test-link-secret"
@@ -47,7 +47,7 @@ HOSTILE = 'Tom & Jerry\'s "MUG" <script>alert(1)</script><img src=x onerror=aler
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=API_KEY,
+    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=API_KEY,
                         link_secret=LINK_SECRET, public_base_url="https://shop.example")
 
 
@@ -114,7 +114,7 @@ def test_the_key_is_checked_before_the_body_and_declared_in_the_spec(client: Tes
 
 
 def test_an_empty_configured_key_lets_no_one_in(tmp_path: Path, publisher: RecordingPublisher) -> None:
-    settings = get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.db'}", api_key="")
+    settings = load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.db'}", api_key="")
     with TestClient(create_app(settings, publisher=publisher)) as client:
         for headers in ({}, {"X-API-Key": ""}):
             assert client.get("/v1/customers/C1/offers", headers=headers).status_code == 401
@@ -401,6 +401,6 @@ def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.M
               "XSELL_SMTP_PASSWORD": "p-from-env"}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    settings = get_settings(home=tmp_path)
+    settings = load_settings(home=tmp_path)
     assert (settings.api_key, settings.link_secret, settings.smtp_password) == tuple(values.values())
     assert Settings.model_fields["smtp_password"].default is None  # no default SMTP password at all

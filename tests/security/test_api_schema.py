@@ -32,11 +32,11 @@ from schemathesis.specs.openapi.checks import (
 from services.api.app import create_app
 from services.inbox.store import InboxStore
 from tests.services.api.factories import RecordingPublisher, deliver, make_decision
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 API_KEY = "schema-test-key"
 HOME = Path(tempfile.mkdtemp(prefix="xsell-schemathesis-"))
-SETTINGS = get_settings(home=HOME, database_url=f"sqlite:///{HOME / 'api.db'}", api_key=API_KEY,
+SETTINGS = load_settings(home=HOME, database_url=f"sqlite:///{HOME / 'api.db'}", api_key=API_KEY,
                         link_secret="schema-test-secret",
                         kafka_bootstrap="127.0.0.1:9")  # nothing listens there: Kafka-backed figures answer "n/a"
 PUBLISHER = RecordingPublisher()

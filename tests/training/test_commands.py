@@ -14,13 +14,13 @@ from models.registry import champion_version, open_tracking
 from training import commands
 from training.recommend import OUTPUT_COLUMNS
 from xsell.history import read_purchase_history
-from xsell.settings import REPO_ROOT, get_settings
+from xsell.settings import REPO_ROOT, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 
 
 def test_train_register_promote_recommend(tmp_path: Path) -> None:
-    settings = get_settings(home=tmp_path)
+    settings = load_settings(home=tmp_path)
     summary = commands.train(settings, SAMPLE)
     json.dumps(summary)  # JSON-able
     assert summary["model_version"] == 1 and summary["champion"] is True

@@ -13,7 +13,7 @@ from features.backfill import backfill
 from tests.models.retail import START, lines_frame
 from models.features import FEATURE_COLUMNS
 from training.dataset import DatasetConfig, build_training_set
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 CUTOFF = START + pd.Timedelta(days=90)
 CONFIG = DatasetConfig(horizon_days=10, window_days=10, max_windows=3, min_history_days=20, n_candidates=20)
@@ -64,7 +64,7 @@ def training_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
     for name, future in (("past", False), ("future", True)):
         home = tmp_path_factory.mktemp(name)
         lines = history(future)
-        settings = get_settings(home=home)
+        settings = load_settings(home=home)
         backfill(settings, write(lines, home / "history.parquet"))
         sets[name] = (lines, build_training_set(settings, lines, CUTOFF, CONFIG))
     return sets

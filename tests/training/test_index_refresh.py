@@ -27,7 +27,7 @@ from training.index_refresh import KIND, KIND_TAG, RefreshError, RefreshResult, 
 from xsell.events import EventType, LineItem, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.metrics import INDEX_AS_OF, MODEL_VERSION
-from xsell.settings import REPO_ROOT, Settings, get_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 NEW_PRODUCT = "99901"  # never sold in the sample
@@ -36,7 +36,7 @@ NEW_PRODUCT = "99901"  # never sold in the sample
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     home = tmp_path_factory.mktemp("index-refresh-home")
-    settings = get_settings(home=home)
+    settings = load_settings(home=home)
     commands.train(settings, SAMPLE)
     return settings
 
@@ -145,7 +145,7 @@ def test_the_watcher_keeps_the_last_good_index_when_the_tagged_one_cannot_load(t
 
 
 def test_the_service_loop_survives_a_failed_run_and_stops_on_request(tmp_path: Path) -> None:
-    settings = get_settings(home=tmp_path)  # no champion: the first run is due at once
+    settings = load_settings(home=tmp_path)  # no champion: the first run is due at once
     stop = threading.Event()
     calls: list[float] = []
 
@@ -170,4 +170,4 @@ def test_the_service_loop_survives_a_failed_run_and_stops_on_request(tmp_path: P
 
 def test_refresh_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RefreshError, match="train a model first"):
-        refresh_index(get_settings(home=tmp_path))
+        refresh_index(load_settings(home=tmp_path))

@@ -16,7 +16,7 @@ from models.registry import champion_version, open_tracking
 from training.promote import promote
 from training.ranker import _lightgbm
 from training.tracking import DataFingerprint, log_training_run
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 
 def register(settings: object, tmp_path: Path, ndcg: float) -> int:
@@ -40,7 +40,7 @@ def register(settings: object, tmp_path: Path, ndcg: float) -> int:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict[str, int]]:
     tmp_path = tmp_path_factory.mktemp("mlflow")
-    settings = get_settings(home=tmp_path)
+    settings = load_settings(home=tmp_path)
     open_tracking(settings)
     versions = {name: register(settings, tmp_path, ndcg) for name, ndcg in (("first", 0.10), ("worse", 0.08),
                                                                              ("better", 0.12))}

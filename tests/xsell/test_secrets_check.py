@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from xsell.secrets_check import PlaceholderSecretError, refuse_placeholder_secrets
-from xsell.settings import get_settings
+from xsell.settings import PlaceholderSecretError, refuse_placeholder_secrets
+from xsell.settings import load_settings
 
 STRONG_KEY = "kQ2v9wS7tYc1mN4pR8xZ0aB3"
 STRONG_LINK_SECRET = "Hj5Lq8Wn2Ee6Rt0Yu3Ii7Oo1"
@@ -15,7 +15,7 @@ STRONG_LINK_SECRET = "Hj5Lq8Wn2Ee6Rt0Yu3Ii7Oo1"
 
 def test_shipped_defaults_are_refused_naming_every_variable(tmp_path: Path) -> None:
     with pytest.raises(PlaceholderSecretError) as refused:
-        refuse_placeholder_secrets(get_settings(home=tmp_path))
+        refuse_placeholder_secrets(load_settings(home=tmp_path))
     message = str(refused.value)
     assert "XSELL_API_KEY" in message and "XSELL_LINK_SECRET" in message and "XSELL_DEMO_ENABLED" in message
 
@@ -30,13 +30,13 @@ def test_shipped_defaults_are_refused_naming_every_variable(tmp_path: Path) -> N
 def test_each_weak_setting_is_refused(tmp_path: Path, overrides: dict[str, object], variable: str) -> None:
     fields = {"home": tmp_path, "api_key": STRONG_KEY, "link_secret": STRONG_LINK_SECRET, "demo_enabled": False}
     with pytest.raises(PlaceholderSecretError, match=variable):
-        refuse_placeholder_secrets(get_settings(**{**fields, **overrides}))
+        refuse_placeholder_secrets(load_settings(**{**fields, **overrides}))
 
 
 def test_random_secrets_from_the_environment_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XSELL_API_KEY", STRONG_KEY)
     monkeypatch.setenv("XSELL_LINK_SECRET", STRONG_LINK_SECRET)
     monkeypatch.setenv("XSELL_DEMO_ENABLED", "false")
-    settings = get_settings(home=tmp_path)
+    settings = load_settings(home=tmp_path)
     assert (settings.api_key, settings.link_secret) == (STRONG_KEY, STRONG_LINK_SECRET)
     assert refuse_placeholder_secrets(settings) is None

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.inbox.store import InboxStore
 from tests.services.api.factories import RecordingPublisher
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}",
+    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}",
                         api_key="test-key", link_secret="test-secret")
 
 

@@ -27,7 +27,7 @@ from tests.services.api.factories import RecordingPublisher
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
 from xsell.offers import OfferType, Suppression, offer_id_for
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 CROSS, UP = OfferType.CROSS_SELL, OfferType.UP_SELL
 KEY = "ops-test-key"
@@ -38,7 +38,7 @@ EXTRA = ("offers_sent_per_day", "latest_model_version")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Own home and database; a broker address where nothing listens (the dashboard must cope)."""
-    return get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY,
+    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY,
                         link_secret=SECRET, kafka_bootstrap=f"127.0.0.1:{free_port()}")
 
 

@@ -20,14 +20,14 @@ from services.api.routes import dashboard
 from services.feedback.facts import open_facts, record_batch
 from tests.services.api.factories import RecordingPublisher
 from tests.services.feedback.factories import T0, purchase
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 KEY = "ops-test-key"
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY,
+    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY,
                         link_secret="ops-test-secret")
 
 

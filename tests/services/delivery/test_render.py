@@ -18,7 +18,7 @@ from services.delivery.render import (
 )
 from services.links import verify_link
 from xsell.offers import Channel, OfferDecision, OfferItem, OfferType
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 NASTY_NAME = 'SET OF 3 "CAKE" TINS & MORE <b>'
 NOW = 1_700_000_000.0
@@ -26,7 +26,7 @@ NOW = 1_700_000_000.0
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return get_settings(home=tmp_path, public_base_url="https://shop.example", link_secret="s3cret", link_ttl_days=30)
+    return load_settings(home=tmp_path, public_base_url="https://shop.example", link_secret="s3cret", link_ttl_days=30)
 
 
 def decision(**overrides: object) -> OfferDecision:
@@ -137,7 +137,7 @@ def test_headers_name_no_product_and_message_id_is_deterministic(settings: Setti
 
 @pytest.mark.parametrize("base_url", ["https://shop.example", ""])
 def test_one_click_unsubscribe_headers_point_at_the_configured_base_url(tmp_path, base_url: str) -> None:
-    settings = get_settings(home=tmp_path, public_base_url=base_url, link_secret="s3cret")
+    settings = load_settings(home=tmp_path, public_base_url=base_url, link_secret="s3cret")
     wire = render_offer_email(decision(), settings, now=NOW).message.as_bytes()
     sent = BytesParser(policy=policy.default).parsebytes(wire)  # as the mail client reads it
 

@@ -12,12 +12,12 @@ from services.delivery.render import MAIL_POLICY
 from services.delivery.service import feedback_for, plan_emails
 from tests.conftest import FakeRecord
 from xsell.offers import Channel, FeedbackType, OfferDecision, OfferItem, OfferType, feedback_id_for
-from xsell.settings import Settings, get_settings
+from xsell.settings import Settings, load_settings
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return get_settings(home=tmp_path)
+    return load_settings(home=tmp_path)
 
 
 def record(decision_id: str = "d1", **overrides: object) -> FakeRecord:

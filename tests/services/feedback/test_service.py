@@ -11,11 +11,11 @@ from services.feedback.service import FeedbackService
 from tests.conftest import FakeRecord
 from tests.services.feedback.factories import T0, decision, feedback, purchase
 from xsell.offers import FeedbackType, OfferType, offer_id_for
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 
 def service(tmp_path: Path, **options: object) -> FeedbackService:
-    return FeedbackService(get_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'facts.db'}"),
+    return FeedbackService(load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'facts.db'}"),
                            **options)  # type: ignore[arg-type]
 
 

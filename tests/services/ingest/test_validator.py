@@ -7,11 +7,11 @@ from services.ingest.dead_letter import TRUNCATION_HEADROOM_BYTES
 from services.ingest.summary import IngestSummary
 from services.ingest.validator import validate_batch
 from xsell.events import EventType, digest
-from xsell.settings import get_settings
+from xsell.settings import load_settings
 
 
 def test_validate_batch_separates_valid_and_dead_letters(make_event: EventFactory) -> None:
-    settings = get_settings()
+    settings = load_settings()
     good = make_event()
     records = [
         FakeRecord(value=good.to_bytes(), key=b"C1", offset=0),
@@ -31,7 +31,7 @@ def test_validate_batch_separates_valid_and_dead_letters(make_event: EventFactor
 
 
 def test_oversized_original_is_truncated_with_size_and_digest() -> None:
-    settings = get_settings(dlq_max_message_bytes=64 * 1024, max_event_bytes=32 * 1024)
+    settings = load_settings(dlq_max_message_bytes=64 * 1024, max_event_bytes=32 * 1024)
     original = b"x" * (200 * 1024)
     outcome = validate_batch([FakeRecord(value=original)], settings)
     letter = outcome.dead_letters[0]

@@ -1,0 +1,53 @@
+"""The one settings load: the profile's values derived while the object is built, explicit values
+winning, one-line errors, placeholder secrets refused in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.profiles import profile_env
+from xsell.settings import PlaceholderSecretError, SettingsError, load_settings
+
+
+def test_the_local_profile_derives_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XSELL_PROFILE", raising=False)
+    settings = load_settings(home=tmp_path)
+    assert settings.feast_online_store == "sqlite" and settings.database_url is None
+    assert settings.purchases_partitions == 4 and settings.offer_instances == 1
+
+
+def test_production_derives_its_servers_from_the_ports_it_is_given(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, profile="production", redis_port=7001, postgres_port=7002,
+                             mlflow_ui_port=7003)
+    assert settings.feast_online_store == "redis" and settings.redis_url == "127.0.0.1:7001"
+    assert settings.database_url == "postgresql+psycopg2://xsell@127.0.0.1:7002/xsell"
+    assert settings.tracking_uri == "http://127.0.0.1:7003"
+    assert (settings.purchases_partitions, settings.offer_instances, settings.predict_threads) == (12, 3, 1)
+    assert settings.topic_partitions[settings.topic_purchases] == 12
+
+
+def test_an_explicit_value_wins_over_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XSELL_PROFILE", "production")
+    monkeypatch.setenv("XSELL_REDIS_URL", "redis.internal:6379")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.internal")
+    settings = load_settings(home=tmp_path, offer_instances=5)
+    assert settings.redis_url == "redis.internal:6379" and settings.tracking_uri == "https://mlflow.internal"
+    assert settings.offer_instances == 5 and settings.delivery_instances == 2
+    child = profile_env(settings)  # a child process derives the same values
+    assert child["XSELL_PROFILE"] == "production" and child["XSELL_REDIS_URL"] == "redis.internal:6379"
+
+
+def test_an_unknown_profile_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="XSELL_PROFILE must be one of local, production") as error:
+        load_settings(home=tmp_path, profile="staging")
+    assert "\n" not in str(error.value)
+
+
+def test_production_refuses_the_demo_secrets_at_load(tmp_path: Path) -> None:
+    with pytest.raises(PlaceholderSecretError, match="XSELL_API_KEY"):
+        load_settings(home=tmp_path, env="production")
+    strong = load_settings(home=tmp_path, env="production", api_key="kQ2v9wS7tYc1mN4pR8xZ0aB3",
+                           link_secret="Hj5Lq8Wn2Ee6Rt0Yu3Ii7Oo1", demo_enabled=False)
+    assert strong.env == "production"
