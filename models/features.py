@@ -122,7 +122,8 @@ def feature_matrix(
     (serving: the current values, whatever the window).
 
     Values are gathered by position (trigger row, product row) rather than by pandas index
-    alignment per candidate: a serving batch has ~100,000 candidate rows and alignment dominated it.
+    alignment per candidate: a serving batch has ~100,000 candidate rows, and aligning them costs more
+than scoring them.
     """
     t_pos = _trigger_positions(candidates, triggers)
     out: dict[str, np.ndarray] = {  # columns, stacked into one matrix at the end
@@ -173,8 +174,8 @@ def feature_matrix(
     by_feature = np.empty((len(FEATURE_COLUMNS), len(t_pos)))
     for at, column in enumerate(FEATURE_COLUMNS):
         by_feature[at] = out[column]
-    # rows x features in column order: a contiguous copy per feature, where a row-major stack wrote
-    # every value with a stride (three times slower); LightGBM reads either order
+    # rows x features in column order: a contiguous copy per feature, where a row-major stack writes
+    # every value with a stride (about three times slower); LightGBM reads either order
     values = by_feature.T
     return FeatureMatrix(labels={c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason")}, values=values)
 
@@ -223,7 +224,7 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
     shares of the basket's and history's known items in the candidate's category.
 
     Callers keep one generator per index (building one prepares lookup tables: a fixed cost that
-    dominated small serving batches)."""
+    would dominate small serving batches)."""
     return pd.DataFrame(candidate_context_columns(generator, triggers)).drop(columns="item")  # positions of this index only
 
 
@@ -329,7 +330,7 @@ def _take(values: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
 
 def _numeric_columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The columns of ``frame`` among ``names`` as floats (NaN where missing or not a number);
-    absent columns are left out. Column by column: selecting them as one block first cost more."""
+    absent columns are left out. Column by column: selecting them as one block first costs more."""
     columns: dict[str, np.ndarray] = {}
     for name in dict.fromkeys(names):
         if name in frame.columns:
