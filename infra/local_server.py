@@ -36,6 +36,17 @@ def same_command(process: psutil.Process, recorded: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ServerStatus:
+    """What `stack status` reports for a local server."""
+
+    running: bool
+    pid: int | None
+    address: str
+    data_dir: Path
+    log_file: Path
+
+
+@dataclass(frozen=True)
 class LocalServer:
     """The files and checks of one local server; what it runs and how it answers stays with its module.
 
@@ -61,6 +72,11 @@ class LocalServer:
             return process.pid if alive and self.owns(process, recorded) else None
         except (FileNotFoundError, PermissionError, ValueError, IndexError, psutil.Error):
             return None
+
+    def status(self, address: str, data_dir: Path) -> ServerStatus:
+        """Whether it runs, with which pid, where."""
+        pid = self.running_pid()
+        return ServerStatus(pid is not None, pid, address, data_dir, self.log_file)
 
     def log_tail(self, lines: int | None = None) -> str:
         """Last lines of the log, for error messages."""

@@ -14,12 +14,11 @@ import glob
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from infra.local_server import LocalServer
+from infra.local_server import LocalServer, ServerStatus
 from xsell.settings import Settings
 
 HOST = "127.0.0.1"
@@ -31,15 +30,7 @@ class PostgresError(RuntimeError):
     """The cluster could not be created or started; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class PostgresStatus:
-    """What `stack status` reports."""
-
-    running: bool
-    pid: int | None
-    address: str
-    data_dir: Path
-    log_file: Path
+PostgresStatus = ServerStatus  # what `stack status` reports
 
 
 def bin_dir() -> Path:
@@ -135,8 +126,7 @@ class PostgresCluster:
 
     def status(self) -> PostgresStatus:
         """Whether it runs, where."""
-        pid = self.running_pid()
-        return PostgresStatus(pid is not None, pid, f"{HOST}:{self.port}", self.data_dir, self.log_file)
+        return self.server.status(f"{HOST}:{self.port}", self.data_dir)
 
     def log_tail(self, lines: int = 20) -> str:
         """Last lines of the server log, for errors."""

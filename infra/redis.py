@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
-from infra.local_server import LocalServer
+from infra.local_server import LocalServer, ServerStatus
 from xsell.settings import Settings
 
 HOST = "127.0.0.1"
@@ -24,15 +22,7 @@ class RedisError(RuntimeError):
     """redis-server could not start; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class RedisStatus:
-    """What `stack status` reports."""
-
-    running: bool
-    pid: int | None
-    address: str
-    data_dir: Path
-    log_file: Path
+RedisStatus = ServerStatus  # what `stack status` reports
 
 
 class RedisServer:
@@ -85,8 +75,7 @@ class RedisServer:
 
     def status(self) -> RedisStatus:
         """Whether it runs, where."""
-        pid = self.running_pid()
-        return RedisStatus(pid is not None, pid, f"{HOST}:{self.port}", self.dir, self.log_file)
+        return self.server.status(f"{HOST}:{self.port}", self.dir)
 
     def log_tail(self, lines: int = 20) -> str:
         """Last lines of the log, for errors."""
