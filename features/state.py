@@ -24,6 +24,7 @@ import pandas as pd
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
 from features.owned import PurchaseTimes, bought_before, most_recent_first
+from xsell.chunks import chunked, placeholders
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import LINE_COLUMNS
 
@@ -155,10 +156,9 @@ class FoldStateStore:
         if self._reader is None:
             self._reader = self._connect()
         db = self._reader  # outside a transaction: every SELECT sees the latest commit
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for customer_id, state in db.execute(f"SELECT customer_id, state FROM customers WHERE customer_id IN ({marks})", chunk):
+        for chunk in chunked(ids):
+            query = f"SELECT customer_id, state FROM customers WHERE customer_id IN ({placeholders(chunk)})"
+            for customer_id, state in db.execute(query, chunk):
                 data = json.loads(state)
                 products = data["products"]
                 first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
+from xsell.chunks import chunked
 from xsell.database import engine_for
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
@@ -123,7 +124,6 @@ conversions = Table(
     Column("offer_type", String(16), nullable=False),
 )
 
-_CHUNK = 500
 
 
 def open_facts(url: str) -> Engine:
@@ -156,8 +156,8 @@ def _existing_keys(db: Connection, table: Table, keys: list[str], rows: Sequence
     first = table.c[keys[0]]
     found: set[tuple] = set()
     values = sorted({row[keys[0]] for row in rows}, key=str)
-    for start in range(0, len(values), _CHUNK):
-        query = select(*(table.c[k] for k in keys)).where(first.in_(values[start:start + _CHUNK]))
+    for chunk in chunked(values):
+        query = select(*(table.c[k] for k in keys)).where(first.in_(chunk))
         found.update(tuple(row) for row in db.execute(query))
     return found
 
@@ -241,8 +241,7 @@ def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFa
     customers = sorted({customer for customer, _ in pairs})
     found_offers: list[OfferFact] = []
     found_lines: list[PurchaseLine] = []
-    for start in range(0, len(customers), _CHUNK):
-        chunk = customers[start:start + _CHUNK]
+    for chunk in chunked(customers):
         for row in db.execute(select(offers).where(offers.c.customer_id.in_(chunk))).mappings():
             if (row["customer_id"], row["product_id"]) in pairs:
                 found_offers.append(OfferFact(
@@ -274,9 +273,9 @@ def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
         return 0
     current: dict[tuple[str, str], str] = {}
     orders = sorted({order for order, _ in rows})
-    for start in range(0, len(orders), _CHUNK):
+    for chunk in chunked(orders):
         query = select(conversions.c.order_id, conversions.c.product_id, conversions.c.offer_id).where(
-            conversions.c.order_id.in_(orders[start:start + _CHUNK]))
+            conversions.c.order_id.in_(chunk))
         current.update({(order, product): offer for order, product, offer in db.execute(query)})
     new = [row for key, row in rows.items() if key not in current]
     changed = [row for key, row in rows.items() if key in current and current[key] != row["offer_id"]]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from xsell.chunks import chunked, placeholders
 from xsell.offers import Channel, OfferDecision
 
 SCHEMA = """
@@ -35,11 +36,9 @@ class OfferStateStore:
         """Decisions already made for these events."""
         ids = list(set(event_ids))
         found: dict[str, OfferDecision] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.db.execute(
-                f"SELECT event_id, decision FROM decisions WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
-            )
+        for chunk in chunked(ids):
+            rows = self.db.execute(f"SELECT event_id, decision FROM decisions WHERE event_id IN ({placeholders(chunk)})",
+                                   chunk)
             found.update({e: OfferDecision.model_validate_json(d) for e, d in rows})
         return found
 
@@ -47,10 +46,9 @@ class OfferStateStore:
         """When offer e-mails went to each customer since `since` (event time)."""
         ids = list(set(customer_ids))
         times: dict[str, list[datetime]] = {c: [] for c in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in chunked(ids):
             rows = self.db.execute(
-                f"SELECT customer_id, at FROM emails WHERE at >= ? AND customer_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT customer_id, at FROM emails WHERE at >= ? AND customer_id IN ({placeholders(chunk)})",
                 [since.isoformat(), *chunk],
             )
             for customer_id, at in rows:
