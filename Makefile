@@ -15,7 +15,7 @@ export XSELL_PROFILE := production
 run: production-deps
 endif
 
-.PHONY: help install system-deps test-deps run stop test chaos bench bench-train audit lock clean production-deps test-production
+.PHONY: help install system-deps test-deps run stop lint test chaos bench bench-train audit lock clean production-deps test-production
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,7 +48,11 @@ run: install  ## the main job on embedded defaults (see README)
 stop:  ## stop whatever `make run` started
 	@if [ -x $(XSELL) ]; then $(XSELL) stack down; else echo "nothing installed, nothing to stop"; fi
 
-test: install test-deps production-deps  ## the whole suite: unit, integration (real services), production profile, fault injection
+lint: install  ## the layer contract (import-linter: entry points > services | training > models > features > infra > contracts)
+	@$(VENV)/bin/lint-imports --no-cache
+
+test: install test-deps production-deps  ## the whole suite: lint, unit, integration (real services), production profile, fault injection
+	@$(MAKE) --no-print-directory lint
 	@$(VENV)/bin/pytest
 	@$(MAKE) --no-print-directory test-production
 	@$(MAKE) --no-print-directory chaos

@@ -32,6 +32,7 @@ from kafka import KafkaConsumer
 
 from infra.processes import ServiceProcesses, pipeline_services
 from infra.stack import stack_up
+from services.schema import create_schema
 from services.delivery.outbox import Outbox
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
 from xsell.consumer import wait_for
@@ -255,7 +256,7 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
         clock = time.monotonic()
         say(f"  {step}: {report.seconds[step]}s")  # type: ignore[operator]
 
-    stack_up(settings)
+    stack_up(settings, create_schema)
     lap("stack up")
     history_path, history, _ = split_history(data, live_days, settings.home / "demo")
     report.training = prepare_model(settings, history_path)

@@ -103,12 +103,13 @@ def stack_up(
     from infra.postgres import PostgresError  # noqa: PLC0415
     from infra.redis import RedisError  # noqa: PLC0415
     from infra.stack import stack_up as up  # noqa: PLC0415
+    from services.schema import create_schema  # noqa: PLC0415
 
     if profile is not None and profile not in PROFILES:
         _fail(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
     settings = _settings(**({"profile": profile} if profile is not None else {}))
     try:
-        report = up(settings)
+        report = up(settings, create_schema)
     except (BrokerError, RedisError, PostgresError, MlflowServerError) as error:
         _fail(str(error))
         return

@@ -135,16 +135,3 @@ class PostgresCluster:
 
 def _is_postmaster(process: psutil.Process, _recorded: str) -> bool:
     return "postgres" in process.name()
-
-
-def create_schema(url: str) -> None:
-    """Create xsell's tables (offer facts, preferences, in-app offers) once, before the services start:
-    several processes running `create_all` at once on PostgreSQL race on the catalog
-    (UniqueViolation on pg_type), which kills whichever API worker loses."""
-    from services.feedback.facts import open_facts  # noqa: PLC0415
-    from services.inbox.store import InboxStore  # noqa: PLC0415
-    from services.preferences import PreferenceStore  # noqa: PLC0415
-
-    open_facts(url).dispose()
-    PreferenceStore(url).engine.dispose()
-    InboxStore(url).close()

@@ -3,13 +3,15 @@ loopback, the capture SMTP server that stores each message as an .eml file under
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import time
 from dataclasses import dataclass
 
 from infra.kafka.broker import BrokerStatus, KafkaBroker
 from infra.kafka.topics import ensure_topics
 from infra.mlflow_server import MlflowServer
-from infra.postgres import PostgresCluster, create_schema
+from infra.postgres import PostgresCluster
 from infra.processes import ServiceProcesses
 from infra.profiles import uses_local
 from infra.redis import RedisServer
@@ -26,9 +28,11 @@ class StackReport:
     seconds: float
 
 
-def stack_up(settings: Settings) -> StackReport:
+def stack_up(settings: Settings, create_schema: Callable[[str], None] | None = None) -> StackReport:
     """Start the broker (idempotent) and create the topics; in the production profile also the local
-    Redis, PostgreSQL and MLflow server the settings point at."""
+    Redis, PostgreSQL and MLflow server the settings point at. ``create_schema`` (the services'
+    tables: the entry point passes ``services.schema.create_schema``) runs once on a PostgreSQL
+    database, before several processes would race to create the tables."""
     started = time.monotonic()
     settings.home.mkdir(parents=True, exist_ok=True)
     local = uses_local(settings)
@@ -38,7 +42,7 @@ def stack_up(settings: Settings) -> StackReport:
         PostgresCluster(settings).start()
     if local["mlflow"]:
         MlflowServer(settings).start()
-    if settings.db_url.startswith("postgresql"):  # tables once, before several processes start
+    if create_schema is not None and settings.db_url.startswith("postgresql"):
         create_schema(settings.db_url)
     broker = KafkaBroker(settings).start()
     topics = ensure_topics(settings)

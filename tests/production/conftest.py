@@ -20,6 +20,7 @@ import pytest
 from infra.kafka.broker import free_port
 from infra.processes import ServiceProcesses, pipeline_services
 from infra.stack import stack_down, stack_up
+from services.schema import create_schema
 from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
@@ -46,7 +47,7 @@ def production() -> Iterator[Settings]:
         smtp_port=free_port(), api_port=free_port(), metrics_port_base=free_port(),
     )
     try:
-        stack_up(settings)
+        stack_up(settings, create_schema)
         from training import commands  # noqa: PLC0415  (heavy)
 
         summary = commands.train(settings, SAMPLE)
