@@ -70,7 +70,10 @@ class BacktestConfig:
 
 
 def backtest(
-    settings: Settings, data: Path, config: BacktestConfig | None = None, experiment: ExperimentConfig | None = None,
+    settings: Settings,
+    data: Path,
+    config: BacktestConfig | None = None,
+    experiment: ExperimentConfig | None = None,
     step: Callable[[str], None] | None = None,
 ) -> dict:
     """Train on ``data`` before the cutoff, serve the trigger period through the offer service's
@@ -86,8 +89,10 @@ def backtest(
     history = lines[lines["ordered_at"] < cutoff]
     replayed = lines[(lines["ordered_at"] >= cutoff) & (lines["ordered_at"] < trigger_end)]
     if history.empty or replayed.empty:
-        raise ValueError(f"{data}: no orders on one side of the cutoff {cutoff.isoformat()}; "
-                         "use a longer history or fewer --test-days")
+        raise ValueError(
+            f"{data}: no orders on one side of the cutoff {cutoff.isoformat()}; "
+            "use a longer history or fewer --test-days"
+        )
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="xsell-backtest-") as scratch:
         served_settings = _backtest_settings(settings, Path(scratch), config.k)
@@ -109,14 +114,19 @@ def backtest(
     triggers = triggers[triggers["at"] < trigger_end].reset_index(drop=True)
     index = CandidateIndex.build(lines, cutoff, experiment.index)
     offers = served_offers(decisions, triggers)
-    result = evaluate(pd.concat([offers, recommend_all(index, triggers, config.k)], ignore_index=True),
-                      triggers, index, config.k)
+    result = evaluate(
+        pd.concat([offers, recommend_all(index, triggers, config.k)], ignore_index=True), triggers, index, config.k
+    )
     seconds["score"] = round(time.perf_counter() - clock, 2)
     seconds["total"] = round(time.perf_counter() - started, 2)
     return {
-        "cutoff": cutoff.isoformat(), "trigger_end": trigger_end.isoformat(), "k": config.k,
-        "triggers": len(triggers), "model_version": trained["model_version"],
-        "served_index_as_of": trained["served"]["index_as_of"], "index_refreshes": refreshes,
+        "cutoff": cutoff.isoformat(),
+        "trigger_end": trigger_end.isoformat(),
+        "k": config.k,
+        "triggers": len(triggers),
+        "model_version": trained["model_version"],
+        "served_index_as_of": trained["served"]["index_as_of"],
+        "index_refreshes": refreshes,
         "served": result["models"][SERVED],
         "baselines": {name: scopes for name, scopes in result["models"].items() if name != SERVED},
         "versus_best_baseline": versus_best_baseline(result["models"]),
@@ -129,12 +139,22 @@ def backtest(
 def served_offers(decisions: list[OfferDecision], triggers: pd.DataFrame) -> pd.DataFrame:
     """The offers of the triggers' orders as a recommendation table (model ``served``), in the
     order the service ranked them."""
-    trigger_of = dict(zip(zip(triggers["customer_id"], triggers["order_id"], strict=True), triggers["trigger_id"],
-                          strict=True))
+    trigger_of = dict(
+        zip(zip(triggers["customer_id"], triggers["order_id"], strict=True), triggers["trigger_id"], strict=True)
+    )
     rows = [
-        {"model": SERVED, "trigger_id": trigger_of[(d.customer_id, d.order_id)], "product_id": offer.product_id,
-         "rank": offer.rank, "offer_type": str(offer.offer_type), "reason": offer.reason, "score": offer.score}
-        for d in decisions if (d.customer_id, d.order_id) in trigger_of for offer in d.offers
+        {
+            "model": SERVED,
+            "trigger_id": trigger_of[(d.customer_id, d.order_id)],
+            "product_id": offer.product_id,
+            "rank": offer.rank,
+            "offer_type": str(offer.offer_type),
+            "reason": offer.reason,
+            "score": offer.score,
+        }
+        for d in decisions
+        if (d.customer_id, d.order_id) in trigger_of
+        for offer in d.offers
     ]
     return pd.DataFrame(rows, columns=["model", "trigger_id", "product_id", "rank", "offer_type", "reason", "score"])
 
@@ -147,7 +167,8 @@ def versus_best_baseline(models: dict[str, dict]) -> dict[str, object]:
     best_ndcg = max(baselines, key=lambda name: baselines[name]["ndcg"])
     best_hit = max(baselines, key=lambda name: baselines[name]["hit_rate"])
     return {
-        "ndcg_baseline": best_ndcg, "ndcg_ratio": round(served["ndcg"] / max(baselines[best_ndcg]["ndcg"], 1e-12), 3),
+        "ndcg_baseline": best_ndcg,
+        "ndcg_ratio": round(served["ndcg"] / max(baselines[best_ndcg]["ndcg"], 1e-12), 3),
         "hit_rate_baseline": best_hit,
         "hit_rate_difference": round(served["hit_rate"] - baselines[best_hit]["hit_rate"], 4),
     }
@@ -160,9 +181,12 @@ def order_coverage(decisions: list[OfferDecision], replayed: pd.DataFrame) -> di
     for decision in purchases:
         if not decision.offers:
             reasons[decision.no_offer_reason or "none"] = reasons.get(decision.no_offer_reason or "none", 0) + 1
-    return {"purchases": len(purchases), "with_offers": sum(1 for d in purchases if d.offers),
-            "anonymous_orders": int(replayed[replayed["customer_id"].isna()]["order_id"].nunique()), **{
-                f"no_offer.{reason}": count for reason, count in sorted(reasons.items())}}
+    return {
+        "purchases": len(purchases),
+        "with_offers": sum(1 for d in purchases if d.offers),
+        "anonymous_orders": int(replayed[replayed["customer_id"].isna()]["order_id"].nunique()),
+        **{f"no_offer.{reason}": count for reason, count in sorted(reasons.items())},
+    }
 
 
 def _serve(
@@ -214,8 +238,15 @@ def _backtest_settings(settings: Settings, home: Path, k: int) -> Settings:
     """The caller's settings on an embedded stack of the backtest's own: a scratch home, local
     stores, product features re-read on every batch (the replay runs faster than the clock the
     cache's lifetime is measured in) and lists of ``k`` offers."""
-    return replace_settings(settings, home=home, mlflow_tracking_uri=None, database_url=None, feast_online_store="sqlite",
-                            max_offers_per_message=k, product_cache_ttl_s=0.0)
+    return replace_settings(
+        settings,
+        home=home,
+        mlflow_tracking_uri=None,
+        database_url=None,
+        feast_online_store="sqlite",
+        max_offers_per_message=k,
+        product_cache_ttl_s=0.0,
+    )
 
 
 def replace_settings(settings: Settings, **changes: object) -> Settings:
@@ -231,40 +262,63 @@ def _write_canonical(lines: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-
 def render_backtest(result: dict) -> str:
     """The backtest as a markdown report: the served path beside the baselines and the train
     step's held-out (research) figure, overall and per offer type."""
     k = result["k"]
-    rows = [("**served path (backtest)**", result["served"]),
-            *((name, scopes) for name, scopes in sorted(result["baselines"].items(),
-                                                          key=lambda kv: -kv[1]["overall"]["ndcg"])),
-            ("held-out evaluation of the method (research figure)", result["heldout_research"])]
-    lines = [f"# Backtest: the offers served after {result['cutoff'][:10]}", "",
-             f"{result['triggers']} triggers (first purchase of each known customer until {result['trigger_end'][:10]}), "
-             f"NDCG@{k} / HitRate@{k}; served by model version {result['model_version']} with its index refreshed "
-             f"{result['index_refreshes']} times.", "",
-             "| model | overall | cross-sell | up-sell |", "|---|---|---|---|"]
+    rows = [
+        ("**served path (backtest)**", result["served"]),
+        *(
+            (name, scopes)
+            for name, scopes in sorted(result["baselines"].items(), key=lambda kv: -kv[1]["overall"]["ndcg"])
+        ),
+        ("held-out evaluation of the method (research figure)", result["heldout_research"]),
+    ]
+    lines = [
+        f"# Backtest: the offers served after {result['cutoff'][:10]}",
+        "",
+        f"{result['triggers']} triggers (first purchase of each known customer until {result['trigger_end'][:10]}), "
+        f"NDCG@{k} / HitRate@{k}; served by model version {result['model_version']} with its index refreshed "
+        f"{result['index_refreshes']} times.",
+        "",
+        "| model | overall | cross-sell | up-sell |",
+        "|---|---|---|---|",
+    ]
     for name, scopes in rows:
-        cells = [f"{scopes[s]['ndcg']:.4f} / {scopes[s]['hit_rate']:.3f}" if s in scopes else "" for s in
-                 ("overall", "cross_sell", "up_sell")]
+        cells = [
+            f"{scopes[s]['ndcg']:.4f} / {scopes[s]['hit_rate']:.3f}" if s in scopes else ""
+            for s in ("overall", "cross_sell", "up_sell")
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     versus = result["versus_best_baseline"]
     coverage = result["coverage_of_orders"]
-    lines += ["", f"Served NDCG@{k} is {versus['ndcg_ratio']:.2f}x the best baseline ({versus['ndcg_baseline']}); "
-              f"HitRate@{k} differs from the best ({versus['hit_rate_baseline']}) by {versus['hit_rate_difference']:+.3f}.",
-              f"{coverage['with_offers']} of {coverage['purchases']} purchases of known customers got offers."]
+    lines += [
+        "",
+        f"Served NDCG@{k} is {versus['ndcg_ratio']:.2f}x the best baseline ({versus['ndcg_baseline']}); "
+        f"HitRate@{k} differs from the best ({versus['hit_rate_baseline']}) by {versus['hit_rate_difference']:+.3f}.",
+        f"{coverage['with_offers']} of {coverage['purchases']} purchases of known customers got offers.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def backtest_command(
-    settings: Settings, data: Path, out: Path | None = None, test_days: int = 60, horizon_days: int = 30, k: int = 10,
+    settings: Settings,
+    data: Path,
+    out: Path | None = None,
+    test_days: int = 60,
+    horizon_days: int = 30,
+    k: int = 10,
 ) -> dict:
     """``backtest`` with progress on stderr; writes ``out/backtest.json`` and ``out/report.md``
     when ``out`` is given."""
     with progress("backtest") as step:
-        result = backtest(settings, data, BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=k),
-                          ExperimentConfig(k=k), step)
+        result = backtest(
+            settings,
+            data,
+            BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=k),
+            ExperimentConfig(k=k),
+            step,
+        )
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -274,14 +328,23 @@ def backtest_command(
 
 
 def evaluate_with_backtest(
-    settings: Settings, data: Path, out: Path, test_days: int = 60, horizon_days: int = 30,
+    settings: Settings,
+    data: Path,
+    out: Path,
+    test_days: int = 60,
+    horizon_days: int = 30,
 ) -> dict:
     """``training.commands.evaluate`` (the held-out research figure) with the backtest of the served
     path on the same data and split beside it (``served_path``, and appended to ``out/report.md``)."""
     result = evaluate(settings, data, out, test_days=test_days, horizon_days=horizon_days)
     path = backtest_command(settings, data, None, test_days=test_days, horizon_days=horizon_days, k=int(result["k"]))
-    result["served_path"] = {"triggers": path["triggers"], "cutoff": path["cutoff"], "trigger_end": path["trigger_end"],
-                             **path["served"], "versus_best_baseline": path["versus_best_baseline"]}
+    result["served_path"] = {
+        "triggers": path["triggers"],
+        "cutoff": path["cutoff"],
+        "trigger_end": path["trigger_end"],
+        **path["served"],
+        "versus_best_baseline": path["versus_best_baseline"],
+    }
     out = Path(out)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     with (out / "report.md").open("a") as report:

@@ -109,8 +109,11 @@ def prepare_model(settings: Settings, history_path: Path) -> dict[str, object] |
     """Backfill and train on the history unless this exact history was prepared before."""
     marker = settings.home / "demo" / "prepared.json"
     # the same history trained into the same tracking store (a profile switch means a new store)
-    fingerprint = {"sha256": _fingerprint(history_path), "tracking_uri": settings.tracking_uri,
-                   "online_store": settings.feast_online_store}
+    fingerprint = {
+        "sha256": _fingerprint(history_path),
+        "tracking_uri": settings.tracking_uri,
+        "online_store": settings.feast_online_store,
+    }
     if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in fingerprint} == fingerprint:
         return None
     from training.commands import train  # noqa: PLC0415  (heavy imports only when training)
@@ -126,12 +129,20 @@ def start_services(settings: Settings) -> None:
     for spec in pipeline_services(settings):
         port = {"api": settings.api_port, "mlflow-ui": settings.mlflow_ui_port}.get(spec.name)
         if port and processes.pid(spec.name) is None and not _port_free(settings.api_host, port):
-            raise DemoError(f"port {port} is taken: free it or set XSELL_{'API' if spec.name == 'api' else 'MLFLOW_UI'}_PORT")
+            raise DemoError(
+                f"port {port} is taken: free it or set XSELL_{'API' if spec.name == 'api' else 'MLFLOW_UI'}_PORT"
+            )
         processes.start(spec)
     if not _wait_http(f"http://{settings.api_host}:{settings.api_port}/healthz", 90):
         raise DemoError(f"the API did not come up; see {settings.home / 'logs' / 'api.log'}")
-    groups = [settings.ingest_group, settings.features_group, settings.offer_group, settings.delivery_group,
-              settings.inbox_group, settings.feedback_group]
+    groups = [
+        settings.ingest_group,
+        settings.features_group,
+        settings.offer_group,
+        settings.delivery_group,
+        settings.inbox_group,
+        settings.feedback_group,
+    ]
     if not _wait_groups(settings, groups, 120):
         raise DemoError(f"the consumers did not join their groups; see the logs in {settings.home / 'logs'}")
 
@@ -156,8 +167,11 @@ def _wait_groups(settings: Settings, groups: list[str], timeout_s: float) -> boo
 def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float) -> dict[str, OfferDecision]:
     """Read `offers` until every event in `event_ids` has its decision (or the timeout)."""
     consumer = KafkaConsumer(
-        settings.topic_offers, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        settings.topic_offers,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     found: dict[str, OfferDecision] = {}
     deadline = time.monotonic() + timeout_s
@@ -224,8 +238,12 @@ def simulate_clicks(settings: Settings) -> int:
     engine = open_facts(settings.db_url)
     try:
         with engine.connect() as db:
-            converted = sorted({(r.offer_id, r.customer_id) for r in db.execute(
-                select(conversions.c.offer_id, conversions.c.customer_id))})
+            converted = sorted(
+                {
+                    (r.offer_id, r.customer_id)
+                    for r in db.execute(select(conversions.c.offer_id, conversions.c.customer_id))
+                }
+            )
     finally:
         engine.dispose()
     clicks = 0
@@ -233,9 +251,13 @@ def simulate_clicks(settings: Settings) -> int:
         for kind in ("impression", "click"):
             request = urllib.request.Request(
                 f"http://{settings.api_host}:{settings.api_port}/v1/offers/{offer_id}/events",
-                data=json.dumps({"customer_id": customer_id, "type": kind}).encode(), method="POST",
-                headers={"X-API-Key": settings.api_key, "Content-Type": "application/json",
-                         "Idempotency-Key": f"demo-{kind}-{offer_id}"},
+                data=json.dumps({"customer_id": customer_id, "type": kind}).encode(),
+                method="POST",
+                headers={
+                    "X-API-Key": settings.api_key,
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"demo-{kind}-{offer_id}",
+                },
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (loopback)
@@ -304,8 +326,12 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
     example = next((d for d in decisions.values() if len(d.offers) >= 2), None)
     if example is not None:
         report.example = {
-            "customer_id": example.customer_id, "order_id": example.order_id, "model_version": example.model_version,
-            "offers": [{"product": o.name or o.product_id, "type": str(o.offer_type), "score": o.score,
-                        "reason": o.reason} for o in example.offers],
+            "customer_id": example.customer_id,
+            "order_id": example.order_id,
+            "model_version": example.model_version,
+            "offers": [
+                {"product": o.name or o.product_id, "type": str(o.offer_type), "score": o.score, "reason": o.reason}
+                for o in example.offers
+            ],
         }
     return report

@@ -69,8 +69,10 @@ def _check_home(home: Path) -> None:
     except OSError as error:
         with contextlib.suppress(OSError):
             probe.unlink()
-        _fail(f"XSELL_HOME {home} is not a writable folder with free space ({error.strerror or error}); "
-              "set XSELL_HOME to another folder or free some space")
+        _fail(
+            f"XSELL_HOME {home} is not a writable folder with free space ({error.strerror or error}); "
+            "set XSELL_HOME to another folder or free some space"
+        )
 
 
 def _fail(message: str) -> None:
@@ -93,9 +95,14 @@ def _parse_date(value: str | None) -> datetime | None:
 # -- stack ----------------------------------------------------------------------------------------
 @stack_app.command("up")
 def stack_up(
-    profile: Annotated[str | None, typer.Option(
-        "--profile", help="local (Kafka + SMTP capture) or production (+ Redis, PostgreSQL, MLflow server, "
-        "purchases at 12 partitions); default XSELL_PROFILE.")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="local (Kafka + SMTP capture) or production (+ Redis, PostgreSQL, MLflow server, "
+            "purchases at 12 partitions); default XSELL_PROFILE.",
+        ),
+    ] = None,
 ) -> None:
     """Fetch the broker's jars once, format storage on first start, start it and create the topics."""
     from infra.kafka.broker import BrokerError  # noqa: PLC0415
@@ -113,11 +120,15 @@ def stack_up(
     except (BrokerError, RedisError, PostgresError, MlflowServerError) as error:
         _fail(str(error))
         return
-    console.print(f"[green]stack up[/] ({settings.profile}) in {report.seconds:.1f}s: Kafka {settings.kafka_version} on "
-                  f"{settings.kafka_bootstrap} (pid {report.broker.pid}), topics {report.topics}")
+    console.print(
+        f"[green]stack up[/] ({settings.profile}) in {report.seconds:.1f}s: Kafka {settings.kafka_version} on "
+        f"{settings.kafka_bootstrap} (pid {report.broker.pid}), topics {report.topics}"
+    )
     if settings.profile != "local":
-        console.print(f"online store {settings.feast_online_store} {settings.redis_url}, MLflow {settings.tracking_uri}, "
-                      f"database {settings.db_url}")
+        console.print(
+            f"online store {settings.feast_online_store} {settings.redis_url}, MLflow {settings.tracking_uri}, "
+            f"database {settings.db_url}"
+        )
 
 
 @stack_app.command("down")
@@ -140,8 +151,9 @@ def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
         return
     table = Table("component", "running", "pid", "address", "details")
     for row in rows:
-        table.add_row(row["component"], "yes" if row["running"] else "no", str(row["pid"] or "-"),
-                      row["address"], row["details"])
+        table.add_row(
+            row["component"], "yes" if row["running"] else "no", str(row["pid"] or "-"), row["address"], row["details"]
+        )
     Console().print(table)
 
 
@@ -167,8 +179,9 @@ def replay(
     print(json.dumps(report.as_dict()))
 
 
-def _replay_with_progress(settings: Settings, data: Path, pacing: object, since: datetime | None,
-                          limit: int | None) -> object:
+def _replay_with_progress(
+    settings: Settings, data: Path, pacing: object, since: datetime | None, limit: int | None
+) -> object:
     """Replay `data` with a progress bar on stderr; return the ReplayReport."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
@@ -179,11 +192,22 @@ def _replay_with_progress(settings: Settings, data: Path, pacing: object, since:
     started = time.monotonic()
     history = read_purchase_history(data)
     total = count_events(history.lines, since, limit)
-    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as progress:
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
         task = progress.add_task("replay", total=total)
-        sent = produce_events(settings, select_events(history, since, limit), pacing,  # type: ignore[arg-type]
-                              on_sent=lambda _event: progress.advance(task))
+        sent = produce_events(
+            settings,
+            select_events(history, since, limit),
+            pacing,  # type: ignore[arg-type]
+            on_sent=lambda _event: progress.advance(task),
+        )
     return ReplayReport(sent=sent, skipped=history.rejected, seconds=time.monotonic() - started)
 
 
@@ -222,7 +246,9 @@ def features_backfill(data: DataOption) -> None:
     try:
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("folding days", total=None)
-            report = backfill(settings, data, on_day=lambda done, total: progress.update(task, completed=done, total=total))
+            report = backfill(
+                settings, data, on_day=lambda done, total: progress.update(task, completed=done, total=total)
+            )
     except (UnknownLayoutError, FileNotFoundError) as error:
         _fail(str(error))
         return
@@ -301,8 +327,12 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for metrics.json and report.md.")],
     test_days: Annotated[int, typer.Option(help="Days at the end held out for evaluation.")] = 60,
     horizon_days: Annotated[int, typer.Option(help="Follow-up window after the trigger purchase.")] = 30,
-    champion: Annotated[bool, typer.Option(help="Evaluate the registered champion's held-out booster instead of training anew.")] = False,
-    served: Annotated[bool, typer.Option(help="Also backtest the served path on the same data and split (see `xsell backtest`).")] = True,
+    champion: Annotated[
+        bool, typer.Option(help="Evaluate the registered champion's held-out booster instead of training anew.")
+    ] = False,
+    served: Annotated[
+        bool, typer.Option(help="Also backtest the served path on the same data and split (see `xsell backtest`).")
+    ] = True,
 ) -> None:
     """The evaluation protocol on any data set: ranker vs baselines, overall and per offer type. The
     held-out figure describes the method (model and index fit at the cutoff: a research figure);
@@ -314,14 +344,22 @@ def evaluate(
     else:
         from training.commands import evaluate as run_evaluation  # noqa: PLC0415
 
-        result = run_evaluation(_settings(), data, out, test_days=test_days, horizon_days=horizon_days,
-                                champion=champion)
-    summary: dict[str, object] = {"out": str(out), "triggers": result["triggers"],
-                                  "heldout_ndcg_at_10": {m: v["overall"]["ndcg"] for m, v in result["models"].items()}}
+        result = run_evaluation(
+            _settings(), data, out, test_days=test_days, horizon_days=horizon_days, champion=champion
+        )
+    summary: dict[str, object] = {
+        "out": str(out),
+        "triggers": result["triggers"],
+        "heldout_ndcg_at_10": {m: v["overall"]["ndcg"] for m, v in result["models"].items()},
+    }
     if "served_path" in result:
         path = result["served_path"]
-        summary["served_path"] = {"triggers": path["triggers"], "ndcg": path["overall"]["ndcg"],
-                                  "hit_rate": path["overall"]["hit_rate"], **path["versus_best_baseline"]}
+        summary["served_path"] = {
+            "triggers": path["triggers"],
+            "ndcg": path["overall"]["ndcg"],
+            "hit_rate": path["overall"]["hit_rate"],
+            **path["versus_best_baseline"],
+        }
     print(json.dumps(summary))
 
 
@@ -341,17 +379,29 @@ def backtest(
     from cli.backtest import backtest_command  # noqa: PLC0415
 
     result = backtest_command(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, k=k)
-    print(json.dumps({"triggers": result["triggers"], "cutoff": result["cutoff"],
-                      "served": result["served"]["overall"], "versus_best_baseline": result["versus_best_baseline"],
-                      "heldout_research": result["heldout_research"]["overall"],
-                      "coverage_of_orders": result["coverage_of_orders"], "seconds": result["seconds"],
-                      **({"out": str(out)} if out else {})}, default=str))
+    print(
+        json.dumps(
+            {
+                "triggers": result["triggers"],
+                "cutoff": result["cutoff"],
+                "served": result["served"]["overall"],
+                "versus_best_baseline": result["versus_best_baseline"],
+                "heldout_research": result["heldout_research"]["overall"],
+                "coverage_of_orders": result["coverage_of_orders"],
+                "seconds": result["seconds"],
+                **({"out": str(out)} if out else {}),
+            },
+            default=str,
+        )
+    )
 
 
 @app.command()
 def promote(
     version: Annotated[int | None, typer.Option(help="Version to promote (default: the latest).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Promote even if it does not beat the champion (logged).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if it does not beat the champion (logged).")
+    ] = False,
     reason: Annotated[str, typer.Option(help="Why (recorded with a forced promotion).")] = "",
 ) -> None:
     """Move the champion alias to VERSION only if it beats the champion on the same evaluation data."""
@@ -378,9 +428,14 @@ def recommend(
 # -- the candidate index between retrains ---------------------------------------------------------
 @index_app.command("refresh")
 def index_refresh(
-    every: Annotated[str | None, typer.Option(
-        "--every", help="Run as a service: refresh every interval (30m, 6h, 1d; first one interval after the "
-        "serving index was logged) until SIGTERM.")] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            help="Run as a service: refresh every interval (30m, 6h, 1d; first one interval after the "
+            "serving index was logged) until SIGTERM.",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the champion's candidate index from every order line the fold state holds (as of the
     newest line), log it to MLflow as a run of its own and tag the champion version with it; the
@@ -432,8 +487,12 @@ def deliver(until_caught_up: UntilCaughtUp = False) -> None:
     from services.delivery.service import DeliveryService  # noqa: PLC0415
 
     settings = _settings()
-    service = DeliveryService(settings, retry_base_s=settings.delivery_retry_base_s,
-                              retry_max_s=settings.delivery_retry_max_s, currency=settings.currency)
+    service = DeliveryService(
+        settings,
+        retry_base_s=settings.delivery_retry_base_s,
+        retry_max_s=settings.delivery_retry_max_s,
+        currency=settings.currency,
+    )
     if until_caught_up:
         service.loop.until_caught_up = True
     stats = service.run()
@@ -465,14 +524,20 @@ def feedback(until_caught_up: UntilCaughtUp = False) -> None:
     from services.feedback.service import FeedbackService  # noqa: PLC0415
 
     settings = _settings()
-    stats = FeedbackService(settings, group_id=settings.feedback_group, until_caught_up=until_caught_up,
-                            window=timedelta(days=settings.attribution_window_days)).run()
+    stats = FeedbackService(
+        settings,
+        group_id=settings.feedback_group,
+        until_caught_up=until_caught_up,
+        window=timedelta(days=settings.attribution_window_days),
+    ).run()
     print(json.dumps(stats.__dict__, default=str))
 
 
 @app.command()
 def report(
-    since: Annotated[str | None, typer.Option("--since", help="Offers decided at or after DATE (ISO 8601, UTC).")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Offers decided at or after DATE (ISO 8601, UTC).")
+    ] = None,
     until: Annotated[str | None, typer.Option("--until", help="Offers decided before DATE.")] = None,
     offer_type: Annotated[str | None, typer.Option("--offer-type", help="cross_sell or up_sell.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -493,12 +558,21 @@ def report(
     for column in ("", "offers sent", "clicks", "conversions", "revenue", "click rate", "conv. rate"):
         table.add_column(column, justify="left" if not column else "right")
     for name, row in {"all": figures, **{f"  {k}": v for k, v in figures["by_offer_type"].items()}}.items():
-        table.add_row(name, str(row["offers_sent"]), str(row["clicks"]), str(row["conversions"]),
-                      f"{row['attributed_revenue']:.2f}", str(row["click_rate"]), str(row["conversion_rate"]))
+        table.add_row(
+            name,
+            str(row["offers_sent"]),
+            str(row["clicks"]),
+            str(row["conversions"]),
+            f"{row['attributed_revenue']:.2f}",
+            str(row["click_rate"]),
+            str(row["conversion_rate"]),
+        )
     Console().print(table)
     latency = figures["latency_ms"]
-    print(f"latency p50 {latency['p50']} ms, p99 {latency['p99']} ms; suppressions {figures['suppressions_by_rule']}; "
-          f"bounce rate {figures['bounce_rate']}, unsubscribe rate {figures['unsubscribe_rate']}")
+    print(
+        f"latency p50 {latency['p50']} ms, p99 {latency['p99']} ms; suppressions {figures['suppressions_by_rule']}; "
+        f"bounce rate {figures['bounce_rate']}, unsubscribe rate {figures['unsubscribe_rate']}"
+    )
 
 
 # -- the main job ----------------------------------------------------------------------------------
@@ -547,9 +621,13 @@ def _print_report(report: object, settings: Settings) -> None:
         out.print(f"trained and registered: {json.dumps(headline, default=str)}")
     if report.example:  # type: ignore[attr-defined]
         example = report.example  # type: ignore[attr-defined]
-        out.print(f"example: customer {example['customer_id']}, order {example['order_id']}, model v{example['model_version']}")
+        out.print(
+            f"example: customer {example['customer_id']}, order {example['order_id']}, model v{example['model_version']}"
+        )
         for offer in example["offers"]:
-            out.print(escape(f"  - [{offer['type']}] {offer['product']}: {offer['reason']} (score {offer['score']:.3f})"))
+            out.print(
+                escape(f"  - [{offer['type']}] {offer['product']}: {offer['reason']} (score {offer['score']:.3f})")
+            )
     customer = (report.example or {}).get("customer_id", "")  # type: ignore[attr-defined]
     out.print(f"API:        {settings.base_url}/docs")
     out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")

@@ -59,7 +59,8 @@ class CustomerState:
             "distinct_products": len(self.products),
             "avg_unit_price": round(self.lifetime_spend / self.units, 4) if self.units else 0.0,
             "return_rate": round(self.cancellation_count / (self.order_count + self.cancellation_count), 4)
-            if self.order_count + self.cancellation_count else 0.0,
+            if self.order_count + self.cancellation_count
+            else 0.0,
             "returned_units_rate": round(self.returned_units / self.units, 4) if self.units else 0.0,
             "top_categories": "|".join(c for c, _ in ranked[:TOP_CATEGORIES]),
             "category_affinity": json.dumps(
@@ -116,7 +117,8 @@ class ProductState:
     def features(self, price_percentile: float) -> dict[str, object]:
         """Feature values of `product_stats_fv`."""
         windows = {
-            f"popularity_{days}d": len(self.sale_ts) - bisect.bisect_left(self.sale_ts, self.last_sold_ts - days * DAY_S)
+            f"popularity_{days}d": len(self.sale_ts)
+            - bisect.bisect_left(self.sale_ts, self.last_sold_ts - days * DAY_S)
             for days in POPULARITY_WINDOWS_DAYS
         }
         buyers = len(self.buyer_orders)
@@ -129,7 +131,8 @@ class ProductState:
             "total_orders": self.orders,
             "distinct_buyers": buyers,
             "repeat_purchase_rate": round(sum(1 for n in self.buyer_orders.values() if n > 1) / buyers, 4)
-            if buyers else 0.0,
+            if buyers
+            else 0.0,
             "return_rate": round(self.returned_units / self.units_sold, 4) if self.units_sold else 0.0,
             "last_sold_ts": self.last_sold_ts,
         }
@@ -275,7 +278,9 @@ class FeatureFold:
                 customer.products[line.product_id] = min(ts, customer.products.get(line.product_id, ts))
                 customer.last_bought[line.product_id] = max(ts, customer.last_bought.get(line.product_id, ts))
                 if product.category:
-                    customer.category_spend[product.category] = customer.category_spend.get(product.category, 0.0) + value
+                    customer.category_spend[product.category] = (
+                        customer.category_spend.get(product.category, 0.0) + value
+                    )
         return list(dict.fromkeys(touched))
 
     def snapshots_for(self, events: Iterable[PurchaseEvent]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:

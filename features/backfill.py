@@ -46,9 +46,11 @@ class BackfillReport:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
-        return {**{k: v for k, v in self.__dict__.items() if k != "seconds"},
-                "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
-                "total_seconds": round(sum(self.seconds.values()), 2)}
+        return {
+            **{k: v for k, v in self.__dict__.items() if k != "seconds"},
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "total_seconds": round(sum(self.seconds.values()), 2),
+        }
 
 
 def snapshot_frame(rows: list[dict[str, object]]) -> pd.DataFrame:

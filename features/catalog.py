@@ -35,8 +35,16 @@ MODIFIERS = frozenset(
     VINTAGE RETRO NEW CLASSIC
     """.split()
 )
-IRREGULAR_SINGULARS = {"BOXES": "BOX", "GLASSES": "GLASS", "DISHES": "DISH", "BRUSHES": "BRUSH",
-                       "WATCHES": "WATCH", "POUCHES": "POUCH", "MATCHES": "MATCH", "BUSHES": "BUSH"}
+IRREGULAR_SINGULARS = {
+    "BOXES": "BOX",
+    "GLASSES": "GLASS",
+    "DISHES": "DISH",
+    "BRUSHES": "BRUSH",
+    "WATCHES": "WATCH",
+    "POUCHES": "POUCH",
+    "MATCHES": "MATCH",
+    "BUSHES": "BUSH",
+}
 
 
 def is_service_code(product_id: str, extra_codes: Iterable[str] = ()) -> bool:
@@ -94,8 +102,12 @@ def build_catalog(lines: pd.DataFrame, min_support: int = 3) -> pd.DataFrame:
     """
     named = lines.dropna(subset=["product_name"])
     names = (
-        named.groupby(["product_id", "product_name"], observed=True).size().rename("n").reset_index()
-        .sort_values(["product_id", "n"], ascending=[True, False]).drop_duplicates("product_id")
+        named.groupby(["product_id", "product_name"], observed=True)
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["product_id", "n"], ascending=[True, False])
+        .drop_duplicates("product_id")
         .set_index("product_id")["product_name"]
     )
     catalog = pd.DataFrame(index=pd.Index(sorted(lines["product_id"].unique()), name="product_id"))

@@ -27,7 +27,11 @@ CUSTOMER_FIELDS = [
     Field(name="order_count", dtype=Int64, description="Purchase orders so far."),
     Field(name="lifetime_spend", dtype=Float64, description="Sum of quantity x unit price over purchases."),
     Field(name="avg_order_value", dtype=Float64, description="lifetime_spend / order_count."),
-    Field(name="last_order_ts", dtype=Float64, description="Unix time of the latest purchase (days since last order derives from it)."),
+    Field(
+        name="last_order_ts",
+        dtype=Float64,
+        description="Unix time of the latest purchase (days since last order derives from it).",
+    ),
     Field(name="first_order_ts", dtype=Float64, description="Unix time of the first purchase."),
     Field(name="distinct_products", dtype=Int64, description="Distinct products ever bought."),
     Field(name="avg_unit_price", dtype=Float64, description="Spend per unit bought: price sensitivity."),
@@ -40,7 +44,9 @@ PRODUCT_FIELDS = [
     Field(name="category", dtype=String, description="Product category (given, or derived from the name)."),
     Field(name="current_price", dtype=Float64, description="Unit price of the latest sale."),
     Field(name="median_price", dtype=Float64, description="Median unit price over order lines."),
-    Field(name="price_percentile", dtype=Float64, description="Mid-rank percentile of median_price within the category."),
+    Field(
+        name="price_percentile", dtype=Float64, description="Mid-rank percentile of median_price within the category."
+    ),
     Field(name="popularity_7d", dtype=Int64, description="Order lines in the 7 days up to the latest sale."),
     Field(name="popularity_30d", dtype=Int64, description="Order lines in the 30 days up to the latest sale."),
     Field(name="popularity_90d", dtype=Int64, description="Order lines in the 90 days up to the latest sale."),
@@ -76,48 +82,79 @@ def feature_definitions(data_dir: Path) -> FeatureDefinitions:
     """The entities, sources, views and feature services whose Parquet files live in ``data_dir``
     (``Settings.feast_dir / "data"``)."""
     customer = Entity(
-        name="customer", join_keys=["customer_id"], value_type=ValueType.STRING,
-        description="A shopper with a known customer id (anonymous orders have none).", tags=OWNER_TAGS,
+        name="customer",
+        join_keys=["customer_id"],
+        value_type=ValueType.STRING,
+        description="A shopper with a known customer id (anonymous orders have none).",
+        tags=OWNER_TAGS,
     )
     product = Entity(
-        name="product", join_keys=["product_id"], value_type=ValueType.STRING,
-        description="A catalog item (stock code).", tags=OWNER_TAGS,
+        name="product",
+        join_keys=["product_id"],
+        value_type=ValueType.STRING,
+        description="A catalog item (stock code).",
+        tags=OWNER_TAGS,
     )
     customer_stats_source = FileSource(
-        name="customer_stats_source", path=str(data_dir / "customer_stats.parquet"),
-        timestamp_field="event_timestamp", description="Customer snapshots written by backfill and pushes.",
+        name="customer_stats_source",
+        path=str(data_dir / "customer_stats.parquet"),
+        timestamp_field="event_timestamp",
+        description="Customer snapshots written by backfill and pushes.",
         tags=OWNER_TAGS,
     )
     product_stats_source = FileSource(
-        name="product_stats_source", path=str(data_dir / "product_stats.parquet"),
-        timestamp_field="event_timestamp", description="Product snapshots written by backfill and pushes.",
+        name="product_stats_source",
+        path=str(data_dir / "product_stats.parquet"),
+        timestamp_field="event_timestamp",
+        description="Product snapshots written by backfill and pushes.",
         tags=OWNER_TAGS,
     )
     customer_stats_push_source = PushSource(
-        name="customer_stats_push_source", batch_source=customer_stats_source,
-        description="Streaming customer updates from the feature pipeline.", tags=OWNER_TAGS,
+        name="customer_stats_push_source",
+        batch_source=customer_stats_source,
+        description="Streaming customer updates from the feature pipeline.",
+        tags=OWNER_TAGS,
     )
     product_stats_push_source = PushSource(
-        name="product_stats_push_source", batch_source=product_stats_source,
-        description="Streaming product updates from the feature pipeline.", tags=OWNER_TAGS,
+        name="product_stats_push_source",
+        batch_source=product_stats_source,
+        description="Streaming product updates from the feature pipeline.",
+        tags=OWNER_TAGS,
     )
     customer_stats_fv = FeatureView(
-        name="customer_stats_fv", entities=[customer], ttl=NO_EXPIRY, schema=CUSTOMER_FIELDS,
-        source=customer_stats_push_source, online=True, tags=OWNER_TAGS,
+        name="customer_stats_fv",
+        entities=[customer],
+        ttl=NO_EXPIRY,
+        schema=CUSTOMER_FIELDS,
+        source=customer_stats_push_source,
+        online=True,
+        tags=OWNER_TAGS,
         description="Customer purchase behaviour up to (not including) the lookup time.",
     )
     product_stats_fv = FeatureView(
-        name="product_stats_fv", entities=[product], ttl=NO_EXPIRY, schema=PRODUCT_FIELDS,
-        source=product_stats_push_source, online=True, tags=OWNER_TAGS,
+        name="product_stats_fv",
+        entities=[product],
+        ttl=NO_EXPIRY,
+        schema=PRODUCT_FIELDS,
+        source=product_stats_push_source,
+        online=True,
+        tags=OWNER_TAGS,
         description="Product price, popularity and returns up to (not including) the lookup time.",
     )
     offer_ranker_v1 = FeatureService(
-        name="offer_ranker_v1", features=[customer_stats_fv, product_stats_fv], tags=OWNER_TAGS,
+        name="offer_ranker_v1",
+        features=[customer_stats_fv, product_stats_fv],
+        tags=OWNER_TAGS,
         description="Inputs of the offer ranker, version 1: customer and candidate-product statistics.",
     )
     return FeatureDefinitions(
-        customer=customer, product=product, customer_stats_source=customer_stats_source,
-        product_stats_source=product_stats_source, customer_stats_push_source=customer_stats_push_source,
-        product_stats_push_source=product_stats_push_source, customer_stats_fv=customer_stats_fv,
-        product_stats_fv=product_stats_fv, offer_ranker_v1=offer_ranker_v1,
+        customer=customer,
+        product=product,
+        customer_stats_source=customer_stats_source,
+        product_stats_source=product_stats_source,
+        customer_stats_push_source=customer_stats_push_source,
+        product_stats_push_source=product_stats_push_source,
+        customer_stats_fv=customer_stats_fv,
+        product_stats_fv=product_stats_fv,
+        offer_ranker_v1=offer_ranker_v1,
     )

@@ -47,8 +47,12 @@ class FeaturePipeline:
         self.store = open_feature_store(settings)
         self.stats = PipelineStats()
         self.loop = ConsumerLoop(
-            settings, group_id=settings.features_group, topics=[settings.topic_purchases],
-            handler=self.handle, client_id="xsell-features", until_caught_up=until_caught_up,
+            settings,
+            group_id=settings.features_group,
+            topics=[settings.topic_purchases],
+            handler=self.handle,
+            client_id="xsell-features",
+            until_caught_up=until_caught_up,
         )
 
     def handle(self, records: list[Record]) -> None:
@@ -93,7 +97,10 @@ class FeaturePipeline:
         frame = frame.sort_values("event_timestamp").drop_duplicates(key, keep="last").reset_index(drop=True)
         started = time.perf_counter()
         self.store.push(source, frame, to=PushMode.ONLINE_AND_OFFLINE)
-        log.debug("pushed", extra={"source": source, "rows": len(frame), "ms": round((time.perf_counter() - started) * 1e3, 1)})
+        log.debug(
+            "pushed",
+            extra={"source": source, "rows": len(frame), "ms": round((time.perf_counter() - started) * 1e3, 1)},
+        )
 
     def run(self) -> PipelineStats:
         """Run until SIGTERM (or until caught up)."""

@@ -42,8 +42,20 @@ CREATE TABLE IF NOT EXISTS order_lines (
 );
 """
 # stored columns of `order_lines` after the key, in table order
-_LINE_FIELDS = ("order_id", "customer_id", "product_id", "product_name", "category", "quantity", "unit_price",
-                "ordered_at_us", "is_return", "currency", "channel", "marketing_consent")
+_LINE_FIELDS = (
+    "order_id",
+    "customer_id",
+    "product_id",
+    "product_name",
+    "category",
+    "quantity",
+    "unit_price",
+    "ordered_at_us",
+    "is_return",
+    "currency",
+    "channel",
+    "marketing_consent",
+)
 _INSERT_LINES = f"INSERT OR IGNORE INTO order_lines VALUES ({', '.join('?' * (len(_LINE_FIELDS) + 2))})"
 LineRow = tuple[object, ...]
 
@@ -56,9 +68,24 @@ def event_line_rows(events: Iterable[PurchaseEvent]) -> list[LineRow]:
         is_return = int(event.event_type is EventType.ORDER_CANCELLED)
         consent = int(event.marketing_consent)
         for number, line in enumerate(event.lines):
-            rows.append((event.event_id, number, event.order_id, event.customer_id, line.product_id, line.name,
-                         line.category, line.quantity, line.unit_price, at, is_return, event.currency,
-                         event.channel, consent))
+            rows.append(
+                (
+                    event.event_id,
+                    number,
+                    event.order_id,
+                    event.customer_id,
+                    line.product_id,
+                    line.name,
+                    line.category,
+                    line.quantity,
+                    line.unit_price,
+                    at,
+                    is_return,
+                    event.currency,
+                    event.channel,
+                    consent,
+                )
+            )
     return rows
 
 
@@ -70,8 +97,10 @@ def frame_line_rows(lines: pd.DataFrame) -> list[LineRow]:
     is_return = lines["is_return"].astype(bool).to_numpy()
     orders = lines["order_id"].astype(str).to_numpy()
     pairs = pd.Series(list(zip(orders, is_return, strict=True)), index=lines.index)
-    ids = {pair: event_id_for(pair[0], EventType.ORDER_CANCELLED if pair[1] else EventType.PURCHASE)
-           for pair in dict.fromkeys(pairs)}
+    ids = {
+        pair: event_id_for(pair[0], EventType.ORDER_CANCELLED if pair[1] else EventType.PURCHASE)
+        for pair in dict.fromkeys(pairs)
+    }
     event_ids = pairs.map(ids).to_numpy(dtype=object)
     line_no = lines.groupby([lines["order_id"], lines["is_return"]], sort=False).cumcount().to_numpy()
     at = (pd.to_datetime(lines["ordered_at"], utc=True).astype("int64") // 1000).to_numpy()
@@ -82,14 +111,25 @@ def frame_line_rows(lines: pd.DataFrame) -> list[LineRow]:
         values = lines[name]
         return values.astype(object).where(values.notna(), None).tolist()
 
-    return list(zip(
-        event_ids, line_no.tolist(), orders.tolist(), column("customer_id"), lines["product_id"].astype(str).tolist(),
-        column("product_name"), column("category"), lines["quantity"].astype("int64").tolist(),
-        lines["unit_price"].astype("float64").tolist(), at.tolist(), is_return.astype(int).tolist(),
-        column("currency"), column("channel"),
-        [int(bool(v)) for v in column("marketing_consent")],
-        strict=True,
-    ))
+    return list(
+        zip(
+            event_ids,
+            line_no.tolist(),
+            orders.tolist(),
+            column("customer_id"),
+            lines["product_id"].astype(str).tolist(),
+            column("product_name"),
+            column("category"),
+            lines["quantity"].astype("int64").tolist(),
+            lines["unit_price"].astype("float64").tolist(),
+            at.tolist(),
+            is_return.astype(int).tolist(),
+            column("currency"),
+            column("channel"),
+            [int(bool(v)) for v in column("marketing_consent")],
+            strict=True,
+        )
+    )
 
 
 def _micros(at: datetime) -> int:
@@ -165,8 +205,14 @@ class FoldStateStore:
                 times[customer_id] = (first, data.get("last_bought", {}))
         return times
 
-    def save(self, fold: FeatureFold, customers: Iterable[str], products: Iterable[str], applied: Iterable[str],
-             events: Iterable[PurchaseEvent] = ()) -> None:
+    def save(
+        self,
+        fold: FeatureFold,
+        customers: Iterable[str],
+        products: Iterable[str],
+        applied: Iterable[str],
+        events: Iterable[PurchaseEvent] = (),
+    ) -> None:
         """Save the given entities, event ids and the order lines of `events` (the newly applied
         ones) in one transaction. Lines of an event already stored are not stored again."""
         with self._connect() as db:
@@ -184,8 +230,14 @@ class FoldStateStore:
             self._write(db, fold, fold.customers, fold.products, fold.applied, rows)
 
     @staticmethod
-    def _write(db: sqlite3.Connection, fold: FeatureFold, customers: Iterable[str], products: Iterable[str],
-               applied: Iterable[str], line_rows: list[LineRow]) -> None:
+    def _write(
+        db: sqlite3.Connection,
+        fold: FeatureFold,
+        customers: Iterable[str],
+        products: Iterable[str],
+        applied: Iterable[str],
+        line_rows: list[LineRow],
+    ) -> None:
         percentiles = fold.percentiles()
         db.executemany(
             "INSERT OR REPLACE INTO customers VALUES (?, ?)",

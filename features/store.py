@@ -67,8 +67,10 @@ def ensure_offline_file(view: object) -> None:
     if path.exists():
         return
     arrow_types = {Int64: pa.int64(), Float64: pa.float64()}
-    fields = [pa.field(view.entity_columns[0].name, pa.string()),  # type: ignore[attr-defined]
-              pa.field(source.timestamp_field, pa.timestamp("us", tz="UTC"))]
+    fields = [
+        pa.field(view.entity_columns[0].name, pa.string()),  # type: ignore[attr-defined]
+        pa.field(source.timestamp_field, pa.timestamp("us", tz="UTC")),
+    ]
     fields += [pa.field(f.name, arrow_types.get(f.dtype, pa.string())) for f in view.features]  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.schema(fields).empty_table(), path)

@@ -84,7 +84,7 @@ class LocalServer:
             text = self.log_file.read_text(errors="replace")
         except (FileNotFoundError, PermissionError):
             return f"(no {self.name} log yet)"
-        return "\n".join(text.splitlines()[-(lines or self.tail_lines):])
+        return "\n".join(text.splitlines()[-(lines or self.tail_lines) :])
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ensure_port_free(self, host: str, port: int, setting: str) -> None:
@@ -100,15 +100,26 @@ class LocalServer:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log_handle:
             process = subprocess.Popen(
-                command, cwd=cwd, env=env, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                command,
+                cwd=cwd,
+                env=env,
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # survives the command that started it; `stop` ends it
             )
         self.pid_file.write_text(f"{process.pid}\n{' '.join(command)}")
         return process
 
     def wait_ready(
-        self, ready: Callable[[], bool], timeout_s: float, *, waiting_for: str, interval_s: float = 0.1,
-        process: subprocess.Popen[bytes] | None = None, stop_on_timeout: bool = False,
+        self,
+        ready: Callable[[], bool],
+        timeout_s: float,
+        *,
+        waiting_for: str,
+        interval_s: float = 0.1,
+        process: subprocess.Popen[bytes] | None = None,
+        stop_on_timeout: bool = False,
     ) -> None:
         """Poll `ready` until it is true. Raise `error` with the log tail if `process` (the one just
         launched, if any) exits first, or when `timeout_s` runs out: "<name> did not <waiting_for>

@@ -47,9 +47,22 @@ class MlflowServer:
 
     def command(self) -> list[str]:
         """The server's command line."""
-        return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend,
-                "--artifacts-destination", str((self.dir / "artifacts").resolve()),
-                "--host", HOST, "--port", str(self.port), "--workers", "2"]
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.backend,
+            "--artifacts-destination",
+            str((self.dir / "artifacts").resolve()),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            "2",
+        ]
 
     def running_pid(self) -> int | None:
         """Pid of our server if alive (checked against its command line)."""

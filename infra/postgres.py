@@ -53,16 +53,18 @@ class PostgresCluster:
         self.log_file = self.dir / "postgres.log"
         self.port = settings.postgres_port
         # postmaster.pid is the server's own (its first line is the pid); pg_ctl starts and stops it
-        self.server = LocalServer("postgres", self.data_dir / "postmaster.pid", self.log_file, PostgresError,
-                                  _is_postmaster, tail_lines=20)
+        self.server = LocalServer(
+            "postgres", self.data_dir / "postmaster.pid", self.log_file, PostgresError, _is_postmaster, tail_lines=20
+        )
 
     # -- commands -------------------------------------------------------------------------------
     def _as_owner(self, command: list[str]) -> list[str]:
         return ["runuser", "-u", SYSTEM_USER, "--", *command] if os.geteuid() == 0 else command
 
     def _run(self, command: list[str], what: str) -> None:
-        result = subprocess.run(self._as_owner(command), capture_output=True, text=True, check=False,
-                                cwd="/", stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            self._as_owner(command), capture_output=True, text=True, check=False, cwd="/", stdin=subprocess.DEVNULL
+        )
         if result.returncode != 0:
             raise PostgresError(f"{what} failed:\n{result.stdout}{result.stderr}\n{self.log_tail()}")
 
@@ -74,15 +76,29 @@ class PostgresCluster:
         if os.geteuid() == 0:
             shutil.chown(self.dir, SYSTEM_USER, SYSTEM_USER)
             self._check_reachable()
-        self._run([str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", self.settings.postgres_user,
-                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"], "initdb")
+        self._run(
+            [
+                str(bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.settings.postgres_user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            "initdb",
+        )
 
     def _check_reachable(self) -> None:
         """The postgres user must be able to reach the folder (e.g. not under a 0700 home of root)."""
         result = subprocess.run(["runuser", "-u", SYSTEM_USER, "--", "test", "-w", str(self.dir)], check=False)
         if result.returncode != 0:
-            raise PostgresError(f"the `postgres` user cannot write {self.dir}: every parent folder must be "
-                                "traversable (chmod o+x), or choose another XSELL_HOME")
+            raise PostgresError(
+                f"the `postgres` user cannot write {self.dir}: every parent folder must be "
+                "traversable (chmod o+x), or choose another XSELL_HOME"
+            )
 
     def start(self, timeout_s: float = 60.0) -> PostgresStatus:
         """initdb if needed, start (idempotent), create the databases."""
@@ -90,8 +106,22 @@ class PostgresCluster:
             self.server.ensure_port_free(HOST, self.port, "XSELL_POSTGRES_PORT")
             self.init()
             options = f"-p {self.port} -h {HOST} -k ''"
-            self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-                       "-w", "-t", str(int(timeout_s)), "start"], "pg_ctl start")
+            self._run(
+                [
+                    str(bin_dir() / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    str(int(timeout_s)),
+                    "start",
+                ],
+                "pg_ctl start",
+            )
         self.create_databases()
         return self.status()
 
@@ -99,8 +129,9 @@ class PostgresCluster:
         """Create `mlflow` and `xsell` if missing."""
         import psycopg2  # noqa: PLC0415
 
-        connection = psycopg2.connect(host=HOST, port=self.port, user=self.settings.postgres_user, dbname="postgres",
-                                      connect_timeout=10)
+        connection = psycopg2.connect(
+            host=HOST, port=self.port, user=self.settings.postgres_user, dbname="postgres", connect_timeout=10
+        )
         connection.autocommit = True
         try:
             with connection.cursor() as cursor:
@@ -115,8 +146,20 @@ class PostgresCluster:
         """pg_ctl stop -m fast; True if it was running."""
         if self.running_pid() is None:
             return False
-        self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout_s)),
-                   "stop"], "pg_ctl stop")
+        self._run(
+            [
+                str(bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "stop",
+            ],
+            "pg_ctl stop",
+        )
         return True
 
     # -- state ----------------------------------------------------------------------------------

@@ -47,11 +47,24 @@ def api_spec(settings: Settings) -> ServiceSpec:
     """`xsell api` (one process), or uvicorn with `api_workers` worker processes."""
     if settings.api_workers <= 1:
         return ServiceSpec("api", [sys.executable, "-m", "cli.main", "api"])
-    return ServiceSpec("api", [
-        sys.executable, "-m", "uvicorn", "--factory", "services.api.app:create_app_from_env",
-        "--host", settings.api_host, "--port", str(settings.api_port), "--workers", str(settings.api_workers),
-        "--proxy-headers", "--no-server-header",
-    ])
+    return ServiceSpec(
+        "api",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "services.api.app:create_app_from_env",
+            "--host",
+            settings.api_host,
+            "--port",
+            str(settings.api_port),
+            "--workers",
+            str(settings.api_workers),
+            "--proxy-headers",
+            "--no-server-header",
+        ],
+    )
 
 
 def pipeline_services(settings: Settings) -> list[ServiceSpec]:
@@ -61,8 +74,18 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     delivery instances (one consumer group each) and API workers run."""
     xsell = [sys.executable, "-m", "cli.main"]
     mlflow_ui = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.tracking_uri,
-        "--host", settings.api_host, "--port", str(settings.mlflow_ui_port), "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.mlflow_ui_port),
+        "--workers",
+        "1",
     ]
     specs = [
         ServiceSpec("ingest", [*xsell, "ingest"]),
@@ -74,10 +97,13 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
         api_spec(settings),
     ]
     specs = [  # Kafka consumers expose /metrics on their own ports (see infra/prometheus/prometheus.yml)
-        ServiceSpec(s.name, s.command, settings.metrics_port_base + number) for number, s in enumerate(specs)
+        ServiceSpec(s.name, s.command, settings.metrics_port_base + number)
+        for number, s in enumerate(specs)
         if s.name != "api"
     ] + [s for s in specs if s.name == "api"]
-    specs.append(ServiceSpec("index-refresh", [*xsell, "index", "refresh", "--every", settings.index_refresh_every.strip()]))
+    specs.append(
+        ServiceSpec("index-refresh", [*xsell, "index", "refresh", "--every", settings.index_refresh_every.strip()])
+    )
     if settings.mlflow_tracking_uri is None:  # a configured server is someone else's to run
         specs.append(ServiceSpec("mlflow-ui", mlflow_ui))
     return specs
@@ -98,8 +124,7 @@ class ServiceProcesses:
         """Start `spec` unless it already runs; return its pid."""
         if (pid := self.pid(spec.name)) is not None:
             return pid
-        environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **profile_env(self.settings),
-                       **(env or {})}
+        environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **profile_env(self.settings), **(env or {})}
         if spec.metrics_port:
             environment["XSELL_METRICS_PORT"] = str(spec.metrics_port)
         return self._server(spec.name).launch(spec.command, env=environment).pid

@@ -30,20 +30,27 @@ from xsell.settings import Settings, load_settings
 
 # the variable of each field a profile derives
 PROFILE_VARIABLES = {
-    "feast_online_store": "XSELL_FEAST_ONLINE_STORE", "redis_url": "XSELL_REDIS_URL",
-    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI", "database_url": "XSELL_DATABASE_URL",
-    "purchases_partitions": "XSELL_PURCHASES_PARTITIONS", "offer_instances": "XSELL_OFFER_INSTANCES",
-    "delivery_instances": "XSELL_DELIVERY_INSTANCES", "api_workers": "XSELL_API_WORKERS",
+    "feast_online_store": "XSELL_FEAST_ONLINE_STORE",
+    "redis_url": "XSELL_REDIS_URL",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "database_url": "XSELL_DATABASE_URL",
+    "purchases_partitions": "XSELL_PURCHASES_PARTITIONS",
+    "offer_instances": "XSELL_OFFER_INSTANCES",
+    "delivery_instances": "XSELL_DELIVERY_INSTANCES",
+    "api_workers": "XSELL_API_WORKERS",
     "predict_threads": "XSELL_PREDICT_THREADS",
 }
+
 
 def profile_env(settings: Settings) -> dict[str, str]:
     """The profile and the values it derives, as these settings hold them, as variables for a
     child process (which derives the same values from them)."""
     if settings.profile == "local":
         return {"XSELL_PROFILE": "local"}
-    return {"XSELL_PROFILE": settings.profile,
-            **{variable: str(getattr(settings, field)) for field, variable in PROFILE_VARIABLES.items()}}
+    return {
+        "XSELL_PROFILE": settings.profile,
+        **{variable: str(getattr(settings, field)) for field, variable in PROFILE_VARIABLES.items()},
+    }
 
 
 def local_database_url(settings: Settings, database: str, driver: str = "postgresql+psycopg2") -> str:
@@ -55,7 +62,8 @@ def uses_local(settings: Settings) -> dict[str, bool]:
     """Which local servers the settings point at: redis, postgres, mlflow."""
     return {
         "redis": settings.feast_online_store == "redis" and settings.redis_url == f"127.0.0.1:{settings.redis_port}",
-        "postgres": bool(settings.database_url) and f"@127.0.0.1:{settings.postgres_port}/" in str(settings.database_url),
+        "postgres": bool(settings.database_url)
+        and f"@127.0.0.1:{settings.postgres_port}/" in str(settings.database_url),
         "mlflow": settings.mlflow_tracking_uri == f"http://127.0.0.1:{settings.mlflow_ui_port}",
     }
 

@@ -51,9 +51,27 @@ class RedisServer:
                 raise RedisError("redis-server is not installed: run `make production-deps`")
             self.server.ensure_port_free(HOST, self.port, "XSELL_REDIS_PORT")
             self.dir.mkdir(parents=True, exist_ok=True)
-            command = [binary, "--bind", HOST, "--port", str(self.port), "--dir", str(self.dir),
-                       "--daemonize", "yes", "--pidfile", str(self.pid_file), "--logfile", str(self.log_file),
-                       "--save", "60 1000", "--appendonly", "no", "--protected-mode", "yes"]
+            command = [
+                binary,
+                "--bind",
+                HOST,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--logfile",
+                str(self.log_file),
+                "--save",
+                "60 1000",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise RedisError(f"redis-server failed: {result.stdout}{result.stderr}{self.log_tail()}")

@@ -126,12 +126,27 @@ def start_capture(settings: Settings, timeout_s: float = 15.0) -> int:
     server = _server(settings)
     server.ensure_port_free(settings.smtp_host, settings.smtp_port, "XSELL_SMTP_PORT")
     process = server.launch(
-        [sys.executable, "-m", MODULE, "--host", settings.smtp_host, "--port", str(settings.smtp_port),
-         "--mail-dir", str(settings.mail_dir)],
+        [
+            sys.executable,
+            "-m",
+            MODULE,
+            "--host",
+            settings.smtp_host,
+            "--port",
+            str(settings.smtp_port),
+            "--mail-dir",
+            str(settings.mail_dir),
+        ],
         cwd=REPO_ROOT,
     )
-    server.wait_ready(lambda: port_in_use(settings.smtp_host, settings.smtp_port), timeout_s, waiting_for="listen",
-                      interval_s=0.05, process=process, stop_on_timeout=True)
+    server.wait_ready(
+        lambda: port_in_use(settings.smtp_host, settings.smtp_port),
+        timeout_s,
+        waiting_for="listen",
+        interval_s=0.05,
+        process=process,
+        stop_on_timeout=True,
+    )
     return process.pid
 
 
@@ -145,8 +160,12 @@ def capture_status(settings: Settings) -> CaptureStatus:
     pid = running_pid(settings)
     messages = len(list(settings.mail_dir.glob("*.eml"))) if settings.mail_dir.is_dir() else 0
     return CaptureStatus(
-        running=pid is not None, pid=pid, address=f"{settings.smtp_host}:{settings.smtp_port}",
-        mail_dir=settings.mail_dir, messages=messages, log_file=log_file(settings),
+        running=pid is not None,
+        pid=pid,
+        address=f"{settings.smtp_host}:{settings.smtp_port}",
+        mail_dir=settings.mail_dir,
+        messages=messages,
+        log_file=log_file(settings),
     )
 
 
@@ -183,7 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default=settings.smtp_host, help="loopback address to listen on (XSELL_SMTP_HOST)")
     parser.add_argument("--port", type=int, default=settings.smtp_port, help="port (XSELL_SMTP_PORT)")
-    parser.add_argument("--mail-dir", type=Path, default=settings.mail_dir, help="where .eml files go (XSELL_HOME/mail)")
+    parser.add_argument(
+        "--mail-dir", type=Path, default=settings.mail_dir, help="where .eml files go (XSELL_HOME/mail)"
+    )
     args = parser.parse_args(argv)
     if not _is_loopback(args.host):
         parser.error(f"the capture server listens on loopback only, not {args.host!r}")
@@ -197,6 +218,7 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
 
 if __name__ == "__main__":
     main()

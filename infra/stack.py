@@ -80,7 +80,11 @@ def stack_status(settings: Settings) -> list[dict[str, object]]:
     """One row per component: running, pid, address, details."""
     broker = KafkaBroker(settings).status()
     capture = capture_status(settings)
-    redis, postgres, mlflow = RedisServer(settings).status(), PostgresCluster(settings).status(), MlflowServer(settings).status()
+    redis, postgres, mlflow = (
+        RedisServer(settings).status(),
+        PostgresCluster(settings).status(),
+        MlflowServer(settings).status(),
+    )
     servers = [
         {"component": name, "running": st.running, "pid": st.pid, "address": st.address, "details": details}
         for name, st, details in (
@@ -94,19 +98,23 @@ def stack_status(settings: Settings) -> list[dict[str, object]]:
         {"component": s.name, "running": s.running, "pid": s.pid, "address": "-", "details": f"log {s.log_file}"}
         for s in ServiceProcesses(settings).status()
     ]
-    return services + servers + [
-        {
-            "component": "kafka",
-            "running": broker.running,
-            "pid": broker.pid,
-            "address": broker.bootstrap,
-            "details": f"controller :{broker.controller_port}, Kafka {settings.kafka_version}, log {broker.log_file}",
-        },
-        {
-            "component": "smtp-capture",
-            "running": capture.running,
-            "pid": capture.pid,
-            "address": capture.address,
-            "details": f"{capture.messages} messages in {capture.mail_dir}",
-        },
-    ]
+    return (
+        services
+        + servers
+        + [
+            {
+                "component": "kafka",
+                "running": broker.running,
+                "pid": broker.pid,
+                "address": broker.bootstrap,
+                "details": f"controller :{broker.controller_port}, Kafka {settings.kafka_version}, log {broker.log_file}",
+            },
+            {
+                "component": "smtp-capture",
+                "running": capture.running,
+                "pid": capture.pid,
+                "address": capture.address,
+                "details": f"{capture.messages} messages in {capture.mail_dir}",
+            },
+        ]
+    )

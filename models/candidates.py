@@ -35,10 +35,26 @@ from models.index import SOURCES, CandidateIndex, IndexConfig
 POPULARITY = "popularity"
 ALL_SOURCES = (*SOURCES, POPULARITY)
 CANDIDATE_COLUMNS = (
-    "trigger_id", "product_id", "candidate_rank", "fused_score", "offer_type", "source", "source_rank", "reason",
-    "seed_product_id", "co_count", "confidence", "lift", "price_ratio", "same_category",
-    *(f"score_{s}" for s in ALL_SOURCES), *(f"rank_{s}" for s in ALL_SOURCES),
-    "median_price", "recent_customers", "customers", "return_rate",
+    "trigger_id",
+    "product_id",
+    "candidate_rank",
+    "fused_score",
+    "offer_type",
+    "source",
+    "source_rank",
+    "reason",
+    "seed_product_id",
+    "co_count",
+    "confidence",
+    "lift",
+    "price_ratio",
+    "same_category",
+    *(f"score_{s}" for s in ALL_SOURCES),
+    *(f"rank_{s}" for s in ALL_SOURCES),
+    "median_price",
+    "recent_customers",
+    "customers",
+    "return_rate",
 )
 REASONS = {
     "basket": "Often bought with {seed}",
@@ -96,13 +112,16 @@ class CandidateGenerator:
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy()
         self.product_index = pd.Index(self._product_ids)  # product id -> item position, hashed once
-        self._item_columns = {c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers",
-                                                                   "return_rate")}
+        self._item_columns = {
+            c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers", "return_rate")
+        }
         self._cooccurrence = _sorted_csr(index.cooccurrence)
         neighbour_sources = [s for s in self.config.sources if s != POPULARITY]
         self._tables = NeighbourTables.stack([index.neighbours[s] for s in neighbour_sources], index.size)
-        self._source_kind = np.asarray([neighbour_sources.index(s) if s != POPULARITY else POPULARITY_SOURCE
-                                        for s in self.config.sources], dtype=np.int64)
+        self._source_kind = np.asarray(
+            [neighbour_sources.index(s) if s != POPULARITY else POPULARITY_SOURCE for s in self.config.sources],
+            dtype=np.int64,
+        )
         self._source_weight = np.asarray([self.config.weight(s) for s in self.config.sources], dtype=np.float64)
         self._basket_seeds_only = np.asarray([s == "upsell" for s in self.config.sources], dtype=bool)
         # compile the kernels now, not in a batch
@@ -110,20 +129,34 @@ class CandidateGenerator:
         self._cooccurrence_at(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     def candidates_for(
-        self, customer_id: str | None, basket: Sequence[str], at: pd.Timestamp,
-        history: Iterable[str] = (), returned: Iterable[str] = (),
+        self,
+        customer_id: str | None,
+        basket: Sequence[str],
+        at: pd.Timestamp,
+        history: Iterable[str] = (),
+        returned: Iterable[str] = (),
     ) -> pd.DataFrame:
         """Candidates after one purchase. ``history`` is what the customer bought before (most
         recent first if ordered; a set is seeded in popularity order)."""
         if isinstance(history, (set, frozenset)):
             unknown_last = self.index.size + 1
-            history = sorted(history, key=lambda p: (
-                self._popularity_rank[self.index.position[p]] if p in self.index.position else unknown_last, p))
-        trigger = pd.DataFrame({
-            "trigger_id": [f"{customer_id or 'anonymous'}@{pd.Timestamp(at).isoformat()}"],
-            "customer_id": [customer_id], "at": [pd.Timestamp(at)], "basket": [tuple(basket)],
-            "history": [tuple(history)], "returned": [tuple(returned)],
-        })
+            history = sorted(
+                history,
+                key=lambda p: (
+                    self._popularity_rank[self.index.position[p]] if p in self.index.position else unknown_last,
+                    p,
+                ),
+            )
+        trigger = pd.DataFrame(
+            {
+                "trigger_id": [f"{customer_id or 'anonymous'}@{pd.Timestamp(at).isoformat()}"],
+                "customer_id": [customer_id],
+                "at": [pd.Timestamp(at)],
+                "basket": [tuple(basket)],
+                "history": [tuple(history)],
+                "returned": [tuple(returned)],
+            }
+        )
         return self.candidates_for_triggers(trigger)
 
     def candidates_for_triggers(self, triggers: pd.DataFrame) -> pd.DataFrame:
@@ -145,9 +178,22 @@ class CandidateGenerator:
         returned = triggers["returned"] if "returned" in triggers and cfg.exclude_returned else [()] * len(triggers)
         returned_items = [[position[p] for p in r if p in position] for r in returned]
         kept = fuse(
-            self.index.size, self._offerable, _ragged(basket_items), _ragged(history_items), _ragged(returned_items),
-            self._tables, self._source_kind, self._source_weight, self._basket_seeds_only, self._popularity,
-            self._popularity_rank, cfg.history_weight, cfg.max_history_seeds, cfg.rrf_k, take, threads,
+            self.index.size,
+            self._offerable,
+            _ragged(basket_items),
+            _ragged(history_items),
+            _ragged(returned_items),
+            self._tables,
+            self._source_kind,
+            self._source_weight,
+            self._basket_seeds_only,
+            self._popularity,
+            self._popularity_rank,
+            cfg.history_weight,
+            cfg.max_history_seeds,
+            cfg.rrf_k,
+            take,
+            threads,
         )
         if len(kept.item) == 0:
             return {**{c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}, "item": np.empty(0, dtype=np.int64)}
@@ -190,15 +236,18 @@ class CandidateGenerator:
         frame["confidence"] = co_count / np.maximum(self._orders[seed_safe], 1)
         frame["lift"] = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
         frame["price_ratio"] = np.where(has_seed, self.median_price[items] / self.median_price[seed_safe], np.nan)
-        frame["same_category"] = has_seed & (self._category[items] >= 0) & (self._category[items] == self._category[seed_safe])
+        frame["same_category"] = (
+            has_seed & (self._category[items] >= 0) & (self._category[items] == self._category[seed_safe])
+        )
         for s in ALL_SOURCES:
             at = sources.index(s) if s in sources else None
             frame[f"score_{s}"] = kept.score[:, at] if at is not None else 0.0
             frame[f"rank_{s}"] = kept.source_rank[:, at] if at is not None else 0
         for column, values in self._item_columns.items():
             frame[column] = values[items]
-        return {c: np.broadcast_to(frame[c], len(items)) if np.ndim(frame[c]) == 0 else frame[c]
-                for c in CANDIDATE_COLUMNS}
+        return {
+            c: np.broadcast_to(frame[c], len(items)) if np.ndim(frame[c]) == 0 else frame[c] for c in CANDIDATE_COLUMNS
+        }
 
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a binary search in the
@@ -234,7 +283,9 @@ class CandidateGenerator:
 
 
 def candidates_by_window(
-    lines: pd.DataFrame, triggers: pd.DataFrame, index_config: IndexConfig | None = None,
+    lines: pd.DataFrame,
+    triggers: pd.DataFrame,
+    index_config: IndexConfig | None = None,
     config: CandidateConfig | None = None,
 ) -> pd.DataFrame:
     """Candidates for training triggers without leakage: one index per ``window_cutoff``, built
@@ -259,7 +310,9 @@ def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateInd
     known = items.notna().to_numpy() & ~np.isnan(t_idx.astype(float))
     basket_items = [[index.position[p] for p in b if p in index.position] for b in triggers["basket"]]
     result = np.full(len(pairs), "cross_sell", dtype=object)
-    upgraded = generator._upgraded_item(t_idx[known].astype(np.int64), items[known].to_numpy(dtype=np.int64), basket_items)
+    upgraded = generator._upgraded_item(
+        t_idx[known].astype(np.int64), items[known].to_numpy(dtype=np.int64), basket_items
+    )
     result[np.flatnonzero(known)[upgraded >= 0]] = "up_sell"
     return pd.Series(result, index=pairs.index, name="offer_type")
 
@@ -291,8 +344,15 @@ def _csr_values(indptr, indices, data, rows, columns):
     return out
 
 
-def _reasons(sources: Sequence[str], chosen: np.ndarray, up_sell: np.ndarray, has_seed: np.ndarray,
-             seeds: np.ndarray, items: np.ndarray, names: np.ndarray) -> np.ndarray:
+def _reasons(
+    sources: Sequence[str],
+    chosen: np.ndarray,
+    up_sell: np.ndarray,
+    has_seed: np.ndarray,
+    seeds: np.ndarray,
+    items: np.ndarray,
+    names: np.ndarray,
+) -> np.ndarray:
     """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
     formatted once per distinct (kind, seed, item). Kinds are integer codes: sorting the rows'
     source names had cost half of the candidate columns."""
@@ -303,7 +363,8 @@ def _reasons(sources: Sequence[str], chosen: np.ndarray, up_sell: np.ndarray, ha
     kind = np.where(up_sell | by_upsell, upsell, np.where(by_popularity | ~has_seed, popularity, chosen))
     n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
-        kind == upsell, items, n)
+        kind == upsell, items, n
+    )
     unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     texts = np.empty(len(unique), dtype=object)
     for slot, row in enumerate(first.tolist()):

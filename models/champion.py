@@ -65,7 +65,15 @@ def load_champion(settings: Settings, scratch: Path) -> Champion:
     booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}@{settings.champion_alias}")
     index_run = index_run_id(mv)
     index = CandidateIndex.load(download_index(client, index_run, scratch))
-    config_path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=CONFIG_ARTIFACT, dst_path=str(scratch))
+    config_path = mlflow.artifacts.download_artifacts(
+        run_id=mv.run_id, artifact_path=CONFIG_ARTIFACT, dst_path=str(scratch)
+    )
     n_candidates = int(json.loads(Path(config_path).read_text()).get("n_candidates", CandidateConfig.n_candidates))
-    return Champion(booster=booster, index=index, candidate_config=CandidateConfig(n_candidates=n_candidates),
-                    version=version_number(mv.version), run_id=mv.run_id, index_run_id=index_run)
+    return Champion(
+        booster=booster,
+        index=index,
+        candidate_config=CandidateConfig(n_candidates=n_candidates),
+        version=version_number(mv.version),
+        run_id=mv.run_id,
+        index_run_id=index_run,
+    )

@@ -33,30 +33,69 @@ CUSTOMER_VIEW = "customer_stats_fv"
 PRODUCT_VIEW = "product_stats_fv"
 SOURCE_CODES = {name: code for code, name in enumerate(ALL_SOURCES)}
 CUSTOMER_NUMERIC = (
-    "order_count", "lifetime_spend", "avg_order_value", "distinct_products", "avg_unit_price",
-    "return_rate", "returned_units_rate",
+    "order_count",
+    "lifetime_spend",
+    "avg_order_value",
+    "distinct_products",
+    "avg_unit_price",
+    "return_rate",
+    "returned_units_rate",
 )
 PRODUCT_NUMERIC = (
-    "current_price", "median_price", "price_percentile", "popularity_7d", "popularity_30d", "popularity_90d",
-    "total_orders", "distinct_buyers", "repeat_purchase_rate", "return_rate",
+    "current_price",
+    "median_price",
+    "price_percentile",
+    "popularity_7d",
+    "popularity_30d",
+    "popularity_90d",
+    "total_orders",
+    "distinct_buyers",
+    "repeat_purchase_rate",
+    "return_rate",
 )
 FEATURE_COLUMNS: tuple[str, ...] = (
     # candidate generation: fused order, winning source, per-source scores and ranks
-    "candidate_rank", "fused_score", "source_code", "source_rank", "is_up_sell",
-    *(f"score_{s}" for s in ALL_SOURCES), *(f"rank_{s}" for s in ALL_SOURCES),
+    "candidate_rank",
+    "fused_score",
+    "source_code",
+    "source_rank",
+    "is_up_sell",
+    *(f"score_{s}" for s in ALL_SOURCES),
+    *(f"rank_{s}" for s in ALL_SOURCES),
     # pair features against the seed item
-    "co_count", "confidence", "lift", "price_ratio", "same_category", "seed_in_basket", "seed_recency",
+    "co_count",
+    "confidence",
+    "lift",
+    "price_ratio",
+    "same_category",
+    "seed_in_basket",
+    "seed_recency",
     # the candidate item in the index (as of the window start)
-    "item_median_price", "item_recent_customers", "item_customers", "item_return_rate",
+    "item_median_price",
+    "item_recent_customers",
+    "item_customers",
+    "item_return_rate",
     # customer (Feast, as of the trigger) and derived time features
-    *(f"customer_{c}" for c in CUSTOMER_NUMERIC), "days_since_last_order", "customer_tenure_days",
+    *(f"customer_{c}" for c in CUSTOMER_NUMERIC),
+    "days_since_last_order",
+    "customer_tenure_days",
     # product (Feast, as of the window start) and derived time features
-    *(f"product_{c}" for c in PRODUCT_NUMERIC), "days_since_product_sale", "product_trend",
+    *(f"product_{c}" for c in PRODUCT_NUMERIC),
+    "days_since_product_sale",
+    "product_trend",
     # trigger context and customer x candidate
-    "basket_size", "history_size", "is_new_customer", "basket_mean_price", "price_vs_basket",
-    "price_vs_customer", "category_affinity", "in_top_categories", "basket_category_share",
+    "basket_size",
+    "history_size",
+    "is_new_customer",
+    "basket_mean_price",
+    "price_vs_basket",
+    "price_vs_customer",
+    "category_affinity",
+    "in_top_categories",
+    "basket_category_share",
     "history_category_share",
 )
+
 
 def feature_rows_from_store(settings: Settings, candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:
     """``build_feature_rows`` with point-in-time features from the Feast offline store."""
@@ -69,8 +108,9 @@ def fetch_customer_features(settings: Settings, triggers: pd.DataFrame) -> pd.Da
     """Customer features as of each trigger's exact time, indexed by trigger_id (NaN when unknown
     or anonymous)."""
     known = triggers[triggers["customer_id"].notna()]
-    entity = pd.DataFrame({"customer_id": known["customer_id"].astype(str).to_numpy(),
-                           "event_timestamp": known["at"].to_numpy()})
+    entity = pd.DataFrame(
+        {"customer_id": known["customer_id"].astype(str).to_numpy(), "event_timestamp": known["at"].to_numpy()}
+    )
     values = historical_features(settings, entity, CUSTOMER_VIEW) if len(entity) else pd.DataFrame()
     values.index = known["trigger_id"].to_numpy()
     return values.reindex(triggers["trigger_id"].to_numpy())
@@ -103,7 +143,9 @@ class FeatureMatrix:
 
 
 def build_feature_rows(
-    candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame, customer_features: pd.DataFrame,
+    candidates: pd.DataFrame | Mapping[str, np.ndarray],
+    triggers: pd.DataFrame,
+    customer_features: pd.DataFrame,
     product_features: pd.DataFrame,
 ) -> pd.DataFrame:
     """One row per candidate: trigger_id, product_id, offer_type, reason, then ``FEATURE_COLUMNS``
@@ -112,26 +154,39 @@ def build_feature_rows(
 
 
 def feature_matrix(
-    candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame, customer_features: pd.DataFrame,
+    candidates: pd.DataFrame | Mapping[str, np.ndarray],
+    triggers: pd.DataFrame,
+    customer_features: pd.DataFrame,
     product_features: pd.DataFrame,
 ) -> FeatureMatrix:
     """The ranker's features of each candidate.
 
-    ``triggers`` needs trigger_id, at, window_cutoff, basket and history; see the module docstring
-    for the feature frames' shapes. ``product_features`` may also be indexed by product_id alone
-    (serving: the current values, whatever the window).
+        ``triggers`` needs trigger_id, at, window_cutoff, basket and history; see the module docstring
+        for the feature frames' shapes. ``product_features`` may also be indexed by product_id alone
+        (serving: the current values, whatever the window).
 
-    Values are gathered by position (trigger row, product row) rather than by pandas index
-    alignment per candidate: a serving batch has ~100,000 candidate rows, and aligning them costs more
-than scoring them.
+        Values are gathered by position (trigger row, product row) rather than by pandas index
+        alignment per candidate: a serving batch has ~100,000 candidate rows, and aligning them costs more
+    than scoring them.
     """
     t_pos = _trigger_positions(candidates, triggers)
     out: dict[str, np.ndarray] = {  # columns, stacked into one matrix at the end
-        "trigger_id": _column(candidates, "trigger_id"), "product_id": _column(candidates, "product_id"),
-        "offer_type": _column(candidates, "offer_type"), "reason": _column(candidates, "reason"),
+        "trigger_id": _column(candidates, "trigger_id"),
+        "product_id": _column(candidates, "product_id"),
+        "offer_type": _column(candidates, "offer_type"),
+        "reason": _column(candidates, "reason"),
     }
-    for column in ("candidate_rank", "fused_score", "source_rank", "co_count", "confidence", "lift", "price_ratio",
-                   *(f"score_{s}" for s in ALL_SOURCES), *(f"rank_{s}" for s in ALL_SOURCES)):
+    for column in (
+        "candidate_rank",
+        "fused_score",
+        "source_rank",
+        "co_count",
+        "confidence",
+        "lift",
+        "price_ratio",
+        *(f"score_{s}" for s in ALL_SOURCES),
+        *(f"rank_{s}" for s in ALL_SOURCES),
+    ):
         out[column] = _column(candidates, column, float)
     source, names = pd.factorize(_column(candidates, "source", object))  # a hash per row, a dict lookup per name
     out["source_code"] = _take(np.asarray([SOURCE_CODES.get(name, np.nan) for name in names], dtype=float), source)
@@ -144,12 +199,17 @@ than scoring them.
     seeds = _column(candidates, "seed_product_id", object)
     codes, _ = pd.factorize(np.concatenate([seeds, basket.items, history.items]))
     seed_code, basket_code, history_code = np.split(codes, [len(seeds), len(seeds) + len(basket.items)])
-    out["seed_in_basket"] = _pair_lookup((t_pos, seed_code), (basket.group, basket_code), np.ones(len(basket_code)), 0.0)
+    out["seed_in_basket"] = _pair_lookup(
+        (t_pos, seed_code), (basket.group, basket_code), np.ones(len(basket_code)), 0.0
+    )
     out["seed_recency"] = _pair_lookup((t_pos, seed_code), (history.group, history_code), history.order + 1.0, np.nan)
 
     trigger_ids = triggers["trigger_id"].to_numpy()
-    customers = customer_features if customer_features.index.equals(pd.Index(trigger_ids)) else \
-        customer_features.reindex(trigger_ids)
+    customers = (
+        customer_features
+        if customer_features.index.equals(pd.Index(trigger_ids))
+        else customer_features.reindex(trigger_ids)
+    )
     customer_values = _numeric_columns(customers, (*CUSTOMER_NUMERIC, *TIME_FEATURES, *TIME_FEATURES.values()))
     at_s = epoch_seconds(triggers["at"])
     for column in CUSTOMER_NUMERIC:
@@ -177,11 +237,17 @@ than scoring them.
     # rows x features in column order: a contiguous copy per feature, where a row-major stack writes
     # every value with a stride (about three times slower); LightGBM reads either order
     values = by_feature.T
-    return FeatureMatrix(labels={c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason")}, values=values)
+    return FeatureMatrix(
+        labels={c: out[c] for c in ("trigger_id", "product_id", "offer_type", "reason")}, values=values
+    )
 
 
 def _add_context(
-    out: dict[str, np.ndarray], candidates: pd.DataFrame | Mapping[str, np.ndarray], t_pos: np.ndarray, basket: _Flat, history: _Flat,
+    out: dict[str, np.ndarray],
+    candidates: pd.DataFrame | Mapping[str, np.ndarray],
+    t_pos: np.ndarray,
+    basket: _Flat,
+    history: _Flat,
     customers: pd.DataFrame,
 ) -> None:
     """Trigger context and customer x candidate features (see ``candidates_with_context``);
@@ -192,7 +258,9 @@ def _add_context(
     price = _column(candidates, "median_price", float)
     out["basket_mean_price"] = _column(candidates, "basket_mean_price", float)
     out["price_vs_basket"] = price / out["basket_mean_price"]
-    out["price_vs_customer"] = price / np.where(out["customer_avg_unit_price"] == 0, np.nan, out["customer_avg_unit_price"])
+    out["price_vs_customer"] = price / np.where(
+        out["customer_avg_unit_price"] == 0, np.nan, out["customer_avg_unit_price"]
+    )
 
     none = pd.Series([None] * len(customers), dtype=object)
     affinity = customers.get("category_affinity", none).to_numpy(dtype=object)
@@ -203,17 +271,25 @@ def _add_context(
     share_group = np.repeat(np.arange(len(shares)), [len(s) for s in shares])
     top_group = np.repeat(np.arange(len(tops)), [len(t) for t in tops])
     category = _column(candidates, "item_category", object)
-    codes, _ = pd.factorize(np.concatenate([
-        category, np.asarray([c for s in shares for c in s], dtype=object), np.asarray([c for t in tops for c in t], dtype=object),
-    ]))
+    codes, _ = pd.factorize(
+        np.concatenate(
+            [
+                category,
+                np.asarray([c for s in shares for c in s], dtype=object),
+                np.asarray([c for t in tops for c in t], dtype=object),
+            ]
+        )
+    )
     item_code, share_code, top_code = np.split(codes, [len(category), len(category) + len(share_group)])
     share_values = np.asarray([v for s in shares for v in s.values()], dtype=float)
     has_affinity = np.asarray([isinstance(raw, str) for raw in affinity], dtype=bool)
     has_top = np.asarray([isinstance(raw, str) for raw in top], dtype=bool)
     out["category_affinity"] = np.where(
-        has_affinity[t_pos], _pair_lookup((t_pos, item_code), (share_group, share_code), share_values, 0.0), np.nan)
+        has_affinity[t_pos], _pair_lookup((t_pos, item_code), (share_group, share_code), share_values, 0.0), np.nan
+    )
     out["in_top_categories"] = np.where(
-        has_top[t_pos], _pair_lookup((t_pos, item_code), (top_group, top_code), np.ones(len(top_code)), 0.0), np.nan)
+        has_top[t_pos], _pair_lookup((t_pos, item_code), (top_group, top_code), np.ones(len(top_code)), 0.0), np.nan
+    )
     out["basket_category_share"] = _column(candidates, "basket_category_share", float)
     out["history_category_share"] = _column(candidates, "history_category_share", float)
 
@@ -225,7 +301,9 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
 
     Callers keep one generator per index (building one prepares lookup tables: a fixed cost that
     would dominate small serving batches)."""
-    return pd.DataFrame(candidate_context_columns(generator, triggers)).drop(columns="item")  # positions of this index only
+    return pd.DataFrame(candidate_context_columns(generator, triggers)).drop(
+        columns="item"
+    )  # positions of this index only
 
 
 def candidate_context_columns(
@@ -237,8 +315,11 @@ def candidate_context_columns(
     candidates = generator.candidate_columns(triggers, threads, limit)
     rows = len(candidates["trigger_id"])
     if rows == 0:
-        return {**candidates, "item_category": np.empty(0, dtype=object),
-                **{c: np.empty(0) for c in ("basket_mean_price", "basket_category_share", "history_category_share")}}
+        return {
+            **candidates,
+            "item_category": np.empty(0, dtype=object),
+            **{c: np.empty(0) for c in ("basket_mean_price", "basket_category_share", "history_category_share")},
+        }
     category_code, categories = generator.category_codes
     price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
@@ -264,6 +345,7 @@ def candidate_context_columns(
         candidates[name] = np.where(per_trigger[t_pos] > 0, values, np.nan)
     return candidates
 
+
 @dataclass(frozen=True)
 class _Flat:
     """A column of per-trigger tuples flattened: the items, their trigger row, their position in
@@ -284,7 +366,10 @@ def _flatten(column: pd.Series) -> _Flat:
 
 
 def _pair_lookup(
-    wanted: tuple[np.ndarray, np.ndarray], table: tuple[np.ndarray, np.ndarray], values: np.ndarray, missing: float,
+    wanted: tuple[np.ndarray, np.ndarray],
+    table: tuple[np.ndarray, np.ndarray],
+    values: np.ndarray,
+    missing: float,
 ) -> np.ndarray:
     """For each wanted (row, code) pair, the value of its first occurrence in the table's (row,
     code) pairs, ``missing`` where absent. Rows and codes are non-negative ints; code -1 never matches."""

@@ -44,8 +44,11 @@ class NeighbourTables:
             indices.append(matrix.indices.astype(np.int64))
             data.append(matrix.data.astype(np.float64))
             offset += matrix.nnz
-        return cls(indptr, np.concatenate(indices) if indices else np.zeros(0, np.int64),
-                   np.concatenate(data) if data else np.zeros(0, np.float64))
+        return cls(
+            indptr,
+            np.concatenate(indices) if indices else np.zeros(0, np.int64),
+            np.concatenate(data) if data else np.zeros(0, np.float64),
+        )
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,22 @@ class FusedCandidates:
 
 
 def fuse(
-    n_items: int, offerable: np.ndarray, baskets: tuple[np.ndarray, np.ndarray],
-    histories: tuple[np.ndarray, np.ndarray], returns: tuple[np.ndarray, np.ndarray],
-    tables: NeighbourTables, source_kind: np.ndarray, source_weight: np.ndarray, basket_seeds_only: np.ndarray,
-    popularity: np.ndarray, popularity_rank: np.ndarray, history_weight: float, max_history_seeds: int,
-    rrf_k: float, take: int, threads: int = 1,
+    n_items: int,
+    offerable: np.ndarray,
+    baskets: tuple[np.ndarray, np.ndarray],
+    histories: tuple[np.ndarray, np.ndarray],
+    returns: tuple[np.ndarray, np.ndarray],
+    tables: NeighbourTables,
+    source_kind: np.ndarray,
+    source_weight: np.ndarray,
+    basket_seeds_only: np.ndarray,
+    popularity: np.ndarray,
+    popularity_rank: np.ndarray,
+    history_weight: float,
+    max_history_seeds: int,
+    rrf_k: float,
+    take: int,
+    threads: int = 1,
 ) -> FusedCandidates:
     """Candidates of each trigger. ``baskets``, ``histories`` and ``returns`` are (offsets, item
     positions) per trigger, histories most recent first; ``source_kind[s]`` is a table row or
@@ -79,12 +93,31 @@ def fuse(
     bounds = np.linspace(0, t_count, chunks + 1).astype(int)
 
     def run(start: int, stop: int) -> tuple[np.ndarray, ...]:
-        ragged = [(offsets[start: stop + 1] - offsets[start], items[offsets[start]: offsets[stop]])
-                  for offsets, items in (baskets, histories, returns)]
+        ragged = [
+            (offsets[start : stop + 1] - offsets[start], items[offsets[start] : offsets[stop]])
+            for offsets, items in (baskets, histories, returns)
+        ]
         out = _fuse(
-            n_items, offerable, ragged[0][0], ragged[0][1], ragged[1][0], ragged[1][1], ragged[2][0], ragged[2][1],
-            tables.indptr, tables.indices, tables.data, source_kind, source_weight, basket_seeds_only,
-            popularity, popularity_rank, float(history_weight), int(max_history_seeds), float(rrf_k), int(take),
+            n_items,
+            offerable,
+            ragged[0][0],
+            ragged[0][1],
+            ragged[1][0],
+            ragged[1][1],
+            ragged[2][0],
+            ragged[2][1],
+            tables.indptr,
+            tables.indices,
+            tables.data,
+            source_kind,
+            source_weight,
+            basket_seeds_only,
+            popularity,
+            popularity_rank,
+            float(history_weight),
+            int(max_history_seeds),
+            float(rrf_k),
+            int(take),
         )
         return (out[0] + start, *out[1:])
 
@@ -97,9 +130,26 @@ def fuse(
 
 @numba.njit(cache=True, nogil=True)
 def _fuse(
-    n, offerable, basket_ptr, basket_items, history_ptr, history_items, returned_ptr, returned_items,
-    indptr, indices, data, source_kind, source_weight, basket_only, popularity, popularity_rank,
-    history_weight, max_history_seeds, rrf_k, take,
+    n,
+    offerable,
+    basket_ptr,
+    basket_items,
+    history_ptr,
+    history_items,
+    returned_ptr,
+    returned_items,
+    indptr,
+    indices,
+    data,
+    source_kind,
+    source_weight,
+    basket_only,
+    popularity,
+    popularity_rank,
+    history_weight,
+    max_history_seeds,
+    rrf_k,
+    take,
 ):
     t_count = len(basket_ptr) - 1
     n_sources = len(source_kind)
@@ -249,8 +299,15 @@ def _fuse(
         for j in range(returned_ptr[t], returned_ptr[t + 1]):
             excluded[returned_items[j]] = False
 
-    return (o_trigger[:rows], o_item[:rows], o_rank[:rows], o_fused[:rows], o_score[:rows], o_source_rank[:rows],
-            o_best[:rows])
+    return (
+        o_trigger[:rows],
+        o_item[:rows],
+        o_rank[:rows],
+        o_fused[:rows],
+        o_score[:rows],
+        o_source_rank[:rows],
+        o_best[:rows],
+    )
 
 
 @numba.njit(cache=True, nogil=True)

@@ -83,8 +83,11 @@ class CandidateIndex:
         """Learn the index from the lines strictly before ``as_of`` (later lines are ignored)."""
         config = config or IndexConfig()
         before = lines[lines["ordered_at"] < as_of]
-        catalog = build_catalog(before) if len(before) else pd.DataFrame(
-            columns=["product_id", "name", "category", "is_service"])
+        catalog = (
+            build_catalog(before)
+            if len(before)
+            else pd.DataFrame(columns=["product_id", "name", "category", "is_service"])
+        )
         service = set(catalog.loc[catalog["is_service"].astype(bool), "product_id"])
         real = before[~before["product_id"].isin(service)]
         bought = real[~real["is_return"]]
@@ -105,8 +108,14 @@ class CandidateIndex:
             "category": _top_k_rows(_category_complements(x_orders, products, config), config.neighbours),
             "upsell": _top_k_rows(_upsell(products, config), config.neighbours),
         }
-        return cls(config=config, as_of=as_of, products=products, neighbours=neighbours,
-                   cooccurrence=counts.astype(np.float32).tocsr(), orders=len(order_ids))
+        return cls(
+            config=config,
+            as_of=as_of,
+            products=products,
+            neighbours=neighbours,
+            cooccurrence=counts.astype(np.float32).tocsr(),
+            orders=len(order_ids),
+        )
 
     def save(self, directory: Path | str) -> Path:
         """Write the index as parquet files plus ``manifest.json``; returns the directory."""
@@ -139,8 +148,10 @@ class CandidateIndex:
         pairs = pd.read_parquet(directory / "neighbours.parquet")
         neighbours = {name: _from_frame(pairs[pairs["source"] == name], n) for name in SOURCES}
         return cls(
-            config=IndexConfig(**manifest["config"]), as_of=pd.Timestamp(manifest["as_of"]),
-            products=products, neighbours=neighbours,
+            config=IndexConfig(**manifest["config"]),
+            as_of=pd.Timestamp(manifest["as_of"]),
+            products=products,
+            neighbours=neighbours,
             cooccurrence=_from_frame(pd.read_parquet(directory / "cooccurrence.parquet"), n),
             orders=int(manifest["orders"]),
         )
@@ -151,13 +162,15 @@ def _product_table(
 ) -> pd.DataFrame:
     recent = bought[bought["ordered_at"] >= as_of - pd.Timedelta(days=config.recent_days)]
     grouped = bought.groupby("product_id")
-    table = pd.DataFrame({
-        "median_price": grouped["unit_price"].median(),
-        "orders": grouped["order_id"].nunique(),
-        "customers": grouped["customer_id"].nunique(),
-        "lines": grouped.size(),
-        "last_sold": grouped["ordered_at"].max(),
-    })
+    table = pd.DataFrame(
+        {
+            "median_price": grouped["unit_price"].median(),
+            "orders": grouped["order_id"].nunique(),
+            "customers": grouped["customer_id"].nunique(),
+            "lines": grouped.size(),
+            "last_sold": grouped["ordered_at"].max(),
+        }
+    )
     table["recent_customers"] = recent.groupby("product_id")["customer_id"].nunique().reindex(table.index).fillna(0)
     table["recent_orders"] = recent.groupby("product_id")["order_id"].nunique().reindex(table.index).fillna(0)
     returns = returned.groupby("product_id").size().reindex(table.index).fillna(0)
@@ -166,8 +179,19 @@ def _product_table(
     table = table.join(info).reset_index().rename(columns={"index": "product_id"})
     active = table["last_sold"] >= as_of - pd.Timedelta(days=config.active_days)
     table["offerable"] = active & (table["return_rate"] <= config.max_return_rate)
-    columns = ["product_id", "name", "category", "median_price", "orders", "customers", "recent_customers",
-               "recent_orders", "return_rate", "last_sold", "offerable"]
+    columns = [
+        "product_id",
+        "name",
+        "category",
+        "median_price",
+        "orders",
+        "customers",
+        "recent_customers",
+        "recent_orders",
+        "return_rate",
+        "last_sold",
+        "offerable",
+    ]
     table = table[columns].sort_values("product_id").reset_index(drop=True)
     table["name"] = table["name"].astype("string")
     table["category"] = table["category"].astype("string")
@@ -226,7 +250,9 @@ def _cooccurrence(x_orders: sparse.csr_matrix, min_support: int) -> sparse.csr_m
 def _scale_rows(matrix: sparse.csr_matrix, scale: np.ndarray) -> sparse.csr_matrix:
     """``diags(scale) @ matrix`` (float64), without building the product."""
     rows = _block_rows(matrix, 0)
-    return sparse.csr_matrix((scale[rows] * matrix.data, matrix.indices.copy(), matrix.indptr.copy()), shape=matrix.shape)
+    return sparse.csr_matrix(
+        (scale[rows] * matrix.data, matrix.indices.copy(), matrix.indptr.copy()), shape=matrix.shape
+    )
 
 
 def _cosine(bought: pd.DataFrame, position: pd.Series, n_items: int, k: int) -> sparse.csr_matrix:
@@ -234,7 +260,12 @@ def _cosine(bought: pd.DataFrame, position: pd.Series, n_items: int, k: int) -> 
     computed a block of items at a time."""
     known = bought[bought["customer_id"].notna()]
     customers, _ = pd.factorize(known["customer_id"])
-    x = _binary(customers, position.reindex(known["product_id"]).to_numpy(), customers.max() + 1 if len(customers) else 0, n_items)
+    x = _binary(
+        customers,
+        position.reindex(known["product_id"]).to_numpy(),
+        customers.max() + 1 if len(customers) else 0,
+        n_items,
+    )
     norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
     inverse = (1.0 / np.maximum(norms, 1e-9)).astype(np.float32)
     parts = []
@@ -248,7 +279,9 @@ def _cosine(bought: pd.DataFrame, position: pd.Series, n_items: int, k: int) -> 
     return sparse.vstack(parts, format="csr")
 
 
-def _followup(bought: pd.DataFrame, position: pd.Series, products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
+def _followup(
+    bought: pd.DataFrame, position: pd.Series, products: pd.DataFrame, config: IndexConfig
+) -> sparse.csr_matrix:
     """Counts of customers who bought a, then bought b for the first time within followup_days."""
     known = bought[bought["customer_id"].notna()]
     n_items = len(products)
@@ -256,11 +289,14 @@ def _followup(bought: pd.DataFrame, position: pd.Series, products: pd.DataFrame,
         return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
     orders = known.drop_duplicates("order_id")[["order_id", "customer_id", "ordered_at"]].reset_index(drop=True)
     row_of = pd.Series(np.arange(len(orders)), index=orders["order_id"])
-    earlier, later = _window_pairs(pd.factorize(orders["customer_id"])[0],
-                                   pd.DatetimeIndex(orders["ordered_at"]).as_unit("ns").asi8,
-                                   pd.Timedelta(days=config.followup_days).value)
-    window = sparse.csr_matrix((np.ones(len(earlier), dtype=np.float32), (earlier, later)),
-                               shape=(len(orders), len(orders)))
+    earlier, later = _window_pairs(
+        pd.factorize(orders["customer_id"])[0],
+        pd.DatetimeIndex(orders["ordered_at"]).as_unit("ns").asi8,
+        pd.Timedelta(days=config.followup_days).value,
+    )
+    window = sparse.csr_matrix(
+        (np.ones(len(earlier), dtype=np.float32), (earlier, later)), shape=(len(orders), len(orders))
+    )
     items = position.reindex(known["product_id"]).to_numpy()
     x = _binary(row_of.reindex(known["order_id"]).to_numpy(), items, len(orders), n_items)
     firsts = known.assign(item=items).sort_values("ordered_at").drop_duplicates(["customer_id", "item"])
@@ -319,7 +355,9 @@ def _window_pairs_sorted(order, customer, times, window):  # noqa: ANN001, ANN20
     return earlier, later
 
 
-def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
+def _category_complements(
+    x_orders: sparse.csr_matrix, products: pd.DataFrame, config: IndexConfig
+) -> sparse.csr_matrix:
     """Item a -> popular items of categories often bought with a's category."""
     n_items = len(products)
     codes, categories = pd.factorize(products["category"])
@@ -327,7 +365,8 @@ def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, c
     if not has.any():
         return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
     item_category = sparse.csr_matrix(
-        (np.ones(has.sum(), dtype=np.float32), (np.flatnonzero(has), codes[has])), shape=(n_items, len(categories)))
+        (np.ones(has.sum(), dtype=np.float32), (np.flatnonzero(has), codes[has])), shape=(n_items, len(categories))
+    )
     order_category = (x_orders @ item_category).tocsr()
     order_category.data[:] = 1.0
     together = (order_category.T @ order_category).tocsr()  # sparse: categories x categories can be large
@@ -335,7 +374,8 @@ def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, c
     # P(category b | category a), the complement_categories best b per a
     conditional = sparse.csr_matrix(
         (together.data / np.maximum(per_category, 1)[_block_rows(together, 0)], together.indices, together.indptr),
-        shape=together.shape)
+        shape=together.shape,
+    )
     complements = _top_k_rows(conditional, config.complement_categories)
 
     popularity = products["recent_customers"].to_numpy(dtype=np.float64) + 0.1 * products["customers"].to_numpy()
@@ -346,7 +386,10 @@ def _category_complements(x_orders: sparse.csr_matrix, products: pd.DataFrame, c
     frame = frame.groupby("category").head(config.items_per_category)
     totals = frame.groupby("category")["popularity"].transform("sum")
     category_items = sparse.csr_matrix(
-        ((frame["popularity"] / totals).to_numpy(dtype=np.float32), (frame["category"].to_numpy(), frame["item"].to_numpy())),
+        (
+            (frame["popularity"] / totals).to_numpy(dtype=np.float32),
+            (frame["category"].to_numpy(), frame["item"].to_numpy()),
+        ),
         shape=(len(categories), n_items),
     )
     scores = (item_category @ complements @ category_items).tocsr()
@@ -367,16 +410,28 @@ def _upsell(products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
     price = products["median_price"].to_numpy(dtype=np.float64)
     customers = products["customers"].to_numpy(dtype=np.float64)
     score = ((1.0 + products["recent_customers"].to_numpy(dtype=np.float64)) + 0.1 * customers).astype(np.float32)
-    target = ((codes >= 0) & products["offerable"].to_numpy(dtype=bool) & (customers >= config.upsell_min_customers)
-              & np.isfinite(price))
+    target = (
+        (codes >= 0)
+        & products["offerable"].to_numpy(dtype=bool)
+        & (customers >= config.upsell_min_customers)
+        & np.isfinite(price)
+    )
     items = np.flatnonzero(target)
     n_codes = int(codes.max()) + 1 if len(codes) else 0
     by_price = items[np.lexsort((items, price[items], codes[items]))]
     by_score = items[np.lexsort((items, -score[items], codes[items]))]
     bounds = np.searchsorted(codes[by_price], np.arange(n_codes + 1))
     indptr, indices, data = _upsell_kernel(
-        codes, price, score, by_price, by_score, bounds, config.upsell_min_ratio, config.upsell_max_ratio,
-        config.neighbours)
+        codes,
+        price,
+        score,
+        by_price,
+        by_score,
+        bounds,
+        config.upsell_min_ratio,
+        config.upsell_max_ratio,
+        config.neighbours,
+    )
     return sparse.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
 
 
@@ -411,7 +466,7 @@ def _upsell_kernel(codes, price, score, by_price, by_score, bounds, min_ratio, m
             continue
         out = indptr[a]
         if high[a] - low[a] <= k:  # the whole band
-            chosen = np.sort(by_price[low[a]:high[a]])
+            chosen = np.sort(by_price[low[a] : high[a]])
         else:  # the best-scored targets inside the band
             c = codes[a]
             chosen = np.empty(take, dtype=np.int64)
@@ -476,7 +531,9 @@ def _top_k_kernel(indptr, indices, data, k):  # noqa: ANN001, ANN202
 
 def _to_frame(matrix: sparse.spmatrix) -> pd.DataFrame:
     coo = sparse.coo_matrix(matrix)
-    return pd.DataFrame({"seed": coo.row.astype(np.int32), "item": coo.col.astype(np.int32), "score": coo.data.astype(np.float32)})
+    return pd.DataFrame(
+        {"seed": coo.row.astype(np.int32), "item": coo.col.astype(np.int32), "score": coo.data.astype(np.float32)}
+    )
 
 
 def _from_frame(frame: pd.DataFrame, n_items: int) -> sparse.csr_matrix:

@@ -34,8 +34,9 @@ def index_as_of(client: object, run_id: str) -> pd.Timestamp:
         if tags.get(name):
             return pd.Timestamp(tags[name])
     with tempfile.TemporaryDirectory() as scratch:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{INDEX_ARTIFACT}/manifest.json",
-                                                   dst_path=scratch)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{INDEX_ARTIFACT}/manifest.json", dst_path=scratch
+        )
         return pd.Timestamp(json.loads(Path(path).read_text())["as_of"])
 
 

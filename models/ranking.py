@@ -12,7 +12,10 @@ RECOMMENDATION_COLUMNS = ("model", "trigger_id", "product_id", "rank", "offer_ty
 
 
 def score_rows(
-    booster: object, rows: pd.DataFrame, feature_columns: tuple[str, ...] = FEATURE_COLUMNS, threads: int = 0,
+    booster: object,
+    rows: pd.DataFrame,
+    feature_columns: tuple[str, ...] = FEATURE_COLUMNS,
+    threads: int = 0,
 ) -> np.ndarray:
     """Scores of feature rows by a LightGBM booster (or anything with ``predict``); ``threads`` 0
     leaves LightGBM's default (all cores)."""

@@ -75,8 +75,9 @@ def download_index(client: object, run_id: str, destination: Path) -> Path:
     import mlflow  # noqa: PLC0415
 
     destination.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=INDEX_ARTIFACT,
-                                                    dst_path=str(destination)))
+    return Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=INDEX_ARTIFACT, dst_path=str(destination))
+    )
 
 
 def load_booster(settings: Settings, version: int) -> object:

@@ -37,7 +37,9 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def sign_link(secret: str, action: str, customer_id: str, offer_id: str | None, ttl_s: int, now: float | None = None) -> str:
+def sign_link(
+    secret: str, action: str, customer_id: str, offer_id: str | None, ttl_s: int, now: float | None = None
+) -> str:
     """A token for `action` on behalf of `customer_id` (and `offer_id`), valid for `ttl_s` seconds."""
     claim = {"a": action, "c": customer_id, "o": offer_id, "e": int((now or time.time()) + ttl_s)}
     payload = _b64(json.dumps(claim, separators=(",", ":"), sort_keys=True).encode())

@@ -34,7 +34,9 @@ class PreferenceStore:
         with self.engine.begin() as db:
             if db.execute(select(unsubscribes.c.customer_id).where(unsubscribes.c.customer_id == customer_id)).first():
                 return False
-            db.execute(unsubscribes.insert().values(customer_id=customer_id, unsubscribed_at=datetime.now(UTC), source=source))
+            db.execute(
+                unsubscribes.insert().values(customer_id=customer_id, unsubscribed_at=datetime.now(UTC), source=source)
+            )
             return True
 
     def unsubscribed(self, customer_ids: Iterable[str]) -> set[str]:

@@ -25,11 +25,13 @@ FILL_WEIGHT = 1e-6  # popularity only breaks ties after the baseline's own items
 
 BASELINES: dict[str, CandidateConfig] = {
     "popularity": CandidateConfig(sources=(POPULARITY,), max_history_seeds=0),
-    "bought_together": CandidateConfig(sources=("basket", POPULARITY), popularity_weight=FILL_WEIGHT,
-                                       max_history_seeds=0),
+    "bought_together": CandidateConfig(
+        sources=("basket", POPULARITY), popularity_weight=FILL_WEIGHT, max_history_seeds=0
+    ),
     "item_knn": CandidateConfig(sources=("itemknn", POPULARITY), popularity_weight=FILL_WEIGHT, history_weight=1.0),
-    "upsell_price_band": CandidateConfig(sources=("upsell", POPULARITY), popularity_weight=FILL_WEIGHT,
-                                         max_history_seeds=0),
+    "upsell_price_band": CandidateConfig(
+        sources=("upsell", POPULARITY), popularity_weight=FILL_WEIGHT, max_history_seeds=0
+    ),
     "fused_candidates": CandidateConfig(),
 }
 

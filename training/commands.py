@@ -26,7 +26,14 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from training.evaluation import render_markdown
-from training.experiment import Experiment, ExperimentConfig, ProductionFit, evaluate_ranker, fit_production, run_experiment
+from training.experiment import (
+    Experiment,
+    ExperimentConfig,
+    ProductionFit,
+    evaluate_ranker,
+    fit_production,
+    run_experiment,
+)
 from training.protocol import ProtocolConfig
 from xsell.history import read_purchase_history
 from xsell.settings import Settings
@@ -38,8 +45,14 @@ log = logging.getLogger(__name__)
 def progress(description: str) -> Iterator[callable]:
     """A spinner with elapsed time; yields ``step(name)`` to report a finished step."""
     console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True, disable=not console.is_terminal) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
         task = progress.add_task(description)
 
         def step(name: str) -> None:
@@ -82,39 +95,72 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
             index_dir = production.index.save(Path(scratch) / "candidate_index")
             training = production.training
             registered = log_training_run(
-                settings, params=_params(config, experiment, production), fingerprint=fingerprint,
-                cutoff=experiment.cutoff, feature_columns=production.ranker.feature_columns, result=experiment.result,
-                report=render_markdown(experiment.result), importance=production.ranker.importance,
-                booster=production.ranker.booster, input_example=training.rows, index_dir=index_dir,
-                ranker_config=_ranker_config(config), data_path=Path(data).resolve(),
-                extra_metrics={"validation_ndcg": experiment.ranker.validation_ndcg,
-                               "best_iteration": experiment.ranker.best_iteration,
-                               "refit.validation_ndcg": production.ranker.validation_ndcg,
-                               "refit.best_iteration": production.ranker.best_iteration},
+                settings,
+                params=_params(config, experiment, production),
+                fingerprint=fingerprint,
+                cutoff=experiment.cutoff,
+                feature_columns=production.ranker.feature_columns,
+                result=experiment.result,
+                report=render_markdown(experiment.result),
+                importance=production.ranker.importance,
+                booster=production.ranker.booster,
+                input_example=training.rows,
+                index_dir=index_dir,
+                ranker_config=_ranker_config(config),
+                data_path=Path(data).resolve(),
+                extra_metrics={
+                    "validation_ndcg": experiment.ranker.validation_ndcg,
+                    "best_iteration": experiment.ranker.best_iteration,
+                    "refit.validation_ndcg": production.ranker.validation_ndcg,
+                    "refit.best_iteration": production.ranker.best_iteration,
+                },
                 heldout_booster=experiment.ranker.booster,
-                served_tags={"served.index_as_of": production.as_of.isoformat(),
-                             "served.data_first_at": fingerprint.first_at, "served.data_last_at": fingerprint.last_at,
-                             "served.training_windows": str(training.windows)},
+                served_tags={
+                    "served.index_as_of": production.as_of.isoformat(),
+                    "served.data_first_at": fingerprint.first_at,
+                    "served.data_last_at": fingerprint.last_at,
+                    "served.training_windows": str(training.windows),
+                },
             )
         seconds["log_and_register"] = round(time.perf_counter() - clock, 2)
         step("log and register")
     seconds["total"] = round(time.perf_counter() - started, 2)
     heldout = experiment.training
     return {
-        **registered, "cutoff": experiment.cutoff.isoformat(), "data": asdict(fingerprint),
-        "heldout": {"rows": len(heldout.rows), "triggers": len(heldout.triggers), "windows": heldout.windows,
-                    "positives": int(heldout.rows["label"].sum()), "best_iteration": experiment.ranker.best_iteration,
-                    "validation_ndcg": experiment.ranker.validation_ndcg},
-        "served": {"index_as_of": production.as_of.isoformat(), "data_last_at": fingerprint.last_at,
-                   "rows": len(training.rows), "triggers": len(training.triggers), "windows": training.windows,
-                   "positives": int(training.rows["label"].sum()), "best_iteration": production.ranker.best_iteration},
-        "metrics": _headline(experiment.result), "seconds": seconds,
+        **registered,
+        "cutoff": experiment.cutoff.isoformat(),
+        "data": asdict(fingerprint),
+        "heldout": {
+            "rows": len(heldout.rows),
+            "triggers": len(heldout.triggers),
+            "windows": heldout.windows,
+            "positives": int(heldout.rows["label"].sum()),
+            "best_iteration": experiment.ranker.best_iteration,
+            "validation_ndcg": experiment.ranker.validation_ndcg,
+        },
+        "served": {
+            "index_as_of": production.as_of.isoformat(),
+            "data_last_at": fingerprint.last_at,
+            "rows": len(training.rows),
+            "triggers": len(training.triggers),
+            "windows": training.windows,
+            "positives": int(training.rows["label"].sum()),
+            "best_iteration": production.ranker.best_iteration,
+        },
+        "metrics": _headline(experiment.result),
+        "seconds": seconds,
     }
 
 
 def evaluate(
-    settings: Settings, data: Path, out: Path, test_days: int = 60, horizon_days: int = 30,
-    champion: bool = False, backfill: bool = True, config: ExperimentConfig | None = None,
+    settings: Settings,
+    data: Path,
+    out: Path,
+    test_days: int = 60,
+    horizon_days: int = 30,
+    champion: bool = False,
+    backfill: bool = True,
+    config: ExperimentConfig | None = None,
 ) -> dict:
     """Evaluate on ``data``'s held-out test period: the ranker (trained on that data's training
     period by the same pipeline as ``train``, not registered; or the champion's held-out booster
@@ -138,10 +184,18 @@ def evaluate(
             result["ranker"] = "trained"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ordered = {"k": result["k"], "cutoff": result["cutoff"], "triggers": result["triggers"], "models": result["models"],
-               **{key: value for key, value in result.items() if key not in ("k", "cutoff", "triggers", "models")}}
-    report = ("# Held-out evaluation of the method (research figure)\n\n" + render_markdown(ordered)
-              + f"\ncutoff {ordered['cutoff']}; ranker: {ordered['ranker']}\n")
+    ordered = {
+        "k": result["k"],
+        "cutoff": result["cutoff"],
+        "triggers": result["triggers"],
+        "models": result["models"],
+        **{key: value for key, value in result.items() if key not in ("k", "cutoff", "triggers", "models")},
+    }
+    report = (
+        "# Held-out evaluation of the method (research figure)\n\n"
+        + render_markdown(ordered)
+        + f"\ncutoff {ordered['cutoff']}; ranker: {ordered['ranker']}\n"
+    )
     (out / "metrics.json").write_text(json.dumps(ordered, indent=2))
     (out / "report.md").write_text(report)
     return ordered
@@ -180,19 +234,32 @@ def _evaluate_champion(settings: Settings, lines: object, config: ExperimentConf
 
 
 def _headline(result: dict) -> dict:
-    return {model: {scope: {m: round(v, 4) if isinstance(v, float) else v for m, v in metrics.items()}
-                    for scope, metrics in scopes.items()} for model, scopes in result["models"].items()}
+    return {
+        model: {
+            scope: {m: round(v, 4) if isinstance(v, float) else v for m, v in metrics.items()}
+            for scope, metrics in scopes.items()
+        }
+        for model, scopes in result["models"].items()
+    }
 
 
 def _ranker_config(config: ExperimentConfig) -> dict:
-    return {"n_candidates": config.dataset.n_candidates, "horizon_days": config.protocol.horizon_days,
-            "test_days": config.protocol.test_days, "k": config.k}
+    return {
+        "n_candidates": config.dataset.n_candidates,
+        "horizon_days": config.protocol.horizon_days,
+        "test_days": config.protocol.test_days,
+        "k": config.k,
+    }
 
 
 def _params(config: ExperimentConfig, experiment: Experiment, production: ProductionFit) -> dict[str, object]:
     params: dict[str, object] = {"k": config.k}
-    for prefix, part in (("protocol", config.protocol), ("dataset", config.dataset), ("index", config.index),
-                         ("ranker", config.ranker)):
+    for prefix, part in (
+        ("protocol", config.protocol),
+        ("dataset", config.dataset),
+        ("index", config.index),
+        ("ranker", config.ranker),
+    ):
         params.update({f"{prefix}.{key}": value for key, value in asdict(part).items()})
     for prefix, training in (("training", experiment.training), ("refit", production.training)):
         params[f"{prefix}.windows"] = training.windows

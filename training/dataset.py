@@ -66,18 +66,23 @@ def window_count(lines: pd.DataFrame, cutoff: pd.Timestamp, config: DatasetConfi
 
 
 def build_training_set(
-    settings: Settings, lines: pd.DataFrame, cutoff: pd.Timestamp, config: DatasetConfig | None = None,
+    settings: Settings,
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    config: DatasetConfig | None = None,
     index_config: IndexConfig | None = None,
 ) -> TrainingSet:
     """Labelled rows from training triggers strictly before ``cutoff`` (features from Feast)."""
     config = config or DatasetConfig()
     windows = window_count(lines, cutoff, config)
     trigger_set = build_training_triggers(
-        lines, cutoff, config.horizon_days, windows, config.window_days, config.orders_per_customer)
+        lines, cutoff, config.horizon_days, windows, config.window_days, config.orders_per_customer
+    )
     triggers = trigger_set.triggers
     log.info("training triggers", extra={"triggers": len(triggers), "windows": windows})
-    candidates = candidates_per_window(lines[lines["ordered_at"] < cutoff], triggers, index_config,
-                                       config.candidate_config())
+    candidates = candidates_per_window(
+        lines[lines["ordered_at"] < cutoff], triggers, index_config, config.candidate_config()
+    )
     candidates = _label(candidates, triggers)
     positives = candidates.groupby("trigger_id")["label"].transform("max") > 0
     candidates = candidates[positives.to_numpy()]
@@ -86,8 +91,12 @@ def build_training_set(
     rows["label"] = candidates["label"].to_numpy()
     return TrainingSet(rows=rows, triggers=triggers, windows=windows)
 
+
 def candidates_per_window(
-    lines: pd.DataFrame, triggers: pd.DataFrame, index_config: IndexConfig | None, config: CandidateConfig,
+    lines: pd.DataFrame,
+    triggers: pd.DataFrame,
+    index_config: IndexConfig | None,
+    config: CandidateConfig,
 ) -> pd.DataFrame:
     """Candidates with context for training triggers without leakage: one index per
     ``window_cutoff``, built from the lines before it (as ``models.candidates.candidates_by_window``)."""
@@ -96,6 +105,7 @@ def candidates_per_window(
         index = CandidateIndex.build(lines, pd.Timestamp(window_cutoff), index_config)
         frames.append(candidates_with_context(CandidateGenerator(index, config), group))
     return pd.concat(frames, ignore_index=True)
+
 
 def _label(candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:
     truth = triggers[["trigger_id", "truth"]].explode("truth").dropna()

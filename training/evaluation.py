@@ -69,16 +69,26 @@ def evaluate(recommendations: pd.DataFrame, triggers: pd.DataFrame, index: Candi
 def render_markdown(result: dict) -> str:
     """A markdown report of an ``evaluate`` result: one table per scope, one row per model."""
     k = result["k"]
-    lines = [f"# Offline evaluation (k={k})", "",
-             f"{result['triggers']} triggers; catalog {result['catalog_size']} items; truth items: "
-             + ", ".join(f"{t} {n}" for t, n in result["truth_items"].items()), ""]
+    lines = [
+        f"# Offline evaluation (k={k})",
+        "",
+        f"{result['triggers']} triggers; catalog {result['catalog_size']} items; truth items: "
+        + ", ".join(f"{t} {n}" for t, n in result["truth_items"].items()),
+        "",
+    ]
     for scope in ("overall", *OFFER_TYPES):
-        lines += [f"## {scope}", "", f"| model | NDCG@{k} | HitRate@{k} | Recall@{k} | MRR@{k} | coverage | triggers |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {scope}",
+            "",
+            f"| model | NDCG@{k} | HitRate@{k} | Recall@{k} | MRR@{k} | coverage | triggers |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for model, scopes in result["models"].items():
             m = scopes[scope]
-            lines.append(f"| {model} | {m['ndcg']:.4f} | {m['hit_rate']:.4f} | {m['recall']:.4f} | {m['mrr']:.4f} "
-                         f"| {m['coverage']:.4f} | {m['triggers']} |")
+            lines.append(
+                f"| {model} | {m['ndcg']:.4f} | {m['hit_rate']:.4f} | {m['recall']:.4f} | {m['mrr']:.4f} "
+                f"| {m['coverage']:.4f} | {m['triggers']} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -100,8 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     index = CandidateIndex.build(lines, cutoff, IndexConfig())
     result = evaluate(recommend_all(index, trigger_set.triggers, args.k), trigger_set.triggers, index, args.k)
     print(render_markdown(result))
-    print(f"cutoff {cutoff}; dropped {trigger_set.dropped_empty_truth} triggers with empty truth; "
-          f"{time.perf_counter() - started:.1f}s")
+    print(
+        f"cutoff {cutoff}; dropped {trigger_set.dropped_empty_truth} triggers with empty truth; "
+        f"{time.perf_counter() - started:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ class ProductionFit:
 
 
 def fit_production(
-    settings: Settings, lines: pd.DataFrame, config: ExperimentConfig | None = None,
+    settings: Settings,
+    lines: pd.DataFrame,
+    config: ExperimentConfig | None = None,
     step: Callable[[str], None] | None = None,
 ) -> ProductionFit:
     """Refit the experiment's pipeline on all of ``lines``: training triggers and labels up to the
@@ -103,7 +105,9 @@ def _stopwatch(step: Callable[[str], None] | None, prefix: str = "") -> tuple[Ca
 
 
 def run_experiment(
-    settings: Settings, lines: pd.DataFrame, config: ExperimentConfig | None = None,
+    settings: Settings,
+    lines: pd.DataFrame,
+    config: ExperimentConfig | None = None,
     step: Callable[[str], None] | None = None,
 ) -> Experiment:
     """Train on the training period, evaluate the ranker and every baseline on the test period.
@@ -120,13 +124,25 @@ def run_experiment(
     result = evaluate_ranker(settings, ranker.booster, index, evaluation.triggers, config)
     lap("evaluate")
     result["cutoff"] = cutoff.isoformat()
-    return Experiment(cutoff=cutoff, training=training, ranker=ranker, index=index,
-                      evaluation_triggers=evaluation, result=result, seconds=seconds)
+    return Experiment(
+        cutoff=cutoff,
+        training=training,
+        ranker=ranker,
+        index=index,
+        evaluation_triggers=evaluation,
+        result=result,
+        seconds=seconds,
+    )
 
 
 def evaluate_ranker(
-    settings: Settings, booster: object, index: CandidateIndex, triggers: pd.DataFrame,
-    config: ExperimentConfig | None = None, baselines: bool = True, name: str = RANKER,
+    settings: Settings,
+    booster: object,
+    index: CandidateIndex,
+    triggers: pd.DataFrame,
+    config: ExperimentConfig | None = None,
+    baselines: bool = True,
+    name: str = RANKER,
 ) -> dict:
     """``training.evaluation.evaluate`` of the booster's top k (and of the baselines) on triggers."""
     config = config or ExperimentConfig()

@@ -68,8 +68,9 @@ def parse_every(text: str) -> float:
     """Seconds of an interval such as ``30m``, ``6h`` or ``1d`` (also ``90s``); ValueError otherwise."""
     match = _EVERY.fullmatch(text.strip().lower())
     if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"--every must be a positive whole number followed by s, m, h or d (e.g. 30m, 6h, 1d), "
-                         f"not {text!r}")
+        raise ValueError(
+            f"--every must be a positive whole number followed by s, m, h or d (e.g. 30m, 6h, 1d), not {text!r}"
+        )
     return float(int(match.group(1)) * _UNITS[match.group(2)])
 
 
@@ -83,42 +84,86 @@ def refresh_index(settings: Settings) -> RefreshResult:
     state = FoldStateStore(settings.feast_dir / "fold_state.db")
     applied, with_lines = state.line_coverage()
     if with_lines < applied:
-        raise RefreshError(f"the fold state holds {applied} applied events but the order lines of only {with_lines}: "
-                           "backfill the feature store again (`xsell features backfill --data FILE`)")
+        raise RefreshError(
+            f"the fold state holds {applied} applied events but the order lines of only {with_lines}: "
+            "backfill the feature store again (`xsell features backfill --data FILE`)"
+        )
     lines = state.order_lines()
     if lines.empty:
-        raise RefreshError("the fold state has no order lines: backfill the feature store first "
-                           "(`xsell features backfill --data FILE`)")
+        raise RefreshError(
+            "the fold state has no order lines: backfill the feature store first "
+            "(`xsell features backfill --data FILE`)"
+        )
     as_of = lines["ordered_at"].max() + pd.Timedelta(microseconds=1)
     with tempfile.TemporaryDirectory(prefix="xsell-index-refresh-") as scratch:
         champion = load_champion(settings, Path(scratch) / "champion")
-        previous = dict(previous_run_id=champion.index_run_id, previous_as_of=champion.index_as_of.isoformat(),
-                        version=champion.version)
+        previous = dict(
+            previous_run_id=champion.index_run_id,
+            previous_as_of=champion.index_as_of.isoformat(),
+            version=champion.version,
+        )
         if champion.index_as_of >= as_of:
             log.info("index refresh: the serving index knows every line", extra={**previous, "lines": len(lines)})
-            return RefreshResult(run_id=None, as_of=champion.index_as_of.isoformat(), items=champion.index.size,
-                                 lines=len(lines), orders=champion.index.orders, refreshed=False,
-                                 seconds=round(time.perf_counter() - started, 2), **previous)
+            return RefreshResult(
+                run_id=None,
+                as_of=champion.index_as_of.isoformat(),
+                items=champion.index.size,
+                lines=len(lines),
+                orders=champion.index.orders,
+                refreshed=False,
+                seconds=round(time.perf_counter() - started, 2),
+                **previous,
+            )
         index = CandidateIndex.build(lines, as_of, champion.index.config)
-        run_id = _log_index(client, settings, index, champion.version, champion.index_run_id, len(lines),
-                            index.save(Path(scratch) / INDEX_ARTIFACT))
+        run_id = _log_index(
+            client,
+            settings,
+            index,
+            champion.version,
+            champion.index_run_id,
+            len(lines),
+            index.save(Path(scratch) / INDEX_ARTIFACT),
+        )
     client.set_model_version_tag(settings.model_name, str(champion.version), INDEX_RUN_TAG, run_id)
-    result = RefreshResult(run_id=run_id, as_of=as_of.isoformat(), items=index.size, lines=len(lines),
-                           orders=index.orders, refreshed=True, seconds=round(time.perf_counter() - started, 2),
-                           **previous)
+    result = RefreshResult(
+        run_id=run_id,
+        as_of=as_of.isoformat(),
+        items=index.size,
+        lines=len(lines),
+        orders=index.orders,
+        refreshed=True,
+        seconds=round(time.perf_counter() - started, 2),
+        **previous,
+    )
     log.info("index refreshed", extra=result.as_dict())
     return result
 
 
-def _log_index(client: object, settings: Settings, index: CandidateIndex, version: int, previous_run: str,
-               lines: int, index_dir: Path) -> str:
+def _log_index(
+    client: object,
+    settings: Settings,
+    index: CandidateIndex,
+    version: int,
+    previous_run: str,
+    lines: int,
+    index_dir: Path,
+) -> str:
     """A finished run holding the index as `candidate_index`; returns its id."""
     experiment = client.get_experiment_by_name(settings.experiment_name)  # type: ignore[attr-defined]
-    tags = {KIND_TAG: KIND, "index.as_of": index.as_of.isoformat(), "index.items": str(index.size),
-            "index.orders": str(index.orders), "index.lines": str(lines), "model.version": str(version),
-            "index.previous_run_id": previous_run}
-    run = client.create_run(experiment.experiment_id, tags=tags,  # type: ignore[attr-defined]
-                            run_name=f"index-refresh-v{version}")
+    tags = {
+        KIND_TAG: KIND,
+        "index.as_of": index.as_of.isoformat(),
+        "index.items": str(index.size),
+        "index.orders": str(index.orders),
+        "index.lines": str(lines),
+        "model.version": str(version),
+        "index.previous_run_id": previous_run,
+    }
+    run = client.create_run(
+        experiment.experiment_id,
+        tags=tags,  # type: ignore[attr-defined]
+        run_name=f"index-refresh-v{version}",
+    )
     try:
         for key, value in asdict(index.config).items():
             client.log_param(run.info.run_id, f"index.{key}", value)  # type: ignore[attr-defined]
@@ -156,24 +201,32 @@ class LoopStats:
     last: dict[str, object] | None = None
 
 
-def run_every(settings: Settings, every_s: float, stop: threading.Event,
-              refresh: Callable[[Settings], RefreshResult] = refresh_index) -> LoopStats:
+def run_every(
+    settings: Settings,
+    every_s: float,
+    stop: threading.Event,
+    refresh: Callable[[Settings], RefreshResult] = refresh_index,
+) -> LoopStats:
     """Refresh every `every_s` seconds until `stop` is set; a failed run is logged and retried on
     the next tick."""
     stats = LoopStats()
     due = first_due(settings, every_s)
-    log.info("index refresh service started", extra={"every_s": every_s, "first_due_in_s": round(max(0.0, due - time.time()), 1)})
+    log.info(
+        "index refresh service started",
+        extra={"every_s": every_s, "first_due_in_s": round(max(0.0, due - time.time()), 1)},
+    )
     while not stop.wait(max(0.0, due - time.time())):
         stats.runs += 1
         try:
             result = refresh(settings)
         except Exception as error:  # noqa: BLE001  (one failed run must not stop the service)
             stats.failed += 1
-            log.warning("index refresh failed; retrying next tick", extra={"error": repr(error)[:300], "next_in_s": every_s})
+            log.warning(
+                "index refresh failed; retrying next tick", extra={"error": repr(error)[:300], "next_in_s": every_s}
+            )
         else:
             stats.refreshed += int(result.refreshed)
             stats.last = result.as_dict()
         due = time.time() + every_s
     log.info("index refresh service stopped", extra=asdict(stats))
     return stats
-

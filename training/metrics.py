@@ -63,8 +63,12 @@ def mean_metrics(
     """Mean NDCG/HitRate/Recall/MRR@k over the triggers of ``truths`` (a trigger without a list
     scores 0), plus ``triggers``, the number averaged over."""
     rows = [
-        (ndcg_at_k(ranked_lists.get(t, ()), truth, k), hit_rate_at_k(ranked_lists.get(t, ()), truth, k),
-         recall_at_k(ranked_lists.get(t, ()), truth, k), reciprocal_rank_at_k(ranked_lists.get(t, ()), truth, k))
+        (
+            ndcg_at_k(ranked_lists.get(t, ()), truth, k),
+            hit_rate_at_k(ranked_lists.get(t, ()), truth, k),
+            recall_at_k(ranked_lists.get(t, ()), truth, k),
+            reciprocal_rank_at_k(ranked_lists.get(t, ()), truth, k),
+        )
         for t, truth in truths.items()
     ]
     means = np.asarray(rows).mean(axis=0) if rows else np.full(len(METRIC_NAMES), np.nan)

@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from models.registry import (
-    CONFIG_ARTIFACT, champion_version, load_heldout_booster, open_tracking, run_of_version, version_number)
+    CONFIG_ARTIFACT,
+    champion_version,
+    load_heldout_booster,
+    open_tracking,
+    run_of_version,
+    version_number,
+)
 from training.tracking import PRIMARY_METRIC
 from xsell.settings import Settings
 
@@ -36,8 +42,12 @@ def promote(settings: Settings, version: int | None = None, force: bool = False,
             raise ValueError(f"no registered versions of {settings.model_name}: train a model first")
         version = max(version_number(v.version) for v in versions)
     champion = champion_version(client, settings)
-    decision: dict[str, object] = {"model": settings.model_name, "candidate_version": version,
-                                   "champion_version": champion, "forced": force}
+    decision: dict[str, object] = {
+        "model": settings.model_name,
+        "candidate_version": version,
+        "champion_version": champion,
+        "forced": force,
+    }
     if champion == version:
         return {**decision, "promoted": False, "message": f"version {version} is already the champion"}
     if champion is not None and not force:
@@ -45,12 +55,17 @@ def promote(settings: Settings, version: int | None = None, force: bool = False,
         decision.update(candidate_ndcg=candidate_ndcg, champion_ndcg=champion_ndcg, basis=basis)
         if not candidate_ndcg > champion_ndcg:
             decision["promoted"] = False
-            decision["message"] = (f"refused: version {version} NDCG@k {candidate_ndcg:.4f} does not beat champion "
-                                   f"version {champion} ({champion_ndcg:.4f}) on {basis}; use force to override")
+            decision["message"] = (
+                f"refused: version {version} NDCG@k {candidate_ndcg:.4f} does not beat champion "
+                f"version {champion} ({champion_ndcg:.4f}) on {basis}; use force to override"
+            )
             return decision
     client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
-    tags = {"promotion.forced": str(force).lower(), "promotion.previous_champion": str(champion or ""),
-            "promotion.reason": reason or ("forced" if force else "beat the champion")}
+    tags = {
+        "promotion.forced": str(force).lower(),
+        "promotion.previous_champion": str(champion or ""),
+        "promotion.reason": reason or ("forced" if force else "beat the champion"),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, str(version), key, value)
     decision["promoted"] = True
@@ -63,12 +78,17 @@ def _compare(settings: Settings, client: object, candidate: int, champion: int) 
     runs = {v: run_of_version(client, settings, v) for v in (candidate, champion)}
     keys = {v: (r.data.tags.get("data.sha256"), r.data.tags.get("cutoff")) for v, r in runs.items()}
     if keys[candidate] == keys[champion] and all(PRIMARY_METRIC in r.data.metrics for r in runs.values()):
-        return (float(runs[candidate].data.metrics[PRIMARY_METRIC]), float(runs[champion].data.metrics[PRIMARY_METRIC]),
-                f"the same evaluation data (sha256 {str(keys[candidate][0])[:12]}, cutoff {keys[candidate][1]})")
+        return (
+            float(runs[candidate].data.metrics[PRIMARY_METRIC]),
+            float(runs[champion].data.metrics[PRIMARY_METRIC]),
+            f"the same evaluation data (sha256 {str(keys[candidate][0])[:12]}, cutoff {keys[candidate][1]})",
+        )
     return _reevaluate(settings, client, runs[candidate], candidate, champion)
 
 
-def _reevaluate(settings: Settings, client: object, run: object, candidate: int, champion: int) -> tuple[float, float, str]:
+def _reevaluate(
+    settings: Settings, client: object, run: object, candidate: int, champion: int
+) -> tuple[float, float, str]:
     """Score both versions on the candidate run's data file and cutoff."""
     import mlflow  # noqa: PLC0415
 
@@ -81,14 +101,19 @@ def _reevaluate(settings: Settings, client: object, run: object, candidate: int,
     data = Path(tags["data.path"])
     if not data.exists():
         raise PromotionRefused(f"cannot re-evaluate: the candidate's data file {data} is gone")
-    config = json.loads(Path(mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path=CONFIG_ARTIFACT)).read_text())  # type: ignore[attr-defined]
+    config = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CONFIG_ARTIFACT)).read_text()
+    )  # type: ignore[attr-defined]
     lines = read_purchase_history(data).lines
     cutoff = pd.Timestamp(tags["cutoff"])
     experiment = ExperimentConfig()
     index = CandidateIndex.build(lines, cutoff, experiment.index)
     triggers = build_evaluation_triggers(lines, cutoff, int(config.get("horizon_days", 30))).triggers
     # the held-out boosters: a registered booster is refit on all of its data, the period scored here included
-    scores = [evaluate_ranker(settings, load_heldout_booster(settings, v), index, triggers, experiment, baselines=False)
-              ["models"]["ranker"]["overall"]["ndcg"] for v in (candidate, champion)]
+    scores = [
+        evaluate_ranker(settings, load_heldout_booster(settings, v), index, triggers, experiment, baselines=False)[
+            "models"
+        ]["ranker"]["overall"]["ndcg"]
+        for v in (candidate, champion)
+    ]
     return float(scores[0]), float(scores[1]), f"re-evaluation on {data.name} (cutoff {cutoff.isoformat()})"

@@ -32,8 +32,17 @@ import pandas as pd
 from features.catalog import is_service_code
 
 TRIGGER_COLUMNS = (
-    "trigger_id", "customer_id", "order_id", "at", "window_cutoff", "label_end",
-    "basket", "history", "returned", "truth", "is_new_customer",
+    "trigger_id",
+    "customer_id",
+    "order_id",
+    "at",
+    "window_cutoff",
+    "label_end",
+    "basket",
+    "history",
+    "returned",
+    "truth",
+    "is_new_customer",
 )
 
 
@@ -67,9 +76,7 @@ def training_lines(lines: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     return lines[lines["ordered_at"] < cutoff]
 
 
-def build_evaluation_triggers(
-    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30
-) -> TriggerSet:
+def build_evaluation_triggers(lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30) -> TriggerSet:
     """Each identified customer's first purchase order at/after the cutoff, with its truth."""
     orders = _first_orders(_purchases(lines), cutoff, None)
     orders["window_cutoff"] = cutoff
@@ -78,8 +85,12 @@ def build_evaluation_triggers(
 
 
 def build_training_triggers(
-    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30, windows: int = 3,
-    window_days: int | None = None, orders_per_customer: int = 1,
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int = 30,
+    windows: int = 3,
+    window_days: int | None = None,
+    orders_per_customer: int = 1,
 ) -> TriggerSet:
     """Triggers inside the training period, for learning to rank.
 
@@ -126,14 +137,12 @@ def _first_orders(
     return first.rename(columns={"ordered_at": "at"}).reset_index(drop=True)
 
 
-def _with_context(
-    lines: pd.DataFrame, orders: pd.DataFrame, horizon_days: int, cutoff: pd.Timestamp
-) -> TriggerSet:
+def _with_context(lines: pd.DataFrame, orders: pd.DataFrame, horizon_days: int, cutoff: pd.Timestamp) -> TriggerSet:
     """Add basket, history, returned and truth to trigger orders; drop those with empty truth."""
     purchases = _purchases(lines)
     orders = orders.copy()
-    orders["trigger_id"] = orders["customer_id"] + "@" + orders["order_id"] + "#" + (
-        orders["window_cutoff"].dt.strftime("%Y%m%d")
+    orders["trigger_id"] = (
+        orders["customer_id"] + "@" + orders["order_id"] + "#" + (orders["window_cutoff"].dt.strftime("%Y%m%d"))
     )
     keys = orders[["trigger_id", "customer_id", "order_id", "at", "label_end"]]
 
@@ -146,9 +155,12 @@ def _with_context(
     per_customer = ordered.merge(keys, on="customer_id", suffixes=("", "_trigger"))
     before = per_customer[per_customer["order_at"] < per_customer["at"]]
     history = (
-        before.groupby(["trigger_id", "product_id"])["order_at"].max().reset_index()
+        before.groupby(["trigger_id", "product_id"])["order_at"]
+        .max()
+        .reset_index()
         .sort_values(["trigger_id", "order_at", "product_id"], ascending=[True, False, True])
-        .groupby("trigger_id")["product_id"].agg(tuple)
+        .groupby("trigger_id")["product_id"]
+        .agg(tuple)
     )
 
     first_bought = purchases.groupby(["customer_id", "product_id"])["ordered_at"].min().rename("first_at").reset_index()
@@ -158,10 +170,14 @@ def _with_context(
     in_window &= firsts["first_at"] < firsts["label_end"]
     truth = firsts[in_window].sort_values(["trigger_id", "product_id"]).groupby("trigger_id")["product_id"].agg(tuple)
 
-    returns = lines[lines["is_return"] & lines["customer_id"].notna()].merge(keys, on="customer_id", suffixes=("", "_t"))
+    returns = lines[lines["is_return"] & lines["customer_id"].notna()].merge(
+        keys, on="customer_id", suffixes=("", "_t")
+    )
     returned = (
-        returns[returns["ordered_at"] < returns["at"]].drop_duplicates(["trigger_id", "product_id"])
-        .groupby("trigger_id")["product_id"].agg(tuple)
+        returns[returns["ordered_at"] < returns["at"]]
+        .drop_duplicates(["trigger_id", "product_id"])
+        .groupby("trigger_id")["product_id"]
+        .agg(tuple)
     )
 
     empty: tuple[str, ...] = ()

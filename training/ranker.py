@@ -82,8 +82,10 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> T
     fit_kwargs: dict[str, object] = {}
     if len(valid_rows):
         fit_kwargs = {
-            "eval_X": (valid_rows[list(FEATURE_COLUMNS)],), "eval_y": (valid_rows["label"],),
-            "eval_group": [_groups(valid_rows)], "eval_at": [config.eval_at],
+            "eval_X": (valid_rows[list(FEATURE_COLUMNS)],),
+            "eval_y": (valid_rows["label"],),
+            "eval_group": [_groups(valid_rows)],
+            "eval_at": [config.eval_at],
             "callbacks": [lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         }
     model.fit(fit_rows[list(FEATURE_COLUMNS)], fit_rows["label"], group=_groups(fit_rows), **fit_kwargs)
@@ -103,11 +105,18 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> T
 
 def _model_params(config: RankerConfig, trees: int) -> dict[str, object]:
     return {
-        "objective": "lambdarank", "n_estimators": trees, "learning_rate": config.learning_rate,
-        "num_leaves": config.num_leaves, "min_child_samples": config.min_child_samples,
-        "subsample": config.subsample, "subsample_freq": config.subsample_freq,
-        "colsample_bytree": config.colsample_bytree, "reg_lambda": config.reg_lambda,
-        "n_jobs": config.n_jobs, "random_state": config.seed, "verbose": -1,
+        "objective": "lambdarank",
+        "n_estimators": trees,
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_child_samples": config.min_child_samples,
+        "subsample": config.subsample,
+        "subsample_freq": config.subsample_freq,
+        "colsample_bytree": config.colsample_bytree,
+        "reg_lambda": config.reg_lambda,
+        "n_jobs": config.n_jobs,
+        "random_state": config.seed,
+        "verbose": -1,
     }
 
 

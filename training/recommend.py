@@ -54,15 +54,25 @@ def order_triggers(lines: pd.DataFrame, known: Mapping[str, PurchaseTimes] | Non
         earlier = bought.get(customer, {}) if identified else {}
         stored = bought_before(known[customer], at.timestamp()) if identified and customer in known else {}
         history = most_recent_first(merge_bought(stored, earlier))
-        rows.append({"trigger_id": str(order_id), "order_id": str(order_id), "customer_id": customer if identified else None,
-                     "at": at, "window_cutoff": at.floor("D"), "basket": tuple(dict.fromkeys(order["product_id"])),
-                     "history": history, "returned": tuple(returned.get(customer, ())) if identified else ()})
+        rows.append(
+            {
+                "trigger_id": str(order_id),
+                "order_id": str(order_id),
+                "customer_id": customer if identified else None,
+                "at": at,
+                "window_cutoff": at.floor("D"),
+                "basket": tuple(dict.fromkeys(order["product_id"])),
+                "history": history,
+                "returned": tuple(returned.get(customer, ())) if identified else (),
+            }
+        )
         if identified:
             mine = bought.setdefault(customer, {})
             for product in order["product_id"]:
                 mine[product] = at.timestamp()
-    return pd.DataFrame(rows, columns=["trigger_id", "order_id", "customer_id", "at", "window_cutoff", "basket",
-                                       "history", "returned"])
+    return pd.DataFrame(
+        rows, columns=["trigger_id", "order_id", "customer_id", "at", "window_cutoff", "basket", "history", "returned"]
+    )
 
 
 def recommend_orders(settings: Settings, orders_path: Path, out_path: Path, k: int = 10) -> dict[str, object]:
@@ -87,8 +97,13 @@ def recommend_orders(settings: Settings, orders_path: Path, out_path: Path, k: i
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(out_path, index=False)
-    summary = {"orders": len(triggers), "orders_with_offers": int(out["order_id"].nunique()),
-               "anonymous_orders": int(triggers["customer_id"].isna().sum()), "offers": len(out),
-               "model_version": champion.version, "out": str(out_path)}
+    summary = {
+        "orders": len(triggers),
+        "orders_with_offers": int(out["order_id"].nunique()),
+        "anonymous_orders": int(triggers["customer_id"].isna().sum()),
+        "offers": len(out),
+        "model_version": champion.version,
+        "out": str(out_path),
+    }
     log.info("batch recommendations written", extra=summary)
     return summary

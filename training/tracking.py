@@ -22,7 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from models.registry import (
-    CONFIG_ARTIFACT, HELDOUT_ARTIFACT, INDEX_ARTIFACT, MODEL_ARTIFACT, champion_version, open_tracking, version_number)
+    CONFIG_ARTIFACT,
+    HELDOUT_ARTIFACT,
+    INDEX_ARTIFACT,
+    MODEL_ARTIFACT,
+    champion_version,
+    open_tracking,
+    version_number,
+)
 from xsell.settings import Settings
 
 PRIMARY_METRIC = "ndcg_at_k"
@@ -49,15 +56,31 @@ def data_fingerprint(path: Path, lines: pd.DataFrame) -> DataFingerprint:
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return DataFingerprint(sha256=digest.hexdigest(), rows=len(lines),
-                           first_at=lines["ordered_at"].min().isoformat(), last_at=lines["ordered_at"].max().isoformat())
+    return DataFingerprint(
+        sha256=digest.hexdigest(),
+        rows=len(lines),
+        first_at=lines["ordered_at"].min().isoformat(),
+        last_at=lines["ordered_at"].max().isoformat(),
+    )
 
 
 def log_training_run(
-    settings: Settings, *, params: dict[str, object], fingerprint: DataFingerprint, cutoff: pd.Timestamp,
-    feature_columns: tuple[str, ...], result: dict, report: str, importance: dict[str, float],
-    booster: object, input_example: pd.DataFrame, index_dir: Path, ranker_config: dict, data_path: Path,
-    extra_metrics: dict[str, float] | None = None, heldout_booster: object | None = None,
+    settings: Settings,
+    *,
+    params: dict[str, object],
+    fingerprint: DataFingerprint,
+    cutoff: pd.Timestamp,
+    feature_columns: tuple[str, ...],
+    result: dict,
+    report: str,
+    importance: dict[str, float],
+    booster: object,
+    input_example: pd.DataFrame,
+    index_dir: Path,
+    ranker_config: dict,
+    data_path: Path,
+    extra_metrics: dict[str, float] | None = None,
+    heldout_booster: object | None = None,
     served_tags: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """Log one training run and register its model (``booster``, the one that serves, with
@@ -72,9 +95,16 @@ def log_training_run(
     client = open_tracking(settings)
     with mlflow.start_run() as run:
         mlflow.log_params({k: _param(v) for k, v in params.items()})
-        mlflow.set_tags({**fingerprint.tags(), "cutoff": cutoff.isoformat(), "data.path": str(data_path),
-                         "features": ",".join(feature_columns), "feature_count": str(len(feature_columns)),
-                         **(served_tags or {})})
+        mlflow.set_tags(
+            {
+                **fingerprint.tags(),
+                "cutoff": cutoff.isoformat(),
+                "data.path": str(data_path),
+                "features": ",".join(feature_columns),
+                "feature_count": str(len(feature_columns)),
+                **(served_tags or {}),
+            }
+        )
         metrics = flatten_metrics(result)
         metrics[PRIMARY_METRIC] = result["models"]["ranker"]["overall"]["ndcg"]
         metrics.update(extra_metrics or {})
@@ -96,16 +126,24 @@ def log_training_run(
         example = input_example[list(feature_columns)].head(5)
         signature = infer_signature(example, booster.predict(example))  # type: ignore[attr-defined]
         info = mlflow.lightgbm.log_model(
-            booster, name=MODEL_ARTIFACT, signature=signature, input_example=example,
-            pip_requirements=_pip_requirements(), registered_model_name=settings.model_name,
+            booster,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            registered_model_name=settings.model_name,
         )
     version = version_number(info.registered_model_version)
     became_champion = champion_version(client, settings) is None
     if became_champion:
         client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
         client.set_model_version_tag(settings.model_name, str(version), "promotion.reason", "first registered version")
-    return {"run_id": run.info.run_id, "model_version": version, "model_uri": f"models:/{settings.model_name}/{version}",
-            "champion": became_champion}
+    return {
+        "run_id": run.info.run_id,
+        "model_version": version,
+        "model_uri": f"models:/{settings.model_name}/{version}",
+        "champion": became_champion,
+    }
 
 
 def flatten_metrics(result: dict) -> dict[str, float]:

@@ -15,7 +15,7 @@ def chunked(values: Iterable[T], size: int = QUERY_CHUNK) -> Iterator[Sequence[T
     """Consecutive slices of at most ``size`` of ``values`` (none for no values)."""
     items = values if isinstance(values, Sequence) else list(values)
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def placeholders(values: Sized) -> str:

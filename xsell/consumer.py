@@ -136,8 +136,10 @@ class ConsumerLoop:
                 except RETRYABLE_ERRORS as error:
                     # broker restarting, a store unreadable, a disk full: wait, go back to the last
                     # committed offsets and retry the batch; nothing is skipped, nothing half-done
-                    log.error("batch failed; retrying from the last commit", extra={
-                        "service": self.client_id, "error": repr(error)[:300], "retry_in_s": backoff_s})
+                    log.error(
+                        "batch failed; retrying from the last commit",
+                        extra={"service": self.client_id, "error": repr(error)[:300], "retry_in_s": backoff_s},
+                    )
                     rewind = True
                     self._stop.wait(backoff_s)
                     backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
@@ -151,8 +153,9 @@ class ConsumerLoop:
         if batch:
             with BATCH_SECONDS.labels(self.client_id).time():
                 completion = self.handler(batch)
-            offsets = {partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)
-                       for partition, records in polled.items()}
+            offsets = {
+                partition: OffsetAndMetadata(records[-1].offset + 1, "", -1) for partition, records in polled.items()
+            }
             self._complete_pending()  # the previous batch's effects had this batch's time to land
             if completion is None:
                 self._handled.update(offsets)
@@ -191,7 +194,9 @@ class ConsumerLoop:
         try:
             self._complete_pending()
         except RETRYABLE_ERRORS as error:
-            log.warning("pending batch failed; redoing it", extra={"service": self.client_id, "error": repr(error)[:300]})
+            log.warning(
+                "pending batch failed; redoing it", extra={"service": self.client_id, "error": repr(error)[:300]}
+            )
 
     def _rewind(self, consumer: KafkaConsumer) -> None:
         """Seek every assigned partition back to the end of its last handled batch (else its

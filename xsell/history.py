@@ -32,8 +32,19 @@ UCI_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate
 UCI_CURRENCY = "GBP"
 # Line columns of the canonical table, in order, as every reader returns them.
 LINE_COLUMNS = (
-    "order_id", "customer_id", "product_id", "product_name", "category", "quantity", "unit_price",
-    "ordered_at", "currency", "channel", "customer_email", "marketing_consent", "is_return",
+    "order_id",
+    "customer_id",
+    "product_id",
+    "product_name",
+    "category",
+    "quantity",
+    "unit_price",
+    "ordered_at",
+    "currency",
+    "channel",
+    "customer_email",
+    "marketing_consent",
+    "is_return",
 )
 
 
@@ -71,8 +82,7 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
         except UnicodeDecodeError as error:
             raise ValueError(
-                f"{path}: not UTF-8 text ({error.reason}); "
-                "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+                f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
             ) from None
         except pd.errors.EmptyDataError:
             raise ValueError(f"{path}: the file is empty (no header row)") from None
@@ -146,25 +156,42 @@ def _clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, Counter[str]]:
     frame["unit_price"] = pd.to_numeric(frame["unit_price"], errors="coerce")
     # pandas reads "now" and "today" as the current time: a file's timestamps must come from the file.
     relative = frame["ordered_at"].astype("string").str.strip().str.lower().isin(["now", "today"])
-    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"].mask(relative.fillna(False), None), errors="coerce",
-                                         utc=True, format="mixed")
+    frame["ordered_at"] = pd.to_datetime(
+        frame["ordered_at"].mask(relative.fillna(False), None), errors="coerce", utc=True, format="mixed"
+    )
 
     checks = [
         ("missing_order_id", frame["order_id"].isna()),
         ("missing_product_id", frame["product_id"].isna() | (frame["product_id"] == "")),
         ("bad_timestamp", frame["ordered_at"].isna()),
-        ("bad_quantity", frame["quantity"].isna() | (frame["quantity"] % 1 != 0) | (frame["quantity"] == 0)
-         | (frame["quantity"].abs() > MAX_LINE_QUANTITY)),  # also keeps int64 from overflowing
-        ("bad_price", frame["unit_price"].isna() | ~np.isfinite(frame["unit_price"].fillna(0))
-         | (frame["unit_price"] > MAX_UNIT_PRICE)),
+        (
+            "bad_quantity",
+            frame["quantity"].isna()
+            | (frame["quantity"] % 1 != 0)
+            | (frame["quantity"] == 0)
+            | (frame["quantity"].abs() > MAX_LINE_QUANTITY),
+        ),  # also keeps int64 from overflowing
+        (
+            "bad_price",
+            frame["unit_price"].isna()
+            | ~np.isfinite(frame["unit_price"].fillna(0))
+            | (frame["unit_price"] > MAX_UNIT_PRICE),
+        ),
         ("non_positive_price", frame["unit_price"] <= 0),
         # what the event contract (xsell.events) refuses, so that replay never meets an invalid event
-        ("id_too_long", (frame["order_id"].astype(str).str.len() > 64) | (frame["product_id"].astype(str).str.len() > 64)
-         | (frame["customer_id"].fillna("").astype(str).str.len() > 64)),
+        (
+            "id_too_long",
+            (frame["order_id"].astype(str).str.len() > 64)
+            | (frame["product_id"].astype(str).str.len() > 64)
+            | (frame["customer_id"].fillna("").astype(str).str.len() > 64),
+        ),
         ("bad_currency", ~frame["currency"].astype(str).str.fullmatch(r"[A-Z]{3}")),
         ("bad_channel", frame["channel"].astype(str).str.len().gt(32) | frame["channel"].astype(str).eq("")),
-        ("bad_email", frame["customer_email"].notna()
-         & ~frame["customer_email"].fillna("").astype(str).str.fullmatch(r"[^@\s]+@[^@\s]+")),
+        (
+            "bad_email",
+            frame["customer_email"].notna()
+            & ~frame["customer_email"].fillna("").astype(str).str.fullmatch(r"[^@\s]+@[^@\s]+"),
+        ),
     ]
     keep = pd.Series(True, index=frame.index)
     for reason, bad in checks:

@@ -15,21 +15,28 @@ log = logging.getLogger(__name__)
 
 RECORDS_CONSUMED = Counter("xsell_records_consumed_total", "Kafka records handled, by service.", ["service"])
 BATCH_SECONDS = Histogram(
-    "xsell_batch_seconds", "Time to handle one micro-batch, by service.", ["service"],
+    "xsell_batch_seconds",
+    "Time to handle one micro-batch, by service.",
+    ["service"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DEAD_LETTERS = Counter("xsell_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"])
-DECISIONS = Counter("xsell_decisions_total", "Offer decisions, by outcome (offered or the no-offer reason).", ["outcome"])
+DECISIONS = Counter(
+    "xsell_decisions_total", "Offer decisions, by outcome (offered or the no-offer reason).", ["outcome"]
+)
 OFFERS = Counter("xsell_offers_total", "Offers decided, by offer type.", ["offer_type"])
 SUPPRESSIONS = Counter("xsell_suppressions_total", "Candidates or messages held back, by rule.", ["rule"])
 EVENT_TO_OFFER_SECONDS = Histogram(
-    "xsell_event_to_offer_seconds", "From the purchase record's Kafka timestamp to its decision.",
+    "xsell_event_to_offer_seconds",
+    "From the purchase record's Kafka timestamp to its decision.",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DELIVERIES = Counter("xsell_deliveries_total", "E-mail delivery attempts, by result (sent, retry, failed).", ["result"])
 MODEL_VERSION = Gauge("xsell_model_version", "Version of the champion model being served.")
-INDEX_AS_OF = Gauge("xsell_index_as_of_seconds",
-                    "as_of of the candidate index being served (Unix seconds; it knows the order lines before it).")
+INDEX_AS_OF = Gauge(
+    "xsell_index_as_of_seconds",
+    "as_of of the candidate index being served (Unix seconds; it knows the order lines before it).",
+)
 FEEDBACK_EVENTS = Counter("xsell_feedback_events_total", "Feedback events published by the API, by type.", ["type"])
 
 

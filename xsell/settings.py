@@ -40,8 +40,9 @@ class Settings(BaseSettings):
 
     env: str = Field(default="local", description="local | production; production refuses placeholder secrets.")
     profile: str = Field(
-        default="local", description="local | production: production derives Redis, PostgreSQL, MLflow server, "
-        "partitions and instance counts (`production_values`; explicit variables win)."
+        default="local",
+        description="local | production: production derives Redis, PostgreSQL, MLflow server, "
+        "partitions and instance counts (`production_values`; explicit variables win).",
     )
     home: Path = Field(
         default=REPO_ROOT / ".xsell",
@@ -74,8 +75,12 @@ class Settings(BaseSettings):
     # Events and consumers
     max_event_bytes: int = Field(default=512 * 1024, description="Larger `purchases` records are dead-lettered.")
     log_level: str = Field(default="INFO", description="Log level of services (JSON lines on stderr).")
-    metrics_port: int = Field(default=0, description="Port of this service's /metrics (0: none; the API serves its own).")
-    metrics_port_base: int = Field(default=9101, description="`make run` gives its services /metrics ports from here up.")
+    metrics_port: int = Field(
+        default=0, description="Port of this service's /metrics (0: none; the API serves its own)."
+    )
+    metrics_port_base: int = Field(
+        default=9101, description="`make run` gives its services /metrics ports from here up."
+    )
     sample_data: Path = Field(
         default=REPO_ROOT / "data" / "online_retail_sample.parquet",
         description="The shipped sample of real purchases that `xsell run` replays.",
@@ -83,7 +88,8 @@ class Settings(BaseSettings):
     ingest_group: str = Field(default="xsell-ingest", description="Consumer group of `xsell ingest`.")
     poll_max_records: int = Field(default=500, description="Records per poll in consumer services.")
     gc_young_threshold: int = Field(
-        default=10_000, ge=0,
+        default=10_000,
+        ge=0,
         description="Allocations between young-generation garbage collections in consumer services (Python's "
         "default is 700; a batch allocates tens of thousands of short-lived objects). 0 turns automatic "
         "collection off.",
@@ -98,7 +104,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when the online store is redis.")
     redis_port: int = Field(default=6379, description="Port of the redis-server `stack up --profile production` runs.")
     postgres_port: int = Field(default=5433, description="Port of the PostgreSQL cluster the production profile runs.")
-    postgres_user: str = Field(default="xsell", description="Superuser of the local PostgreSQL cluster (loopback, trust).")
+    postgres_user: str = Field(
+        default="xsell", description="Superuser of the local PostgreSQL cluster (loopback, trust)."
+    )
 
     # Model tracking
     mlflow_tracking_uri: str | None = Field(
@@ -121,18 +129,24 @@ class Settings(BaseSettings):
     excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
     model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
     index_refresh_every: str = Field(
-        default="1d", pattern=r"^\s*[0-9]+[smhdSMHD]\s*$",
+        default="1d",
+        pattern=r"^\s*[0-9]+[smhdSMHD]\s*$",
         description="How often the background `xsell index refresh --every` rebuilds the champion's candidate "
-        "index from the order lines seen so far (30m, 6h, 1d).")
-    product_cache_ttl_s: float = Field(default=300.0, description="Cache lifetime of product features in the offer service.")
+        "index from the order lines seen so far (30m, 6h, 1d).",
+    )
+    product_cache_ttl_s: float = Field(
+        default=300.0, description="Cache lifetime of product features in the offer service."
+    )
     serving_candidates: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Candidates the offer service scores per purchase, the best of the fusion (0: as many as "
         "the champion was trained with, 100 by default). Fewer trade ranking quality for throughput; the "
         "README's measured figures show the size of the trade.",
     )
     predict_threads: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Threads per batch in the offer service, for the candidate fusion and LightGBM's predict "
         "(0: one per core). "
         "Set 1 when several instances or services share the cores (the production profile does): "
@@ -143,7 +157,9 @@ class Settings(BaseSettings):
     delivery_group: str = Field(default="xsell-delivery", description="Consumer group of e-mail delivery.")
     inbox_group: str = Field(default="xsell-inbox", description="Consumer group that stores in-app offers.")
     feedback_group: str = Field(default="xsell-feedback", description="Consumer group of the feedback service.")
-    attribution_window_days: float = Field(default=7.0, description="A purchase up to N days after an offer converts it.")
+    attribution_window_days: float = Field(
+        default=7.0, description="A purchase up to N days after an offer converts it."
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_starttls: bool = False
@@ -154,9 +170,13 @@ class Settings(BaseSettings):
     currency: str = Field(default="GBP", description="Currency of prices in offer e-mails.")
     delivery_retry_base_s: float = Field(default=1.0, description="First retry delay when SMTP fails.")
     delivery_retry_max_s: float = Field(default=60.0, description="Longest retry delay when SMTP fails.")
-    offer_instances: int = Field(default=1, description="Offer-service processes `make run` starts (one consumer group).")
+    offer_instances: int = Field(
+        default=1, description="Offer-service processes `make run` starts (one consumer group)."
+    )
     delivery_instances: int = Field(default=1, description="E-mail delivery processes `make run` starts (one group).")
-    api_workers: int = Field(default=1, description="uvicorn workers of the API; >1 runs `uvicorn --factory --workers N`.")
+    api_workers: int = Field(
+        default=1, description="uvicorn workers of the API; >1 runs `uvicorn --factory --workers N`."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     mlflow_ui_port: int = Field(default=5000, description="Port of the MLflow UI that `make run` starts.")
@@ -283,7 +303,9 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
-        problems = [(".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, ")) for e in error.errors()]
+        problems = [
+            (".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, ")) for e in error.errors()
+        ]
         raise SettingsError("; ".join(f"{where}: {msg}" if where else msg for where, msg in problems)) from None
     if settings.env == "production":
         refuse_placeholder_secrets(settings)
@@ -299,10 +321,14 @@ def refuse_placeholder_secrets(settings: Settings) -> None:
         value: str = getattr(settings, field)
         default = Settings.model_fields[field].default
         if value == default or value.strip().lower() in KNOWN_PLACEHOLDERS:
-            problems.append(f"{variable} is the public demo/placeholder value; set a random secret "
-                            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+            problems.append(
+                f"{variable} is the public demo/placeholder value; set a random secret "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         elif len(value.strip()) < MIN_SECRET_LENGTH:
-            problems.append(f"{variable} is {len(value.strip())} characters; use at least {MIN_SECRET_LENGTH} random ones")
+            problems.append(
+                f"{variable} is {len(value.strip())} characters; use at least {MIN_SECRET_LENGTH} random ones"
+            )
     if settings.api_key and settings.api_key == settings.link_secret:
         problems.append("XSELL_API_KEY and XSELL_LINK_SECRET are the same; use two different secrets")
     if settings.demo_enabled:

@@ -71,8 +71,14 @@ class KafkaBroker:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         command = [
-            "mvn", "-q", "-B", "-f", str(HERE / "pom.xml"), "dependency:copy-dependencies",
-            f"-Dkafka.version={self.settings.kafka_version}", f"-DoutputDirectory={partial}",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(HERE / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={self.settings.kafka_version}",
+            f"-DoutputDirectory={partial}",
             "-DincludeScope=runtime",
         ]
         log.info("fetching Kafka %s jars from Maven Central", self.settings.kafka_version)
@@ -92,16 +98,26 @@ class KafkaBroker:
             self.wait_ready()
             return self.status()
         for port in (self.settings.kafka_port, self.settings.controller_port):
-            self.server.ensure_port_free(self.settings.kafka_host, port,
-                                         "XSELL_KAFKA_BOOTSTRAP / XSELL_KAFKA_CONTROLLER_PORT")
+            self.server.ensure_port_free(
+                self.settings.kafka_host, port, "XSELL_KAFKA_BOOTSTRAP / XSELL_KAFKA_CONTROLLER_PORT"
+            )
         jars = self.fetch_jars()
         self._write_properties()
         self._format_storage(jars)
-        process = self.server.launch([
-            "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap_mb}m", "-XX:+UseG1GC",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
-            "-cp", f"{jars}/*", "kafka.Kafka", str(self.properties_file),
-        ])
+        process = self.server.launch(
+            [
+                "java",
+                "-Xms128m",
+                f"-Xmx{self.settings.kafka_heap_mb}m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+                "-cp",
+                f"{jars}/*",
+                "kafka.Kafka",
+                str(self.properties_file),
+            ]
+        )
         self.wait_ready(process)
         return self.status()
 
@@ -123,7 +139,8 @@ class KafkaBroker:
                     continue
                 try:
                     admin = KafkaAdminClient(
-                        bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=3000,
+                        bootstrap_servers=self.settings.kafka_bootstrap,
+                        request_timeout_ms=3000,
                         client_id="xsell-stack",
                     )
                     admin.list_topics()
@@ -157,8 +174,12 @@ class KafkaBroker:
         """Whether the broker runs, with which pid, on which ports."""
         pid = self.running_pid()
         return BrokerStatus(
-            running=pid is not None, pid=pid, bootstrap=self.settings.kafka_bootstrap,
-            controller_port=self.settings.controller_port, data_dir=self.data_dir, log_file=self.log_file,
+            running=pid is not None,
+            pid=pid,
+            bootstrap=self.settings.kafka_bootstrap,
+            controller_port=self.settings.controller_port,
+            data_dir=self.data_dir,
+            log_file=self.log_file,
         )
 
     def log_tail(self, lines: int = 40) -> str:
@@ -171,8 +192,10 @@ class KafkaBroker:
         template = (HERE / "server.properties").read_text()
         self.properties_file.write_text(
             template.format(
-                host=self.settings.kafka_host, port=self.settings.kafka_port,
-                controller_port=self.settings.controller_port, data_dir=self.data_dir,
+                host=self.settings.kafka_host,
+                port=self.settings.kafka_port,
+                controller_port=self.settings.controller_port,
+                data_dir=self.data_dir,
             )
         )
 
@@ -182,8 +205,21 @@ class KafkaBroker:
             return
         cluster_id = new_cluster_id()
         result = subprocess.run(
-            ["java", "-cp", f"{jars}/*", "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.properties_file)],
-            capture_output=True, text=True, check=False,
+            [
+                "java",
+                "-cp",
+                f"{jars}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting broker storage failed:\n{result.stdout}{result.stderr}")

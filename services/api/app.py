@@ -81,14 +81,20 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
         """This process's Prometheus metrics (text exposition format)."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", response_model=Health, tags=["health"],
-             responses={503: {"description": "The database is unreachable."}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        tags=["health"],
+        responses={503: {"description": "The database is unreachable."}},
+    )
     def read_health(inbox: InboxDep) -> Health:
         """200 when the API can reach its database, 503 otherwise."""
         try:
             inbox.ping()
         except SQLAlchemyError as error:
-            raise HTTPException(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail="database unreachable") from error
+            raise HTTPException(
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail="database unreachable"
+            ) from error
         return Health(status="ok")
 
     return app

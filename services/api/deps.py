@@ -83,8 +83,9 @@ def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(a
     return key
 
 
-def has_dashboard_access(request: Request, settings: SettingsDep,
-                         key: Annotated[str | None, Security(api_key_header)]) -> bool:
+def has_dashboard_access(
+    request: Request, settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]
+) -> bool:
     """True with a valid `X-API-Key` or a valid, unexpired dashboard session cookie."""
     session = request.cookies.get(COOKIE_NAME)
     return is_api_key(settings, key) or verify_session(settings.link_secret, settings.api_key, session, time.time())
@@ -98,4 +99,3 @@ def require_dashboard_access(allowed: Annotated[bool, Depends(has_dashboard_acce
             detail="Log in at /dashboard/login or send X-API-Key.",
             headers={"WWW-Authenticate": "APIKey"},
         )
-

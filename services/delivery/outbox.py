@@ -125,15 +125,17 @@ class Outbox:
             db.executemany(
                 "INSERT OR IGNORE INTO outbox (decision_id, customer_id, offer_ids, message, status, next_attempt_at,"
                 " created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                [
-                    (e.decision_id, e.customer_id, json.dumps(list(e.offer_ids)), e.message, now, now)
-                    for e in entries
-                ],
+                [(e.decision_id, e.customer_id, json.dumps(list(e.offer_ids)), e.message, now, now) for e in entries],
             )
             return db.total_changes - before
 
     def claim_due(
-        self, now: float, owner: str, limit: int = 100, lease_s: float = 600.0, stale_s: float = 30.0,
+        self,
+        now: float,
+        owner: str,
+        limit: int = 100,
+        lease_s: float = 600.0,
+        stale_s: float = 30.0,
     ) -> list[OutboxRow]:
         """Pending rows due by `now`, oldest first, leased to `owner` for `lease_s` seconds (and
         `owner`'s heartbeat). Rows leased by a sender silent for more than `stale_s` are due now."""
@@ -159,8 +161,10 @@ class Outbox:
     def retire(self, owner: str, now: float) -> None:
         """`owner` stops: its unsent claims are due again now and its heartbeat is gone."""
         with self._transaction() as db:
-            db.execute("UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE leased_by = ? AND status = 'pending'",
-                       (now, owner))
+            db.execute(
+                "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE leased_by = ? AND status = 'pending'",
+                (now, owner),
+            )
             db.execute("DELETE FROM senders WHERE owner = ?", (owner,))
 
     def release(self, decision_ids: Sequence[str], now: float) -> None:
@@ -236,13 +240,26 @@ class Outbox:
 
 
 def _beat(db: sqlite3.Connection, owner: str, now: float) -> None:
-    db.execute("INSERT INTO senders VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET alive_at = excluded.alive_at",
-               (owner, now))
+    db.execute(
+        "INSERT INTO senders VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET alive_at = excluded.alive_at", (owner, now)
+    )
 
 
 def _row(row: tuple) -> OutboxRow:
-    (decision_id, customer_id, offer_ids, message, status, attempts, next_attempt_at, last_error, created_at,
-     finished_at, reported, leased_by) = row
+    (
+        decision_id,
+        customer_id,
+        offer_ids,
+        message,
+        status,
+        attempts,
+        next_attempt_at,
+        last_error,
+        created_at,
+        finished_at,
+        reported,
+        leased_by,
+    ) = row
     return OutboxRow(
         decision_id=decision_id,
         customer_id=customer_id,

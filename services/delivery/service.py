@@ -96,8 +96,12 @@ def plan_emails(
             skipped["malformed_decision"] += 1
             log.warning(
                 "malformed decision skipped",
-                extra={"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                       "errors": error.error_count()},
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "errors": error.error_count(),
+                },
             )
             continue
         if (reason := email_skip_reason(decision)) is not None:
@@ -192,8 +196,12 @@ class DeliveryService:
         self.stats.skipped.update(plan.skipped)
         log.info(
             "decisions handled",
-            extra={"records": len(records), "queued": queued, "duplicates": len(plan.entries) - queued,
-                   "skipped": dict(plan.skipped)},
+            extra={
+                "records": len(records),
+                "queued": queued,
+                "duplicates": len(plan.entries) - queued,
+                "skipped": dict(plan.skipped),
+            },
         )
         if queued:
             self._wake.set()
@@ -201,8 +209,13 @@ class DeliveryService:
     # -- sender side ------------------------------------------------------------------------------
     def send_due(self, now: float | None = None) -> int:
         """Send the outbox rows that are due, over one SMTP connection; return how many were sent."""
-        rows = self.outbox.claim_due(time.time() if now is None else now, self.owner, limit=self.send_batch,
-                                     lease_s=self.lease_s, stale_s=self.stale_s)
+        rows = self.outbox.claim_due(
+            time.time() if now is None else now,
+            self.owner,
+            limit=self.send_batch,
+            lease_s=self.lease_s,
+            stale_s=self.stale_s,
+        )
         if not rows:
             return 0
         session = SmtpSession(self.settings, self.smtp_timeout_s)
@@ -227,19 +240,27 @@ class DeliveryService:
                         self.outbox.mark_failed(row.decision_id, str(error), time.time())
                         self.stats.failed += 1
                         DELIVERIES.labels("failed").inc()
-                        log.warning("e-mail refused for good", extra={"decision_id": row.decision_id,
-                                                                     "error": str(error)})
+                        log.warning(
+                            "e-mail refused for good", extra={"decision_id": row.decision_id, "error": str(error)}
+                        )
                         continue
                     self._retry(row, error)
                     DELIVERIES.labels("retry").inc()
-                    self.outbox.release([r.decision_id for r in rows[index + 1:]], time.time())
+                    self.outbox.release([r.decision_id for r in rows[index + 1 :]], time.time())
                     break
                 self.outbox.mark_sent(row.decision_id, time.time())
                 DELIVERIES.labels("sent").inc()
                 sent += 1
                 self.stats.sent += 1
-                log.info("e-mail sent", extra={"decision_id": row.decision_id, "customer_id": row.customer_id,
-                                               "offers": len(row.offer_ids), "attempt": row.attempts + 1})
+                log.info(
+                    "e-mail sent",
+                    extra={
+                        "decision_id": row.decision_id,
+                        "customer_id": row.customer_id,
+                        "offers": len(row.offer_ids),
+                        "attempt": row.attempts + 1,
+                    },
+                )
         return sent
 
     def report_feedback(self) -> int:
@@ -251,8 +272,9 @@ class DeliveryService:
             return 0
         events = [(row, event) for row in rows for event in feedback_for(row)]
         futures = [
-            self._producer.send(self.settings.topic_offer_feedback, key=(event.offer_id or "").encode(),
-                                value=event.to_bytes())
+            self._producer.send(
+                self.settings.topic_offer_feedback, key=(event.offer_id or "").encode(), value=event.to_bytes()
+            )
             for _, event in events
         ]
         self._producer.flush(timeout=30)
@@ -265,9 +287,15 @@ class DeliveryService:
     def _retry(self, row: OutboxRow, error: SmtpError) -> None:
         next_at = self.outbox.mark_retry(row.decision_id, str(error), time.time(), self.retry_base_s, self.retry_max_s)
         self.stats.retries += 1
-        log.warning("e-mail not sent, will retry", extra={
-            "decision_id": row.decision_id, "attempt": row.attempts + 1, "retry_in_s": round(next_at - time.time(), 2),
-            "error": str(error)})
+        log.warning(
+            "e-mail not sent, will retry",
+            extra={
+                "decision_id": row.decision_id,
+                "attempt": row.attempts + 1,
+                "retry_in_s": round(next_at - time.time(), 2),
+                "error": str(error),
+            },
+        )
 
     def _sender_loop(self) -> None:
         """Every tick (or as soon as the consumer queued something): send due rows, report feedback."""
@@ -314,8 +342,15 @@ class DeliveryService:
             self._producer = None
         if self._sender_error is not None:
             raise RuntimeError("the delivery sender stopped unexpectedly") from self._sender_error
-        log.info("delivery stopped", extra={"sent": self.stats.sent, "failed": self.stats.failed,
-                                            "queued": self.stats.queued, "outbox": self.outbox.counts()})
+        log.info(
+            "delivery stopped",
+            extra={
+                "sent": self.stats.sent,
+                "failed": self.stats.failed,
+                "queued": self.stats.queued,
+                "outbox": self.outbox.counts(),
+            },
+        )
         return self.stats
 
     def _drain(self, timeout_s: float) -> None:

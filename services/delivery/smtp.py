@@ -96,7 +96,8 @@ class SmtpSession:
             codes = [code for code, _ in error.recipients.values()]
             permanent = bool(codes) and all(code >= 500 for code in codes)
             raise SmtpError(
-                f"SMTP server {self.address} refused the recipient: {codes}", permanent=permanent,
+                f"SMTP server {self.address} refused the recipient: {codes}",
+                permanent=permanent,
                 code=codes[0] if codes else None,
             ) from error
         except smtplib.SMTPSenderRefused as error:
@@ -108,7 +109,8 @@ class SmtpSession:
         except smtplib.SMTPDataError as error:
             raise SmtpError(
                 f"SMTP server {self.address} refused the message: {error.smtp_code} {_text(error.smtp_error)}",
-                permanent=error.smtp_code >= 500, code=error.smtp_code,
+                permanent=error.smtp_code >= 500,
+                code=error.smtp_code,
             ) from error
         except (smtplib.SMTPException, OSError) as error:
             self.close()

@@ -71,14 +71,21 @@ def purchase_lines(event: PurchaseEvent) -> list[PurchaseLine]:
         quantity[line.product_id] += line.quantity
         revenue[line.product_id] += line.quantity * line.unit_price
     return [
-        PurchaseLine(order_id=event.order_id, product_id=product, customer_id=event.customer_id,
-                     quantity=quantity[product], revenue=round(revenue[product], 6), occurred_at=event.occurred_at)
+        PurchaseLine(
+            order_id=event.order_id,
+            product_id=product,
+            customer_id=event.customer_id,
+            quantity=quantity[product],
+            revenue=round(revenue[product], 6),
+            occurred_at=event.occurred_at,
+        )
         for product in sorted(quantity)
     ]
 
 
-def attribute(offers: Iterable[OfferFact], lines: Iterable[PurchaseLine],
-              window: timedelta = DEFAULT_WINDOW) -> list[Conversion]:
+def attribute(
+    offers: Iterable[OfferFact], lines: Iterable[PurchaseLine], window: timedelta = DEFAULT_WINDOW
+) -> list[Conversion]:
     """Attribute each purchase line to the most recent eligible offer; sorted by (order id, product id)."""
     by_pair: dict[tuple[str, str], dict[str, OfferFact]] = defaultdict(dict)
     for offer in offers:
@@ -88,17 +95,24 @@ def attribute(offers: Iterable[OfferFact], lines: Iterable[PurchaseLine],
     for key in sorted(unique):
         line = unique[key]
         eligible = [
-            offer for offer in by_pair.get((line.customer_id, line.product_id), {}).values()
+            offer
+            for offer in by_pair.get((line.customer_id, line.product_id), {}).values()
             if offer.order_id != line.order_id and offer.offered_at < line.occurred_at <= offer.offered_at + window
         ]
         if not eligible:
             continue
         # `max` keeps the first of equals: sorted by offer id first, the smallest id wins a tie.
         best = max(sorted(eligible, key=lambda offer: offer.offer_id), key=lambda offer: offer.offered_at)
-        conversions.append(Conversion(
-            order_id=line.order_id, product_id=line.product_id, offer_id=best.offer_id,
-            customer_id=line.customer_id, revenue=line.revenue, converted_at=line.occurred_at,
-            model_version=best.model_version, offer_type=best.offer_type,
-        ))
+        conversions.append(
+            Conversion(
+                order_id=line.order_id,
+                product_id=line.product_id,
+                offer_id=best.offer_id,
+                customer_id=line.customer_id,
+                revenue=line.revenue,
+                converted_at=line.occurred_at,
+                model_version=best.model_version,
+                offer_type=best.offer_type,
+            )
+        )
     return conversions
-

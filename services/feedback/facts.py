@@ -125,7 +125,6 @@ conversions = Table(
 )
 
 
-
 def open_facts(url: str) -> Engine:
     """An engine on the facts database, its tables created."""
     engine = engine_for(url)
@@ -170,13 +169,21 @@ def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | 
     facts: list[OfferFact] = []
     for decision, record_ts_ms in items:
         occurred_at, decided_at = as_utc(decision.occurred_at), as_utc(decision.decided_at)
-        decision_rows.append({
-            "decision_id": decision.decision_id, "event_id": decision.event_id, "order_id": decision.order_id,
-            "customer_id": decision.customer_id, "occurred_at": occurred_at, "decided_at": decided_at,
-            "model_version": decision.model_version, "offered": decision.offered,
-            "channels": ",".join(channel.value for channel in decision.channels),
-            "no_offer_reason": decision.no_offer_reason, "record_ts_ms": record_ts_ms,
-        })
+        decision_rows.append(
+            {
+                "decision_id": decision.decision_id,
+                "event_id": decision.event_id,
+                "order_id": decision.order_id,
+                "customer_id": decision.customer_id,
+                "occurred_at": occurred_at,
+                "decided_at": decided_at,
+                "model_version": decision.model_version,
+                "offered": decision.offered,
+                "channels": ",".join(channel.value for channel in decision.channels),
+                "no_offer_reason": decision.no_offer_reason,
+                "record_ts_ms": record_ts_ms,
+            }
+        )
         suppression_rows.extend(
             {"decision_id": decision.decision_id, "rule": s.rule, "product_id": s.product_id or ""}
             for s in decision.suppressed
@@ -184,17 +191,33 @@ def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | 
         if decision.customer_id is None:
             continue
         for item in decision.offers:
-            offer_rows.append({
-                "offer_id": item.offer_id, "decision_id": decision.decision_id, "order_id": decision.order_id,
-                "customer_id": decision.customer_id, "product_id": item.product_id,
-                "offer_type": item.offer_type.value, "model_version": decision.model_version, "rank": item.rank,
-                "score": item.score, "price": item.price, "occurred_at": occurred_at, "decided_at": decided_at,
-            })
-            facts.append(OfferFact(
-                offer_id=item.offer_id, customer_id=decision.customer_id, product_id=item.product_id,
-                order_id=decision.order_id, offered_at=occurred_at, offer_type=item.offer_type.value,
-                model_version=decision.model_version,
-            ))
+            offer_rows.append(
+                {
+                    "offer_id": item.offer_id,
+                    "decision_id": decision.decision_id,
+                    "order_id": decision.order_id,
+                    "customer_id": decision.customer_id,
+                    "product_id": item.product_id,
+                    "offer_type": item.offer_type.value,
+                    "model_version": decision.model_version,
+                    "rank": item.rank,
+                    "score": item.score,
+                    "price": item.price,
+                    "occurred_at": occurred_at,
+                    "decided_at": decided_at,
+                }
+            )
+            facts.append(
+                OfferFact(
+                    offer_id=item.offer_id,
+                    customer_id=decision.customer_id,
+                    product_id=item.product_id,
+                    order_id=decision.order_id,
+                    offered_at=occurred_at,
+                    offer_type=item.offer_type.value,
+                    model_version=decision.model_version,
+                )
+            )
     _insert_ignore(db, decisions, decision_rows)
     _insert_ignore(db, offers, offer_rows)
     _insert_ignore(db, suppressions, suppression_rows)
@@ -205,9 +228,13 @@ def record_feedback(db: Connection, events: Iterable[FeedbackEvent]) -> int:
     """Store feedback facts; return how many were new."""
     rows = [
         {
-            "feedback_id": event.feedback_id, "type": event.type.value, "offer_id": event.offer_id,
-            "decision_id": event.details.get("decision_id"), "customer_id": event.customer_id,
-            "channel": event.channel.value if event.channel else None, "occurred_at": as_utc(event.occurred_at),
+            "feedback_id": event.feedback_id,
+            "type": event.type.value,
+            "offer_id": event.offer_id,
+            "decision_id": event.details.get("decision_id"),
+            "customer_id": event.customer_id,
+            "channel": event.channel.value if event.channel else None,
+            "occurred_at": as_utc(event.occurred_at),
         }
         for event in events
     ]
@@ -223,16 +250,32 @@ def record_purchases(db: Connection, items: Iterable[tuple[PurchaseEvent, int | 
         if not event_lines:
             continue
         lines.extend(event_lines)
-        event_rows.append({
-            "event_id": event.event_id, "order_id": event.order_id, "customer_id": event.customer_id,
-            "occurred_at": as_utc(event.occurred_at), "total": round(event.total, 6), "record_ts_ms": record_ts_ms,
-        })
+        event_rows.append(
+            {
+                "event_id": event.event_id,
+                "order_id": event.order_id,
+                "customer_id": event.customer_id,
+                "occurred_at": as_utc(event.occurred_at),
+                "total": round(event.total, 6),
+                "record_ts_ms": record_ts_ms,
+            }
+        )
     _insert_ignore(db, purchases, event_rows)
-    _insert_ignore(db, purchase_lines_table, [
-        {"order_id": line.order_id, "product_id": line.product_id, "customer_id": line.customer_id,
-         "quantity": line.quantity, "revenue": line.revenue, "occurred_at": as_utc(line.occurred_at)}
-        for line in lines
-    ])
+    _insert_ignore(
+        db,
+        purchase_lines_table,
+        [
+            {
+                "order_id": line.order_id,
+                "product_id": line.product_id,
+                "customer_id": line.customer_id,
+                "quantity": line.quantity,
+                "revenue": line.revenue,
+                "occurred_at": as_utc(line.occurred_at),
+            }
+            for line in lines
+        ],
+    )
     return lines
 
 
@@ -244,18 +287,30 @@ def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFa
     for chunk in chunked(customers):
         for row in db.execute(select(offers).where(offers.c.customer_id.in_(chunk))).mappings():
             if (row["customer_id"], row["product_id"]) in pairs:
-                found_offers.append(OfferFact(
-                    offer_id=row["offer_id"], customer_id=row["customer_id"], product_id=row["product_id"],
-                    order_id=row["order_id"], offered_at=as_utc(row["occurred_at"]), offer_type=row["offer_type"],
-                    model_version=row["model_version"],
-                ))
+                found_offers.append(
+                    OfferFact(
+                        offer_id=row["offer_id"],
+                        customer_id=row["customer_id"],
+                        product_id=row["product_id"],
+                        order_id=row["order_id"],
+                        offered_at=as_utc(row["occurred_at"]),
+                        offer_type=row["offer_type"],
+                        model_version=row["model_version"],
+                    )
+                )
         lines = purchase_lines_table
         for row in db.execute(select(lines).where(lines.c.customer_id.in_(chunk))).mappings():
             if (row["customer_id"], row["product_id"]) in pairs:
-                found_lines.append(PurchaseLine(
-                    order_id=row["order_id"], product_id=row["product_id"], customer_id=row["customer_id"],
-                    quantity=row["quantity"], revenue=row["revenue"], occurred_at=as_utc(row["occurred_at"]),
-                ))
+                found_lines.append(
+                    PurchaseLine(
+                        order_id=row["order_id"],
+                        product_id=row["product_id"],
+                        customer_id=row["customer_id"],
+                        quantity=row["quantity"],
+                        revenue=row["revenue"],
+                        occurred_at=as_utc(row["occurred_at"]),
+                    )
+                )
     return found_offers, found_lines
 
 
@@ -263,9 +318,14 @@ def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
     """Upsert conversions by (order id, product id); return how many rows were new or changed."""
     rows = {
         (c.order_id, c.product_id): {
-            "order_id": c.order_id, "product_id": c.product_id, "offer_id": c.offer_id,
-            "customer_id": c.customer_id, "revenue": c.revenue, "converted_at": as_utc(c.converted_at),
-            "model_version": c.model_version, "offer_type": c.offer_type,
+            "order_id": c.order_id,
+            "product_id": c.product_id,
+            "offer_id": c.offer_id,
+            "customer_id": c.customer_id,
+            "revenue": c.revenue,
+            "converted_at": as_utc(c.converted_at),
+            "model_version": c.model_version,
+            "offer_type": c.offer_type,
         }
         for c in found
     }
@@ -275,15 +335,18 @@ def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
     orders = sorted({order for order, _ in rows})
     for chunk in chunked(orders):
         query = select(conversions.c.order_id, conversions.c.product_id, conversions.c.offer_id).where(
-            conversions.c.order_id.in_(chunk))
+            conversions.c.order_id.in_(chunk)
+        )
         current.update({(order, product): offer for order, product, offer in db.execute(query)})
     new = [row for key, row in rows.items() if key not in current]
     changed = [row for key, row in rows.items() if key in current and current[key] != row["offer_id"]]
     _insert_ignore(db, conversions, new)
     for row in changed:
-        db.execute(conversions.update()
-                   .where(conversions.c.order_id == row["order_id"], conversions.c.product_id == row["product_id"])
-                   .values(**row))
+        db.execute(
+            conversions.update()
+            .where(conversions.c.order_id == row["order_id"], conversions.c.product_id == row["product_id"])
+            .values(**row)
+        )
     return len(new) + len(changed)
 
 
@@ -299,8 +362,11 @@ class RecordedBatch:
 
 
 def record_batch(
-    db: Connection, decisions: Iterable[tuple[OfferDecision, int | None]], events: Iterable[FeedbackEvent],
-    bought: Iterable[tuple[PurchaseEvent, int | None]], window: timedelta = DEFAULT_WINDOW,
+    db: Connection,
+    decisions: Iterable[tuple[OfferDecision, int | None]],
+    events: Iterable[FeedbackEvent],
+    bought: Iterable[tuple[PurchaseEvent, int | None]],
+    window: timedelta = DEFAULT_WINDOW,
 ) -> RecordedBatch:
     """Store one batch of decisions, feedback events and purchases (each with its Kafka timestamp
     where it has one), then attribute the conversions the new offers and lines make possible; in
@@ -310,11 +376,11 @@ def record_batch(
     lines = record_purchases(db, bought)
     pairs = offered_pairs(offers) | offered_pairs(lines)
     conversions = save_conversions(db, attribute(*facts_for(db, pairs), window=window)) if pairs else 0
-    return RecordedBatch(offers=offers, feedback_new=feedback_new, lines=lines, pairs=len(pairs),
-                         conversions=conversions)
+    return RecordedBatch(
+        offers=offers, feedback_new=feedback_new, lines=lines, pairs=len(pairs), conversions=conversions
+    )
 
 
 def offered_pairs(found: Iterable[OfferFact | PurchaseLine]) -> set[tuple[str, str]]:
     """The (customer id, product id) pairs of offers or purchase lines."""
     return {(item.customer_id, item.product_id) for item in found}
-

@@ -33,8 +33,13 @@ from xsell.offers import FeedbackType, as_utc
 PER_OFFER = ("offers_sent", "impressions", "clicks", "converted_offers", "conversions", "attributed_revenue")
 
 
-def offer_quality(engine: Engine, since: datetime | None = None, until: datetime | None = None,
-                  offer_type: str | None = None, top: int = 10) -> dict[str, Any]:
+def offer_quality(
+    engine: Engine,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offer_type: str | None = None,
+    top: int = 10,
+) -> dict[str, Any]:
     """The offer-quality figures of the offers decided in [since, until) (JSON-ready)."""
     cohort = _cohort(since, until, offer_type)
     decided = _between(decisions.c.decided_at, since, until)
@@ -44,8 +49,9 @@ def offer_quality(engine: Engine, since: datetime | None = None, until: datetime
         by_model = _offer_metrics(db, cohort, offers.c.model_version)
         cohort_ids = select(offers.c.offer_id).where(*cohort)
         converting_orders = select(conversions.c.order_id).where(conversions.c.offer_id.in_(cohort_ids))
-        orders = db.execute(select(func.count(), func.avg(purchases.c.total))
-                            .where(purchases.c.order_id.in_(converting_orders))).one()
+        orders = db.execute(
+            select(func.count(), func.avg(purchases.c.total)).where(purchases.c.order_id.in_(converting_orders))
+        ).one()
         report: dict[str, Any] = {
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
@@ -56,42 +62,59 @@ def offer_quality(engine: Engine, since: datetime | None = None, until: datetime
             "aov_converting_orders": _round(orders[1], 2),
             "by_offer_type": {_label(key): value for key, value in sorted(by_type.items(), key=_key)},
             "by_model_version": {_label(key): value for key, value in sorted(by_model.items(), key=_key)},
-            "suppressions_by_rule": _counts(db, select(suppressions.c.rule, func.count())
-                                            .join(decisions, decisions.c.decision_id == suppressions.c.decision_id)
-                                            .where(*decided).group_by(suppressions.c.rule)),
-            "no_offer_by_reason": _counts(db, select(decisions.c.no_offer_reason, func.count())
-                                          .where(decisions.c.no_offer_reason.is_not(None), *decided)
-                                          .group_by(decisions.c.no_offer_reason)),
+            "suppressions_by_rule": _counts(
+                db,
+                select(suppressions.c.rule, func.count())
+                .join(decisions, decisions.c.decision_id == suppressions.c.decision_id)
+                .where(*decided)
+                .group_by(suppressions.c.rule),
+            ),
+            "no_offer_by_reason": _counts(
+                db,
+                select(decisions.c.no_offer_reason, func.count())
+                .where(decisions.c.no_offer_reason.is_not(None), *decided)
+                .group_by(decisions.c.no_offer_reason),
+            ),
             **_email(db, cohort, since, until),
             "latency_ms": _latency(db, decided),
             "top_offered_products": [
                 {"product_id": product, "offers": n}
-                for product, n in db.execute(select(offers.c.product_id, func.count().label("n")).where(*cohort)
-                                             .group_by(offers.c.product_id)
-                                             .order_by(func.count().desc(), offers.c.product_id).limit(top))
+                for product, n in db.execute(
+                    select(offers.c.product_id, func.count().label("n"))
+                    .where(*cohort)
+                    .group_by(offers.c.product_id)
+                    .order_by(func.count().desc(), offers.c.product_id)
+                    .limit(top)
+                )
             ],
             "top_converting_products": [
                 {"product_id": product, "conversions": n, "revenue": _round(revenue, 2)}
                 for product, n, revenue in db.execute(
                     select(conversions.c.product_id, func.count(), func.sum(conversions.c.revenue))
-                    .where(conversions.c.offer_id.in_(cohort_ids)).group_by(conversions.c.product_id)
+                    .where(conversions.c.offer_id.in_(cohort_ids))
+                    .group_by(conversions.c.product_id)
                     .order_by(func.count().desc(), func.sum(conversions.c.revenue).desc(), conversions.c.product_id)
-                    .limit(top))
+                    .limit(top)
+                )
             ],
         }
     return report
 
 
-def offers_sent_per_day(engine: Engine, since: datetime | None = None, until: datetime | None = None,
-                        offer_type: str | None = None) -> dict[str, Any]:
+def offers_sent_per_day(
+    engine: Engine, since: datetime | None = None, until: datetime | None = None, offer_type: str | None = None
+) -> dict[str, Any]:
     """Offers of the cohort per UTC day of decision and offer type (JSON-ready).
 
     `days` runs without gaps from the first to the last day with an offer; `offer_types` maps each
     offer type present to its count on each of those days (zero on days without).
     """
     day = _utc_day(offers.c.decided_at, engine.dialect.name)
-    query = (select(day.label("day"), offers.c.offer_type, func.count()).where(*_cohort(since, until, offer_type))
-             .group_by(day, offers.c.offer_type))
+    query = (
+        select(day.label("day"), offers.c.offer_type, func.count())
+        .where(*_cohort(since, until, offer_type))
+        .group_by(day, offers.c.offer_type)
+    )
     with engine.connect() as db:
         counts = {(_as_date(d), kind): int(n) for d, kind, n in db.execute(query)}
     if not counts:
@@ -105,11 +128,16 @@ def offers_sent_per_day(engine: Engine, since: datetime | None = None, until: da
     }
 
 
-def latest_model_version(engine: Engine, since: datetime | None = None, until: datetime | None = None,
-                         offer_type: str | None = None) -> str | None:
+def latest_model_version(
+    engine: Engine, since: datetime | None = None, until: datetime | None = None, offer_type: str | None = None
+) -> str | None:
     """The model version of the cohort's most recently decided offer ("none" without a version; None if no offer)."""
-    query = (select(offers.c.model_version).where(*_cohort(since, until, offer_type))
-             .order_by(offers.c.decided_at.desc(), offers.c.offer_id).limit(1))
+    query = (
+        select(offers.c.model_version)
+        .where(*_cohort(since, until, offer_type))
+        .order_by(offers.c.decided_at.desc(), offers.c.offer_id)
+        .limit(1)
+    )
     with engine.connect() as db:
         found = db.execute(query).first()
     return None if found is None else _label(found[0])
@@ -158,15 +186,21 @@ def _between(column: Any, since: datetime | None, until: datetime | None) -> lis
 def _feedback_of(*types: FeedbackType, column: Any = None) -> Any:
     """Ids (offer ids by default) that have feedback of these types."""
     return select(column if column is not None else feedback.c.offer_id).where(
-        feedback.c.type.in_([t.value for t in types]))
+        feedback.c.type.in_([t.value for t in types])
+    )
 
 
 def _offer_metrics(db: Connection, cohort: list[ColumnElement[bool]], group: Any = None) -> dict[Any, dict[str, Any]]:
     """Per-offer figures of the cohort, overall (key None) or per value of `group`."""
-    per_offer = (select(conversions.c.offer_id, func.count().label("n"), func.sum(conversions.c.revenue).label("revenue"))
-                 .group_by(conversions.c.offer_id).subquery())
-    seen = or_(offers.c.offer_id.in_(_feedback_of(FeedbackType.IMPRESSION)),
-               offers.c.decision_id.in_(_feedback_of(FeedbackType.EMAIL_OPENED, column=feedback.c.decision_id)))
+    per_offer = (
+        select(conversions.c.offer_id, func.count().label("n"), func.sum(conversions.c.revenue).label("revenue"))
+        .group_by(conversions.c.offer_id)
+        .subquery()
+    )
+    seen = or_(
+        offers.c.offer_id.in_(_feedback_of(FeedbackType.IMPRESSION)),
+        offers.c.decision_id.in_(_feedback_of(FeedbackType.EMAIL_OPENED, column=feedback.c.decision_id)),
+    )
     clicked = offers.c.offer_id.in_(_feedback_of(FeedbackType.CLICK, FeedbackType.EMAIL_CLICKED))
     columns = [
         func.count(),
@@ -176,8 +210,11 @@ def _offer_metrics(db: Connection, cohort: list[ColumnElement[bool]], group: Any
         func.coalesce(func.sum(per_offer.c.n), 0),
         func.coalesce(func.sum(per_offer.c.revenue), 0.0),
     ]
-    query = (select(*([group] if group is not None else []), *columns)
-             .select_from(offers.outerjoin(per_offer, per_offer.c.offer_id == offers.c.offer_id)).where(*cohort))
+    query = (
+        select(*([group] if group is not None else []), *columns)
+        .select_from(offers.outerjoin(per_offer, per_offer.c.offer_id == offers.c.offer_id))
+        .where(*cohort)
+    )
     if group is not None:
         query = query.group_by(group)
     result: dict[Any, dict[str, Any]] = {}
@@ -186,32 +223,42 @@ def _offer_metrics(db: Connection, cohort: list[ColumnElement[bool]], group: Any
         figures: dict[str, Any] = dict(zip(PER_OFFER, (int(v or 0) for v in values[:5]), strict=False))
         figures["attributed_revenue"] = _round(values[5] or 0.0, 2)
         sent = figures["offers_sent"]
-        figures.update({
-            "impression_rate": _ratio(figures["impressions"], sent),
-            "click_rate": _ratio(figures["clicks"], sent),
-            "conversion_rate": _ratio(figures["converted_offers"], sent),
-            "revenue_per_offer": _round(figures["attributed_revenue"] / sent, 4) if sent else None,
-        })
+        figures.update(
+            {
+                "impression_rate": _ratio(figures["impressions"], sent),
+                "click_rate": _ratio(figures["clicks"], sent),
+                "conversion_rate": _ratio(figures["converted_offers"], sent),
+                "revenue_per_offer": _round(figures["attributed_revenue"] / sent, 4) if sent else None,
+            }
+        )
         result[key] = figures
     return result
 
 
-def _email(db: Connection, cohort: list[ColumnElement[bool]], since: datetime | None,
-           until: datetime | None) -> dict[str, Any]:
+def _email(
+    db: Connection, cohort: list[ColumnElement[bool]], since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
     """E-mails sent and bounced (messages), unsubscribes (customers) and their rates."""
+
     def messages(kind: FeedbackType, column: Any) -> int:
-        query = (select(func.count(func.distinct(column)))
-                 .select_from(offers.join(feedback, feedback.c.offer_id == offers.c.offer_id))
-                 .where(feedback.c.type == kind.value, *cohort))
+        query = (
+            select(func.count(func.distinct(column)))
+            .select_from(offers.join(feedback, feedback.c.offer_id == offers.c.offer_id))
+            .where(feedback.c.type == kind.value, *cohort)
+        )
         return int(db.scalar(query) or 0)
 
     sent = messages(FeedbackType.EMAIL_SENT, offers.c.decision_id)
     bounces = messages(FeedbackType.BOUNCED, offers.c.decision_id)
     emailed_customers = messages(FeedbackType.EMAIL_SENT, offers.c.customer_id)
-    unsubscribes = int(db.scalar(
-        select(func.count(func.distinct(feedback.c.customer_id)))
-        .where(feedback.c.type == FeedbackType.UNSUBSCRIBED.value, *_between(feedback.c.occurred_at, since, until))
-    ) or 0)
+    unsubscribes = int(
+        db.scalar(
+            select(func.count(func.distinct(feedback.c.customer_id))).where(
+                feedback.c.type == FeedbackType.UNSUBSCRIBED.value, *_between(feedback.c.occurred_at, since, until)
+            )
+        )
+        or 0
+    )
     return {
         "emails_sent": sent,
         "bounces": bounces,
@@ -223,9 +270,11 @@ def _email(db: Connection, cohort: list[ColumnElement[bool]], since: datetime | 
 
 def _latency(db: Connection, decided: list[ColumnElement[bool]]) -> dict[str, Any]:
     """Decision latency percentiles from the two records' Kafka timestamps."""
-    query = (select(decisions.c.record_ts_ms - purchases.c.record_ts_ms)
-             .join(purchases, purchases.c.event_id == decisions.c.event_id)
-             .where(and_(decisions.c.record_ts_ms.is_not(None), purchases.c.record_ts_ms.is_not(None)), *decided))
+    query = (
+        select(decisions.c.record_ts_ms - purchases.c.record_ts_ms)
+        .join(purchases, purchases.c.event_id == decisions.c.event_id)
+        .where(and_(decisions.c.record_ts_ms.is_not(None), purchases.c.record_ts_ms.is_not(None)), *decided)
+    )
     values = sorted(int(v) for v in db.scalars(query))
     return {"count": len(values), "p50": percentile(values, 0.50), "p99": percentile(values, 0.99)}
 

@@ -60,8 +60,15 @@ class FeedbackStats:
 class FeedbackService:
     """Consume `offers`, `offer-feedback` and `purchases` into the facts database and attribute."""
 
-    def __init__(self, settings: Settings, *, group_id: str = DEFAULT_GROUP, window: timedelta = DEFAULT_WINDOW,
-                 until_caught_up: bool = False, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str = DEFAULT_GROUP,
+        window: timedelta = DEFAULT_WINDOW,
+        until_caught_up: bool = False,
+        engine: Engine | None = None,
+    ) -> None:
         self.settings = settings
         self.window = window
         self.stats = FeedbackStats()
@@ -111,10 +118,17 @@ class FeedbackService:
         self.stats.purchases += len(bought)
         self.stats.purchase_lines += len(recorded.lines)
         self.stats.conversions_written += recorded.conversions
-        log.info("batch stored", extra={
-            "records": len(records), "decisions": len(decisions), "feedback": len(events),
-            "purchases": len(bought), "pairs": recorded.pairs, "conversions_written": recorded.conversions,
-        })
+        log.info(
+            "batch stored",
+            extra={
+                "records": len(records),
+                "decisions": len(decisions),
+                "feedback": len(events),
+                "purchases": len(bought),
+                "pairs": recorded.pairs,
+                "conversions_written": recorded.conversions,
+            },
+        )
 
     def _parse(self, record: Record, model: type[Fact], reason: str) -> Fact | None:
         """Validate one JSON record, or count and log it (position only) and return None."""
@@ -122,10 +136,16 @@ class FeedbackService:
             return model.model_validate_json(record.value or b"")
         except ValidationError as error:
             self.stats.skip(reason)
-            log.warning("invalid record skipped", extra={
-                "reason": reason, "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "errors": error.error_count(),
-            })
+            log.warning(
+                "invalid record skipped",
+                extra={
+                    "reason": reason,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "errors": error.error_count(),
+                },
+            )
             return None
 
     def run(self) -> FeedbackStats:

@@ -52,10 +52,15 @@ def in_app_decisions(records: Sequence[Record]) -> BatchSelection:
             decision = OfferDecision.model_validate_json(record.value or b"")
         except ValidationError as error:
             invalid += 1
-            log.warning("invalid offer decision skipped", extra={
-                "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "errors": error.error_count(),
-            })
+            log.warning(
+                "invalid offer decision skipped",
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "errors": error.error_count(),
+                },
+            )
             continue
         if Channel.IN_APP in decision.channels and decision.customer_id and decision.offers:
             decisions.append(decision)
@@ -96,10 +101,16 @@ class InboxService:
         self.summary.offers_new += new
         self.summary.not_in_app += selection.not_in_app
         self.summary.invalid += selection.invalid
-        log.info("batch stored", extra={
-            "records": len(records), "decisions": len(selection.decisions), "offers_new": new,
-            "not_in_app": selection.not_in_app, "invalid": selection.invalid,
-        })
+        log.info(
+            "batch stored",
+            extra={
+                "records": len(records),
+                "decisions": len(selection.decisions),
+                "offers_new": new,
+                "not_in_app": selection.not_in_app,
+                "invalid": selection.invalid,
+            },
+        )
 
     def run(self) -> InboxSummary:
         """Run until SIGTERM (or until caught up); return what was seen."""

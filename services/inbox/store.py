@@ -62,8 +62,19 @@ inbox_offers = Table(
     Index("ix_inbox_offers_product", "product_id", "decided_at"),
 )
 
-_CONTENT = ("decision_id", "customer_id", "product_id", "name", "price", "offer_type", "rank", "score",
-            "reason", "model_version", "decided_at")
+_CONTENT = (
+    "decision_id",
+    "customer_id",
+    "product_id",
+    "name",
+    "price",
+    "offer_type",
+    "rank",
+    "score",
+    "reason",
+    "model_version",
+    "decided_at",
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,14 @@ class InboxOffer:
     @classmethod
     def from_row(cls, row: RowMapping) -> InboxOffer:
         """Build from a table row (SQLite gives naive times: they are UTC)."""
-        return cls(**{
-            **{name: row[name] for name in ("offer_id", *_CONTENT)},
-            "offer_type": OfferType(row["offer_type"]),
-            "decided_at": as_utc(row["decided_at"]),
-            "status": OfferStatus(row["status"]),
-        })
+        return cls(
+            **{
+                **{name: row[name] for name in ("offer_id", *_CONTENT)},
+                "offer_type": OfferType(row["offer_type"]),
+                "decided_at": as_utc(row["decided_at"]),
+                "status": OfferStatus(row["status"]),
+            }
+        )
 
 
 def rows_of(decision: OfferDecision) -> list[dict[str, object]]:
@@ -142,7 +155,11 @@ class InboxStore:
         table = inbox_offers
         with self.engine.begin() as db:
             existing = set(db.scalars(select(table.c.offer_id).where(table.c.offer_id.in_(list(rows)))))
-            new = [{**row, "status": OfferStatus.ACTIVE.value} for offer_id, row in rows.items() if offer_id not in existing]
+            new = [
+                {**row, "status": OfferStatus.ACTIVE.value}
+                for offer_id, row in rows.items()
+                if offer_id not in existing
+            ]
             if new:
                 db.execute(table.insert(), new)
             for offer_id in existing:

@@ -67,9 +67,14 @@ def dead_letter_count(settings: Settings, timeout_s: float = 2.0) -> int:
     Raises `kafka.errors.KafkaError` when the broker does not answer within about `timeout_s`.
     """
     timeout_ms = max(1, int(timeout_s * 1000))
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, client_id="xsell-dlq-count",
-                             bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms,
-                             allow_auto_create_topics=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        client_id="xsell-dlq-count",
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+        allow_auto_create_topics=False,
+    )
     try:
         topic = settings.topic_purchases_dlq
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]

@@ -159,5 +159,6 @@ def with_demo_contacts(event: PurchaseEvent) -> PurchaseEvent:
     customer_email and marketing_consent columns need no such step."""
     if event.customer_id is None:
         return event
-    return event.model_copy(update={"customer_email": f"customer-{event.customer_id}@example.com",
-                                    "marketing_consent": True})
+    return event.model_copy(
+        update={"customer_email": f"customer-{event.customer_id}@example.com", "marketing_consent": True}
+    )

@@ -74,17 +74,25 @@ class ChampionWatcher:
             champion = load_champion(self.settings, scratch)
             champion.prepare()
         except Exception as error:  # noqa: BLE001  (any failure of the registry must not stop serving)
-            log.warning("champion refresh failed; serving the last good model",
-                        extra={"error": repr(error)[:300], "serving": getattr(self.champion, "version", None)})
+            log.warning(
+                "champion refresh failed; serving the last good model",
+                extra={"error": repr(error)[:300], "serving": getattr(self.champion, "version", None)},
+            )
             return
         previous = self.champion
         self.champion = champion
         MODEL_VERSION.set(champion.version)
         INDEX_AS_OF.set(champion.index_as_of.timestamp())
-        log.info("serving champion", extra={
-            "version": champion.version, "index_run_id": champion.index_run_id,
-            "index_as_of": champion.index_as_of.isoformat(), "previous": getattr(previous, "version", None),
-            "previous_index_run_id": getattr(previous, "index_run_id", None)})
+        log.info(
+            "serving champion",
+            extra={
+                "version": champion.version,
+                "index_run_id": champion.index_run_id,
+                "index_as_of": champion.index_as_of.isoformat(),
+                "previous": getattr(previous, "version", None),
+                "previous_index_run_id": getattr(previous, "index_run_id", None),
+            },
+        )
 
     def swap_index(self, index: CandidateIndex) -> None:
         """Serve the current champion's booster with another candidate index (one rebuilt from
@@ -94,7 +102,9 @@ class ChampionWatcher:
         champion = replace(self.champion, index=index)
         champion.prepare()
         self.champion = champion
-        log.info("serving a rebuilt candidate index", extra={"version": champion.version, "as_of": index.as_of.isoformat()})
+        log.info(
+            "serving a rebuilt candidate index", extra={"version": champion.version, "as_of": index.as_of.isoformat()}
+        )
 
     def close(self) -> None:
         """Stop the watcher and remove downloaded artifacts."""

@@ -37,9 +37,12 @@ class OfferRules:
     def from_settings(cls, settings: Settings) -> OfferRules:
         """Rules as configured by XSELL_* settings."""
         return cls(
-            max_offers=settings.max_offers_per_message, cap_per_24h=settings.cap_per_24h,
-            cap_per_7d=settings.cap_per_7d, min_score=settings.min_score,
-            upsell_min_ratio=settings.upsell_min_ratio, upsell_max_ratio=settings.upsell_max_ratio,
+            max_offers=settings.max_offers_per_message,
+            cap_per_24h=settings.cap_per_24h,
+            cap_per_7d=settings.cap_per_7d,
+            min_score=settings.min_score,
+            upsell_min_ratio=settings.upsell_min_ratio,
+            upsell_max_ratio=settings.upsell_max_ratio,
             excluded_products=frozenset(settings.excluded_products),
         )
 
@@ -96,10 +99,16 @@ def decide_events(
 
 def _no_model(event: PurchaseEvent, model_version: str | None, decided_at: datetime) -> OfferDecision:
     return OfferDecision(
-        decision_id=decision_id_for(event.event_id), event_id=event.event_id, order_id=event.order_id,
-        customer_id=event.customer_id, customer_email=event.customer_email,
-        marketing_consent=event.marketing_consent, occurred_at=event.occurred_at, decided_at=decided_at,
-        model_version=model_version, no_offer_reason="no_model",
+        decision_id=decision_id_for(event.event_id),
+        event_id=event.event_id,
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        customer_email=event.customer_email,
+        marketing_consent=event.marketing_consent,
+        occurred_at=event.occurred_at,
+        decided_at=decided_at,
+        model_version=model_version,
+        no_offer_reason="no_model",
     )
 
 
@@ -113,10 +122,15 @@ def decide(
 ) -> OfferDecision:
     """Apply every rule and return the decision for `event` (deterministic ids)."""
     base = {
-        "decision_id": decision_id_for(event.event_id), "event_id": event.event_id, "order_id": event.order_id,
-        "customer_id": event.customer_id, "customer_email": event.customer_email,
-        "marketing_consent": event.marketing_consent, "occurred_at": event.occurred_at,
-        "decided_at": decided_at, "model_version": model_version,
+        "decision_id": decision_id_for(event.event_id),
+        "event_id": event.event_id,
+        "order_id": event.order_id,
+        "customer_id": event.customer_id,
+        "customer_email": event.customer_email,
+        "marketing_consent": event.marketing_consent,
+        "occurred_at": event.occurred_at,
+        "decided_at": decided_at,
+        "model_version": model_version,
     }
     if event.event_type is EventType.ORDER_CANCELLED:
         return OfferDecision(**base, no_offer_reason="cancellation")
@@ -146,8 +160,14 @@ def decide(
         return OfferDecision(**base, suppressed=tuple(suppressed), no_offer_reason="no_eligible_candidates")
     offers = tuple(
         OfferItem(
-            offer_id=offer_id_for(event.order_id, c.product_id), product_id=c.product_id, name=c.name, price=c.price,
-            offer_type=c.offer_type, rank=rank, score=round(c.score, 6), reason=c.reason,
+            offer_id=offer_id_for(event.order_id, c.product_id),
+            product_id=c.product_id,
+            name=c.name,
+            price=c.price,
+            offer_type=c.offer_type,
+            rank=rank,
+            score=round(c.score, 6),
+            reason=c.reason,
         )
         for rank, c in enumerate(chosen, start=1)
     )
@@ -163,8 +183,10 @@ def _candidate_rule(
         return "already_owned", ""
     if candidate.product_id in rules.excluded_products:
         return "excluded_product", ""
-    if candidate.offer_type is OfferType.UP_SELL and candidate.price_ratio is not None and not (
-        rules.upsell_min_ratio <= candidate.price_ratio <= rules.upsell_max_ratio
+    if (
+        candidate.offer_type is OfferType.UP_SELL
+        and candidate.price_ratio is not None
+        and not (rules.upsell_min_ratio <= candidate.price_ratio <= rules.upsell_max_ratio)
     ):
         return "upsell_price_band", f"price ratio {candidate.price_ratio:.2f}"
     if candidate.score < rules.min_score:

@@ -62,8 +62,9 @@ class ProductFeatureCache:
         for row in self.reader.products(missing) if missing else ():
             self._store(str(row["product_id"]), row, now)
         known = [p for p in wanted if p in self._row]
-        return pd.DataFrame(self._values[[self._row[p] for p in known]], index=pd.Index(known, dtype=object),
-                            columns=self.columns)
+        return pd.DataFrame(
+            self._values[[self._row[p] for p in known]], index=pd.Index(known, dtype=object), columns=self.columns
+        )
 
     def _store(self, product_id: str, row: dict[str, object], now: float) -> None:
         at = self._row.setdefault(product_id, len(self._row))
@@ -76,16 +77,23 @@ class ProductFeatureCache:
 def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ...]]) -> pd.DataFrame:
     """One trigger per purchase event, in the shape the candidate generator and features expect
     (``owned``: each customer's earlier products, most recent first, as training's history)."""
-    at = pd.DatetimeIndex([event.occurred_at for event in events]).tz_convert("UTC") if events else pd.DatetimeIndex([], tz="UTC")
-    return pd.DataFrame({
-        "trigger_id": [event.event_id for event in events],
-        "order_id": [event.order_id for event in events],
-        "customer_id": [event.customer_id for event in events],
-        "at": at, "window_cutoff": at,
-        "basket": [tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events],
-        "history": [owned.get(event.customer_id or "", ()) for event in events],
-        "returned": [() for _ in events],
-    })
+    at = (
+        pd.DatetimeIndex([event.occurred_at for event in events]).tz_convert("UTC")
+        if events
+        else pd.DatetimeIndex([], tz="UTC")
+    )
+    return pd.DataFrame(
+        {
+            "trigger_id": [event.event_id for event in events],
+            "order_id": [event.order_id for event in events],
+            "customer_id": [event.customer_id for event in events],
+            "at": at,
+            "window_cutoff": at,
+            "basket": [tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events],
+            "history": [owned.get(event.customer_id or "", ()) for event in events],
+            "returned": [() for _ in events],
+        }
+    )
 
 
 def rank_batch(
@@ -123,14 +131,26 @@ def rank_batch(
     best_products = labels["product_id"][best]
     prices = product_frame["current_price"].reindex(best_products).to_numpy(dtype=float)
     for trigger_id, product_id, offer_type, reason, score, ratio, price in zip(
-        labels["trigger_id"][best].tolist(), best_products.tolist(), labels["offer_type"][best].tolist(),
-        labels["reason"][best].tolist(), scores[best].tolist(), ratios.tolist(), prices.tolist(), strict=True,
+        labels["trigger_id"][best].tolist(),
+        best_products.tolist(),
+        labels["offer_type"][best].tolist(),
+        labels["reason"][best].tolist(),
+        scores[best].tolist(),
+        ratios.tolist(),
+        prices.tolist(),
+        strict=True,
     ):
-        ranked[str(trigger_id)].append(RankedCandidate(
-            product_id=str(product_id), offer_type=OfferType(offer_type), score=score, reason=str(reason),
-            name=_text(names.get(product_id)), price=price if price == price else None,
-            price_ratio=ratio if ratio == ratio else None,
-        ))
+        ranked[str(trigger_id)].append(
+            RankedCandidate(
+                product_id=str(product_id),
+                offer_type=OfferType(offer_type),
+                score=score,
+                reason=str(reason),
+                name=_text(names.get(product_id)),
+                price=price if price == price else None,
+                price_ratio=ratio if ratio == ratio else None,
+            )
+        )
     return ranked
 
 

@@ -58,7 +58,9 @@ class OfferStats:
         for suppression in decision.suppressed:
             self.suppressed_by_rule[suppression.rule] = self.suppressed_by_rule.get(suppression.rule, 0) + 1
         if decision.no_offer_reason:
-            self.no_offer_by_reason[decision.no_offer_reason] = self.no_offer_by_reason.get(decision.no_offer_reason, 0) + 1
+            self.no_offer_by_reason[decision.no_offer_reason] = (
+                self.no_offer_by_reason.get(decision.no_offer_reason, 0) + 1
+            )
 
 
 class OfferService:
@@ -78,8 +80,12 @@ class OfferService:
         self.stats = OfferStats()
         self._producer: KafkaProducer | None = None
         self.loop = ConsumerLoop(
-            settings, group_id=settings.offer_group, topics=[settings.topic_purchases], handler=self.handle,
-            client_id="xsell-offers", until_caught_up=until_caught_up,
+            settings,
+            group_id=settings.offer_group,
+            topics=[settings.topic_purchases],
+            handler=self.handle,
+            client_id="xsell-offers",
+            until_caught_up=until_caught_up,
         )
 
     @contextmanager
@@ -128,16 +134,38 @@ class OfferService:
                 first_seen[event.customer_id] = event.occurred_at
         owned = self.fold_state.owned_products(customers, as_of=first_seen)
         scorable = [e for e in fresh if e.customer_id and e.event_type is EventType.PURCHASE]
-        ranked = rank_batch(champion, scorable, owned, self.reader, self.products,
-                            predict_threads=self.settings.predict_threads,
-                            candidates_per_event=self.settings.serving_candidates) if champion and scorable else {}
+        ranked = (
+            rank_batch(
+                champion,
+                scorable,
+                owned,
+                self.reader,
+                self.products,
+                predict_threads=self.settings.predict_threads,
+                candidates_per_event=self.settings.serving_candidates,
+            )
+            if champion and scorable
+            else {}
+        )
         unsubscribed = self.preferences.unsubscribed(customers)
         since = min((e.occurred_at for e in fresh), default=datetime.now(UTC)) - timedelta(days=7)
         email_times = self.state.email_times(customers, since)
-        contexts = {c: CustomerContext(owned=frozenset(owned.get(c, ())), unsubscribed=c in unsubscribed,
-                                       email_times=tuple(email_times.get(c, ()))) for c in dict.fromkeys(customers)}
-        decided = decide_events(fresh, ranked if champion else None, contexts, self.rules,
-                                str(champion.version) if champion else None, datetime.now(UTC))
+        contexts = {
+            c: CustomerContext(
+                owned=frozenset(owned.get(c, ())),
+                unsubscribed=c in unsubscribed,
+                email_times=tuple(email_times.get(c, ())),
+            )
+            for c in dict.fromkeys(customers)
+        }
+        decided = decide_events(
+            fresh,
+            ranked if champion else None,
+            contexts,
+            self.rules,
+            str(champion.version) if champion else None,
+            datetime.now(UTC),
+        )
         new = {decision.event_id: decision for decision in decided}
         for decision in decided:
             self.stats.add(decision)
@@ -147,8 +175,10 @@ class OfferService:
     def _produce(self, decisions: list[OfferDecision], payloads: list[bytes]) -> Completion:
         """Send the decisions; the completion waits until the broker has acknowledged all of them."""
         assert self._producer is not None, "handle() runs inside run()"
-        futures = [self._producer.send(self.settings.topic_offers, key=d.key(), value=payload)
-                   for d, payload in zip(decisions, payloads, strict=True)]
+        futures = [
+            self._producer.send(self.settings.topic_offers, key=d.key(), value=payload)
+            for d, payload in zip(decisions, payloads, strict=True)
+        ]
 
         def acknowledged() -> None:
             for future in futures:
@@ -164,11 +194,16 @@ class OfferService:
         with ExitStack() as stack:
             self._open(stack)
             self._producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap, client_id="xsell-offers-producer", acks="all",
-                retries=10, enable_idempotence=True, linger_ms=2,
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                client_id="xsell-offers-producer",
+                acks="all",
+                retries=10,
+                enable_idempotence=True,
+                linger_ms=2,
                 # a batch's decisions (about 2 KB each) leave in a few requests: the default 16 KB
                 # batches would flush them in one round trip per eight decisions
-                batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
+                batch_size=512 * 1024,
+                max_request_size=4 * 1024 * 1024,
             )
             stack.callback(self._producer.close)
             self.champion.current()  # load the model before joining the group, not on the first batch

@@ -37,8 +37,9 @@ class OfferStateStore:
         ids = list(set(event_ids))
         found: dict[str, OfferDecision] = {}
         for chunk in chunked(ids):
-            rows = self.db.execute(f"SELECT event_id, decision FROM decisions WHERE event_id IN ({placeholders(chunk)})",
-                                   chunk)
+            rows = self.db.execute(
+                f"SELECT event_id, decision FROM decisions WHERE event_id IN ({placeholders(chunk)})", chunk
+            )
             found.update({e: OfferDecision.model_validate_json(d) for e, d in rows})
         return found
 
@@ -59,11 +60,18 @@ class OfferStateStore:
         """Store decisions (and their e-mails) in one transaction; idempotent. ``payloads``: the
         decisions' JSON (``OfferDecision.to_bytes``), which the caller also produces."""
         with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?)", [
-                (decision.event_id, payload.decode()) for decision, payload in zip(decisions, payloads, strict=True)])
-            self.db.executemany("INSERT OR IGNORE INTO emails VALUES (?, ?, ?)", [
-                (decision.decision_id, decision.customer_id, decision.occurred_at.isoformat())
-                for decision in decisions if Channel.EMAIL in decision.channels and decision.customer_id])
+            self.db.executemany(
+                "INSERT OR IGNORE INTO decisions VALUES (?, ?)",
+                [(decision.event_id, payload.decode()) for decision, payload in zip(decisions, payloads, strict=True)],
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO emails VALUES (?, ?, ?)",
+                [
+                    (decision.decision_id, decision.customer_id, decision.occurred_at.isoformat())
+                    for decision in decisions
+                    if Channel.EMAIL in decision.channels and decision.customer_id
+                ],
+            )
 
     def close(self) -> None:
         """Close the database."""

@@ -72,8 +72,11 @@ def chaos_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosBrok
     """A broker of our own (free ports, temporary data dir, the jars cache `make run` fills)."""
     home = tmp_path_factory.mktemp("chaos-broker")
     settings = load_settings(
-        home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-        kafka_jars_dir=load_settings().jars_dir, log_level="WARNING",
+        home=home,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
+        kafka_jars_dir=load_settings().jars_dir,
+        log_level="WARNING",
     )
     broker = KafkaBroker(settings)
     broker.start()
@@ -107,8 +110,9 @@ def fresh_events(base: list[PurchaseEvent], count: int) -> list[PurchaseEvent]:
         round_ = next(_rounds)
         for event in base[: count - len(events)]:
             order_id = f"{event.order_id}~{round_}"
-            events.append(event.model_copy(update={"order_id": order_id,
-                                                   "event_id": event_id_for(order_id, event.event_type)}))
+            events.append(
+                event.model_copy(update={"order_id": order_id, "event_id": event_id_for(order_id, event.event_type)})
+            )
     return events
 
 
@@ -196,22 +200,36 @@ class Chaos:
         s = self.settings
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
-            "XSELL_HOME": str(s.home), "XSELL_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-            "XSELL_TOPIC_PURCHASES": s.topic_purchases, "XSELL_TOPIC_PURCHASES_DLQ": s.topic_purchases_dlq,
-            "XSELL_TOPIC_OFFERS": s.topic_offers, "XSELL_TOPIC_OFFER_FEEDBACK": s.topic_offer_feedback,
-            "XSELL_OFFER_GROUP": s.offer_group, "XSELL_DELIVERY_GROUP": s.delivery_group,
-            "XSELL_INBOX_GROUP": s.inbox_group, "XSELL_FEEDBACK_GROUP": s.feedback_group,
-            "XSELL_FEATURES_GROUP": s.features_group, "XSELL_DATABASE_URL": str(s.database_url),
-            "XSELL_SMTP_PORT": str(s.smtp_port), "XSELL_DELIVERY_RETRY_BASE_S": "0.5",
-            "XSELL_DELIVERY_RETRY_MAX_S": "2", "XSELL_POLL_MAX_RECORDS": "100", "XSELL_LOG_LEVEL": "INFO",
+            "XSELL_HOME": str(s.home),
+            "XSELL_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "XSELL_TOPIC_PURCHASES": s.topic_purchases,
+            "XSELL_TOPIC_PURCHASES_DLQ": s.topic_purchases_dlq,
+            "XSELL_TOPIC_OFFERS": s.topic_offers,
+            "XSELL_TOPIC_OFFER_FEEDBACK": s.topic_offer_feedback,
+            "XSELL_OFFER_GROUP": s.offer_group,
+            "XSELL_DELIVERY_GROUP": s.delivery_group,
+            "XSELL_INBOX_GROUP": s.inbox_group,
+            "XSELL_FEEDBACK_GROUP": s.feedback_group,
+            "XSELL_FEATURES_GROUP": s.features_group,
+            "XSELL_DATABASE_URL": str(s.database_url),
+            "XSELL_SMTP_PORT": str(s.smtp_port),
+            "XSELL_DELIVERY_RETRY_BASE_S": "0.5",
+            "XSELL_DELIVERY_RETRY_MAX_S": "2",
+            "XSELL_POLL_MAX_RECORDS": "100",
+            "XSELL_LOG_LEVEL": "INFO",
             **extra,
         }
 
     def start(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start `xsell ARGS` in the background, logging to logs/NAME.log (appended on restart)."""
         log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=self.env(**extra_env),
-                                   cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args],
+            env=self.env(**extra_env),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self.processes[name] = process
         return process
@@ -258,8 +276,13 @@ class Chaos:
         return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
     # -- events in, decisions out -----------------------------------------------------------------
-    def produce(self, events: list[PurchaseEvent], chunk: int = 200, deadline_s: float = CATCH_UP_S,
-                on_chunk: Callable[[int], None] | None = None) -> int:
+    def produce(
+        self,
+        events: list[PurchaseEvent],
+        chunk: int = 200,
+        deadline_s: float = CATCH_UP_S,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
         """Produce events in chunks (acks=all); a chunk that fails (broker down) is sent again after a
         pause. Return how many chunk retries there were. Consumers de-duplicate by event id."""
         retries = 0
@@ -267,7 +290,7 @@ class Chaos:
         for start in range(0, len(events), chunk):
             while True:
                 try:
-                    produce_events(self.settings, iter(events[start:start + chunk]))
+                    produce_events(self.settings, iter(events[start : start + chunk]))
                     break
                 except (KafkaError, RuntimeError, OSError):
                     retries += 1
@@ -279,16 +302,23 @@ class Chaos:
 
     def decisions(self, expected: int, timeout_s: float = CATCH_UP_S) -> list[OfferDecision]:
         """Every record on `offers`, read until `expected` distinct decisions are there (or timeout)."""
-        return [OfferDecision.model_validate_json(r.value)
-                for r in read_until(self.settings, self.settings.topic_offers, expected, timeout_s)]
+        return [
+            OfferDecision.model_validate_json(r.value)
+            for r in read_until(self.settings, self.settings.topic_offers, expected, timeout_s)
+        ]
 
 
 def read_until(settings: Settings, topic: str, expected_distinct: int, timeout_s: float) -> list:
     """Records of `topic` from the beginning (no group) until `expected_distinct` keys+values... are
     in, by decision id for `offers`; then one more short poll to catch duplicates beyond it."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     records: list = []
     seen: set[bytes] = set()
     deadline = time.monotonic() + timeout_s
@@ -323,8 +353,12 @@ class OffersTail:
         self._thread.join(15)
 
     def _run(self) -> None:
-        consumer = KafkaConsumer(self.settings.topic_offers, bootstrap_servers=self.settings.kafka_bootstrap,
-                                 auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            self.settings.topic_offers,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         try:
             while not self._stop.is_set():
                 for batch in consumer.poll(timeout_ms=300).values():
@@ -365,21 +399,30 @@ def in_app_offer_ids(records: Iterable[OfferDecision]) -> set[str]:
 
 
 @pytest.fixture
-def chaos(chaos_broker: ChaosBroker, trained_home: Path, tmp_path: Path,
-          request: pytest.FixtureRequest) -> Iterator[Chaos]:
+def chaos(
+    chaos_broker: ChaosBroker, trained_home: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Chaos]:
     """This test's world on a copy of the trained home; every service it started is stopped at the end."""
     home = tmp_path / "home"
     shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns("kafka", "cache"))
     suffix = f"{request.node.name[:30]}-{uuid.uuid4().hex[:6]}"
-    settings = chaos_broker.settings.model_copy(update={
-        "home": home,
-        "topic_purchases": f"purchases-{suffix}", "topic_purchases_dlq": f"purchases.dlq-{suffix}",
-        "topic_offers": f"offers-{suffix}", "topic_offer_feedback": f"offer-feedback-{suffix}",
-        "offer_group": f"offers-{suffix}", "delivery_group": f"delivery-{suffix}",
-        "inbox_group": f"inbox-{suffix}", "feedback_group": f"feedback-{suffix}",
-        "features_group": f"features-{suffix}", "ingest_group": f"ingest-{suffix}",
-        "database_url": f"sqlite:///{tmp_path / 'xsell.db'}", "smtp_port": free_port(),
-    })
+    settings = chaos_broker.settings.model_copy(
+        update={
+            "home": home,
+            "topic_purchases": f"purchases-{suffix}",
+            "topic_purchases_dlq": f"purchases.dlq-{suffix}",
+            "topic_offers": f"offers-{suffix}",
+            "topic_offer_feedback": f"offer-feedback-{suffix}",
+            "offer_group": f"offers-{suffix}",
+            "delivery_group": f"delivery-{suffix}",
+            "inbox_group": f"inbox-{suffix}",
+            "feedback_group": f"feedback-{suffix}",
+            "features_group": f"features-{suffix}",
+            "ingest_group": f"ingest-{suffix}",
+            "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
+            "smtp_port": free_port(),
+        }
+    )
     ensure_topics(settings)
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -15,7 +15,14 @@ from aiosmtpd.controller import Controller
 from infra.smtp_capture import MailDirHandler
 from services.delivery.render import message_id_for
 from tests.chaos.conftest import (
-    CATCH_UP_S, CHAOS_EVENTS, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events,
+    CATCH_UP_S,
+    CHAOS_EVENTS,
+    Chaos,
+    OffersTail,
+    check_decisions,
+    email_decisions,
+    figures,
+    fresh_events,
     in_app_offer_ids,
 )
 from xsell.consumer import wait_for
@@ -24,8 +31,10 @@ from xsell.events import PurchaseEvent
 
 def message_ids(folder: Path) -> list[str]:
     """Message-IDs of the stored .eml files (one per file)."""
-    return [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"])
-            for p in sorted(folder.glob("*.eml"))]
+    return [
+        str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"])
+        for p in sorted(folder.glob("*.eml"))
+    ]
 
 
 def inbox_offer_ids(chaos: Chaos) -> list[str]:
@@ -67,27 +76,32 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
         for name, args in (("offers", ["offers"]), ("deliver", ["deliver"]), ("inbox", ["inbox"])):
             chaos.start(name, *args)
         with OffersTail(chaos.settings) as tail:
-            producer = threading.Thread(target=lambda: retries.append(chaos.produce(events, on_chunk=paced)),
-                                        daemon=True)
+            producer = threading.Thread(
+                target=lambda: retries.append(chaos.produce(events, on_chunk=paced)), daemon=True
+            )
             producer.start()
             # the restart happens once the services are demonstrably mid-stream
-            assert wait_for(lambda: tail.count() >= len(events) // 4, CATCH_UP_S), \
+            assert wait_for(lambda: tail.count() >= len(events) // 4, CATCH_UP_S), (
                 f"no progress before the restart:\n{chaos.log_tail('offers')}"
+            )
             seen_at_restart, produced_at_restart = tail.count(), produced[0]
             restart_began = time.monotonic()
             chaos.broker.restart(down_s=3.0)
             restart_s = time.monotonic() - restart_began  # stop, 3 s down, start until it answers
             producer.join(CATCH_UP_S)
             assert not producer.is_alive(), "producer did not finish"
-            assert wait_for(lambda: tail.count() >= len(events), CATCH_UP_S), \
+            assert wait_for(lambda: tail.count() >= len(events), CATCH_UP_S), (
                 f"{tail.count()} of {len(events)} decisions:\n{chaos.log_tail('offers')}"
+            )
         records = chaos.decisions(len(events))
         counts = check_decisions(records, events)
         distinct = {d.decision_id: d for d in records}.values()
         emails = email_decisions(distinct)
         in_app = in_app_offer_ids(distinct)
-        wait_for(lambda: len(list(mail.glob("*.eml"))) >= len(emails) and len(inbox_offer_ids(chaos)) >= len(in_app),
-                   CATCH_UP_S)
+        wait_for(
+            lambda: len(list(mail.glob("*.eml"))) >= len(emails) and len(inbox_offer_ids(chaos)) >= len(in_app),
+            CATCH_UP_S,
+        )
         time.sleep(3)  # room for duplicates to show up
         alive = {name: p.poll() is None for name, p in chaos.processes.items()}
         ids = message_ids(mail)
@@ -95,15 +109,28 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     finally:
         chaos.stop_all()
         smtp.stop()
-    result = figures(test="broker_restart", events_sent=len(events), offers_expected=len(events),
-                     offers_seen=counts["offers_seen"], duplicates=counts["duplicates"],
-                     different_re_emissions=counts["different_re_emissions"], producer_chunk_retries=retries,
-                     longest_producer_chunk_s=round(longest_chunk_s[0], 1),
-                     restart_after_decisions=seen_at_restart, restart_after_produced=produced_at_restart,
-                     broker_stop_to_ready_s=round(restart_s, 1), produce_rate=PRODUCE_RATE, seconds=round(time.monotonic() - started),
-                     emails_expected=len(emails), emails_seen=len(ids), email_duplicates=len(ids) - len(set(ids)),
-                     inbox_expected=len(in_app), inbox_rows=len(rows), inbox_duplicates=len(rows) - len(set(rows)),
-                     services_alive=alive)
+    result = figures(
+        test="broker_restart",
+        events_sent=len(events),
+        offers_expected=len(events),
+        offers_seen=counts["offers_seen"],
+        duplicates=counts["duplicates"],
+        different_re_emissions=counts["different_re_emissions"],
+        producer_chunk_retries=retries,
+        longest_producer_chunk_s=round(longest_chunk_s[0], 1),
+        restart_after_decisions=seen_at_restart,
+        restart_after_produced=produced_at_restart,
+        broker_stop_to_ready_s=round(restart_s, 1),
+        produce_rate=PRODUCE_RATE,
+        seconds=round(time.monotonic() - started),
+        emails_expected=len(emails),
+        emails_seen=len(ids),
+        email_duplicates=len(ids) - len(set(ids)),
+        inbox_expected=len(in_app),
+        inbox_rows=len(rows),
+        inbox_duplicates=len(rows) - len(set(rows)),
+        services_alive=alive,
+    )
     assert 0 < seen_at_restart < len(events), "the restart was not mid-stream"
     assert produced_at_restart < len(events), "the producer had finished before the restart"
     assert all(alive.values()), f"a service died during the restart: {alive}"

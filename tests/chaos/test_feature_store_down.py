@@ -45,10 +45,17 @@ def test_unreadable_online_store_holds_events_back_until_it_is_restored(
     records = chaos.decisions(len(events)) if caught_up else []
     counts = check_decisions(records, events) if caught_up else {"offers_seen": 0, "duplicates": 0}
     clear_error = "not a database" in log or "database disk image is malformed" in log
-    figures(test="feature_store_down", events_sent=len(events), offers_expected=len(events),
-            offers_seen=counts["offers_seen"], duplicates=counts["duplicates"],
-            decided_while_broken=decided_while_broken, service_alive_while_broken=alive_while_broken,
-            restarted_by_test=restarted, clear_error_logged=clear_error)
+    figures(
+        test="feature_store_down",
+        events_sent=len(events),
+        offers_expected=len(events),
+        offers_seen=counts["offers_seen"],
+        duplicates=counts["duplicates"],
+        decided_while_broken=decided_while_broken,
+        service_alive_while_broken=alive_while_broken,
+        restarted_by_test=restarted,
+        clear_error_logged=clear_error,
+    )
     assert decided_while_broken == 0, "decisions were made without features"
     assert clear_error, log[-3000:]
     assert caught_up and counts["offers_seen"] == len(events)

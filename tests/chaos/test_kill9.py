@@ -30,20 +30,34 @@ from services.delivery.render import message_id_for
 from services.feedback.facts import open_facts
 from services.feedback.report import offer_quality
 from tests.chaos.conftest import (
-    CATCH_UP_S, CHAOS_EVENTS, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events,
+    CATCH_UP_S,
+    CHAOS_EVENTS,
+    Chaos,
+    OffersTail,
+    check_decisions,
+    email_decisions,
+    figures,
+    fresh_events,
 )
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent
 
-SERVICES = {"features": ["features", "pipeline"], "offers": ["offers"], "deliver": ["deliver"], "feedback": ["feedback"]}
+SERVICES = {
+    "features": ["features", "pipeline"],
+    "offers": ["offers"],
+    "deliver": ["deliver"],
+    "feedback": ["feedback"],
+}
 
 
 def claimed_by_killed_sender(outbox: Path) -> set[str]:
     """Decision ids of the e-mails the killed sender had claimed and not finished (read only: the
     restarted sender takes them over once the killed one's heartbeat is stale, 30 s)."""
     with closing(sqlite3.connect(outbox, timeout=30)) as db:
-        return {row[0] for row in db.execute(
-            "SELECT decision_id FROM outbox WHERE status = 'pending' AND leased_by IS NOT NULL")}
+        return {
+            row[0]
+            for row in db.execute("SELECT decision_id FROM outbox WHERE status = 'pending' AND leased_by IS NOT NULL")
+        }
 
 
 def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
@@ -87,8 +101,7 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
         emails = email_decisions(distinct)
         wait_for(lambda: len(list(mail.glob("*.eml"))) >= len(emails), 30)
         time.sleep(2)
-        ids = [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"])
-               for p in mail.glob("*.eml")]
+        ids = [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"]) for p in mail.glob("*.eml")]
     finally:
         chaos.stop_all()
         smtp.stop()
@@ -97,31 +110,45 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
     in_flight_twice = {i for i in twice if i.strip("<>").split("@")[0] in leased_by_killed_sender}
     touched = sorted({e.customer_id for e in events if e.customer_id and e.event_type is EventType.PURCHASE})
     after = FoldStateStore(fold_path).load()
-    fold_mismatches = [c for c in touched
-                       if after.customers[c].features() != expected_fold.customers[c].features()]
+    fold_mismatches = [c for c in touched if after.customers[c].features() != expected_fold.customers[c].features()]
     sample = sorted(touched, key=lambda c: -expected_fold.customers[c].order_count)[:5]
-    online = {row["customer_id"]: row["order_count"]
-              for row in OnlineFeatureReader(open_feature_store(chaos.settings)).customers(sample)}
+    online = {
+        row["customer_id"]: row["order_count"]
+        for row in OnlineFeatureReader(open_feature_store(chaos.settings)).customers(sample)
+    }
     expected_online = {c: expected_fold.customers[c].order_count for c in sample}
     engine = open_facts(str(chaos.settings.database_url))
     quality = offer_quality(engine)
     engine.dispose()
     offers_expected = sum(len(d.offers) for d in distinct if d.customer_id)
-    result = figures(test="kill_9", seed=seed, kills=kills, events_sent=len(events), offers_expected=len(events),
-                     offers_seen=counts["offers_seen"], duplicates=counts["duplicates"],
-                     different_re_emissions=counts["different_re_emissions"],
-                     emails_expected=len(emails), emails_seen=len(ids), email_duplicates=len(ids) - len(set(ids)),
-                     emails_leased_by_killed_sender=len(leased_by_killed_sender),
-                     email_duplicates_in_flight_at_kill=len(in_flight_twice),
-                     facts_decisions=quality["decisions"], facts_offers=quality["offers_sent"],
-                     facts_offers_expected=offers_expected, customers_checked=len(touched),
-                     fold_mismatches=len(fold_mismatches), online_order_count=online,
-                     expected_order_count=expected_online)
+    result = figures(
+        test="kill_9",
+        seed=seed,
+        kills=kills,
+        events_sent=len(events),
+        offers_expected=len(events),
+        offers_seen=counts["offers_seen"],
+        duplicates=counts["duplicates"],
+        different_re_emissions=counts["different_re_emissions"],
+        emails_expected=len(emails),
+        emails_seen=len(ids),
+        email_duplicates=len(ids) - len(set(ids)),
+        emails_leased_by_killed_sender=len(leased_by_killed_sender),
+        email_duplicates_in_flight_at_kill=len(in_flight_twice),
+        facts_decisions=quality["decisions"],
+        facts_offers=quality["offers_sent"],
+        facts_offers_expected=offers_expected,
+        customers_checked=len(touched),
+        fold_mismatches=len(fold_mismatches),
+        online_order_count=online,
+        expected_order_count=expected_online,
+    )
     assert all(k["code"] == -9 for k in kills.values()), kills
     assert result["offers_seen"] == len(events) and result["different_re_emissions"] == 0
     assert set(ids) == {message_id_for(d, chaos.settings.mail_from) for d in emails}
-    assert twice == in_flight_twice and len(twice) <= 1, \
+    assert twice == in_flight_twice and len(twice) <= 1, (
         f"sent twice: {sorted(twice)}; of them claimed by the killed sender: {sorted(in_flight_twice)}"
+    )
     assert len(ids) == len(emails) + len(twice)
     assert quality["decisions"] == len(events) and quality["offers_sent"] == offers_expected
     assert not fold_mismatches, fold_mismatches[:5]

@@ -37,9 +37,16 @@ def test_unreachable_mlflow_store_keeps_serving_the_last_good_model(
     late = [d for d in records if d.event_id in {e.event_id for e in after}]
     versions = sorted({str(d.model_version) for d in late})
     failures = chaos.log_tail("offers", 10**7).count("champion refresh failed")
-    figures(test="mlflow_down", events_sent=len(events), offers_expected=len(events), offers_seen=counts["offers_seen"],
-            duplicates=counts["duplicates"], model_versions_while_down=versions, refresh_failures_logged=failures,
-            no_model_decisions=sum(d.no_offer_reason == "no_model" for d in records))
+    figures(
+        test="mlflow_down",
+        events_sent=len(events),
+        offers_expected=len(events),
+        offers_seen=counts["offers_seen"],
+        duplicates=counts["duplicates"],
+        model_versions_while_down=versions,
+        refresh_failures_logged=failures,
+        no_model_decisions=sum(d.no_offer_reason == "no_model" for d in records),
+    )
     assert alive
     assert failures > 0, "the champion watcher never noticed the broken store"
     assert versions == ["1"], versions

@@ -11,7 +11,14 @@ from aiosmtpd.controller import Controller
 from infra.smtp_capture import MailDirHandler
 from services.delivery.render import message_id_for
 from tests.chaos.conftest import (
-    CATCH_UP_S, SMTP_DOWN_S, Chaos, OffersTail, check_decisions, email_decisions, figures, fresh_events,
+    CATCH_UP_S,
+    SMTP_DOWN_S,
+    Chaos,
+    OffersTail,
+    check_decisions,
+    email_decisions,
+    figures,
+    fresh_events,
 )
 from xsell.consumer import wait_for
 from xsell.events import PurchaseEvent
@@ -48,11 +55,20 @@ def test_smtp_down_then_up_delivers_every_email_exactly_once(
         if smtp is not None:
             smtp.stop()
     ids = [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"]) for p in mail.glob("*.eml")]
-    figures(test="smtp_down", smtp_down_s=SMTP_DOWN_S, smtp_down_measured_s=round(down_for_s, 1),
-            events_sent=len(events), offers_expected=len(events),
-            offers_seen=counts["offers_seen"], duplicates=counts["duplicates"], emails_expected=len(emails),
-            emails_seen=len(ids), email_duplicates=len(ids) - len(set(ids)), retry_log_lines=retried,
-            seconds_to_deliver_after_up=round(caught_up_s, 1))
+    figures(
+        test="smtp_down",
+        smtp_down_s=SMTP_DOWN_S,
+        smtp_down_measured_s=round(down_for_s, 1),
+        events_sent=len(events),
+        offers_expected=len(events),
+        offers_seen=counts["offers_seen"],
+        duplicates=counts["duplicates"],
+        emails_expected=len(emails),
+        emails_seen=len(ids),
+        email_duplicates=len(ids) - len(set(ids)),
+        retry_log_lines=retried,
+        seconds_to_deliver_after_up=round(caught_up_s, 1),
+    )
     assert emails, "no e-mail decision: nothing was tested"
     assert down_for_s >= SMTP_DOWN_S, "SMTP was not down as long as asked"
     assert retried > 0, "delivery never tried while SMTP was down"

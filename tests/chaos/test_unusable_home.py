@@ -29,8 +29,9 @@ def unusable_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pa
         return
     home = tmp_path / "tiny"
     home.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(home)],
-                             capture_output=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(home)], capture_output=True, check=False
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
@@ -52,16 +53,32 @@ def test_unusable_home_is_a_clear_error_on_start(
 ) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
-        "XSELL_HOME": str(unusable_home), "XSELL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "XSELL_KAFKA_CONTROLLER_PORT": str(free_port()), "XSELL_KAFKA_JARS_DIR": str(load_settings().jars_dir),
-        "XSELL_SMTP_PORT": str(free_port()), "XSELL_KAFKA_START_TIMEOUT_S": "30",
+        "XSELL_HOME": str(unusable_home),
+        "XSELL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "XSELL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "XSELL_KAFKA_JARS_DIR": str(load_settings().jars_dir),
+        "XSELL_SMTP_PORT": str(free_port()),
+        "XSELL_KAFKA_START_TIMEOUT_S": "30",
     }
-    result = subprocess.run([sys.executable, "-m", "cli.main", *COMMANDS[command]], env=env, cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", *COMMANDS[command]],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     output = result.stdout + result.stderr
-    figures(test="unusable_home", command=command, home_kind=request.node.callspec.params["unusable_home"],
-            home=str(unusable_home), exit=result.returncode, traceback="Traceback" in output,
-            tail=output.strip().splitlines()[-1:] if output.strip() else [])
+    figures(
+        test="unusable_home",
+        command=command,
+        home_kind=request.node.callspec.params["unusable_home"],
+        home=str(unusable_home),
+        exit=result.returncode,
+        traceback="Traceback" in output,
+        tail=output.strip().splitlines()[-1:] if output.strip() else [],
+    )
     assert result.returncode != 0
     assert str(unusable_home) in output, output[-2000:]
     assert "Traceback" not in output, output[-2000:]

@@ -19,11 +19,16 @@ SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 
 
 def _event(order_id: str, at: datetime) -> PurchaseEvent:
-    return PurchaseEvent.model_validate({
-        "event_id": event_id_for(order_id, EventType.PURCHASE), "event_type": EventType.PURCHASE, "order_id": order_id,
-        "customer_id": "c1", "occurred_at": at,
-        "lines": ({"product_id": "P1", "name": None, "quantity": 1, "unit_price": 1.0, "category": None},),
-    })
+    return PurchaseEvent.model_validate(
+        {
+            "event_id": event_id_for(order_id, EventType.PURCHASE),
+            "event_type": EventType.PURCHASE,
+            "order_id": order_id,
+            "customer_id": "c1",
+            "occurred_at": at,
+            "lines": ({"product_id": "P1", "name": None, "quantity": 1, "unit_price": 1.0, "category": None},),
+        }
+    )
 
 
 def test_batches_keep_event_order_and_never_span_two_days() -> None:
@@ -37,10 +42,30 @@ def test_batches_keep_event_order_and_never_span_two_days() -> None:
 
 def test_served_offers_keep_the_service_ranking_of_trigger_orders_only() -> None:
     at = datetime(2011, 1, 1, tzinfo=UTC)
-    items = tuple(OfferItem(offer_id=f"o{r}", product_id=f"P{r}", offer_type=OfferType.CROSS_SELL, rank=r, score=1.0 / r,
-                            reason="Often bought with X") for r in (1, 2))
-    decisions = [OfferDecision(decision_id=f"d{n}", event_id=f"e{n}", order_id=f"O{n}", customer_id="c1", occurred_at=at,
-                               decided_at=at, model_version="1", offers=items) for n in (1, 2)]
+    items = tuple(
+        OfferItem(
+            offer_id=f"o{r}",
+            product_id=f"P{r}",
+            offer_type=OfferType.CROSS_SELL,
+            rank=r,
+            score=1.0 / r,
+            reason="Often bought with X",
+        )
+        for r in (1, 2)
+    )
+    decisions = [
+        OfferDecision(
+            decision_id=f"d{n}",
+            event_id=f"e{n}",
+            order_id=f"O{n}",
+            customer_id="c1",
+            occurred_at=at,
+            decided_at=at,
+            model_version="1",
+            offers=items,
+        )
+        for n in (1, 2)
+    ]
     triggers = pd.DataFrame({"trigger_id": ["t1"], "customer_id": ["c1"], "order_id": ["O1"]})
     offers = served_offers(decisions, triggers)
     assert offers["trigger_id"].tolist() == ["t1", "t1"] and offers["product_id"].tolist() == ["P1", "P2"]

@@ -13,11 +13,19 @@ from training.index_refresh import parse_every
 
 
 def _xsell(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, "XSELL_HOME": str(home)}, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XSELL_HOME": str(home)},
+        timeout=120,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("1d", 86400), ("6h", 21600), ("30m", 1800), ("90s", 90), (" 2D ", 172800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1d", 86400), ("6h", 21600), ("30m", 1800), ("90s", 90), (" 2D ", 172800)]
+)
 def test_every_accepts_whole_intervals(text: str, seconds: float) -> None:
     assert parse_every(text) == seconds
 
@@ -32,7 +40,9 @@ def test_a_bad_every_is_a_one_line_error(tmp_path: Path) -> None:
     result = _xsell("index", "refresh", "--every", "5x", home=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: --every must be a positive whole number followed by s, m, h or d (e.g. 30m, 6h, 1d), not '5x'"]
+    assert errors == [
+        "error: --every must be a positive whole number followed by s, m, h or d (e.g. 30m, 6h, 1d), not '5x'"
+    ]
     assert "Traceback" not in result.stderr
 
 

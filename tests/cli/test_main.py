@@ -9,15 +9,36 @@ from pathlib import Path
 
 
 def _xsell(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
 
 
 def test_help_lists_every_stage() -> None:
     result = _xsell("--help")
     assert result.returncode == 0
-    for command in ("run", "stack", "replay", "ingest", "features", "train", "evaluate", "promote", "recommend",
-                    "offers", "deliver", "inbox", "feedback", "report", "api"):
+    for command in (
+        "run",
+        "stack",
+        "replay",
+        "ingest",
+        "features",
+        "train",
+        "evaluate",
+        "promote",
+        "recommend",
+        "offers",
+        "deliver",
+        "inbox",
+        "feedback",
+        "report",
+        "api",
+    ):
         assert command in result.stdout, command
 
 

@@ -24,9 +24,17 @@ def write_orders(path: Path, seed: int = 3, customers: int = 6, orders: int = 60
         at = START + timedelta(days=rng.randint(0, 40), hours=rng.randint(8, 18), minutes=rng.randint(0, 59))
         customer = f"C{rng.randint(1, customers)}"
         for product in rng.sample(["11", "12", "13", "14", "15"], k=rng.randint(1, 3)):
-            rows.append({"order_id": f"O{number}", "customer_id": customer, "product_id": product,
-                         "quantity": rng.randint(1, 4), "unit_price": float(rng.choice([1.25, 2.5, 4.0])),
-                         "ordered_at": at.isoformat(), "product_name": f"TEST MUG {product}"})
+            rows.append(
+                {
+                    "order_id": f"O{number}",
+                    "customer_id": customer,
+                    "product_id": product,
+                    "quantity": rng.randint(1, 4),
+                    "unit_price": float(rng.choice([1.25, 2.5, 4.0])),
+                    "ordered_at": at.isoformat(),
+                    "product_name": f"TEST MUG {product}",
+                }
+            )
     frame = pd.DataFrame(rows)
     frame.to_csv(path, index=False)
     return frame

@@ -24,8 +24,12 @@ def _history(make_event: EventFactory) -> list:
         make_event(customer_id="A", occurred_at=T0, lines=(_line("P1", 2, 2.0, "MUG"), _line("P2", 1, 10.0, "BAG"))),
         make_event(customer_id="B", occurred_at=T0 + timedelta(days=1), lines=(_line("P1", 1, 3.0, "MUG"),)),
         make_event(customer_id="A", occurred_at=T0 + timedelta(days=10), lines=(_line("P3", 4, 1.0, "MUG"),)),
-        make_event(customer_id="A", occurred_at=T0 + timedelta(days=11), event_type=EventType.ORDER_CANCELLED,
-                   lines=(_line("P3", 2, 1.0, "MUG"),)),
+        make_event(
+            customer_id="A",
+            occurred_at=T0 + timedelta(days=11),
+            event_type=EventType.ORDER_CANCELLED,
+            lines=(_line("P3", 2, 1.0, "MUG"),),
+        ),
         make_event(customer_id=None, occurred_at=T0 + timedelta(days=40), lines=(_line("P1", 1, 3.0, "MUG"),)),
     ]
 
@@ -92,11 +96,13 @@ def test_snapshots_are_stamped_just_after_their_event(make_event: EventFactory) 
 
 def test_one_product_snapshot_per_timestamp_even_when_its_percentile_moves(make_event: EventFactory) -> None:
     fold = FeatureFold()
-    out = fold.apply([
-        make_event(customer_id="A", occurred_at=T0, lines=(_line("P1", 1, 2.0, "MUG"),)),
-        # the last sale of the batch moves P1's and P2's price percentiles in MUG
-        make_event(customer_id="B", occurred_at=T0 + timedelta(days=1), lines=(_line("P2", 1, 9.0, "MUG"),)),
-    ])
+    out = fold.apply(
+        [
+            make_event(customer_id="A", occurred_at=T0, lines=(_line("P1", 1, 2.0, "MUG"),)),
+            # the last sale of the batch moves P1's and P2's price percentiles in MUG
+            make_event(customer_id="B", occurred_at=T0 + timedelta(days=1), lines=(_line("P2", 1, 9.0, "MUG"),)),
+        ]
+    )
     keys = [(row["product_id"], row["event_timestamp"]) for row in out.product_rows]
     assert len(keys) == len(set(keys))
     last_p2 = [row for row in out.product_rows if row["product_id"] == "P2"][-1]
@@ -119,12 +125,14 @@ def test_owned_products_come_most_recent_first_like_training_history(make_event:
     from features.state import FoldStateStore  # noqa: PLC0415
 
     fold = FeatureFold()
-    fold.apply([
-        make_event(customer_id="A", occurred_at=T0, lines=(_line("P1", 1, 2.0, "MUG"), _line("P2", 1, 2.0, "MUG"))),
-        make_event(customer_id="A", occurred_at=T0 + timedelta(days=3), lines=(_line("P3", 1, 2.0, "MUG"),)),
-        make_event(customer_id="A", occurred_at=T0 + timedelta(days=6), lines=(_line("P1", 1, 2.0, "MUG"),)),
-        make_event(customer_id="A", occurred_at=T0 + timedelta(days=20), lines=(_line("P3", 1, 2.0, "MUG"),)),
-    ])
+    fold.apply(
+        [
+            make_event(customer_id="A", occurred_at=T0, lines=(_line("P1", 1, 2.0, "MUG"), _line("P2", 1, 2.0, "MUG"))),
+            make_event(customer_id="A", occurred_at=T0 + timedelta(days=3), lines=(_line("P3", 1, 2.0, "MUG"),)),
+            make_event(customer_id="A", occurred_at=T0 + timedelta(days=6), lines=(_line("P1", 1, 2.0, "MUG"),)),
+            make_event(customer_id="A", occurred_at=T0 + timedelta(days=20), lines=(_line("P3", 1, 2.0, "MUG"),)),
+        ]
+    )
     store = FoldStateStore(tmp_path / "state.db")
     store.replace_all(fold)
     assert store.owned_products(["A"])["A"] == ("P3", "P1", "P2")

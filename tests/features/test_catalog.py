@@ -25,11 +25,20 @@ def test_name_tokens_drop_modifiers_digits_and_prepositions() -> None:
 
 
 def test_categories_are_product_types_learned_from_the_catalog() -> None:
-    names = pd.Series([
-        "WHITE HANGING HEART T-LIGHT HOLDER", "GLASS STAR FROSTED T-LIGHT HOLDER", "RED T-LIGHT HOLDER",
-        "LUNCH BAG RED RETROSPOT", "LUNCH BAG PINK POLKADOT", "JUMBO LUNCH BAG",
-        "RED RETROSPOT MUG", "BLUE MUG", "PINK MUG", "ONE OFF THING",
-    ])
+    names = pd.Series(
+        [
+            "WHITE HANGING HEART T-LIGHT HOLDER",
+            "GLASS STAR FROSTED T-LIGHT HOLDER",
+            "RED T-LIGHT HOLDER",
+            "LUNCH BAG RED RETROSPOT",
+            "LUNCH BAG PINK POLKADOT",
+            "JUMBO LUNCH BAG",
+            "RED RETROSPOT MUG",
+            "BLUE MUG",
+            "PINK MUG",
+            "ONE OFF THING",
+        ]
+    )
     categories = derive_categories(names, min_support=3).tolist()
     assert categories[:3] == ["T-LIGHT HOLDER"] * 3
     assert categories[3:6] == ["LUNCH BAG"] * 3
@@ -38,10 +47,13 @@ def test_categories_are_product_types_learned_from_the_catalog() -> None:
 
 
 def test_given_category_column_wins() -> None:
-    lines = pd.DataFrame({
-        "product_id": ["1", "2", "POST"], "product_name": ["RED MUG", "BLUE MUG", "POSTAGE"],
-        "category": ["kitchen", None, None],
-    })
+    lines = pd.DataFrame(
+        {
+            "product_id": ["1", "2", "POST"],
+            "product_name": ["RED MUG", "BLUE MUG", "POSTAGE"],
+            "category": ["kitchen", None, None],
+        }
+    )
     catalog = build_catalog(lines, min_support=1).set_index("product_id")
     assert catalog.loc["1", "category"] == "kitchen"
     assert catalog.loc["2", "category"] == "MUG"

@@ -73,8 +73,11 @@ def test_push_updates_online_and_offline_and_a_repeat_changes_nothing(
     pipeline = FeaturePipeline(settings)
     before = customer_online_features(pipeline.store, ["C1"])[0]["order_count"]
     offline_rows = len(pd.read_parquet(settings.feast_dir / "data" / "customer_stats.parquet"))
-    event = make_event(customer_id="C1", occurred_at=START + timedelta(days=60),
-                       lines=(LineItem(product_id="11", quantity=1, unit_price=2.5),))
+    event = make_event(
+        customer_id="C1",
+        occurred_at=START + timedelta(days=60),
+        lines=(LineItem(product_id="11", quantity=1, unit_price=2.5),),
+    )
     pipeline.apply([event])
     assert customer_online_features(pipeline.store, ["C1"])[0]["order_count"] == before + 1
     assert len(pd.read_parquet(settings.feast_dir / "data" / "customer_stats.parquet")) > offline_rows

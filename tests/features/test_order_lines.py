@@ -35,7 +35,16 @@ def test_backfill_keeps_the_history_lines_in_canonical_shape(backfilled: tuple[S
     assert list(kept.columns) == list(LINE_COLUMNS)
     assert str(kept["ordered_at"].dt.tz) == "UTC"
     assert kept["ordered_at"].is_monotonic_increasing
-    columns = ["order_id", "customer_id", "product_id", "product_name", "quantity", "unit_price", "ordered_at", "is_return"]
+    columns = [
+        "order_id",
+        "customer_id",
+        "product_id",
+        "product_name",
+        "quantity",
+        "unit_price",
+        "ordered_at",
+        "is_return",
+    ]
     pd.testing.assert_frame_equal(kept[columns].astype(object), history[columns].astype(object))
     assert _state(settings).line_coverage() == (history["order_id"].nunique(), history["order_id"].nunique())
 
@@ -47,13 +56,26 @@ def test_applied_lines_are_kept_exactly_once_across_a_reapplied_batch(
     before = len(_state(settings).order_lines())
     later = START + timedelta(days=60)
     batch = [
-        make_event(customer_id="C1", occurred_at=later, lines=(
-            LineItem(product_id="11", name="TEST MUG 11", quantity=1, unit_price=2.5),
-            LineItem(product_id="12", name="TEST MUG 12", quantity=3, unit_price=1.25))),
-        make_event(customer_id=None, occurred_at=later + timedelta(minutes=5),
-                   lines=(LineItem(product_id="13", quantity=2, unit_price=4.0),)),
-        make_event(order_id="O1", event_type=EventType.ORDER_CANCELLED, customer_id="C2",
-                   occurred_at=later + timedelta(minutes=9), lines=(LineItem(product_id="14", quantity=1, unit_price=4.0),)),
+        make_event(
+            customer_id="C1",
+            occurred_at=later,
+            lines=(
+                LineItem(product_id="11", name="TEST MUG 11", quantity=1, unit_price=2.5),
+                LineItem(product_id="12", name="TEST MUG 12", quantity=3, unit_price=1.25),
+            ),
+        ),
+        make_event(
+            customer_id=None,
+            occurred_at=later + timedelta(minutes=5),
+            lines=(LineItem(product_id="13", quantity=2, unit_price=4.0),),
+        ),
+        make_event(
+            order_id="O1",
+            event_type=EventType.ORDER_CANCELLED,
+            customer_id="C2",
+            occurred_at=later + timedelta(minutes=9),
+            lines=(LineItem(product_id="14", quantity=1, unit_price=4.0),),
+        ),
     ]
     pipeline = FeaturePipeline(settings)
     pipeline.apply(batch + batch[:1])  # one event twice within the batch

@@ -38,8 +38,9 @@ def test_the_fold_state_gives_the_protocol_trigger_history(tmp_path: Path) -> No
     store = FoldStateStore(tmp_path / "fold_state.db")
     store.replace_all(fold)
     triggers = build_evaluation_triggers(lines, cutoff, 30).triggers
-    served = store.owned_products(triggers["customer_id"], as_of=dict(zip(triggers["customer_id"], triggers["at"],
-                                                                          strict=True)))
+    served = store.owned_products(
+        triggers["customer_id"], as_of=dict(zip(triggers["customer_id"], triggers["at"], strict=True))
+    )
     known = triggers[triggers["history"].map(len) > 0]
     assert len(known) > 50
     service_codes = {p for h in known["history"] for p in h} - {p for h in served.values() for p in h}

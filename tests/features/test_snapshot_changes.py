@@ -34,8 +34,14 @@ def fold_days(lines: pd.DataFrame, changed_only: bool) -> tuple[FeatureFold, pd.
 def as_of(rows: pd.DataFrame, key: str, times: pd.DatetimeIndex) -> pd.DataFrame:
     """Per entity and lookup time, the values of the latest row strictly before it (as Feast reads)."""
     lookups = pd.MultiIndex.from_product([sorted(rows[key].unique()), times], names=[key, "t"]).to_frame(index=False)
-    found = pd.merge_asof(lookups.sort_values("t"), rows.sort_values("event_timestamp"), left_on="t",
-                          right_on="event_timestamp", by=key, allow_exact_matches=False)
+    found = pd.merge_asof(
+        lookups.sort_values("t"),
+        rows.sort_values("event_timestamp"),
+        left_on="t",
+        right_on="event_timestamp",
+        by=key,
+        allow_exact_matches=False,
+    )
     return found.drop(columns="event_timestamp").sort_values([key, "t"]).reset_index(drop=True)
 
 
@@ -60,11 +66,17 @@ def test_changed_only_keeps_every_point_in_time_value(history: str) -> None:
     for key, kept, every in (("customer_id", customers, plain_customers), ("product_id", products, plain_products)):
         pd.testing.assert_frame_equal(as_of(kept, key, times), as_of(every, key, times))
         values = kept.drop(columns="event_timestamp").sort_values(key, kind="stable")
-        repeated = values.drop(columns=key).eq(values.groupby(key).shift().drop(columns=key, errors="ignore")).all(axis=1)
+        repeated = (
+            values.drop(columns=key).eq(values.groupby(key).shift().drop(columns=key, errors="ignore")).all(axis=1)
+        )
         assert not repeated.any(), f"{key}: a row repeats the values of the one before it"
 
-    assert {c: s.to_json() for c, s in fold.customers.items()} == {c: s.to_json() for c, s in plain_fold.customers.items()}
-    assert {p: s.to_json() for p, s in fold.products.items()} == {p: s.to_json() for p, s in plain_fold.products.items()}
+    assert {c: s.to_json() for c, s in fold.customers.items()} == {
+        c: s.to_json() for c, s in plain_fold.customers.items()
+    }
+    assert {p: s.to_json() for p, s in fold.products.items()} == {
+        p: s.to_json() for p, s in plain_fold.products.items()
+    }
     assert fold.percentiles() == plain_fold.percentiles()
 
 

@@ -26,10 +26,17 @@ with atheris.instrument_imports(include=["xsell.events", "json"]):
 
 MAX_BYTES = 64 * 1024
 VALID = {
-    "schema_version": 1, "event_id": "e-1", "event_type": "purchase", "order_id": "536365", "customer_id": "17850",
+    "schema_version": 1,
+    "event_id": "e-1",
+    "event_type": "purchase",
+    "order_id": "536365",
+    "customer_id": "17850",
     "occurred_at": "2010-12-01T08:26:00Z",
     "lines": [{"product_id": "85123A", "name": "MUG & <b>", "quantity": 6, "unit_price": 2.55, "category": None}],
-    "currency": "GBP", "customer_email": "a@b.example", "marketing_consent": True, "channel": "online",
+    "currency": "GBP",
+    "customer_email": "a@b.example",
+    "marketing_consent": True,
+    "channel": "online",
 }
 SEEDS = [
     json.dumps(VALID).encode(),
@@ -59,7 +66,12 @@ def test_one_input(data: bytes) -> None:
 
 def main() -> None:
     """Seed a corpus folder if none is given, run libFuzzer, print the number of runs."""
-    fuzz("event_parser", SEEDS, test_one_input, lambda seconds: f"atheris_event_parser: {runs} runs in {seconds:.1f} s, no crash; {dict(outcomes)}")
+    fuzz(
+        "event_parser",
+        SEEDS,
+        test_one_input,
+        lambda seconds: f"atheris_event_parser: {runs} runs in {seconds:.1f} s, no crash; {dict(outcomes)}",
+    )
 
 
 if __name__ == "__main__":

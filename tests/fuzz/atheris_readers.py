@@ -62,7 +62,8 @@ def test_one_input(data: bytes) -> None:
     if list(lines.columns) != list(LINE_COLUMNS) or any(count <= 0 for count in history.rejected.values()):
         raise AssertionError(f"bad history shape: {list(lines.columns)} {history.rejected}")
     if not lines.empty and not (
-        lines["ordered_at"].notna().all() and lines["order_id"].notna().all()
+        lines["ordered_at"].notna().all()
+        and lines["order_id"].notna().all()
         and ((lines["quantity"] > 0) & (lines["quantity"] <= MAX_LINE_QUANTITY)).all()
         and (lines["unit_price"] > 0).all()
     ):

@@ -13,8 +13,9 @@ import atheris
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def fuzz(name: str, seeds: Sequence[bytes], test_one_input: Callable[[bytes], None],
-         report: Callable[[float], str]) -> None:
+def fuzz(
+    name: str, seeds: Sequence[bytes], test_one_input: Callable[[bytes], None], report: Callable[[float], str]
+) -> None:
     """Run libFuzzer on `test_one_input` over `sys.argv`; without a corpus folder argument the
     seeds go to `.xsell/fuzz/<name>_corpus`. `report(seconds)` is printed when the runs are done
     (libFuzzer's exit code is kept)."""

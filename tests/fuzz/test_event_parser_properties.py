@@ -27,17 +27,34 @@ MAX_BYTES = 4096
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID = {
-    "schema_version": 1, "event_id": "9c136683-0000-5000-8000-000000000001", "event_type": "purchase",
-    "order_id": "536365", "customer_id": "17850", "occurred_at": "2010-12-01T08:26:00Z",
-    "lines": [{"product_id": "85123A", "name": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6,
-               "unit_price": 2.55, "category": None}],
-    "currency": "GBP", "customer_email": None, "marketing_consent": False, "channel": "online",
+    "schema_version": 1,
+    "event_id": "9c136683-0000-5000-8000-000000000001",
+    "event_type": "purchase",
+    "order_id": "536365",
+    "customer_id": "17850",
+    "occurred_at": "2010-12-01T08:26:00Z",
+    "lines": [
+        {
+            "product_id": "85123A",
+            "name": "WHITE HANGING HEART T-LIGHT HOLDER",
+            "quantity": 6,
+            "unit_price": 2.55,
+            "category": None,
+        }
+    ],
+    "currency": "GBP",
+    "customer_email": None,
+    "marketing_consent": False,
+    "channel": "online",
 }
 
 # JSON values, including what Python's json module also reads: NaN, +-Infinity and huge integers.
 json_scalars = (
-    st.none() | st.booleans() | st.text(max_size=20)
-    | st.integers() | st.integers(min_value=-(10**40), max_value=10**40)
+    st.none()
+    | st.booleans()
+    | st.text(max_size=20)
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
     | st.floats(allow_nan=True, allow_infinity=True)
 )
 json_values = st.recursive(
@@ -83,8 +100,10 @@ def test_arbitrary_bytes_are_an_event_or_rejected(raw: bytes | None) -> None:
 def test_arbitrary_json_is_an_event_or_rejected(document: object) -> None:
     outcome = check(dumps(document))
     if not isinstance(document, dict):
-        assert isinstance(outcome, EventRejected) and outcome.reason in (RejectReason.NOT_AN_OBJECT,
-                                                                          RejectReason.OVERSIZED)
+        assert isinstance(outcome, EventRejected) and outcome.reason in (
+            RejectReason.NOT_AN_OBJECT,
+            RejectReason.OVERSIZED,
+        )
 
 
 @st.composite
@@ -121,7 +140,7 @@ def test_byte_mutations_of_a_valid_event_are_an_event_or_rejected(data: st.DataO
         elif action == "flip":
             raw[position] = data.draw(st.integers(0, 255))
         else:
-            del raw[position:position + data.draw(st.integers(1, 8))]
+            del raw[position : position + data.draw(st.integers(1, 8))]
     check(bytes(raw))
 
 
@@ -137,8 +156,9 @@ def test_deep_nesting_is_rejected_without_recursion_errors(depth: int, opener: s
 
 @FUZZ
 @given(
-    encoding=st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp1252", "utf-8-sig",
-                              "shift_jis"]),
+    encoding=st.sampled_from(
+        ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp1252", "utf-8-sig", "shift_jis"]
+    ),
     name=st.text(alphabet="éüñ£€ÆØ漢字 ABC", min_size=1, max_size=20),
 )
 def test_wrong_encodings_are_rejected_or_read_as_the_same_text(encoding: str, name: str) -> None:
@@ -158,8 +178,24 @@ def test_wrong_encodings_are_rejected_or_read_as_the_same_text(encoding: str, na
 @FUZZ
 @given(
     field=st.sampled_from(["schema_version", "quantity", "unit_price", "order_id", "occurred_at"]),
-    literal=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "9" * 5000,
-                             "-" + "9" * 5000, "9" * 4300, "1" + "0" * 30, "1.0", "0", "-0", "1E2"]),
+    literal=st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "9" * 5000,
+            "-" + "9" * 5000,
+            "9" * 4300,
+            "1" + "0" * 30,
+            "1.0",
+            "0",
+            "-0",
+            "1E2",
+        ]
+    ),
 )
 def test_nan_infinity_and_huge_number_literals(field: str, literal: str) -> None:
     line_field = field in ("quantity", "unit_price")
@@ -215,17 +251,24 @@ record_values = st.one_of(
 @pytest.fixture(scope="module")
 def batch_settings(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     home: Path = tmp_path_factory.mktemp("fuzz-home")
-    return load_settings(home=home, max_event_bytes=MAX_BYTES,
-                        dlq_max_message_bytes=TRUNCATION_HEADROOM_BYTES + DLQ_VALUE_LIMIT)
+    return load_settings(
+        home=home, max_event_bytes=MAX_BYTES, dlq_max_message_bytes=TRUNCATION_HEADROOM_BYTES + DLQ_VALUE_LIMIT
+    )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(record_values, max_size=12), keys=st.lists(st.binary(max_size=8) | st.none(), max_size=12))
 def test_validate_batch_every_record_is_an_event_or_a_dead_letter(
-    batch_settings, values: list[bytes | None], keys: list[bytes | None]  # noqa: ANN001
+    batch_settings,
+    values: list[bytes | None],
+    keys: list[bytes | None],  # noqa: ANN001
 ) -> None:
-    records = [FakeRecord(value=value, key=keys[i] if i < len(keys) else None, partition=i % 3, offset=1000 + i,
-                          timestamp=17 + i) for i, value in enumerate(values)]
+    records = [
+        FakeRecord(
+            value=value, key=keys[i] if i < len(keys) else None, partition=i % 3, offset=1000 + i, timestamp=17 + i
+        )
+        for i, value in enumerate(values)
+    ]
 
     outcome = validate_batch(records, batch_settings)
 
@@ -242,7 +285,10 @@ def test_validate_batch_every_record_is_an_event_or_a_dead_letter(
         assert letter.reason == headers["reason"] == str(rejection.reason)
         assert letter.key == record.key
         assert (headers["source.topic"], headers["source.partition"], headers["source.offset"]) == (
-            record.topic, str(record.partition), str(record.offset))
+            record.topic,
+            str(record.partition),
+            str(record.offset),
+        )
         assert headers["original.size"] == str(len(original))
         assert headers["original.sha256"] == digest(original)
         if len(original) > DLQ_VALUE_LIMIT:

@@ -32,23 +32,88 @@ from xsell.history import (
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # every reason the reader counts (xsell.history), including what the event contract refuses
-REASONS = {"missing_order_id", "missing_product_id", "bad_timestamp", "bad_quantity", "bad_price",
-           "non_positive_price", "id_too_long", "bad_currency", "bad_channel", "bad_email"}
+REASONS = {
+    "missing_order_id",
+    "missing_product_id",
+    "bad_timestamp",
+    "bad_quantity",
+    "bad_price",
+    "non_positive_price",
+    "id_too_long",
+    "bad_currency",
+    "bad_channel",
+    "bad_email",
+}
 
-garbage = st.text(max_size=12) | st.sampled_from(["", " ", "NaN", "nan", "NULL", "None", "inf", "-inf", "1e400",
-                                                  "now", "today", "\x00", '"', "'", ",", "\n", "\r\n", "é", "€"])
-dates = st.sampled_from([
-    "2011-01-01T10:00:00Z", "2011-01-01 10:00", "2010-12-01T08:26:00+01:00", "12/1/2010 8:26", "1/13/2011 8:26",
-    "2011-02-30", "0001-01-01", "9999-12-31T23:59:59-01:00", "2262-04-12", "1677-09-21", "1970-01-01", "0",
-    "-1", "1e30", "99999999999999999999", "2011-13-01", "2011-01-01T25:00", "Tue, 1 Mar 2011 10:00:00 +0000",
-]) | st.datetimes().map(lambda d: d.isoformat()) | garbage
-quantities = st.integers(-2 * MAX_LINE_QUANTITY, 2 * MAX_LINE_QUANTITY).map(str) | st.sampled_from(
-    ["0", "-0", "1.5", "2.0", "1e30", "-1e30", "99999999999999999999", "9" * 400]) | garbage
-prices = st.floats(allow_nan=True, allow_infinity=True).map(repr) | st.sampled_from(
-    ["0", "-1", "2.55", "1e-300", str(MAX_UNIT_PRICE + 1), "1,5"]) | garbage
+garbage = st.text(max_size=12) | st.sampled_from(
+    [
+        "",
+        " ",
+        "NaN",
+        "nan",
+        "NULL",
+        "None",
+        "inf",
+        "-inf",
+        "1e400",
+        "now",
+        "today",
+        "\x00",
+        '"',
+        "'",
+        ",",
+        "\n",
+        "\r\n",
+        "é",
+        "€",
+    ]
+)
+dates = (
+    st.sampled_from(
+        [
+            "2011-01-01T10:00:00Z",
+            "2011-01-01 10:00",
+            "2010-12-01T08:26:00+01:00",
+            "12/1/2010 8:26",
+            "1/13/2011 8:26",
+            "2011-02-30",
+            "0001-01-01",
+            "9999-12-31T23:59:59-01:00",
+            "2262-04-12",
+            "1677-09-21",
+            "1970-01-01",
+            "0",
+            "-1",
+            "1e30",
+            "99999999999999999999",
+            "2011-13-01",
+            "2011-01-01T25:00",
+            "Tue, 1 Mar 2011 10:00:00 +0000",
+        ]
+    )
+    | st.datetimes().map(lambda d: d.isoformat())
+    | garbage
+)
+quantities = (
+    st.integers(-2 * MAX_LINE_QUANTITY, 2 * MAX_LINE_QUANTITY).map(str)
+    | st.sampled_from(["0", "-0", "1.5", "2.0", "1e30", "-1e30", "99999999999999999999", "9" * 400])
+    | garbage
+)
+prices = (
+    st.floats(allow_nan=True, allow_infinity=True).map(repr)
+    | st.sampled_from(["0", "-1", "2.55", "1e-300", str(MAX_UNIT_PRICE + 1), "1,5"])
+    | garbage
+)
 ids = st.text(alphabet="ABC0123456789 -_", max_size=8) | garbage
-CELLS = {"quantity": quantities, "Quantity": quantities, "unit_price": prices, "UnitPrice": prices,
-         "ordered_at": dates, "InvoiceDate": dates, "CustomerID": st.floats().map(repr) | ids}
+CELLS = {
+    "quantity": quantities,
+    "Quantity": quantities,
+    "unit_price": prices,
+    "UnitPrice": prices,
+    "ordered_at": dates,
+    "InvoiceDate": dates,
+    "CustomerID": st.floats().map(repr) | ids,
+}
 
 
 @st.composite
@@ -60,8 +125,9 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str, bool]:
     elif layout == "uci":
         columns = list(UCI_COLUMNS) + ["Country"]
     else:
-        columns = draw(st.lists(st.sampled_from(CANONICAL_REQUIRED + UCI_COLUMNS) | st.text(max_size=6),
-                                max_size=6, unique=True))
+        columns = draw(
+            st.lists(st.sampled_from(CANONICAL_REQUIRED + UCI_COLUMNS) | st.text(max_size=6), max_size=6, unique=True)
+        )
     columns = draw(st.permutations(columns))
     rows = [[draw(CELLS.get(column, ids)) for column in columns] for _ in range(draw(st.integers(0, 8)))]
     buffer = io.StringIO()
@@ -69,11 +135,19 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str, bool]:
     text = buffer.getvalue()
     well_formed = draw(st.booleans())
     if not well_formed:  # break it: cut it anywhere, drop or add cells, stray quotes
-        text = draw(st.sampled_from([
-            text[: draw(st.integers(0, len(text)))],
-            text.replace(",", "", 1), text + "a,b,c,d,e,f,g,h,i,j\n", text.replace("\n", '\n"', 1),
-            text.replace("\n", ",extra\n", 2), text + "\n\n\n", "\ufeff" + text,
-        ]))
+        text = draw(
+            st.sampled_from(
+                [
+                    text[: draw(st.integers(0, len(text)))],
+                    text.replace(",", "", 1),
+                    text + "a,b,c,d,e,f,g,h,i,j\n",
+                    text.replace("\n", '\n"', 1),
+                    text.replace("\n", ",extra\n", 2),
+                    text + "\n\n\n",
+                    "\ufeff" + text,
+                ]
+            )
+        )
     encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"]))
     data = text.encode(encoding, errors="replace")
     suffix = draw(st.sampled_from([".csv", ".csv", ".txt", ".gz"]))
@@ -93,7 +167,10 @@ def check_history(history: PurchaseHistory) -> None:
     assert (lines["product_id"] != "").all()
     assert str(lines["ordered_at"].dt.tz) == "UTC" and lines["ordered_at"].notna().all()
     assert lines["ordered_at"].is_monotonic_increasing
-    assert lines["quantity"].dtype == np.int64 and ((lines["quantity"] > 0) & (lines["quantity"] <= MAX_LINE_QUANTITY)).all()
+    assert (
+        lines["quantity"].dtype == np.int64
+        and ((lines["quantity"] > 0) & (lines["quantity"] <= MAX_LINE_QUANTITY)).all()
+    )
     assert np.isfinite(lines["unit_price"]).all()
     assert ((lines["unit_price"] > 0) & (lines["unit_price"] <= MAX_UNIT_PRICE)).all()
     assert lines["is_return"].dtype == bool
@@ -145,17 +222,22 @@ def test_missing_file_is_file_not_found_naming_it(tmp_path: Path) -> None:
 
 def test_latin1_file_is_a_value_error_that_says_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
-    path.write_bytes(("order_id,customer_id,product_id,quantity,unit_price,ordered_at\n"
-                      "O1,C\xe9,P1,2,3.5,2011-01-01\n").encode("latin-1"))
+    path.write_bytes(
+        ("order_id,customer_id,product_id,quantity,unit_price,ordered_at\nO1,C\xe9,P1,2,3.5,2011-01-01\n").encode(
+            "latin-1"
+        )
+    )
     outcome = read(path)
     assert isinstance(outcome, ValueError) and "UTF-8" in str(outcome)
 
 
 def test_relative_and_overflowing_values_are_rejected_not_guessed(tmp_path: Path) -> None:
     path = tmp_path / "edge.csv"
-    path.write_text("order_id,customer_id,product_id,quantity,unit_price,ordered_at\n"
-                    "O1,C1,P1,2,3.5,now\nO2,C1,P1,1e30,3.5,2011-01-01\nO3,C1,P1,2,1e30,2011-01-01\n"
-                    "O4,C1,P1,2,3.5,2011-01-01\n")
+    path.write_text(
+        "order_id,customer_id,product_id,quantity,unit_price,ordered_at\n"
+        "O1,C1,P1,2,3.5,now\nO2,C1,P1,1e30,3.5,2011-01-01\nO3,C1,P1,2,1e30,2011-01-01\n"
+        "O4,C1,P1,2,3.5,2011-01-01\n"
+    )
     history = read(path)
     assert isinstance(history, PurchaseHistory)
     assert history.rejected == {"bad_timestamp": 1, "bad_quantity": 1, "bad_price": 1}
@@ -164,7 +246,9 @@ def test_relative_and_overflowing_values_are_rejected_not_guessed(tmp_path: Path
 
 def test_uci_customer_id_infinity_is_anonymous_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "uci.csv"
-    path.write_text("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID\n"
-                    "536365,85123A,MUG,6,12/1/2010 8:26,2.55,inf\n")
+    path.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID\n"
+        "536365,85123A,MUG,6,12/1/2010 8:26,2.55,inf\n"
+    )
     history = read(path)
     assert isinstance(history, PurchaseHistory) and history.lines["customer_id"].isna().all()

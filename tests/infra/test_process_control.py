@@ -10,7 +10,9 @@ import psutil
 
 from infra.process_control import terminate
 
-IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+IGNORES_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+)
 WITH_CHILD = (
     "import subprocess, sys, time; "
     "child = subprocess.Popen([sys.executable, '-c', " + repr(IGNORES_SIGTERM) + "]); "

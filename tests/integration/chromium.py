@@ -51,12 +51,27 @@ class Chromium:
     def __enter__(self) -> Chromium:
         self.profile.mkdir(parents=True, exist_ok=True)
         log = (self.profile.parent / "chromium.log").open("wb")
-        self._process = subprocess.Popen([
-            self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-            "--disable-extensions", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-            f"--user-data-dir={self.profile}", f"--window-size={self.width},{self.height}", "about:blank",
-        ], stdout=log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            [
+                self.binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-extensions",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={self.width},{self.height}",
+                "about:blank",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         try:
             self._connect()
@@ -75,13 +90,18 @@ class Chromium:
             time.sleep(0.1)
         port, path = port_file.read_text().splitlines()[:2]
         self._socket = self._closing.enter_context(
-            connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=10))
+            connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=10)
+        )
         target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
-        self._session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)["sessionId"]
+        self._session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
+        )
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self._closing.close()
@@ -93,8 +113,9 @@ class Chromium:
                 self._process.kill()
                 self._process.wait(10)
 
-    def send(self, method: str, params: dict[str, Any] | None = None, *, browser: bool = False,
-             timeout_s: float = 30.0) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, *, browser: bool = False, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
         """Send one command (to the page unless `browser`) and return its result; events are collected."""
         assert self._socket is not None, "use Chromium as a context manager"
         message_id = next(self._ids)
@@ -117,7 +138,9 @@ class Chromium:
             details = params["exceptionDetails"]
             self.errors.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-            self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            self.errors.append(
+                "console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             self.errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
 

@@ -56,9 +56,13 @@ def read_topic(broker_settings: Settings) -> Callable[..., list]:
 
     def read(topic: str, expected: int | None = None, timeout_s: float = 15.0) -> list:
         consumer = KafkaConsumer(
-            topic, bootstrap_servers=broker_settings.kafka_bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000) if expected is None else 2000,
-            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+            topic,
+            bootstrap_servers=broker_settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=int(timeout_s * 1000) if expected is None else 2000,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         records: list = []
         import time  # noqa: PLC0415

@@ -20,13 +20,17 @@ from xsell.settings import Settings
 def test_decision_on_offers_is_listed_and_click_lands_on_offer_feedback(
     kafka_settings: Settings, read_topic: Callable[..., list], tmp_path: Path
 ) -> None:
-    settings = kafka_settings.model_copy(update={
-        "database_url": f"sqlite:///{tmp_path / 'api.db'}",
-        "inbox_group": f"inbox-{kafka_settings.topic_offers}",
-        "api_key": "integration-key",
-    })
-    shown, email_only = make_decision("I1", customer_id="C42"), make_decision("I2", customer_id="C42",
-                                                                            channels=(Channel.EMAIL,))
+    settings = kafka_settings.model_copy(
+        update={
+            "database_url": f"sqlite:///{tmp_path / 'api.db'}",
+            "inbox_group": f"inbox-{kafka_settings.topic_offers}",
+            "api_key": "integration-key",
+        }
+    )
+    shown, email_only = (
+        make_decision("I1", customer_id="C42"),
+        make_decision("I2", customer_id="C42", channels=(Channel.EMAIL,)),
+    )
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     for decision in (shown, email_only, shown):  # the repeat stands for a redelivery
         producer.send(settings.topic_offers, key=decision.key(), value=decision.to_bytes())
@@ -42,8 +46,9 @@ def test_decision_on_offers_is_listed_and_click_lands_on_offer_feedback(
     with TestClient(create_app(settings)) as client:
         listed = client.get("/v1/customers/C42/offers", headers=headers)
         offer_id = shown.offers[0].offer_id
-        clicked = client.post(f"/v1/offers/{offer_id}/events", headers=headers,
-                              json={"customer_id": "C42", "type": "click"})
+        clicked = client.post(
+            f"/v1/offers/{offer_id}/events", headers=headers, json={"customer_id": "C42", "type": "click"}
+        )
 
     assert listed.status_code == 200
     assert [o["offer_id"] for o in listed.json()["offers"]] == [item.offer_id for item in shown.offers]
@@ -53,5 +58,9 @@ def test_decision_on_offers_is_listed_and_click_lands_on_offer_feedback(
     assert records[0].key == offer_id.encode()
     event = FeedbackEvent.model_validate(json.loads(records[0].value))
     assert (event.type, event.offer_id, event.customer_id, event.channel) == (
-        FeedbackType.CLICK, offer_id, "C42", Channel.IN_APP)
+        FeedbackType.CLICK,
+        offer_id,
+        "C42",
+        Channel.IN_APP,
+    )
     assert event.feedback_id == clicked.json()["feedback_id"]

@@ -33,8 +33,14 @@ def test_a_store_failure_is_retried_from_the_last_commit(kafka_settings: Setting
             raise sqlite3.OperationalError("database is locked (simulated)")
         handled.extend(parse_purchase_event(r.value).event_id for r in records)
 
-    loop = ConsumerLoop(settings, group_id=f"retry-{settings.ingest_group}", topics=[settings.topic_purchases],
-                        handler=handler, client_id="retry-test", until_caught_up=True)
+    loop = ConsumerLoop(
+        settings,
+        group_id=f"retry-{settings.ingest_group}",
+        topics=[settings.topic_purchases],
+        handler=handler,
+        client_id="retry-test",
+        until_caught_up=True,
+    )
     loop.run()
     assert sorted(handled) == sorted(e.event_id for e in events)  # each once: failed batches were redone whole
 
@@ -47,17 +53,29 @@ def test_a_bug_stops_the_loop_without_committing(kafka_settings: Settings, make_
         raise TypeError("a bug")
 
     with pytest.raises(TypeError):
-        ConsumerLoop(kafka_settings, group_id=group, topics=[kafka_settings.topic_purchases], handler=broken,
-                     client_id="bug-test", until_caught_up=True).run()
+        ConsumerLoop(
+            kafka_settings,
+            group_id=group,
+            topics=[kafka_settings.topic_purchases],
+            handler=broken,
+            client_id="bug-test",
+            until_caught_up=True,
+        ).run()
     seen: list[str] = []
-    ConsumerLoop(kafka_settings, group_id=group, topics=[kafka_settings.topic_purchases],
-                 handler=lambda records: seen.extend(r.value for r in records), client_id="bug-test-2",
-                 until_caught_up=True).run()
+    ConsumerLoop(
+        kafka_settings,
+        group_id=group,
+        topics=[kafka_settings.topic_purchases],
+        handler=lambda records: seen.extend(r.value for r in records),
+        client_id="bug-test-2",
+        until_caught_up=True,
+    ).run()
     assert len(seen) == 5  # nothing was committed by the failed run
 
 
 def test_pending_effects_complete_during_the_next_batch_and_a_failure_redoes_the_batch(
-    kafka_settings: Settings, make_event: EventFactory,
+    kafka_settings: Settings,
+    make_event: EventFactory,
 ) -> None:
     events = [make_event(customer_id=f"P{i % 3}") for i in range(40)]
     produce_events(kafka_settings, iter(events))
@@ -82,19 +100,33 @@ def test_pending_effects_complete_during_the_next_batch_and_a_failure_redoes_the
 
         return complete
 
-    ConsumerLoop(settings, group_id=group, topics=[settings.topic_purchases], handler=handler,
-                 client_id="pending-test", until_caught_up=True).run()
+    ConsumerLoop(
+        settings,
+        group_id=group,
+        topics=[settings.topic_purchases],
+        handler=handler,
+        client_id="pending-test",
+        until_caught_up=True,
+    ).run()
     assert sorted(completed) == sorted(e.event_id for e in events)  # each once: the failed batch was redone
     assert len(handled) > len(events)  # the failed batch was handled twice
     assert trace[:3] == [("handled", 0), ("handled", 1), ("completed", 0)]  # overlap: 1 ran while 0 was pending
     assert trace[-1][0] == "completed"  # the last batch completed on the way out
     left: list[object] = []
-    ConsumerLoop(settings, group_id=group, topics=[settings.topic_purchases],
-                 handler=lambda records: left.extend(records), client_id="pending-test-2", until_caught_up=True).run()
+    ConsumerLoop(
+        settings,
+        group_id=group,
+        topics=[settings.topic_purchases],
+        handler=lambda records: left.extend(records),
+        client_id="pending-test-2",
+        until_caught_up=True,
+    ).run()
     assert left == []  # every completed batch was committed
 
 
-def test_a_failing_batch_does_not_redo_the_pending_one_before_it(kafka_settings: Settings, make_event: EventFactory) -> None:
+def test_a_failing_batch_does_not_redo_the_pending_one_before_it(
+    kafka_settings: Settings, make_event: EventFactory
+) -> None:
     events = [make_event(customer_id=f"F{i % 3}") for i in range(30)]
     produce_events(kafka_settings, iter(events))
     settings = kafka_settings.model_copy(update={"poll_max_records": 10})
@@ -109,14 +141,22 @@ def test_a_failing_batch_does_not_redo_the_pending_one_before_it(kafka_settings:
         handled.extend(ids)
         return lambda: completed.extend(ids)
 
-    ConsumerLoop(settings, group_id=f"pending-ok-{settings.ingest_group}", topics=[settings.topic_purchases],
-                 handler=handler, client_id="pending-ok-test", until_caught_up=True).run()
+    ConsumerLoop(
+        settings,
+        group_id=f"pending-ok-{settings.ingest_group}",
+        topics=[settings.topic_purchases],
+        handler=handler,
+        client_id="pending-ok-test",
+        until_caught_up=True,
+    ).run()
     assert sorted(handled) == sorted(e.event_id for e in events)  # the first batch was completed, not redone
     assert sorted(completed) == sorted(handled)
 
 
 def test_members_stop_once_the_partitions_they_hold_are_caught_up(
-    kafka_settings: Settings, make_event: EventFactory, caplog: pytest.LogCaptureFixture,
+    kafka_settings: Settings,
+    make_event: EventFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     events = [make_event(customer_id=f"M{i}") for i in range(1_000)]  # keys spread them over the partitions
     produce_events(kafka_settings, iter(events))
@@ -129,8 +169,17 @@ def test_members_stop_once_the_partitions_they_hold_are_caught_up(
         started.set()
         time.sleep(0.1)  # the first member still holds every partition when the second one joins
 
-    members = [ConsumerLoop(settings, group_id=f"members-{settings.ingest_group}", topics=[settings.topic_purchases],
-                            handler=slow, client_id=f"member-{n}", until_caught_up=True) for n in range(2)]
+    members = [
+        ConsumerLoop(
+            settings,
+            group_id=f"members-{settings.ingest_group}",
+            topics=[settings.topic_purchases],
+            handler=slow,
+            client_id=f"member-{n}",
+            until_caught_up=True,
+        )
+        for n in range(2)
+    ]
     threads = [threading.Thread(target=member.run, name=f"member-{n}") for n, member in enumerate(members)]
     with caplog.at_level(logging.ERROR, logger="xsell.consumer"):
         threads[0].start()

@@ -46,15 +46,32 @@ CROSS, UP = OfferType.CROSS_SELL, OfferType.UP_SELL
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # element id -> where its number is in the data (report keys, "latency_ms.p50", ...)
 NUMBERS = {
-    "decisions": "decisions", "offers-sent": "offers_sent", "impressions": "impressions", "clicks": "clicks",
-    "converted-offers": "converted_offers", "conversions": "conversions", "impression-rate": "impression_rate",
-    "click-rate": "click_rate", "conversion-rate": "conversion_rate", "attributed-revenue": "attributed_revenue",
-    "revenue-per-offer": "revenue_per_offer", "aov-converting-orders": "aov_converting_orders",
-    "converting-orders": "converting_orders", "emails-sent": "emails_sent", "bounces": "bounces",
-    "bounce-rate": "bounce_rate", "unsubscribes": "unsubscribes", "unsubscribe-rate": "unsubscribe_rate",
-    "latency-p50": "latency_ms.p50", "latency-p99": "latency_ms.p99", "latency-count": "latency_ms.count",
-    "latest-model-version": "latest_model_version", "dlq-records": "dlq_records", "delivery-failed": "delivery.failed",
-    "delivery-pending": "delivery.pending", "delivery-sent": "delivery.sent",
+    "decisions": "decisions",
+    "offers-sent": "offers_sent",
+    "impressions": "impressions",
+    "clicks": "clicks",
+    "converted-offers": "converted_offers",
+    "conversions": "conversions",
+    "impression-rate": "impression_rate",
+    "click-rate": "click_rate",
+    "conversion-rate": "conversion_rate",
+    "attributed-revenue": "attributed_revenue",
+    "revenue-per-offer": "revenue_per_offer",
+    "aov-converting-orders": "aov_converting_orders",
+    "converting-orders": "converting_orders",
+    "emails-sent": "emails_sent",
+    "bounces": "bounces",
+    "bounce-rate": "bounce_rate",
+    "unsubscribes": "unsubscribes",
+    "unsubscribe-rate": "unsubscribe_rate",
+    "latency-p50": "latency_ms.p50",
+    "latency-p99": "latency_ms.p99",
+    "latency-count": "latency_ms.count",
+    "latest-model-version": "latest_model_version",
+    "dlq-records": "dlq_records",
+    "delivery-failed": "delivery.failed",
+    "delivery-pending": "delivery.pending",
+    "delivery-sent": "delivery.sent",
 }
 READ_PAGE = """JSON.stringify({
   values: Object.fromEntries([...document.querySelectorAll("[id][data-value]")].map(e => [e.id, e.dataset.value])),
@@ -75,29 +92,53 @@ class Service(Protocol):
 @pytest.fixture
 def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """This test's topics, its own home (facts database, outbox) and a free API port."""
-    return kafka_settings.model_copy(update={"home": tmp_path / "home", "api_key": "browser-test-key",
-                                             "link_secret": "browser-test-secret", "api_port": free_port()})
+    return kafka_settings.model_copy(
+        update={
+            "home": tmp_path / "home",
+            "api_key": "browser-test-key",
+            "link_secret": "browser-test-secret",
+            "api_port": free_port(),
+        }
+    )
 
 
 def produce(settings: Settings) -> None:
     """Two days of decisions by two model versions, their purchases (and one malformed record), feedback."""
-    d1 = decision("A1", "C1", T0, ("P1", CROSS), ("P2", UP), model_version="1",
-                  suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")))
+    d1 = decision(
+        "A1",
+        "C1",
+        T0,
+        ("P1", CROSS),
+        ("P2", UP),
+        model_version="1",
+        suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")),
+    )
     d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2", decided_at=DECIDED + timedelta(days=1))
     d3 = decision("A3", "C3", T0, ("P3", UP), model_version="2", decided_at=DECIDED + timedelta(days=1, hours=2))
     d4 = decision("A4", "C4", T0)  # no offer
-    o11, o12, o21, o33 = (offer_id_for("A1", "P1"), offer_id_for("A1", "P2"), offer_id_for("A2", "P1"),
-                          offer_id_for("A3", "P3"))
+    o11, o12, o21, o33 = (
+        offer_id_for("A1", "P1"),
+        offer_id_for("A1", "P2"),
+        offer_id_for("A2", "P1"),
+        offer_id_for("A3", "P3"),
+    )
     purchases = [
-        purchase("A1", "C1", T0, ("P0", 1, 2.0)), purchase("A2", "C2", T0, ("P0", 1, 2.0)),
-        purchase("A3", "C3", T0, ("P0", 1, 2.0)), purchase("A4", "C4", T0, ("P0", 1, 2.0)),
+        purchase("A1", "C1", T0, ("P0", 1, 2.0)),
+        purchase("A2", "C2", T0, ("P0", 1, 2.0)),
+        purchase("A3", "C3", T0, ("P0", 1, 2.0)),
+        purchase("A4", "C4", T0, ("P0", 1, 2.0)),
         purchase("B1", "C1", T0 + timedelta(days=1), ("P1", 2, 5.0), ("P9", 1, 3.0)),  # converts o11: 10.0
         purchase("B2", "C1", T0 + timedelta(days=2), ("P2", 1, 20.0)),  # converts o12: 20.0
         purchase("B3", "C3", T0 + timedelta(days=1), ("P3", 1, 7.5)),  # converts o33: 7.5
     ]
     events = [
-        feedback(F.IMPRESSION, o11), feedback(F.CLICK, o11), feedback(F.EMAIL_SENT, o11), feedback(F.EMAIL_SENT, o12),
-        feedback(F.EMAIL_SENT, o21, "C2"), feedback(F.EMAIL_CLICKED, o21, "C2"), feedback(F.BOUNCED, o33, "C3"),
+        feedback(F.IMPRESSION, o11),
+        feedback(F.CLICK, o11),
+        feedback(F.EMAIL_SENT, o11),
+        feedback(F.EMAIL_SENT, o12),
+        feedback(F.EMAIL_SENT, o21, "C2"),
+        feedback(F.EMAIL_CLICKED, o21, "C2"),
+        feedback(F.BOUNCED, o33, "C3"),
         feedback(F.UNSUBSCRIBED, o21, "C2", at=DECIDED + timedelta(days=1, hours=1)),
     ]
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
@@ -139,8 +180,9 @@ def run_until_caught_up(service: Service, name: str) -> None:
 @pytest.fixture
 def api(settings: Settings) -> Iterator[str]:
     """The API served by uvicorn in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port,
-                                          log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -165,8 +207,9 @@ def assert_page_shows(page: dict[str, Any], expected: dict[str, Any]) -> None:
     shown = {element: json.loads(page["values"][element]) for element in NUMBERS}
     assert shown == {element: pick(expected, path) for element, path in NUMBERS.items()}
     assert page["texts"]["offers-sent"] == str(expected["offers_sent"])
-    assert page["texts"]["click-rate"] == ("n/a" if expected["click_rate"] is None
-                                           else f"{100 * expected['click_rate']:.2f} %")
+    assert page["texts"]["click-rate"] == (
+        "n/a" if expected["click_rate"] is None else f"{100 * expected['click_rate']:.2f} %"
+    )
     groups = {"by-offer-type": expected["by_offer_type"], "by-model-version": expected["by_model_version"]}
     cells = {(table, key, metric): json.loads(value) for table, key, metric, value in page["cells"]}
     assert cells and all(groups[table][key][metric] == value for (table, key, metric), value in cells.items())
@@ -177,9 +220,11 @@ def assert_page_shows(page: dict[str, Any], expected: dict[str, Any]) -> None:
     assert json.loads(page["values"]["chart-suppressions"]) == expected["suppressions_by_rule"]
     assert page["plotted"]["chart-suppressions"][0]["x"] == list(expected["suppressions_by_rule"].values())
     assert json.loads(page["values"]["chart-top-offered"]) == {
-        p["product_id"]: p["offers"] for p in expected["top_offered_products"]}
+        p["product_id"]: p["offers"] for p in expected["top_offered_products"]
+    }
     assert json.loads(page["values"]["chart-top-converting"]) == {
-        p["product_id"]: p["conversions"] for p in expected["top_converting_products"]}
+        p["product_id"]: p["conversions"] for p in expected["top_converting_products"]
+    }
     assert page["svgs"] >= 8  # Plotly drew the charts
 
 
@@ -199,8 +244,12 @@ def test_dashboard_in_chromium_shows_the_databases_figures(settings: Settings, a
     assert pipeline["dlq_records"] == 1
 
     def expected(**filters: Any) -> dict[str, Any]:
-        return {**offer_quality(engine, **filters), "offers_sent_per_day": offers_sent_per_day(engine, **filters),
-                "latest_model_version": latest_model_version(engine, **filters), **pipeline}
+        return {
+            **offer_quality(engine, **filters),
+            "offers_sent_per_day": offers_sent_per_day(engine, **filters),
+            "latest_model_version": latest_model_version(engine, **filters),
+            **pipeline,
+        }
 
     everything = expected()
     assert (everything["offers_sent"], everything["conversions"], everything["attributed_revenue"]) == (4, 3, 37.5)
@@ -210,15 +259,19 @@ def test_dashboard_in_chromium_shows_the_databases_figures(settings: Settings, a
         browser.evaluate("document.getElementById('key').value = 'wrong'; document.getElementById('login').submit()")
         browser.wait_for("!!document.getElementById('login-error')")
         browser.errors.clear()  # Chromium logs the refused login's 401 as a failed load
-        browser.evaluate(f"document.getElementById('key').value = {json.dumps(settings.api_key)};"
-                         " document.getElementById('login').submit()")
+        browser.evaluate(
+            f"document.getElementById('key').value = {json.dumps(settings.api_key)};"
+            " document.getElementById('login').submit()"
+        )
         browser.wait_for("location.pathname === '/dashboard' && document.body.dataset.state === 'ready'")
         assert_page_shows(json.loads(browser.evaluate(READ_PAGE)), everything)
         shot = browser.screenshot(tmp_path / "dashboard.png")
 
-        browser.evaluate("document.getElementById('offer-type').value = 'up_sell';"
-                         " document.getElementById('since').value = '2024-05-02';"
-                         " document.getElementById('apply').click()")
+        browser.evaluate(
+            "document.getElementById('offer-type').value = 'up_sell';"
+            " document.getElementById('since').value = '2024-05-02';"
+            " document.getElementById('apply').click()"
+        )
         browser.wait_for("document.body.dataset.state === 'ready' && location.search.includes('offer_type=up_sell')")
         assert browser.evaluate("location.search") == "?since=2024-05-02&offer_type=up_sell"
         filtered = expected(since=DECIDED + timedelta(hours=15), offer_type="up_sell")

@@ -42,12 +42,14 @@ FAST_RETRY = {"retry_base_s": 0.2, "retry_max_s": 1.0, "tick_s": 0.1, "smtp_time
 @pytest.fixture
 def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """This test's topics, its own home (outbox, mail dir), consumer group and SMTP port."""
-    return kafka_settings.model_copy(update={
-        "home": tmp_path / "home",
-        "delivery_group": f"delivery-{uuid.uuid4().hex[:8]}",
-        "smtp_port": free_port(),
-        "public_base_url": "https://shop.example",
-    })
+    return kafka_settings.model_copy(
+        update={
+            "home": tmp_path / "home",
+            "delivery_group": f"delivery-{uuid.uuid4().hex[:8]}",
+            "smtp_port": free_port(),
+            "public_base_url": "https://shop.example",
+        }
+    )
 
 
 class RefusingHandler(MailDirHandler):
@@ -76,20 +78,40 @@ def smtp_server(settings: Settings) -> Iterator[Callable[..., Controller]]:
         controller.stop()
 
 
-def make_decision(order_id: str, *, customer_id: str = "C1", email: str | None = "shopper@example.org",
-                  channels: tuple[Channel, ...] = (Channel.EMAIL, Channel.IN_APP),
-                  consent: bool = True) -> OfferDecision:
+def make_decision(
+    order_id: str,
+    *,
+    customer_id: str = "C1",
+    email: str | None = "shopper@example.org",
+    channels: tuple[Channel, ...] = (Channel.EMAIL, Channel.IN_APP),
+    consent: bool = True,
+) -> OfferDecision:
     now = datetime.now(UTC)
     offers = tuple(
-        OfferItem(offer_id=offer_id_for(order_id, product), product_id=product, name=f'SET OF 3 "TINS" & {product}',
-                  price=4.95 + rank, offer_type=OfferType.CROSS_SELL, rank=rank, score=1.0 / rank,
-                  reason="Goes well with your MUG")
+        OfferItem(
+            offer_id=offer_id_for(order_id, product),
+            product_id=product,
+            name=f'SET OF 3 "TINS" & {product}',
+            price=4.95 + rank,
+            offer_type=OfferType.CROSS_SELL,
+            rank=rank,
+            score=1.0 / rank,
+            reason="Goes well with your MUG",
+        )
         for rank, product in enumerate(("P1", "P2"), start=1)
     )
     return OfferDecision(
-        decision_id=decision_id_for(f"event-{order_id}"), event_id=f"event-{order_id}", order_id=order_id,
-        customer_id=customer_id, customer_email=email, marketing_consent=consent, occurred_at=now, decided_at=now,
-        model_version="1", offers=offers, channels=channels,
+        decision_id=decision_id_for(f"event-{order_id}"),
+        event_id=f"event-{order_id}",
+        order_id=order_id,
+        customer_id=customer_id,
+        customer_email=email,
+        marketing_consent=consent,
+        occurred_at=now,
+        decided_at=now,
+        model_version="1",
+        offers=offers,
+        channels=channels,
     )
 
 
@@ -129,8 +151,9 @@ def running(settings: Settings, **options: float) -> Iterator[DeliveryService]:
 
 def mails(settings: Settings) -> list[Message]:
     """Every message the capture server stored, in arrival order."""
-    return [message_from_bytes(path.read_bytes(), policy=policy.default)
-            for path in sorted(settings.mail_dir.glob("*.eml"))]
+    return [
+        message_from_bytes(path.read_bytes(), policy=policy.default) for path in sorted(settings.mail_dir.glob("*.eml"))
+    ]
 
 
 def finished(service: DeliveryService, decisions: list[OfferDecision], status: OutboxStatus) -> bool:
@@ -139,8 +162,9 @@ def finished(service: DeliveryService, decisions: list[OfferDecision], status: O
 
 
 def feedback(read_topic, settings: Settings, expected: int) -> list[FeedbackEvent]:
-    return [FeedbackEvent.model_validate_json(r.value)
-            for r in read_topic(settings.topic_offer_feedback, expected=expected)]
+    return [
+        FeedbackEvent.model_validate_json(r.value) for r in read_topic(settings.topic_offer_feedback, expected=expected)
+    ]
 
 
 def test_a_decision_yields_exactly_one_email_through_the_capture_server(settings: Settings, read_topic) -> None:
@@ -159,7 +183,8 @@ def test_a_decision_yields_exactly_one_email_through_the_capture_server(settings
         assert 'SET OF 3 "TINS" & P1' in mail.get_body(("plain",)).get_content()
         events = feedback(read_topic, settings, expected=2)
         assert sorted((e.type, e.offer_id) for e in events) == sorted(
-            (FeedbackType.EMAIL_SENT, offer.offer_id) for offer in decision.offers)
+            (FeedbackType.EMAIL_SENT, offer.offer_id) for offer in decision.offers
+        )
         assert capture_status(settings).messages == 1
     finally:
         assert stop_capture(settings)
@@ -171,8 +196,9 @@ def test_the_same_decision_twice_or_replayed_yields_one_email(settings: Settings
     decision = make_decision("536366")
     produce(settings, [decision, decision])
     with running(settings, **FAST_RETRY) as service:
-        assert wait_for(lambda: service.loop.records_handled >= 2 and finished(service, [decision], OutboxStatus.SENT),
-                        20)
+        assert wait_for(
+            lambda: service.loop.records_handled >= 2 and finished(service, [decision], OutboxStatus.SENT), 20
+        )
     # a new consumer group re-reads the topic from the start: both records are duplicates of a sent row
     replay = settings.model_copy(update={"delivery_group": f"{settings.delivery_group}-replay"})
     with running(replay, **FAST_RETRY) as again:
@@ -187,8 +213,9 @@ def test_smtp_down_then_up_delivers_every_email_exactly_once(settings: Settings,
     first = [make_decision(f"DOWN{i}", customer_id=f"C{i}") for i in range(3)]
     produce(settings, first)
     with running(settings, **FAST_RETRY) as service:  # no server on the port: every attempt is refused
-        assert wait_for(lambda: all((row := service.outbox.get(d.decision_id)) is not None and row.attempts >= 2
-                                    for d in first), 20)
+        assert wait_for(
+            lambda: all((row := service.outbox.get(d.decision_id)) is not None and row.attempts >= 2 for d in first), 20
+        )
         assert service.stats.sent == 0
     assert mails(settings) == []
 
@@ -229,8 +256,12 @@ def test_a_permanent_refusal_is_not_retried_and_reported_as_bounced(
     accepted = make_decision("OK1", customer_id="C1")
     produce(settings, [refused, accepted])
     with running(settings, **FAST_RETRY) as service:
-        assert wait_for(lambda: finished(service, [refused], OutboxStatus.FAILED)
-                        and finished(service, [accepted], OutboxStatus.SENT), 20)
+        assert wait_for(
+            lambda: (
+                finished(service, [refused], OutboxStatus.FAILED) and finished(service, [accepted], OutboxStatus.SENT)
+            ),
+            20,
+        )
     row = service.outbox.get(refused.decision_id)
     assert row is not None and row.attempts == 1 and "550" in (row.last_error or "")
     assert "bounce@" not in (row.last_error or "")

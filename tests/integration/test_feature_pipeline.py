@@ -65,8 +65,11 @@ def test_an_event_reaches_the_online_store_within_seconds(
     worker.start()
     try:
         time.sleep(2)  # let the group assignment happen; the test measures event-to-store time
-        event = make_event(customer_id="C2", occurred_at=START + timedelta(days=90),
-                           lines=(LineItem(product_id="12", quantity=1, unit_price=2.5),))
+        event = make_event(
+            customer_id="C2",
+            occurred_at=START + timedelta(days=90),
+            lines=(LineItem(product_id="12", quantity=1, unit_price=2.5),),
+        )
         sent = time.monotonic()
         produce_events(settings, iter([event]))
         while time.monotonic() - sent < 10:

@@ -42,8 +42,12 @@ def produce(settings: Settings) -> None:
         purchase("B4", None, T0 + timedelta(days=1), ("P1", 1, 5.0)),  # anonymous
     ]
     decisions = [decision("A1", "C1", T0, ("P1", CROSS), ("P2", UP)), decision("A2", "C2", T0, ("P1", CROSS))]
-    events = [feedback(FeedbackType.IMPRESSION, a1), feedback(FeedbackType.CLICK, a1),
-              feedback(FeedbackType.EMAIL_SENT, a2), feedback(FeedbackType.EMAIL_CLICKED, b1, "C2")]
+    events = [
+        feedback(FeedbackType.IMPRESSION, a1),
+        feedback(FeedbackType.CLICK, a1),
+        feedback(FeedbackType.EMAIL_SENT, a2),
+        feedback(FeedbackType.EMAIL_CLICKED, b1, "C2"),
+    ]
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     try:
         for event in purchases:
@@ -89,7 +93,11 @@ def test_feedback_service_stores_facts_attributes_and_the_report_counts_them(set
     engine = open_facts(settings.db_url)
     report = offer_quality(engine)
     assert {k: report[k] for k in COUNTS} == {
-        "offers_sent": 3, "clicks": 2, "conversions": 2, "attributed_revenue": 30.0}
+        "offers_sent": 3,
+        "clicks": 2,
+        "conversions": 2,
+        "attributed_revenue": 30.0,
+    }
     assert {t: {k: v[k] for k in COUNTS} for t, v in report["by_offer_type"].items()} == {
         "cross_sell": {"offers_sent": 2, "clicks": 2, "conversions": 1, "attributed_revenue": 10.0},
         "up_sell": {"offers_sent": 1, "clicks": 0, "conversions": 1, "attributed_revenue": 20.0},

@@ -25,9 +25,7 @@ def test_thousand_events_round_trip_in_order_per_customer(
     kafka_settings: Settings, make_event: EventFactory, read_topic
 ) -> None:
     start = datetime(2011, 3, 1, tzinfo=UTC)
-    events = [
-        make_event(customer_id=f"C{i % 37}", occurred_at=start + timedelta(seconds=i)) for i in range(1_000)
-    ]
+    events = [make_event(customer_id=f"C{i % 37}", occurred_at=start + timedelta(seconds=i)) for i in range(1_000)]
     sent = produce_events(kafka_settings, iter(events))
     assert sum(sent.values()) == 1_000
 
@@ -79,13 +77,19 @@ def test_bad_records_land_in_dlq_with_reason_and_valid_ones_flow(
         "very_large": very_large,
     }
     expected_reason = {
-        "malformed_json": "malformed_json", "wrong_types": "invalid_event", "missing_fields": "invalid_event",
-        "negative_price": "invalid_event", "non_numeric_price": "invalid_event",
-        "unknown_schema_version": "unknown_schema_version", "non_utf8": "not_utf8",
-        "oversized": "oversized", "very_large": "oversized",
+        "malformed_json": "malformed_json",
+        "wrong_types": "invalid_event",
+        "missing_fields": "invalid_event",
+        "negative_price": "invalid_event",
+        "non_numeric_price": "invalid_event",
+        "unknown_schema_version": "unknown_schema_version",
+        "non_utf8": "not_utf8",
+        "oversized": "oversized",
+        "very_large": "oversized",
     }
-    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap, acks="all",
-                             max_request_size=4 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_settings.kafka_bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+    )
     values = [g.to_bytes() for g in good[:10]] + list(bad.values()) + [g.to_bytes() for g in good[10:]]
     for value in values:
         producer.send(kafka_settings.topic_purchases, key=b"same-key", value=value)  # one partition: known order
@@ -140,8 +144,12 @@ def test_ingest_exits_cleanly_on_sigterm(kafka_settings: Settings, repo_root: Pa
         "XSELL_INGEST_GROUP": kafka_settings.ingest_group,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "ingest"], env=env, cwd=repo_root,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "cli.main", "ingest"],
+        env=env,
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     assert process.stderr is not None
@@ -167,6 +175,10 @@ def test_consumer_metrics_are_served_and_count_records(kafka_settings: Settings,
     produce_events(settings, iter([make_event(customer_id=f"M{i}") for i in range(25)]))
     IngestService(settings, until_caught_up=True).run()  # main thread: serves /metrics on `port`
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()  # noqa: S310
-    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
-               if s.name == "xsell_records_consumed_total" and s.labels.get("service") == "xsell-ingest"]
+    samples = [
+        s
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "xsell_records_consumed_total" and s.labels.get("service") == "xsell-ingest"
+    ]
     assert samples and samples[0].value >= 25

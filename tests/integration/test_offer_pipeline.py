@@ -67,14 +67,16 @@ def trained(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     """Settings on the session broker whose home holds a ranker trained on the sample (the champion)."""
     home = tmp_path_factory.mktemp("offer-pipeline-home")
     suffix = uuid.uuid4().hex[:8]
-    settings = broker_settings.model_copy(update={
-        "home": home,
-        "topic_purchases": f"purchases-pipeline-{suffix}",
-        "topic_purchases_dlq": f"purchases.dlq-pipeline-{suffix}",
-        "topic_offers": f"offers-pipeline-{suffix}",
-        "topic_offer_feedback": f"offer-feedback-pipeline-{suffix}",
-        "log_level": "WARNING",
-    })
+    settings = broker_settings.model_copy(
+        update={
+            "home": home,
+            "topic_purchases": f"purchases-pipeline-{suffix}",
+            "topic_purchases_dlq": f"purchases.dlq-pipeline-{suffix}",
+            "topic_offers": f"offers-pipeline-{suffix}",
+            "topic_offer_feedback": f"offer-feedback-pipeline-{suffix}",
+            "log_level": "WARNING",
+        }
+    )
     ensure_topics(settings)
     summary = commands.train(settings, SAMPLE)
     assert summary["model_version"] == 1 and summary["champion"] is True
@@ -85,18 +87,20 @@ def trained(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
 def settings(trained: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """The trained home with this test's own topics, groups, database and SMTP port."""
     suffix = f"{request.node.name[:30]}-{uuid.uuid4().hex[:8]}"
-    settings = trained.model_copy(update={
-        "topic_purchases": f"purchases-{suffix}",
-        "topic_purchases_dlq": f"purchases.dlq-{suffix}",
-        "topic_offers": f"offers-{suffix}",
-        "topic_offer_feedback": f"offer-feedback-{suffix}",
-        "offer_group": f"offers-{suffix}",
-        "delivery_group": f"delivery-{suffix}",
-        "inbox_group": f"inbox-{suffix}",
-        "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
-        "smtp_port": free_port(),
-        "public_base_url": "https://shop.example",
-    })
+    settings = trained.model_copy(
+        update={
+            "topic_purchases": f"purchases-{suffix}",
+            "topic_purchases_dlq": f"purchases.dlq-{suffix}",
+            "topic_offers": f"offers-{suffix}",
+            "topic_offer_feedback": f"offer-feedback-{suffix}",
+            "offer_group": f"offers-{suffix}",
+            "delivery_group": f"delivery-{suffix}",
+            "inbox_group": f"inbox-{suffix}",
+            "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
+            "smtp_port": free_port(),
+            "public_base_url": "https://shop.example",
+        }
+    )
     ensure_topics(settings)
     return settings
 
@@ -111,14 +115,25 @@ def mail_dir(settings: Settings, tmp_path: Path) -> Iterator[Path]:
     controller.stop()
 
 
-def purchase(customer_id: str, at: datetime, *, consent: bool = True, products: tuple[str, ...] = BASKET,
-             order_id: str | None = None) -> PurchaseEvent:
+def purchase(
+    customer_id: str,
+    at: datetime,
+    *,
+    consent: bool = True,
+    products: tuple[str, ...] = BASKET,
+    order_id: str | None = None,
+) -> PurchaseEvent:
     """A purchase by a customer of the sample, with an e-mail address."""
     order_id = order_id or f"T{uuid.uuid4().hex[:10]}"
     return PurchaseEvent(
-        event_id=event_id_for(order_id, EventType.PURCHASE), order_id=order_id, customer_id=customer_id,
-        occurred_at=at, lines=tuple({"product_id": p, "quantity": 2, "unit_price": 2.95} for p in products),
-        customer_email=f"shopper-{customer_id}@example.org", marketing_consent=consent, channel="online",
+        event_id=event_id_for(order_id, EventType.PURCHASE),
+        order_id=order_id,
+        customer_id=customer_id,
+        occurred_at=at,
+        lines=tuple({"product_id": p, "quantity": 2, "unit_price": 2.95} for p in products),
+        customer_email=f"shopper-{customer_id}@example.org",
+        marketing_consent=consent,
+        channel="online",
     )
 
 
@@ -302,11 +317,14 @@ def test_d_kill_9_then_restart_misses_and_duplicates_no_decision(
         time.sleep(0.5)
         assert seen() < len(events), "killed too late: every decision was already out"
 
-    restarted = subprocess.run([*command, "--until-caught-up"], env=env, cwd=REPO_ROOT, capture_output=True,
-                               timeout=120, check=False)
+    restarted = subprocess.run(
+        [*command, "--until-caught-up"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=120, check=False
+    )
     assert restarted.returncode == 0, restarted.stderr.decode()[-3000:]
 
-    records = [OfferDecision.model_validate_json(r.value) for r in read_topic(settings.topic_offers, len(events), WAIT_S)]
+    records = [
+        OfferDecision.model_validate_json(r.value) for r in read_topic(settings.topic_offers, len(events), WAIT_S)
+    ]
     assert {d.event_id for d in records} == {e.event_id for e in events}
     assert {d.decision_id for d in records} == {decision_id_for(e.event_id) for e in events}
     by_id: dict[str, OfferDecision] = {}
@@ -315,9 +333,7 @@ def test_d_kill_9_then_restart_misses_and_duplicates_no_decision(
     assert all(d.model_version == "1" for d in records)
 
 
-def test_e_a_promoted_champion_is_served_without_restart(
-    settings: Settings, read_topic: Callable[..., list]
-) -> None:
+def test_e_a_promoted_champion_is_served_without_restart(settings: Settings, read_topic: Callable[..., list]) -> None:
     settings = settings.model_copy(update={"model_refresh_s": 1.0})
     offers = OfferService(settings)
     before, after = purchase("14769", AFTER_SAMPLE), purchase("14769", AFTER_SAMPLE + timedelta(hours=1))
@@ -346,7 +362,7 @@ def test_f_serving_candidates_bounds_what_is_scored(settings: Settings) -> None:
     def scored(service: OfferService) -> set[str]:
         """The products the decision ranked: offered, or suppressed by a rule about a product."""
         with service.opened():
-            decision, = service.decide_batch([event])
+            (decision,) = service.decide_batch([event])
         return {o.product_id for o in decision.offers} | {s.product_id for s in decision.suppressed if s.product_id}
 
     everything = scored(OfferService(settings))

@@ -11,9 +11,9 @@ START = pd.Timestamp("2011-01-01", tz="UTC")
 # product id -> (name, price); LANTERN and CANDLE are learned categories (3+ products each).
 PRODUCTS = {
     "L1": ("WHITE METAL LANTERN", 4.0),
-    "L2": ("RED METAL LANTERN", 6.0),      # 1.5x L1: an up-sell of L1
-    "L3": ("GOLD METAL LANTERN", 40.0),    # 10x L1: outside the band
-    "L4": ("BLUE METAL LANTERN", 4.2),     # 1.05x L1: below the band
+    "L2": ("RED METAL LANTERN", 6.0),  # 1.5x L1: an up-sell of L1
+    "L3": ("GOLD METAL LANTERN", 40.0),  # 10x L1: outside the band
+    "L4": ("BLUE METAL LANTERN", 4.2),  # 1.05x L1: below the band
     "C1": ("WHITE PILLAR CANDLE", 1.0),
     "C2": ("RED PILLAR CANDLE", 1.2),
     "C3": ("IVORY PILLAR CANDLE", 1.1),
@@ -26,10 +26,19 @@ def line(order: str, customer: str | None, product: str, day: float, quantity: i
     """One canonical order line; a negative quantity is a returned line."""
     name, price = PRODUCTS[product]
     return {
-        "order_id": order, "customer_id": customer, "product_id": product, "product_name": name,
-        "category": None, "quantity": abs(quantity), "unit_price": price,
-        "ordered_at": START + pd.Timedelta(days=day), "currency": "GBP", "channel": "web",
-        "customer_email": None, "marketing_consent": False, "is_return": quantity < 0,
+        "order_id": order,
+        "customer_id": customer,
+        "product_id": product,
+        "product_name": name,
+        "category": None,
+        "quantity": abs(quantity),
+        "unit_price": price,
+        "ordered_at": START + pd.Timedelta(days=day),
+        "currency": "GBP",
+        "channel": "web",
+        "customer_email": None,
+        "marketing_consent": False,
+        "is_return": quantity < 0,
     }
 
 

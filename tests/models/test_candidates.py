@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from models.candidates import (
-    ALL_SOURCES, CANDIDATE_COLUMNS, CandidateConfig, CandidateGenerator, candidates_by_window, offer_types)
+    ALL_SOURCES,
+    CANDIDATE_COLUMNS,
+    CandidateConfig,
+    CandidateGenerator,
+    candidates_by_window,
+    offer_types,
+)
 from models.index import CandidateIndex
 from tests.models.retail import PRODUCTS, START, store_history
 
@@ -55,9 +61,16 @@ def test_anonymous_and_unknown_baskets_get_popular_items(generator: CandidateGen
 
 
 def test_batched_equals_one_by_one(generator: CandidateGenerator) -> None:
-    triggers = pd.DataFrame({
-        "trigger_id": ["t1", "t2"], "customer_id": ["K1", None], "at": [AT, AT],
-        "basket": [("L1",), ("C2", "M1")], "history": [("C1",), ()], "returned": [(), ()]})
+    triggers = pd.DataFrame(
+        {
+            "trigger_id": ["t1", "t2"],
+            "customer_id": ["K1", None],
+            "at": [AT, AT],
+            "basket": [("L1",), ("C2", "M1")],
+            "history": [("C1",), ()],
+            "returned": [(), ()],
+        }
+    )
     batched = generator.candidates_for_triggers(triggers)
     single = generator.candidates_for("K1", ["L1"], AT, history=["C1"])
     mine = batched[batched["trigger_id"] == "t1"].drop(columns="trigger_id").reset_index(drop=True)
@@ -74,8 +87,7 @@ def test_size_limit_and_unknown_source() -> None:
 
 
 def test_a_serving_limit_keeps_the_head_of_the_full_list(generator: CandidateGenerator) -> None:
-    triggers = pd.DataFrame({
-        "trigger_id": ["t1", "t2"], "basket": [("L1",), ("C2", "M1")], "history": [("C1",), ()]})
+    triggers = pd.DataFrame({"trigger_id": ["t1", "t2"], "basket": [("L1",), ("C2", "M1")], "history": [("C1",), ()]})
     full = pd.DataFrame(generator.candidate_columns(triggers))
     assert (full.groupby("trigger_id").size() > 3).all()
     head = pd.DataFrame(generator.candidate_columns(triggers, limit=3))
@@ -87,15 +99,28 @@ def test_a_serving_limit_keeps_the_head_of_the_full_list(generator: CandidateGen
 def test_offer_types_follow_the_candidate_rule(generator: CandidateGenerator) -> None:
     triggers = pd.DataFrame({"trigger_id": ["t"], "basket": [("L1",)]})
     pairs = pd.DataFrame({"trigger_id": ["t"] * 4, "product_id": ["L2", "L3", "C1", "UNKNOWN"]})
-    assert offer_types(pairs, triggers, generator.index).tolist() == ["up_sell", "cross_sell", "cross_sell", "cross_sell"]
+    assert offer_types(pairs, triggers, generator.index).tolist() == [
+        "up_sell",
+        "cross_sell",
+        "cross_sell",
+        "cross_sell",
+    ]
 
 
 def test_windowed_candidates_only_know_the_past() -> None:
     lines = store_history()
     window = START + pd.Timedelta(days=15)  # L3 is first sold on day 20
-    triggers = pd.DataFrame({
-        "trigger_id": ["t"], "customer_id": ["K4"], "at": [window], "window_cutoff": [window],
-        "basket": [("C3",)], "history": [()], "returned": [()]})
+    triggers = pd.DataFrame(
+        {
+            "trigger_id": ["t"],
+            "customer_id": ["K4"],
+            "at": [window],
+            "window_cutoff": [window],
+            "basket": [("C3",)],
+            "history": [()],
+            "returned": [()],
+        }
+    )
     found = candidates_by_window(lines, triggers)
     assert len(found) > 0 and "L3" not in set(found["product_id"])
 

@@ -25,8 +25,21 @@ def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return offsets, np.asarray([i for x in lists for i in x], dtype=np.int64)
 
 
-def _dense_reference(tables, kinds, weights, basket_only, offerable, popularity, popularity_rank, basket, history,
-                     returned, history_weight, max_seeds, take):
+def _dense_reference(
+    tables,
+    kinds,
+    weights,
+    basket_only,
+    offerable,
+    popularity,
+    popularity_rank,
+    basket,
+    history,
+    returned,
+    history_weight,
+    max_seeds,
+    take,
+):
     """The method written out densely, one trigger, with numpy's stable sorts."""
     excluded = ~offerable.copy()
     excluded[basket + history + returned] = True
@@ -73,21 +86,50 @@ def test_fuse_equals_the_dense_method(seed: int) -> None:
     popularity_rank = np.empty(N_ITEMS, dtype=np.int64)
     popularity_rank[np.argsort(-popularity, kind="stable")] = np.arange(1, N_ITEMS + 1)
     triggers = [
-        (list(rng.integers(0, N_ITEMS, rng.integers(1, 6))), list(rng.integers(0, N_ITEMS, rng.integers(0, 40))),
-         list(rng.integers(0, N_ITEMS, rng.integers(0, 3))))
+        (
+            list(rng.integers(0, N_ITEMS, rng.integers(1, 6))),
+            list(rng.integers(0, N_ITEMS, rng.integers(0, 40))),
+            list(rng.integers(0, N_ITEMS, rng.integers(0, 3))),
+        )
         for _ in range(25)
     ]
     triggers.append(([5, 5, 7], [7, 9, 9, 11], []))  # duplicates in basket and history, overlap between them
     take, max_seeds, history_weight = 40, 12, 0.5
 
-    kept = fuse(N_ITEMS, offerable, _ragged([t[0] for t in triggers]), _ragged([t[1] for t in triggers]),
-                _ragged([t[2] for t in triggers]), NeighbourTables.stack(tables, N_ITEMS), kinds, weights, basket_only,
-                popularity, popularity_rank, history_weight, max_seeds, RRF_K, take)
+    kept = fuse(
+        N_ITEMS,
+        offerable,
+        _ragged([t[0] for t in triggers]),
+        _ragged([t[1] for t in triggers]),
+        _ragged([t[2] for t in triggers]),
+        NeighbourTables.stack(tables, N_ITEMS),
+        kinds,
+        weights,
+        basket_only,
+        popularity,
+        popularity_rank,
+        history_weight,
+        max_seeds,
+        RRF_K,
+        take,
+    )
 
     for t, (basket, history, returned) in enumerate(triggers):
         order, fused, per_source = _dense_reference(
-            tables, kinds, weights, basket_only, offerable, popularity, popularity_rank, [int(i) for i in basket],
-            [int(i) for i in history], [int(i) for i in returned], history_weight, max_seeds, take)
+            tables,
+            kinds,
+            weights,
+            basket_only,
+            offerable,
+            popularity,
+            popularity_rank,
+            [int(i) for i in basket],
+            [int(i) for i in history],
+            [int(i) for i in returned],
+            history_weight,
+            max_seeds,
+            take,
+        )
         mine = kept.trigger == t
         assert kept.item[mine].tolist() == order
         assert kept.rank[mine].tolist() == list(range(1, len(order) + 1))
@@ -105,6 +147,8 @@ def test_sort_descending_is_stable_and_matches_lexsort() -> None:
         items = rng.permutation(5000)[:size].astype(np.int64)
         expected = np.lexsort((items, -values))
         sorted_values, sorted_items = values.copy(), items.copy()
-        _sort_descending(sorted_values, sorted_items, 5000, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64))
+        _sort_descending(
+            sorted_values, sorted_items, 5000, np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64)
+        )
         assert sorted_items.tolist() == items[expected].tolist()
         assert sorted_values.tolist() == values[expected].tolist()

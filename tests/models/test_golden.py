@@ -43,8 +43,16 @@ GOLDEN = ROOT / "tests" / "data" / "golden"
 UPDATE = os.environ.get("XSELL_UPDATE_GOLDEN") == "1"
 TRIGGERS = 50
 TOLERANCE = 1e-6
-CANDIDATE_FIELDS = ("trigger_id", "product_id", "candidate_rank", "fused_score", "offer_type", "source",
-                    "source_rank", "seed_product_id")
+CANDIDATE_FIELDS = (
+    "trigger_id",
+    "product_id",
+    "candidate_rank",
+    "fused_score",
+    "offer_type",
+    "source",
+    "source_rank",
+    "seed_product_id",
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,12 @@ def golden() -> dict[str, object]:
     generator = CandidateGenerator(index)
     candidates = generator.candidates_for_triggers(triggers)
     context = candidates_with_context(generator, triggers)
-    rows = build_feature_rows(context, triggers, pd.DataFrame(index=triggers["trigger_id"]),
-                              pd.DataFrame(index=pd.Index([], name="product_id")))
+    rows = build_feature_rows(
+        context,
+        triggers,
+        pd.DataFrame(index=triggers["trigger_id"]),
+        pd.DataFrame(index=pd.Index([], name="product_id")),
+    )
     return {"index": index, "triggers": triggers, "candidates": candidates, "rows": rows}
 
 
@@ -76,8 +88,11 @@ def _checksums(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     weights = (np.arange(len(values)) % 97 + 1).astype(np.float64)
-    return {"nan": int((~finite).sum()), "sum": float(values[finite].sum()),
-            "weighted": float((values[finite] * weights[finite]).sum())}
+    return {
+        "nan": int((~finite).sum()),
+        "sum": float(values[finite].sum()),
+        "weighted": float((values[finite] * weights[finite]).sum()),
+    }
 
 
 def index_summary(index: CandidateIndex) -> dict[str, object]:
@@ -93,16 +108,23 @@ def index_summary(index: CandidateIndex) -> dict[str, object]:
         cols = matrix.indices.astype(np.int64)
         scores = matrix.data.astype(np.float64)
         weights = ((rows * 1_000_003 + cols) % 9973 + 1).astype(np.float64)
-        summary[source] = {"nnz": int(matrix.nnz), "structure": _digest(rows, cols),
-                           "sum": float(scores.sum()), "weighted": float((scores * weights).sum())}
+        summary[source] = {
+            "nnz": int(matrix.nnz),
+            "structure": _digest(rows, cols),
+            "sum": float(scores.sum()),
+            "weighted": float((scores * weights).sum()),
+        }
     return summary
 
 
 def feature_summary(rows: pd.DataFrame) -> dict[str, object]:
     """Labels digest plus per-column checksums of the feature matrix."""
     labels = rows[["trigger_id", "product_id", "offer_type", "reason"]].astype(str)
-    return {"rows": len(rows), "labels": _digest(pd.util.hash_pandas_object(labels, index=False).to_numpy()),
-            "columns": {c: _checksums(rows[c].to_numpy()) for c in FEATURE_COLUMNS}}
+    return {
+        "rows": len(rows),
+        "labels": _digest(pd.util.hash_pandas_object(labels, index=False).to_numpy()),
+        "columns": {c: _checksums(rows[c].to_numpy()) for c in FEATURE_COLUMNS},
+    }
 
 
 def ranked(golden: dict[str, object]) -> pd.DataFrame:
@@ -115,8 +137,17 @@ def ranked(golden: dict[str, object]) -> pd.DataFrame:
     labels = pd.MultiIndex.from_arrays([rows["trigger_id"], rows["product_id"]]).isin(positive).astype(int)
     groups = rows.groupby("trigger_id", sort=False).size().to_numpy()
     values = rows[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
-    model = lightgbm.LGBMRanker(n_estimators=10, num_leaves=7, min_child_samples=5, learning_rate=0.1,
-                                deterministic=True, force_col_wise=True, n_jobs=1, seed=7, verbose=-1)
+    model = lightgbm.LGBMRanker(
+        n_estimators=10,
+        num_leaves=7,
+        min_child_samples=5,
+        learning_rate=0.1,
+        deterministic=True,
+        force_col_wise=True,
+        n_jobs=1,
+        seed=7,
+        verbose=-1,
+    )
     model.fit(values, labels, group=groups)
     return top_k(rows, model.predict(values), 10)
 
@@ -151,8 +182,13 @@ def _check_table(name: str, actual: pd.DataFrame, floats: tuple[str, ...]) -> No
     assert len(actual) == len(expected), name
     for column in actual.columns:
         if column in floats:
-            np.testing.assert_allclose(actual[column].to_numpy(dtype=float), expected[column].to_numpy(dtype=float),
-                                       rtol=TOLERANCE, atol=TOLERANCE, err_msg=f"{name}: {column}")
+            np.testing.assert_allclose(
+                actual[column].to_numpy(dtype=float),
+                expected[column].to_numpy(dtype=float),
+                rtol=TOLERANCE,
+                atol=TOLERANCE,
+                err_msg=f"{name}: {column}",
+            )
         else:
             mismatch = np.flatnonzero(actual_text[column].to_numpy() != expected[column].to_numpy())
             assert len(mismatch) == 0, f"{name}: {column} differs first at row {mismatch[:1]}"
@@ -175,5 +211,6 @@ def test_feature_matrix_matches_golden(golden: dict[str, object]) -> None:
 
 
 def test_top_k_matches_golden(golden: dict[str, object]) -> None:
-    _check_table("top_k.csv", ranked(golden)[["trigger_id", "product_id", "rank", "offer_type", "score"]],
-                 floats=("score",))
+    _check_table(
+        "top_k.csv", ranked(golden)[["trigger_id", "product_id", "rank", "offer_type", "score"]], floats=("score",)
+    )

@@ -55,7 +55,11 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     index = CandidateIndex.build(lines, START + pd.Timedelta(days=40), IndexConfig(neighbours=20))
     directory = index.save(tmp_path / "index")
     assert {p.name for p in directory.iterdir()} == {
-        "manifest.json", "products.parquet", "neighbours.parquet", "cooccurrence.parquet"}
+        "manifest.json",
+        "products.parquet",
+        "neighbours.parquet",
+        "cooccurrence.parquet",
+    }
     loaded = CandidateIndex.load(directory)
     assert loaded.config == index.config
     assert loaded.as_of == index.as_of
@@ -66,7 +70,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert np.array_equal(loaded.cooccurrence.toarray(), index.cooccurrence.toarray())
     trigger = dict(customer_id="K5", basket=["L1"], at=START + pd.Timedelta(days=41), history={"C1"})
     pd.testing.assert_frame_equal(
-        CandidateGenerator(loaded).candidates_for(**trigger), CandidateGenerator(index).candidates_for(**trigger))
+        CandidateGenerator(loaded).candidates_for(**trigger), CandidateGenerator(index).candidates_for(**trigger)
+    )
 
 
 def test_load_refuses_an_unknown_format(tmp_path: Path) -> None:

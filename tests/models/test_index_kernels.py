@@ -9,7 +9,13 @@ import pytest
 from scipy import sparse
 
 from models.index import (
-    IndexConfig, _cooccurrence, _cosine, _gram_blocks, _top_k_rows, _upsell, _window_pairs,
+    IndexConfig,
+    _cooccurrence,
+    _cosine,
+    _gram_blocks,
+    _top_k_rows,
+    _upsell,
+    _window_pairs,
 )
 
 
@@ -35,7 +41,9 @@ def test_top_k_rows_matches_the_dense_reference_with_ties_by_column(k: int) -> N
 
 
 def test_top_k_rows_sums_duplicates_and_leaves_its_input_alone() -> None:
-    coo = sparse.coo_matrix((np.array([1.0, 2.0, 5.0, 1.0]), (np.array([0, 0, 0, 1]), np.array([3, 1, 3, 0]))), shape=(2, 4))
+    coo = sparse.coo_matrix(
+        (np.array([1.0, 2.0, 5.0, 1.0]), (np.array([0, 0, 0, 1]), np.array([3, 1, 3, 0]))), shape=(2, 4)
+    )
     csr = coo.tocsr()
     before = (csr.indices.copy(), csr.data.copy())
     np.testing.assert_array_equal(_top_k_rows(coo, 1).toarray(), [[0, 0, 0, 6], [1, 0, 0, 0]])
@@ -73,12 +81,15 @@ def test_upsell_matches_the_all_pairs_reference(neighbours: int) -> None:
     n = 300
     base = rng.choice([1.0, 2.0, 2.3, 3.0, 4.0, 6.0, 1.15, 7.5], n)  # exact band edges (2 x 1.15 = 2.3; 2 x 3 = 6)
     categories = rng.choice(["A", "B", "C", None], n, p=[0.5, 0.3, 0.15, 0.05])
-    products = pd.DataFrame({
-        "category": pd.array(categories, dtype="string"),
-        "median_price": np.where(rng.random(n) < 0.5, base, base * rng.uniform(0.5, 2.0, n)),
-        "customers": rng.integers(0, 8, n), "recent_customers": rng.integers(0, 3, n),  # many equal scores
-        "offerable": rng.random(n) < 0.8,
-    })
+    products = pd.DataFrame(
+        {
+            "category": pd.array(categories, dtype="string"),
+            "median_price": np.where(rng.random(n) < 0.5, base, base * rng.uniform(0.5, 2.0, n)),
+            "customers": rng.integers(0, 8, n),
+            "recent_customers": rng.integers(0, 3, n),  # many equal scores
+            "offerable": rng.random(n) < 0.8,
+        }
+    )
     config = IndexConfig(neighbours=neighbours)
     result = _upsell(products, config)
     np.testing.assert_array_equal(_top_k_rows(result, neighbours).toarray(), result.toarray())
@@ -86,8 +97,15 @@ def test_upsell_matches_the_all_pairs_reference(neighbours: int) -> None:
 
 
 def test_upsell_band_including_one_pairs_an_item_with_itself_as_before() -> None:
-    products = pd.DataFrame({"category": pd.array(["A", "A"], dtype="string"), "median_price": [2.0, 2.0],
-                             "customers": [5, 5], "recent_customers": [1, 2], "offerable": [True, True]})
+    products = pd.DataFrame(
+        {
+            "category": pd.array(["A", "A"], dtype="string"),
+            "median_price": [2.0, 2.0],
+            "customers": [5, 5],
+            "recent_customers": [1, 2],
+            "offerable": [True, True],
+        }
+    )
     config = IndexConfig(upsell_min_ratio=0.5, upsell_max_ratio=2.0)
     np.testing.assert_array_equal(_upsell(products, config).toarray(), reference_upsell(products, config))
 

@@ -40,11 +40,18 @@ def production() -> Iterator[Settings]:
     home = Path(tempfile.mkdtemp(prefix="xsell-production-"))
     home.chmod(0o755)  # PostgreSQL runs as the postgres user under root: it must reach HOME/postgres
     settings = load_settings(
-        profile="production", home=home, log_level="WARNING",
-        kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
+        profile="production",
+        home=home,
+        log_level="WARNING",
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
         kafka_jars_dir=load_settings().jars_dir,  # the cache `make run` fills
-        redis_port=free_port(), postgres_port=free_port(), mlflow_ui_port=free_port(),
-        smtp_port=free_port(), api_port=free_port(), metrics_port_base=free_port(),
+        redis_port=free_port(),
+        postgres_port=free_port(),
+        mlflow_ui_port=free_port(),
+        smtp_port=free_port(),
+        api_port=free_port(),
+        metrics_port_base=free_port(),
     )
     try:
         stack_up(settings, create_schema)
@@ -62,16 +69,26 @@ def production() -> Iterator[Settings]:
 def service_env(settings: Settings) -> dict[str, str]:
     """Every setting a background service needs, as variables (the services read nothing else)."""
     return {
-        "XSELL_PROFILE": "production", "XSELL_HOME": str(settings.home), "XSELL_LOG_LEVEL": "INFO",
-        "XSELL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "XSELL_KAFKA_CONTROLLER_PORT": str(settings.controller_port),
-        "XSELL_FEAST_ONLINE_STORE": settings.feast_online_store, "XSELL_REDIS_URL": settings.redis_url,
-        "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri), "XSELL_DATABASE_URL": str(settings.database_url),
+        "XSELL_PROFILE": "production",
+        "XSELL_HOME": str(settings.home),
+        "XSELL_LOG_LEVEL": "INFO",
+        "XSELL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "XSELL_KAFKA_CONTROLLER_PORT": str(settings.controller_port),
+        "XSELL_FEAST_ONLINE_STORE": settings.feast_online_store,
+        "XSELL_REDIS_URL": settings.redis_url,
+        "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri),
+        "XSELL_DATABASE_URL": str(settings.database_url),
         "XSELL_PURCHASES_PARTITIONS": str(settings.purchases_partitions),
-        "XSELL_OFFER_INSTANCES": str(settings.offer_instances), "XSELL_DELIVERY_INSTANCES": str(settings.delivery_instances),
-        "XSELL_API_WORKERS": str(settings.api_workers), "XSELL_API_PORT": str(settings.api_port),
-        "XSELL_SMTP_PORT": str(settings.smtp_port), "XSELL_MLFLOW_UI_PORT": str(settings.mlflow_ui_port),
-        "XSELL_REDIS_PORT": str(settings.redis_port), "XSELL_POSTGRES_PORT": str(settings.postgres_port),
-        "XSELL_PUBLIC_BASE_URL": "https://shop.example", "XSELL_POLL_MAX_RECORDS": "20",
+        "XSELL_OFFER_INSTANCES": str(settings.offer_instances),
+        "XSELL_DELIVERY_INSTANCES": str(settings.delivery_instances),
+        "XSELL_API_WORKERS": str(settings.api_workers),
+        "XSELL_API_PORT": str(settings.api_port),
+        "XSELL_SMTP_PORT": str(settings.smtp_port),
+        "XSELL_MLFLOW_UI_PORT": str(settings.mlflow_ui_port),
+        "XSELL_REDIS_PORT": str(settings.redis_port),
+        "XSELL_POSTGRES_PORT": str(settings.postgres_port),
+        "XSELL_PUBLIC_BASE_URL": "https://shop.example",
+        "XSELL_POLL_MAX_RECORDS": "20",
     }
 
 

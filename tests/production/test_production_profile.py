@@ -39,8 +39,10 @@ class OffersTail:
 
     def __init__(self, settings: Settings) -> None:
         self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-        partitions = [TopicPartition(settings.topic_offers, p)
-                      for p in self.consumer.partitions_for_topic(settings.topic_offers) or ()]
+        partitions = [
+            TopicPartition(settings.topic_offers, p)
+            for p in self.consumer.partitions_for_topic(settings.topic_offers) or ()
+        ]
         self.consumer.assign(partitions)
         self.consumer.seek_to_end(*partitions)
         for partition in partitions:
@@ -57,8 +59,9 @@ class OffersTail:
 
 
 def api_get(settings: Settings, path: str) -> dict:
-    request = urllib.request.Request(f"http://{settings.api_host}:{settings.api_port}{path}",
-                                     headers={"X-API-Key": settings.api_key})
+    request = urllib.request.Request(
+        f"http://{settings.api_host}:{settings.api_port}{path}", headers={"X-API-Key": settings.api_key}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (loopback)
         return json.loads(response.read())
 
@@ -77,10 +80,16 @@ def group_members(settings: Settings) -> dict[str, int]:
     held = {}
     for member in group["members"]:
         assignment = member["member_assignment"]
-        topics = assignment.get("assigned_partitions", []) if isinstance(assignment, dict) else getattr(assignment, "assignment", [])
+        topics = (
+            assignment.get("assigned_partitions", [])
+            if isinstance(assignment, dict)
+            else getattr(assignment, "assignment", [])
+        )
         held[member["member_id"]] = sum(
-            len(t["partitions"]) if isinstance(t, dict) else len(t[1]) for t in topics
-            if (t["topic"] if isinstance(t, dict) else t[0]) == settings.topic_purchases)
+            len(t["partitions"]) if isinstance(t, dict) else len(t[1])
+            for t in topics
+            if (t["topic"] if isinstance(t, dict) else t[0]) == settings.topic_purchases
+        )
     return held
 
 
@@ -104,9 +113,14 @@ def test_a_purchase_yields_its_email_and_in_app_offer(production: Settings, serv
     assert all(s.running for s in services.status()), [s.name for s in services.status() if not s.running]
     order_id = f"P{uuid.uuid4().hex[:10]}"
     event = PurchaseEvent(
-        event_id=event_id_for(order_id, EventType.PURCHASE), order_id=order_id, customer_id="13089",
-        occurred_at=AFTER_SAMPLE, lines=tuple({"product_id": p, "quantity": 2, "unit_price": 2.95} for p in BASKET),
-        customer_email="shopper-13089@example.org", marketing_consent=True, channel="online",
+        event_id=event_id_for(order_id, EventType.PURCHASE),
+        order_id=order_id,
+        customer_id="13089",
+        occurred_at=AFTER_SAMPLE,
+        lines=tuple({"product_id": p, "quantity": 2, "unit_price": 2.95} for p in BASKET),
+        customer_email="shopper-13089@example.org",
+        marketing_consent=True,
+        channel="online",
     )
     tail = OffersTail(production)
     try:
@@ -123,7 +137,9 @@ def test_a_purchase_yields_its_email_and_in_app_offer(production: Settings, serv
 
     assert wait_for(lambda: len(mine()) == 1, WAIT_S)
     assert str(decision.offers[0].name) in mine()[0].get_body(("plain",)).get_content()
-    assert wait_for(lambda: len(api_get(production, "/v1/customers/13089/offers")["offers"]) >= len(decision.offers), WAIT_S)
+    assert wait_for(
+        lambda: len(api_get(production, "/v1/customers/13089/offers")["offers"]) >= len(decision.offers), WAIT_S
+    )
     listed = api_get(production, "/v1/customers/13089/offers")["offers"]
     assert {o.offer_id for o in decision.offers} <= {o["offer_id"] for o in listed}
 
@@ -135,8 +151,11 @@ def test_b_killing_one_of_three_offer_instances_loses_and_duplicates_no_offer(
     events = [with_demo_contacts(e) for e in select_events(read_purchase_history(SAMPLE))][-900:]
     expected = {e.event_id for e in events}
     tail = OffersTail(production)
-    stream = threading.Thread(target=lambda: [  # a steady stream: 30 events every 0.1 s
-        (produce_events(production, iter(events[i:i + 30])), time.sleep(0.1)) for i in range(0, len(events), 30)])
+    stream = threading.Thread(
+        target=lambda: [  # a steady stream: 30 events every 0.1 s
+            (produce_events(production, iter(events[i : i + 30])), time.sleep(0.1)) for i in range(0, len(events), 30)
+        ]
+    )
     victim = services.pid("offers-2")
     assert victim is not None
     try:
@@ -161,12 +180,16 @@ def test_b_killing_one_of_three_offer_instances_loses_and_duplicates_no_offer(
         assert by_id.setdefault(decision.decision_id, decision) == decision
     re_emitted = len(records) - len(by_id)
 
-    emailed = {message_id_for(d.decision_id, production.mail_from) for d in by_id.values() if Channel.EMAIL in d.channels}
+    emailed = {
+        message_id_for(d.decision_id, production.mail_from) for d in by_id.values() if Channel.EMAIL in d.channels
+    }
 
     def sent() -> Counter:
         return Counter(m["Message-ID"] for m in mails(production) if m["Message-ID"] in emailed)
 
     assert wait_for(lambda: len(sent()) == len(emailed), WAIT_S)
     assert max(sent().values()) == 1  # no e-mail twice, though 2 delivery instances read the re-emissions
-    print(f"\n{len(expected)} events, {len(by_id)} decisions, {re_emitted} re-emitted after the kill, "
-          f"{len(emailed)} e-mails, offers group now {group_members(production)}")
+    print(
+        f"\n{len(expected)} events, {len(by_id)} decisions, {re_emitted} re-emitted after the kill, "
+        f"{len(emailed)} e-mails, offers group now {group_members(production)}"
+    )

@@ -47,8 +47,13 @@ HOSTILE = 'Tom & Jerry\'s "MUG" <script>alert(1)</script><img src=x onerror=aler
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=API_KEY,
-                        link_secret=LINK_SECRET, public_base_url="https://shop.example")
+    return load_settings(
+        home=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        api_key=API_KEY,
+        link_secret=LINK_SECRET,
+        public_base_url="https://shop.example",
+    )
 
 
 @pytest.fixture
@@ -73,6 +78,7 @@ def client(settings: Settings, publisher: RecordingPublisher) -> Iterator[TestCl
 
 # -- the API key ----------------------------------------------------------------------------------
 
+
 def v1_operations(client: TestClient) -> list[tuple[str, str]]:
     """(method, path with every parameter filled) of each /v1 route the app serves."""
     operations = []
@@ -87,11 +93,21 @@ def v1_operations(client: TestClient) -> list[tuple[str, str]]:
     return operations
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"X-API-Key": ""}, {"X-API-Key": "wrong"}, {"X-API-Key": API_KEY[:-1]}, {"X-API-Key": API_KEY + "x"},
-    {"X-API-Key": API_KEY.upper()}, {"X-API-Key": f" {API_KEY}"}, {"Authorization": f"Bearer {API_KEY}"},
-    {"X-Api-Key-Backup": API_KEY},
-], ids=["none", "empty", "wrong", "prefix", "longer", "upper", "space", "bearer", "other-header"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-API-Key": ""},
+        {"X-API-Key": "wrong"},
+        {"X-API-Key": API_KEY[:-1]},
+        {"X-API-Key": API_KEY + "x"},
+        {"X-API-Key": API_KEY.upper()},
+        {"X-API-Key": f" {API_KEY}"},
+        {"Authorization": f"Bearer {API_KEY}"},
+        {"X-Api-Key-Backup": API_KEY},
+    ],
+    ids=["none", "empty", "wrong", "prefix", "longer", "upper", "space", "bearer", "other-header"],
+)
 def test_every_v1_route_refuses_a_missing_or_wrong_key_with_401(client: TestClient, headers: dict[str, str]) -> None:
     operations = v1_operations(client)
     assert {path.split("/")[2] for _, path in operations} >= {"customers", "offers"}
@@ -122,6 +138,7 @@ def test_an_empty_configured_key_lets_no_one_in(tmp_path: Path, publisher: Recor
 
 # -- customer isolation ---------------------------------------------------------------------------
 
+
 def test_a_customer_sees_only_their_own_offers(client: TestClient, settings: Settings, store: InboxStore) -> None:
     mine, theirs = make_decision("O1", customer_id="C1"), make_decision("O2", customer_id="C2", products=("P7",))
     deliver(settings, store, mine, theirs)
@@ -144,20 +161,30 @@ def test_another_customers_offer_cannot_be_acted_on_and_answers_like_an_unknown_
     assert guessed == [o.offer_id for o in theirs.offers]
     unknown = [str(uuid.uuid4()), offer_id_for("O3", "P7"), offer_id_for("O2", "P9"), "' OR 1=1 --", "%"]
 
-    responses = [client.post(f"/v1/offers/{quote(offer_id, safe='')}/events", headers={**KEY, "Idempotency-Key": "k"},
-                             json={"customer_id": "C1", "type": kind}) for offer_id in guessed + unknown]
+    responses = [
+        client.post(
+            f"/v1/offers/{quote(offer_id, safe='')}/events",
+            headers={**KEY, "Idempotency-Key": "k"},
+            json={"customer_id": "C1", "type": kind},
+        )
+        for offer_id in guessed + unknown
+    ]
 
     first = responses[0]
     assert first.status_code == 404 and first.json() == {"detail": "Offer not found."}
     for response in responses[1:]:  # nothing tells a foreign offer from a missing one
         assert (response.status_code, response.content, dict(response.headers)) == (
-            first.status_code, first.content, dict(first.headers))
+            first.status_code,
+            first.content,
+            dict(first.headers),
+        )
     assert publisher.events == []
     assert [store.offer(o).status for o in guessed] == [OfferStatus.ACTIVE, OfferStatus.ACTIVE]  # type: ignore[union-attr]
     assert client.get("/v1/customers/C2/offers", headers=KEY).json()["count"] == 2
 
 
 # -- signed links ---------------------------------------------------------------------------------
+
 
 def forged_tokens(secret: str, action: str, customer: str = "C1", offer: str | None = "offer-1") -> dict[str, str]:
     """Tokens that must all be refused for `action`."""
@@ -213,10 +240,15 @@ def test_forged_click_and_open_links_are_refused_and_record_nothing(
 
 
 @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(token=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=", min_size=1,
-                     max_size=300) | st.text(min_size=1, max_size=40))
-def test_random_tokens_never_pass(client: TestClient, settings: Settings, publisher: RecordingPublisher,
-                                  token: str) -> None:
+@given(
+    token=st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=", min_size=1, max_size=300
+    )
+    | st.text(min_size=1, max_size=40)
+)
+def test_random_tokens_never_pass(
+    client: TestClient, settings: Settings, publisher: RecordingPublisher, token: str
+) -> None:
     for path in ("/r/{}", "/o/{}.gif", "/unsubscribe/{}"):
         response = client.get(path.format(quote(token, safe="")), follow_redirects=False)
         if response.status_code == 307:  # "x/" -> "x": Starlette's trailing-slash redirect, to the same kind of link
@@ -228,6 +260,7 @@ def test_random_tokens_never_pass(client: TestClient, settings: Settings, publis
 
 
 # -- escaping -------------------------------------------------------------------------------------
+
 
 class Tags(HTMLParser):
     """Every start tag and its attributes, and the text of <script> elements."""
@@ -256,7 +289,8 @@ def assert_no_injected_markup(html: str, scripts: int) -> None:
 
 def test_offer_email_html_escapes_names_and_reasons(settings: Settings) -> None:
     decision = make_decision("O1", customer_id="C1", name=HOSTILE).model_copy(
-        update={"customer_email": "jane@example.org", "marketing_consent": True})
+        update={"customer_email": "jane@example.org", "marketing_consent": True}
+    )
     rendered = render_offer_email(decision, settings)
     html = rendered.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = rendered.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -281,8 +315,10 @@ def test_demo_pages_escape_names_customer_and_product_ids(
     for page in pages:
         assert page.status_code == 200
         assert_no_injected_markup(page.text, scripts=1)  # the page's own script only
-    hostile_ids = [client.get("/demo", params={"customer_id": '"><script>alert(1)</script>'}),
-                   client.get(f"/demo/products/{quote('<script>alert(1)', safe='')}")]  # a path segment: no "/"
+    hostile_ids = [
+        client.get("/demo", params={"customer_id": '"><script>alert(1)</script>'}),
+        client.get(f"/demo/products/{quote('<script>alert(1)', safe='')}"),
+    ]  # a path segment: no "/"
     for page in hostile_ids:
         assert page.status_code in (200, 404)
         assert_no_injected_markup(page.text, scripts=1)
@@ -291,8 +327,11 @@ def test_demo_pages_escape_names_customer_and_product_ids(
 
 # -- logs -----------------------------------------------------------------------------------------
 
-ADDRESSES = {"accept": "jane.doe+offers@example.org", "bounce": "bounce.me@example.net",
-             "soft": "soft.fail@example.com"}
+ADDRESSES = {
+    "accept": "jane.doe+offers@example.org",
+    "bounce": "bounce.me@example.net",
+    "soft": "soft.fail@example.com",
+}
 
 
 class EchoingHandler:
@@ -325,7 +364,8 @@ def logged_text(caplog: pytest.LogCaptureFixture) -> str:
 
 def email_decision(order_id: str, address: str) -> OfferDecision:
     return make_decision(order_id, customer_id=f"C-{order_id}", name="MUG").model_copy(
-        update={"customer_email": address, "marketing_consent": True})
+        update={"customer_email": address, "marketing_consent": True}
+    )
 
 
 def test_delivery_and_offer_rules_never_log_an_email_address(
@@ -338,8 +378,10 @@ def test_delivery_and_offer_rules_never_log_an_email_address(
     controller.start()
     try:
         service = DeliveryService(settings, retry_base_s=0.0, retry_max_s=0.0, smtp_timeout_s=5.0)
-        records = [FakeRecord(value=email_decision(kind, address).to_bytes(), topic="offers", offset=i)
-                   for i, (kind, address) in enumerate(ADDRESSES.items())]
+        records = [
+            FakeRecord(value=email_decision(kind, address).to_bytes(), topic="offers", offset=i)
+            for i, (kind, address) in enumerate(ADDRESSES.items())
+        ]
         records.append(FakeRecord(value=b'{"customer_email": "jane.doe+offers@example.org"', topic="offers"))
         service.handle(records)  # type: ignore[arg-type]
         sent_first = service.send_due(now=time.time() + 1)
@@ -397,8 +439,11 @@ def test_no_secret_is_tracked_in_the_repository() -> None:
 
 
 def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    values = {"XSELL_API_KEY": "k-from-env-0123456789", "XSELL_LINK_SECRET": "s-from-env-0123456789",
-              "XSELL_SMTP_PASSWORD": "p-from-env"}
+    values = {
+        "XSELL_API_KEY": "k-from-env-0123456789",
+        "XSELL_LINK_SECRET": "s-from-env-0123456789",
+        "XSELL_SMTP_PASSWORD": "p-from-env",
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     settings = load_settings(home=tmp_path)

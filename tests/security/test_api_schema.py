@@ -36,17 +36,25 @@ from xsell.settings import load_settings
 
 API_KEY = "schema-test-key"
 HOME = Path(tempfile.mkdtemp(prefix="xsell-schemathesis-"))
-SETTINGS = load_settings(home=HOME, database_url=f"sqlite:///{HOME / 'api.db'}", api_key=API_KEY,
-                        link_secret="schema-test-secret",
-                        kafka_bootstrap="127.0.0.1:9")  # nothing listens there: Kafka-backed figures answer "n/a"
+SETTINGS = load_settings(
+    home=HOME,
+    database_url=f"sqlite:///{HOME / 'api.db'}",
+    api_key=API_KEY,
+    link_secret="schema-test-secret",
+    kafka_bootstrap="127.0.0.1:9",
+)  # nothing listens there: Kafka-backed figures answer "n/a"
 PUBLISHER = RecordingPublisher()
 
 
 def _seed_offers() -> None:
     store = InboxStore(SETTINGS.db_url)
     try:
-        deliver(SETTINGS, store, make_decision("O1", customer_id="C1", name='MUG & "CUP" <b>'),
-                make_decision("O2", customer_id="C2"))
+        deliver(
+            SETTINGS,
+            store,
+            make_decision("O1", customer_id="C1", name='MUG & "CUP" <b>'),
+            make_decision("O2", customer_id="C2"),
+        )
     finally:
         store.close()
 
@@ -55,8 +63,13 @@ _seed_offers()
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(SETTINGS, publisher=PUBLISHER))
 
 
-CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-               response_schema_conformance]
+CONFORMANCE = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 # A route that declares the API key must refuse a request without it. Not GET /dashboard: a browser page,
 # it answers a documented 303 to its login form (cookie or key), which these two checks count as "accepted".
 AUTH = [ignored_auth, missing_required_header]

@@ -13,12 +13,15 @@ def test_valid_link_verifies() -> None:
     assert (claim.customer_id, claim.offer_id, claim.action) == ("C1", "offer-1", "click")
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),        # altered signature
-    lambda t: "e30" + t[3:],                                             # altered payload
-    lambda t: t.replace(".", ""),                                        # malformed
-    lambda t: "garbage",
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # altered signature
+        lambda t: "e30" + t[3:],  # altered payload
+        lambda t: t.replace(".", ""),  # malformed
+        lambda t: "garbage",
+    ],
+)
 def test_altered_or_forged_links_are_refused(mutate) -> None:
     token = sign_link("s3cret", "click", "C1", "offer-1", ttl_s=60, now=1_000)
     with pytest.raises(LinkError):

@@ -33,8 +33,13 @@ def test_train_register_promote_recommend(tmp_path: Path) -> None:
     run = client.get_run(summary["run_id"])
     assert run.data.tags["data.sha256"] == summary["data"]["sha256"] and "ndcg_at_k" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
-    assert {"candidate_index", "evaluation", "feature_importance.png", "ranker_config.json",
-            "heldout_model.txt"} <= artifacts
+    assert {
+        "candidate_index",
+        "evaluation",
+        "feature_importance.png",
+        "ranker_config.json",
+        "heldout_model.txt",
+    } <= artifacts
 
     # what serves is the refit on everything: its index knows the newest order
     newest = read_purchase_history(SAMPLE).lines["ordered_at"].max()
@@ -65,9 +70,18 @@ def test_train_register_promote_recommend(tmp_path: Path) -> None:
     assert len(owned) > 20
     bought = lines[(lines["customer_id"] == customer) & ~lines["is_return"]].iloc[-1]
     new_orders = tmp_path / "new_orders.csv"
-    pd.DataFrame([{"order_id": "N1", "customer_id": customer, "product_id": bought["product_id"], "quantity": 1,
-                   "unit_price": float(bought["unit_price"]),
-                   "ordered_at": (lines["ordered_at"].max() + pd.Timedelta(days=2)).isoformat()}]).to_csv(new_orders, index=False)
+    pd.DataFrame(
+        [
+            {
+                "order_id": "N1",
+                "customer_id": customer,
+                "product_id": bought["product_id"],
+                "quantity": 1,
+                "unit_price": float(bought["unit_price"]),
+                "ordered_at": (lines["ordered_at"].max() + pd.Timedelta(days=2)).isoformat(),
+            }
+        ]
+    ).to_csv(new_orders, index=False)
     commands.recommend(settings, new_orders, tmp_path / "new.parquet", k=10)
     offered = set(pd.read_parquet(tmp_path / "new.parquet")["product_id"])
     assert len(offered) == 10 and not offered & owned

@@ -26,8 +26,13 @@ def history(with_future: bool) -> pd.DataFrame:
     """Ninety days of random baskets (60 customers, 40 products in 5 kinds); optionally more orders
     at and after the cutoff."""
     rng = np.random.default_rng(7)
-    products = {f"P{i}": (f"{['RED', 'BLUE', 'GOLD', 'IVORY', 'GREEN', 'PINK', 'GREY', 'WHITE'][i // 5]} {NAMES[i % 5]}",
-                          1.0 + i % 7) for i in range(40)}
+    products = {
+        f"P{i}": (
+            f"{['RED', 'BLUE', 'GOLD', 'IVORY', 'GREEN', 'PINK', 'GREY', 'WHITE'][i // 5]} {NAMES[i % 5]}",
+            1.0 + i % 7,
+        )
+        for i in range(40)
+    }
     weights = 1.0 / np.arange(1, 41)
 
     def orders(prefix: str, count: int, first_day: float, days: float) -> list[dict]:
@@ -38,10 +43,23 @@ def history(with_future: bool) -> pd.DataFrame:
             basket = rng.choice(list(products), size=int(rng.integers(1, 5)), replace=False, p=weights / weights.sum())
             for product in basket:
                 name, price = products[product]
-                rows.append({"order_id": f"{prefix}{n}", "customer_id": customer, "product_id": product,
-                             "product_name": name, "category": None, "quantity": 1, "unit_price": price,
-                             "ordered_at": at, "currency": "GBP", "channel": "web", "customer_email": None,
-                             "marketing_consent": False, "is_return": False})
+                rows.append(
+                    {
+                        "order_id": f"{prefix}{n}",
+                        "customer_id": customer,
+                        "product_id": product,
+                        "product_name": name,
+                        "category": None,
+                        "quantity": 1,
+                        "unit_price": price,
+                        "ordered_at": at,
+                        "currency": "GBP",
+                        "channel": "web",
+                        "customer_email": None,
+                        "marketing_consent": False,
+                        "is_return": False,
+                    }
+                )
         return rows
 
     rows = orders("O", 700, 0, 90)
@@ -52,9 +70,13 @@ def history(with_future: bool) -> pd.DataFrame:
 
 
 def write(lines: pd.DataFrame, path: Path) -> Path:
-    frame = lines.assign(quantity=np.where(lines["is_return"], -lines["quantity"], lines["quantity"]),
-                         ordered_at=lines["ordered_at"].dt.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    frame[["order_id", "customer_id", "product_id", "product_name", "quantity", "unit_price", "ordered_at"]].to_parquet(path)
+    frame = lines.assign(
+        quantity=np.where(lines["is_return"], -lines["quantity"], lines["quantity"]),
+        ordered_at=lines["ordered_at"].dt.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    frame[["order_id", "customer_id", "product_id", "product_name", "quantity", "unit_price", "ordered_at"]].to_parquet(
+        path
+    )
     return path
 
 
@@ -91,9 +113,10 @@ def test_labels_and_customer_features_come_from_before(training_sets: dict) -> N
     per_trigger = training.rows.drop_duplicates("trigger_id").merge(triggers[["trigger_id", "customer_id", "at"]])
     # the store snapshots each customer once a day, after their last event of that day: a lookup
     # at t sees the customer's orders of earlier days (never the trigger order nor anything later)
-    expected = [((orders["customer_id"] == c) & (orders["ordered_at"] < at.floor("D"))).sum()
-                for c, at in zip(per_trigger["customer_id"], per_trigger["at"], strict=True)]
+    expected = [
+        ((orders["customer_id"] == c) & (orders["ordered_at"] < at.floor("D"))).sum()
+        for c, at in zip(per_trigger["customer_id"], per_trigger["at"], strict=True)
+    ]
     observed = per_trigger["customer_order_count"].fillna(0).to_numpy()
     assert (observed == np.asarray(expected)).all()
     assert (per_trigger["days_since_last_order"].dropna() > 0).all()
-

@@ -37,7 +37,9 @@ def test_sample_end_to_end(lines: pd.DataFrame) -> None:
     index = CandidateIndex.build(lines, cutoff)
     candidates = CandidateGenerator(index).candidates_for_triggers(triggers)
     merged = candidates.merge(triggers[["trigger_id", "basket", "history"]], on="trigger_id")
-    owned = [p in b or p in h for p, b, h in zip(merged["product_id"], merged["basket"], merged["history"], strict=True)]
+    owned = [
+        p in b or p in h for p, b, h in zip(merged["product_id"], merged["basket"], merged["history"], strict=True)
+    ]
     assert not any(owned)
     assert candidates.groupby("trigger_id").size().max() <= 200
 

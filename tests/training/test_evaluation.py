@@ -17,19 +17,29 @@ def index() -> CandidateIndex:
 
 
 def triggers() -> pd.DataFrame:
-    return pd.DataFrame({
-        "trigger_id": ["t1", "t2"], "customer_id": ["K1", "K2"],
-        "at": [START + pd.Timedelta(days=41)] * 2,
-        "basket": [("L1",), ("M1",)], "history": [("C1",), ()], "returned": [(), ()],
-        "truth": [("L2", "C2"), ("C2",)],
-    })
+    return pd.DataFrame(
+        {
+            "trigger_id": ["t1", "t2"],
+            "customer_id": ["K1", "K2"],
+            "at": [START + pd.Timedelta(days=41)] * 2,
+            "basket": [("L1",), ("M1",)],
+            "history": [("C1",), ()],
+            "returned": [(), ()],
+            "truth": [("L2", "C2"), ("C2",)],
+        }
+    )
 
 
 def test_evaluate_by_hand(index: CandidateIndex) -> None:
-    recs = pd.DataFrame({
-        "model": ["m"] * 4, "trigger_id": ["t1", "t1", "t2", "t2"], "product_id": ["C2", "L2", "L3", "C3"],
-        "rank": [1, 2, 1, 2], "offer_type": ["cross_sell", "up_sell", "cross_sell", "cross_sell"],
-    })
+    recs = pd.DataFrame(
+        {
+            "model": ["m"] * 4,
+            "trigger_id": ["t1", "t1", "t2", "t2"],
+            "product_id": ["C2", "L2", "L3", "C3"],
+            "rank": [1, 2, 1, 2],
+            "offer_type": ["cross_sell", "up_sell", "cross_sell", "cross_sell"],
+        }
+    )
     result = evaluate(recs, triggers(), index, k=10)
     assert result["k"] == 10 and result["triggers"] == 2
     assert result["truth_items"] == {"cross_sell": 2, "up_sell": 1}  # L2 upgrades t1's L1

@@ -46,12 +46,18 @@ def _later_orders(count: int, start: pd.Timestamp, companion: str) -> list[Purch
     events = []
     for number in range(count):
         order_id = f"R{start:%Y%m%d}{number}"
-        events.append(PurchaseEvent(
-            event_id=event_id_for(order_id, EventType.PURCHASE), order_id=order_id, customer_id=f"9{number:04d}",
-            occurred_at=(start + timedelta(hours=number)).to_pydatetime(),
-            lines=(LineItem(product_id=NEW_PRODUCT, name="TEST LANTERN NEW", quantity=1, unit_price=9.95),
-                   LineItem(product_id=companion, quantity=2, unit_price=2.55)),
-        ))
+        events.append(
+            PurchaseEvent(
+                event_id=event_id_for(order_id, EventType.PURCHASE),
+                order_id=order_id,
+                customer_id=f"9{number:04d}",
+                occurred_at=(start + timedelta(hours=number)).to_pydatetime(),
+                lines=(
+                    LineItem(product_id=NEW_PRODUCT, name="TEST LANTERN NEW", quantity=1, unit_price=9.95),
+                    LineItem(product_id=companion, quantity=2, unit_price=2.55),
+                ),
+            )
+        )
     return events
 
 
@@ -86,7 +92,9 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         run = client.get_run(result.run_id)
         assert run.data.tags[KIND_TAG] == KIND and run.info.status == "FINISHED"
         assert run.data.tags["index.as_of"] == expected_as_of.isoformat()
-        assert run.data.tags["index.items"] == str(result.items) and run.data.tags["model.version"] == str(before.version)
+        assert run.data.tags["index.items"] == str(result.items) and run.data.tags["model.version"] == str(
+            before.version
+        )
         assert run.info.experiment_id == client.get_run(before.run_id).info.experiment_id
         assert INDEX_ARTIFACT in {a.path for a in client.list_artifacts(result.run_id)}
         tags = client.get_model_version(settings.model_name, str(before.version)).tags
@@ -114,9 +122,14 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         assert loaded.index_run_id == result.run_id and loaded.index_as_of == expected_as_of
 
         # the command: the serving index now knows every line, so a second refresh logs nothing
-        command = subprocess.run([sys.executable, "-m", "cli.main", "index", "refresh"], capture_output=True,
-                                 text=True, env={**os.environ, "XSELL_HOME": str(settings.home)}, timeout=300,
-                                 check=False)
+        command = subprocess.run(
+            [sys.executable, "-m", "cli.main", "index", "refresh"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "XSELL_HOME": str(settings.home)},
+            timeout=300,
+            check=False,
+        )
         assert command.returncode == 0, command.stderr
         summary = json.loads(command.stdout)
         assert summary["refreshed"] is False and summary["run_id"] is None
@@ -155,9 +168,18 @@ def test_the_service_loop_survives_a_failed_run_and_stops_on_request(tmp_path: P
             raise RefreshError("the registry is away")
         if len(calls) == 3:
             stop.set()
-        return RefreshResult(run_id="r", as_of="2011-12-10T00:00:00+00:00", items=1, version=1, lines=1, orders=1,
-                             previous_run_id="p", previous_as_of="2011-12-09T00:00:00+00:00", refreshed=True,
-                             seconds=0.0)
+        return RefreshResult(
+            run_id="r",
+            as_of="2011-12-10T00:00:00+00:00",
+            items=1,
+            version=1,
+            lines=1,
+            orders=1,
+            previous_run_id="p",
+            previous_as_of="2011-12-09T00:00:00+00:00",
+            refreshed=True,
+            seconds=0.0,
+        )
 
     worker = threading.Thread(target=lambda: stats.append(run_every(settings, 0.2, stop, refresh=flaky)))
     stats: list[object] = []

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from training.metrics import (
-    catalog_coverage, hit_rate_at_k, mean_metrics, ndcg_at_k, recall_at_k, reciprocal_rank_at_k)
+from training.metrics import catalog_coverage, hit_rate_at_k, mean_metrics, ndcg_at_k, recall_at_k, reciprocal_rank_at_k
 
 
 def test_ndcg_by_hand() -> None:

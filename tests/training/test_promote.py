@@ -30,10 +30,20 @@ def register(settings: object, tmp_path: Path, ndcg: float) -> int:
     result = {"k": 10, "triggers": 5, "models": {"ranker": {"overall": scope, "cross_sell": scope, "up_sell": scope}}}
     fingerprint = DataFingerprint(sha256="abc", rows=100, first_at="2011-01-01", last_at="2011-02-01")
     logged = log_training_run(
-        settings, params={"k": 10}, fingerprint=fingerprint, cutoff=pd.Timestamp("2011-01-20", tz="UTC"),
-        feature_columns=FEATURE_COLUMNS, result=result, report="# report", importance={"co_count": 1.0},
-        booster=model.booster_, input_example=rows, index_dir=index_dir, ranker_config={"n_candidates": 20},
-        data_path=tmp_path / "data.parquet")
+        settings,
+        params={"k": 10},
+        fingerprint=fingerprint,
+        cutoff=pd.Timestamp("2011-01-20", tz="UTC"),
+        feature_columns=FEATURE_COLUMNS,
+        result=result,
+        report="# report",
+        importance={"co_count": 1.0},
+        booster=model.booster_,
+        input_example=rows,
+        index_dir=index_dir,
+        ranker_config={"n_candidates": 20},
+        data_path=tmp_path / "data.parquet",
+    )
     return int(logged["model_version"])
 
 
@@ -42,8 +52,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict[str
     tmp_path = tmp_path_factory.mktemp("mlflow")
     settings = load_settings(home=tmp_path)
     open_tracking(settings)
-    versions = {name: register(settings, tmp_path, ndcg) for name, ndcg in (("first", 0.10), ("worse", 0.08),
-                                                                             ("better", 0.12))}
+    versions = {
+        name: register(settings, tmp_path, ndcg) for name, ndcg in (("first", 0.10), ("worse", 0.08), ("better", 0.12))
+    }
     return settings, versions
 
 

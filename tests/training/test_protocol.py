@@ -6,22 +6,27 @@ import pandas as pd
 
 from tests.models.retail import START, line, lines_frame, order
 from training.protocol import (
-    TRIGGER_COLUMNS, build_evaluation_triggers, build_training_triggers, split_cutoff, training_lines)
+    TRIGGER_COLUMNS,
+    build_evaluation_triggers,
+    build_training_triggers,
+    split_cutoff,
+    training_lines,
+)
 
 DAY = pd.Timedelta(days=1)
 
 
 def history() -> pd.DataFrame:
     rows = []
-    rows += order("O1", "A", 0, "L1", "C1")            # A's history
-    rows += order("O2", "A", 100, "L2")               # A's trigger (first order after the cutoff)
+    rows += order("O1", "A", 0, "L1", "C1")  # A's history
+    rows += order("O2", "A", 100, "L2")  # A's trigger (first order after the cutoff)
     rows += order("O3", "A", 105, "L1", "C2", "POST", "L2", "M1")  # L1 owned, L2 in trigger, POST service
-    rows += order("O4", "A", 140, "L3")               # beyond the 30-day horizon
+    rows += order("O4", "A", 140, "L3")  # beyond the 30-day horizon
     rows += [line("R1", "A", "C3", 106, quantity=-1)]  # a return is not a purchase
-    rows += order("O5", "B", 101, "M1")               # B: trigger without follow-up -> dropped
-    rows += order("O6", None, 102, "L4")              # anonymous: never a trigger
+    rows += order("O5", "B", 101, "M1")  # B: trigger without follow-up -> dropped
+    rows += order("O6", None, 102, "L4")  # anonymous: never a trigger
     rows += order("O7", "C", 20, "C1")
-    rows += order("O8", "C", 150, "C1", "C3")          # the last order: sets the end of the data
+    rows += order("O8", "C", 150, "C1", "C3")  # the last order: sets the end of the data
     return lines_frame(rows)
 
 
@@ -50,12 +55,12 @@ def test_training_triggers_never_read_at_or_after_the_cutoff() -> None:
     cutoff = START + 60 * DAY
     rows = []
     rows += order("P1", "D", 0, "L1")
-    rows += order("P2", "D", 35, "C1")               # trigger in window [30, 60)
-    rows += order("P3", "D", 50, "M1")               # label before the cutoff
-    rows += order("P4", "D", 61, "C2")               # inside the horizon, after the cutoff: never a label
-    rows += order("P5", "E", 45, "L2")               # trigger; its only follow-up is after the cutoff
+    rows += order("P2", "D", 35, "C1")  # trigger in window [30, 60)
+    rows += order("P3", "D", 50, "M1")  # label before the cutoff
+    rows += order("P4", "D", 61, "C2")  # inside the horizon, after the cutoff: never a label
+    rows += order("P5", "E", 45, "L2")  # trigger; its only follow-up is after the cutoff
     rows += order("P6", "E", 62, "L3")
-    rows += order("P7", "F", 5, "C3")                # window [0, 30): trigger
+    rows += order("P7", "F", 5, "C3")  # window [0, 30): trigger
     rows += order("P8", "F", 20, "L4")
     lines = lines_frame(rows)
     result = build_training_triggers(lines, cutoff, horizon_days=30, windows=2)

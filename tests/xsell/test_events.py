@@ -58,7 +58,9 @@ def _mutated(make_event: EventFactory, change: object) -> bytes:
         (lambda d: d.pop("schema_version"), RejectReason.UNKNOWN_SCHEMA_VERSION),
     ],
 )
-def test_invalid_events_are_rejected_with_reason(make_event: EventFactory, change: object, reason: RejectReason) -> None:
+def test_invalid_events_are_rejected_with_reason(
+    make_event: EventFactory, change: object, reason: RejectReason
+) -> None:
     with pytest.raises(EventRejected) as caught:
         parse_purchase_event(_mutated(make_event, change))
     assert caught.value.reason == reason

@@ -31,7 +31,16 @@ UCI_ROWS = [
 def uci_file(tmp_path: Path) -> Path:
     frame = pd.DataFrame(
         UCI_ROWS,
-        columns=["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"],
+        columns=[
+            "InvoiceNo",
+            "StockCode",
+            "Description",
+            "Quantity",
+            "InvoiceDate",
+            "UnitPrice",
+            "CustomerID",
+            "Country",
+        ],
     )
     frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"])
     path = tmp_path / "uci.parquet"
@@ -55,8 +64,13 @@ def canonical_file(tmp_path: Path) -> Path:
 
 
 def test_detects_both_layouts_and_names_missing_columns() -> None:
-    assert detect_layout(["order_id", "customer_id", "product_id", "quantity", "unit_price", "ordered_at"]) == "canonical"
-    assert detect_layout(["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]) == "uci"
+    assert (
+        detect_layout(["order_id", "customer_id", "product_id", "quantity", "unit_price", "ordered_at"]) == "canonical"
+    )
+    assert (
+        detect_layout(["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"])
+        == "uci"
+    )
     with pytest.raises(UnknownLayoutError, match=r"missing canonical columns \['quantity', 'unit_price'\]"):
         detect_layout(["order_id", "customer_id", "product_id", "ordered_at"])
 
@@ -97,7 +111,9 @@ def test_canonical_reader_rejects_broken_rows_and_splits_returns(canonical_file:
     assert history.rejected == {"bad_quantity": 1, "bad_timestamp": 1}
     events = list(events_from_history(history.lines))
     assert [(e.order_id, e.event_type) for e in events] == [
-        ("o1", EventType.PURCHASE), ("o2", EventType.PURCHASE), ("o3", EventType.ORDER_CANCELLED),
+        ("o1", EventType.PURCHASE),
+        ("o2", EventType.PURCHASE),
+        ("o3", EventType.ORDER_CANCELLED),
     ]
     assert events[0].currency == "EUR"
     assert events[0].lines[0].category == "kitchen"

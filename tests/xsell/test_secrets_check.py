@@ -20,13 +20,16 @@ def test_shipped_defaults_are_refused_naming_every_variable(tmp_path: Path) -> N
     assert "XSELL_API_KEY" in message and "XSELL_LINK_SECRET" in message and "XSELL_DEMO_ENABLED" in message
 
 
-@pytest.mark.parametrize("overrides, variable", [
-    ({"api_key": "short"}, "XSELL_API_KEY"),
-    ({"link_secret": "changeme"}, "XSELL_LINK_SECRET"),
-    ({"api_key": ""}, "XSELL_API_KEY"),
-    ({"link_secret": STRONG_KEY}, "the same"),
-    ({"demo_enabled": True}, "XSELL_DEMO_ENABLED"),
-])
+@pytest.mark.parametrize(
+    "overrides, variable",
+    [
+        ({"api_key": "short"}, "XSELL_API_KEY"),
+        ({"link_secret": "changeme"}, "XSELL_LINK_SECRET"),
+        ({"api_key": ""}, "XSELL_API_KEY"),
+        ({"link_secret": STRONG_KEY}, "the same"),
+        ({"demo_enabled": True}, "XSELL_DEMO_ENABLED"),
+    ],
+)
 def test_each_weak_setting_is_refused(tmp_path: Path, overrides: dict[str, object], variable: str) -> None:
     fields = {"home": tmp_path, "api_key": STRONG_KEY, "link_secret": STRONG_LINK_SECRET, "demo_enabled": False}
     with pytest.raises(PlaceholderSecretError, match=variable):

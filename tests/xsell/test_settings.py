@@ -19,8 +19,9 @@ def test_the_local_profile_derives_nothing(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_production_derives_its_servers_from_the_ports_it_is_given(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path, profile="production", redis_port=7001, postgres_port=7002,
-                             mlflow_ui_port=7003)
+    settings = load_settings(
+        home=tmp_path, profile="production", redis_port=7001, postgres_port=7002, mlflow_ui_port=7003
+    )
     assert settings.feast_online_store == "redis" and settings.redis_url == "127.0.0.1:7001"
     assert settings.database_url == "postgresql+psycopg2://xsell@127.0.0.1:7002/xsell"
     assert settings.tracking_uri == "http://127.0.0.1:7003"
@@ -48,6 +49,11 @@ def test_an_unknown_profile_is_one_line_naming_the_variable(tmp_path: Path) -> N
 def test_production_refuses_the_demo_secrets_at_load(tmp_path: Path) -> None:
     with pytest.raises(PlaceholderSecretError, match="XSELL_API_KEY"):
         load_settings(home=tmp_path, env="production")
-    strong = load_settings(home=tmp_path, env="production", api_key="kQ2v9wS7tYc1mN4pR8xZ0aB3",
-                           link_secret="Hj5Lq8Wn2Ee6Rt0Yu3Ii7Oo1", demo_enabled=False)
+    strong = load_settings(
+        home=tmp_path,
+        env="production",
+        api_key="kQ2v9wS7tYc1mN4pR8xZ0aB3",
+        link_secret="Hj5Lq8Wn2Ee6Rt0Yu3Ii7Oo1",
+        demo_enabled=False,
+    )
     assert strong.env == "production"

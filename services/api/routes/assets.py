@@ -35,6 +35,8 @@ def read_plotly_js() -> FileResponse:
     """The Plotly.js bundle (404 with the fix when the `plotly` package is missing)."""
     bundle = plotly_bundle()
     if bundle is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND,
-                            detail="plotly is not installed in this environment: run `make install`.")
+        raise HTTPException(
+            status_code=status.HTTP_404_NOT_FOUND,
+            detail="plotly is not installed in this environment: run `make install`.",
+        )
     return FileResponse(bundle, media_type="text/javascript", headers=CACHE_FOR)

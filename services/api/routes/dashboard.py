@@ -31,7 +31,14 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from kafka.errors import KafkaError
 
-from services.api.deps import FactsDep, SettingsDep, TemplatesDep, has_dashboard_access, is_api_key, require_dashboard_access
+from services.api.deps import (
+    FactsDep,
+    SettingsDep,
+    TemplatesDep,
+    has_dashboard_access,
+    is_api_key,
+    require_dashboard_access,
+)
 from services.api.session import COOKIE_NAME, SESSION_TTL_S, sign_session
 from services.delivery.outbox import Outbox
 from models.index_source import serving_index
@@ -49,35 +56,51 @@ DLQ_TIMEOUT_S = 2.0
 REGISTRY_TIMEOUT_S = 5.0  # the first read imports mlflow; a slow or unreachable server answers "n/a"
 REGISTRY_TTL_S = 15.0  # as often as the offer service asks the registry
 NO_STORE = {"Cache-Control": "no-store"}
-Since = Annotated[datetime | None, Query(description="Offers decided at or after (ISO 8601 date or time; UTC if naive).")]
+Since = Annotated[
+    datetime | None, Query(description="Offers decided at or after (ISO 8601 date or time; UTC if naive).")
+]
 Until = Annotated[datetime | None, Query(description="Offers decided before (ISO 8601 date or time; UTC if naive).")]
 OfferTypeFilter = Annotated[OfferType | None, Query(description="Only offers of this type.")]
 
 
 def _page_headers(nonce: str) -> dict[str, str]:
     """No caching, no framing, scripts only from the API (and the page's own nonce)."""
-    policy = ("default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
-              "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-    return {**NO_STORE, "Content-Security-Policy": policy.format(nonce=nonce), "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+    policy = (
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    return {
+        **NO_STORE,
+        "Content-Security-Policy": policy.format(nonce=nonce),
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
 
 
 def _login_page(request: Request, templates: TemplatesDep, error: str | None, status_code: int) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    return templates.TemplateResponse(request, "dashboard_login.html", {"error": error, "nonce": nonce},
-                                      status_code=status_code, headers=_page_headers(nonce))
+    return templates.TemplateResponse(
+        request,
+        "dashboard_login.html",
+        {"error": error, "nonce": nonce},
+        status_code=status_code,
+        headers=_page_headers(nonce),
+    )
 
 
 @router.get("", response_class=HTMLResponse, responses={303: {"description": "Not logged in: to the login form."}})
-def read_dashboard(request: Request, templates: TemplatesDep,
-                   allowed: Annotated[bool, Depends(has_dashboard_access)]) -> Response:
+def read_dashboard(
+    request: Request, templates: TemplatesDep, allowed: Annotated[bool, Depends(has_dashboard_access)]
+) -> Response:
     """The dashboard page (its script fetches the figures); without a session, a redirect to the login form."""
     if not allowed:
         return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER, headers=NO_STORE)
     nonce = secrets.token_urlsafe(16)
     offer_types = [kind.value for kind in OfferType]
-    return templates.TemplateResponse(request, "dashboard.html", {"nonce": nonce, "offer_types": offer_types},
-                                      headers=_page_headers(nonce))
+    return templates.TemplateResponse(
+        request, "dashboard.html", {"nonce": nonce, "offer_types": offer_types}, headers=_page_headers(nonce)
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -86,9 +109,14 @@ def read_login(request: Request, templates: TemplatesDep) -> HTMLResponse:
     return _login_page(request, templates, None, status.HTTP_200_OK)
 
 
-@router.post("/login", response_class=HTMLResponse,
-             responses={303: {"description": "Logged in: session cookie set, to the dashboard."},
-                        401: {"description": "Wrong key: the form again."}})
+@router.post(
+    "/login",
+    response_class=HTMLResponse,
+    responses={
+        303: {"description": "Logged in: session cookie set, to the dashboard."},
+        401: {"description": "Wrong key: the form again."},
+    },
+)
 async def create_session(request: Request, settings: SettingsDep, templates: TemplatesDep) -> Response:
     """Check the posted key (form field `key`); if right, set the session cookie and go to the dashboard."""
     body = await request.body()
@@ -98,9 +126,15 @@ async def create_session(request: Request, settings: SettingsDep, templates: Tem
         log.warning("dashboard login refused")
         return _login_page(request, templates, "That key is not valid.", status.HTTP_401_UNAUTHORIZED)
     response = RedirectResponse("/dashboard", status_code=status.HTTP_303_SEE_OTHER, headers=NO_STORE)
-    response.set_cookie(COOKIE_NAME, sign_session(settings.link_secret, settings.api_key, time.time()),
-                        max_age=SESSION_TTL_S, path=COOKIE_PATH, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE_NAME,
+        sign_session(settings.link_secret, settings.api_key, time.time()),
+        max_age=SESSION_TTL_S,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     log.info("dashboard login")
     return response
 
@@ -109,15 +143,20 @@ async def create_session(request: Request, settings: SettingsDep, templates: Tem
 def delete_session(request: Request) -> Response:
     """End the session (clear the cookie)."""
     response = RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER, headers=NO_STORE)
-    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(
+        COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
     return response
 
 
-@router.get("/data", dependencies=[Depends(require_dashboard_access)],
-            responses={401: {"description": "No session and no valid X-API-Key."}})
-def read_dashboard_data(facts: FactsDep, response: Response, since: Since = None, until: Until = None,
-                        offer_type: OfferTypeFilter = None) -> dict[str, Any]:
+@router.get(
+    "/data",
+    dependencies=[Depends(require_dashboard_access)],
+    responses={401: {"description": "No session and no valid X-API-Key."}},
+)
+def read_dashboard_data(
+    facts: FactsDep, response: Response, since: Since = None, until: Until = None, offer_type: OfferTypeFilter = None
+) -> dict[str, Any]:
     """`offer_quality` of the offers decided in [since, until) (of one type), plus offers sent per day
     by type and the model version of the newest offer (the one serving)."""
     response.headers.update(NO_STORE)
@@ -130,8 +169,11 @@ def read_dashboard_data(facts: FactsDep, response: Response, since: Since = None
     }
 
 
-@router.get("/pipeline", dependencies=[Depends(require_dashboard_access)],
-            responses={401: {"description": "No session and no valid X-API-Key."}})
+@router.get(
+    "/pipeline",
+    dependencies=[Depends(require_dashboard_access)],
+    responses={401: {"description": "No session and no valid X-API-Key."}},
+)
 def read_pipeline_health(settings: SettingsDep, response: Response) -> dict[str, Any]:
     """Records in the dead-letter topic and e-mails per outbox status (each null when unreachable)."""
     response.headers.update(NO_STORE)
@@ -185,8 +227,11 @@ class _RegistryReader:
 _registry = _RegistryReader()
 
 
-@router.get("/model", dependencies=[Depends(require_dashboard_access)],
-            responses={401: {"description": "No session and no valid X-API-Key."}})
+@router.get(
+    "/model",
+    dependencies=[Depends(require_dashboard_access)],
+    responses={401: {"description": "No session and no valid X-API-Key."}},
+)
 def read_serving_model(settings: SettingsDep, facts: FactsDep, response: Response) -> dict[str, Any]:
     """The champion's version and the candidate index it serves (its MLflow run, as_of), from the
     registry (the offer service swaps a new one in within `XSELL_MODEL_REFRESH_S`), and the index's
@@ -198,5 +243,10 @@ def read_serving_model(settings: SettingsDep, facts: FactsDep, response: Respons
     age_s = None
     if as_of is not None and newest is not None:
         age_s = max(0.0, (newest - datetime.fromisoformat(str(as_of))).total_seconds())
-    return {"model_version": serving.get("model_version"), "index_run_id": serving.get("index_run_id"),
-            "index_as_of": as_of, "newest_purchase_at": newest.isoformat() if newest else None, "index_age_s": age_s}
+    return {
+        "model_version": serving.get("model_version"),
+        "index_run_id": serving.get("index_run_id"),
+        "index_as_of": as_of,
+        "newest_purchase_at": newest.isoformat() if newest else None,
+        "index_age_s": age_s,
+    }

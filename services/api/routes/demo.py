@@ -26,15 +26,19 @@ def read_demo_shop(
 ) -> HTMLResponse:
     """The shop's page for one customer: their active offers as product cards."""
     offers = inbox.offers_for(customer_id, limit=12) if customer_id else []
-    return templates.TemplateResponse(request, "demo.html", {
-        "customer_id": customer_id,
-        "offers": offers,
-        "product": None,
-        # The demo page stands in for the shop's backend, so the server renders the API key into
-        # it. A real shop keeps the key on its server and calls /v1 from there.
-        "api_key": settings.api_key,
-        "page_view_id": str(uuid.uuid4()),
-    })
+    return templates.TemplateResponse(
+        request,
+        "demo.html",
+        {
+            "customer_id": customer_id,
+            "offers": offers,
+            "product": None,
+            # The demo page stands in for the shop's backend, so the server renders the API key into
+            # it. A real shop keeps the key on its server and calls /v1 from there.
+            "api_key": settings.api_key,
+            "page_view_id": str(uuid.uuid4()),
+        },
+    )
 
 
 @router.get("/products/{product_id}", response_class=HTMLResponse)

@@ -66,8 +66,12 @@ def _publish(publisher: FeedbackPublisher, claim: LinkClaim, kind: FeedbackType,
         log.error("link feedback lost", extra={"type": kind.value})
 
 
-@router.get("/r/{token}", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND,
-            responses={400: {"description": "Invalid or expired link."}})
+@router.get(
+    "/r/{token}",
+    response_class=RedirectResponse,
+    status_code=status.HTTP_302_FOUND,
+    responses={400: {"description": "Invalid or expired link."}},
+)
 def read_click_link(token: Token, settings: SettingsDep, inbox: InboxDep, publisher: PublisherDep) -> Response:
     """Record an e-mail click and redirect to the offered product's page in the demo shop."""
     claim = _verify(settings.link_secret, token, "click")
@@ -84,8 +88,11 @@ def read_click_link(token: Token, settings: SettingsDep, inbox: InboxDep, publis
     return RedirectResponse(target, status_code=status.HTTP_302_FOUND, headers=NO_STORE)
 
 
-@router.get("/o/{token}.gif", response_class=Response, responses={200: {"content": {"image/gif": {}}},
-                                                                  400: {"description": "Invalid or expired link."}})
+@router.get(
+    "/o/{token}.gif",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}}, 400: {"description": "Invalid or expired link."}},
+)
 def read_open_pixel(token: Token, settings: SettingsDep, publisher: PublisherDep) -> Response:
     """Record an e-mail open and return a transparent 1x1 GIF."""
     claim = _verify(settings.link_secret, token, "open")
@@ -106,8 +113,9 @@ def _unsubscribe(token: str, settings: SettingsDep, preferences: PreferencesDep,
     return True
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse,
-            responses={400: {"description": "Invalid or expired link."}})
+@router.get(
+    "/unsubscribe/{token}", response_class=HTMLResponse, responses={400: {"description": "Invalid or expired link."}}
+)
 def read_unsubscribe_link(
     token: Token, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep
 ) -> HTMLResponse:
@@ -117,8 +125,12 @@ def read_unsubscribe_link(
     return HTMLResponse(UNSUBSCRIBED, headers=NO_STORE)
 
 
-@router.post("/unsubscribe/{token}", response_class=Response, status_code=status.HTTP_204_NO_CONTENT,
-             responses={400: {"description": "Invalid or expired link."}})
+@router.post(
+    "/unsubscribe/{token}",
+    response_class=Response,
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={400: {"description": "Invalid or expired link."}},
+)
 def create_unsubscribe(
     token: Token, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep
 ) -> Response:

@@ -32,7 +32,9 @@ class ErrorDetail(BaseModel):
 
 
 router = APIRouter(
-    prefix="/v1", tags=["offers"], dependencies=[Depends(require_api_key)],
+    prefix="/v1",
+    tags=["offers"],
+    dependencies=[Depends(require_api_key)],
     responses={401: {"model": ErrorDetail, "description": "Missing or invalid `X-API-Key`."}},
 )
 
@@ -113,9 +115,11 @@ def read_customer_offers(
     "/offers/{offer_id}/events",
     response_model=OfferEventAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={400: {"model": ErrorDetail, "description": "The body is not valid JSON."},
-               404: {"model": ErrorDetail, "description": NOT_FOUND},
-               503: {"model": ErrorDetail, "description": "offer-feedback unavailable; retry."}},
+    responses={
+        400: {"model": ErrorDetail, "description": "The body is not valid JSON."},
+        404: {"model": ErrorDetail, "description": NOT_FOUND},
+        503: {"model": ErrorDetail, "description": "offer-feedback unavailable; retry."},
+    },
 )
 def create_offer_event(
     offer_id: Identifier,
@@ -149,5 +153,6 @@ def create_offer_event(
     if event.type in STATUS_AFTER:
         offer_status = inbox.set_status(offer_id, STATUS_AFTER[event.type]) or offer_status
     log.info("offer event accepted", extra={"type": event.type.value, "offer_status": offer_status.value})
-    return OfferEventAccepted(feedback_id=feedback.feedback_id, offer_id=offer_id, type=event.type,
-                              offer_status=offer_status)
+    return OfferEventAccepted(
+        feedback_id=feedback.feedback_id, offer_id=offer_id, type=event.type, offer_status=offer_status
+    )

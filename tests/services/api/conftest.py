@@ -18,8 +18,9 @@ from xsell.settings import Settings, load_settings
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}",
-                        api_key="test-key", link_secret="test-secret")
+    return load_settings(
+        home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key="test-key", link_secret="test-secret"
+    )
 
 
 @pytest.fixture

@@ -36,9 +36,14 @@ class RecordingPublisher:
         self.events.append(event)
 
 
-def make_decision(order_id: str, customer_id: str = "C1", products: tuple[str, ...] = ("P1", "P2"),
-                  channels: tuple[Channel, ...] = (Channel.IN_APP, Channel.EMAIL), minutes: int = 0,
-                  name: str | None = None) -> OfferDecision:
+def make_decision(
+    order_id: str,
+    customer_id: str = "C1",
+    products: tuple[str, ...] = ("P1", "P2"),
+    channels: tuple[Channel, ...] = (Channel.IN_APP, Channel.EMAIL),
+    minutes: int = 0,
+    name: str | None = None,
+) -> OfferDecision:
     """A decision with one offer per product, decided `minutes` after T0."""
     return OfferDecision(
         decision_id=decision_id_for(f"event-{order_id}"),
@@ -49,9 +54,16 @@ def make_decision(order_id: str, customer_id: str = "C1", products: tuple[str, .
         decided_at=T0 + timedelta(minutes=minutes, seconds=1),
         model_version="xsell-ranker/3",
         offers=tuple(
-            OfferItem(offer_id=offer_id_for(order_id, product), product_id=product, name=name or f"ITEM {product}",
-                      price=4.95 + rank, offer_type=OfferType.CROSS_SELL if rank == 1 else OfferType.UP_SELL,
-                      rank=rank, score=1.0 / rank, reason=f"Often bought with your order {order_id}")
+            OfferItem(
+                offer_id=offer_id_for(order_id, product),
+                product_id=product,
+                name=name or f"ITEM {product}",
+                price=4.95 + rank,
+                offer_type=OfferType.CROSS_SELL if rank == 1 else OfferType.UP_SELL,
+                rank=rank,
+                score=1.0 / rank,
+                reason=f"Often bought with your order {order_id}",
+            )
             for rank, product in enumerate(products, start=1)
         ),
         channels=channels,

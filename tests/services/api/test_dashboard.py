@@ -38,29 +38,52 @@ EXTRA = ("offers_sent_per_day", "latest_model_version")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Own home and database; a broker address where nothing listens (the dashboard must cope)."""
-    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY,
-                        link_secret=SECRET, kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    return load_settings(
+        home=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        api_key=KEY,
+        link_secret=SECRET,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+    )
 
 
 @pytest.fixture
 def facts(settings: Settings) -> Iterator[Engine]:
     """Two days of decisions by two model versions: clicks, conversions, suppressions, a bounce, an unsubscribe."""
     engine = open_facts(settings.db_url)
-    d1 = decision("A1", "C1", T0, ("P1", CROSS), ("P2", UP), model_version="1",
-                  suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")))
+    d1 = decision(
+        "A1",
+        "C1",
+        T0,
+        ("P1", CROSS),
+        ("P2", UP),
+        model_version="1",
+        suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")),
+    )
     d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2", decided_at=DECIDED + timedelta(days=1))
     d3 = decision("A3", "C3", T0, ("P3", UP), model_version="2", decided_at=DECIDED + timedelta(days=1, hours=2))
     d4 = decision("A4", "C4", T0)  # no offer
-    o11, o12, o21, o33 = (offer_id_for("A1", "P1"), offer_id_for("A1", "P2"), offer_id_for("A2", "P1"),
-                          offer_id_for("A3", "P3"))
+    o11, o12, o21, o33 = (
+        offer_id_for("A1", "P1"),
+        offer_id_for("A1", "P2"),
+        offer_id_for("A2", "P1"),
+        offer_id_for("A3", "P3"),
+    )
     events = [
-        feedback(F.IMPRESSION, o11), feedback(F.CLICK, o11), feedback(F.EMAIL_SENT, o11), feedback(F.EMAIL_SENT, o12),
-        feedback(F.EMAIL_SENT, o21, "C2"), feedback(F.EMAIL_CLICKED, o21, "C2"), feedback(F.BOUNCED, o33, "C3"),
+        feedback(F.IMPRESSION, o11),
+        feedback(F.CLICK, o11),
+        feedback(F.EMAIL_SENT, o11),
+        feedback(F.EMAIL_SENT, o12),
+        feedback(F.EMAIL_SENT, o21, "C2"),
+        feedback(F.EMAIL_CLICKED, o21, "C2"),
+        feedback(F.BOUNCED, o33, "C3"),
         feedback(F.UNSUBSCRIBED, o21, "C2", at=DECIDED + timedelta(days=1, hours=1)),
     ]
     bought = [
-        (purchase("A1", "C1", T0, ("P0", 1, 2.0)), 1_000), (purchase("A2", "C2", T0, ("P0", 1, 2.0)), 1_000),
-        (purchase("A3", "C3", T0, ("P0", 1, 2.0)), 1_000), (purchase("A4", "C4", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A1", "C1", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A2", "C2", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A3", "C3", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A4", "C4", T0, ("P0", 1, 2.0)), 1_000),
         (purchase("B1", "C1", T0 + timedelta(days=1), ("P1", 2, 5.0), ("P9", 1, 3.0)), 2_000),
         (purchase("B2", "C1", T0 + timedelta(days=2), ("P2", 1, 20.0)), 2_000),
         (purchase("B3", "C3", T0 + timedelta(days=1), ("P3", 1, 7.5)), 2_000),
@@ -97,18 +120,30 @@ def test_login_with_a_wrong_key_is_refused_and_sets_no_cookie(client: TestClient
         response = client.post("/dashboard/login", data={"key": key}, follow_redirects=False)
         assert response.status_code == 401 and "set-cookie" not in response.headers
         assert "That key is not valid." in response.text
-    assert client.post("/dashboard/login", content=b"key=" + b"x" * 5000, follow_redirects=False,
-                       headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
+    assert (
+        client.post(
+            "/dashboard/login",
+            content=b"key=" + b"x" * 5000,
+            follow_redirects=False,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ).status_code
+        == 401
+    )
     assert client.get("/dashboard/data", headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
 
 
-@pytest.mark.parametrize("value", [
-    "", "garbage", "9999999999.deadbeef",
-    sign_session(SECRET, KEY, time.time() - 13 * 3600),  # expired
-    sign_session(SECRET, "the-old-key", time.time()),  # the API key changed since
-    sign_session("another-secret", KEY, time.time()),  # forged with another secret
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "garbage",
+        "9999999999.deadbeef",
+        sign_session(SECRET, KEY, time.time() - 13 * 3600),  # expired
+        sign_session(SECRET, "the-old-key", time.time()),  # the API key changed since
+        sign_session("another-secret", KEY, time.time()),  # forged with another secret
+    ],
+)
 def test_forged_expired_or_stale_session_cookies_are_refused(client: TestClient, value: str) -> None:
     client.cookies.set(COOKIE_NAME, value)
     assert client.get("/dashboard/data").status_code == 401
@@ -125,8 +160,15 @@ def test_login_sets_a_signed_httponly_strict_cookie_and_logout_clears_it(client:
 
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    for element in ("offers-sent", "click-rate", "chart-offers-per-day", "by-model-version", "dlq-records",
-                    "latency-p99", "chart-top-converting"):
+    for element in (
+        "offers-sent",
+        "click-rate",
+        "chart-offers-per-day",
+        "by-model-version",
+        "dlq-records",
+        "latency-p99",
+        "chart-top-converting",
+    ):
         assert re.search(rf'id="{element}"[^>]*data-value=""', page.text), element
     assert '<script src="/static/plotly.min.js"></script>' in page.text
     assert not re.search(r'<script[^>]+src="(https?:)?//', page.text)  # nothing from the internet
@@ -143,13 +185,18 @@ def test_data_equals_offer_quality_with_cookie_or_api_key(client: TestClient, fa
     assert log_in(client) == 303
     body = client.get("/dashboard/data").json()
     assert {k: v for k, v in body.items() if k not in EXTRA} == offer_quality(facts)
-    assert body["offers_sent_per_day"] == offers_sent_per_day(facts) == {
-        "days": ["2024-05-01", "2024-05-02"], "offer_types": {"cross_sell": [1, 1], "up_sell": [1, 1]}}
+    assert (
+        body["offers_sent_per_day"]
+        == offers_sent_per_day(facts)
+        == {"days": ["2024-05-01", "2024-05-02"], "offer_types": {"cross_sell": [1, 1], "up_sell": [1, 1]}}
+    )
     assert body["latest_model_version"] == "2"
     # the figures the fixture was built for, so the comparison above is not vacuous
     assert (body["offers_sent"], body["clicks"], body["conversions"], body["attributed_revenue"]) == (4, 2, 3, 37.5)
     assert set(body["by_model_version"]) == {"1", "2"} and body["suppressions_by_rule"] == {
-        "already_bought": 1, "email_cap": 1}
+        "already_bought": 1,
+        "email_cap": 1,
+    }
     assert (body["bounces"], body["unsubscribes"], body["latency_ms"]["p99"]) == (1, 1, 900.0)
 
     client.cookies.clear()
@@ -157,20 +204,32 @@ def test_data_equals_offer_quality_with_cookie_or_api_key(client: TestClient, fa
     assert with_key.status_code == 200 and with_key.json() == body
 
 
-@pytest.mark.parametrize(("query", "since", "until", "offer_type"), [
-    ("offer_type=up_sell", None, None, "up_sell"),
-    ("since=2024-05-02", DECIDED + timedelta(days=1) - timedelta(hours=9), None, None),
-    ("until=2024-05-02", None, DECIDED + timedelta(days=1) - timedelta(hours=9), None),
-    ("since=2024-05-02T00:00:00Z&until=2024-05-03&offer_type=cross_sell",
-     DECIDED + timedelta(hours=15), DECIDED + timedelta(days=1, hours=15), "cross_sell"),
-])
-def test_filters_match_offer_quality_of_the_same_range(client: TestClient, facts: Engine, query: str,
-                                                       since: object, until: object, offer_type: str | None) -> None:
+@pytest.mark.parametrize(
+    ("query", "since", "until", "offer_type"),
+    [
+        ("offer_type=up_sell", None, None, "up_sell"),
+        ("since=2024-05-02", DECIDED + timedelta(days=1) - timedelta(hours=9), None, None),
+        ("until=2024-05-02", None, DECIDED + timedelta(days=1) - timedelta(hours=9), None),
+        (
+            "since=2024-05-02T00:00:00Z&until=2024-05-03&offer_type=cross_sell",
+            DECIDED + timedelta(hours=15),
+            DECIDED + timedelta(days=1, hours=15),
+            "cross_sell",
+        ),
+    ],
+)
+def test_filters_match_offer_quality_of_the_same_range(
+    client: TestClient, facts: Engine, query: str, since: object, until: object, offer_type: str | None
+) -> None:
     body = client.get(f"/dashboard/data?{query}", headers={"X-API-Key": KEY}).json()
     expected = offer_quality(facts, since=since, until=until, offer_type=offer_type)  # type: ignore[arg-type]
     assert {k: v for k, v in body.items() if k not in EXTRA} == expected
-    assert body["offers_sent_per_day"] == offers_sent_per_day(facts, since=since, until=until,  # type: ignore[arg-type]
-                                                              offer_type=offer_type)
+    assert body["offers_sent_per_day"] == offers_sent_per_day(
+        facts,
+        since=since,
+        until=until,  # type: ignore[arg-type]
+        offer_type=offer_type,
+    )
     assert 0 < expected["offers_sent"] < 4  # each filter keeps some offers and drops others
 
 
@@ -179,8 +238,9 @@ def test_data_rejects_malformed_filters(client: TestClient) -> None:
         assert client.get(f"/dashboard/data?{query}", headers={"X-API-Key": KEY}).status_code == 422
 
 
-def test_pipeline_counts_outbox_and_shows_the_dlq_as_unknown_with_kafka_down(client: TestClient,
-                                                                              settings: Settings) -> None:
+def test_pipeline_counts_outbox_and_shows_the_dlq_as_unknown_with_kafka_down(
+    client: TestClient, settings: Settings
+) -> None:
     outbox = Outbox.for_settings(settings)
     now = time.time()
     outbox.add([OutboxEntry(f"D{i}", f"C{i}", (f"O{i}",), b"message") for i in range(4)], now)
@@ -189,8 +249,11 @@ def test_pipeline_counts_outbox_and_shows_the_dlq_as_unknown_with_kafka_down(cli
     outbox.mark_failed("D2", "550 mailbox unavailable", now)
     started = time.monotonic()
     body = client.get("/dashboard/pipeline", headers={"X-API-Key": KEY}).json()
-    assert body == {"dlq_topic": settings.topic_purchases_dlq, "dlq_records": None,
-                    "delivery": {"pending": 1, "sent": 1, "failed": 2}}
+    assert body == {
+        "dlq_topic": settings.topic_purchases_dlq,
+        "dlq_records": None,
+        "delivery": {"pending": 1, "sent": 1, "failed": 2},
+    }
     assert time.monotonic() - started < 15  # the broker being down costs a short timeout, not a hang
 
 

@@ -27,8 +27,9 @@ KEY = "ops-test-key"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY,
-                        link_secret="ops-test-secret")
+    return load_settings(
+        home=tmp_path, database_url=f"sqlite:///{tmp_path / 'api.db'}", api_key=KEY, link_secret="ops-test-secret"
+    )
 
 
 @pytest.fixture
@@ -36,8 +37,15 @@ def client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Test
     monkeypatch.setattr(dashboard, "REGISTRY_TTL_S", 0.0)  # every request reads the registry
     engine = open_facts(settings.db_url)
     with engine.begin() as db:
-        record_batch(db, [], [], [(purchase("B1", "C1", T0 + timedelta(days=3), ("P1", 1, 2.0)), 1_000),
-                                  (purchase("B0", "C2", T0, ("P1", 1, 2.0)), 1_000)])
+        record_batch(
+            db,
+            [],
+            [],
+            [
+                (purchase("B1", "C1", T0 + timedelta(days=3), ("P1", 1, 2.0)), 1_000),
+                (purchase("B0", "C2", T0, ("P1", 1, 2.0)), 1_000),
+            ],
+        )
     engine.dispose()
     with TestClient(api_app.create_app(settings, publisher=RecordingPublisher())) as test_client:
         yield test_client
@@ -45,13 +53,19 @@ def client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Test
 
 def _index_run(settings: Settings, as_of: pd.Timestamp, tags: dict[str, str] | None = None) -> str:
     """A finished run holding a small candidate index built as of `as_of`."""
-    lines = pd.DataFrame({
-        "order_id": ["1", "1", "2", "2"], "customer_id": ["C1", "C1", "C2", "C2"],
-        "product_id": ["11", "12", "11", "12"], "product_name": ["MUG A", "MUG B", "MUG A", "MUG B"],
-        "category": pd.Series([None] * 4, dtype="string"), "quantity": [1, 1, 1, 1], "unit_price": [1.0, 2.0, 1.0, 2.0],
-        "ordered_at": pd.to_datetime(["2011-01-01", "2011-01-01", "2011-01-02", "2011-01-02"], utc=True),
-        "is_return": [False] * 4,
-    })
+    lines = pd.DataFrame(
+        {
+            "order_id": ["1", "1", "2", "2"],
+            "customer_id": ["C1", "C1", "C2", "C2"],
+            "product_id": ["11", "12", "11", "12"],
+            "product_name": ["MUG A", "MUG B", "MUG A", "MUG B"],
+            "category": pd.Series([None] * 4, dtype="string"),
+            "quantity": [1, 1, 1, 1],
+            "unit_price": [1.0, 2.0, 1.0, 2.0],
+            "ordered_at": pd.to_datetime(["2011-01-01", "2011-01-01", "2011-01-02", "2011-01-02"], utc=True),
+            "is_return": [False] * 4,
+        }
+    )
     client = open_tracking(settings)
     experiment = client.get_experiment_by_name(settings.experiment_name).experiment_id
     run_id = client.create_run(experiment, tags=tags or {}).info.run_id
@@ -64,8 +78,13 @@ def _index_run(settings: Settings, as_of: pd.Timestamp, tags: dict[str, str] | N
 
 def test_without_a_registry_only_the_newest_purchase_is_known(client: TestClient, settings: Settings) -> None:
     body = client.get("/dashboard/model", headers={"X-API-Key": KEY}).json()
-    assert body == {"model_version": None, "index_run_id": None, "index_as_of": None,
-                    "newest_purchase_at": (T0 + timedelta(days=3)).isoformat(), "index_age_s": None}
+    assert body == {
+        "model_version": None,
+        "index_run_id": None,
+        "index_as_of": None,
+        "newest_purchase_at": (T0 + timedelta(days=3)).isoformat(),
+        "index_age_s": None,
+    }
     assert not (settings.home / "mlflow").exists()  # reading did not create a store
 
 
@@ -74,7 +93,9 @@ def test_shows_the_index_the_champion_serves_and_follows_a_refresh(client: TestC
     training_run = _index_run(settings, trained_as_of)  # no as_of tag: read from the index manifest
     tracking = open_tracking(settings)
     tracking.create_registered_model(settings.model_name)
-    version = tracking.create_model_version(settings.model_name, source=f"runs:/{training_run}/model", run_id=training_run)
+    version = tracking.create_model_version(
+        settings.model_name, source=f"runs:/{training_run}/model", run_id=training_run
+    )
     tracking.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version.version))
 
     body = client.get("/dashboard/model", headers={"X-API-Key": KEY}).json()

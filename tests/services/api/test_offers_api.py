@@ -45,14 +45,20 @@ def test_read_customer_offers_lists_active_in_app_offers_newest_first(
     assert response.status_code == 200
     body = response.json()
     assert body["customer_id"] == "C1" and body["count"] == 3
-    assert [o["offer_id"] for o in body["offers"]] == [new.offers[0].offer_id, old.offers[0].offer_id,
-                                                      old.offers[1].offer_id]
+    assert [o["offer_id"] for o in body["offers"]] == [
+        new.offers[0].offer_id,
+        old.offers[0].offer_id,
+        old.offers[1].offer_id,
+    ]
     first = body["offers"][0]
     assert first["product_id"] == "P3" and first["name"] == "ITEM P3" and first["offer_type"] == "cross_sell"
     assert first["status"] == "active" and first["model_version"] == "xsell-ranker/3"
     assert client.get("/v1/customers/C1/offers?limit=1", headers=KEY).json()["count"] == 1
     assert client.get("/v1/customers/nobody/offers", headers=KEY).json() == {
-        "customer_id": "nobody", "count": 0, "offers": []}
+        "customer_id": "nobody",
+        "count": 0,
+        "offers": [],
+    }
 
 
 def test_create_offer_event_click_is_accepted_and_published_once_per_idempotency_key(
@@ -72,7 +78,11 @@ def test_create_offer_event_click_is_accepted_and_published_once_per_idempotency
     assert retry.status_code == 202 and retry.json()["feedback_id"] == first.json()["feedback_id"]
     event = publisher.events[0]
     assert (event.type, event.offer_id, event.customer_id, event.channel) == (
-        FeedbackType.CLICK, offer_id, "C1", Channel.IN_APP)
+        FeedbackType.CLICK,
+        offer_id,
+        "C1",
+        Channel.IN_APP,
+    )
     assert event.feedback_id == first.json()["feedback_id"]
     assert event.details == {"decision_id": decision.decision_id, "product_id": "P1"}
 
@@ -83,8 +93,9 @@ def test_create_offer_event_other_customers_offer_is_404_like_unknown_offer(
     decision = make_decision("O1", customer_id="C2")
     deliver(settings, store, decision)
 
-    foreign = client.post(f"/v1/offers/{decision.offers[0].offer_id}/events", headers=KEY,
-                          json={"customer_id": "C1", "type": "dismiss"})
+    foreign = client.post(
+        f"/v1/offers/{decision.offers[0].offer_id}/events", headers=KEY, json={"customer_id": "C1", "type": "dismiss"}
+    )
     unknown = client.post("/v1/offers/no-such-offer/events", headers=KEY, json={"customer_id": "C1", "type": "dismiss"})
 
     assert foreign.status_code == 404 and unknown.status_code == 404
@@ -100,8 +111,11 @@ def test_create_offer_event_dismiss_and_convert_update_status(
     deliver(settings, store, decision)
     dismissed, converted = (item.offer_id for item in decision.offers)
 
-    response = client.post(f"/v1/offers/{dismissed}/events", headers=KEY,
-                           json={"customer_id": "C1", "type": "dismiss", "occurred_at": "2011-05-01T13:00:00+01:00"})
+    response = client.post(
+        f"/v1/offers/{dismissed}/events",
+        headers=KEY,
+        json={"customer_id": "C1", "type": "dismiss", "occurred_at": "2011-05-01T13:00:00+01:00"},
+    )
     assert response.status_code == 202 and response.json()["offer_status"] == "dismissed"
     response = client.post(f"/v1/offers/{converted}/events", headers=KEY, json={"customer_id": "C1", "type": "convert"})
     assert response.status_code == 202 and response.json()["offer_status"] == "converted"
@@ -116,8 +130,11 @@ def test_create_offer_event_invalid_body_is_422(client: TestClient, settings: Se
     decision = make_decision("O1")
     deliver(settings, store, decision)
     url = f"/v1/offers/{decision.offers[0].offer_id}/events"
-    for body in ({"customer_id": "C1", "type": "email_sent"}, {"customer_id": "C1", "type": "click", "extra": 1},
-                 {"customer_id": "C1", "type": "click", "occurred_at": "2011-05-01T13:00:00"}):
+    for body in (
+        {"customer_id": "C1", "type": "email_sent"},
+        {"customer_id": "C1", "type": "click", "extra": 1},
+        {"customer_id": "C1", "type": "click", "occurred_at": "2011-05-01T13:00:00"},
+    ):
         response = client.post(url, headers=KEY, json=body)
         assert response.status_code == 422
 
@@ -129,8 +146,9 @@ def test_create_offer_event_broker_down_is_503_and_status_unchanged(
     deliver(settings, store, decision)
     publisher.fail = True
 
-    response = client.post(f"/v1/offers/{decision.offers[0].offer_id}/events", headers=KEY,
-                           json={"customer_id": "C1", "type": "dismiss"})
+    response = client.post(
+        f"/v1/offers/{decision.offers[0].offer_id}/events", headers=KEY, json={"customer_id": "C1", "type": "dismiss"}
+    )
 
     assert response.status_code == 503
     assert status_of(store, decision.offers[0].offer_id) is OfferStatus.ACTIVE
@@ -149,13 +167,15 @@ def test_read_click_link_records_click_and_redirects_to_product(
     assert response.status_code == 302
     assert response.headers["location"] == f"/demo/products/P1?customer_id=C1&offer_id={offer_id}"
     assert [(e.type, e.offer_id, e.customer_id, e.channel) for e in publisher.events] == [
-        (FeedbackType.EMAIL_CLICKED, offer_id, "C1", Channel.EMAIL)]
+        (FeedbackType.EMAIL_CLICKED, offer_id, "C1", Channel.EMAIL)
+    ]
     page = client.get(response.headers["location"])
     assert page.status_code == 200 and "ITEM P1" in page.text and 'id="buy"' in page.text
 
 
-def test_read_open_pixel_records_open_and_returns_gif(client: TestClient, settings: Settings,
-                                                      publisher: RecordingPublisher) -> None:
+def test_read_open_pixel_records_open_and_returns_gif(
+    client: TestClient, settings: Settings, publisher: RecordingPublisher
+) -> None:
     token = sign_link(settings.link_secret, "open", "C1", "decision-9", ttl_s=3600)  # a pixel is per message
 
     response = client.get(f"/o/{token}.gif")
@@ -163,7 +183,8 @@ def test_read_open_pixel_records_open_and_returns_gif(client: TestClient, settin
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/gif" and response.content.startswith(b"GIF89a")
     assert [(e.type, e.offer_id, e.customer_id, e.details) for e in publisher.events] == [
-        (FeedbackType.EMAIL_OPENED, None, "C1", {"decision_id": "decision-9"})]
+        (FeedbackType.EMAIL_OPENED, None, "C1", {"decision_id": "decision-9"})
+    ]
 
 
 def test_read_unsubscribe_link_records_unsubscribe(
@@ -192,10 +213,13 @@ def test_one_click_post_unsubscribes_with_no_page_and_no_confirmation_step(
     assert "location" not in response.headers and response.headers["cache-control"] == "no-store"
     assert PreferenceStore(settings.db_url).unsubscribed(["C7", "C8"]) == {"C7"}
     assert [(e.type, e.customer_id, e.offer_id, e.channel) for e in publisher.events] == [
-        (FeedbackType.UNSUBSCRIBED, "C7", None, Channel.EMAIL)]
+        (FeedbackType.UNSUBSCRIBED, "C7", None, Channel.EMAIL)
+    ]
 
 
-@pytest.mark.parametrize("path, action", [("/r/{}", "click"), ("/o/{}.gif", "open"), ("/unsubscribe/{}", "unsubscribe")])
+@pytest.mark.parametrize(
+    "path, action", [("/r/{}", "click"), ("/o/{}.gif", "open"), ("/unsubscribe/{}", "unsubscribe")]
+)
 def test_read_link_forged_expired_or_wrong_action_is_refused_and_changes_nothing(
     client: TestClient, settings: Settings, publisher: RecordingPublisher, path: str, action: str
 ) -> None:

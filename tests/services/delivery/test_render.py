@@ -42,11 +42,26 @@ def decision(**overrides: object) -> OfferDecision:
         "model_version": "3",
         "channels": (Channel.EMAIL,),
         "offers": (
-            OfferItem(offer_id="off-2", product_id="P2", name="JUMBO BAG", price=1234.5, offer_type=OfferType.UP_SELL,
-                      rank=2, score=0.4, reason="Upgrade to the JUMBO BAG"),
-            OfferItem(offer_id="off-1", product_id="P1", name=NASTY_NAME, price=4.95,
-                      offer_type=OfferType.CROSS_SELL, rank=1, score=0.9,
-                      reason="Goes well with your TEA & COFFEE <SET>"),
+            OfferItem(
+                offer_id="off-2",
+                product_id="P2",
+                name="JUMBO BAG",
+                price=1234.5,
+                offer_type=OfferType.UP_SELL,
+                rank=2,
+                score=0.4,
+                reason="Upgrade to the JUMBO BAG",
+            ),
+            OfferItem(
+                offer_id="off-1",
+                product_id="P1",
+                name=NASTY_NAME,
+                price=4.95,
+                offer_type=OfferType.CROSS_SELL,
+                rank=1,
+                score=0.9,
+                reason="Goes well with your TEA & COFFEE <SET>",
+            ),
         ),
     }
     fields.update(overrides)
@@ -116,8 +131,9 @@ def test_every_link_is_signed_and_verifies(settings: Settings) -> None:
 
     [pixel] = links.images
     assert pixel.startswith("https://shop.example/o/") and pixel.endswith(".gif")
-    opened = verify_link("s3cret", pixel.removeprefix("https://shop.example/o/").removesuffix(".gif"), "open",
-                         now=NOW + 60)
+    opened = verify_link(
+        "s3cret", pixel.removeprefix("https://shop.example/o/").removesuffix(".gif"), "open", now=NOW + 60
+    )
     assert (opened.customer_id, opened.offer_id) == ("17850", "dec-1")
 
     expires = claim.expires_at
@@ -150,29 +166,41 @@ def test_one_click_unsubscribe_headers_point_at_the_configured_base_url(tmp_path
 
 
 def test_missing_name_or_price_still_renders(settings: Settings) -> None:
-    bare = OfferItem(offer_id="off-9", product_id="85123A", offer_type=OfferType.CROSS_SELL, rank=1, score=0.1,
-                     reason="Goes well with your MUG")
+    bare = OfferItem(
+        offer_id="off-9",
+        product_id="85123A",
+        offer_type=OfferType.CROSS_SELL,
+        rank=1,
+        score=0.1,
+        reason="Goes well with your MUG",
+    )
     text, html = parts(settings, offers=(bare,))
     assert "Item 85123A" in text and "Item 85123A" in html
     assert "£" not in text
 
 
-@pytest.mark.parametrize(("overrides", "problem"), [
-    ({"customer_email": None}, "no e-mail address"),
-    ({"customer_id": None}, "no customer id"),
-    ({"offers": ()}, "no offers"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"customer_email": None}, "no e-mail address"),
+        ({"customer_id": None}, "no customer id"),
+        ({"offers": ()}, "no offers"),
+    ],
+)
 def test_decisions_that_cannot_be_an_email_are_refused(settings: Settings, overrides: dict, problem: str) -> None:
     with pytest.raises(RenderError, match=problem):
         render_offer_email(decision(**overrides), settings, now=NOW)
 
 
-@pytest.mark.parametrize(("amount", "currency", "expected"), [
-    (4.95, "GBP", "£4.95"),
-    (2.675, "GBP", "£2.68"),  # half-up on the decimal value, not the binary float
-    (1234.5, "eur", "€1,234.50"),
-    (10, "USD", "$10.00"),
-    (10, "CHF", "10.00 CHF"),
-])
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [
+        (4.95, "GBP", "£4.95"),
+        (2.675, "GBP", "£2.68"),  # half-up on the decimal value, not the binary float
+        (1234.5, "eur", "€1,234.50"),
+        (10, "USD", "$10.00"),
+        (10, "CHF", "10.00 CHF"),
+    ],
+)
 def test_format_price(amount: float, currency: str, expected: str) -> None:
     assert format_price(amount, currency) == expected

@@ -10,16 +10,32 @@ from xsell.events import EventType, LineItem
 T0 = datetime(2011, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def offer(offer_id: str = "O1", *, at: datetime = T0, customer: str = "C1", product: str = "P1",
-          order: str = "A1", offer_type: str = "cross_sell") -> OfferFact:
-    return OfferFact(offer_id=offer_id, customer_id=customer, product_id=product, order_id=order, offered_at=at,
-                     offer_type=offer_type, model_version="3")
+def offer(
+    offer_id: str = "O1",
+    *,
+    at: datetime = T0,
+    customer: str = "C1",
+    product: str = "P1",
+    order: str = "A1",
+    offer_type: str = "cross_sell",
+) -> OfferFact:
+    return OfferFact(
+        offer_id=offer_id,
+        customer_id=customer,
+        product_id=product,
+        order_id=order,
+        offered_at=at,
+        offer_type=offer_type,
+        model_version="3",
+    )
 
 
-def line(order: str = "B1", *, at: datetime, customer: str = "C1", product: str = "P1",
-         revenue: float = 10.0) -> PurchaseLine:
-    return PurchaseLine(order_id=order, product_id=product, customer_id=customer, quantity=2, revenue=revenue,
-                        occurred_at=at)
+def line(
+    order: str = "B1", *, at: datetime, customer: str = "C1", product: str = "P1", revenue: float = 10.0
+) -> PurchaseLine:
+    return PurchaseLine(
+        order_id=order, product_id=product, customer_id=customer, quantity=2, revenue=revenue, occurred_at=at
+    )
 
 
 def test_a_purchase_of_the_offered_product_within_the_window_converts_it() -> None:
@@ -53,8 +69,11 @@ def test_another_customer_or_another_product_does_not_convert() -> None:
 
 
 def test_one_line_is_attributed_once_to_the_most_recent_eligible_offer() -> None:
-    offers = [offer("OLD", at=T0, order="A1"), offer("NEW", at=T0 + timedelta(days=1), order="A2"),
-              offer("FUTURE", at=T0 + timedelta(days=3), order="A3")]
+    offers = [
+        offer("OLD", at=T0, order="A1"),
+        offer("NEW", at=T0 + timedelta(days=1), order="A2"),
+        offer("FUTURE", at=T0 + timedelta(days=3), order="A3"),
+    ]
     [conversion] = attribute(offers, [line(at=T0 + timedelta(days=2))])
     assert conversion.offer_id == "NEW"
 
@@ -79,9 +98,14 @@ def test_one_offer_may_convert_several_orders_each_line_once() -> None:
 
 
 def test_purchase_lines_sum_one_product_per_order_and_skip_cancellations_and_anonymous(make_event) -> None:
-    event = make_event(order_id="B9", lines=(
-        LineItem(product_id="P1", quantity=2, unit_price=3.5), LineItem(product_id="P1", quantity=1, unit_price=3.0),
-        LineItem(product_id="P2", quantity=4, unit_price=1.25)))
+    event = make_event(
+        order_id="B9",
+        lines=(
+            LineItem(product_id="P1", quantity=2, unit_price=3.5),
+            LineItem(product_id="P1", quantity=1, unit_price=3.0),
+            LineItem(product_id="P2", quantity=4, unit_price=1.25),
+        ),
+    )
     lines = purchase_lines(event)
     assert [(x.product_id, x.quantity, x.revenue) for x in lines] == [("P1", 3, 10.0), ("P2", 4, 5.0)]
     assert purchase_lines(make_event(customer_id=None)) == []

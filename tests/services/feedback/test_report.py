@@ -22,21 +22,38 @@ CROSS, UP = OfferType.CROSS_SELL, OfferType.UP_SELL
 def engine(tmp_path: Path) -> Engine:
     """A facts database with a small, fully known history."""
     engine = open_facts(f"sqlite:///{tmp_path / 'facts.db'}")
-    d1 = decision("A1", "C1", T0, ("P1", CROSS), ("P2", UP), suppressed=(
-        Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")))
+    d1 = decision(
+        "A1",
+        "C1",
+        T0,
+        ("P1", CROSS),
+        ("P2", UP),
+        suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")),
+    )
     d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2")
     d3 = decision("A3", "C3", T0)
     d4 = decision("A4", "C4", T0, ("P3", CROSS), model_version=None, decided_at=DECIDED + timedelta(days=1))
-    o11, o12, o21, o43 = (offer_id_for("A1", "P1"), offer_id_for("A1", "P2"), offer_id_for("A2", "P1"),
-                          offer_id_for("A4", "P3"))
+    o11, o12, o21, o43 = (
+        offer_id_for("A1", "P1"),
+        offer_id_for("A1", "P2"),
+        offer_id_for("A2", "P1"),
+        offer_id_for("A4", "P3"),
+    )
     events = [
-        feedback(F.IMPRESSION, o11), feedback(F.CLICK, o11), feedback(F.CLICK, o11, salt="again"),
-        feedback(F.EMAIL_SENT, o11), feedback(F.EMAIL_SENT, o12), feedback(F.EMAIL_SENT, o21, "C2"),
-        feedback(F.EMAIL_OPENED, None, "C2", decision_id=d2.decision_id), feedback(F.EMAIL_CLICKED, o21, "C2"),
-        feedback(F.BOUNCED, o43, "C4"), feedback(F.UNSUBSCRIBED, o21, "C2"),
+        feedback(F.IMPRESSION, o11),
+        feedback(F.CLICK, o11),
+        feedback(F.CLICK, o11, salt="again"),
+        feedback(F.EMAIL_SENT, o11),
+        feedback(F.EMAIL_SENT, o12),
+        feedback(F.EMAIL_SENT, o21, "C2"),
+        feedback(F.EMAIL_OPENED, None, "C2", decision_id=d2.decision_id),
+        feedback(F.EMAIL_CLICKED, o21, "C2"),
+        feedback(F.BOUNCED, o43, "C4"),
+        feedback(F.UNSUBSCRIBED, o21, "C2"),
     ]
     bought = [
-        (purchase("A1", "C1", T0, ("P0", 1, 2.0)), 1_000), (purchase("A2", "C2", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A1", "C1", T0, ("P0", 1, 2.0)), 1_000),
+        (purchase("A2", "C2", T0, ("P0", 1, 2.0)), 1_000),
         (purchase("A3", "C3", T0, ("P0", 1, 2.0)), 1_000),
         (purchase("B1", "C1", T0 + timedelta(days=1), ("P1", 2, 5.0), ("P9", 1, 3.0)), 2_000),
         (purchase("B2", "C2", T0 + timedelta(days=8), ("P1", 1, 5.0)), 2_000),
@@ -51,7 +68,12 @@ def test_overall_figures(engine: Engine) -> None:
     report = offer_quality(engine)
     assert report["decisions"] == 4
     assert {k: report[k] for k in ("offers_sent", "impressions", "clicks", "converted_offers", "conversions")} == {
-        "offers_sent": 4, "impressions": 2, "clicks": 2, "converted_offers": 2, "conversions": 2}
+        "offers_sent": 4,
+        "impressions": 2,
+        "clicks": 2,
+        "converted_offers": 2,
+        "conversions": 2,
+    }
     assert report["attributed_revenue"] == 30.0
     assert (report["impression_rate"], report["click_rate"], report["conversion_rate"]) == (0.5, 0.5, 0.5)
     assert report["revenue_per_offer"] == 7.5
@@ -62,9 +84,14 @@ def test_overall_figures(engine: Engine) -> None:
     assert (report["bounce_rate"], report["unsubscribe_rate"]) == (0.3333, 0.5)
     assert report["latency_ms"] == {"count": 3, "p50": 40.0, "p99": 100.0}
     assert report["top_offered_products"] == [
-        {"product_id": "P1", "offers": 2}, {"product_id": "P2", "offers": 1}, {"product_id": "P3", "offers": 1}]
+        {"product_id": "P1", "offers": 2},
+        {"product_id": "P2", "offers": 1},
+        {"product_id": "P3", "offers": 1},
+    ]
     assert report["top_converting_products"] == [
-        {"product_id": "P2", "conversions": 1, "revenue": 20.0}, {"product_id": "P1", "conversions": 1, "revenue": 10.0}]
+        {"product_id": "P2", "conversions": 1, "revenue": 20.0},
+        {"product_id": "P1", "conversions": 1, "revenue": 10.0},
+    ]
     json.dumps(report)  # what `xsell report --json` prints
 
 
@@ -76,7 +103,10 @@ def test_by_offer_type_and_by_model_version(engine: Engine) -> None:
     assert round(cross["revenue_per_offer"], 4) == 3.3333
     models = report["by_model_version"]
     assert {name: (m["offers_sent"], m["conversions"]) for name, m in models.items()} == {
-        "1": (2, 2), "2": (1, 0), "none": (1, 0)}
+        "1": (2, 2),
+        "2": (1, 0),
+        "none": (1, 0),
+    }
 
 
 def test_time_and_offer_type_filters(engine: Engine) -> None:
@@ -87,7 +117,11 @@ def test_time_and_offer_type_filters(engine: Engine) -> None:
     assert (earlier["offers_sent"], earlier["conversions"], earlier["attributed_revenue"]) == (3, 2, 30.0)
     up = offer_quality(engine, offer_type="up_sell")
     assert (up["offers_sent"], up["conversions"], up["attributed_revenue"], list(up["by_offer_type"])) == (
-        1, 1, 20.0, ["up_sell"])
+        1,
+        1,
+        20.0,
+        ["up_sell"],
+    )
 
 
 def test_offers_sent_per_day_by_type_sum_to_the_report(engine: Engine) -> None:
@@ -95,19 +129,32 @@ def test_offers_sent_per_day_by_type_sum_to_the_report(engine: Engine) -> None:
     assert series == {"days": ["2024-05-01", "2024-05-02"], "offer_types": {"cross_sell": [2, 1], "up_sell": [1, 0]}}
     by_type = offer_quality(engine)["by_offer_type"]
     assert {kind: sum(counts) for kind, counts in series["offer_types"].items()} == {
-        kind: figures["offers_sent"] for kind, figures in by_type.items()}
-    assert offers_sent_per_day(engine, offer_type="up_sell") == {"days": ["2024-05-01"], "offer_types": {"up_sell": [1]}}
+        kind: figures["offers_sent"] for kind, figures in by_type.items()
+    }
+    assert offers_sent_per_day(engine, offer_type="up_sell") == {
+        "days": ["2024-05-01"],
+        "offer_types": {"up_sell": [1]},
+    }
     assert offers_sent_per_day(engine, since=DECIDED + timedelta(days=1)) == {
-        "days": ["2024-05-02"], "offer_types": {"cross_sell": [1]}}
+        "days": ["2024-05-02"],
+        "offer_types": {"cross_sell": [1]},
+    }
 
 
 def test_offers_sent_per_day_fills_days_without_offers(tmp_path: Path) -> None:
     engine = open_facts(f"sqlite:///{tmp_path / 'gap.db'}")
     with engine.begin() as db:
-        record_decisions(db, [(decision("G1", "C1", T0, ("P1", UP)), None),
-                              (decision("G2", "C2", T0, ("P2", UP), decided_at=DECIDED + timedelta(days=2)), None)])
+        record_decisions(
+            db,
+            [
+                (decision("G1", "C1", T0, ("P1", UP)), None),
+                (decision("G2", "C2", T0, ("P2", UP), decided_at=DECIDED + timedelta(days=2)), None),
+            ],
+        )
     assert offers_sent_per_day(engine) == {
-        "days": ["2024-05-01", "2024-05-02", "2024-05-03"], "offer_types": {"up_sell": [1, 0, 1]}}
+        "days": ["2024-05-01", "2024-05-02", "2024-05-03"],
+        "offer_types": {"up_sell": [1, 0, 1]},
+    }
     assert offers_sent_per_day(engine, offer_type="cross_sell") == {"days": [], "offer_types": {}}
 
 
@@ -119,7 +166,12 @@ def test_latest_model_version_is_the_newest_offers(engine: Engine) -> None:
 
 def test_an_empty_database_reports_zeros(tmp_path: Path) -> None:
     report = offer_quality(open_facts(f"sqlite:///{tmp_path / 'empty.db'}"))
-    assert (report["offers_sent"], report["clicks"], report["conversions"], report["attributed_revenue"]) == (0, 0, 0, 0.0)
+    assert (report["offers_sent"], report["clicks"], report["conversions"], report["attributed_revenue"]) == (
+        0,
+        0,
+        0,
+        0.0,
+    )
     assert report["click_rate"] is None and report["by_offer_type"] == {} and report["latency_ms"]["p50"] is None
 
 

@@ -15,8 +15,7 @@ from xsell.settings import load_settings
 
 
 def service(tmp_path: Path, **options: object) -> FeedbackService:
-    return FeedbackService(load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'facts.db'}"),
-                           **options)  # type: ignore[arg-type]
+    return FeedbackService(load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'facts.db'}"), **options)  # type: ignore[arg-type]
 
 
 def records(settings_service: FeedbackService) -> dict[str, list[FakeRecord]]:
@@ -25,14 +24,20 @@ def records(settings_service: FeedbackService) -> dict[str, list[FakeRecord]]:
     return {
         "purchases": [
             FakeRecord(purchase("A1", "C1", T0, ("P0", 1, 2.0)).to_bytes(), topic=s.topic_purchases, timestamp=1_000),
-            FakeRecord(purchase("B1", "C1", T0 + timedelta(days=3), ("P1", 3, 4.0)).to_bytes(),
-                       topic=s.topic_purchases, timestamp=2_000),
+            FakeRecord(
+                purchase("B1", "C1", T0 + timedelta(days=3), ("P1", 3, 4.0)).to_bytes(),
+                topic=s.topic_purchases,
+                timestamp=2_000,
+            ),
             FakeRecord(b"{not json", topic=s.topic_purchases),
         ],
-        "offers": [FakeRecord(offered.to_bytes(), topic=s.topic_offers, timestamp=1_025),
-                   FakeRecord(b"[]", topic=s.topic_offers)],
-        "feedback": [FakeRecord(feedback(FeedbackType.CLICK, offer_id_for("A1", "P1")).to_bytes(),
-                                topic=s.topic_offer_feedback)],
+        "offers": [
+            FakeRecord(offered.to_bytes(), topic=s.topic_offers, timestamp=1_025),
+            FakeRecord(b"[]", topic=s.topic_offers),
+        ],
+        "feedback": [
+            FakeRecord(feedback(FeedbackType.CLICK, offer_id_for("A1", "P1")).to_bytes(), topic=s.topic_offer_feedback)
+        ],
     }
 
 

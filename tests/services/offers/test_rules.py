@@ -85,8 +85,14 @@ def test_consent_unsubscribe_and_missing_address_block_email(make_event: EventFa
 def test_anonymous_and_cancellations_get_no_offer(make_event: EventFactory) -> None:
     anonymous = decide(_event(make_event, customer_id=None), _candidates(), CustomerContext(), OfferRules(), None, NOW)
     assert anonymous.offers == () and anonymous.no_offer_reason == "anonymous"
-    cancelled = decide(_event(make_event, event_type=EventType.ORDER_CANCELLED), _candidates(), CustomerContext(),
-                       OfferRules(), None, NOW)
+    cancelled = decide(
+        _event(make_event, event_type=EventType.ORDER_CANCELLED),
+        _candidates(),
+        CustomerContext(),
+        OfferRules(),
+        None,
+        NOW,
+    )
     assert cancelled.offers == () and cancelled.no_offer_reason == "cancellation"
 
 
@@ -121,7 +127,7 @@ def test_decide_events_without_a_model_says_so_for_purchases_only(make_event: Ev
 def test_decide_events_uses_each_customers_context(make_event: EventFactory) -> None:
     event = _event(make_event)
     contexts = {"C1": CustomerContext(owned=frozenset({"X1"}), unsubscribed=True)}
-    decision, = decide_events([event], {event.event_id: _candidates()}, contexts, OfferRules(), "1", NOW)
+    (decision,) = decide_events([event], {event.event_id: _candidates()}, contexts, OfferRules(), "1", NOW)
     assert "X1" not in [o.product_id for o in decision.offers]
     assert Channel.EMAIL not in decision.channels
     assert any(s.rule == "unsubscribed" for s in decision.suppressed)
