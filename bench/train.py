@@ -12,7 +12,7 @@ products. The files are written once to ``--cache`` (default: ``$XDG_CACHE_HOME/
 For each size, in a fresh XSELL_HOME (a temporary folder) under ``/usr/bin/time -v``:
 ``xsell features backfill --data FILE`` alone, then the full ``xsell train --data FILE``
 (backfill, training set, train, evaluate, register). Prints one JSON line per size: wall seconds
-and peak RSS (MB) of each command, the file's lines, products and orders, and the commit measured.
+and peak RSS (MB) of each command, the seconds per step the command reports, the file's lines, products and orders, and the commit measured.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def timed(command: list[str], home: Path) -> dict[str, object]:
     log = home / "time.log"
     started = time.monotonic()
     with log.open("w") as err:
-        done = subprocess.run([str(TIME), "-v", *command], env=env, stdout=subprocess.DEVNULL, stderr=err, check=False)
+        done = subprocess.run([str(TIME), "-v", *command], env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                              check=False)
     wall = time.monotonic() - started
     text = log.read_text()
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
@@ -55,6 +56,11 @@ def timed(command: list[str], home: Path) -> dict[str, object]:
                                  "rc": done.returncode}
     if done.returncode:
         result["error"] = text.strip().splitlines()[-30:]
+    try:  # the command's own JSON report: seconds per step
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        result["steps_s"] = report.get("seconds")
+    except (ValueError, IndexError, AttributeError):
+        pass
     return result
 
 
