@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import sparse
 
 from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
-from models.index import SOURCES, CandidateIndex, IndexConfig
+from models.index import SOURCES, CandidateIndex
 
 POPULARITY = "popularity"
 ALL_SOURCES = (*SOURCES, POPULARITY)
@@ -280,23 +280,6 @@ class CandidateGenerator:
         rows, first = np.unique(pair_row[eligible], return_index=True)  # the first eligible pair of each row
         upgraded[rows] = seed[eligible][first]
         return upgraded
-
-
-def candidates_by_window(
-    lines: pd.DataFrame,
-    triggers: pd.DataFrame,
-    index_config: IndexConfig | None = None,
-    config: CandidateConfig | None = None,
-) -> pd.DataFrame:
-    """Candidates for training triggers without leakage: one index per ``window_cutoff``, built
-    from the lines before it, serves the triggers of that window."""
-    frames = []
-    for window_cutoff, group in triggers.groupby("window_cutoff", sort=True):
-        index = CandidateIndex.build(lines, pd.Timestamp(window_cutoff), index_config)
-        frames.append(CandidateGenerator(index, config).candidates_for_triggers(group))
-    if not frames:
-        return pd.DataFrame(columns=list(CANDIDATE_COLUMNS))
-    return pd.concat(frames, ignore_index=True)
 
 
 def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateIndex) -> pd.Series:

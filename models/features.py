@@ -324,7 +324,8 @@ def candidate_context_columns(
     price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
     item_code = category_code[candidates["item"]]  # -1: no category
-    candidates["item_category"] = np.where(item_code >= 0, np.asarray(categories, dtype=object)[item_code], None)
+    # code -1 (no category) takes the None appended last: an index without any category has no codes at all
+    candidates["item_category"] = np.asarray([*categories, None], dtype=object)[item_code]
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
         flat = _flatten(triggers[column])
         known_item = generator.product_index.get_indexer(flat.items)

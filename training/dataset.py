@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from models.candidates import CandidateConfig, CandidateGenerator
-from models.features import FEATURE_COLUMNS, candidates_with_context, feature_rows_from_store
+from models.features import candidates_with_context, feature_rows_from_store
 from models.index import CandidateIndex, IndexConfig
 from training.protocol import build_training_triggers
 from xsell.settings import Settings
-
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def candidates_per_window(
     config: CandidateConfig,
 ) -> pd.DataFrame:
     """Candidates with context for training triggers without leakage: one index per
-    ``window_cutoff``, built from the lines before it (as ``models.candidates.candidates_by_window``)."""
+    ``window_cutoff``, built from the lines before it, serves the triggers of that window."""
     frames = []
     for window_cutoff, group in triggers.groupby("window_cutoff", sort=True):
         index = CandidateIndex.build(lines, pd.Timestamp(window_cutoff), index_config)

@@ -10,7 +10,6 @@ from models.candidates import (
     CANDIDATE_COLUMNS,
     CandidateConfig,
     CandidateGenerator,
-    candidates_by_window,
     offer_types,
 )
 from models.index import CandidateIndex
@@ -105,24 +104,6 @@ def test_offer_types_follow_the_candidate_rule(generator: CandidateGenerator) ->
         "cross_sell",
         "cross_sell",
     ]
-
-
-def test_windowed_candidates_only_know_the_past() -> None:
-    lines = store_history()
-    window = START + pd.Timedelta(days=15)  # L3 is first sold on day 20
-    triggers = pd.DataFrame(
-        {
-            "trigger_id": ["t"],
-            "customer_id": ["K4"],
-            "at": [window],
-            "window_cutoff": [window],
-            "basket": [("C3",)],
-            "history": [()],
-            "returned": [()],
-        }
-    )
-    found = candidates_by_window(lines, triggers)
-    assert len(found) > 0 and "L3" not in set(found["product_id"])
 
 
 def test_pair_counts_are_the_index_cooccurrence_of_seed_and_item(generator: CandidateGenerator) -> None:

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from features.backfill import backfill
-from tests.models.retail import START, lines_frame
+from models.candidates import CandidateConfig
 from models.features import FEATURE_COLUMNS
-from training.dataset import DatasetConfig, build_training_set
+from tests.models.retail import START, lines_frame, store_history
+from training.dataset import DatasetConfig, build_training_set, candidates_per_window
 from xsell.settings import load_settings
 
 CUTOFF = START + pd.Timedelta(days=90)
@@ -120,3 +121,21 @@ def test_labels_and_customer_features_come_from_before(training_sets: dict) -> N
     observed = per_trigger["customer_order_count"].fillna(0).to_numpy()
     assert (observed == np.asarray(expected)).all()
     assert (per_trigger["days_since_last_order"].dropna() > 0).all()
+
+
+def test_windowed_candidates_only_know_the_past() -> None:
+    lines = store_history()
+    window = START + pd.Timedelta(days=15)  # L3 is first sold on day 20
+    triggers = pd.DataFrame(
+        {
+            "trigger_id": ["t"],
+            "customer_id": ["K4"],
+            "at": [window],
+            "window_cutoff": [window],
+            "basket": [("C3",)],
+            "history": [()],
+            "returned": [()],
+        }
+    )
+    found = candidates_per_window(lines, triggers, None, CandidateConfig())
+    assert len(found) > 0 and "L3" not in set(found["product_id"])

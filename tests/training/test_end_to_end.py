@@ -6,9 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from models.candidates import CandidateGenerator, candidates_by_window
+from models.candidates import CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex
 from training.baselines import recommend_all
+from training.dataset import candidates_per_window
 from training.evaluation import evaluate
 from training.protocol import build_evaluation_triggers, build_training_triggers, split_cutoff
 from xsell.history import read_purchase_history
@@ -59,5 +60,5 @@ def test_sample_training_triggers_stay_before_the_cutoff(lines: pd.DataFrame) ->
     truth = training[["customer_id", "truth"]].explode("truth")
     first_at = bought.reindex(pd.MultiIndex.from_arrays([truth["customer_id"], truth["truth"]])).to_numpy()
     assert (first_at < cutoff).all()
-    candidates = candidates_by_window(lines, training.head(50))
+    candidates = candidates_per_window(lines, training.head(50), None, CandidateConfig())
     assert set(candidates["trigger_id"]) <= set(training["trigger_id"])
