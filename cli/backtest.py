@@ -41,7 +41,7 @@ import pandas as pd
 
 from models.index import CandidateIndex
 from training.baselines import recommend_all
-from training.commands import evaluate, progress, train
+from training.commands import progress, train
 from training.evaluation import evaluate
 from training.experiment import ExperimentConfig
 from training.protocol import build_evaluation_triggers, split_cutoff
@@ -195,7 +195,7 @@ def _serve(
     """Every replayed event through the offer service's decision and the feature pipeline's fold,
     in event order and micro-batches; the champion's index rebuilt every ``refresh_days``."""
     from features.pipeline import FeaturePipeline  # noqa: PLC0415  (Feast: slow to import)
-    from services.offers.service import OfferService  # noqa: PLC0415
+    from services.offers.service import OfferService  # noqa: PLC0415  (the offer service: only when serving)
 
     pipeline = FeaturePipeline(settings)
     decisions: list[OfferDecision] = []

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from infra.processes import ServiceProcesses, pipeline_services
 from infra.stack import stack_up
-from services.schema import create_schema
 from services.delivery.outbox import Outbox
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
+from services.schema import create_schema
 from xsell.consumer import wait_for
 from xsell.history import PurchaseHistory, read_purchase_history
 from xsell.offers import Channel, OfferDecision
@@ -150,7 +150,6 @@ def start_services(settings: Settings) -> None:
 def _wait_groups(settings: Settings, groups: list[str], timeout_s: float) -> bool:
     """Wait until every consumer group is stable with a member, so the live replay measures the
     pipeline rather than its start-up (imports, group joins, the champion's load)."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-demo")
 
@@ -189,7 +188,6 @@ def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float)
 
 def count_records(settings: Settings, topic: str) -> int:
     """Records in a topic (end minus beginning offsets over its partitions)."""
-    from kafka import TopicPartition  # noqa: PLC0415
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     try:
@@ -213,8 +211,8 @@ def wait_for_outbox(settings: Settings, expected: int, timeout_s: float) -> dict
 
 def wait_for_facts(settings: Settings, decisions: int, timeout_s: float) -> dict[str, object]:
     """Wait until the feedback service stored at least `decisions` decisions; return the report."""
-    from services.feedback.facts import open_facts  # noqa: PLC0415
-    from services.feedback.report import offer_quality  # noqa: PLC0415
+    from services.feedback.facts import open_facts  # noqa: PLC0415  (the feedback store: only for the report)
+    from services.feedback.report import offer_quality  # noqa: PLC0415  (the feedback store: only for the report)
 
     engine = open_facts(settings.db_url)
     try:
@@ -231,9 +229,9 @@ def wait_for_facts(settings: Settings, decisions: int, timeout_s: float) -> dict
 def simulate_clicks(settings: Settings) -> int:
     """Shoppers' clicks, simulated from the replayed data: every offer that a later purchase
     converted is reported as seen and clicked, through the real API (`POST /v1/offers/{id}/events`)."""
-    from sqlalchemy import select  # noqa: PLC0415
+    from sqlalchemy import select  # noqa: PLC0415  (the feedback store: only for the report)
 
-    from services.feedback.facts import conversions, open_facts  # noqa: PLC0415
+    from services.feedback.facts import conversions, open_facts  # noqa: PLC0415  (the feedback store: only for the report)
 
     engine = open_facts(settings.db_url)
     try:

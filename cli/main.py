@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -105,12 +103,12 @@ def stack_up(
     ] = None,
 ) -> None:
     """Fetch the broker's jars once, format storage on first start, start it and create the topics."""
-    from infra.kafka.broker import BrokerError  # noqa: PLC0415
-    from infra.mlflow_server import MlflowServerError  # noqa: PLC0415
-    from infra.postgres import PostgresError  # noqa: PLC0415
-    from infra.redis import RedisError  # noqa: PLC0415
-    from infra.stack import stack_up as up  # noqa: PLC0415
-    from services.schema import create_schema  # noqa: PLC0415
+    from infra.kafka.broker import BrokerError
+    from infra.mlflow_server import MlflowServerError
+    from infra.postgres import PostgresError
+    from infra.redis import RedisError
+    from infra.stack import stack_up as up
+    from services.schema import create_schema
 
     if profile is not None and profile not in PROFILES:
         _fail(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
@@ -134,7 +132,7 @@ def stack_up(
 @stack_app.command("down")
 def stack_down() -> None:
     """Stop whatever `stack up` started (the data stays under XSELL_HOME)."""
-    from infra.stack import stack_down as down  # noqa: PLC0415
+    from infra.stack import stack_down as down
 
     stopped = down(_settings())
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -143,7 +141,7 @@ def stack_down() -> None:
 @stack_app.command("status")
 def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Say what runs, on which ports, with which pids."""
-    from infra.stack import stack_status as status  # noqa: PLC0415
+    from infra.stack import stack_status as status
 
     rows = status(_settings())
     if as_json:
@@ -167,8 +165,8 @@ def replay(
     limit: Annotated[int | None, typer.Option(help="At most N events.")] = None,
 ) -> None:
     """Produce a purchase-history file to `purchases` as events, in time order (acks=all)."""
-    from services.ingest.replay import Pacing  # noqa: PLC0415
-    from xsell.history import UnknownLayoutError  # noqa: PLC0415
+    from services.ingest.replay import Pacing
+    from xsell.history import UnknownLayoutError
 
     settings = _settings()
     try:
@@ -183,11 +181,12 @@ def _replay_with_progress(
     settings: Settings, data: Path, pacing: object, since: datetime | None, limit: int | None
 ) -> object:
     """Replay `data` with a progress bar on stderr; return the ReplayReport."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+    import time
 
-    from services.ingest.replay import produce_events, select_events, ReplayReport  # noqa: PLC0415
-    from xsell.history import count_events, read_purchase_history  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from services.ingest.replay import ReplayReport, produce_events, select_events
+    from xsell.history import count_events, read_purchase_history
 
     started = time.monotonic()
     history = read_purchase_history(data)
@@ -218,7 +217,7 @@ def ingest(
     ] = False,
 ) -> None:
     """Validate every record on `purchases`; dead-letter bad ones to `purchases.dlq` with the reason."""
-    from services.ingest.validator import IngestService  # noqa: PLC0415
+    from services.ingest.validator import IngestService
 
     summary = IngestService(_settings(), until_caught_up=until_caught_up).run()
     print(json.dumps(summary.as_dict()))
@@ -228,7 +227,7 @@ def ingest(
 @features_app.command("apply")
 def features_apply() -> None:
     """Register entities, feature views and feature services in the Feast registry (`feast apply`)."""
-    from features.store import apply_definitions  # noqa: PLC0415
+    from features.store import apply_definitions
 
     names = apply_definitions(_settings())
     console.print(f"applied {len(names)} Feast objects: {', '.join(names)}")
@@ -237,10 +236,10 @@ def features_apply() -> None:
 @features_app.command("backfill")
 def features_backfill(data: DataOption) -> None:
     """Compute every feature from a purchase-history file: offline store, fold state, online store."""
-    from rich.progress import Progress  # noqa: PLC0415
+    from rich.progress import Progress
 
-    from features.backfill import backfill  # noqa: PLC0415
-    from xsell.history import UnknownLayoutError  # noqa: PLC0415
+    from features.backfill import backfill
+    from xsell.history import UnknownLayoutError
 
     settings = _settings()
     try:
@@ -258,7 +257,7 @@ def features_backfill(data: DataOption) -> None:
 @features_app.command("materialize")
 def features_materialize() -> None:
     """Load the latest offline values into the online store (`feast materialize`)."""
-    from features.backfill import materialize  # noqa: PLC0415
+    from features.backfill import materialize
 
     materialize(_settings())
     console.print("materialized")
@@ -271,8 +270,8 @@ def features_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the values as JSON.")] = False,
 ) -> None:
     """Print the online feature values of a customer and/or products."""
-    from features.online import customer_online_features, product_online_features  # noqa: PLC0415
-    from features.store import open_feature_store  # noqa: PLC0415
+    from features.online import customer_online_features, product_online_features
+    from features.store import open_feature_store
 
     if not customer and not product:
         _fail("give --customer ID and/or --product ID")
@@ -301,7 +300,7 @@ def features_pipeline(
     ] = False,
 ) -> None:
     """Stream `purchases` into the feature store (own consumer group; SIGTERM stops it cleanly)."""
-    from features.pipeline import FeaturePipeline  # noqa: PLC0415
+    from features.pipeline import FeaturePipeline
 
     stats = FeaturePipeline(_settings(), until_caught_up=until_caught_up).run()
     print(json.dumps(stats.__dict__))
@@ -316,7 +315,7 @@ def train(
     """Backfill, build the training set, train the LightGBM ranker, evaluate it against the
     baselines on the held-out period, log everything to MLflow and register the model (the first
     version becomes champion). Prints a JSON summary with the MLflow run id."""
-    from training.commands import train as run_training  # noqa: PLC0415
+    from training.commands import train as run_training
 
     print(json.dumps(run_training(_settings(), data, backfill=backfill), default=str))
 
@@ -338,11 +337,11 @@ def evaluate(
     held-out figure describes the method (model and index fit at the cutoff: a research figure);
     the served-path backtest beside it measures the offers users get."""
     if served and not champion:
-        from cli.backtest import evaluate_with_backtest  # noqa: PLC0415
+        from cli.backtest import evaluate_with_backtest
 
         result = evaluate_with_backtest(_settings(), data, out, test_days=test_days, horizon_days=horizon_days)
     else:
-        from training.commands import evaluate as run_evaluation  # noqa: PLC0415
+        from training.commands import evaluate as run_evaluation
 
         result = run_evaluation(
             _settings(), data, out, test_days=test_days, horizon_days=horizon_days, champion=champion
@@ -376,7 +375,7 @@ def backtest(
     serve the following purchases through the offer service's code in event order with the
     candidate index rebuilt daily from them, and score the served offers against the baselines.
     Prints the served figures beside the held-out (research) ones."""
-    from cli.backtest import backtest_command  # noqa: PLC0415
+    from cli.backtest import backtest_command
 
     result = backtest_command(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, k=k)
     print(
@@ -405,7 +404,7 @@ def promote(
     reason: Annotated[str, typer.Option(help="Why (recorded with a forced promotion).")] = "",
 ) -> None:
     """Move the champion alias to VERSION only if it beats the champion on the same evaluation data."""
-    from training.commands import promote as gate  # noqa: PLC0415
+    from training.commands import promote as gate
 
     decision = gate(_settings(), version, force, reason)
     print(json.dumps(decision, default=str))
@@ -420,7 +419,7 @@ def recommend(
     k: Annotated[int, typer.Option(help="Offers per order.")] = 10,
 ) -> None:
     """Batch offers for every order of a file with the champion (campaigns, backtests)."""
-    from training.commands import recommend as run_batch  # noqa: PLC0415
+    from training.commands import recommend as run_batch
 
     print(json.dumps(run_batch(_settings(), orders, out, k), default=str))
 
@@ -440,10 +439,10 @@ def index_refresh(
     """Rebuild the champion's candidate index from every order line the fold state holds (as of the
     newest line), log it to MLflow as a run of its own and tag the champion version with it; the
     offer service swaps it in without a restart. Prints a JSON summary (run id, as_of, items, version)."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
+    import signal
+    import threading
 
-    from training.index_refresh import RefreshError, parse_every, refresh_index, run_every  # noqa: PLC0415
+    from training.index_refresh import RefreshError, parse_every, refresh_index, run_every
 
     interval: float | None = None
     if every is not None:
@@ -475,7 +474,7 @@ UntilCaughtUp = Annotated[bool, typer.Option("--until-caught-up", help="Stop onc
 @app.command()
 def offers(until_caught_up: UntilCaughtUp = False) -> None:
     """Answer every purchase on `purchases` with an offer decision on `offers` (champion model + rules)."""
-    from services.offers.service import OfferService  # noqa: PLC0415
+    from services.offers.service import OfferService
 
     stats = OfferService(_settings(), until_caught_up=until_caught_up).run()
     print(json.dumps(stats.__dict__, default=str))
@@ -484,7 +483,7 @@ def offers(until_caught_up: UntilCaughtUp = False) -> None:
 @app.command()
 def deliver(until_caught_up: UntilCaughtUp = False) -> None:
     """Send offer e-mails from `offers` through an outbox (retries with backoff; never twice)."""
-    from services.delivery.service import DeliveryService  # noqa: PLC0415
+    from services.delivery.service import DeliveryService
 
     settings = _settings()
     service = DeliveryService(
@@ -502,7 +501,7 @@ def deliver(until_caught_up: UntilCaughtUp = False) -> None:
 @app.command()
 def inbox(until_caught_up: UntilCaughtUp = False) -> None:
     """Store in-app offers from `offers` for the API to serve."""
-    from services.inbox.consumer import InboxService  # noqa: PLC0415
+    from services.inbox.consumer import InboxService
 
     summary = InboxService(_settings(), until_caught_up=until_caught_up).run()
     print(json.dumps(summary.__dict__, default=str))
@@ -511,7 +510,7 @@ def inbox(until_caught_up: UntilCaughtUp = False) -> None:
 @app.command()
 def api() -> None:
     """Serve the HTTP API (in-app offers, feedback, e-mail links, demo page) with uvicorn."""
-    from services.api.app import main  # noqa: PLC0415
+    from services.api.app import main
 
     main(_settings())
 
@@ -519,9 +518,9 @@ def api() -> None:
 @app.command()
 def feedback(until_caught_up: UntilCaughtUp = False) -> None:
     """Store offer-quality facts from `offers`, `offer-feedback` and `purchases`; attribute conversions."""
-    from datetime import timedelta  # noqa: PLC0415
+    from datetime import timedelta
 
-    from services.feedback.service import FeedbackService  # noqa: PLC0415
+    from services.feedback.service import FeedbackService
 
     settings = _settings()
     stats = FeedbackService(
@@ -543,8 +542,8 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Offer quality: sent, clicked, converted, attributed revenue, rates, latency (from `xsell feedback`)."""
-    from services.feedback.facts import open_facts  # noqa: PLC0415
-    from services.feedback.report import offer_quality  # noqa: PLC0415
+    from services.feedback.facts import open_facts
+    from services.feedback.report import offer_quality
 
     engine = open_facts(_settings().db_url)
     try:
@@ -583,8 +582,8 @@ def run(
 ) -> None:
     """The main job: stack up, backfill, train + register, start every service, replay the latest
     weeks as live purchases, print what happened and where to look (`make stop` stops it all)."""
-    from infra.kafka.broker import BrokerError  # noqa: PLC0415
-    from cli.demo import DemoError, run_demo  # noqa: PLC0415
+    from cli.demo import DemoError, run_demo
+    from infra.kafka.broker import BrokerError
 
     settings = _settings()
     console.print("[bold]xsell run[/]: the offer pipeline on the shipped sample")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,7 +79,7 @@ class CustomerState:
         """Inverse of `to_json`."""
         state = cls(**data)  # type: ignore[arg-type]
         if isinstance(state.products, list):  # state saved before first-bought times were kept
-            state.products = {p: 0.0 for p in state.products}
+            state.products = dict.fromkeys(state.products, 0.0)
         return state
 
 

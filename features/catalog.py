@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 
 import pandas as pd
 
@@ -82,12 +83,12 @@ def derive_categories(names: pd.Series, min_support: int = 3) -> pd.Series:
     """Category per product name (index kept); None where no product type is supported."""
     tokens = names.map(name_tokens)
     heads = Counter(t[-1] for t in tokens if t)
-    pairs = Counter(pair for t in tokens for pair in {f"{a} {singular(b)}" for a, b in zip(t, t[1:])})
+    pairs = Counter(pair for t in tokens for pair in {f"{a} {singular(b)}" for a, b in pairwise(t)})
 
     def category(t: list[str]) -> str | None:
         if not t:
             return None
-        for a, b in reversed(list(zip(t, t[1:]))):
+        for a, b in reversed(list(pairwise(t))):
             if pairs[f"{a} {singular(b)}"] >= min_support:
                 return f"{a} {singular(b)}"
         return t[-1] if heads[t[-1]] >= min_support else None
@@ -131,4 +132,7 @@ def assign_categories(lines: pd.DataFrame, catalog: pd.DataFrame | None = None) 
 
 def category_map(catalog: pd.DataFrame) -> dict[str, str | None]:
     """product_id -> category (None where there is none), from a catalog frame."""
-    return {p: (c if isinstance(c, str) and c else None) for p, c in zip(catalog["product_id"], catalog["category"])}
+    return {
+        p: (c if isinstance(c, str) and c else None)
+        for p, c in zip(catalog["product_id"], catalog["category"], strict=True)
+    }

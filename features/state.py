@@ -56,7 +56,7 @@ _LINE_FIELDS = (
     "channel",
     "marketing_consent",
 )
-_INSERT_LINES = f"INSERT OR IGNORE INTO order_lines VALUES ({', '.join('?' * (len(_LINE_FIELDS) + 2))})"
+_INSERT_LINES = f"INSERT OR IGNORE INTO order_lines VALUES ({', '.join('?' * (len(_LINE_FIELDS) + 2))})"  # noqa: S608  (placeholders only)
 LineRow = tuple[object, ...]
 
 
@@ -183,7 +183,7 @@ class FoldStateStore:
         The time bound matters when the feature pipeline is ahead of the caller (a fast replay):
         later purchases must not count as owned (`features.owned.bought_before`)."""
         times = self.purchase_times(customer_ids)
-        owned: dict[str, tuple[str, ...]] = {c: () for c in set(customer_ids)}
+        owned: dict[str, tuple[str, ...]] = dict.fromkeys(set(customer_ids), ())
         for customer_id, known in times.items():
             limit = as_of[customer_id].timestamp() if as_of and customer_id in as_of else float("inf")
             owned[customer_id] = most_recent_first(bought_before(known, limit))
@@ -197,7 +197,7 @@ class FoldStateStore:
             self._reader = self._connect()
         db = self._reader  # outside a transaction: every SELECT sees the latest commit
         for chunk in chunked(ids):
-            query = f"SELECT customer_id, state FROM customers WHERE customer_id IN ({placeholders(chunk)})"
+            query = f"SELECT customer_id, state FROM customers WHERE customer_id IN ({placeholders(chunk)})"  # noqa: S608  (placeholders only)
             for customer_id, state in db.execute(query, chunk):
                 data = json.loads(state)
                 products = data["products"]

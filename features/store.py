@@ -28,7 +28,7 @@ def online_store_config(settings: Settings) -> dict[str, object]:
 def open_feature_store(settings: Settings):  # noqa: ANN201  (feast.FeatureStore; imported lazily: slow)
     """A FeatureStore on this settings' registry, offline Parquet files and online store."""
     os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry attempts from a closed network
-    from feast import FeatureStore, RepoConfig  # noqa: PLC0415
+    from feast import FeatureStore, RepoConfig  # noqa: PLC0415  (Feast: slow to import)
 
     (settings.feast_dir / "data").mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
@@ -58,9 +58,9 @@ def apply_definitions(settings: Settings) -> list[str]:
 def ensure_offline_file(view: object) -> None:
     """Create the view's Parquet batch source, empty and with the view's schema, if it is missing
     (a store that only ever streams still needs the file that offline pushes append to)."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
-    from feast.types import Float64, Int64  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415  (only when the file is missing)
+    import pyarrow.parquet as pq  # noqa: PLC0415  (only when the file is missing)
+    from feast.types import Float64, Int64  # noqa: PLC0415  (Feast: slow to import)
 
     source = view.batch_source  # type: ignore[attr-defined]
     path = Path(source.path)

@@ -127,7 +127,7 @@ class PostgresCluster:
 
     def create_databases(self) -> None:
         """Create `mlflow` and `xsell` if missing."""
-        import psycopg2  # noqa: PLC0415
+        import psycopg2  # noqa: PLC0415  (the production profile's driver: only when it runs)
 
         connection = psycopg2.connect(
             host=HOST, port=self.port, user=self.settings.postgres_user, dbname="postgres", connect_timeout=10

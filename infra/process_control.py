@@ -6,6 +6,7 @@ the same way, and the children it started (uvicorn or MLflow workers) never outl
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import psutil
@@ -26,7 +27,5 @@ def terminate(pid: int, timeout_s: float) -> None:
         process.kill()
         process.wait(10)
     for child in children:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass

@@ -90,7 +90,7 @@ class MailDirHandler:
         self.mail_dir = mail_dir
         mail_dir.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         """Store the message; the SMTP reply says where."""
         content: bytes = getattr(envelope, "original_content", None) or getattr(envelope, "content", b"") or b""
         if isinstance(content, str):

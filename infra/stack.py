@@ -3,9 +3,8 @@ loopback, the capture SMTP server that stores each message as an .eml file under
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from infra.kafka.broker import BrokerStatus, KafkaBroker
@@ -65,8 +64,8 @@ def stack_down(settings: Settings) -> list[str]:
 
 def _grow_purchases(settings: Settings) -> dict[str, int]:
     """Raise `purchases` to the configured partition count (a home first used by the local profile)."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewPartitions  # noqa: PLC0415
+    from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
+    from kafka.admin import NewPartitions  # noqa: PLC0415  (kafka-python is slow to import)
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-topics")
     try:

@@ -316,7 +316,9 @@ def _sorted_csr(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 @numba.njit(cache=True, nogil=True)
-def _csr_values(indptr, indices, data, rows, columns):
+def _csr_values(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: np.ndarray, columns: np.ndarray
+) -> np.ndarray:
     """matrix[rows[k], columns[k]] for each k, 0 where the cell is empty (rows' columns sorted)."""
     out = np.zeros(len(rows), dtype=data.dtype)
     for k in range(len(rows)):

@@ -54,8 +54,8 @@ def load_champion(settings: Settings, scratch: Path) -> Champion:
     """Load ``models:/NAME@champion`` and its candidate index (downloaded into ``scratch``): the
     index of the run its ``candidate_index.run_id`` tag names (``xsell index refresh``), else its
     training run's."""
-    import mlflow  # noqa: PLC0415
-    import mlflow.lightgbm  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
+    import mlflow.lightgbm  # noqa: PLC0415  (MLflow: slow to import)
 
     client = open_tracking(settings)
     version = champion_version(client, settings)

@@ -130,27 +130,27 @@ def fuse(
 
 @numba.njit(cache=True, nogil=True)
 def _fuse(
-    n,
-    offerable,
-    basket_ptr,
-    basket_items,
-    history_ptr,
-    history_items,
-    returned_ptr,
-    returned_items,
-    indptr,
-    indices,
-    data,
-    source_kind,
-    source_weight,
-    basket_only,
-    popularity,
-    popularity_rank,
-    history_weight,
-    max_history_seeds,
-    rrf_k,
-    take,
-):
+    n: int,
+    offerable: np.ndarray,
+    basket_ptr: np.ndarray,
+    basket_items: np.ndarray,
+    history_ptr: np.ndarray,
+    history_items: np.ndarray,
+    returned_ptr: np.ndarray,
+    returned_items: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    source_kind: np.ndarray,
+    source_weight: np.ndarray,
+    basket_only: np.ndarray,
+    popularity: np.ndarray,
+    popularity_rank: np.ndarray,
+    history_weight: float,
+    max_history_seeds: int,
+    rrf_k: float,
+    take: int,
+) -> tuple[np.ndarray, ...]:
     t_count = len(basket_ptr) - 1
     n_sources = len(source_kind)
     excluded = np.zeros(n, dtype=np.bool_)
@@ -311,7 +311,7 @@ def _fuse(
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_descending(values, items, n, key_bits, spare):
+def _sort_descending(values: np.ndarray, items: np.ndarray, n: int, key_bits: np.ndarray, spare: np.ndarray) -> None:
     """Reorder ``values`` and ``items`` (positions below ``n``) by value, largest first, ties by
     item: an LSD radix sort, item bytes first, then the value's bits (a positive double's bits
     order like the double). Stable and linear: several times faster than a comparison sort on the

@@ -320,7 +320,9 @@ def _window_pairs(customer: np.ndarray, times: np.ndarray, window: int) -> tuple
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_pairs_sorted(order, customer, times, window):  # noqa: ANN001, ANN202
+def _window_pairs_sorted(
+    order: np.ndarray, customer: np.ndarray, times: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(order)
     first = np.empty(n, dtype=np.int64)  # per row: the first later row of the same customer
     last = np.empty(n, dtype=np.int64)  # and the end of its window
@@ -436,7 +438,17 @@ def _upsell(products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
 
 
 @numba.njit(cache=True, nogil=True)
-def _upsell_kernel(codes, price, score, by_price, by_score, bounds, min_ratio, max_ratio, k):  # noqa: ANN001, ANN202
+def _upsell_kernel(
+    codes: np.ndarray,
+    price: np.ndarray,
+    score: np.ndarray,
+    by_price: np.ndarray,
+    by_score: np.ndarray,
+    bounds: np.ndarray,
+    min_ratio: float,
+    max_ratio: float,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(codes)
     counts = np.zeros(n, dtype=np.int64)
     low = np.zeros(n, dtype=np.int64)
@@ -497,7 +509,9 @@ def _top_k_rows(matrix: sparse.spmatrix, k: int, dtype: type = np.float32) -> sp
 
 
 @numba.njit(cache=True, nogil=True)
-def _top_k_kernel(indptr, indices, data, k):  # noqa: ANN001, ANN202
+def _top_k_kernel(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(indptr) - 1
     out_ptr = np.zeros(n + 1, dtype=np.int64)
     for r in range(n):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.registry import INDEX_ARTIFACT
+from models.registry import INDEX_ARTIFACT, champion_version, open_tracking
 
 INDEX_RUN_TAG = "candidate_index.run_id"
 AS_OF_TAGS = ("index.as_of", "served.index_as_of")  # refresh runs, training runs
@@ -27,7 +27,7 @@ def index_run_id(model_version: object) -> str:
 
 def index_as_of(client: object, run_id: str) -> pd.Timestamp:
     """The ``as_of`` of a run's candidate index: from its run tag, else from the index manifest."""
-    import mlflow  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
 
     tags = client.get_run(run_id).data.tags  # type: ignore[attr-defined]
     for name in AS_OF_TAGS:
@@ -43,7 +43,6 @@ def index_as_of(client: object, run_id: str) -> pd.Timestamp:
 def serving_index(settings: object) -> dict[str, object] | None:
     """The champion's version, the run of the index it serves and that index's as_of (ISO), as the
     registry says; None when no champion is registered (a local store not created yet included)."""
-    from models.registry import champion_version, open_tracking  # noqa: PLC0415
 
     uri = settings.tracking_uri  # type: ignore[attr-defined]
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():

@@ -22,7 +22,7 @@ HELDOUT_ARTIFACT = "heldout_model.txt"  # the booster fit before the run's cutof
 def open_tracking(settings: Settings):  # noqa: ANN201  (an mlflow.MlflowClient)
     """Point MLflow at the settings' store, create the store and the experiment if missing;
     return a client. Call it once per process before anything else touches MLflow."""
-    import mlflow  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
 
     if settings.tracking_uri.startswith("sqlite:///"):
         (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def version_number(version: object) -> int:
 
 def champion_version(client: object, settings: Settings) -> int | None:
     """The version the champion alias points at, or None when the alias is unset."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  (MLflow: slow to import)
 
     try:
         mv = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)  # type: ignore[attr-defined]
@@ -72,7 +72,7 @@ def run_of_version(client: object, settings: Settings, version: int):  # noqa: A
 
 def download_index(client: object, run_id: str, destination: Path) -> Path:
     """Download a run's candidate index directory; returns its local path."""
-    import mlflow  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
 
     destination.mkdir(parents=True, exist_ok=True)
     return Path(
@@ -82,7 +82,7 @@ def download_index(client: object, run_id: str, destination: Path) -> Path:
 
 def load_booster(settings: Settings, version: int) -> object:
     """The LightGBM booster of a registered version."""
-    import mlflow.lightgbm  # noqa: PLC0415
+    import mlflow.lightgbm  # noqa: PLC0415  (MLflow: slow to import)
 
     return mlflow.lightgbm.load_model(f"models:/{settings.model_name}/{version}")
 
@@ -90,9 +90,9 @@ def load_booster(settings: Settings, version: int) -> object:
 def load_heldout_booster(settings: Settings, version: int) -> object:
     """The booster that a version's held-out figures score (fit before its run's cutoff, so it
     never saw the held-out period); the registered booster for a version logged without one."""
-    import lightgbm  # noqa: PLC0415
-    import mlflow  # noqa: PLC0415
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+    import lightgbm  # noqa: PLC0415  (LightGBM: slow to import)
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415  (MLflow: slow to import)
 
     client = open_tracking(settings)
     run = run_of_version(client, settings, version)

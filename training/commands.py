@@ -68,8 +68,8 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
     all of ``data`` (training windows and candidate index up to the newest order) and register that
     refit, the model that serves (champion if it is the first version). The run logs both: the
     held-out figures and the refit's data range and index ``as_of``."""
-    from features.backfill import backfill as run_backfill  # noqa: PLC0415
-    from training.tracking import data_fingerprint, log_training_run, open_tracking  # noqa: PLC0415
+    from features.backfill import backfill as run_backfill
+    from training.tracking import data_fingerprint, log_training_run, open_tracking
 
     config = config or ExperimentConfig()
     started = time.perf_counter()
@@ -168,7 +168,7 @@ def evaluate(
     figure); with ``served`` (not with ``champion``) the backtest of the served path on the same
     data and split runs too and stands beside it (``served_path``). Writes ``out/metrics.json``
     (shape in the module docstring) and ``out/report.md``; returns the metrics."""
-    from features.backfill import backfill as run_backfill  # noqa: PLC0415
+    from features.backfill import backfill as run_backfill
 
     config = config or ExperimentConfig()
     config = replace(config, protocol=ProtocolConfig(test_days=test_days, horizon_days=horizon_days))
@@ -203,23 +203,23 @@ def evaluate(
 
 def promote(settings: Settings, version: int | None = None, force: bool = False, reason: str = "") -> dict:
     """The promotion gate (see ``training.promote``)."""
-    from training.promote import promote as gate  # noqa: PLC0415
+    from training.promote import promote as gate
 
     return gate(settings, version, force, reason)
 
 
 def recommend(settings: Settings, data: Path, out: Path, k: int = 10) -> dict:
     """Batch offers for every order of ``data`` with the champion (see ``training.recommend``)."""
-    from training.recommend import recommend_orders  # noqa: PLC0415
+    from training.recommend import recommend_orders
 
     with progress("recommend"):
         return recommend_orders(settings, data, out, k)
 
 
 def _evaluate_champion(settings: Settings, lines: object, config: ExperimentConfig) -> dict:
-    from models.index import CandidateIndex  # noqa: PLC0415
-    from training.protocol import build_evaluation_triggers, split_cutoff  # noqa: PLC0415
-    from models.registry import champion_version, load_heldout_booster, open_tracking  # noqa: PLC0415
+    from models.index import CandidateIndex
+    from models.registry import champion_version, load_heldout_booster, open_tracking
+    from training.protocol import build_evaluation_triggers, split_cutoff
 
     client = open_tracking(settings)
     version = champion_version(client, settings)

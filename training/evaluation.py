@@ -32,6 +32,7 @@ from models.index import CandidateIndex, IndexConfig
 from training.baselines import recommend_all
 from training.metrics import catalog_coverage, mean_metrics
 from training.protocol import ProtocolConfig, build_evaluation_triggers, split_cutoff
+from xsell.history import read_purchase_history
 
 OFFER_TYPES = ("cross_sell", "up_sell")
 
@@ -95,8 +96,6 @@ def render_markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the protocol and every baseline on a purchase-history file; print the report."""
-    from xsell.history import read_purchase_history
-
     parser = argparse.ArgumentParser(description="Evaluate the baselines on a time-based split of a purchase history.")
     parser.add_argument("--data", type=Path, required=True, help="purchase-history file (canonical or UCI layout)")
     parser.add_argument("--test-days", type=int, default=ProtocolConfig.test_days)

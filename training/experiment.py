@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from models.candidates import CandidateGenerator
-from models.index import CandidateIndex, IndexConfig
-from training.baselines import recommend_all
 from models.features import candidates_with_context, feature_rows_from_store
+from models.index import CandidateIndex, IndexConfig
 from models.ranking import score_rows, top_k
+from training.baselines import recommend_all
 from training.dataset import DatasetConfig, TrainingSet, build_training_set
 from training.evaluation import evaluate
 from training.protocol import ProtocolConfig, TriggerSet, build_evaluation_triggers, split_cutoff
@@ -156,6 +156,5 @@ def evaluate_ranker(
 
 def _dataset_config(config: ExperimentConfig) -> DatasetConfig:
     """The dataset settings with the protocol's horizon (one horizon for labels and truth)."""
-    from dataclasses import replace  # noqa: PLC0415
 
     return replace(config.dataset, horizon_days=config.protocol.horizon_days)

@@ -97,11 +97,11 @@ def refresh_index(settings: Settings) -> RefreshResult:
     as_of = lines["ordered_at"].max() + pd.Timedelta(microseconds=1)
     with tempfile.TemporaryDirectory(prefix="xsell-index-refresh-") as scratch:
         champion = load_champion(settings, Path(scratch) / "champion")
-        previous = dict(
-            previous_run_id=champion.index_run_id,
-            previous_as_of=champion.index_as_of.isoformat(),
-            version=champion.version,
-        )
+        previous = {
+            "previous_run_id": champion.index_run_id,
+            "previous_as_of": champion.index_as_of.isoformat(),
+            "version": champion.version,
+        }
         if champion.index_as_of >= as_of:
             log.info("index refresh: the serving index knows every line", extra={**previous, "lines": len(lines)})
             return RefreshResult(

@@ -90,12 +90,12 @@ def _reevaluate(
     settings: Settings, client: object, run: object, candidate: int, champion: int
 ) -> tuple[float, float, str]:
     """Score both versions on the candidate run's data file and cutoff."""
-    import mlflow  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
 
-    from models.index import CandidateIndex  # noqa: PLC0415
-    from training.experiment import ExperimentConfig, evaluate_ranker  # noqa: PLC0415
-    from training.protocol import build_evaluation_triggers  # noqa: PLC0415
-    from xsell.history import read_purchase_history  # noqa: PLC0415
+    from models.index import CandidateIndex  # noqa: PLC0415  (the comparison's stages: numba kernels and LightGBM, slow to import)
+    from training.experiment import ExperimentConfig, evaluate_ranker  # noqa: PLC0415  (the comparison's stages: numba kernels and LightGBM, slow to import)
+    from training.protocol import build_evaluation_triggers  # noqa: PLC0415  (the comparison's stages: numba kernels and LightGBM, slow to import)
+    from xsell.history import read_purchase_history  # noqa: PLC0415  (the comparison's stages: numba kernels and LightGBM, slow to import)
 
     tags = run.data.tags  # type: ignore[attr-defined]
     data = Path(tags["data.path"])

@@ -62,7 +62,7 @@ class TrainedRanker:
 
 def _lightgbm():  # noqa: ANN202  (the lightgbm module; imported lazily: slow, and OMP must be set first)
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # no busy-waiting threads on a small box
-    import lightgbm  # noqa: PLC0415
+    import lightgbm  # noqa: PLC0415  (slow to import, and OMP must be set first)
 
     return lightgbm
 

@@ -19,7 +19,6 @@ import pandas as pd
 
 from features.owned import PurchaseTimes, bought_before, merge_bought, most_recent_first
 from features.state import FoldStateStore
-
 from models.champion import load_champion
 from models.features import candidates_with_context, feature_rows_from_store
 from models.ranking import score_rows, top_k

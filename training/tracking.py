@@ -17,6 +17,7 @@ import hashlib
 import json
 import tempfile
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -88,9 +89,9 @@ def log_training_run(
     before the cutoff, which ``result`` scores) is kept as ``HELDOUT_ARTIFACT``, so that a later
     comparison on the held-out period scores a model that never saw it. Returns run_id,
     model_version, model_uri and whether it became champion."""
-    import mlflow  # noqa: PLC0415
-    import mlflow.lightgbm  # noqa: PLC0415
-    from mlflow.models import infer_signature  # noqa: PLC0415
+    import mlflow  # noqa: PLC0415  (MLflow: slow to import)
+    import mlflow.lightgbm  # noqa: PLC0415  (MLflow: slow to import)
+    from mlflow.models import infer_signature  # noqa: PLC0415  (MLflow: slow to import)
 
     client = open_tracking(settings)
     with mlflow.start_run() as run:
@@ -158,10 +159,10 @@ def flatten_metrics(result: dict) -> dict[str, float]:
 
 def plot_importance(importance: dict[str, float], path: Path, top: int = 30) -> Path:
     """A horizontal bar chart of the ``top`` features by gain (matplotlib, Agg backend)."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415  (matplotlib: slow to import; the Agg backend first)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (matplotlib: slow to import; the Agg backend first)
 
     ranked = sorted(importance.items(), key=lambda kv: kv[1])[-top:]
     figure, axes = plt.subplots(figsize=(8, max(3, 0.28 * len(ranked))))
@@ -175,9 +176,8 @@ def plot_importance(importance: dict[str, float], path: Path, top: int = 30) -> 
 
 
 def _pip_requirements() -> list[str]:
-    from importlib.metadata import version  # noqa: PLC0415
 
-    return [f"{name}=={version(name)}" for name in PIP_REQUIREMENTS_PACKAGES]
+    return [f"{name}=={metadata.version(name)}" for name in PIP_REQUIREMENTS_PACKAGES]
 
 
 def _param(value: object) -> object:

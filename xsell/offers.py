@@ -9,7 +9,7 @@ id from order id + product id). JSON on the wire, key = customer id.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -142,6 +142,5 @@ def feedback_id_for(*parts: str) -> str:
 
 def as_utc(value: datetime) -> datetime:
     """A timezone-aware datetime in UTC (naive values are taken as UTC)."""
-    from datetime import UTC  # noqa: PLC0415
 
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

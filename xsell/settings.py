@@ -10,8 +10,8 @@ are properties, so two runs with different `XSELL_HOME` and ports never touch ea
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _apply_profile(cls, data: Any) -> Any:  # noqa: ANN401  (pydantic hands the raw input over)
+    def _apply_profile(cls, data: Any) -> Any:
         """The profile's derived values, for every field not given explicitly (environment or keyword)."""
         if not isinstance(data, dict):
             return data

@@ -124,7 +124,7 @@ class KafkaBroker:
     def wait_ready(self, process: subprocess.Popen[bytes] | None = None) -> None:
         """Loop on a real client call until the broker answers; on timeout raise with its log tail."""
         from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
-        from kafka.errors import KafkaError  # noqa: PLC0415
+        from kafka.errors import KafkaError  # noqa: PLC0415  (kafka-python is slow to import)
 
         deadline = time.monotonic() + self.settings.kafka_start_timeout_s
         quiet = logging.getLogger("kafka")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from kafka import KafkaAdminClient
@@ -31,10 +32,8 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created them between list and create
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between list and create
             log.info("created topics %s", [t.name for t in missing])
         described = admin.describe_topics(list(settings.topic_partitions))
         return {t["name"]: len(t["partitions"]) for t in described}

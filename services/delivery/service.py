@@ -38,8 +38,8 @@ from pydantic import ValidationError
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
 from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
 from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
-from xsell.metrics import DELIVERIES
 from xsell.consumer import ConsumerLoop, Record
+from xsell.metrics import DELIVERIES
 from xsell.offers import Channel, FeedbackEvent, FeedbackType, OfferDecision, feedback_id_for
 from xsell.settings import Settings
 

@@ -26,7 +26,6 @@ from sqlalchemy.engine import Engine
 
 from services.feedback.attribution import DEFAULT_WINDOW
 from services.feedback.facts import open_facts, record_batch
-
 from xsell.consumer import ConsumerLoop, Record
 from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
 from xsell.offers import FeedbackEvent, OfferDecision

@@ -52,7 +52,7 @@ class ChampionWatcher:
 
     def _registered(self) -> tuple[int, str] | None:
         """(version, index run id) the champion alias points at now; None when the alias is unset."""
-        from mlflow.exceptions import MlflowException  # noqa: PLC0415
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415  (MLflow: slow to import)
 
         client = open_tracking(self.settings)
         try:

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from features.online import OnlineFeatureReader
-from services.offers.rules import RankedCandidate
 from models.champion import Champion
 from models.features import candidate_context_columns, feature_matrix
 from models.ranking import best_rows, score_matrix
+from services.offers.rules import RankedCandidate
 from xsell.events import PurchaseEvent
 from xsell.offers import OfferType
 

@@ -123,7 +123,7 @@ class OfferService:
     def decide_batch(self, events: list[PurchaseEvent]) -> list[OfferDecision]:
         """Decisions for a batch, in event order: stored ones for events seen before, new ones else."""
         known = self.state.decided(e.event_id for e in events)
-        fresh = [e for e in dict((e.event_id, e) for e in events).values() if e.event_id not in known]
+        fresh = [e for e in {e.event_id: e for e in events}.values() if e.event_id not in known]
         for event in fresh:
             self.products.invalidate([line.product_id for line in event.lines])
         champion = self.champion.current()

@@ -38,7 +38,8 @@ class OfferStateStore:
         found: dict[str, OfferDecision] = {}
         for chunk in chunked(ids):
             rows = self.db.execute(
-                f"SELECT event_id, decision FROM decisions WHERE event_id IN ({placeholders(chunk)})", chunk
+                f"SELECT event_id, decision FROM decisions WHERE event_id IN ({placeholders(chunk)})",  # noqa: S608  (placeholders only)
+                chunk,
             )
             found.update({e: OfferDecision.model_validate_json(d) for e, d in rows})
         return found
@@ -49,7 +50,7 @@ class OfferStateStore:
         times: dict[str, list[datetime]] = {c: [] for c in ids}
         for chunk in chunked(ids):
             rows = self.db.execute(
-                f"SELECT customer_id, at FROM emails WHERE at >= ? AND customer_id IN ({placeholders(chunk)})",
+                f"SELECT customer_id, at FROM emails WHERE at >= ? AND customer_id IN ({placeholders(chunk)})",  # noqa: S608  (placeholders only)
                 [since.isoformat(), *chunk],
             )
             for customer_id, at in rows:

@@ -39,11 +39,12 @@ from kafka.errors import KafkaError
 
 from infra.kafka.broker import KafkaBroker, free_port
 from infra.kafka.topics import ensure_topics
+from services.delivery.service import email_skip_reason
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
 from training import commands
 from xsell.events import PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
-from xsell.offers import Channel, OfferDecision
+from xsell.offers import Channel, OfferDecision, decision_id_for
 from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
@@ -373,7 +374,6 @@ class OffersTail:
 
 def check_decisions(records: list[OfferDecision], events: Iterable[PurchaseEvent]) -> dict[str, int]:
     """One decision per event (ids as expected), duplicates only identical re-emissions; return counts."""
-    from xsell.offers import decision_id_for  # noqa: PLC0415
 
     events = list(events)
     by_id: dict[str, OfferDecision] = {}
@@ -388,7 +388,6 @@ def check_decisions(records: list[OfferDecision], events: Iterable[PurchaseEvent
 
 def email_decisions(records: Iterable[OfferDecision]) -> set[str]:
     """Decision ids that must yield one e-mail (delivery's own rule)."""
-    from services.delivery.service import email_skip_reason  # noqa: PLC0415
 
     return {d.decision_id for d in records if email_skip_reason(d) is None}
 

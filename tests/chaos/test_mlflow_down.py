@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from tests.chaos.conftest import CATCH_UP_S, Chaos, OffersTail, check_decisions, figures, fresh_events
 from xsell.consumer import wait_for

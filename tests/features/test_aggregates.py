@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from features.aggregates import SNAPSHOT_DELAY, FeatureFold
+from features.state import FoldStateStore
 from tests.conftest import EventFactory
 from xsell.events import EventType, LineItem
 
@@ -110,7 +111,6 @@ def test_one_product_snapshot_per_timestamp_even_when_its_percentile_moves(make_
 
 
 def test_owned_products_respect_the_time_they_were_first_bought(make_event: EventFactory, tmp_path) -> None:
-    from features.state import FoldStateStore  # noqa: PLC0415
 
     fold = FeatureFold()
     fold.apply(_history(make_event))
@@ -122,7 +122,6 @@ def test_owned_products_respect_the_time_they_were_first_bought(make_event: Even
 
 
 def test_owned_products_come_most_recent_first_like_training_history(make_event: EventFactory, tmp_path) -> None:
-    from features.state import FoldStateStore  # noqa: PLC0415
 
     fold = FeatureFold()
     fold.apply(

@@ -19,7 +19,7 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fuzz.atheris_runner import fuzz  # noqa: E402
+from tests.fuzz.atheris_runner import fuzz
 
 with atheris.instrument_imports(include=["xsell.history"]):
     from xsell.events import MAX_LINE_QUANTITY

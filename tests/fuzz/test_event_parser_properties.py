@@ -249,7 +249,7 @@ record_values = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def batch_settings(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def batch_settings(tmp_path_factory: pytest.TempPathFactory):
     home: Path = tmp_path_factory.mktemp("fuzz-home")
     return load_settings(
         home=home, max_event_bytes=MAX_BYTES, dlq_max_message_bytes=TRUNCATION_HEADROOM_BYTES + DLQ_VALUE_LIMIT
@@ -261,7 +261,7 @@ def batch_settings(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 def test_validate_batch_every_record_is_an_event_or_a_dead_letter(
     batch_settings,
     values: list[bytes | None],
-    keys: list[bytes | None],  # noqa: ANN001
+    keys: list[bytes | None],
 ) -> None:
     records = [
         FakeRecord(

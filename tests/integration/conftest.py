@@ -3,6 +3,7 @@ temporary data dir (the jars cache is shared with `make run`), and per-test topi
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,7 +66,6 @@ def read_topic(broker_settings: Settings) -> Callable[..., list]:
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         records: list = []
-        import time  # noqa: PLC0415
 
         deadline = time.monotonic() + timeout_s
         try:

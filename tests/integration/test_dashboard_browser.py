@@ -28,10 +28,10 @@ import pytest
 import uvicorn
 from kafka import KafkaProducer
 
+from cli.demo import count_records
 from infra.kafka.broker import free_port
 from services.api.app import create_app
 from services.delivery.outbox import Outbox, OutboxEntry
-from cli.demo import count_records
 from services.feedback.facts import open_facts
 from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day
 from services.feedback.service import FeedbackService

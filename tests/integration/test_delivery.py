@@ -55,7 +55,7 @@ def settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
 class RefusingHandler(MailDirHandler):
     """Stores messages, but refuses for good any recipient whose address starts with `bounce`."""
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802, ANN001, ANN201
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("bounce"):
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)

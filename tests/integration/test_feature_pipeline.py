@@ -8,7 +8,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from features.backfill import backfill

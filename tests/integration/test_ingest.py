@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
+from infra.kafka.broker import free_port
 from services.ingest.replay import produce_events, replay_file
 from services.ingest.validator import IngestService
 from tests.conftest import EventFactory
@@ -164,17 +167,12 @@ def test_ingest_exits_cleanly_on_sigterm(kafka_settings: Settings, repo_root: Pa
 
 
 def test_consumer_metrics_are_served_and_count_records(kafka_settings: Settings, make_event: EventFactory) -> None:
-    import urllib.request  # noqa: PLC0415
-
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    from infra.kafka.broker import free_port  # noqa: PLC0415
 
     port = free_port()
     settings = kafka_settings.model_copy(update={"metrics_port": port})
     produce_events(settings, iter([make_event(customer_id=f"M{i}") for i in range(25)]))
     IngestService(settings, until_caught_up=True).run()  # main thread: serves /metrics on `port`
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()  # noqa: S310
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     samples = [
         s
         for family in text_string_to_metric_families(text)

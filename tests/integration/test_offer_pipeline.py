@@ -33,6 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 from infra.kafka.broker import free_port
 from infra.kafka.topics import ensure_topics
 from infra.smtp_capture import MailDirHandler
+from models.registry import open_tracking
 from services.api.app import create_app
 from services.delivery.render import message_id_for
 from services.delivery.service import DeliveryService
@@ -40,7 +41,6 @@ from services.inbox.consumer import InboxService
 from services.ingest.replay import produce_events, select_events
 from services.offers.service import OfferService
 from training import commands
-from models.registry import open_tracking
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history

@@ -111,6 +111,9 @@ def test_pair_counts_are_the_index_cooccurrence_of_seed_and_item(generator: Cand
     with_seed = found[found["seed_product_id"].notna()]
     assert (with_seed["co_count"] > 0).any()
     position, dense = generator.index.position, generator.index.cooccurrence.toarray()
-    expected = [dense[position[s], position[p]] for s, p in zip(with_seed["seed_product_id"], with_seed["product_id"])]
+    expected = [
+        dense[position[s], position[p]]
+        for s, p in zip(with_seed["seed_product_id"], with_seed["product_id"], strict=True)
+    ]
     assert with_seed["co_count"].tolist() == expected
     assert (found.loc[found["seed_product_id"].isna(), "co_count"] == 0).all()

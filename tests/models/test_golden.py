@@ -129,7 +129,7 @@ def feature_summary(rows: pd.DataFrame) -> dict[str, object]:
 
 def ranked(golden: dict[str, object]) -> pd.DataFrame:
     """Top 10 per trigger of a tiny deterministic LightGBM ranker trained on the rows."""
-    import lightgbm  # noqa: PLC0415
+    import lightgbm  # noqa: PLC0415  (LightGBM: slow to import)
 
     rows, triggers = golden["rows"], golden["triggers"]
     truth = triggers[["trigger_id", "truth"]].explode("truth").dropna()

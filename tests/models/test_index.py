@@ -9,7 +9,7 @@ import pandas as pd
 
 from models.candidates import CandidateGenerator
 from models.index import SOURCES, CandidateIndex, IndexConfig
-from tests.models.retail import START, order, store_history, lines_frame
+from tests.models.retail import START, lines_frame, order, store_history
 
 
 def neighbours_of(index: CandidateIndex, source: str, product: str) -> set[str]:
@@ -68,7 +68,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     for source in SOURCES:
         assert np.array_equal(loaded.neighbours[source].toarray(), index.neighbours[source].toarray())
     assert np.array_equal(loaded.cooccurrence.toarray(), index.cooccurrence.toarray())
-    trigger = dict(customer_id="K5", basket=["L1"], at=START + pd.Timedelta(days=41), history={"C1"})
+    trigger = {"customer_id": "K5", "basket": ["L1"], "at": START + pd.Timedelta(days=41), "history": {"C1"}}
     pd.testing.assert_frame_equal(
         CandidateGenerator(loaded).candidates_for(**trigger), CandidateGenerator(index).candidates_for(**trigger)
     )

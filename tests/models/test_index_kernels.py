@@ -121,7 +121,9 @@ def test_window_pairs_match_the_per_customer_self_merge() -> None:
     pairs = orders.merge(orders, on="customer", suffixes=("", "_later"))
     gap = pairs["t_later"] - pairs["t"]
     expected = pairs[(gap > 0) & (gap <= window)]
-    assert sorted(zip(earlier.tolist(), later.tolist())) == sorted(zip(expected["row"], expected["row_later"]))
+    assert sorted(zip(earlier.tolist(), later.tolist(), strict=True)) == sorted(
+        zip(expected["row"], expected["row_later"], strict=True)
+    )
 
 
 def test_blocked_products_equal_the_whole_product() -> None:

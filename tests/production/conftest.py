@@ -111,7 +111,7 @@ def services(production: Settings) -> Iterator[ServiceProcesses]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  (loopback)
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     break
         except OSError:

@@ -13,7 +13,6 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import psutil
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -97,11 +96,11 @@ def test_the_profile_runs_on_redis_postgres_and_the_mlflow_server(production: Se
     assert production.feast_online_store == "redis" and production.db_url.startswith("postgresql+psycopg2://")
     assert production.tracking_uri.startswith("http://127.0.0.1:")
     assert production.topic_partitions[production.topic_purchases] == 12
-    import redis  # noqa: PLC0415
+    import redis  # noqa: PLC0415  (the production profile's driver: only when it runs)
 
     host, port = production.redis_url.split(":")
     assert redis.Redis(host=host, port=int(port)).dbsize() > 0  # the backfill materialized into Redis
-    from mlflow import MlflowClient  # noqa: PLC0415
+    from mlflow import MlflowClient  # noqa: PLC0415  (MLflow: slow to import)
 
     champion = MlflowClient(production.tracking_uri).get_model_version_by_alias(production.model_name, "champion")
     assert champion.version == "1"

@@ -23,7 +23,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from services.api.app import create_app
@@ -225,7 +226,7 @@ def test_forged_unsubscribe_links_are_refused_and_unsubscribe_no_one(
     assert PreferenceStore(settings.db_url).unsubscribed(["C1", "C2"]) == {"C1"}
 
 
-@pytest.mark.parametrize("path, action", [("/r/{}", "click"), ("/o/{}.gif", "open")])
+@pytest.mark.parametrize(("path", "action"), [("/r/{}", "click"), ("/o/{}.gif", "open")])
 def test_forged_click_and_open_links_are_refused_and_record_nothing(
     client: TestClient, settings: Settings, store: InboxStore, publisher: RecordingPublisher, path: str, action: str
 ) -> None:
@@ -337,7 +338,7 @@ ADDRESSES = {
 class EchoingHandler:
     """An SMTP server that names the recipient in its replies, as many real ones do."""
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802, ANN001, ANN201
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("bounce"):
             return f"550 5.1.1 <{address}>: Recipient address rejected: user unknown"
         if address.startswith("soft"):
@@ -345,7 +346,7 @@ class EchoingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001, ANN201
+    async def handle_DATA(self, server, session, envelope):
         return "250 OK queued"
 
 

@@ -77,8 +77,8 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         before = watcher.current()
         assert before is not None and before.index_run_id == before.run_id
         assert NEW_PRODUCT not in before.index.position
-        assert MODEL_VERSION._value.get() == before.version  # noqa: SLF001  (the gauge's value)
-        assert INDEX_AS_OF._value.get() == before.index_as_of.timestamp()  # noqa: SLF001
+        assert MODEL_VERSION._value.get() == before.version
+        assert INDEX_AS_OF._value.get() == before.index_as_of.timestamp()
 
         later = _later_orders(3, pd.Timestamp(newest) + pd.Timedelta(days=2), companion)
         FeaturePipeline(settings).apply(later)  # what the stream brought after training
@@ -107,7 +107,7 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         assert served.index_run_id == result.run_id and served.version == before.version
         assert served.index_as_of == expected_as_of > before.index_as_of
         assert served.booster is not None and served.index.config == before.index.config
-        assert INDEX_AS_OF._value.get() == expected_as_of.timestamp()  # noqa: SLF001
+        assert INDEX_AS_OF._value.get() == expected_as_of.timestamp()
 
         # candidates come from the fresh index: the new product seeds basket neighbours, and is offered
         after_new = served.generator.candidates_for("90000", [NEW_PRODUCT], expected_as_of)

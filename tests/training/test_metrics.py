@@ -40,7 +40,7 @@ def test_coverage_and_means() -> None:
 
 
 def test_empty_truth_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty truth"):
         ndcg_at_k(["a"], set())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="catalog size must be positive"):
         catalog_coverage(["a"], 0)

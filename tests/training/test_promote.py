@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.index import CandidateIndex
-from tests.models.retail import START, store_history
 from models.features import FEATURE_COLUMNS
+from models.index import CandidateIndex
 from models.registry import champion_version, open_tracking
+from tests.models.retail import START, store_history
 from training.promote import promote
 from training.ranker import _lightgbm
 from training.tracking import DataFingerprint, log_training_run

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xsell.settings import PlaceholderSecretError, refuse_placeholder_secrets
-from xsell.settings import load_settings
+from xsell.settings import PlaceholderSecretError, load_settings, refuse_placeholder_secrets
 
 STRONG_KEY = "kQ2v9wS7tYc1mN4pR8xZ0aB3"
 STRONG_LINK_SECRET = "Hj5Lq8Wn2Ee6Rt0Yu3Ii7Oo1"
@@ -21,7 +20,7 @@ def test_shipped_defaults_are_refused_naming_every_variable(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "overrides, variable",
+    ("overrides", "variable"),
     [
         ({"api_key": "short"}, "XSELL_API_KEY"),
         ({"link_secret": "changeme"}, "XSELL_LINK_SECRET"),

@@ -31,6 +31,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from kafka.errors import KafkaError
 
+from models.index_source import serving_index
 from services.api.deps import (
     FactsDep,
     SettingsDep,
@@ -41,7 +42,6 @@ from services.api.deps import (
 )
 from services.api.session import COOKIE_NAME, SESSION_TTL_S, sign_session
 from services.delivery.outbox import Outbox
-from models.index_source import serving_index
 from services.feedback.report import latest_model_version, newest_purchase_at, offer_quality, offers_sent_per_day
 from services.ingest.dead_letter import dead_letter_count
 from xsell.offers import OfferType, as_utc

@@ -218,7 +218,7 @@ def test_one_click_post_unsubscribes_with_no_page_and_no_confirmation_step(
 
 
 @pytest.mark.parametrize(
-    "path, action", [("/r/{}", "click"), ("/o/{}.gif", "open"), ("/unsubscribe/{}", "unsubscribe")]
+    ("path", "action"), [("/r/{}", "click"), ("/o/{}.gif", "open"), ("/unsubscribe/{}", "unsubscribe")]
 )
 def test_read_link_forged_expired_or_wrong_action_is_refused_and_changes_nothing(
     client: TestClient, settings: Settings, publisher: RecordingPublisher, path: str, action: str

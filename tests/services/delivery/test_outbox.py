@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,6 @@ def test_a_retiring_sender_hands_back_its_claims(tmp_path) -> None:
 
 
 def test_an_outbox_from_before_lease_owners_gets_the_column(tmp_path) -> None:
-    import sqlite3  # noqa: PLC0415
 
     path = tmp_path / "outbox.db"
     with sqlite3.connect(path) as db:

@@ -46,7 +46,7 @@ def test_a_purchase_of_the_offered_product_within_the_window_converts_it() -> No
 
 
 def test_window_edges_exactly_seven_days_is_in_one_microsecond_more_is_out() -> None:
-    assert DEFAULT_WINDOW == timedelta(days=7)
+    assert timedelta(days=7) == DEFAULT_WINDOW
     assert len(attribute([offer()], [line(at=T0 + timedelta(days=7))])) == 1
     assert attribute([offer()], [line(at=T0 + timedelta(days=7, microseconds=1))]) == []
 

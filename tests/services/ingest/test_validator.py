@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.conftest import EventFactory, FakeRecord
 from services.ingest.dead_letter import TRUNCATION_HEADROOM_BYTES
 from services.ingest.summary import IngestSummary
 from services.ingest.validator import validate_batch
+from tests.conftest import EventFactory, FakeRecord
 from xsell.events import EventType, digest
 from xsell.settings import load_settings
 
