@@ -41,6 +41,7 @@ import pandas as pd
 
 from models.index import CandidateIndex
 from training.baselines import recommend_all
+from training.commands import evaluate as heldout_evaluate
 from training.commands import progress, train
 from training.evaluation import evaluate
 from training.experiment import ExperimentConfig
@@ -336,7 +337,7 @@ def evaluate_with_backtest(
 ) -> dict:
     """``training.commands.evaluate`` (the held-out research figure) with the backtest of the served
     path on the same data and split beside it (``served_path``, and appended to ``out/report.md``)."""
-    result = evaluate(settings, data, out, test_days=test_days, horizon_days=horizon_days)
+    result = heldout_evaluate(settings, data, out, test_days=test_days, horizon_days=horizon_days)
     path = backtest_command(settings, data, None, test_days=test_days, horizon_days=horizon_days, k=int(result["k"]))
     result["served_path"] = {
         "triggers": path["triggers"],
