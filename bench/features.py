@@ -30,7 +30,10 @@ from xsell.settings import load_settings
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
     """p50 and p99 of latency samples in milliseconds."""
-    return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 2), "p99_ms": round(float(np.percentile(samples_ms, 99)), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(samples_ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(samples_ms, 99)), 2),
+    }
 
 
 def main() -> None:
@@ -65,22 +68,26 @@ def main() -> None:
             hundred_products.append((time.perf_counter() - t) * 1e3)
 
         history = read_purchase_history(args.data)
-        tail = list(events_from_history(history.lines))[-args.stream_events:]
+        tail = list(events_from_history(history.lines))[-args.stream_events :]
         fresh = [PurchaseEvent(**{**e.model_dump(), "event_id": f"bench-{e.event_id}"}) for e in tail]
         started = time.monotonic()
         for i in range(0, len(fresh), args.batch):
             pipeline.apply(fresh[i : i + args.batch])
         stream_s = time.monotonic() - started
-    print(json.dumps({
-        "data": str(args.data),
-        "backfill_s": round(backfill_s, 2),
-        "backfill_steps_s": report.as_dict()["seconds"],
-        "online_read_1_customer": percentiles(one_customer),
-        "online_read_100_products": percentiles(hundred_products),
-        "stream_events": len(fresh),
-        "stream_batch": args.batch,
-        "stream_events_per_s": round(len(fresh) / stream_s, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "data": str(args.data),
+                "backfill_s": round(backfill_s, 2),
+                "backfill_steps_s": report.as_dict()["seconds"],
+                "online_read_1_customer": percentiles(one_customer),
+                "online_read_100_products": percentiles(hundred_products),
+                "stream_events": len(fresh),
+                "stream_batch": args.batch,
+                "stream_events_per_s": round(len(fresh) / stream_s, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def main() -> None:
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="xsell-bench-") as home:
         settings = load_settings(
-            home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
+            home=home,
+            kafka_bootstrap=f"127.0.0.1:{free_port()}",
+            kafka_controller_port=free_port(),
             kafka_jars_dir=load_settings().jars_dir,
         )
         broker = KafkaBroker(settings)
@@ -46,17 +48,21 @@ def main() -> None:
             validate_s = time.monotonic() - started
         finally:
             broker.stop()
-    print(json.dumps({
-        "data": str(args.data),
-        "kafka_version": settings.kafka_version,
-        "broker_startup_s": round(startup_s, 2),
-        "events": report.total_sent,
-        "replay_s": round(report.seconds, 2),
-        "replay_events_per_s": round(report.total_sent / report.seconds, 1),
-        "validate_s": round(validate_s, 2),
-        "validate_events_per_s": round(summary.valid_events / validate_s, 1),
-        "dead_lettered": sum(summary.dead_lettered.values()),
-    }))
+    print(
+        json.dumps(
+            {
+                "data": str(args.data),
+                "kafka_version": settings.kafka_version,
+                "broker_startup_s": round(startup_s, 2),
+                "events": report.total_sent,
+                "replay_s": round(report.seconds, 2),
+                "replay_events_per_s": round(report.total_sent / report.seconds, 1),
+                "validate_s": round(validate_s, 2),
+                "validate_events_per_s": round(summary.valid_events / validate_s, 1),
+                "dead_lettered": sum(summary.dead_lettered.values()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

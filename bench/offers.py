@@ -62,18 +62,31 @@ def bench_events(data: Path, count: int, skip: int = 0) -> list[PurchaseEvent]:
         event = base[position]
         if round_:
             order_id = f"{event.order_id}~{round_}"
-            event = event.model_copy(update={"order_id": order_id,
-                                             "event_id": event_id_for(order_id, event.event_type)})
+            event = event.model_copy(
+                update={"order_id": order_id, "event_id": event_id_for(order_id, event.event_type)}
+            )
         events.append(event)
     return events
 
 
-def consume_all(settings: Settings, topic: str, expected: int, group: str | None = None,
-                max_poll_records: int = 5000, timeout_s: float = 600.0) -> tuple[list, float]:
+def consume_all(
+    settings: Settings,
+    topic: str,
+    expected: int,
+    group: str | None = None,
+    max_poll_records: int = 5000,
+    timeout_s: float = 600.0,
+) -> tuple[list, float]:
     """Read `expected` records of `topic`; return them and the seconds from the first poll on."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_records=max_poll_records, **FETCH)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=max_poll_records,
+        **FETCH,
+    )
     records: list = []
     started = time.perf_counter()
     deadline = time.monotonic() + timeout_s
@@ -90,9 +103,15 @@ def consume_all(settings: Settings, topic: str, expected: int, group: str | None
 
 def raw_consume_rate(settings: Settings, expected: int) -> float:
     """Records/s of a plain poll loop over `purchases` (a fresh group; the group join is excluded)."""
-    consumer = KafkaConsumer(settings.topic_purchases, bootstrap_servers=settings.kafka_bootstrap,
-                             group_id="bench-raw", auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_records=5000, **FETCH)
+    consumer = KafkaConsumer(
+        settings.topic_purchases,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id="bench-raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        **FETCH,
+    )
     count, started = 0, None
     try:
         while count < expected:
@@ -109,8 +128,10 @@ def service_env(settings: Settings, poll_max_records: int) -> dict[str, str]:
     """Environment of an `xsell offers` process on the bench's broker and home."""
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("XSELL_", "MLFLOW_"))},
-        "XSELL_HOME": str(settings.home), "XSELL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "XSELL_OFFER_GROUP": settings.offer_group, "XSELL_POLL_MAX_RECORDS": str(poll_max_records),
+        "XSELL_HOME": str(settings.home),
+        "XSELL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "XSELL_OFFER_GROUP": settings.offer_group,
+        "XSELL_POLL_MAX_RECORDS": str(poll_max_records),
         "XSELL_LOG_LEVEL": "WARNING",
     }
 
@@ -152,18 +173,25 @@ def throughput(decisions: list) -> tuple[float, float]:
     return (len(decisions) - len(first)) / window_s, window_s
 
 
-def scaled_throughput(settings: Settings, home: Path, command: list[str], expected: int,
-                      args: argparse.Namespace) -> dict[str, object]:
+def scaled_throughput(
+    settings: Settings, home: Path, command: list[str], expected: int, args: argparse.Namespace
+) -> dict[str, object]:
     """Events/s of `args.instances` offer-service processes in one consumer group over the same
     purchases (own group, own output topic, a copy of the trained home), beside the one-instance run."""
-    scaled = settings.model_copy(update={"home": home, "offer_group": "bench-offers-scaled",
-                                         "topic_offers": "offers-scaled"})
+    scaled = settings.model_copy(
+        update={"home": home, "offer_group": "bench-offers-scaled", "topic_offers": "offers-scaled"}
+    )
     ensure_topics(scaled)
-    env = {**service_env(scaled, args.poll_max_records), "XSELL_OFFER_GROUP": scaled.offer_group,
-           "XSELL_TOPIC_OFFERS": scaled.topic_offers,
-           "XSELL_PREDICT_THREADS": "1"}  # as the production profile: instances share the cores
-    processes = [subprocess.Popen([*command, "--until-caught-up"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
-                 for _ in range(args.instances)]
+    env = {
+        **service_env(scaled, args.poll_max_records),
+        "XSELL_OFFER_GROUP": scaled.offer_group,
+        "XSELL_TOPIC_OFFERS": scaled.topic_offers,
+        "XSELL_PREDICT_THREADS": "1",
+    }  # as the production profile: instances share the cores
+    processes = [
+        subprocess.Popen([*command, "--until-caught-up"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
+        for _ in range(args.instances)
+    ]
     decisions, _ = consume_all(scaled, scaled.topic_offers, expected, timeout_s=900)
     for process in processes:
         process.terminate()
@@ -180,8 +208,12 @@ def main() -> None:
     parser.add_argument("--poll-max-records", type=int, default=1000, help="XSELL_POLL_MAX_RECORDS of the service.")
     parser.add_argument("--rate", type=float, default=300.0, help="Events/s of the latency run.")
     parser.add_argument("--latency-events", type=int, default=3000, help="Events of the latency run.")
-    parser.add_argument("--instances", type=int, default=3,
-                        help="Also run N offer-service instances in one group over the same events (0: skip).")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=3,
+        help="Also run N offer-service instances in one group over the same events (0: skip).",
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
     from training.commands import train  # noqa: PLC0415  (imports MLflow and Feast: slow)
@@ -190,8 +222,12 @@ def main() -> None:
     peaks: list[int] = []
     with tempfile.TemporaryDirectory(prefix="xsell-bench-") as home:
         settings = load_settings(
-            home=home, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-            kafka_jars_dir=load_settings().jars_dir, offer_group="bench-offers", log_level="WARNING",
+            home=home,
+            kafka_bootstrap=f"127.0.0.1:{free_port()}",
+            kafka_controller_port=free_port(),
+            kafka_jars_dir=load_settings().jars_dir,
+            offer_group="bench-offers",
+            log_level="WARNING",
         )
         broker = KafkaBroker(settings)
         broker.fetch_jars()
@@ -213,8 +249,12 @@ def main() -> None:
             # the trained state before any decision, for the N-instance run (the broker's data stays)
             shutil.copytree(home, scaled_home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("kafka"))
             clock = time.perf_counter()
-            process = subprocess.Popen([*command, "--until-caught-up"], cwd=REPO_ROOT,
-                                       env=service_env(settings, args.poll_max_records), stdout=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [*command, "--until-caught-up"],
+                cwd=REPO_ROOT,
+                env=service_env(settings, args.poll_max_records),
+                stdout=subprocess.DEVNULL,
+            )
             with peak_rss(process, peaks):
                 process.wait()
             if process.returncode != 0:
@@ -229,8 +269,9 @@ def main() -> None:
                 figures.update(scaled_throughput(settings, scaled_home, command, len(events), args))
             shutil.rmtree(scaled_home, ignore_errors=True)
 
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=service_env(settings, args.poll_max_records),
-                                       stdout=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=service_env(settings, args.poll_max_records), stdout=subprocess.DEVNULL
+            )
             try:
                 with peak_rss(process, peaks):
                     fresh = bench_events(args.data, 50 + args.latency_events, skip=args.events)
@@ -246,14 +287,20 @@ def main() -> None:
             purchases, _ = consume_all(settings, settings.topic_purchases, total)
             produced_at = {json.loads(r.value)["event_id"]: r.timestamp for r in purchases}
             wanted = {e.event_id for e in paced}
-            latency = [r.timestamp - produced_at[d["event_id"]]
-                       for r in offers if (d := json.loads(r.value))["event_id"] in wanted]
-            figures.update({
-                "latency_rate_per_s": args.rate, "latency_events": len(latency),
-                "p50_ms": round(float(np.percentile(latency, 50)), 1),
-                "p99_ms": round(float(np.percentile(latency, 99)), 1),
-                "max_ms": round(float(max(latency)), 1),
-            })
+            latency = [
+                r.timestamp - produced_at[d["event_id"]]
+                for r in offers
+                if (d := json.loads(r.value))["event_id"] in wanted
+            ]
+            figures.update(
+                {
+                    "latency_rate_per_s": args.rate,
+                    "latency_events": len(latency),
+                    "p50_ms": round(float(np.percentile(latency, 50)), 1),
+                    "p99_ms": round(float(np.percentile(latency, 99)), 1),
+                    "max_ms": round(float(max(latency)), 1),
+                }
+            )
         finally:
             broker.stop()
     figures["peak_rss_mb"] = round(max(peaks) / 2**20, 1)

@@ -87,8 +87,12 @@ def generate(lines: int, products: int, seed: int = 20261202) -> pd.DataFrame:
     category_weight = np.bincount(item_category, weights=item_weight, minlength=n_categories)
     present = np.flatnonzero(category_weight > 0)
 
-    kind_categories = rng.choice(present, size=(KINDS, CATEGORIES_PER_KIND), replace=True,
-                                 p=category_weight[present] / category_weight[present].sum())
+    kind_categories = rng.choice(
+        present,
+        size=(KINDS, CATEGORIES_PER_KIND),
+        replace=True,
+        p=category_weight[present] / category_weight[present].sum(),
+    )
     kind_weights = rng.dirichlet(np.full(CATEGORIES_PER_KIND, 0.7), size=KINDS)
 
     n_orders = int(round(lines / LINES_PER_ORDER))
@@ -107,7 +111,9 @@ def generate(lines: int, products: int, seed: int = 20261202) -> pd.DataFrame:
     slot = _draw(*_within(np.repeat(np.arange(KINDS), CATEGORIES_PER_KIND), kind_weights.ravel(), KINDS), kind, rng)
     category = kind_categories.ravel()[slot]
     general = rng.random(len(line_order)) < 0.2
-    category[general] = rng.choice(present, size=int(general.sum()), p=category_weight[present] / category_weight[present].sum())
+    category[general] = rng.choice(
+        present, size=int(general.sum()), p=category_weight[present] / category_weight[present].sum()
+    )
     item = _draw(*_within(item_category, item_weight, n_categories), category, rng)
     if len(item) >= products:  # every item sells at least once: the long tail is in the data
         item[rng.choice(len(item), size=products, replace=False)] = np.arange(products)
@@ -130,18 +136,20 @@ def generate(lines: int, products: int, seed: int = 20261202) -> pd.DataFrame:
     is_return = np.r_[np.zeros(len(order), dtype=bool), np.ones(int(returned.sum()), dtype=bool)]
     ids = np.where(is_return, np.char.add("C", ids), ids)
     keep = seconds < SPAN_S
-    out = pd.DataFrame({
-        "order_id": ids,
-        "customer_id": customer_ids[order[every]],
-        "product_id": product_ids[item[every]],
-        "product_name": np.char.add("ITEM ", product_ids[item[every]]),
-        "category": category_names[item_category[item[every]]],
-        "quantity": np.where(is_return, -quantity[every], quantity[every]),
-        "unit_price": price[every],
-        "ordered_at": START + pd.to_timedelta(seconds, unit="s"),
-        "currency": "GBP",
-        "channel": "web",
-    })[keep]
+    out = pd.DataFrame(
+        {
+            "order_id": ids,
+            "customer_id": customer_ids[order[every]],
+            "product_id": product_ids[item[every]],
+            "product_name": np.char.add("ITEM ", product_ids[item[every]]),
+            "category": category_names[item_category[item[every]]],
+            "quantity": np.where(is_return, -quantity[every], quantity[every]),
+            "unit_price": price[every],
+            "ordered_at": START + pd.to_timedelta(seconds, unit="s"),
+            "currency": "GBP",
+            "channel": "web",
+        }
+    )[keep]
     return out.sort_values(["ordered_at", "order_id"], kind="stable").reset_index(drop=True)
 
 

@@ -47,13 +47,17 @@ def timed(command: list[str], home: Path) -> dict[str, object]:
     log = home / "time.log"
     started = time.monotonic()
     with log.open("w") as err:
-        done = subprocess.run([str(TIME), "-v", *command], env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                              check=False)
+        done = subprocess.run(
+            [str(TIME), "-v", *command], env=env, stdout=subprocess.PIPE, stderr=err, text=True, check=False
+        )
     wall = time.monotonic() - started
     text = log.read_text()
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    result: dict[str, object] = {"wall_s": round(wall, 1), "peak_rss_mb": round(int(rss.group(1)) / 1024) if rss else None,
-                                 "rc": done.returncode}
+    result: dict[str, object] = {
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(int(rss.group(1)) / 1024) if rss else None,
+        "rc": done.returncode,
+    }
     if done.returncode:
         result["error"] = text.strip().splitlines()[-30:]
     try:  # the command's own JSON report: seconds per step
@@ -69,21 +73,33 @@ def describe(path: Path) -> dict[str, int]:
     from xsell.history import read_purchase_history  # noqa: PLC0415
 
     lines = read_purchase_history(path).lines
-    return {"lines": len(lines), "products": int(lines["product_id"].nunique()),
-            "orders": int(lines.loc[~lines["is_return"], "order_id"].nunique())}
+    return {
+        "lines": len(lines),
+        "products": int(lines["product_id"].nunique()),
+        "orders": int(lines.loc[~lines["is_return"], "order_id"].nunique()),
+    }
 
 
 def commit() -> str:
     """The commit measured (with '+changes' when the working tree differs from it)."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return head + ("+changes" if dirty else "")
 
 
 def measure(name: str, path: Path, backfill_alone: bool = True) -> dict[str, object]:
     """Backfill alone, then the full retrain, each in a fresh home."""
-    figures: dict[str, object] = {"benchmark": "train", "size": name, "data": str(path), **describe(path), "commit": commit()}
+    figures: dict[str, object] = {
+        "benchmark": "train",
+        "size": name,
+        "data": str(path),
+        **describe(path),
+        "commit": commit(),
+    }
     if backfill_alone:
         home = Path(tempfile.mkdtemp(prefix="xsell-bench-backfill-"))
         try:
@@ -104,12 +120,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="one history file instead of the generated sizes")
     parser.add_argument("--sizes", default="S,M,L", help="generated sizes to run, comma-separated (S, M, L)")
     parser.add_argument("--cache", type=Path, default=default_cache(), help="folder of the generated files")
-    parser.add_argument("--no-backfill-alone", dest="backfill_alone", action="store_false",
-                        help="time only the full retrain")
+    parser.add_argument(
+        "--no-backfill-alone", dest="backfill_alone", action="store_false", help="time only the full retrain"
+    )
     args = parser.parse_args()
     if not TIME.exists():
         raise SystemExit(f"{TIME} is missing: apt-get install time")
-    runs = [("file", args.data)] if args.data else [(s, write(SIZES[s], args.cache)) for s in args.sizes.split(",") if s]
+    runs = (
+        [("file", args.data)] if args.data else [(s, write(SIZES[s], args.cache)) for s in args.sizes.split(",") if s]
+    )
     for name, path in runs:
         print(json.dumps(measure(name, Path(path), args.backfill_alone)), flush=True)
 
