@@ -48,7 +48,11 @@ run: install  ## the main job on embedded defaults (see README)
 stop:  ## stop whatever `make run` started
 	@if [ -x $(XSELL) ]; then $(XSELL) stack down; else echo "nothing installed, nothing to stop"; fi
 
-lint: install  ## the layer contract (import-linter: entry points > services | training > models > features > infra > contracts)
+LINTED := cli services training models features infra xsell tests bench
+
+lint: install  ## ruff (format and rules), the layer contract (import-linter: entry points > services | training > models > features > infra > contracts)
+	@$(VENV)/bin/ruff format --check -q $(LINTED)
+	@$(VENV)/bin/ruff check -q $(LINTED)
 	@$(VENV)/bin/lint-imports --no-cache
 
 test: install test-deps production-deps  ## the whole suite: lint, unit, integration (real services), production profile, fault injection
