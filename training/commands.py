@@ -88,7 +88,7 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
         seconds["read"] = round(time.perf_counter() - clock, 2)
         experiment = run_experiment(settings, lines, config, step)
         seconds.update(experiment.seconds)
-        production = fit_production(settings, lines, config, step)
+        production = fit_production(settings, lines, config, step, heldout=experiment)
         seconds.update(production.seconds)
         clock = time.perf_counter()
         with tempfile.TemporaryDirectory() as scratch:
@@ -111,7 +111,6 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
                 extra_metrics={
                     "validation_ndcg": experiment.ranker.validation_ndcg,
                     "best_iteration": experiment.ranker.best_iteration,
-                    "refit.validation_ndcg": production.ranker.validation_ndcg,
                     "refit.best_iteration": production.ranker.best_iteration,
                 },
                 heldout_booster=experiment.ranker.booster,

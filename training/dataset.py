@@ -13,7 +13,7 @@ ranker enough groups.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,8 @@ from training.protocol import build_training_triggers
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
+# candidates with context of each training window, by its window_cutoff
+WindowCandidates = dict[pd.Timestamp, pd.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,13 @@ class DatasetConfig:
 
 @dataclass
 class TrainingSet:
-    """Labelled ranker rows (sorted by window, trigger, candidate rank) and their triggers."""
+    """Labelled ranker rows (sorted by window, trigger, candidate rank) and their triggers, with
+    the candidates of each window (before labels: what a refit on the same lines may reuse)."""
 
     rows: pd.DataFrame
     triggers: pd.DataFrame
     windows: int
+    window_candidates: WindowCandidates = field(default_factory=dict)
 
     @property
     def groups(self) -> np.ndarray:
@@ -70,8 +74,11 @@ def build_training_set(
     cutoff: pd.Timestamp,
     config: DatasetConfig | None = None,
     index_config: IndexConfig | None = None,
+    reuse: WindowCandidates | None = None,
 ) -> TrainingSet:
-    """Labelled rows from training triggers strictly before ``cutoff`` (features from Feast)."""
+    """Labelled rows from training triggers strictly before ``cutoff`` (features from Feast).
+    ``reuse``: the window candidates of another training set on the same lines (a window whose
+    triggers are the same has the same candidates: its index and their context only look before it)."""
     config = config or DatasetConfig()
     windows = window_count(lines, cutoff, config)
     trigger_set = build_training_triggers(
@@ -79,16 +86,16 @@ def build_training_set(
     )
     triggers = trigger_set.triggers
     log.info("training triggers", extra={"triggers": len(triggers), "windows": windows})
-    candidates = candidates_per_window(
-        lines[lines["ordered_at"] < cutoff], triggers, index_config, config.candidate_config()
+    window_candidates = candidates_per_window(
+        lines[lines["ordered_at"] < cutoff], triggers, index_config, config.candidate_config(), reuse
     )
-    candidates = _label(candidates, triggers)
+    candidates = _label(pd.concat(list(window_candidates.values()), ignore_index=True), triggers)
     positives = candidates.groupby("trigger_id")["label"].transform("max") > 0
     candidates = candidates[positives.to_numpy()]
     triggers = triggers[triggers["trigger_id"].isin(set(candidates["trigger_id"]))].reset_index(drop=True)
     rows = feature_rows_from_store(settings, candidates, triggers)
     rows["label"] = candidates["label"].to_numpy()
-    return TrainingSet(rows=rows, triggers=triggers, windows=windows)
+    return TrainingSet(rows=rows, triggers=triggers, windows=windows, window_candidates=window_candidates)
 
 
 def candidates_per_window(
@@ -96,14 +103,21 @@ def candidates_per_window(
     triggers: pd.DataFrame,
     index_config: IndexConfig | None,
     config: CandidateConfig,
-) -> pd.DataFrame:
-    """Candidates with context for training triggers without leakage: one index per
-    ``window_cutoff``, built from the lines before it, serves the triggers of that window."""
-    frames = []
+    reuse: WindowCandidates | None = None,
+) -> WindowCandidates:
+    """Candidates with context for training triggers without leakage, per ``window_cutoff`` in time
+    order: one index per window, built from the lines before it, serves the triggers of that window.
+    A window found in ``reuse`` with the same trigger ids keeps its candidates."""
+    found: WindowCandidates = {}
     for window_cutoff, group in triggers.groupby("window_cutoff", sort=True):
-        index = CandidateIndex.build(lines, pd.Timestamp(window_cutoff), index_config)
-        frames.append(candidates_with_context(CandidateGenerator(index, config), group))
-    return pd.concat(frames, ignore_index=True)
+        at = pd.Timestamp(window_cutoff)
+        known = reuse.get(at) if reuse else None
+        if known is not None and set(known["trigger_id"]) == set(group["trigger_id"]):
+            found[at] = known
+            continue
+        index = CandidateIndex.build(lines, at, index_config)
+        found[at] = candidates_with_context(CandidateGenerator(index, config), group)
+    return found
 
 
 def _label(candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:

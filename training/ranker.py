@@ -67,11 +67,16 @@ def _lightgbm():  # noqa: ANN202  (the lightgbm module; imported lazily: slow, a
     return lightgbm
 
 
-def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> TrainedRanker:
-    """Fit an LGBMRanker; early stopping on the latest window of ``training``."""
+def train_ranker(training: TrainingSet, config: RankerConfig | None = None, trees: int | None = None) -> TrainedRanker:
+    """Fit an LGBMRanker; early stopping on the latest window of ``training``, or, given ``trees``
+    (a number an earlier early stopping chose), one fit on every row with that many trees."""
     config = config or RankerConfig()
     lgb = _lightgbm()
     rows = training.rows
+    if trees is not None:
+        model = lgb.LGBMRanker(**_model_params(config, trees))
+        model.fit(rows[list(FEATURE_COLUMNS)], rows["label"], group=_groups(rows))
+        return _trained(model, trees, float("nan"))
     windows = rows["trigger_id"].map(training.triggers.set_index("trigger_id")["window_cutoff"])
     latest = windows.max()
     fit_mask = (windows < latest).to_numpy()
@@ -97,10 +102,14 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None) -> T
         model = lgb.LGBMRanker(**_model_params(config, trees))
         model.fit(rows[list(FEATURE_COLUMNS)], rows["label"], group=_groups(rows))
         best = trees
-    booster = model.booster_
+    return _trained(model, best, validation)
+
+
+def _trained(model: object, trees: int, validation: float) -> TrainedRanker:
+    booster = model.booster_  # type: ignore[attr-defined]
     gains = booster.feature_importance(importance_type="gain")
     importance = {name: float(g) for name, g in zip(FEATURE_COLUMNS, gains, strict=True)}
-    return TrainedRanker(booster=booster, best_iteration=best, validation_ndcg=validation, importance=importance)
+    return TrainedRanker(booster=booster, best_iteration=trees, validation_ndcg=validation, importance=importance)
 
 
 def _model_params(config: RankerConfig, trees: int) -> dict[str, object]:

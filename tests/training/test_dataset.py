@@ -137,5 +137,5 @@ def test_windowed_candidates_only_know_the_past() -> None:
             "returned": [()],
         }
     )
-    found = candidates_per_window(lines, triggers, None, CandidateConfig())
+    found = pd.concat(list(candidates_per_window(lines, triggers, None, CandidateConfig()).values()))
     assert len(found) > 0 and "L3" not in set(found["product_id"])
