@@ -113,9 +113,20 @@ def build_catalog(lines: pd.DataFrame, min_support: int = 3) -> pd.DataFrame:
     )
     catalog = pd.DataFrame(index=pd.Index(sorted(lines["product_id"].unique()), name="product_id"))
     catalog["name"] = names.reindex(catalog.index)
-    given = lines.dropna(subset=["category"]).groupby("product_id")["category"].agg(lambda s: s.mode().iat[0])
+    # the most frequent given category per product (ties: the first in sort order, as Series.mode)
+    given = (
+        lines.dropna(subset=["category"])
+        .groupby(["product_id", "category"], observed=True)
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["product_id", "n", "category"], ascending=[True, False, True])
+        .drop_duplicates("product_id")
+        .set_index("product_id")["category"]
+    )
     products = catalog.index.to_series()
     catalog["is_service"] = products.map(is_service_code)
+    # product types are learned from every real product's name, whether or not its category is given
     derived = derive_categories(catalog.loc[~catalog["is_service"], "name"].fillna(""), min_support)
     catalog["category"] = given.reindex(catalog.index).fillna(derived.reindex(catalog.index))
     return catalog.reset_index()
