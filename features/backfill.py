@@ -25,7 +25,7 @@ from features.aggregates import FeatureFold
 from features.catalog import build_catalog, category_map
 from features.state import FoldStateStore
 from features.store import apply_definitions, open_feature_store
-from xsell.history import events_from_history, read_purchase_history
+from xsell.history import PurchaseHistory, events_from_history, read_purchase_history
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,14 @@ def snapshot_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     return frame
 
 
-def backfill(settings: Settings, data: Path, on_day: Callable[[int, int], None] | None = None) -> BackfillReport:
-    """Replace the feature store's contents with features computed from `data`."""
+def backfill(
+    settings: Settings,
+    data: Path,
+    on_day: Callable[[int, int], None] | None = None,
+    history: PurchaseHistory | None = None,
+) -> BackfillReport:
+    """Replace the feature store's contents with features computed from `data` (``history``: the
+    file already read, for a caller that reads it anyway)."""
     report = BackfillReport()
     clock = time.monotonic()
 
@@ -71,7 +77,7 @@ def backfill(settings: Settings, data: Path, on_day: Callable[[int, int], None] 
         report.seconds[step] = time.monotonic() - clock
         clock = time.monotonic()
 
-    history = read_purchase_history(data)
+    history = history or read_purchase_history(data)
     catalog = build_catalog(history.lines)
     events = list(events_from_history(history.lines))
     lap("read")

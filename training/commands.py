@@ -77,15 +77,16 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
     with progress("train") as step:
         open_tracking(settings)  # create/migrate the local store once, here, before anything else
         seconds["tracking_setup"] = round(time.perf_counter() - started, 2)
-        if backfill:
-            clock = time.perf_counter()
-            run_backfill(settings, data)
-            seconds["backfill"] = round(time.perf_counter() - clock, 2)
-            step("backfill")
         clock = time.perf_counter()
-        lines = read_purchase_history(data).lines
+        history = read_purchase_history(data)  # once: backfill and training read the same lines
+        lines = history.lines
         fingerprint = data_fingerprint(data, lines)
         seconds["read"] = round(time.perf_counter() - clock, 2)
+        if backfill:
+            clock = time.perf_counter()
+            run_backfill(settings, data, history=history)
+            seconds["backfill"] = round(time.perf_counter() - clock, 2)
+            step("backfill")
         experiment = run_experiment(settings, lines, config, step)
         seconds.update(experiment.seconds)
         production = fit_production(settings, lines, config, step, heldout=experiment)
@@ -164,18 +165,18 @@ def evaluate(
     """Evaluate on ``data``'s held-out test period: the ranker (trained on that data's training
     period by the same pipeline as ``train``, not registered; or the champion's held-out booster
     with ``champion``) against every baseline. That figure describes the method (a research
-    figure); with ``served`` (not with ``champion``) the backtest of the served path on the same
-    data and split runs too and stands beside it (``served_path``). Writes ``out/metrics.json``
-    (shape in the module docstring) and ``out/report.md``; returns the metrics."""
+    figure; ``cli.backtest`` measures the served path). Writes ``out/metrics.json`` (shape in the
+    module docstring) and ``out/report.md``; returns the metrics."""
     from features.backfill import backfill as run_backfill
 
     config = config or ExperimentConfig()
     config = replace(config, protocol=ProtocolConfig(test_days=test_days, horizon_days=horizon_days))
     with progress("evaluate") as step:
+        history = read_purchase_history(data)
+        lines = history.lines
         if backfill:
-            run_backfill(settings, data)
+            run_backfill(settings, data, history=history)
             step("backfill")
-        lines = read_purchase_history(data).lines
         if champion:
             result = _evaluate_champion(settings, lines, config)
         else:
