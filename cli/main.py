@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,32 @@ index_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(index_app, name="index")
+
+# Libraries' deprecation notices (ibis inside Feast, starlette, ...) are not the user's to act on:
+# dropped where warnings are shown, at the entry point, for every command. A filter alone would not
+# hold: Feast puts its own "once" filter for DeprecationWarning in front at import.
+_show_warning = warnings.showwarning
+
+
+def _show_actionable_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    if issubclass(category, (DeprecationWarning, FutureWarning)) and "site-packages" in filename:
+        return
+    _show_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+@app.callback()
+def _entry() -> None:
+    """xsell: cross-sell and up-sell offers after every purchase (Kafka, Feast, LightGBM, MLflow)."""
+    warnings.showwarning = _show_actionable_warning
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars per download
+
 
 DataOption = Annotated[
     Path, typer.Option("--data", help="Purchase history: CSV or Parquet, canonical or UCI Online Retail layout.")

@@ -51,3 +51,11 @@ def test_a_file_where_home_should_be_is_a_clear_error(tmp_path: Path) -> None:
     assert len(error_lines) == 1, result.stderr
     assert "not a writable folder" in error_lines[0] and str(home) in error_lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_backfill_shows_no_library_deprecation_notices(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.parquet"
+    result = _xsell("features", "backfill", "--data", str(sample), env={"XSELL_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '"events":' in result.stdout  # the JSON summary still prints
+    assert "DeprecationWarning" not in result.stderr and "FutureWarning" not in result.stderr
