@@ -51,7 +51,7 @@ SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 AFTER_SAMPLE = datetime(2011, 12, 10, 9, 0, tzinfo=UTC)  # the sample's last order is 2011-12-09 12:49
 BASKET = ("85123A", "22423")  # WHITE HANGING HEART T-LIGHT HOLDER, REGENCY CAKESTAND 3 TIER
 FAST_DELIVERY = {"retry_base_s": 0.2, "retry_max_s": 1.0, "tick_s": 0.1, "smtp_timeout_s": 5.0}
-WAIT_S = 40.0
+WAIT_S = 90.0  # how long a test waits for the services to catch up: they start (champion, Feast) first
 
 
 class Service(Protocol):
