@@ -74,7 +74,8 @@ class OfferService:
     champion: ChampionWatcher
 
     def __init__(self, settings: Settings, until_caught_up: bool = False) -> None:
-        """Nothing is opened here: ``run`` (or ``opened``) opens the stores and the model."""
+        """Opens the stores, the feature reader and the champion watcher; ``run`` (or ``opened``)
+        closes them on the way out."""
         self.settings = settings
         self.rules = OfferRules.from_settings(settings)
         self.stats = OfferStats()
@@ -87,13 +88,14 @@ class OfferService:
             client_id="xsell-offers",
             until_caught_up=until_caught_up,
         )
+        self._resources = ExitStack()
+        self._open(self._resources)
 
     @contextmanager
     def opened(self) -> Iterator[OfferService]:
-        """The service with its stores, feature reader and champion watcher open, for a caller
-        that drives ``decide_batch`` itself (the backtest, tests); all closed on exit."""
-        with ExitStack() as stack:
-            self._open(stack)
+        """The service for a caller that drives ``decide_batch`` itself (the backtest, tests): its
+        stores, feature reader and champion watcher are closed on exit."""
+        with self._resources:
             yield self
 
     def _open(self, stack: ExitStack) -> None:
@@ -191,8 +193,7 @@ class OfferService:
 
     def run(self) -> OfferStats:
         """Run until SIGTERM (or until caught up)."""
-        with ExitStack() as stack:
-            self._open(stack)
+        with self._resources, ExitStack() as stack:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap,
                 client_id="xsell-offers-producer",

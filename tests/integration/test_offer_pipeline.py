@@ -164,8 +164,8 @@ def running(*services: Service) -> Iterator[None]:
         for thread in threads:
             thread.join(30)
             assert not thread.is_alive(), f"{thread.name} did not stop"
-    if errors:
-        raise errors[0]
+        if errors:  # here, so that a service's error shows even when the test's own check failed first
+            raise errors[0]
 
 
 def pipeline(settings: Settings) -> tuple[OfferService, DeliveryService, InboxService]:
