@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import sparse
 
 from features.catalog import build_catalog
+from xsell.price_band import DEFAULT_PRICE_BAND
 
 SOURCES = ("basket", "followup", "itemknn", "category", "upsell")
 FORMAT_VERSION = 1
@@ -50,8 +51,9 @@ class IndexConfig:
     followup_days: int = 14
     recent_days: int = 30
     active_days: int = 90
-    upsell_min_ratio: float = 1.15
-    upsell_max_ratio: float = 3.0
+    # the band's two ends stay two flat fields: manifests and MLflow params name them so
+    upsell_min_ratio: float = DEFAULT_PRICE_BAND.min_ratio
+    upsell_max_ratio: float = DEFAULT_PRICE_BAND.max_ratio
     upsell_min_customers: int = 3
     max_return_rate: float = 0.25
     complement_categories: int = 10

@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("local", "production")
 MLFLOW_ALIASES = ("XSELL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI")
@@ -124,8 +126,12 @@ class Settings(BaseSettings):
     cap_per_24h: int = Field(default=1, description="Messages per customer per 24 hours.")
     cap_per_7d: int = Field(default=3, description="Messages per customer per 7 days.")
     min_score: float = Field(default=float("-inf"), description="Offers scoring below are suppressed.")
-    upsell_min_ratio: float = Field(default=1.15, description="Up-sell: at least this x the bought item's price.")
-    upsell_max_ratio: float = Field(default=3.0, description="Up-sell: at most this x the bought item's price.")
+    upsell_min_ratio: float = Field(
+        default=DEFAULT_PRICE_BAND.min_ratio, description="Up-sell: at least this x the bought item's price."
+    )
+    upsell_max_ratio: float = Field(
+        default=DEFAULT_PRICE_BAND.max_ratio, description="Up-sell: at most this x the bought item's price."
+    )
     excluded_products: list[str] = Field(default_factory=list, description="Never offer these product ids.")
     model_refresh_s: float = Field(default=15.0, description="How often the offer service checks for a new champion.")
     index_refresh_every: str = Field(
@@ -211,6 +217,11 @@ class Settings(BaseSettings):
             if not any(key in data for key in (name, *keys)):
                 derived[keys[0]] = value
         return {**data, **derived}
+
+    @property
+    def price_band(self) -> PriceBand:
+        """The up-sell price band as configured (`XSELL_UPSELL_MIN_RATIO`..`XSELL_UPSELL_MAX_RATIO`)."""
+        return PriceBand(self.upsell_min_ratio, self.upsell_max_ratio)
 
     @property
     def db_url(self) -> str:

@@ -14,23 +14,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
+from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
 from xsell.settings import Settings
+
+
+def _default(name: str) -> Any:
+    """The default of a `Settings` field: each rule's default is defined there only."""
+    return Settings.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class OfferRules:
-    """The configurable rules (from settings)."""
+    """The configurable rules (`from_settings`; the defaults are the settings' defaults)."""
 
-    max_offers: int = 3
-    cap_per_24h: int = 1
-    cap_per_7d: int = 3
-    min_score: float = float("-inf")
-    upsell_min_ratio: float = 1.15
-    upsell_max_ratio: float = 3.0
+    max_offers: int = _default("max_offers_per_message")
+    cap_per_24h: int = _default("cap_per_24h")
+    cap_per_7d: int = _default("cap_per_7d")
+    min_score: float = _default("min_score")
+    price_band: PriceBand = DEFAULT_PRICE_BAND
     excluded_products: frozenset[str] = frozenset()
 
     @classmethod
@@ -41,8 +46,7 @@ class OfferRules:
             cap_per_24h=settings.cap_per_24h,
             cap_per_7d=settings.cap_per_7d,
             min_score=settings.min_score,
-            upsell_min_ratio=settings.upsell_min_ratio,
-            upsell_max_ratio=settings.upsell_max_ratio,
+            price_band=settings.price_band,
             excluded_products=frozenset(settings.excluded_products),
         )
 
@@ -186,7 +190,7 @@ def _candidate_rule(
     if (
         candidate.offer_type is OfferType.UP_SELL
         and candidate.price_ratio is not None
-        and not (rules.upsell_min_ratio <= candidate.price_ratio <= rules.upsell_max_ratio)
+        and not rules.price_band.contains(candidate.price_ratio)
     ):
         return "upsell_price_band", f"price ratio {candidate.price_ratio:.2f}"
     if candidate.score < rules.min_score:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from models.index import IndexConfig
 from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide, decide_events
 from tests.conftest import EventFactory
 from xsell.events import EventType
 from xsell.offers import Channel, OfferType, offer_id_for
+from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
+from xsell.settings import load_settings
 
 NOW = datetime(2011, 6, 1, 12, tzinfo=UTC)
 
@@ -131,3 +135,21 @@ def test_decide_events_uses_each_customers_context(make_event: EventFactory) -> 
     assert "X1" not in [o.product_id for o in decision.offers]
     assert Channel.EMAIL not in decision.channels
     assert any(s.rule == "unsubscribed" for s in decision.suppressed)
+
+
+def test_the_rules_defaults_are_the_settings_defaults(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    assert OfferRules.from_settings(settings) == OfferRules()
+    assert settings.price_band == DEFAULT_PRICE_BAND == PriceBand(1.15, 3.0)
+    config = IndexConfig()
+    assert PriceBand(config.upsell_min_ratio, config.upsell_max_ratio) == DEFAULT_PRICE_BAND
+
+
+def test_the_upsell_price_band_is_the_configured_one(tmp_path: Path, make_event: EventFactory) -> None:
+    rules = OfferRules.from_settings(load_settings(home=tmp_path, upsell_min_ratio=2.5, upsell_max_ratio=25.0))
+    assert (
+        rules.price_band == PriceBand(2.5, 25.0) and rules.price_band.contains(2.5) and rules.price_band.contains(25.0)
+    )
+    decision = decide(_event(make_event), _candidates(), CustomerContext(), rules, None, NOW)
+    assert "U2" in [o.product_id for o in decision.offers]  # ratio 20: inside the configured band
+    assert any(s.rule == "upsell_price_band" and s.product_id == "U1" for s in decision.suppressed)  # ratio 2
