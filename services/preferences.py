@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
+
+from xsell.database import create_tables, engine_for
 
 metadata = MetaData()
 unsubscribes = Table(
@@ -26,8 +28,8 @@ class PreferenceStore:
     """Read and record unsubscribes."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        self.engine: Engine = engine_for(url)
+        create_tables(metadata, self.engine)
 
     def unsubscribe(self, customer_id: str, source: str = "email_link") -> bool:
         """Record an unsubscribe; True if it is new (idempotent)."""

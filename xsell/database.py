@@ -5,10 +5,14 @@ SQLite under XSELL_HOME by default, PostgreSQL (or any SQLAlchemy URL) by `XSELL
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from sqlalchemy import create_engine
+from sqlalchemy import MetaData, create_engine
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
+
+CREATE_ATTEMPTS = 5
 
 
 def engine_for(url: str) -> Engine:
@@ -19,3 +23,18 @@ def engine_for(url: str) -> Engine:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     return create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+
+
+def create_tables(metadata: MetaData, engine: Engine) -> None:
+    """Create the tables (and indexes) of ``metadata`` that are missing. Two processes or threads
+    opening a new database at once both find a table missing and both create it (``create_all``
+    checks, then creates): the one that loses gets "table ... already exists" and tries again, and
+    its check then finds the other's table. An error that persists is raised."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)

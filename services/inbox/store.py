@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, RowMapping
 
-from xsell.database import engine_for
+from xsell.database import create_tables, engine_for
 from xsell.offers import OfferDecision, OfferType, as_utc
 
 
@@ -136,7 +136,7 @@ class InboxStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = engine_for(url)
-        metadata.create_all(self.engine)
+        create_tables(metadata, self.engine)
 
     def close(self) -> None:
         """Release pooled connections."""
