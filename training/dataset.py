@@ -25,8 +25,18 @@ from training.protocol import build_training_triggers
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
-# candidates with context of each training window, by its window_cutoff
-WindowCandidates = dict[pd.Timestamp, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class WindowRows:
+    """Where one training window's rows are in ``TrainingSet.rows`` (``start``..``end``), and what
+    made them: each trigger of the window with its truth, before triggers without a positive
+    candidate were dropped. Another training set on the same lines whose window has the same
+    triggers and truths has the same rows (its index, context and features only look before)."""
+
+    start: int
+    end: int
+    truths: frozenset[tuple[str, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -48,17 +58,27 @@ class DatasetConfig:
 @dataclass
 class TrainingSet:
     """Labelled ranker rows (sorted by window, trigger, candidate rank) and their triggers, with
-    the candidates of each window (before labels: what a refit on the same lines may reuse)."""
+    where each window's rows are (what a refit on the same lines may reuse)."""
 
     rows: pd.DataFrame
     triggers: pd.DataFrame
     windows: int
-    window_candidates: WindowCandidates = field(default_factory=dict)
+    window_rows: dict[pd.Timestamp, WindowRows] = field(default_factory=dict)
 
     @property
     def groups(self) -> np.ndarray:
         """Rows per trigger, in row order (LightGBM's ``group``)."""
         return self.rows.groupby("trigger_id", sort=False).size().to_numpy()
+
+    def reusable(self, window_cutoff: pd.Timestamp, triggers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        """This set's rows of the window at ``window_cutoff``, and the ones of ``triggers`` (that
+        window's, before dropping) it kept, when they are this window's with the same truths; else None."""
+        window = self.window_rows.get(window_cutoff)
+        if window is None or window.truths != _truths(triggers):
+            return None
+        rows = self.rows.iloc[window.start : window.end]
+        kept = self.triggers.loc[self.triggers["window_cutoff"] == window_cutoff, "trigger_id"]
+        return rows, triggers[triggers["trigger_id"].isin(set(kept))]  # with the caller's label_end
 
 
 def window_count(lines: pd.DataFrame, cutoff: pd.Timestamp, config: DatasetConfig) -> int:
@@ -74,11 +94,11 @@ def build_training_set(
     cutoff: pd.Timestamp,
     config: DatasetConfig | None = None,
     index_config: IndexConfig | None = None,
-    reuse: WindowCandidates | None = None,
+    reuse: TrainingSet | None = None,
 ) -> TrainingSet:
     """Labelled rows from training triggers strictly before ``cutoff`` (features from Feast).
-    ``reuse``: the window candidates of another training set on the same lines (a window whose
-    triggers are the same has the same candidates: its index and their context only look before it)."""
+    ``reuse``: another training set on the same lines; its windows with the same triggers and
+    truths keep their rows, so only the other windows are built."""
     config = config or DatasetConfig()
     windows = window_count(lines, cutoff, config)
     trigger_set = build_training_triggers(
@@ -86,16 +106,52 @@ def build_training_set(
     )
     triggers = trigger_set.triggers
     log.info("training triggers", extra={"triggers": len(triggers), "windows": windows})
-    window_candidates = candidates_per_window(
-        lines[lines["ordered_at"] < cutoff], triggers, index_config, config.candidate_config(), reuse
-    )
-    candidates = _label(pd.concat(list(window_candidates.values()), ignore_index=True), triggers)
+    by_window = {pd.Timestamp(at): group for at, group in triggers.groupby("window_cutoff", sort=True)}
+    kept = {at: reuse.reusable(at, group) for at, group in by_window.items()} if reuse is not None else {}
+    new = {at: group for at, group in by_window.items() if kept.get(at) is None}
+    new_rows, new_triggers = _labelled_rows(settings, lines[lines["ordered_at"] < cutoff], new, index_config, config)
+    new_windows = new_rows["trigger_id"].map(new_triggers.set_index("trigger_id")["window_cutoff"])
+    parts: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    for at in by_window:
+        known = kept.get(at)
+        parts.append(
+            known
+            if known is not None
+            else (new_rows[(new_windows == at).to_numpy()], new_triggers[new_triggers["window_cutoff"] == at])
+        )
+    if len(new) < len(by_window):
+        log.info("training windows reused", extra={"reused": len(by_window) - len(new), "windows": len(by_window)})
+    rows = pd.concat([r for r, _ in parts], ignore_index=True) if parts else new_rows
+    window_rows, start = {}, 0
+    for (at, group), (part, _) in zip(by_window.items(), parts, strict=True):
+        window_rows[at] = WindowRows(start=start, end=start + len(part), truths=_truths(group))
+        start += len(part)
+    kept_triggers = pd.concat([t for _, t in parts], ignore_index=True) if parts else new_triggers
+    return TrainingSet(rows=rows, triggers=kept_triggers, windows=windows, window_rows=window_rows)
+
+
+def _labelled_rows(
+    settings: Settings,
+    lines: pd.DataFrame,
+    windows: dict[pd.Timestamp, pd.DataFrame],
+    index_config: IndexConfig | None,
+    config: DatasetConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feature rows with labels of the triggers of ``windows`` (by window_cutoff), in window order,
+    and the triggers kept: those with at least one positive candidate."""
+    empty = pd.DataFrame({"trigger_id": pd.Series([], dtype=object)})
+    if not windows:
+        return empty, pd.DataFrame(columns=["trigger_id", "window_cutoff"])
+    triggers = pd.concat(list(windows.values()), ignore_index=True)
+    found = candidates_per_window(lines, triggers, index_config, config.candidate_config())
+    candidates = _label(pd.concat(list(found.values()), ignore_index=True), triggers)
+    del found
     positives = candidates.groupby("trigger_id")["label"].transform("max") > 0
     candidates = candidates[positives.to_numpy()]
     triggers = triggers[triggers["trigger_id"].isin(set(candidates["trigger_id"]))].reset_index(drop=True)
     rows = feature_rows_from_store(settings, candidates, triggers)
     rows["label"] = candidates["label"].to_numpy()
-    return TrainingSet(rows=rows, triggers=triggers, windows=windows, window_candidates=window_candidates)
+    return rows, triggers
 
 
 def candidates_per_window(
@@ -103,21 +159,20 @@ def candidates_per_window(
     triggers: pd.DataFrame,
     index_config: IndexConfig | None,
     config: CandidateConfig,
-    reuse: WindowCandidates | None = None,
-) -> WindowCandidates:
+) -> dict[pd.Timestamp, pd.DataFrame]:
     """Candidates with context for training triggers without leakage, per ``window_cutoff`` in time
-    order: one index per window, built from the lines before it, serves the triggers of that window.
-    A window found in ``reuse`` with the same trigger ids keeps its candidates."""
-    found: WindowCandidates = {}
+    order: one index per window, built from the lines before it, serves the triggers of that window."""
+    found: dict[pd.Timestamp, pd.DataFrame] = {}
     for window_cutoff, group in triggers.groupby("window_cutoff", sort=True):
         at = pd.Timestamp(window_cutoff)
-        known = reuse.get(at) if reuse else None
-        if known is not None and set(known["trigger_id"]) == set(group["trigger_id"]):
-            found[at] = known
-            continue
         index = CandidateIndex.build(lines, at, index_config)
         found[at] = candidates_with_context(CandidateGenerator(index, config), group)
     return found
+
+
+def _truths(triggers: pd.DataFrame) -> frozenset[tuple[str, tuple[str, ...]]]:
+    """Each trigger with its truth: what a window's rows depend on besides the lines before it."""
+    return frozenset(zip(triggers["trigger_id"], triggers["truth"], strict=True))
 
 
 def _label(candidates: pd.DataFrame, triggers: pd.DataFrame) -> pd.DataFrame:

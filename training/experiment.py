@@ -78,16 +78,16 @@ def fit_production(
     """Refit the experiment's pipeline on all of ``lines``: training triggers and labels up to the
     newest order, the candidate index just after it (``as_of`` = newest order + 1 µs, so every line
     counts). Given the ``heldout`` experiment on the same lines, the refit reuses its work: the
-    candidates of training windows whose labels both fits see whole, and its early stopping's
-    number of trees, scaled by the rows added."""
+    rows of training windows whose labels both fits see whole, and its early stopping's number of
+    trees, scaled by the rows added."""
     config = config or ExperimentConfig()
     lap, seconds = _stopwatch(step, prefix="refit_")
     newest = lines["ordered_at"].max()
     as_of = newest + pd.Timedelta(microseconds=1)
     # windows step back from the newest order, test_days after the held-out cutoff: a multiple of
     # the window length apart, so most windows are the held-out's own
-    cache = heldout.training.window_candidates if heldout is not None else None
-    training = build_training_set(settings, lines, newest, _dataset_config(config), config.index, cache)
+    reuse = heldout.training if heldout is not None else None
+    training = build_training_set(settings, lines, newest, _dataset_config(config), config.index, reuse)
     lap("training_set")
     trees = None
     if heldout is not None and len(heldout.training.rows):

@@ -90,6 +90,7 @@ def training_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
         settings = load_settings(home=home)
         backfill(settings, write(lines, home / "history.parquet"))
         sets[name] = (lines, build_training_set(settings, lines, CUTOFF, CONFIG))
+        sets[f"{name} settings"] = settings
     return sets
 
 
@@ -121,6 +122,21 @@ def test_labels_and_customer_features_come_from_before(training_sets: dict) -> N
     observed = per_trigger["customer_order_count"].fillna(0).to_numpy()
     assert (observed == np.asarray(expected)).all()
     assert (per_trigger["days_since_last_order"].dropna() > 0).all()
+
+
+def test_a_later_training_set_reusing_windows_equals_one_built_anew(training_sets: dict) -> None:
+    lines, earlier = training_sets["future"]
+    settings = training_sets["future settings"]
+    later_cutoff = CUTOFF + pd.Timedelta(days=CONFIG.window_days)
+    anew = build_training_set(settings, lines, later_cutoff, CONFIG)
+    reused = build_training_set(settings, lines, later_cutoff, CONFIG, reuse=earlier)
+    shared = set(anew.window_rows) & set(earlier.window_rows)
+    same = [at for at in shared if anew.window_rows[at].truths == earlier.window_rows[at].truths]
+    assert len(same) >= 1  # a window whose labels both sets see whole: its rows are taken over
+    assert len(same) < len(anew.window_rows)  # and at least one window is built
+    pd.testing.assert_frame_equal(reused.rows, anew.rows)
+    pd.testing.assert_frame_equal(reused.triggers, anew.triggers)
+    assert reused.window_rows == anew.window_rows
 
 
 def test_windowed_candidates_only_know_the_past() -> None:
