@@ -12,6 +12,7 @@ every one of its decisions is acknowledged. At-least-once in, idempotent out.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -64,7 +65,14 @@ class OfferStats:
 
 
 class OfferService:
-    """Consumer group `settings.offer_group` on `purchases`, producing to `offers`."""
+    """Consumer group `settings.offer_group` on `purchases`, producing to `offers`.
+
+    Constructing it opens nothing: ``run`` (or ``opened``, for a caller that drives
+    ``decide_batch`` itself) opens the stores, the feature reader and the champion watcher, in the
+    thread that runs it, and closes them on the way out. ``ready`` is set once ``run`` has them open,
+    the champion loaded and the producer connected, just before it joins the consumer group (and
+    cleared when ``run`` ends), so a caller running the service in a thread can wait for it.
+    """
 
     state: OfferStateStore
     preferences: PreferenceStore
@@ -74,11 +82,11 @@ class OfferService:
     champion: ChampionWatcher
 
     def __init__(self, settings: Settings, until_caught_up: bool = False) -> None:
-        """Opens the stores, the feature reader and the champion watcher; ``run`` (or ``opened``)
-        closes them on the way out."""
+        """Keep the configuration; nothing is opened here (see the class docstring)."""
         self.settings = settings
         self.rules = OfferRules.from_settings(settings)
         self.stats = OfferStats()
+        self.ready = threading.Event()
         self._producer: KafkaProducer | None = None
         self.loop = ConsumerLoop(
             settings,
@@ -88,14 +96,13 @@ class OfferService:
             client_id="xsell-offers",
             until_caught_up=until_caught_up,
         )
-        self._resources = ExitStack()
-        self._open(self._resources)
 
     @contextmanager
     def opened(self) -> Iterator[OfferService]:
-        """The service for a caller that drives ``decide_batch`` itself (the backtest, tests): its
-        stores, feature reader and champion watcher are closed on exit."""
-        with self._resources:
+        """The service with its stores, feature reader and champion watcher open, for a caller
+        that drives ``decide_batch`` itself (the backtest, tests); all closed on exit."""
+        with ExitStack() as stack:
+            self._open(stack)
             yield self
 
     def _open(self, stack: ExitStack) -> None:
@@ -192,8 +199,8 @@ class OfferService:
         return acknowledged
 
     def run(self) -> OfferStats:
-        """Run until SIGTERM (or until caught up)."""
-        with self._resources, ExitStack() as stack:
+        """Open everything, run until SIGTERM (or until caught up), close everything."""
+        with self.opened(), ExitStack() as stack:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap,
                 client_id="xsell-offers-producer",
@@ -208,6 +215,8 @@ class OfferService:
             )
             stack.callback(self._producer.close)
             self.champion.current()  # load the model before joining the group, not on the first batch
+            stack.callback(self.ready.clear)
+            self.ready.set()
             self.loop.run()
         log.info("offer service stopped", extra=self.stats.__dict__)
         return self.stats

@@ -51,7 +51,7 @@ SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 AFTER_SAMPLE = datetime(2011, 12, 10, 9, 0, tzinfo=UTC)  # the sample's last order is 2011-12-09 12:49
 BASKET = ("85123A", "22423")  # WHITE HANGING HEART T-LIGHT HOLDER, REGENCY CAKESTAND 3 TIER
 FAST_DELIVERY = {"retry_base_s": 0.2, "retry_max_s": 1.0, "tick_s": 0.1, "smtp_timeout_s": 5.0}
-WAIT_S = 90.0  # how long a test waits for the services to catch up: they start (champion, Feast) first
+WAIT_S = 90.0  # how long a test waits for the services to start (champion, Feast), and then to catch up
 
 
 class Service(Protocol):
@@ -144,7 +144,9 @@ def produce(settings: Settings, events: list[PurchaseEvent]) -> None:
 
 @contextmanager
 def running(*services: Service) -> Iterator[None]:
-    """Run services in threads; stop them gracefully on exit and re-raise the first error."""
+    """Run services in threads, and wait for each that has a ``ready`` event (the offer service:
+    stores open, champion loaded) before the test goes on; stop them gracefully on exit and
+    re-raise the first error."""
     errors: list[BaseException] = []
 
     def target(service: Service) -> None:
@@ -157,6 +159,9 @@ def running(*services: Service) -> Iterator[None]:
     for thread in threads:
         thread.start()
     try:
+        events = [ready for s in services if (ready := getattr(s, "ready", None)) is not None]
+        started = wait_for(lambda: all(e.is_set() for e in events) or bool(errors), WAIT_S)
+        assert started and not errors, "a service did not start (its error follows, if it raised one)"
         yield
     finally:
         for service in services:
