@@ -50,9 +50,10 @@ stop:  ## stop whatever `make run` started
 
 LINTED := cli services training models features infra xsell tests bench
 
-lint: install  ## ruff (format and rules), the layer contract (import-linter: entry points > services | training > models > features > infra > contracts)
+lint: install  ## ruff (format and rules), mypy (pyproject.toml), the layer contract (import-linter: entry points > services | training > models > features > infra > contracts)
 	@$(VENV)/bin/ruff format --check -q $(LINTED)
 	@$(VENV)/bin/ruff check -q $(LINTED)
+	@$(VENV)/bin/mypy --no-error-summary
 	@$(VENV)/bin/lint-imports --no-cache
 
 test: install test-deps production-deps  ## the whole suite: lint, unit, integration (real services), production profile, fault injection

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -76,7 +77,7 @@ def backtest(
     config: BacktestConfig | None = None,
     experiment: ExperimentConfig | None = None,
     step: Callable[[str], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Train on ``data`` before the cutoff, serve the trigger period through the offer service's
     code, score the served offers and the baselines; returns the figures (see the module docstring)."""
     config = config or BacktestConfig()
@@ -160,7 +161,7 @@ def served_offers(decisions: list[OfferDecision], triggers: pd.DataFrame) -> pd.
     return pd.DataFrame(rows, columns=["model", "trigger_id", "product_id", "rank", "offer_type", "reason", "score"])
 
 
-def versus_best_baseline(models: dict[str, dict]) -> dict[str, object]:
+def versus_best_baseline(models: dict[str, dict[str, Any]]) -> dict[str, object]:
     """The served figures against the best baseline per metric (overall): ratio of NDCG@k and the
     difference of HitRate@k."""
     served = models[SERVED]["overall"]
@@ -263,7 +264,7 @@ def _write_canonical(lines: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def render_backtest(result: dict) -> str:
+def render_backtest(result: dict[str, Any]) -> str:
     """The backtest as a markdown report: the served path beside the baselines and the train
     step's held-out (research) figure, overall and per offer type."""
     k = result["k"]
@@ -309,7 +310,7 @@ def backtest_command(
     test_days: int = 60,
     horizon_days: int = 30,
     k: int = 10,
-) -> dict:
+) -> dict[str, Any]:
     """``backtest`` with progress on stderr; writes ``out/backtest.json`` and ``out/report.md``
     when ``out`` is given."""
     with progress("backtest") as step:
@@ -334,7 +335,7 @@ def evaluate_with_backtest(
     out: Path,
     test_days: int = 60,
     horizon_days: int = 30,
-) -> dict:
+) -> dict[str, Any]:
     """``training.commands.evaluate`` (the held-out research figure) with the backtest of the served
     path on the same data and split beside it (``served_path``, and appended to ``out/report.md``)."""
     result = heldout_evaluate(settings, data, out, test_days=test_days, horizon_days=horizon_days)

@@ -26,6 +26,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -209,7 +210,7 @@ def wait_for_outbox(settings: Settings, expected: int, timeout_s: float) -> dict
     return counts
 
 
-def wait_for_facts(settings: Settings, decisions: int, timeout_s: float) -> dict[str, object]:
+def wait_for_facts(settings: Settings, decisions: int, timeout_s: float) -> dict[str, Any]:
     """Wait until the feedback service stored at least `decisions` decisions; return the report."""
     from services.feedback.facts import open_facts  # noqa: PLC0415  (the feedback store: only for the report)
     from services.feedback.report import offer_quality  # noqa: PLC0415  (the feedback store: only for the report)

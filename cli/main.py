@@ -12,7 +12,7 @@ import os
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.table import Table
 
 from xsell.logs import configure_logging
 from xsell.settings import PROFILES, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from services.ingest.replay import Pacing, ReplayReport
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -205,8 +208,8 @@ def replay(
 
 
 def _replay_with_progress(
-    settings: Settings, data: Path, pacing: object, since: datetime | None, limit: int | None
-) -> object:
+    settings: Settings, data: Path, pacing: Pacing, since: datetime | None, limit: int | None
+) -> ReplayReport:
     """Replay `data` with a progress bar on stderr; return the ReplayReport."""
     import time
 
@@ -231,7 +234,7 @@ def _replay_with_progress(
         sent = produce_events(
             settings,
             select_events(history, since, limit),
-            pacing,  # type: ignore[arg-type]
+            pacing,
             on_sent=lambda _event: progress.advance(task),
         )
     return ReplayReport(sent=sent, skipped=history.rejected, seconds=time.monotonic() - started)
@@ -303,19 +306,21 @@ def features_show(
     if not customer and not product:
         _fail("give --customer ID and/or --product ID")
     store = open_feature_store(_settings())
-    values: dict[str, object] = {}
-    if customer:
-        values["customer"] = customer_online_features(store, [customer])[0]
-    if product:
-        values["products"] = product_online_features(store, list(product))
+    customer_row = customer_online_features(store, [customer])[0] if customer else None
+    product_rows = product_online_features(store, list(product)) if product else []
     if as_json:
+        values: dict[str, object] = {}
+        if customer:
+            values["customer"] = customer_row
+        if product:
+            values["products"] = product_rows
         print(json.dumps(values, default=str))
         return
-    for title, rows in (("customer", [values.get("customer")]), ("product", values.get("products", []))):
+    for title, rows in (("customer", [customer_row] if customer_row else []), ("product", product_rows)):
         for row in rows:
             if row:
                 table = Table("feature", "value", title=title)
-                for name, value in row.items():  # type: ignore[union-attr]
+                for name, value in row.items():
                     table.add_row(name, "-" if value is None else str(value))
                 Console().print(table)
 

@@ -156,6 +156,13 @@ class FoldOutput:
     skipped_duplicates: int
 
 
+def _row_time(row: dict[str, object]) -> datetime:
+    """The `event_timestamp` of a feature row (every row is built with a datetime stamp)."""
+    stamp = row["event_timestamp"]
+    assert isinstance(stamp, datetime)
+    return stamp
+
+
 class FeatureFold:
     """All customer and product states plus the ids of applied events."""
 
@@ -168,7 +175,7 @@ class FeatureFold:
         self._category_members: dict[str, set[str]] = {}
         # feature values of the last row emitted per entity (for `changed_only`; not state: after a
         # restore the first row of every entity is emitted again, which is never wrong)
-        self._emitted: dict[tuple[str, str], tuple[object, ...]] = {}
+        self._emitted: dict[tuple[str, object], tuple[object, ...]] = {}
 
     def apply(
         self, events: Iterable[PurchaseEvent], snapshot_every_event: bool = True, changed_only: bool = False
@@ -222,7 +229,7 @@ class FeatureFold:
     def _changed(self, rows: list[dict[str, object]], key: str) -> list[dict[str, object]]:
         """The rows (in time order) whose feature values differ from the entity's last emitted row."""
         kept = []
-        for row in sorted(rows, key=lambda r: r["event_timestamp"]):
+        for row in sorted(rows, key=_row_time):
             values = tuple(v for name, v in row.items() if name not in (key, "event_timestamp"))
             entity = (key, row[key])
             if self._emitted.get(entity) != values:

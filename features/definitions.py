@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.data_source import DataSource
 from feast.types import Float64, Int64, String
 
 OWNER_TAGS = {"owner": "xsell-ml", "team": "recommendations"}
@@ -73,7 +74,7 @@ class FeatureDefinitions:
     offer_ranker_v1: FeatureService
 
     @property
-    def objects(self) -> list[object]:
+    def objects(self) -> list[Entity | DataSource | FeatureView | FeatureService]:
         """All of them, in the order `feast apply` registers them."""
         return [getattr(self, name) for name in self.__dataclass_fields__]
 

@@ -67,8 +67,8 @@ class FeaturePipeline:
             return
         duplicates = [e for e in events if e.event_id in self.fold.applied]
         out = self.fold.apply(events, snapshot_every_event=False)
-        customers = [row["customer_id"] for row in out.customer_rows]
-        products = list(dict.fromkeys(row["product_id"] for row in out.product_rows))
+        customers = [str(row["customer_id"]) for row in out.customer_rows]
+        products = list(dict.fromkeys(str(row["product_id"]) for row in out.product_rows))
         applied = set(out.applied)
         fresh: dict[str, PurchaseEvent] = {}  # each newly applied event once, as the fold took it (its first copy)
         for event in events:

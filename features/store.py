@@ -9,8 +9,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xsell.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 FEATURE_REPO = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
@@ -25,8 +29,9 @@ def online_store_config(settings: Settings) -> dict[str, object]:
     raise ValueError(f"XSELL_FEAST_ONLINE_STORE must be sqlite or redis, not {settings.feast_online_store!r}")
 
 
-def open_feature_store(settings: Settings):  # noqa: ANN201  (feast.FeatureStore; imported lazily: slow)
-    """A FeatureStore on this settings' registry, offline Parquet files and online store."""
+def open_feature_store(settings: Settings) -> FeatureStore:
+    """A FeatureStore on this settings' registry, offline Parquet files and online store (Feast is
+    imported here: slow to import)."""
     os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry attempts from a closed network
     from feast import FeatureStore, RepoConfig  # noqa: PLC0415  (Feast: slow to import)
 
@@ -49,7 +54,7 @@ def apply_definitions(settings: Settings) -> list[str]:
 
     definitions = feature_definitions(settings.feast_dir / "data")
     store = open_feature_store(settings)
-    store.apply(definitions.objects)
+    store.apply(list(definitions.objects))  # list(): apply's list type is over all of Feast's object types
     for view in (definitions.customer_stats_fv, definitions.product_stats_fv):
         ensure_offline_file(view)
     return [getattr(obj, "name", "") for obj in definitions.objects]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from infra.kafka.broker import BrokerStatus, KafkaBroker
 from infra.kafka.topics import ensure_topics
@@ -16,6 +17,16 @@ from infra.profiles import uses_local
 from infra.redis import RedisServer
 from infra.smtp_capture import capture_status, serves_locally, start_capture, stop_capture
 from xsell.settings import Settings
+
+
+class ComponentStatus(TypedDict):
+    """One row of `stack_status`."""
+
+    component: str
+    running: bool
+    pid: int | None
+    address: str
+    details: str
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ def _grow_purchases(settings: Settings) -> dict[str, int]:
     return ensure_topics(settings)
 
 
-def stack_status(settings: Settings) -> list[dict[str, object]]:
+def stack_status(settings: Settings) -> list[ComponentStatus]:
     """One row per component: running, pid, address, details."""
     broker = KafkaBroker(settings).status()
     capture = capture_status(settings)
@@ -84,7 +95,7 @@ def stack_status(settings: Settings) -> list[dict[str, object]]:
         PostgresCluster(settings).status(),
         MlflowServer(settings).status(),
     )
-    servers = [
+    servers: list[ComponentStatus] = [
         {"component": name, "running": st.running, "pid": st.pid, "address": st.address, "details": details}
         for name, st, details in (
             ("redis", redis, f"data {redis.data_dir}, log {redis.log_file}"),
@@ -93,7 +104,7 @@ def stack_status(settings: Settings) -> list[dict[str, object]]:
         )
         if st.running
     ]
-    services = [
+    services: list[ComponentStatus] = [
         {"component": s.name, "running": s.running, "pid": s.pid, "address": "-", "details": f"log {s.log_file}"}
         for s in ServiceProcesses(settings).status()
     ]

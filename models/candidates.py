@@ -230,7 +230,8 @@ class CandidateGenerator:
         has_seed = seed >= 0
         seed_safe = np.where(has_seed, seed, 0)
         frame["reason"] = _reasons(sources, chosen, up_sell, has_seed, seed_safe, items, self._names)
-        frame["seed_product_id"] = np.where(has_seed, self._product_ids[seed_safe], None)
+        # numpy's stubs read where(c, x, None) as the one-argument form (a tuple of index arrays)
+        frame["seed_product_id"] = np.where(has_seed, self._product_ids[seed_safe], None)  # type: ignore[assignment]
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         frame["co_count"] = co_count
         frame["confidence"] = co_count / np.maximum(self._orders[seed_safe], 1)
@@ -241,8 +242,9 @@ class CandidateGenerator:
         )
         for s in ALL_SOURCES:
             at = sources.index(s) if s in sources else None
-            frame[f"score_{s}"] = kept.score[:, at] if at is not None else 0.0
-            frame[f"rank_{s}"] = kept.source_rank[:, at] if at is not None else 0
+            # an unconfigured source's column is a scalar here, broadcast to an array on return
+            frame[f"score_{s}"] = kept.score[:, at] if at is not None else 0.0  # type: ignore[assignment]
+            frame[f"rank_{s}"] = kept.source_rank[:, at] if at is not None else 0  # type: ignore[assignment]
         for column, values in self._item_columns.items():
             frame[column] = values[items]
         return {

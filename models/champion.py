@@ -13,7 +13,14 @@ import pandas as pd
 from models.candidates import CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex
 from models.index_source import index_run_id
-from models.registry import CONFIG_ARTIFACT, champion_version, download_index, open_tracking, version_number
+from models.registry import (
+    CONFIG_ARTIFACT,
+    champion_version,
+    download_index,
+    open_tracking,
+    version_number,
+    version_run_id,
+)
 from xsell.settings import Settings
 
 
@@ -74,6 +81,6 @@ def load_champion(settings: Settings, scratch: Path) -> Champion:
         index=index,
         candidate_config=CandidateConfig(n_candidates=n_candidates),
         version=version_number(mv.version),
-        run_id=mv.run_id,
+        run_id=version_run_id(mv),
         index_run_id=index_run,
     )

@@ -390,7 +390,7 @@ def _pair_lookup(
 
 def _trigger_positions(candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame) -> np.ndarray:
     """The row of each candidate's trigger in ``triggers``."""
-    positions = pd.Index(triggers["trigger_id"]).get_indexer(_column(candidates, "trigger_id"))
+    positions: np.ndarray = pd.Index(triggers["trigger_id"]).get_indexer(_column(candidates, "trigger_id"))
     if (positions < 0).any():
         raise ValueError("candidates refer to triggers that are not in the trigger table")
     return positions

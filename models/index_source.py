@@ -10,26 +10,31 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from models.registry import INDEX_ARTIFACT, champion_version, open_tracking
+from models.registry import INDEX_ARTIFACT, champion_version, open_tracking, version_run_id
+from xsell.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 INDEX_RUN_TAG = "candidate_index.run_id"
 AS_OF_TAGS = ("index.as_of", "served.index_as_of")  # refresh runs, training runs
 
 
-def index_run_id(model_version: object) -> str:
+def index_run_id(model_version: ModelVersion) -> str:
     """The run whose ``candidate_index`` artifact a model version serves."""
-    tags = getattr(model_version, "tags", None) or {}
-    return tags.get(INDEX_RUN_TAG) or model_version.run_id  # type: ignore[attr-defined]
+    return (model_version.tags or {}).get(INDEX_RUN_TAG) or version_run_id(model_version)
 
 
-def index_as_of(client: object, run_id: str) -> pd.Timestamp:
+def index_as_of(client: MlflowClient, run_id: str) -> pd.Timestamp:
     """The ``as_of`` of a run's candidate index: from its run tag, else from the index manifest."""
     import mlflow  # noqa: PLC0415  (MLflow: slow to import)
 
-    tags = client.get_run(run_id).data.tags  # type: ignore[attr-defined]
+    tags = client.get_run(run_id).data.tags
     for name in AS_OF_TAGS:
         if tags.get(name):
             return pd.Timestamp(tags[name])
@@ -40,16 +45,16 @@ def index_as_of(client: object, run_id: str) -> pd.Timestamp:
         return pd.Timestamp(json.loads(Path(path).read_text())["as_of"])
 
 
-def serving_index(settings: object) -> dict[str, object] | None:
+def serving_index(settings: Settings) -> dict[str, object] | None:
     """The champion's version, the run of the index it serves and that index's as_of (ISO), as the
     registry says; None when no champion is registered (a local store not created yet included)."""
 
-    uri = settings.tracking_uri  # type: ignore[attr-defined]
+    uri = settings.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None  # nothing was ever registered here; do not create a store just to read it
-    client = open_tracking(settings)  # type: ignore[arg-type]
+    client = open_tracking(settings)
     version = champion_version(client, settings)
     if version is None:
         return None
-    run_id = index_run_id(client.get_model_version(settings.model_name, str(version)))  # type: ignore[attr-defined]
+    run_id = index_run_id(client.get_model_version(settings.model_name, str(version)))
     return {"model_version": version, "index_run_id": run_id, "index_as_of": index_as_of(client, run_id).isoformat()}

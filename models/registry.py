@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xsell.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 MODEL_ARTIFACT = "model"
 INDEX_ARTIFACT = "candidate_index"
@@ -19,7 +25,7 @@ CONFIG_ARTIFACT = "ranker_config.json"
 HELDOUT_ARTIFACT = "heldout_model.txt"  # the booster fit before the run's cutoff (its figures score it)
 
 
-def open_tracking(settings: Settings):  # noqa: ANN201  (an mlflow.MlflowClient)
+def open_tracking(settings: Settings) -> MlflowClient:
     """Point MLflow at the settings' store, create the store and the experiment if missing;
     return a client. Call it once per process before anything else touches MLflow."""
     import mlflow  # noqa: PLC0415  (MLflow: slow to import)
@@ -51,12 +57,12 @@ def version_number(version: object) -> int:
     return int(str(version))
 
 
-def champion_version(client: object, settings: Settings) -> int | None:
+def champion_version(client: MlflowClient, settings: Settings) -> int | None:
     """The version the champion alias points at, or None when the alias is unset."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415  (MLflow: slow to import)
 
     try:
-        mv = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)  # type: ignore[attr-defined]
+        mv = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
     except MlflowException as error:
         if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
             return None
@@ -64,10 +70,18 @@ def champion_version(client: object, settings: Settings) -> int | None:
     return version_number(mv.version)
 
 
-def run_of_version(client: object, settings: Settings, version: int):  # noqa: ANN201  (mlflow Run)
+def version_run_id(mv: ModelVersion) -> str:
+    """The training run a registered version was logged from (every version here is registered
+    from its training run; MLflow allows a version without one, which nothing here can serve)."""
+    if mv.run_id is None:
+        raise LookupError(f"version {mv.version} of {mv.name} has no run")
+    return mv.run_id
+
+
+def run_of_version(client: MlflowClient, settings: Settings, version: int) -> Run:
     """The training run that produced a registered version."""
-    mv = client.get_model_version(settings.model_name, str(version))  # type: ignore[attr-defined]
-    return client.get_run(mv.run_id)  # type: ignore[attr-defined]
+    mv = client.get_model_version(settings.model_name, str(version))
+    return client.get_run(version_run_id(mv))
 
 
 def download_index(client: object, run_id: str, destination: Path) -> Path:

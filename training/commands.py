@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def progress(description: str) -> Iterator[callable]:
+def progress(description: str) -> Iterator[Callable[[str], None]]:
     """A spinner with elapsed time; yields ``step(name)`` to report a finished step."""
     console = Console(stderr=True)
     with Progress(

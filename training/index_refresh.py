@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -33,6 +34,9 @@ from models.index import CandidateIndex
 from models.index_source import INDEX_RUN_TAG, index_run_id
 from models.registry import INDEX_ARTIFACT, champion_version, open_tracking
 from xsell.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 KIND_TAG, KIND = "xsell.kind", "index_refresh"
@@ -140,7 +144,7 @@ def refresh_index(settings: Settings) -> RefreshResult:
 
 
 def _log_index(
-    client: object,
+    client: MlflowClient,
     settings: Settings,
     index: CandidateIndex,
     version: int,
@@ -149,7 +153,8 @@ def _log_index(
     index_dir: Path,
 ) -> str:
     """A finished run holding the index as `candidate_index`; returns its id."""
-    experiment = client.get_experiment_by_name(settings.experiment_name)  # type: ignore[attr-defined]
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    assert experiment is not None, "open_tracking creates the experiment"
     tags = {
         KIND_TAG: KIND,
         "index.as_of": index.as_of.isoformat(),
@@ -161,17 +166,17 @@ def _log_index(
     }
     run = client.create_run(
         experiment.experiment_id,
-        tags=tags,  # type: ignore[attr-defined]
+        tags=tags,
         run_name=f"index-refresh-v{version}",
     )
     try:
         for key, value in asdict(index.config).items():
-            client.log_param(run.info.run_id, f"index.{key}", value)  # type: ignore[attr-defined]
-        client.log_artifacts(run.info.run_id, str(index_dir), artifact_path=INDEX_ARTIFACT)  # type: ignore[attr-defined]
+            client.log_param(run.info.run_id, f"index.{key}", value)
+        client.log_artifacts(run.info.run_id, str(index_dir), artifact_path=INDEX_ARTIFACT)
     except BaseException:
-        client.set_terminated(run.info.run_id, status="FAILED")  # type: ignore[attr-defined]
+        client.set_terminated(run.info.run_id, status="FAILED")
         raise
-    client.set_terminated(run.info.run_id)  # type: ignore[attr-defined]
+    client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 

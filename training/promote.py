@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -25,6 +26,10 @@ from models.registry import (
 )
 from training.tracking import PRIMARY_METRIC
 from xsell.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 
 class PromotionRefused(Exception):
@@ -73,7 +78,7 @@ def promote(settings: Settings, version: int | None = None, force: bool = False,
     return decision
 
 
-def _compare(settings: Settings, client: object, candidate: int, champion: int) -> tuple[float, float, str]:
+def _compare(settings: Settings, client: MlflowClient, candidate: int, champion: int) -> tuple[float, float, str]:
     """NDCG@k of both versions on the candidate's evaluation data, and what that data was."""
     runs = {v: run_of_version(client, settings, v) for v in (candidate, champion)}
     keys = {v: (r.data.tags.get("data.sha256"), r.data.tags.get("cutoff")) for v, r in runs.items()}
@@ -87,7 +92,7 @@ def _compare(settings: Settings, client: object, candidate: int, champion: int) 
 
 
 def _reevaluate(
-    settings: Settings, client: object, run: object, candidate: int, champion: int
+    settings: Settings, client: MlflowClient, run: Run, candidate: int, champion: int
 ) -> tuple[float, float, str]:
     """Score both versions on the candidate run's data file and cutoff."""
     import mlflow  # noqa: PLC0415  (MLflow: slow to import)
@@ -97,13 +102,13 @@ def _reevaluate(
     from training.protocol import build_evaluation_triggers  # noqa: PLC0415  (the comparison's stages: numba kernels and LightGBM, slow to import)
     from xsell.history import read_purchase_history  # noqa: PLC0415  (the comparison's stages: numba kernels and LightGBM, slow to import)
 
-    tags = run.data.tags  # type: ignore[attr-defined]
+    tags = run.data.tags
     data = Path(tags["data.path"])
     if not data.exists():
         raise PromotionRefused(f"cannot re-evaluate: the candidate's data file {data} is gone")
     config = json.loads(
         Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CONFIG_ARTIFACT)).read_text()
-    )  # type: ignore[attr-defined]
+    )
     lines = read_purchase_history(data).lines
     cutoff = pd.Timestamp(tags["cutoff"])
     experiment = ExperimentConfig()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,8 @@ class TrainedRanker:
         return score_rows(self.booster, rows, self.feature_columns)
 
 
-def _lightgbm():  # noqa: ANN202  (the lightgbm module; imported lazily: slow, and OMP must be set first)
+def _lightgbm() -> ModuleType:
+    """The lightgbm module, imported lazily: slow, and OMP must be set first."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # no busy-waiting threads on a small box
     import lightgbm  # noqa: PLC0415  (slow to import, and OMP must be set first)
 

@@ -254,7 +254,8 @@ def settle_heap(young_threshold: int) -> None:
     gc.set_threshold(young_threshold, middle, old)
 
 
-class _OnRevoke(ConsumerRebalanceListener):
+# kafka-python ships no types, so the base is Any; subscribe() isinstance-checks it, hence a subclass
+class _OnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Calls ``revoked`` with the partitions a rebalance is about to take away."""
 
     def __init__(self, revoked: Callable[[Sequence[TopicPartition]], None]) -> None:

@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 # uuid5 namespace of event ids: a replay of the same file yields the same ids.
 EVENT_ID_NAMESPACE = uuid.UUID("5b0f6c1e-2f43-4c8e-9a53-7d1f0e2b8a61")
@@ -136,6 +136,7 @@ def parse_purchase_event(raw: bytes | None, max_bytes: int = 512 * 1024) -> Purc
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise EventRejected(RejectReason.NOT_UTF8, str(error)) from None
+    invalid: ValidationError | None
     try:  # a valid event is parsed once; the checks below only find out why the others fail
         event = PurchaseEvent.model_validate_json(text)
     except ValidationError as error:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-OFFER_SCHEMA_VERSION = 1
+OFFER_SCHEMA_VERSION: Final = 1
 OFFER_ID_NAMESPACE = uuid.UUID("0c7d3f0e-8a4b-4e59-bd0c-1f6a2b9e7d43")
 
 

@@ -29,32 +29,38 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="T
 
 def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_inbox(request: Request) -> InboxStore:
     """The in-app offer store."""
-    return request.app.state.inbox
+    inbox: InboxStore = request.app.state.inbox
+    return inbox
 
 
 def get_preferences(request: Request) -> PreferenceStore:
     """The contact-preference store."""
-    return request.app.state.preferences
+    preferences: PreferenceStore = request.app.state.preferences
+    return preferences
 
 
 def get_publisher(request: Request) -> FeedbackPublisher:
     """Where feedback facts go (Kafka in the service, a recorder in unit tests)."""
-    return request.app.state.publisher
+    publisher: FeedbackPublisher = request.app.state.publisher
+    return publisher
 
 
 def get_templates(request: Request) -> Jinja2Templates:
     """The autoescaping Jinja2 templates."""
-    return request.app.state.templates
+    templates: Jinja2Templates = request.app.state.templates
+    return templates
 
 
 def get_facts(request: Request) -> Engine:
     """The offer-quality facts database (`services.feedback.facts`)."""
-    return request.app.state.facts
+    facts: Engine = request.app.state.facts
+    return facts
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -21,6 +21,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from xsell.settings import Settings
 
@@ -82,7 +83,7 @@ class OutboxRow:
 
 def retry_delay(attempts: int, base_s: float = 1.0, max_s: float = 60.0) -> float:
     """Exponential back-off after `attempts` failed attempts: base, 2 x base, 4 x base, ... capped at max."""
-    return min(max_s, base_s * 2 ** max(0, min(attempts - 1, 62)))
+    return min(max_s, base_s * 2.0 ** max(0, min(attempts - 1, 62)))
 
 
 class Outbox:
@@ -245,7 +246,7 @@ def _beat(db: sqlite3.Connection, owner: str, now: float) -> None:
     )
 
 
-def _row(row: tuple) -> OutboxRow:
+def _row(row: tuple[Any, ...]) -> OutboxRow:
     (
         decision_id,
         customer_id,

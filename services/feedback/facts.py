@@ -150,10 +150,12 @@ def _insert_ignore(db: Connection, table: Table, rows: Sequence[Mapping[str, obj
     return len(new)
 
 
-def _existing_keys(db: Connection, table: Table, keys: list[str], rows: Sequence[Mapping[str, object]]) -> set[tuple]:
+def _existing_keys(
+    db: Connection, table: Table, keys: list[str], rows: Sequence[Mapping[str, object]]
+) -> set[tuple[object, ...]]:
     """Primary keys of `rows` already in `table` (looked up by the first key column, in chunks)."""
     first = table.c[keys[0]]
-    found: set[tuple] = set()
+    found: set[tuple[object, ...]] = set()
     values = sorted({row[keys[0]] for row in rows}, key=str)
     for chunk in chunked(values):
         query = select(*(table.c[k] for k in keys)).where(first.in_(chunk))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
@@ -101,19 +101,36 @@ def decide_events(
     return decisions
 
 
+class _DecisionBase(TypedDict):
+    """The fields every decision of an event has, whatever the rules decide."""
+
+    decision_id: str
+    event_id: str
+    order_id: str
+    customer_id: str | None
+    customer_email: str | None
+    marketing_consent: bool
+    occurred_at: datetime
+    decided_at: datetime
+    model_version: str | None
+
+
+def _base(event: PurchaseEvent, model_version: str | None, decided_at: datetime) -> _DecisionBase:
+    return {
+        "decision_id": decision_id_for(event.event_id),
+        "event_id": event.event_id,
+        "order_id": event.order_id,
+        "customer_id": event.customer_id,
+        "customer_email": event.customer_email,
+        "marketing_consent": event.marketing_consent,
+        "occurred_at": event.occurred_at,
+        "decided_at": decided_at,
+        "model_version": model_version,
+    }
+
+
 def _no_model(event: PurchaseEvent, model_version: str | None, decided_at: datetime) -> OfferDecision:
-    return OfferDecision(
-        decision_id=decision_id_for(event.event_id),
-        event_id=event.event_id,
-        order_id=event.order_id,
-        customer_id=event.customer_id,
-        customer_email=event.customer_email,
-        marketing_consent=event.marketing_consent,
-        occurred_at=event.occurred_at,
-        decided_at=decided_at,
-        model_version=model_version,
-        no_offer_reason="no_model",
-    )
+    return OfferDecision(**_base(event, model_version, decided_at), no_offer_reason="no_model")
 
 
 def decide(
@@ -125,17 +142,7 @@ def decide(
     decided_at: datetime,
 ) -> OfferDecision:
     """Apply every rule and return the decision for `event` (deterministic ids)."""
-    base = {
-        "decision_id": decision_id_for(event.event_id),
-        "event_id": event.event_id,
-        "order_id": event.order_id,
-        "customer_id": event.customer_id,
-        "customer_email": event.customer_email,
-        "marketing_consent": event.marketing_consent,
-        "occurred_at": event.occurred_at,
-        "decided_at": decided_at,
-        "model_version": model_version,
-    }
+    base = _base(event, model_version, decided_at)
     if event.event_type is EventType.ORDER_CANCELLED:
         return OfferDecision(**base, no_offer_reason="cancellation")
     if event.customer_id is None:

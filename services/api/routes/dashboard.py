@@ -45,6 +45,7 @@ from services.delivery.outbox import Outbox
 from services.feedback.report import latest_model_version, newest_purchase_at, offer_quality, offers_sent_per_day
 from services.ingest.dead_letter import dead_letter_count
 from xsell.offers import OfferType, as_utc
+from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +200,10 @@ class _RegistryReader:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-registry")
-        self._pending: dict[str, Future] = {}
-        self._cached: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._pending: dict[str, Future[dict[str, object] | None]] = {}
+        self._cached: dict[str, tuple[float, dict[str, object] | None]] = {}
 
-    def read(self, settings: Any) -> dict[str, Any] | None:
+    def read(self, settings: Settings) -> dict[str, object] | None:
         key = f"{settings.tracking_uri}|{settings.model_name}|{settings.champion_alias}"
         with self._lock:
             cached = self._cached.get(key)
