@@ -125,26 +125,20 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
         seconds["log_and_register"] = round(time.perf_counter() - clock, 2)
         step("log and register")
     seconds["total"] = round(time.perf_counter() - started, 2)
-    heldout = experiment.training
+    heldout, served = experiment.training.summary(), training.summary()
     return {
         **registered,
         "cutoff": experiment.cutoff.isoformat(),
         "data": asdict(fingerprint),
         "heldout": {
-            "rows": len(heldout.rows),
-            "triggers": len(heldout.triggers),
-            "windows": heldout.windows,
-            "positives": int(heldout.rows["label"].sum()),
+            **asdict(heldout),
             "best_iteration": experiment.ranker.best_iteration,
             "validation_ndcg": experiment.ranker.validation_ndcg,
         },
         "served": {
             "index_as_of": production.as_of.isoformat(),
             "data_last_at": fingerprint.last_at,
-            "rows": len(training.rows),
-            "triggers": len(training.triggers),
-            "windows": training.windows,
-            "positives": int(training.rows["label"].sum()),
+            **asdict(served),
             "best_iteration": production.ranker.best_iteration,
         },
         "metrics": _headline(experiment.result),
@@ -262,7 +256,8 @@ def _params(config: ExperimentConfig, experiment: Experiment, production: Produc
     ):
         params.update({f"{prefix}.{key}": value for key, value in asdict(part).items()})
     for prefix, training in (("training", experiment.training), ("refit", production.training)):
-        params[f"{prefix}.windows"] = training.windows
-        params[f"{prefix}.triggers"] = len(training.triggers)
-        params[f"{prefix}.rows"] = len(training.rows)
+        summary = training.summary()
+        params[f"{prefix}.windows"] = summary.windows
+        params[f"{prefix}.triggers"] = summary.triggers
+        params[f"{prefix}.rows"] = summary.rows
     return params

@@ -55,6 +55,16 @@ class DatasetConfig:
         return CandidateConfig(n_candidates=self.n_candidates)
 
 
+@dataclass(frozen=True)
+class TrainingSummary:
+    """The counts of a training set that reports and run parameters show."""
+
+    rows: int
+    triggers: int
+    windows: int
+    positives: int
+
+
 @dataclass
 class TrainingSet:
     """Labelled ranker rows (sorted by window, trigger, candidate rank) and their triggers, with
@@ -64,6 +74,21 @@ class TrainingSet:
     triggers: pd.DataFrame
     windows: int
     window_rows: dict[pd.Timestamp, WindowRows] = field(default_factory=dict)
+    released: TrainingSummary | None = None
+
+    def summary(self) -> TrainingSummary:
+        """Rows, triggers, windows and positive rows (as they were before ``release_rows``)."""
+        if self.released is not None:
+            return self.released
+        positives = int(self.rows["label"].sum()) if len(self.rows) else 0
+        return TrainingSummary(len(self.rows), len(self.triggers), self.windows, positives)
+
+    def release_rows(self) -> None:
+        """Drop the rows, keeping their ``summary``: once a refit has taken over what it reuses,
+        the held-out rows need not stay in memory beside the refit's."""
+        self.released = self.summary()
+        self.rows = self.rows.iloc[:0]
+        self.window_rows = {}
 
     @property
     def groups(self) -> np.ndarray:

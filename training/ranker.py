@@ -75,36 +75,51 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None, tree
     config = config or RankerConfig()
     lgb = _lightgbm()
     rows = training.rows
+    # one float matrix of the features, sliced into views: the rows are sorted by window, so the
+    # latest window (the early-stopping hold-out) is their tail
+    values = _feature_matrix(rows)
+    labels = rows["label"].to_numpy()
+    groups = _groups(rows)
+    fit_kwargs: dict[str, object] = {"feature_name": list(FEATURE_COLUMNS)}
     if trees is not None:
         model = lgb.LGBMRanker(**_model_params(config, trees))
-        model.fit(rows[list(FEATURE_COLUMNS)], rows["label"], group=_groups(rows))
+        model.fit(values, labels, group=groups, **fit_kwargs)
         return _trained(model, trees, float("nan"))
-    windows = rows["trigger_id"].map(training.triggers.set_index("trigger_id")["window_cutoff"])
-    latest = windows.max()
-    fit_mask = (windows < latest).to_numpy()
-    if not fit_mask.any() or fit_mask.all():  # a single window: no time-based hold-out possible
-        fit_mask = np.ones(len(rows), dtype=bool)
+    windows = rows["trigger_id"].map(training.triggers.set_index("trigger_id")["window_cutoff"]).to_numpy()
+    n_fit = int((windows < windows.max()).sum()) if len(windows) else 0
+    if n_fit and (windows[:n_fit] == windows.max()).any():
+        raise ValueError("training rows must be sorted by window")
+    split = int(np.searchsorted(np.cumsum(groups), n_fit, side="right"))
+    has_valid = 0 < n_fit < len(rows)
+    if not has_valid:  # a single window: no time-based hold-out possible
+        n_fit, split = len(rows), len(groups)
     model = lgb.LGBMRanker(**_model_params(config, config.n_estimators))
-    fit_rows, valid_rows = rows[fit_mask], rows[~fit_mask]
-    fit_kwargs: dict[str, object] = {}
-    if len(valid_rows):
-        fit_kwargs = {
-            "eval_X": (valid_rows[list(FEATURE_COLUMNS)],),
-            "eval_y": (valid_rows["label"],),
-            "eval_group": [_groups(valid_rows)],
+    if has_valid:
+        fit_kwargs |= {
+            "eval_X": (values[n_fit:],),
+            "eval_y": (labels[n_fit:],),
+            "eval_group": [groups[split:]],
             "eval_at": [config.eval_at],
             "callbacks": [lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         }
-    model.fit(fit_rows[list(FEATURE_COLUMNS)], fit_rows["label"], group=_groups(fit_rows), **fit_kwargs)
+    model.fit(values[:n_fit], labels[:n_fit], group=groups[:split], **fit_kwargs)
     best = int(model.best_iteration_ or config.n_estimators)
-    validation = float(model.best_score_["valid_0"][f"ndcg@{config.eval_at}"]) if len(valid_rows) else float("nan")
+    validation = float(model.best_score_["valid_0"][f"ndcg@{config.eval_at}"]) if has_valid else float("nan")
     log.info("ranker early stopping", extra={"best_iteration": best, "validation_ndcg": validation})
-    if config.refit and len(valid_rows):
-        trees = max(1, round(best * len(rows) / max(len(fit_rows), 1)))
+    if config.refit and has_valid:
+        trees = max(1, round(best * len(rows) / max(n_fit, 1)))
         model = lgb.LGBMRanker(**_model_params(config, trees))
-        model.fit(rows[list(FEATURE_COLUMNS)], rows["label"], group=_groups(rows))
+        model.fit(values, labels, group=groups, feature_name=list(FEATURE_COLUMNS))
         best = trees
     return _trained(model, best, validation)
+
+
+def _feature_matrix(rows: pd.DataFrame) -> np.ndarray:
+    """The feature columns as one matrix, in the dtype LightGBM would convert a DataFrame of them to."""
+    values = np.empty((len(rows), len(FEATURE_COLUMNS)), dtype=np.result_type(*rows.dtypes[list(FEATURE_COLUMNS)]))
+    for at, name in enumerate(FEATURE_COLUMNS):  # column by column: no intermediate frame
+        values[:, at] = rows[name].to_numpy()
+    return values
 
 
 def _trained(model: object, trees: int, validation: float) -> TrainedRanker:
