@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
 from xsell.chunks import chunked
-from xsell.database import engine_for
+from xsell.database import create_tables, engine_for
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
 
@@ -128,7 +128,7 @@ conversions = Table(
 def open_facts(url: str) -> Engine:
     """An engine on the facts database, its tables created."""
     engine = engine_for(url)
-    metadata.create_all(engine)
+    create_tables(metadata, engine)
     return engine
 
 

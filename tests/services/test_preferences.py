@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from services.feedback.facts import open_facts
 from services.inbox.store import InboxStore
 from services.preferences import PreferenceStore
 
@@ -25,7 +26,7 @@ def test_stores_opening_a_new_database_at_once_all_open_it(tmp_path: Path) -> No
     errors: list[BaseException] = []
     for attempt in range(20):
         url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
-        start = threading.Barrier(3)
+        start = threading.Barrier(5)
 
         def open_store(store: Callable[[str], object], url: str = url, start: threading.Barrier = start) -> None:
             start.wait()
@@ -36,7 +37,7 @@ def test_stores_opening_a_new_database_at_once_all_open_it(tmp_path: Path) -> No
 
         threads = [
             threading.Thread(target=open_store, args=(store,))
-            for store in (PreferenceStore, PreferenceStore, InboxStore)
+            for store in (PreferenceStore, PreferenceStore, InboxStore, open_facts, open_facts)
         ]
         for thread in threads:
             thread.start()
