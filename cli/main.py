@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from xsell.errors import UserError
 from xsell.logs import configure_logging
 from xsell.settings import PROFILES, Settings, SettingsError, load_settings
 
@@ -104,9 +105,13 @@ def _check_home(home: Path) -> None:
 
 
 def _fail(message: str) -> None:
+    _print_error(message)
+    raise typer.Exit(code=1)
+
+
+def _print_error(message: str) -> None:
     # one line, never wrapped: a pipe or a log file must get the message whole
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=1)
 
 
 def _parse_date(value: str | None) -> datetime | None:
@@ -669,5 +674,15 @@ def _print_report(report: object, settings: Settings) -> None:
     out.print("stop everything with: make stop")
 
 
+def main() -> None:
+    """The ``xsell`` command: the Typer app, with every ``UserError`` (a problem the user can fix,
+    raised anywhere below) printed as one line and exit code 1 instead of a traceback."""
+    try:
+        app()
+    except UserError as error:
+        _print_error(str(error))
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

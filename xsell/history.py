@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xsell.errors import UserError
 from xsell.events import MAX_LINE_QUANTITY, MAX_UNIT_PRICE, EventType, PurchaseEvent, event_id_for
 
 CANONICAL_REQUIRED = ("order_id", "customer_id", "product_id", "quantity", "unit_price", "ordered_at")
@@ -48,8 +49,16 @@ LINE_COLUMNS = (
 )
 
 
-class UnknownLayoutError(ValueError):
+class UnknownLayoutError(UserError, ValueError):
     """The file's columns match neither the canonical nor the UCI layout."""
+
+
+class UnreadableHistoryError(UserError, ValueError):
+    """The file is not a readable CSV or Parquet file."""
+
+
+class HistoryFileNotFound(UserError, FileNotFoundError):
+    """No file at the path given."""
 
 
 @dataclass
@@ -70,24 +79,24 @@ def read_table(path: Path) -> pd.DataFrame:
     """Load a CSV or Parquet file as strings-friendly DataFrame; clear error for other suffixes."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"purchase history file not found: {path}")
+        raise HistoryFileNotFound(f"purchase history file not found: {path}; check the path given to --data")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         try:
             return pd.read_parquet(path)
         except (ValueError, OSError) as error:  # pyarrow: ArrowInvalid / ArrowIOError
-            raise ValueError(f"{path}: not a readable Parquet file: {error}") from None
+            raise UnreadableHistoryError(f"{path}: not a readable Parquet file: {error}") from None
     if suffix in (".csv", ".gz", ".txt"):
         try:
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
         except UnicodeDecodeError as error:
-            raise ValueError(
+            raise UnreadableHistoryError(
                 f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
             ) from None
         except pd.errors.EmptyDataError:
-            raise ValueError(f"{path}: the file is empty (no header row)") from None
+            raise UnreadableHistoryError(f"{path}: the file is empty (no header row)") from None
         except (pd.errors.ParserError, gzip.BadGzipFile, EOFError, zlib.error) as error:
-            raise ValueError(f"{path}: not a readable CSV file: {str(error)[:300]}") from None
+            raise UnreadableHistoryError(f"{path}: not a readable CSV file: {str(error)[:300]}") from None
     raise UnknownLayoutError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 

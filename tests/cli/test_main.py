@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _xsell(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -59,3 +61,30 @@ def test_a_backfill_shows_no_library_deprecation_notices(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"events":' in result.stdout  # the JSON summary still prints
     assert "DeprecationWarning" not in result.stderr and "FutureWarning" not in result.stderr
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single `error:` line of a failed command (exit 1, no traceback)."""
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    return error_lines[0]
+
+
+COMMANDS_READING_A_HISTORY = [["train", "--data"], ["backtest", "--data"], ["features", "backfill", "--data"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS_READING_A_HISTORY, ids=lambda c: c[0])
+def test_a_missing_history_file_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "no-such-orders.csv"
+    line = _one_error_line(_xsell(*command, str(missing), env={"XSELL_HOME": str(tmp_path / "home")}))
+    assert "not found" in line and str(missing) in line and "--data" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS_READING_A_HISTORY, ids=lambda c: c[0])
+def test_a_history_of_an_unknown_layout_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("sku,when\nA1,2025-01-01\n")
+    line = _one_error_line(_xsell(*command, str(other), env={"XSELL_HOME": str(tmp_path / "home")}))
+    assert "unknown purchase-history layout" in line and "order_id" in line and "found ['sku', 'when']" in line
