@@ -11,9 +11,10 @@ No e-mail address is stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,13 +25,14 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     insert,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
 from xsell.chunks import chunked
@@ -153,14 +155,19 @@ def _insert_ignore(db: Connection, table: Table, rows: Sequence[Mapping[str, obj
 def _existing_keys(
     db: Connection, table: Table, keys: list[str], rows: Sequence[Mapping[str, object]]
 ) -> set[tuple[object, ...]]:
-    """Primary keys of `rows` already in `table` (looked up by the first key column, in chunks)."""
-    first = table.c[keys[0]]
-    found: set[tuple[object, ...]] = set()
-    values = sorted({row[keys[0]] for row in rows}, key=str)
-    for chunk in chunked(values):
-        query = select(*(table.c[k] for k in keys)).where(first.in_(chunk))
-        found.update(tuple(row) for row in db.execute(query))
-    return found
+    """Primary keys of `rows` already in `table` (looked up by the first key column)."""
+    query = select(*(table.c[k] for k in keys))
+    found = _select_in(db, query, table.c[keys[0]], (row[keys[0]] for row in rows))
+    return {tuple(row[k] for k in keys) for row in found}
+
+
+def _select_in(
+    db: Connection, query: Select[Any], column: Column[Any], values: Iterable[object]
+) -> Iterator[RowMapping]:
+    """The rows of `query` whose `column` is one of `values`: one `IN (...)` query per chunk of the
+    distinct values, in sorted order."""
+    for chunk in chunked(sorted(set(values), key=str)):
+        yield from db.execute(query.where(column.in_(chunk))).mappings()
 
 
 def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | None]]) -> list[OfferFact]:
@@ -283,37 +290,37 @@ def record_purchases(db: Connection, items: Iterable[tuple[PurchaseEvent, int | 
 
 def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFact], list[PurchaseLine]]:
     """Every stored offer and purchase line of these (customer id, product id) pairs."""
-    customers = sorted({customer for customer, _ in pairs})
-    found_offers: list[OfferFact] = []
-    found_lines: list[PurchaseLine] = []
-    for chunk in chunked(customers):
-        for row in db.execute(select(offers).where(offers.c.customer_id.in_(chunk))).mappings():
-            if (row["customer_id"], row["product_id"]) in pairs:
-                found_offers.append(
-                    OfferFact(
-                        offer_id=row["offer_id"],
-                        customer_id=row["customer_id"],
-                        product_id=row["product_id"],
-                        order_id=row["order_id"],
-                        offered_at=as_utc(row["occurred_at"]),
-                        offer_type=row["offer_type"],
-                        model_version=row["model_version"],
-                    )
-                )
-        lines = purchase_lines_table
-        for row in db.execute(select(lines).where(lines.c.customer_id.in_(chunk))).mappings():
-            if (row["customer_id"], row["product_id"]) in pairs:
-                found_lines.append(
-                    PurchaseLine(
-                        order_id=row["order_id"],
-                        product_id=row["product_id"],
-                        customer_id=row["customer_id"],
-                        quantity=row["quantity"],
-                        revenue=row["revenue"],
-                        occurred_at=as_utc(row["occurred_at"]),
-                    )
-                )
+    found_offers = [
+        OfferFact(
+            offer_id=row["offer_id"],
+            customer_id=row["customer_id"],
+            product_id=row["product_id"],
+            order_id=row["order_id"],
+            offered_at=as_utc(row["occurred_at"]),
+            offer_type=row["offer_type"],
+            model_version=row["model_version"],
+        )
+        for row in _rows_of_pairs(db, offers, pairs)
+    ]
+    found_lines = [
+        PurchaseLine(
+            order_id=row["order_id"],
+            product_id=row["product_id"],
+            customer_id=row["customer_id"],
+            quantity=row["quantity"],
+            revenue=row["revenue"],
+            occurred_at=as_utc(row["occurred_at"]),
+        )
+        for row in _rows_of_pairs(db, purchase_lines_table, pairs)
+    ]
     return found_offers, found_lines
+
+
+def _rows_of_pairs(db: Connection, table: Table, pairs: set[tuple[str, str]]) -> Iterator[RowMapping]:
+    """The rows of `table` whose (customer id, product id) is one of `pairs` (looked up by customer)."""
+    for row in _select_in(db, select(table), table.c.customer_id, (customer for customer, _ in pairs)):
+        if (row["customer_id"], row["product_id"]) in pairs:
+            yield row
 
 
 def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
@@ -333,13 +340,11 @@ def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
     }
     if not rows:
         return 0
-    current: dict[tuple[str, str], str] = {}
-    orders = sorted({order for order, _ in rows})
-    for chunk in chunked(orders):
-        query = select(conversions.c.order_id, conversions.c.product_id, conversions.c.offer_id).where(
-            conversions.c.order_id.in_(chunk)
-        )
-        current.update({(order, product): offer for order, product, offer in db.execute(query)})
+    query = select(conversions.c.order_id, conversions.c.product_id, conversions.c.offer_id)
+    current: dict[tuple[str, str], str] = {
+        (row["order_id"], row["product_id"]): row["offer_id"]
+        for row in _select_in(db, query, conversions.c.order_id, (order for order, _ in rows))
+    }
     new = [row for key, row in rows.items() if key not in current]
     changed = [row for key, row in rows.items() if key in current and current[key] != row["offer_id"]]
     _insert_ignore(db, conversions, new)
