@@ -33,11 +33,11 @@ from email.utils import formatdate
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from pydantic import ValidationError
 
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
 from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
 from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
+from services.messaging import parse_record
 from xsell.consumer import ConsumerLoop, Record
 from xsell.metrics import DELIVERIES
 from xsell.offers import Channel, FeedbackEvent, FeedbackType, OfferDecision, feedback_id_for
@@ -90,19 +90,9 @@ def plan_emails(
     entries: dict[str, OutboxEntry] = {}
     skipped: Counter[str] = Counter()
     for record in records:
-        try:
-            decision = OfferDecision.model_validate_json(record.value or b"")
-        except ValidationError as error:
+        decision = parse_record(record, OfferDecision, log, "malformed decision skipped")
+        if decision is None:
             skipped["malformed_decision"] += 1
-            log.warning(
-                "malformed decision skipped",
-                extra={
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "errors": error.error_count(),
-                },
-            )
             continue
         if (reason := email_skip_reason(decision)) is not None:
             skipped[reason] += 1

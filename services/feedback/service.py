@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
-from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from services.feedback.attribution import DEFAULT_WINDOW
 from services.feedback.facts import open_facts, record_batch
+from services.messaging import parse_record
 from xsell.consumer import ConsumerLoop, Record
 from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
 from xsell.offers import FeedbackEvent, OfferDecision
@@ -131,21 +131,10 @@ class FeedbackService:
 
     def _parse(self, record: Record, model: type[Fact], reason: str) -> Fact | None:
         """Validate one JSON record, or count and log it (position only) and return None."""
-        try:
-            return model.model_validate_json(record.value or b"")
-        except ValidationError as error:
+        parsed = parse_record(record, model, log, "invalid record skipped", reason=reason)
+        if parsed is None:
             self.stats.skip(reason)
-            log.warning(
-                "invalid record skipped",
-                extra={
-                    "reason": reason,
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "errors": error.error_count(),
-                },
-            )
-            return None
+        return parsed
 
     def run(self) -> FeedbackStats:
         """Run until SIGTERM (or until caught up); return what was seen."""

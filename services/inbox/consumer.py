@@ -13,9 +13,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from services.inbox.store import InboxStore
+from services.messaging import parse_record
 from xsell.consumer import ConsumerLoop, Record
 from xsell.offers import Channel, OfferDecision
 from xsell.settings import Settings
@@ -48,19 +47,9 @@ def in_app_decisions(records: Sequence[Record]) -> BatchSelection:
     decisions: list[OfferDecision] = []
     not_in_app = invalid = 0
     for record in records:
-        try:
-            decision = OfferDecision.model_validate_json(record.value or b"")
-        except ValidationError as error:
+        decision = parse_record(record, OfferDecision, log, "invalid offer decision skipped")
+        if decision is None:
             invalid += 1
-            log.warning(
-                "invalid offer decision skipped",
-                extra={
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "errors": error.error_count(),
-                },
-            )
             continue
         if Channel.IN_APP in decision.channels and decision.customer_id and decision.offers:
             decisions.append(decision)

@@ -1,0 +1,32 @@
+"""What the services do alike with Kafka: read a consumed record as one of the contracts' models
+(`parse_record`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from xsell.consumer import Record
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse_record(record: Record, model: type[Model], log: logging.Logger, message: str, **extra: str) -> Model | None:
+    """The record's JSON value as `model`; if it is not one, None after a warning `message` on
+    `log` with `extra`, the record's position and the number of errors (never its content)."""
+    try:
+        return model.model_validate_json(record.value or b"")
+    except ValidationError as error:
+        log.warning(
+            message,
+            extra={
+                **extra,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "errors": error.error_count(),
+            },
+        )
+        return None
