@@ -1,14 +1,16 @@
 """What the services do alike with Kafka: read a consumed record as one of the contracts' models
-(`parse_record`)."""
+(`parse_record`), and produce without losing or duplicating a message (`durable_producer`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TypeVar
 
+from kafka import KafkaProducer
 from pydantic import BaseModel, ValidationError
 
 from xsell.consumer import Record
+from xsell.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,3 +32,16 @@ def parse_record(record: Record, model: type[Model], log: logging.Logger, messag
             },
         )
         return None
+
+
+def durable_producer(settings: Settings, client_id: str, *, retries: int = 10, **options: int) -> KafkaProducer:
+    """A producer to `settings.kafka_bootstrap` that waits for every in-sync replica (acks=all) and
+    retries without duplicating (idempotent); `options` (linger_ms, batch_size, ...) tune it."""
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        retries=retries,
+        enable_idempotence=True,
+        **options,
+    )

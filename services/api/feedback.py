@@ -12,9 +12,9 @@ import logging
 from types import TracebackType
 from typing import Protocol
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from services.messaging import durable_producer
 from xsell.metrics import FEEDBACK_EVENTS
 from xsell.offers import FeedbackEvent
 from xsell.settings import Settings
@@ -47,14 +47,7 @@ class KafkaFeedbackPublisher:
         self.topic = settings.topic_offer_feedback
         self.ack_timeout_s = ack_timeout_s
         try:
-            self.producer = KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap,
-                client_id="xsell-api",
-                acks="all",
-                retries=5,
-                enable_idempotence=True,
-                linger_ms=2,
-            )
+            self.producer = durable_producer(settings, "xsell-api", retries=5, linger_ms=2)
         except KafkaError as error:
             raise FeedbackPublishError(
                 f"Kafka at {settings.kafka_bootstrap} is unreachable (is `xsell stack up` running?)"

@@ -37,7 +37,7 @@ from kafka.errors import KafkaError
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
 from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
 from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
-from services.messaging import parse_record
+from services.messaging import durable_producer, parse_record
 from xsell.consumer import ConsumerLoop, Record
 from xsell.metrics import DELIVERIES
 from xsell.offers import Channel, FeedbackEvent, FeedbackType, OfferDecision, feedback_id_for
@@ -306,13 +306,7 @@ class DeliveryService:
     # -- lifecycle --------------------------------------------------------------------------------
     def run(self) -> DeliveryStats:
         """Run consumer and sender until SIGTERM/SIGINT (or `stop()`); return the run's counters."""
-        self._producer = KafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            client_id="xsell-delivery-feedback",
-            acks="all",
-            retries=10,
-            enable_idempotence=True,
-        )
+        self._producer = durable_producer(self.settings, "xsell-delivery-feedback")
         sender = threading.Thread(target=self._sender_loop, name="xsell-delivery-sender", daemon=True)
         sender.start()
         try:

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from kafka import KafkaProducer
-
+from services.messaging import durable_producer
 from xsell.events import PurchaseEvent
 from xsell.history import PurchaseHistory, events_from_history, read_purchase_history
 from xsell.settings import Settings
@@ -99,12 +98,9 @@ def produce_events(
     Paced events go out one by one as they fall due, as a live shop sends them (no linger: holding
     them back to batch would add its wait to every event's latency); the pace starts once the
     producer knows the topic, or the connection's set-up would be caught up in a burst."""
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="xsell-replay",
-        acks="all",
-        retries=10,
-        enable_idempotence=True,
+    producer = durable_producer(
+        settings,
+        "xsell-replay",
         linger_ms=0 if pacing.paced else 5,
         batch_size=256 * 1024,
         max_request_size=4 * 1024 * 1024,

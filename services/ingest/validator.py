@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 
 from services.ingest.dead_letter import DeadLetter, dead_letter_for
 from services.ingest.summary import IngestSummary
+from services.messaging import durable_producer
 from xsell.consumer import ConsumerLoop, Record
 from xsell.events import EventRejected, PurchaseEvent, parse_purchase_event
 from xsell.metrics import DEAD_LETTERS
@@ -84,13 +85,8 @@ class IngestService:
     def run(self) -> IngestSummary:
         """Run until SIGTERM (or until caught up); return what was seen."""
         with ExitStack() as stack:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
-                client_id="xsell-ingest-dlq",
-                acks="all",
-                retries=10,
-                enable_idempotence=True,
-                max_request_size=self.settings.dlq_max_message_bytes,
+            self._producer = durable_producer(
+                self.settings, "xsell-ingest-dlq", max_request_size=self.settings.dlq_max_message_bytes
             )
             stack.callback(self._producer.close)
             self.loop.run()

@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from features.online import OnlineFeatureReader
 from features.state import FoldStateStore
 from features.store import open_feature_store
+from services.messaging import durable_producer
 from services.offers.champion import ChampionWatcher
 from services.offers.rules import CustomerContext, OfferRules, decide_events
 from services.offers.scoring import ProductFeatureCache, rank_batch
@@ -201,12 +202,9 @@ class OfferService:
     def run(self) -> OfferStats:
         """Open everything, run until SIGTERM (or until caught up), close everything."""
         with self.opened(), ExitStack() as stack:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
-                client_id="xsell-offers-producer",
-                acks="all",
-                retries=10,
-                enable_idempotence=True,
+            self._producer = durable_producer(
+                self.settings,
+                "xsell-offers-producer",
                 linger_ms=2,
                 # a batch's decisions (about 2 KB each) leave in a few requests: the default 16 KB
                 # batches would flush them in one round trip per eight decisions

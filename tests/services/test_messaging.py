@@ -1,5 +1,6 @@
 """Reading consumed records: a valid one becomes its model; an invalid one is None and one warning
-on the service's own logger with the record's position, never its content."""
+on the service's own logger with the record's position, never its content. Producing: acks=all and
+idempotent for every service."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import logging
 
 import pytest
 
-from services.messaging import parse_record
+from services.messaging import durable_producer, parse_record
 from tests.conftest import FakeRecord
 from tests.services.feedback.factories import T0, decision
 from xsell.offers import OfferDecision, OfferType
+from xsell.settings import load_settings
 
 
 def test_a_valid_record_is_its_model() -> None:
@@ -30,3 +32,16 @@ def test_an_invalid_record_is_none_and_a_warning_with_its_position(value, caplog
     assert (warning.topic, warning.partition, warning.offset) == ("offers", 2, 41)
     assert warning.errors >= 1
     assert "someone@example.com" not in repr(warning.__dict__)
+
+
+def test_every_producer_waits_for_all_replicas_and_is_idempotent(monkeypatch, tmp_path) -> None:
+    made: list[dict[str, object]] = []
+    monkeypatch.setattr("services.messaging.KafkaProducer", lambda **config: made.append(config))
+    settings = load_settings(home=tmp_path)
+    durable_producer(settings, "xsell-test")
+    durable_producer(settings, "xsell-api", retries=5, linger_ms=2)
+    base = {"bootstrap_servers": settings.kafka_bootstrap, "acks": "all", "enable_idempotence": True}
+    assert made == [
+        {**base, "client_id": "xsell-test", "retries": 10},
+        {**base, "client_id": "xsell-api", "retries": 5, "linger_ms": 2},
+    ]
