@@ -15,9 +15,9 @@ from models.index import CandidateIndex
 from models.index_source import index_run_id
 from models.registry import (
     CONFIG_ARTIFACT,
-    champion_version,
     download_index,
     open_tracking,
+    require_champion,
     version_number,
     version_run_id,
 )
@@ -65,9 +65,7 @@ def load_champion(settings: Settings, scratch: Path) -> Champion:
     import mlflow.lightgbm  # noqa: PLC0415  (MLflow: slow to import)
 
     client = open_tracking(settings)
-    version = champion_version(client, settings)
-    if version is None:
-        raise LookupError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
+    version = require_champion(client, settings)
     mv = client.get_model_version(settings.model_name, str(version))
     booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}@{settings.champion_alias}")
     index_run = index_run_id(mv)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xsell.errors import UserError
 from xsell.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,6 +56,21 @@ def open_tracking(settings: Settings) -> MlflowClient:
 def version_number(version: object) -> int:
     """A model version as int (``mv.version`` is int on SQLite, str over REST)."""
     return int(str(version))
+
+
+class NoChampionError(UserError, LookupError):
+    """No model version carries the champion alias."""
+
+
+def require_champion(client: MlflowClient, settings: Settings) -> int:
+    """The champion's version; ``NoChampionError`` (one line with the fix) when there is none."""
+    version = champion_version(client, settings)
+    if version is None:
+        raise NoChampionError(
+            f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first "
+            "(xsell train --data FILE)"
+        )
+    return version
 
 
 def champion_version(client: MlflowClient, settings: Settings) -> int | None:

@@ -212,13 +212,11 @@ def recommend(settings: Settings, data: Path, out: Path, k: int = 10) -> dict:
 
 def _evaluate_champion(settings: Settings, lines: object, config: ExperimentConfig) -> dict:
     from models.index import CandidateIndex
-    from models.registry import champion_version, load_heldout_booster, open_tracking
+    from models.registry import load_heldout_booster, open_tracking, require_champion
     from training.protocol import build_evaluation_triggers, split_cutoff
 
     client = open_tracking(settings)
-    version = champion_version(client, settings)
-    if version is None:
-        raise LookupError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
+    version = require_champion(client, settings)
     cutoff = split_cutoff(lines, config.protocol.test_days)
     index = CandidateIndex.build(lines, cutoff, config.index)
     triggers = build_evaluation_triggers(lines, cutoff, config.protocol.horizon_days).triggers

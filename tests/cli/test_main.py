@@ -88,3 +88,13 @@ def test_a_history_of_an_unknown_layout_is_one_line(tmp_path: Path, command: lis
     other.write_text("sku,when\nA1,2025-01-01\n")
     line = _one_error_line(_xsell(*command, str(other), env={"XSELL_HOME": str(tmp_path / "home")}))
     assert "unknown purchase-history layout" in line and "order_id" in line and "found ['sku', 'when']" in line
+
+
+def test_recommending_before_any_model_is_trained_is_one_line(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.parquet"
+    result = _xsell(
+        "recommend", "--orders", str(sample), "--out", str(tmp_path / "offers.csv"), env={"XSELL_HOME": str(tmp_path)}
+    )
+    line = _one_error_line(result)
+    assert "no champion model" in line and "xsell train --data FILE" in line
+    assert not (tmp_path / "offers.csv").exists()
