@@ -2,6 +2,8 @@
 
 Each subcommand reads settings from `XSELL_*` environment variables when it starts (see
 `xsell.settings.Settings`). Stage modules are imported inside the commands, so `--help` is fast.
+A one-shot command logs to `XSELL_HOME/logs/<command>.log` and shows only xsell's warnings; a
+service (`ingest`, `offers`, `api`, ...) logs JSON lines to stderr for its operator.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
+import sys
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,16 +81,33 @@ DataOption = Annotated[
 ]
 
 
-def _settings(**overrides: object) -> Settings:
-    """The command's settings (``load_settings``: the profile derived, secrets checked), its logging
-    configured and its home checked; a problem is one line and exit 1."""
+def _settings(*, service: bool = False, **overrides: object) -> Settings:
+    """The command's settings (``load_settings``: the profile derived, secrets checked), its home
+    checked and its logging configured: a `service` logs JSON lines to stderr, any other command to
+    ``XSELL_HOME/logs/<command>.log`` (e.g. ``features-backfill.log``) with only xsell's warnings on
+    the terminal. A problem is one line and exit 1."""
     try:
         settings = load_settings(**overrides)
     except SettingsError as error:
         _fail(str(error))
-    configure_logging(settings.log_level)
     _check_home(settings.home)
+    log_file = None if service else settings.home / "logs" / f"{_command_name()}.log"
+    try:
+        configure_logging(settings.log_level, log_file)
+    except OSError as error:
+        _fail(f"cannot write the log file {log_file} ({error.strerror or error}); set XSELL_HOME to a writable folder")
     return settings
+
+
+def _command_name() -> str:
+    """The subcommand's words on the command line, joined by dashes (`xsell features backfill
+    --data F` -> features-backfill; every parameter of xsell is an option, so the words come first)."""
+    words: list[str] = []
+    for word in sys.argv[1:3]:
+        if not re.fullmatch(r"[a-z][a-z-]*", word):
+            break
+        words.append(word)
+    return "-".join(words) or "xsell"
 
 
 def _check_home(home: Path) -> None:
@@ -112,6 +134,51 @@ def _fail(message: str) -> None:
 def _print_error(message: str) -> None:
     # one line, never wrapped: a pipe or a log file must get the message whole
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def _require_broker(settings: Settings, timeout_s: float = 3.0) -> None:
+    """Fail in one line, at once, when no bootstrap server of `settings.kafka_bootstrap` accepts a
+    connection (the Kafka client would retry for half a minute and end in a traceback)."""
+    for address in settings.kafka_bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        with contextlib.suppress(OSError, ValueError):
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+            return
+    _fail(
+        f"Kafka broker not reachable at {settings.kafka_bootstrap}: start it with `xsell stack up` "
+        "(or `make run`), or set XSELL_KAFKA_BOOTSTRAP to a running broker's host:port"
+    )
+
+
+def _require_free_port(host: str, port: int, variable: str) -> None:
+    """Fail in one line when something already listens on host:port (the server could not bind it)."""
+    from infra.local_server import port_in_use
+
+    if port_in_use(host, port):
+        _fail(f"port {port} on {host} is in use: stop what listens there or set {variable} to a free port")
+
+
+def _nothing_trained(settings: Settings) -> bool:
+    """True when the tracking store is XSELL_HOME's own SQLite file and it does not exist yet: no
+    model was trained into it (known without importing MLflow, which would create the store)."""
+    local_store = settings.tracking_uri.removeprefix("sqlite:///")
+    return local_store != settings.tracking_uri and not Path(local_store).exists()
+
+
+def _require_champion(settings: Settings) -> None:
+    """Fail in one line, before any slow work, when the registry has no champion version to serve
+    or score (``require_champion``; at once when nothing was trained into XSELL_HOME's own store)."""
+    from models.registry import NoChampionError, open_tracking, require_champion
+
+    try:
+        if _nothing_trained(settings):
+            raise NoChampionError(
+                f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first "
+                "(xsell train --data FILE)"
+            )
+        require_champion(open_tracking(settings), settings)
+    except NoChampionError as error:
+        _fail(f"no champion model: {error}")
 
 
 def _parse_date(value: str | None) -> datetime | None:
@@ -147,7 +214,7 @@ def stack_up(
 
     if profile is not None and profile not in PROFILES:
         _fail(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-    settings = _settings(**({"profile": profile} if profile is not None else {}))
+    settings = _settings() if profile is None else _settings(profile=profile)
     try:
         report = up(settings, create_schema)
     except (BrokerError, RedisError, PostgresError, MlflowServerError) as error:
@@ -200,10 +267,11 @@ def replay(
     limit: Annotated[int | None, typer.Option(help="At most N events.")] = None,
 ) -> None:
     """Produce a purchase-history file to `purchases` as events, in time order (acks=all)."""
+    settings = _settings()
+    _require_broker(settings)
     from services.ingest.replay import Pacing
     from xsell.history import UnknownLayoutError
 
-    settings = _settings()
     try:
         report = _replay_with_progress(settings, data, Pacing(rate=rate, speedup=speedup), _parse_date(since), limit)
     except (UnknownLayoutError, FileNotFoundError, ValueError) as error:
@@ -254,7 +322,7 @@ def ingest(
     """Validate every record on `purchases`; dead-letter bad ones to `purchases.dlq` with the reason."""
     from services.ingest.validator import IngestService
 
-    summary = IngestService(_settings(), until_caught_up=until_caught_up).run()
+    summary = IngestService(_settings(service=True), until_caught_up=until_caught_up).run()
     print(json.dumps(summary.as_dict()))
 
 
@@ -339,7 +407,7 @@ def features_pipeline(
     """Stream `purchases` into the feature store (own consumer group; SIGTERM stops it cleanly)."""
     from features.pipeline import FeaturePipeline
 
-    stats = FeaturePipeline(_settings(), until_caught_up=until_caught_up).run()
+    stats = FeaturePipeline(_settings(service=True), until_caught_up=until_caught_up).run()
     print(json.dumps(stats.__dict__))
 
 
@@ -378,11 +446,12 @@ def evaluate(
 
         result = evaluate_with_backtest(_settings(), data, out, test_days=test_days, horizon_days=horizon_days)
     else:
+        settings = _settings()
+        if champion:
+            _require_champion(settings)
         from training.commands import evaluate as run_evaluation
 
-        result = run_evaluation(
-            _settings(), data, out, test_days=test_days, horizon_days=horizon_days, champion=champion
-        )
+        result = run_evaluation(settings, data, out, test_days=test_days, horizon_days=horizon_days, champion=champion)
     summary: dict[str, object] = {
         "out": str(out),
         "triggers": result["triggers"],
@@ -441,9 +510,14 @@ def promote(
     reason: Annotated[str, typer.Option(help="Why (recorded with a forced promotion).")] = "",
 ) -> None:
     """Move the champion alias to VERSION only if it beats the champion on the same evaluation data."""
+    settings = _settings()
+    if _nothing_trained(settings):
+        _fail(
+            f"no model to promote: {settings.model_name} has no versions: train a model first (xsell train --data FILE)"
+        )
     from training.commands import promote as gate
 
-    decision = gate(_settings(), version, force, reason)
+    decision = gate(settings, version, force, reason)
     print(json.dumps(decision, default=str))
     if not decision.get("promoted", False):
         raise typer.Exit(code=1)
@@ -456,9 +530,11 @@ def recommend(
     k: Annotated[int, typer.Option(help="Offers per order.")] = 10,
 ) -> None:
     """Batch offers for every order of a file with the champion (campaigns, backtests)."""
+    settings = _settings()
+    _require_champion(settings)
     from training.commands import recommend as run_batch
 
-    print(json.dumps(run_batch(_settings(), orders, out, k), default=str))
+    print(json.dumps(run_batch(settings, orders, out, k), default=str))
 
 
 # -- the candidate index between retrains ---------------------------------------------------------
@@ -488,7 +564,7 @@ def index_refresh(
         except ValueError as error:
             _fail(str(error))
             return
-    settings = _settings()
+    settings = _settings(service=interval is not None)
     if interval is None:
         try:
             result = refresh_index(settings)
@@ -513,7 +589,7 @@ def offers(until_caught_up: UntilCaughtUp = False) -> None:
     """Answer every purchase on `purchases` with an offer decision on `offers` (champion model + rules)."""
     from services.offers.service import OfferService
 
-    stats = OfferService(_settings(), until_caught_up=until_caught_up).run()
+    stats = OfferService(_settings(service=True), until_caught_up=until_caught_up).run()
     print(json.dumps(stats.__dict__, default=str))
 
 
@@ -522,7 +598,7 @@ def deliver(until_caught_up: UntilCaughtUp = False) -> None:
     """Send offer e-mails from `offers` through an outbox (retries with backoff; never twice)."""
     from services.delivery.service import DeliveryService
 
-    settings = _settings()
+    settings = _settings(service=True)
     service = DeliveryService(
         settings,
         retry_base_s=settings.delivery_retry_base_s,
@@ -540,16 +616,18 @@ def inbox(until_caught_up: UntilCaughtUp = False) -> None:
     """Store in-app offers from `offers` for the API to serve."""
     from services.inbox.consumer import InboxService
 
-    summary = InboxService(_settings(), until_caught_up=until_caught_up).run()
+    summary = InboxService(_settings(service=True), until_caught_up=until_caught_up).run()
     print(json.dumps(summary.__dict__, default=str))
 
 
 @app.command()
 def api() -> None:
     """Serve the HTTP API (in-app offers, feedback, e-mail links, demo page) with uvicorn."""
+    settings = _settings(service=True)
+    _require_free_port(settings.api_host, settings.api_port, "XSELL_API_PORT")
     from services.api.app import main
 
-    main(_settings())
+    main(settings)
 
 
 @app.command()
@@ -559,7 +637,7 @@ def feedback(until_caught_up: UntilCaughtUp = False) -> None:
 
     from services.feedback.service import FeedbackService
 
-    settings = _settings()
+    settings = _settings(service=True)
     stats = FeedbackService(
         settings,
         group_id=settings.feedback_group,

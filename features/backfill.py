@@ -11,8 +11,11 @@ streaming pipeline to continue from, applies the Feast definitions and materiali
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
 MATERIALIZE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the colour codes in Feast's printed progress
 
 
 @dataclass
@@ -119,6 +123,13 @@ def backfill(
 
 
 def materialize(settings: Settings, end: datetime | None = None) -> None:
-    """Load the latest offline values into the online store (what `feast materialize` does)."""
+    """Load the latest offline values into the online store (what `feast materialize` does).
+    Feast prints its progress (in colour) to stdout, where the commands print their JSON summary:
+    that text goes to the log instead."""
     store = open_feature_store(settings)
-    store.materialize(start_date=MATERIALIZE_FROM, end_date=end or datetime.now(UTC))
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            store.materialize(start_date=MATERIALIZE_FROM, end_date=end or datetime.now(UTC))
+    finally:
+        log.debug("feast materialize", extra={"output": " ".join(_ANSI.sub("", printed.getvalue()).split())})
