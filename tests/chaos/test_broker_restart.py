@@ -59,11 +59,16 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     started = time.monotonic()
 
     def paced(produced_so_far: int) -> None:
-        """Record progress; hold the producer to PRODUCE_RATE so it is still sending when the broker goes."""
+        """Record progress; hold the producer to PRODUCE_RATE, counted from the offer service's first
+        decision (its start-up time varies with the machine's load), so it is still sending when the
+        broker goes."""
         now = time.monotonic()
         longest_chunk_s[0] = max(longest_chunk_s[0], now - chunk_done_at[0])  # a chunk across the outage is long
         produced[0] = min(produced_so_far, len(events))
-        time.sleep(max(0.0, started + produced[0] / PRODUCE_RATE - time.monotonic()))
+        if not deciding.is_set():
+            deciding.wait(CATCH_UP_S)
+            pace_from[0] = time.monotonic() - produced[0] / PRODUCE_RATE
+        time.sleep(max(0.0, pace_from[0] + produced[0] / PRODUCE_RATE - time.monotonic()))
         chunk_done_at[0] = time.monotonic()
 
     mail = tmp_path / "mail"
@@ -71,6 +76,7 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     smtp.start()
     produced = [0]
     chunk_done_at, longest_chunk_s = [started], [0.0]
+    deciding, pace_from = threading.Event(), [started]
     retries: list[int] = []
     try:
         for name, args in (("offers", ["offers"]), ("deliver", ["deliver"]), ("inbox", ["inbox"])):
@@ -80,6 +86,8 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
                 target=lambda: retries.append(chaos.produce(events, on_chunk=paced)), daemon=True
             )
             producer.start()
+            assert wait_for(lambda: tail.count() >= 1, CATCH_UP_S), f"no decision:\n{chaos.log_tail('offers')}"
+            deciding.set()
             # the restart happens once the services are demonstrably mid-stream
             assert wait_for(lambda: tail.count() >= len(events) // 4, CATCH_UP_S), (
                 f"no progress before the restart:\n{chaos.log_tail('offers')}"
