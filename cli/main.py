@@ -181,6 +181,14 @@ def _require_champion(settings: Settings) -> None:
         _fail(f"no champion model: {error}")
 
 
+def _quiet_mlflow() -> None:
+    """Silence what MLflow prints to stderr outside logging ("Successfully registered model ...",
+    "Created version ..."): a command that registers a model says so in its own summary."""
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
+    MLFLOW_LOGGING_STREAM.enabled = False  # what mlflow.utils.logging_utils.disable_logging() does
+
+
 def _parse_date(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -422,7 +430,9 @@ def train(
     version becomes champion). Prints a JSON summary with the MLflow run id."""
     from training.commands import train as run_training
 
-    print(json.dumps(run_training(_settings(), data, backfill=backfill), default=str))
+    settings = _settings()
+    _quiet_mlflow()
+    print(json.dumps(run_training(settings, data, backfill=backfill), default=str))
 
 
 @app.command()
@@ -444,7 +454,9 @@ def evaluate(
     if served and not champion:
         from cli.backtest import evaluate_with_backtest
 
-        result = evaluate_with_backtest(_settings(), data, out, test_days=test_days, horizon_days=horizon_days)
+        settings = _settings()
+        _quiet_mlflow()
+        result = evaluate_with_backtest(settings, data, out, test_days=test_days, horizon_days=horizon_days)
     else:
         settings = _settings()
         if champion:
@@ -483,7 +495,9 @@ def backtest(
     Prints the served figures beside the held-out (research) ones."""
     from cli.backtest import backtest_command
 
-    result = backtest_command(_settings(), data, out, test_days=test_days, horizon_days=horizon_days, k=k)
+    settings = _settings()
+    _quiet_mlflow()
+    result = backtest_command(settings, data, out, test_days=test_days, horizon_days=horizon_days, k=k)
     print(
         json.dumps(
             {
@@ -702,6 +716,7 @@ def run(
 
     settings = _settings()
     console.print("[bold]xsell run[/]: the offer pipeline on the shipped sample")
+    _quiet_mlflow()
     try:
         report = run_demo(settings, data or settings.sample_data, live_days, say=console.print)
     except (BrokerError, DemoError) as error:

@@ -73,6 +73,7 @@ def create_app(settings: Settings, publisher: FeedbackPublisher | None = None) -
     app.include_router(links.router)
     app.include_router(dashboard.router)
     app.include_router(assets.router)
+    app.include_router(assets.icon_router)
     if settings.demo_enabled:  # the demo page embeds the API key: never on in production
         app.include_router(demo.router)
 

@@ -1,6 +1,7 @@
 """Static assets the dashboard needs, served by the API itself so it works offline.
 
-`/static/plotly.min.js` is the Plotly.js bundle shipped inside the installed `plotly` Python package
+`/favicon.ico` is xsell's icon (an SVG, linked from every page), so a browser's icon request never
+fails. `/static/plotly.min.js` is the Plotly.js bundle shipped inside the installed `plotly` Python package
 (`plotly/package_data/plotly.min.js`); the browser never fetches it from the internet. The file is
 located when first asked for (the package is found, not imported).
 """
@@ -12,11 +13,17 @@ from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 router = APIRouter(prefix="/static", tags=["assets"], include_in_schema=False)
+icon_router = APIRouter(tags=["assets"], include_in_schema=False)
 
 CACHE_FOR = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+ICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="6" fill="#1f3a5f"/>'
+    '<path d="M9 9l14 14M23 9L9 23" stroke="#fff" stroke-width="4" stroke-linecap="round"/></svg>'
+)
 
 
 @cache
@@ -40,3 +47,9 @@ def read_plotly_js() -> FileResponse:
             detail="plotly is not installed in this environment: run `make install`.",
         )
     return FileResponse(bundle, media_type="text/javascript", headers=CACHE_FOR)
+
+
+@icon_router.get("/favicon.ico")
+def read_icon() -> Response:
+    """xsell's icon, as SVG (every page links it with `<link rel="icon">`)."""
+    return Response(ICON_SVG, media_type="image/svg+xml", headers=CACHE_FOR)

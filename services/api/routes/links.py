@@ -31,7 +31,7 @@ Token = Annotated[str, Path(min_length=1, max_length=1024)]
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="/favicon.ico" type="image/svg+xml"><title>{title}</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto;">
 <h1>{title}</h1><p>{text}</p></body></html>"""
 INVALID = PAGE.format(title="This link is not valid", text="It may have expired or been altered. Nothing was changed.")

@@ -262,3 +262,11 @@ def test_plotly_bundle_is_served_from_the_installed_package(client: TestClient) 
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/javascript")
     assert len(response.content) > 1_000_000 and b"plotly" in response.content[:2000].lower()
     assert "max-age" in response.headers["cache-control"]
+
+
+def test_every_page_links_an_icon_that_is_served(client: TestClient) -> None:
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg") and "max-age" in icon.headers["cache-control"]
+    login = client.get("/dashboard/login")
+    assert '<link rel="icon" href="/favicon.ico"' in login.text
