@@ -4,9 +4,11 @@ Folds the history through `FeatureFold` one day at a time (each entity's snapsho
 after its last event of the day, so a point-in-time lookup at time t sees only orders before t),
 keeping a snapshot only when the entity's feature values differ from its previous one (a lookup
 finds the same values in that earlier row; the popularity windows count back from the product's
-latest sale, not from the lookup time, so values change only with events), writes the snapshots
-as the Parquet files behind the feature views, saves the fold state for the
-streaming pipeline to continue from, applies the Feast definitions and materializes.
+latest sale, not from the lookup time, so values change only with events). The snapshots stream,
+a block of rows at a time, into the Parquet files behind the feature views (a file replaces the
+previous one only once the fold is done), so memory holds the fold's state, not every snapshot.
+Then it saves the fold state for the streaming pipeline to continue from, applies the Feast
+definitions and materializes.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ import contextlib
 import io
 import itertools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.aggregates import FeatureFold
 from features.catalog import build_catalog, category_map
+from features.definitions import CUSTOMER_SCHEMA, PRODUCT_SCHEMA
 from features.state import FoldStateStore
 from features.store import apply_definitions, open_feature_store
 from xsell.history import PurchaseHistory, events_from_history, read_purchase_history
@@ -65,6 +72,49 @@ def snapshot_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     return frame
 
 
+class SnapshotFile:
+    """A view's snapshot Parquet file written a block of rows at a time (``add``), in ``schema``.
+    The rows go to ``<path>.partial``, which replaces ``path`` when the block ends without an
+    error (and is removed otherwise, leaving the previous file as it was)."""
+
+    def __init__(self, path: Path, schema: pa.Schema, block_rows: int = 100_000) -> None:
+        self.path, self.schema, self.block_rows = path, schema, block_rows
+        self.partial = path.with_name(path.name + ".partial")
+        self.rows = 0
+        self._buffer: list[dict[str, object]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> SnapshotFile:
+        self._writer = pq.ParquetWriter(self.partial, self.schema)
+        return self
+
+    def add(self, rows: list[dict[str, object]]) -> None:
+        """Queue snapshot rows; a full block is written at once."""
+        self._buffer.extend(rows)
+        self.rows += len(rows)
+        if len(self._buffer) >= self.block_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer and self._writer is not None:
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
+        self._buffer = []
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        try:
+            if kind is None:
+                self._flush()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+        if kind is None:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+
 def backfill(
     settings: Settings,
     data: Path,
@@ -87,22 +137,22 @@ def backfill(
     lap("read")
 
     fold = FeatureFold(category_map(catalog))
-    customer_rows: list[dict[str, object]] = []
-    product_rows: list[dict[str, object]] = []
-    days = itertools.groupby(events, key=lambda e: e.occurred_at.date())
-    total_days = len({e.occurred_at.date() for e in events})
-    for number, (_, day_events) in enumerate(days, start=1):
-        out = fold.apply(list(day_events), snapshot_every_event=False, changed_only=True)
-        customer_rows.extend(out.customer_rows)
-        product_rows.extend(out.product_rows)
-        if on_day is not None:
-            on_day(number, total_days)
-    lap("fold")
-
     data_dir = settings.feast_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    snapshot_frame(customer_rows).to_parquet(data_dir / "customer_stats.parquet", index=False)
-    snapshot_frame(product_rows).to_parquet(data_dir / "product_stats.parquet", index=False)
+    days = itertools.groupby(events, key=lambda e: e.occurred_at.date())
+    total_days = len({e.occurred_at.date() for e in events})
+    with (
+        SnapshotFile(data_dir / "customer_stats.parquet", CUSTOMER_SCHEMA) as customer_file,
+        SnapshotFile(data_dir / "product_stats.parquet", PRODUCT_SCHEMA) as product_file,
+    ):
+        for number, (_, day_events) in enumerate(days, start=1):
+            out = fold.apply(list(day_events), snapshot_every_event=False, changed_only=True)
+            customer_file.add(out.customer_rows)
+            product_file.add(out.product_rows)
+            if on_day is not None:
+                on_day(number, total_days)
+    lap("fold")
+
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
     FoldStateStore(settings.feast_dir / "fold_state.db").replace_all(fold, history.lines)
     lap("write")
@@ -117,7 +167,7 @@ def backfill(
     report.customers = len(fold.customers)
     report.products = len(products)
     report.categorized_products = int(products["category"].notna().sum())
-    report.customer_rows, report.product_rows = len(customer_rows), len(product_rows)
+    report.customer_rows, report.product_rows = customer_file.rows, product_file.rows
     log.info("backfill done", extra=report.as_dict())
     return report
 

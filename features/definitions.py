@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.data_source import DataSource
 from feast.types import Float64, Int64, String
@@ -57,6 +58,19 @@ PRODUCT_FIELDS = [
     Field(name="return_rate", dtype=Float64, description="Units returned / units sold."),
     Field(name="last_sold_ts", dtype=Float64, description="Unix time of the latest sale."),
 ]
+
+ARROW_TYPES: dict[object, pa.DataType] = {Int64: pa.int64(), Float64: pa.float64(), String: pa.string()}
+
+
+def snapshot_schema(join_key: str, fields: list[Field]) -> pa.Schema:
+    """The Parquet schema of a view's snapshot file: the join key, ``event_timestamp`` (UTC), then
+    the view's fields in order."""
+    columns = [pa.field(join_key, pa.string()), pa.field("event_timestamp", pa.timestamp("ns", tz="UTC"))]
+    return pa.schema(columns + [pa.field(f.name, ARROW_TYPES[f.dtype]) for f in fields])
+
+
+CUSTOMER_SCHEMA = snapshot_schema("customer_id", CUSTOMER_FIELDS)
+PRODUCT_SCHEMA = snapshot_schema("product_id", PRODUCT_FIELDS)
 
 
 @dataclass(frozen=True)
