@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 
-from xsell.database import create_tables, engine_for
+from xsell.database import create_tables, engine_for, select_in
 
 metadata = MetaData()
 unsubscribes = Table(
@@ -43,9 +43,9 @@ class PreferenceStore:
 
     def unsubscribed(self, customer_ids: Iterable[str]) -> set[str]:
         """Which of these customers unsubscribed."""
-        ids = list(set(customer_ids))
+        ids = set(customer_ids)
         if not ids:
             return set()
         with self.engine.connect() as db:
-            rows = db.execute(select(unsubscribes.c.customer_id).where(unsubscribes.c.customer_id.in_(ids)))
-            return {row[0] for row in rows}
+            query = select(unsubscribes.c.customer_id)
+            return {row["customer_id"] for row in select_in(db, query, unsubscribes.c.customer_id, ids)}

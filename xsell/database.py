@@ -6,11 +6,15 @@ SQLite under XSELL_HOME by default, PostgreSQL (or any SQLAlchemy URL) by `XSELL
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData, create_engine
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Column, MetaData, Select, create_engine
+from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError
+
+from xsell.chunks import chunked
 
 CREATE_ATTEMPTS = 5
 
@@ -38,3 +42,12 @@ def create_tables(metadata: MetaData, engine: Engine) -> None:
             if attempt == CREATE_ATTEMPTS:
                 raise
             time.sleep(0.05 * attempt)
+
+
+def select_in(
+    db: Connection, query: Select[Any], column: Column[Any], values: Iterable[object]
+) -> Iterator[RowMapping]:
+    """The rows of ``query`` whose ``column`` is one of ``values``: one ``IN (...)`` query per chunk
+    of the distinct values (``xsell.chunks``), in sorted order."""
+    for chunk in chunked(sorted(set(values), key=str)):
+        yield from db.execute(query.where(column.in_(chunk))).mappings()

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -25,7 +24,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Select,
     String,
     Table,
     insert,
@@ -35,8 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
-from xsell.chunks import chunked
-from xsell.database import create_tables, engine_for
+from xsell.database import create_tables, engine_for, select_in
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
 
@@ -157,17 +154,8 @@ def _existing_keys(
 ) -> set[tuple[object, ...]]:
     """Primary keys of `rows` already in `table` (looked up by the first key column)."""
     query = select(*(table.c[k] for k in keys))
-    found = _select_in(db, query, table.c[keys[0]], (row[keys[0]] for row in rows))
+    found = select_in(db, query, table.c[keys[0]], (row[keys[0]] for row in rows))
     return {tuple(row[k] for k in keys) for row in found}
-
-
-def _select_in(
-    db: Connection, query: Select[Any], column: Column[Any], values: Iterable[object]
-) -> Iterator[RowMapping]:
-    """The rows of `query` whose `column` is one of `values`: one `IN (...)` query per chunk of the
-    distinct values, in sorted order."""
-    for chunk in chunked(sorted(set(values), key=str)):
-        yield from db.execute(query.where(column.in_(chunk))).mappings()
 
 
 def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | None]]) -> list[OfferFact]:
@@ -318,7 +306,7 @@ def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFa
 
 def _rows_of_pairs(db: Connection, table: Table, pairs: set[tuple[str, str]]) -> Iterator[RowMapping]:
     """The rows of `table` whose (customer id, product id) is one of `pairs` (looked up by customer)."""
-    for row in _select_in(db, select(table), table.c.customer_id, (customer for customer, _ in pairs)):
+    for row in select_in(db, select(table), table.c.customer_id, (customer for customer, _ in pairs)):
         if (row["customer_id"], row["product_id"]) in pairs:
             yield row
 
@@ -343,7 +331,7 @@ def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
     query = select(conversions.c.order_id, conversions.c.product_id, conversions.c.offer_id)
     current: dict[tuple[str, str], str] = {
         (row["order_id"], row["product_id"]): row["offer_id"]
-        for row in _select_in(db, query, conversions.c.order_id, (order for order, _ in rows))
+        for row in select_in(db, query, conversions.c.order_id, (order for order, _ in rows))
     }
     new = [row for key, row in rows.items() if key not in current]
     changed = [row for key, row in rows.items() if key in current and current[key] != row["offer_id"]]

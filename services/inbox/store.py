@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, RowMapping
 
-from xsell.database import create_tables, engine_for
+from xsell.database import create_tables, engine_for, select_in
 from xsell.offers import OfferDecision, OfferType, as_utc
 
 
@@ -154,7 +154,7 @@ class InboxStore:
             return 0
         table = inbox_offers
         with self.engine.begin() as db:
-            existing = set(db.scalars(select(table.c.offer_id).where(table.c.offer_id.in_(list(rows)))))
+            existing = {row["offer_id"] for row in select_in(db, select(table.c.offer_id), table.c.offer_id, rows)}
             new = [
                 {**row, "status": OfferStatus.ACTIVE.value}
                 for offer_id, row in rows.items()
