@@ -121,6 +121,15 @@ def fetch_product_features(settings: Settings, candidates: pd.DataFrame, trigger
     start, indexed by (window_cutoff, product_id)."""
     window = _per_candidate(_utc(triggers["window_cutoff"]), _trigger_positions(candidates, triggers))
     keys = pd.DataFrame({"window_cutoff": window, "product_id": candidates["product_id"].to_numpy()})
+    return product_features_at(settings, keys)
+
+
+def product_features_at(settings: Settings, keys: pd.DataFrame) -> pd.DataFrame:
+    """Product features of each distinct (window_cutoff, product_id) row of ``keys``, as of that
+    window start, indexed by (window_cutoff, product_id) (``window_cutoff`` in UTC)."""
+    keys = pd.DataFrame(
+        {"window_cutoff": _utc(keys["window_cutoff"]).array, "product_id": keys["product_id"].to_numpy()}
+    )
     keys = keys.drop_duplicates().reset_index(drop=True)
     entity = pd.DataFrame({"product_id": keys["product_id"], "event_timestamp": keys["window_cutoff"]})
     values = historical_features(settings, entity, PRODUCT_VIEW) if len(entity) else pd.DataFrame()

@@ -13,30 +13,25 @@ ranker enough groups.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from models.candidates import CandidateConfig, CandidateGenerator
-from models.features import candidates_with_context, feature_rows_from_store
+from models.features import (
+    FEATURE_COLUMNS,
+    candidates_with_context,
+    feature_matrix,
+    fetch_customer_features,
+    product_features_at,
+)
 from models.index import CandidateIndex, IndexConfig
 from training.protocol import build_training_triggers
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WindowRows:
-    """Where one training window's rows are in ``TrainingSet.rows`` (``start``..``end``), and what
-    made them: each trigger of the window with its truth, before triggers without a positive
-    candidate were dropped. Another training set on the same lines whose window has the same
-    triggers and truths has the same rows (its index, context and features only look before)."""
-
-    start: int
-    end: int
-    truths: frozenset[tuple[str, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +51,38 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class WindowBlock:
+    """One training window's labelled rows, sorted by trigger and candidate rank: ``keys``
+    (trigger_id, product_id, offer_type, reason, label) and ``values``, their features (a float
+    matrix, a column per ``FEATURE_COLUMNS`` entry, as the booster reads it). ``triggers`` are the
+    window's triggers that kept rows; ``truths`` is what made them, each trigger of the window with
+    its truth before triggers without a positive candidate were dropped. Another training set on
+    the same lines whose window has the same triggers and truths has the same rows (its index,
+    context and features only look before), so it shares the block rather than building it."""
+
+    cutoff: pd.Timestamp
+    keys: pd.DataFrame
+    values: np.ndarray
+    triggers: pd.DataFrame
+    truths: frozenset[tuple[str, tuple[str, ...]]]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Rows per trigger, in row order (LightGBM's ``group``); a trigger's rows are contiguous."""
+        codes, _ = pd.factorize(self.keys["trigger_id"])
+        if len(codes) and (np.diff(codes) < 0).any():
+            raise ValueError("rows of a trigger must be contiguous")
+        return np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+
+    def frame(self, limit: int | None = None) -> pd.DataFrame:
+        """The rows (the first ``limit``) as one frame: the keys but the label, ``FEATURE_COLUMNS``,
+        then label."""
+        keys = self.keys.iloc[:limit]
+        features = pd.DataFrame(self.values[: len(keys)], columns=list(FEATURE_COLUMNS), index=keys.index)
+        return pd.concat([keys.drop(columns="label"), features, keys[["label"]]], axis=1)
+
+
+@dataclass(frozen=True)
 class TrainingSummary:
     """The counts of a training set that reports and run parameters show."""
 
@@ -67,43 +94,73 @@ class TrainingSummary:
 
 @dataclass
 class TrainingSet:
-    """Labelled ranker rows (sorted by window, trigger, candidate rank) and their triggers, with
-    where each window's rows are (what a refit on the same lines may reuse)."""
+    """Labelled ranker rows as one block per training window, in time order (what a refit on the
+    same lines may share), and the triggers that kept rows."""
 
-    rows: pd.DataFrame
-    triggers: pd.DataFrame
+    blocks: list[WindowBlock]
     windows: int
-    window_rows: dict[pd.Timestamp, WindowRows] = field(default_factory=dict)
     released: TrainingSummary | None = None
+
+    @classmethod
+    def from_frame(cls, rows: pd.DataFrame, triggers: pd.DataFrame, windows: int) -> TrainingSet:
+        """A set from rows as one frame (trigger_id, ``FEATURE_COLUMNS``, label, sorted by window
+        and trigger) and their triggers (trigger_id, window_cutoff; truths are not known)."""
+        window = rows["trigger_id"].map(triggers.set_index("trigger_id")["window_cutoff"])
+        if (window.diff().dropna() < pd.Timedelta(0)).any():
+            raise ValueError("training rows must be sorted by window")
+        blocks = []
+        for at, part in rows.groupby(window.to_numpy(), sort=True):
+            keys = part.drop(columns=list(FEATURE_COLUMNS)).reset_index(drop=True)
+            kept = triggers[triggers["trigger_id"].isin(set(keys["trigger_id"]))].reset_index(drop=True)
+            values = part[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+            blocks.append(WindowBlock(pd.Timestamp(at), keys, values, kept, frozenset()))
+        return cls(blocks=blocks, windows=windows)
+
+    @property
+    def triggers(self) -> pd.DataFrame:
+        """The triggers of every block, in row order."""
+        frames = [block.triggers for block in self.blocks]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trigger_id", "window_cutoff"])
+
+    @property
+    def row_count(self) -> int:
+        """Rows over every block."""
+        return sum(len(block.keys) for block in self.blocks)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row as one frame (``WindowBlock.frame``): for inspection and small sets, as it
+        copies the features."""
+        frames = [block.frame() for block in self.blocks]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trigger_id", "label"])
+
+    def head(self, rows: int = 5) -> pd.DataFrame:
+        """The first ``rows`` rows as a frame (an input example)."""
+        block = next((b for b in self.blocks if len(b.keys)), None)
+        return block.frame(rows) if block is not None else self.frame()
 
     def summary(self) -> TrainingSummary:
         """Rows, triggers, windows and positive rows (as they were before ``release_rows``)."""
         if self.released is not None:
             return self.released
-        positives = int(self.rows["label"].sum()) if len(self.rows) else 0
-        return TrainingSummary(len(self.rows), len(self.triggers), self.windows, positives)
+        positives = sum(int(block.keys["label"].sum()) for block in self.blocks)
+        triggers = sum(len(block.triggers) for block in self.blocks)
+        return TrainingSummary(self.row_count, triggers, self.windows, positives)
 
     def release_rows(self) -> None:
-        """Drop the rows, keeping their ``summary``: once a refit has taken over what it reuses,
+        """Drop the blocks, keeping their ``summary``: once a refit has taken over what it shares,
         the held-out rows need not stay in memory beside the refit's."""
         self.released = self.summary()
-        self.rows = self.rows.iloc[:0]
-        self.window_rows = {}
+        self.blocks = []
 
-    @property
-    def groups(self) -> np.ndarray:
-        """Rows per trigger, in row order (LightGBM's ``group``)."""
-        return self.rows.groupby("trigger_id", sort=False).size().to_numpy()
-
-    def reusable(self, window_cutoff: pd.Timestamp, triggers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-        """This set's rows of the window at ``window_cutoff``, and the ones of ``triggers`` (that
-        window's, before dropping) it kept, when they are this window's with the same truths; else None."""
-        window = self.window_rows.get(window_cutoff)
-        if window is None or window.truths != _truths(triggers):
+    def reusable(self, window_cutoff: pd.Timestamp, triggers: pd.DataFrame) -> WindowBlock | None:
+        """This set's block of the window at ``window_cutoff`` when ``triggers`` (that window's,
+        before dropping) are its triggers with the same truths, with the caller's rows of the triggers
+        it kept; else None."""
+        block = next((b for b in self.blocks if b.cutoff == window_cutoff), None)
+        if block is None or block.truths != _truths(triggers):
             return None
-        rows = self.rows.iloc[window.start : window.end]
-        kept = self.triggers.loc[self.triggers["window_cutoff"] == window_cutoff, "trigger_id"]
-        return rows, triggers[triggers["trigger_id"].isin(set(kept))]  # with the caller's label_end
+        kept = triggers[triggers["trigger_id"].isin(set(block.triggers["trigger_id"]))].reset_index(drop=True)
+        return replace(block, triggers=kept)  # the same rows, with the caller's trigger columns
 
 
 def window_count(lines: pd.DataFrame, cutoff: pd.Timestamp, config: DatasetConfig) -> int:
@@ -123,7 +180,7 @@ def build_training_set(
 ) -> TrainingSet:
     """Labelled rows from training triggers strictly before ``cutoff`` (features from Feast).
     ``reuse``: another training set on the same lines; its windows with the same triggers and
-    truths keep their rows, so only the other windows are built."""
+    truths share their block, so only the other windows are built."""
     config = config or DatasetConfig()
     windows = window_count(lines, cutoff, config)
     trigger_set = build_training_triggers(
@@ -134,49 +191,47 @@ def build_training_set(
     by_window = {pd.Timestamp(at): group for at, group in triggers.groupby("window_cutoff", sort=True)}
     kept = {at: reuse.reusable(at, group) for at, group in by_window.items()} if reuse is not None else {}
     new = {at: group for at, group in by_window.items() if kept.get(at) is None}
-    new_rows, new_triggers = _labelled_rows(settings, lines[lines["ordered_at"] < cutoff], new, index_config, config)
-    new_windows = new_rows["trigger_id"].map(new_triggers.set_index("trigger_id")["window_cutoff"])
-    parts: list[tuple[pd.DataFrame, pd.DataFrame]] = []
-    for at in by_window:
-        known = kept.get(at)
-        parts.append(
-            known
-            if known is not None
-            else (new_rows[(new_windows == at).to_numpy()], new_triggers[new_triggers["window_cutoff"] == at])
-        )
+    built = _window_blocks(settings, lines[lines["ordered_at"] < cutoff], new, index_config, config)
     if len(new) < len(by_window):
         log.info("training windows reused", extra={"reused": len(by_window) - len(new), "windows": len(by_window)})
-    rows = pd.concat([r for r, _ in parts], ignore_index=True) if parts else new_rows
-    window_rows, start = {}, 0
-    for (at, group), (part, _) in zip(by_window.items(), parts, strict=True):
-        window_rows[at] = WindowRows(start=start, end=start + len(part), truths=_truths(group))
-        start += len(part)
-    kept_triggers = pd.concat([t for _, t in parts], ignore_index=True) if parts else new_triggers
-    return TrainingSet(rows=rows, triggers=kept_triggers, windows=windows, window_rows=window_rows)
+    blocks = [known if (known := kept.get(at)) is not None else built[at] for at in by_window]
+    return TrainingSet(blocks=blocks, windows=windows)
 
 
-def _labelled_rows(
+def _window_blocks(
     settings: Settings,
     lines: pd.DataFrame,
     windows: dict[pd.Timestamp, pd.DataFrame],
     index_config: IndexConfig | None,
     config: DatasetConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Feature rows with labels of the triggers of ``windows`` (by window_cutoff), in window order,
-    and the triggers kept: those with at least one positive candidate."""
-    empty = pd.DataFrame({"trigger_id": pd.Series([], dtype=object)})
+) -> dict[pd.Timestamp, WindowBlock]:
+    """The block of each window of ``windows`` (its triggers by window_cutoff), built one window
+    at a time so that only one window's candidates are in memory. The features come from two
+    point-in-time look-ups for all windows: the customers at each trigger, every product known
+    before each window at its start."""
     if not windows:
-        return empty, pd.DataFrame(columns=["trigger_id", "window_cutoff"])
+        return {}
     triggers = pd.concat(list(windows.values()), ignore_index=True)
-    found = candidates_per_window(lines, triggers, index_config, config.candidate_config())
-    candidates = _label(pd.concat(list(found.values()), ignore_index=True), triggers)
-    del found
-    positives = candidates.groupby("trigger_id")["label"].transform("max") > 0
-    candidates = candidates[positives.to_numpy()]
-    triggers = triggers[triggers["trigger_id"].isin(set(candidates["trigger_id"]))].reset_index(drop=True)
-    rows = feature_rows_from_store(settings, candidates, triggers)
-    rows["label"] = candidates["label"].to_numpy()
-    return rows, triggers
+    customers = fetch_customer_features(settings, triggers)
+    known = [(at, lines.loc[lines["ordered_at"] < at, "product_id"].unique()) for at in windows]
+    product_keys = pd.DataFrame(
+        {
+            "window_cutoff": pd.DatetimeIndex([at for at, _ in known]).repeat([len(p) for _, p in known]),
+            "product_id": np.concatenate([p for _, p in known]),
+        }
+    )
+    products = product_features_at(settings, product_keys)
+    blocks: dict[pd.Timestamp, WindowBlock] = {}
+    for at, candidates in candidates_per_window(lines, triggers, index_config, config.candidate_config()):
+        group = windows[at]
+        candidates = _label(candidates, group)
+        positives = candidates.groupby("trigger_id")["label"].transform("max") > 0
+        candidates = candidates[positives.to_numpy()].reset_index(drop=True)
+        kept = group[group["trigger_id"].isin(set(candidates["trigger_id"]))].reset_index(drop=True)
+        matrix = feature_matrix(candidates, kept, customers.reindex(kept["trigger_id"].to_numpy()), products)
+        keys = pd.DataFrame(matrix.labels).assign(label=candidates["label"].to_numpy())
+        blocks[at] = WindowBlock(at, keys, matrix.values, kept, _truths(group))
+    return blocks
 
 
 def candidates_per_window(
@@ -184,15 +239,14 @@ def candidates_per_window(
     triggers: pd.DataFrame,
     index_config: IndexConfig | None,
     config: CandidateConfig,
-) -> dict[pd.Timestamp, pd.DataFrame]:
+) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """Candidates with context for training triggers without leakage, per ``window_cutoff`` in time
-    order: one index per window, built from the lines before it, serves the triggers of that window."""
-    found: dict[pd.Timestamp, pd.DataFrame] = {}
+    order: one index per window, built from the lines before it, serves the triggers of that
+    window (yielded one window at a time)."""
     for window_cutoff, group in triggers.groupby("window_cutoff", sort=True):
         at = pd.Timestamp(window_cutoff)
         index = CandidateIndex.build(lines, at, index_config)
-        found[at] = candidates_with_context(CandidateGenerator(index, config), group)
-    return found
+        yield at, candidates_with_context(CandidateGenerator(index, config), group)
 
 
 def _truths(triggers: pd.DataFrame) -> frozenset[tuple[str, tuple[str, ...]]]:

@@ -2,8 +2,11 @@
 lists are ``models.ranking``, shared with serving).
 
 Early stopping holds out the latest training window (never a random split): the model is fit on
-the earlier windows, the number of trees is chosen on the latest one, then (``refit``) the model is
-refit on every window with that number of trees scaled by the share of data added.
+the earlier windows and the number of trees is chosen on the latest one. That early-stopped model
+is the held-out experiment's; the model that serves (``training.experiment.fit_production``) is
+one fit on every window with that number of trees scaled by the rows added. ``refit`` also refits
+the held-out model on all of its windows (one more fit, for a figure of a model trained as the
+served one is).
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.features import FEATURE_COLUMNS
 from models.ranking import score_rows
-from training.dataset import TrainingSet
+from training.dataset import TrainingSet, WindowBlock
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class RankerConfig:
     early_stopping_rounds: int = 30
     eval_at: int = 10
     n_jobs: int = 2
-    refit: bool = True
+    refit: bool = False
     seed: int = 0
 
     def params(self) -> dict[str, object]:
@@ -48,11 +52,13 @@ class RankerConfig:
 
 @dataclass
 class TrainedRanker:
-    """A fitted booster and what early stopping found."""
+    """A fitted booster and what early stopping found: ``best_iteration`` trees fit on ``rows``
+    rows (what a fit on more rows scales its number of trees from)."""
 
     booster: object  # lightgbm.Booster
     best_iteration: int
     validation_ndcg: float
+    rows: int = 0
     feature_columns: tuple[str, ...] = FEATURE_COLUMNS
     importance: dict[str, float] = field(default_factory=dict)
 
@@ -70,63 +76,63 @@ def _lightgbm() -> ModuleType:
 
 
 def train_ranker(training: TrainingSet, config: RankerConfig | None = None, trees: int | None = None) -> TrainedRanker:
-    """Fit an LGBMRanker; early stopping on the latest window of ``training``, or, given ``trees``
-    (a number an earlier early stopping chose), one fit on every row with that many trees."""
+    """Fit a lambdarank booster; early stopping on the latest window of ``training`` that has rows,
+    or, given ``trees`` (a number an earlier early stopping chose), one fit on every row with that
+    many trees. LightGBM reads the windows' feature blocks as they are (no copy into one matrix)."""
     config = config or RankerConfig()
     lgb = _lightgbm()
-    rows = training.rows
-    # one float matrix of the features, sliced into views: the rows are sorted by window, so the
-    # latest window (the early-stopping hold-out) is their tail
-    values = _feature_matrix(rows)
-    labels = rows["label"].to_numpy()
-    groups = _groups(rows)
-    fit_kwargs: dict[str, object] = {"feature_name": list(FEATURE_COLUMNS)}
+    blocks = [block for block in training.blocks if len(block.keys)]
     if trees is not None:
-        model = lgb.LGBMRanker(**_model_params(config, trees))
-        model.fit(values, labels, group=groups, **fit_kwargs)
-        return _trained(model, trees, float("nan"))
-    windows = rows["trigger_id"].map(training.triggers.set_index("trigger_id")["window_cutoff"]).to_numpy()
-    n_fit = int((windows < windows.max()).sum()) if len(windows) else 0
-    if n_fit and (windows[:n_fit] == windows.max()).any():
-        raise ValueError("training rows must be sorted by window")
-    split = int(np.searchsorted(np.cumsum(groups), n_fit, side="right"))
-    has_valid = 0 < n_fit < len(rows)
-    if not has_valid:  # a single window: no time-based hold-out possible
-        n_fit, split = len(rows), len(groups)
-    model = lgb.LGBMRanker(**_model_params(config, config.n_estimators))
-    if has_valid:
-        fit_kwargs |= {
-            "eval_X": (values[n_fit:],),
-            "eval_y": (labels[n_fit:],),
-            "eval_group": [groups[split:]],
-            "eval_at": [config.eval_at],
+        return _trained(_fit(lgb, config, blocks, trees), trees, float("nan"), training.row_count)
+    has_valid = len(blocks) > 1  # a single window: no time-based hold-out possible
+    fit_blocks, valid_blocks = (blocks[:-1], blocks[-1:]) if has_valid else (blocks, [])
+    booster = _fit(lgb, config, fit_blocks, config.n_estimators, valid_blocks)
+    best = int(booster.best_iteration or config.n_estimators)
+    validation = float(booster.best_score["valid_0"][f"ndcg@{config.eval_at}"]) if has_valid else float("nan")
+    log.info("ranker early stopping", extra={"best_iteration": best, "validation_ndcg": validation})
+    n_fit = sum(len(block.keys) for block in fit_blocks)
+    if config.refit and has_valid:
+        trees = max(1, round(best * training.row_count / max(n_fit, 1)))
+        return _trained(_fit(lgb, config, blocks, trees), trees, validation, training.row_count)
+    return _trained(booster, best, validation, n_fit)
+
+
+def _dataset(lgb: ModuleType, blocks: list[WindowBlock], params: dict[str, object], **extra: object) -> object:
+    """A LightGBM dataset of the blocks' rows (their feature matrices, labels and trigger groups)."""
+    return lgb.Dataset(
+        [block.values for block in blocks],
+        label=np.concatenate([block.keys["label"].to_numpy() for block in blocks]),
+        group=np.concatenate([block.groups for block in blocks]),
+        params=params,
+        **extra,
+    )
+
+
+def _fit(
+    lgb: ModuleType, config: RankerConfig, blocks: list[WindowBlock], trees: int, valid: list[WindowBlock] | None = None
+) -> Any:
+    """``trees`` rounds on ``blocks`` (``lightgbm.train`` with the parameters ``LGBMRanker`` would
+    pass); with ``valid`` blocks, early stopping on their NDCG@``eval_at``."""
+    if not blocks:
+        raise ValueError("no training rows: every training trigger lacks a positive candidate")
+    params = {**_model_params(config, trees), "metric": ["ndcg"], "eval_at": [config.eval_at]}
+    params.pop("n_estimators")
+    train_set = _dataset(lgb, blocks, params, feature_name=list(FEATURE_COLUMNS))
+    options: dict[str, object] = {}
+    if valid:
+        options = {
+            "valid_sets": [_dataset(lgb, valid, params, reference=train_set)],
             "callbacks": [lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         }
-    model.fit(values[:n_fit], labels[:n_fit], group=groups[:split], **fit_kwargs)
-    best = int(model.best_iteration_ or config.n_estimators)
-    validation = float(model.best_score_["valid_0"][f"ndcg@{config.eval_at}"]) if has_valid else float("nan")
-    log.info("ranker early stopping", extra={"best_iteration": best, "validation_ndcg": validation})
-    if config.refit and has_valid:
-        trees = max(1, round(best * len(rows) / max(n_fit, 1)))
-        model = lgb.LGBMRanker(**_model_params(config, trees))
-        model.fit(values, labels, group=groups, feature_name=list(FEATURE_COLUMNS))
-        best = trees
-    return _trained(model, best, validation)
+    booster = lgb.train(params, train_set, num_boost_round=trees, **options)
+    booster.free_dataset()
+    return booster
 
 
-def _feature_matrix(rows: pd.DataFrame) -> np.ndarray:
-    """The feature columns as one matrix, in the dtype LightGBM would convert a DataFrame of them to."""
-    values = np.empty((len(rows), len(FEATURE_COLUMNS)), dtype=np.result_type(*rows.dtypes[list(FEATURE_COLUMNS)]))
-    for at, name in enumerate(FEATURE_COLUMNS):  # column by column: no intermediate frame
-        values[:, at] = rows[name].to_numpy()
-    return values
-
-
-def _trained(model: object, trees: int, validation: float) -> TrainedRanker:
-    booster = model.booster_  # type: ignore[attr-defined]
+def _trained(booster: Any, trees: int, validation: float, rows: int) -> TrainedRanker:
     gains = booster.feature_importance(importance_type="gain")
     importance = {name: float(g) for name, g in zip(FEATURE_COLUMNS, gains, strict=True)}
-    return TrainedRanker(booster=booster, best_iteration=trees, validation_ndcg=validation, importance=importance)
+    return TrainedRanker(booster, trees, validation, rows, importance=importance)
 
 
 def _model_params(config: RankerConfig, trees: int) -> dict[str, object]:
@@ -144,11 +150,3 @@ def _model_params(config: RankerConfig, trees: int) -> dict[str, object]:
         "random_state": config.seed,
         "verbose": -1,
     }
-
-
-def _groups(rows: pd.DataFrame) -> np.ndarray:
-    """Rows per trigger in row order; rows of a trigger must be contiguous."""
-    codes, _ = pd.factorize(rows["trigger_id"])
-    if len(codes) and (np.diff(codes) < 0).any():
-        raise ValueError("rows of a trigger must be contiguous")
-    return np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)

@@ -97,9 +97,10 @@ def training_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
 def test_nothing_at_or_after_the_cutoff_changes_the_training_set(training_sets: dict) -> None:
     _, past = training_sets["past"]
     _, future = training_sets["future"]
-    assert len(past.rows) > 100 and past.rows["label"].sum() > 0
-    pd.testing.assert_frame_equal(past.rows, future.rows)
-    assert list(past.rows.columns[4:-1]) == list(FEATURE_COLUMNS)
+    rows = past.frame()
+    assert len(rows) > 100 and rows["label"].sum() > 0
+    pd.testing.assert_frame_equal(rows, future.frame())
+    assert list(rows.columns[4:-1]) == list(FEATURE_COLUMNS)
 
 
 def test_labels_and_customer_features_come_from_before(training_sets: dict) -> None:
@@ -107,12 +108,13 @@ def test_labels_and_customer_features_come_from_before(training_sets: dict) -> N
     triggers = training.triggers
     assert (triggers["at"] < CUTOFF).all() and triggers["window_cutoff"].nunique() == training.windows > 1
     first = lines[~lines["is_return"]].groupby(["customer_id", "product_id"])["ordered_at"].min()
-    positives = training.rows[training.rows["label"] == 1].merge(triggers[["trigger_id", "customer_id", "at"]])
+    rows = training.frame()
+    positives = rows[rows["label"] == 1].merge(triggers[["trigger_id", "customer_id", "at"]])
     bought_at = first.reindex(pd.MultiIndex.from_frame(positives[["customer_id", "product_id"]])).to_numpy()
     assert (bought_at > positives["at"].to_numpy()).all() and (bought_at < CUTOFF).all()
 
     orders = lines.drop_duplicates("order_id")
-    per_trigger = training.rows.drop_duplicates("trigger_id").merge(triggers[["trigger_id", "customer_id", "at"]])
+    per_trigger = rows.drop_duplicates("trigger_id").merge(triggers[["trigger_id", "customer_id", "at"]])
     # the store snapshots each customer once a day, after their last event of that day: a lookup
     # at t sees the customer's orders of earlier days (never the trigger order nor anything later)
     expected = [
@@ -130,13 +132,15 @@ def test_a_later_training_set_reusing_windows_equals_one_built_anew(training_set
     later_cutoff = CUTOFF + pd.Timedelta(days=CONFIG.window_days)
     anew = build_training_set(settings, lines, later_cutoff, CONFIG)
     reused = build_training_set(settings, lines, later_cutoff, CONFIG, reuse=earlier)
-    shared = set(anew.window_rows) & set(earlier.window_rows)
-    same = [at for at in shared if anew.window_rows[at].truths == earlier.window_rows[at].truths]
-    assert len(same) >= 1  # a window whose labels both sets see whole: its rows are taken over
-    assert len(same) < len(anew.window_rows)  # and at least one window is built
-    pd.testing.assert_frame_equal(reused.rows, anew.rows)
+    earlier_blocks = {block.cutoff: block for block in earlier.blocks}
+    same = [b.cutoff for b in anew.blocks if b.cutoff in earlier_blocks and earlier_blocks[b.cutoff].truths == b.truths]
+    assert len(same) >= 1  # a window whose labels both sets see whole: its block is shared
+    assert len(same) < len(anew.blocks)  # and at least one window is built
+    pd.testing.assert_frame_equal(reused.frame(), anew.frame())
     pd.testing.assert_frame_equal(reused.triggers, anew.triggers)
-    assert reused.window_rows == anew.window_rows
+    assert [b.truths for b in reused.blocks] == [b.truths for b in anew.blocks]
+    shared = [b for b in reused.blocks if b.cutoff in same]
+    assert all(b.values is earlier_blocks[b.cutoff].values for b in shared)  # shared, not copied
 
 
 def test_windowed_candidates_only_know_the_past() -> None:
@@ -153,5 +157,5 @@ def test_windowed_candidates_only_know_the_past() -> None:
             "returned": [()],
         }
     )
-    found = pd.concat(list(candidates_per_window(lines, triggers, None, CandidateConfig()).values()))
+    found = pd.concat(found for _, found in candidates_per_window(lines, triggers, None, CandidateConfig()))
     assert len(found) > 0 and "L3" not in set(found["product_id"])

@@ -60,5 +60,7 @@ def test_sample_training_triggers_stay_before_the_cutoff(lines: pd.DataFrame) ->
     truth = training[["customer_id", "truth"]].explode("truth")
     first_at = bought.reindex(pd.MultiIndex.from_arrays([truth["customer_id"], truth["truth"]])).to_numpy()
     assert (first_at < cutoff).all()
-    candidates = pd.concat(list(candidates_per_window(lines, training.head(50), None, CandidateConfig()).values()))
+    candidates = pd.concat(
+        found for _, found in candidates_per_window(lines, training.head(50), None, CandidateConfig())
+    )
     assert set(candidates["trigger_id"]) <= set(training["trigger_id"])

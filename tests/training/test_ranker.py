@@ -24,7 +24,7 @@ def training_set(windows: int = 3, triggers_per_window: int = 40, candidates: in
     signal = rows[FEATURE_COLUMNS[0]] + 0.5 * rows[FEATURE_COLUMNS[1]] + generator.normal(scale=0.5, size=len(rows))
     rows["label"] = (signal > 1.2).astype(int)
     triggers = pd.DataFrame({"trigger_id": trigger_ids, "window_cutoff": np.repeat(cutoffs, triggers_per_window)})
-    return TrainingSet(rows=rows, triggers=triggers, windows=windows)
+    return TrainingSet.from_frame(rows, triggers, windows)
 
 
 def reference_fit(
@@ -58,37 +58,36 @@ def test_early_stopping_on_the_latest_window_matches_lightgbms_own_fit(refit: bo
     training = training_set()
     config = RankerConfig(n_estimators=60, early_stopping_rounds=5, refit=refit, n_jobs=1)
     trained = train_ranker(training, config)
+    rows = training.frame()
 
     latest = training.triggers.loc[training.triggers["window_cutoff"] == training.triggers["window_cutoff"].max()]
-    is_latest = training.rows["trigger_id"].isin(set(latest["trigger_id"]))
-    reference = reference_fit(training.rows[~is_latest], config, 60, valid=training.rows[is_latest])
+    is_latest = rows["trigger_id"].isin(set(latest["trigger_id"]))
+    reference = reference_fit(rows[~is_latest], config, 60, valid=rows[is_latest])
     best = reference.best_iteration_
     assert 0 < best < 60
     if refit:
-        trees = round(best * len(training.rows) / int((~is_latest).sum()))
-        reference = reference_fit(training.rows, config, trees)
+        trees = round(best * len(rows) / int((~is_latest).sum()))
+        reference = reference_fit(rows, config, trees)
         best = trees
     assert trained.best_iteration == best
+    assert trained.rows == (len(rows) if refit else int((~is_latest).sum()))  # what those trees were fit on
     assert trained.validation_ndcg > 0
     assert list(trained.booster.feature_name()) == list(FEATURE_COLUMNS)  # type: ignore[attr-defined]
-    np.testing.assert_allclose(
-        predictions(trained.booster, training.rows), predictions(reference.booster_, training.rows)
-    )
+    np.testing.assert_allclose(predictions(trained.booster, rows), predictions(reference.booster_, rows))
 
 
 def test_a_given_number_of_trees_is_one_fit_on_every_row() -> None:
     training = training_set(windows=1)
     config = RankerConfig(n_jobs=1)
     trained = train_ranker(training, config, trees=15)
-    reference = reference_fit(training.rows, config, 15)
-    assert trained.best_iteration == 15
-    np.testing.assert_allclose(
-        predictions(trained.booster, training.rows), predictions(reference.booster_, training.rows)
-    )
+    rows = training.frame()
+    reference = reference_fit(rows, config, 15)
+    assert trained.best_iteration == 15 and trained.rows == len(rows)
+    np.testing.assert_allclose(predictions(trained.booster, rows), predictions(reference.booster_, rows))
 
 
 def test_rows_out_of_window_order_are_refused() -> None:
     training = training_set()
-    shuffled = TrainingSet(rows=training.rows.iloc[::-1].reset_index(drop=True), triggers=training.triggers, windows=3)
+    shuffled = training.frame().iloc[::-1].reset_index(drop=True)
     with pytest.raises(ValueError, match="sorted by window"):
-        train_ranker(shuffled, RankerConfig(n_estimators=5, n_jobs=1))
+        TrainingSet.from_frame(shuffled, training.triggers, windows=3)
