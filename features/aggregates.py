@@ -17,10 +17,13 @@ order itself: a value at time t uses only orders strictly before t.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+import numpy as np
 
 from xsell.events import EventType, PurchaseEvent
 
@@ -98,6 +101,21 @@ class ProductState:
     sale_ts: list[float] = field(default_factory=list)  # sorted sale times within the longest window
     buyer_orders: dict[str, int] = field(default_factory=dict)  # customer -> orders with the product
     _median: float | None = field(default=None, repr=False, compare=False)  # cache, not state
+    _repeat_buyers: int | None = field(default=None, repr=False, compare=False)  # cache, not state
+
+    @property
+    def repeat_buyers(self) -> int:
+        """Buyers with the product in two or more orders (counted once, then kept up to date)."""
+        if self._repeat_buyers is None:
+            self._repeat_buyers = sum(1 for n in self.buyer_orders.values() if n > 1)
+        return self._repeat_buyers
+
+    def add_buyer_order(self, customer_id: str) -> None:
+        """One more order of the product by ``customer_id``."""
+        orders = self.buyer_orders.get(customer_id, 0) + 1
+        self.buyer_orders[customer_id] = orders
+        if orders == 2 and self._repeat_buyers is not None:
+            self._repeat_buyers += 1
 
     @property
     def median_price(self) -> float:
@@ -129,9 +147,7 @@ class ProductState:
             **windows,
             "total_orders": self.orders,
             "distinct_buyers": buyers,
-            "repeat_purchase_rate": round(sum(1 for n in self.buyer_orders.values() if n > 1) / buyers, 4)
-            if buyers
-            else 0.0,
+            "repeat_purchase_rate": round(self.repeat_buyers / buyers, 4) if buyers else 0.0,
             "return_rate": round(self.returned_units / self.units_sold, 4) if self.units_sold else 0.0,
             "last_sold_ts": self.last_sold_ts,
         }
@@ -173,6 +189,7 @@ class FeatureFold:
         self.categories = categories or {}  # product_id -> category, from the product catalog
         self._percentiles: dict[str, float] = {}
         self._category_members: dict[str, set[str]] = {}
+        self._priced: dict[str, list[str]] = {}  # category -> its members with a price (a cache)
         # feature values of the last row emitted per entity (for `changed_only`; not state: after a
         # restore the first row of every entity is emitted again, which is never wrong)
         self._emitted: dict[tuple[str, object], tuple[object, ...]] = {}
@@ -230,7 +247,8 @@ class FeatureFold:
         """The rows (in time order) whose feature values differ from the entity's last emitted row."""
         kept = []
         for row in sorted(rows, key=_row_time):
-            values = tuple(v for name, v in row.items() if name not in (key, "event_timestamp"))
+            # every row starts with its key and event_timestamp (``_customer_row``, ``_product_row``)
+            values = tuple(itertools.islice(row.values(), 2, None))
             entity = (key, row[key])
             if self._emitted.get(entity) != values:
                 self._emitted[entity] = values
@@ -268,6 +286,8 @@ class FeatureFold:
             product.units_sold += line.quantity
             product.orders += 1
             key = f"{line.unit_price:.4f}"
+            if not product.price_lines and product.category:
+                self._priced.pop(product.category, None)  # a new priced member of its category
             product.price_lines[key] = product.price_lines.get(key, 0) + 1
             product._median = None
             # latest sale wins; on a tie the higher price, so the result never depends on arrival order
@@ -278,7 +298,7 @@ class FeatureFold:
             horizon = product.last_sold_ts - max(POPULARITY_WINDOWS_DAYS) * DAY_S
             del product.sale_ts[: bisect.bisect_left(product.sale_ts, horizon)]
             if event.customer_id is not None and customer is not None:
-                product.buyer_orders[event.customer_id] = product.buyer_orders.get(event.customer_id, 0) + 1
+                product.add_buyer_order(event.customer_id)
                 customer.lifetime_spend += value
                 customer.units += line.quantity
                 customer.products[line.product_id] = min(ts, customer.products.get(line.product_id, ts))
@@ -322,27 +342,34 @@ class FeatureFold:
         nothing else of it changed since its last row)."""
         if not categories:
             return []
-        members = {
-            category: sorted(p for p in self._category_members.get(category, ()) if self.products[p].price_lines)
-            for category in categories
-        }
         batch_time = max(touched.values())
         rows = []
-        for product_ids in members.values():
-            prices = sorted(self.products[p].median_price for p in product_ids)
-            for product_id in product_ids:
-                price = self.products[product_id].median_price
-                # mid-rank percentile: share of the category priced below, ties counted half
-                below = bisect.bisect_left(prices, price)
-                equal = bisect.bisect_right(prices, price) - below
-                value = (below + 0.5 * equal) / len(prices)
-                before = self._percentiles.get(product_id, -1.0)
-                if abs(before - value) > 1e-9:
-                    self._percentiles[product_id] = value
-                    if changed_only and product_id not in touched and round(before, 4) == round(value, 4):
-                        continue
-                    rows.append(self._product_row(product_id, max(touched.get(product_id, batch_time), batch_time)))
+        for category in categories:
+            product_ids = self._priced_members(category)
+            if not product_ids:
+                continue
+            prices = np.fromiter((self.products[p].median_price for p in product_ids), float, len(product_ids))
+            ordered = np.sort(prices)
+            # mid-rank percentile: share of the category priced below, ties counted half
+            below = np.searchsorted(ordered, prices, side="left")
+            equal = np.searchsorted(ordered, prices, side="right") - below
+            values = (below + 0.5 * equal) / len(prices)
+            before = np.fromiter((self._percentiles.get(p, -1.0) for p in product_ids), float, len(product_ids))
+            for at in np.flatnonzero(np.abs(before - values) > 1e-9):
+                product_id, value, old = product_ids[at], float(values[at]), float(before[at])
+                self._percentiles[product_id] = value
+                if changed_only and product_id not in touched and round(old, 4) == round(value, 4):
+                    continue
+                rows.append(self._product_row(product_id, max(touched.get(product_id, batch_time), batch_time)))
         return rows
+
+    def _priced_members(self, category: str) -> list[str]:
+        """The category's products that have a price, sorted by id (cached until one more has)."""
+        members = self._priced.get(category)
+        if members is None:
+            found = (p for p in self._category_members.get(category, ()) if self.products[p].price_lines)
+            members = self._priced[category] = sorted(found)
+        return members
 
     # -- persistence helpers ------------------------------------------------------------------
     def percentiles(self) -> dict[str, float]:
@@ -359,7 +386,7 @@ class FeatureFold:
         """Load persisted state (see `features.state`) and rebuild the category index."""
         self.customers, self.products, self.applied = customers, products, applied
         self._percentiles = dict(percentiles)
-        self._category_members = {}
+        self._category_members, self._priced = {}, {}
         for product_id, state in products.items():
             if state.category:
                 self._category_members.setdefault(state.category, set()).add(product_id)
