@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from features.catalog import is_service_code
@@ -137,6 +138,19 @@ def _first_orders(
     return first.rename(columns={"ordered_at": "at"}).reset_index(drop=True)
 
 
+def _tuples_by(frame: pd.DataFrame, key: str, value: str) -> pd.Series:
+    """``frame[value]`` gathered into one tuple per ``frame[key]``, indexed by the key in sorted
+    order, each tuple in the frame's row order: ``groupby(key)[value].agg(tuple)``, with one slice
+    per group instead of a Python call per group."""
+    ordered = frame.sort_values(key, kind="stable")
+    keys, values = ordered[key].to_numpy(), ordered[value].to_numpy(dtype=object)
+    if not len(keys):
+        return pd.Series([], dtype=object)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    return pd.Series([tuple(values[a:b]) for a, b in zip(starts, ends, strict=True)], index=keys[starts], dtype=object)
+
+
 def _with_context(lines: pd.DataFrame, orders: pd.DataFrame, horizon_days: int, cutoff: pd.Timestamp) -> TriggerSet:
     """Add basket, history, returned and truth to trigger orders; drop those with empty truth."""
     purchases = _purchases(lines)
@@ -147,37 +161,31 @@ def _with_context(lines: pd.DataFrame, orders: pd.DataFrame, horizon_days: int, 
     keys = orders[["trigger_id", "customer_id", "order_id", "at", "label_end"]]
 
     basket = purchases.merge(keys[["trigger_id", "order_id", "customer_id"]], on=["order_id", "customer_id"])
-    basket = basket.drop_duplicates(["trigger_id", "product_id"]).groupby("trigger_id")["product_id"].agg(tuple)
+    basket = _tuples_by(basket.drop_duplicates(["trigger_id", "product_id"]), "trigger_id", "product_id")
 
     # history by order time (an order's first line, as its event is stamped): the rule of
     # features.owned, which the offer service and batch scoring read from the fold state
     ordered = purchases.assign(order_at=purchases.groupby("order_id")["ordered_at"].transform("min"))
     per_customer = ordered.merge(keys, on="customer_id", suffixes=("", "_trigger"))
     before = per_customer[per_customer["order_at"] < per_customer["at"]]
-    history = (
-        before.groupby(["trigger_id", "product_id"])["order_at"]
-        .max()
-        .reset_index()
-        .sort_values(["trigger_id", "order_at", "product_id"], ascending=[True, False, True])
-        .groupby("trigger_id")["product_id"]
-        .agg(tuple)
-    )
+    latest = before.groupby(["trigger_id", "product_id"])["order_at"].max().reset_index()
+    latest = latest.sort_values(["trigger_id", "order_at", "product_id"], ascending=[True, False, True])
+    history = _tuples_by(latest, "trigger_id", "product_id")
 
     first_bought = purchases.groupby(["customer_id", "product_id"])["ordered_at"].min().rename("first_at").reset_index()
     firsts = first_bought.merge(keys, on="customer_id")
     horizon_end = firsts["at"] + pd.Timedelta(days=horizon_days)
     in_window = (firsts["first_at"] > firsts["at"]) & (firsts["first_at"] <= horizon_end)
     in_window &= firsts["first_at"] < firsts["label_end"]
-    truth = firsts[in_window].sort_values(["trigger_id", "product_id"]).groupby("trigger_id")["product_id"].agg(tuple)
+    truth = _tuples_by(firsts[in_window].sort_values(["trigger_id", "product_id"]), "trigger_id", "product_id")
 
     returns = lines[lines["is_return"] & lines["customer_id"].notna()].merge(
         keys, on="customer_id", suffixes=("", "_t")
     )
-    returned = (
-        returns[returns["ordered_at"] < returns["at"]]
-        .drop_duplicates(["trigger_id", "product_id"])
-        .groupby("trigger_id")["product_id"]
-        .agg(tuple)
+    returned = _tuples_by(
+        returns[returns["ordered_at"] < returns["at"]].drop_duplicates(["trigger_id", "product_id"]),
+        "trigger_id",
+        "product_id",
     )
 
     empty: tuple[str, ...] = ()
