@@ -79,8 +79,9 @@ def fit_production(
     newest order, the candidate index just after it (``as_of`` = newest order + 1 µs, so every line
     counts). Given the ``heldout`` experiment on the same lines, the refit reuses its work: the
     rows of training windows whose labels both fits see whole, and its early stopping's number of
-    trees, scaled from the rows that early stopping fit on to all rows; the held-out training rows are released once taken over
-    (their counts stay: ``TrainingSet.summary``)."""
+    trees, scaled from the rows that early stopping fit on to all rows (``TrainedRanker.trees_for``);
+    the held-out training rows are released once taken over (their counts stay:
+    ``TrainingSet.summary``)."""
     config = config or ExperimentConfig()
     lap, seconds = _stopwatch(step, prefix="refit_")
     newest = lines["ordered_at"].max()
@@ -94,7 +95,7 @@ def fit_production(
     if heldout is not None:
         heldout.training.release_rows()
         if heldout.ranker.rows:
-            trees = max(1, round(heldout.ranker.best_iteration * training.row_count / heldout.ranker.rows))
+            trees = heldout.ranker.trees_for(training.row_count)
     ranker = train_ranker(training, config.ranker, trees)
     lap("train")
     index = CandidateIndex.build(lines, as_of, config.index)

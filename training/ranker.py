@@ -62,6 +62,10 @@ class TrainedRanker:
     feature_columns: tuple[str, ...] = FEATURE_COLUMNS
     importance: dict[str, float] = field(default_factory=dict)
 
+    def trees_for(self, rows: int) -> int:
+        """Trees for a fit on ``rows`` rows: ``best_iteration`` scaled by the rows added."""
+        return max(1, round(self.best_iteration * rows / max(self.rows, 1)))
+
     def score(self, rows: pd.DataFrame) -> np.ndarray:
         """Ranker scores of feature rows (higher = better)."""
         return score_rows(self.booster, rows, self.feature_columns)
@@ -90,11 +94,11 @@ def train_ranker(training: TrainingSet, config: RankerConfig | None = None, tree
     best = int(booster.best_iteration or config.n_estimators)
     validation = float(booster.best_score["valid_0"][f"ndcg@{config.eval_at}"]) if has_valid else float("nan")
     log.info("ranker early stopping", extra={"best_iteration": best, "validation_ndcg": validation})
-    n_fit = sum(len(block.keys) for block in fit_blocks)
+    early = _trained(booster, best, validation, sum(len(block.keys) for block in fit_blocks))
     if config.refit and has_valid:
-        trees = max(1, round(best * training.row_count / max(n_fit, 1)))
+        trees = early.trees_for(training.row_count)
         return _trained(_fit(lgb, config, blocks, trees), trees, validation, training.row_count)
-    return _trained(booster, best, validation, n_fit)
+    return early
 
 
 def _dataset(lgb: ModuleType, blocks: list[WindowBlock], params: dict[str, object], **extra: object) -> object:
