@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 from itertools import pairwise
 
 import pandas as pd
@@ -71,21 +72,24 @@ def singular(token: str) -> str:
 
 def name_tokens(name: str | None) -> list[str]:
     """The meaningful tokens of a product name, singular head last (steps 1-3 of the rule)."""
-    if not name:
-        return []
+    return list(_tokens(name)) if name else []
+
+
+@lru_cache(maxsize=1 << 18)  # a training run derives the catalog once per window from the same names
+def _tokens(name: str) -> tuple[str, ...]:
     text = PREPOSITIONS.sub("", f" {name.upper().strip()} ").strip()
     words = [w for w in SEPARATORS.sub(" ", text).split() if w]
     kept = [w for w in words if not any(ch.isdigit() for ch in w) and w not in MODIFIERS and len(w) > 1]
-    return kept[:-1] + [singular(kept[-1])] if kept else []
+    return (*kept[:-1], singular(kept[-1])) if kept else ()
 
 
 def derive_categories(names: pd.Series, min_support: int = 3) -> pd.Series:
     """Category per product name (index kept); None where no product type is supported."""
-    tokens = names.map(name_tokens)
+    tokens = names.map(lambda name: _tokens(name) if name else ())
     heads = Counter(t[-1] for t in tokens if t)
     pairs = Counter(pair for t in tokens for pair in {f"{a} {singular(b)}" for a, b in pairwise(t)})
 
-    def category(t: list[str]) -> str | None:
+    def category(t: tuple[str, ...]) -> str | None:
         if not t:
             return None
         for a, b in reversed(list(pairwise(t))):

@@ -305,8 +305,7 @@ def _followup(
     x_new = _binary(row_of.reindex(firsts["order_id"]).to_numpy(), firsts["item"].to_numpy(), len(orders), n_items)
     before_each = (window.T @ x).tocsr()  # per later order: items bought in the window before it
     before_each.data[:] = 1.0
-    counts = (before_each.T @ x_new).tocsr()
-    counts.setdiag(0)
+    counts = _drop_diagonal((before_each.T @ x_new).tocsr(), 0)
     counts.data[counts.data < config.min_support] = 0
     counts.eliminate_zeros()
     buyers = products["customers"].to_numpy(dtype=np.float64)
@@ -396,10 +395,7 @@ def _category_complements(
         ),
         shape=(len(categories), n_items),
     )
-    scores = (item_category @ complements @ category_items).tocsr()
-    scores.setdiag(0)
-    scores.eliminate_zeros()
-    return scores
+    return _drop_diagonal((item_category @ complements @ category_items).tocsr(), 0)
 
 
 def _upsell(products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
@@ -537,8 +533,22 @@ def _top_k_kernel(
                 m += 1
         positions = positions[:m]
         if m > take:
-            # stable sort by value, descending: equal values keep their column order
-            positions = np.sort(positions[np.argsort(-data[positions], kind="mergesort")[:take]])
+            # the take largest values, equal ones by column (as a stable descending sort takes
+            # them): everything above the take-th largest value, then that value's lowest columns
+            values = data[positions]
+            threshold = np.partition(values, m - take)[m - take]
+            ties = take - np.sum(values > threshold)
+            kept = np.empty(take, dtype=np.int64)
+            got = 0
+            for q in range(m):
+                if values[q] > threshold:
+                    kept[got] = positions[q]
+                    got += 1
+                elif values[q] == threshold and ties > 0:
+                    kept[got] = positions[q]
+                    got += 1
+                    ties -= 1
+            positions = kept
         for j in range(take):
             out_indices[out + j] = indices[positions[j]]
             out_data[out + j] = data[positions[j]]
