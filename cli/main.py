@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import socket
@@ -182,11 +183,21 @@ def _require_champion(settings: Settings) -> None:
 
 
 def _quiet_mlflow() -> None:
-    """Silence what MLflow prints to stderr outside logging ("Successfully registered model ...",
-    "Created version ..."): a command that registers a model says so in its own summary."""
+    """Send what MLflow prints to stderr outside logging ("Successfully registered model ...",
+    "Created version ...") to the command's log instead: a command that registers a model says so
+    in its own summary. MLflow switches its stream back on after some calls (``enable_logging``),
+    so the stream's writes are rerouted rather than disabled."""
     from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
 
-    MLFLOW_LOGGING_STREAM.enabled = False  # what mlflow.utils.logging_utils.disable_logging() does
+    mlflow_log = logging.getLogger(f"{__name__}.mlflow")  # mlflow's own logger does not propagate
+
+    def to_log(text: str) -> int:
+        if text.strip():
+            mlflow_log.info(text.strip())
+        return len(text)
+
+    MLFLOW_LOGGING_STREAM.write = to_log  # type: ignore[method-assign]
+    MLFLOW_LOGGING_STREAM.flush = lambda: None  # type: ignore[method-assign]
 
 
 def _parse_date(value: str | None) -> datetime | None:

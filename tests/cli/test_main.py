@@ -63,6 +63,16 @@ def test_a_backfill_shows_no_library_deprecation_notices(tmp_path: Path) -> None
     assert "DeprecationWarning" not in result.stderr and "FutureWarning" not in result.stderr
 
 
+def test_a_train_keeps_mlflow_prints_off_the_console(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data" / "online_retail_sample.parquet"
+    result = _xsell("train", "--data", str(sample), env={"XSELL_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '"model_version": 1' in result.stdout  # the summary says what was registered
+    assert "Successfully registered" not in result.stderr + result.stdout
+    assert "Created version" not in result.stderr + result.stdout
+    assert "Successfully registered model 'xsell-ranker'" in (tmp_path / "logs" / "train.log").read_text()
+
+
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     """The single `error:` line of a failed command (exit 1, no traceback)."""
     assert result.returncode == 1, result.stderr[-2000:]
