@@ -17,9 +17,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.data_source import DataSource
-from feast.types import Float64, Int64, String
+
+from features.feast_import import (
+    DataSource,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    Float64,
+    Int64,
+    PushSource,
+    String,
+    ValueType,
+)
 
 OWNER_TAGS = {"owner": "xsell-ml", "team": "recommendations"}
 # Snapshots never expire in point-in-time joins: a customer last seen a year ago still has a history.

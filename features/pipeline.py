@@ -89,7 +89,7 @@ class FeaturePipeline:
     def _push(self, source: str, rows: list[dict[str, object]]) -> None:
         if not rows:
             return
-        from feast.data_source import PushMode  # noqa: PLC0415  (Feast: slow to import)
+        from features.feast_import import PushMode  # noqa: PLC0415  (Feast: slow to import)
 
         frame = snapshot_frame(rows)
         # one row per entity (the latest): a batch may carry an entity twice (new + re-pushed)

@@ -7,7 +7,6 @@ and the online-store choice (SQLite by default, Redis by configuration) are hono
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,8 +31,7 @@ def online_store_config(settings: Settings) -> dict[str, object]:
 def open_feature_store(settings: Settings) -> FeatureStore:
     """A FeatureStore on this settings' registry, offline Parquet files and online store (Feast is
     imported here: slow to import)."""
-    os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry attempts from a closed network
-    from feast import FeatureStore, RepoConfig  # noqa: PLC0415  (Feast: slow to import)
+    from features.feast_import import FeatureStore, RepoConfig  # noqa: PLC0415  (Feast: slow to import)
 
     (settings.feast_dir / "data").mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
@@ -65,7 +63,8 @@ def ensure_offline_file(view: object) -> None:
     (a store that only ever streams still needs the file that offline pushes append to)."""
     import pyarrow as pa  # noqa: PLC0415  (only when the file is missing)
     import pyarrow.parquet as pq  # noqa: PLC0415  (only when the file is missing)
-    from feast.types import Float64, Int64  # noqa: PLC0415  (Feast: slow to import)
+
+    from features.feast_import import Float64, Int64  # noqa: PLC0415  (Feast: slow to import)
 
     source = view.batch_source  # type: ignore[attr-defined]
     path = Path(source.path)

@@ -1,0 +1,71 @@
+"""Feast, imported in one place and without typeguard's import-time instrumentation.
+
+Feast decorates its classes and functions with ``typeguard.typechecked``, which re-parses and
+re-compiles the decorated function's whole module at import: about ten seconds of every command
+that touches the feature store, for argument checks on calls this project makes from code its
+tests cover. While Feast's modules load, ``typechecked`` returns its target unchanged (what it
+does under ``python -O``); every other user of typeguard keeps the real decorator. Import Feast's
+names from here, never from ``feast`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typeguard
+
+os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry attempts from a closed network
+
+
+def _unchecked(target: Any = None, **_options: Any) -> Any:
+    """``typechecked`` as ``python -O`` has it: the target unchanged (also when called with options)."""
+    if target is None:
+        return lambda decorated: decorated
+    return target
+
+
+@contextmanager
+def _without_typechecked() -> Iterator[None]:
+    checked: Callable[..., Any] = typeguard.typechecked
+    typeguard.typechecked = _unchecked
+    try:
+        yield
+    finally:
+        typeguard.typechecked = checked
+
+
+with _without_typechecked():
+    from feast import (
+        Entity,
+        FeatureService,
+        FeatureStore,
+        FeatureView,
+        Field,
+        FileSource,
+        PushSource,
+        RepoConfig,
+        ValueType,
+    )
+    from feast.data_source import DataSource, PushMode
+    from feast.infra.online_stores import sqlite as _sqlite_online_store  # noqa: F401  (the default online store)
+    from feast.types import Float64, Int64, String
+
+__all__ = [
+    "DataSource",
+    "Entity",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureView",
+    "Field",
+    "FileSource",
+    "Float64",
+    "Int64",
+    "PushMode",
+    "PushSource",
+    "RepoConfig",
+    "String",
+    "ValueType",
+]
