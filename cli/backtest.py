@@ -83,7 +83,7 @@ def backtest(
     config = config or BacktestConfig()
     if config.trigger_days() <= 0:
         raise ValueError(f"--test-days ({config.test_days}) must be larger than --horizon-days ({config.horizon_days})")
-    experiment = experiment or ExperimentConfig()
+    experiment = experiment or ExperimentConfig.for_settings(settings)
     started = time.perf_counter()
     lines = read_purchase_history(data).lines
     cutoff = split_cutoff(lines, config.test_days)
@@ -318,7 +318,7 @@ def backtest_command(
             settings,
             data,
             BacktestConfig(test_days=test_days, horizon_days=horizon_days, k=k),
-            ExperimentConfig(k=k),
+            ExperimentConfig.for_settings(settings, k=k),
             step,
         )
     if out is not None:

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import sparse
 
 from features.catalog import build_catalog
-from xsell.price_band import DEFAULT_PRICE_BAND
+from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
 
 SOURCES = ("basket", "followup", "itemknn", "category", "upsell")
 FORMAT_VERSION = 1
@@ -58,6 +58,11 @@ class IndexConfig:
     max_return_rate: float = 0.25
     complement_categories: int = 10
     items_per_category: int = 30
+
+    @classmethod
+    def with_price_band(cls, band: PriceBand) -> IndexConfig:
+        """The defaults with ``band`` as the up-sell price band (the one the offer rules apply)."""
+        return cls(upsell_min_ratio=band.min_ratio, upsell_max_ratio=band.max_ratio)
 
 
 @dataclass

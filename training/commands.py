@@ -71,7 +71,7 @@ def train(settings: Settings, data: Path, backfill: bool = True, config: Experim
     from features.backfill import backfill as run_backfill
     from training.tracking import data_fingerprint, log_training_run, open_tracking
 
-    config = config or ExperimentConfig()
+    config = config or ExperimentConfig.for_settings(settings)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     with progress("train") as step:
@@ -163,7 +163,7 @@ def evaluate(
     module docstring) and ``out/report.md``; returns the metrics."""
     from features.backfill import backfill as run_backfill
 
-    config = config or ExperimentConfig()
+    config = config or ExperimentConfig.for_settings(settings)
     config = replace(config, protocol=ProtocolConfig(test_days=test_days, horizon_days=horizon_days))
     with progress("evaluate") as step:
         history = read_purchase_history(data)

@@ -42,6 +42,12 @@ class ExperimentConfig:
     ranker: RankerConfig = field(default_factory=RankerConfig)
     k: int = 10
 
+    @classmethod
+    def for_settings(cls, settings: Settings, k: int = 10) -> ExperimentConfig:
+        """The defaults, with the configured up-sell price band (``XSELL_UPSELL_*``) in the candidate
+        index as well as in the offer rules."""
+        return cls(index=IndexConfig.with_price_band(settings.price_band), k=k)
+
 
 @dataclass
 class Experiment:
@@ -82,7 +88,7 @@ def fit_production(
     trees, scaled from the rows that early stopping fit on to all rows (``TrainedRanker.trees_for``);
     the held-out training rows are released once taken over (their counts stay:
     ``TrainingSet.summary``)."""
-    config = config or ExperimentConfig()
+    config = config or ExperimentConfig.for_settings(settings)
     lap, seconds = _stopwatch(step, prefix="refit_")
     newest = lines["ordered_at"].max()
     as_of = newest + pd.Timedelta(microseconds=1)
@@ -127,7 +133,7 @@ def run_experiment(
 ) -> Experiment:
     """Train on the training period, evaluate the ranker and every baseline on the test period.
     The feature store must hold features of ``lines`` (see ``features.backfill``)."""
-    config = config or ExperimentConfig()
+    config = config or ExperimentConfig.for_settings(settings)
     lap, seconds = _stopwatch(step)
     cutoff = split_cutoff(lines, config.protocol.test_days)
     training = build_training_set(settings, lines, cutoff, _dataset_config(config), config.index)
@@ -160,7 +166,7 @@ def evaluate_ranker(
     name: str = RANKER,
 ) -> dict:
     """``training.evaluation.evaluate`` of the booster's top k (and of the baselines) on triggers."""
-    config = config or ExperimentConfig()
+    config = config or ExperimentConfig.for_settings(settings)
     candidates = candidates_with_context(CandidateGenerator(index, config.dataset.candidate_config()), triggers)
     rows = feature_rows_from_store(settings, candidates, triggers)
     recommendations = top_k(rows, score_rows(booster, rows), config.k, model=name)

@@ -111,7 +111,7 @@ def _reevaluate(
     )
     lines = read_purchase_history(data).lines
     cutoff = pd.Timestamp(tags["cutoff"])
-    experiment = ExperimentConfig()
+    experiment = ExperimentConfig.for_settings(settings)
     index = CandidateIndex.build(lines, cutoff, experiment.index)
     triggers = build_evaluation_triggers(lines, cutoff, int(config.get("horizon_days", 30))).triggers
     # the held-out boosters: a registered booster is refit on all of its data, the period scored here included
