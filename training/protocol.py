@@ -158,29 +158,44 @@ def _with_context(lines: pd.DataFrame, orders: pd.DataFrame, horizon_days: int, 
     orders["trigger_id"] = (
         orders["customer_id"] + "@" + orders["order_id"] + "#" + (orders["window_cutoff"].dt.strftime("%Y%m%d"))
     )
-    keys = orders[["trigger_id", "customer_id", "order_id", "at", "label_end"]]
+    # lines are joined to triggers by an integer code of the customer, and only the lines of
+    # customers with a trigger are joined at all
+    customers = pd.Index(orders["customer_id"].unique())
 
-    basket = purchases.merge(keys[["trigger_id", "order_id", "customer_id"]], on=["order_id", "customer_id"])
+    def of_trigger_customers(frame: pd.DataFrame) -> pd.DataFrame:
+        code = customers.get_indexer(frame["customer_id"])
+        return frame[code >= 0].assign(customer=code[code >= 0])
+
+    keys = of_trigger_customers(orders[["trigger_id", "customer_id", "order_id", "at", "label_end"]])
+    keys = keys.drop(columns="customer_id")
+
+    basket = purchases[purchases["order_id"].isin(set(orders["order_id"]))]
+    basket = of_trigger_customers(basket).merge(
+        keys[["trigger_id", "order_id", "customer"]], on=["order_id", "customer"]
+    )
     basket = _tuples_by(basket.drop_duplicates(["trigger_id", "product_id"]), "trigger_id", "product_id")
 
     # history by order time (an order's first line, as its event is stamped): the rule of
     # features.owned, which the offer service and batch scoring read from the fold state
     ordered = purchases.assign(order_at=purchases.groupby("order_id")["ordered_at"].transform("min"))
-    per_customer = ordered.merge(keys, on="customer_id", suffixes=("", "_trigger"))
+    ordered = of_trigger_customers(ordered)[["customer", "product_id", "order_at"]].drop_duplicates()
+    per_customer = ordered.merge(keys[["trigger_id", "customer", "at"]], on="customer")
     before = per_customer[per_customer["order_at"] < per_customer["at"]]
     latest = before.groupby(["trigger_id", "product_id"])["order_at"].max().reset_index()
     latest = latest.sort_values(["trigger_id", "order_at", "product_id"], ascending=[True, False, True])
     history = _tuples_by(latest, "trigger_id", "product_id")
 
-    first_bought = purchases.groupby(["customer_id", "product_id"])["ordered_at"].min().rename("first_at").reset_index()
-    firsts = first_bought.merge(keys, on="customer_id")
+    bought = of_trigger_customers(purchases)
+    first_bought = bought.groupby(["customer", "product_id"])["ordered_at"].min().rename("first_at").reset_index()
+    firsts = first_bought.merge(keys[["trigger_id", "customer", "at", "label_end"]], on="customer")
     horizon_end = firsts["at"] + pd.Timedelta(days=horizon_days)
     in_window = (firsts["first_at"] > firsts["at"]) & (firsts["first_at"] <= horizon_end)
     in_window &= firsts["first_at"] < firsts["label_end"]
     truth = _tuples_by(firsts[in_window].sort_values(["trigger_id", "product_id"]), "trigger_id", "product_id")
 
-    returns = lines[lines["is_return"] & lines["customer_id"].notna()].merge(
-        keys, on="customer_id", suffixes=("", "_t")
+    returned_lines = of_trigger_customers(lines[lines["is_return"] & lines["customer_id"].notna()])
+    returns = returned_lines[["customer", "product_id", "ordered_at"]].merge(
+        keys[["trigger_id", "customer", "at"]], on="customer"
     )
     returned = _tuples_by(
         returns[returns["ordered_at"] < returns["at"]].drop_duplicates(["trigger_id", "product_id"]),
