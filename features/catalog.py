@@ -151,3 +151,29 @@ def category_map(catalog: pd.DataFrame) -> dict[str, str | None]:
         p: (c if isinstance(c, str) and c else None)
         for p, c in zip(catalog["product_id"], catalog["category"], strict=True)
     }
+
+
+def kind_agreement(catalog: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, float | int]:
+    """How a catalog's categories agree with hand-labelled product pairs.
+
+    ``pairs`` has product_a, product_b and a 0/1 ``same_kind`` label (``tests/data/product_pairs.csv``
+    is one such set). Codes are compared upper-cased, as `xsell.history` reads them; pairs with a
+    product the catalog does not know are left out. A pair is predicted "same kind" when both
+    products have the same category. Returns pairs, labelled positives, predicted positives,
+    precision and recall.
+    """
+    category = catalog.assign(product_id=catalog["product_id"].str.upper()).set_index("product_id")["category"]
+    category = category[~category.index.duplicated()]
+    a, b = pairs["product_a"].str.upper(), pairs["product_b"].str.upper()
+    known = a.isin(category.index) & b.isin(category.index) & (a != b)
+    kind_a, kind_b = a[known].map(category), b[known].map(category)
+    predicted = (kind_a == kind_b) & kind_a.notna()
+    labelled = pairs.loc[known, "same_kind"].astype(int) == 1
+    hits = int((predicted & labelled).sum())
+    return {
+        "pairs": int(known.sum()),
+        "labelled_same": int(labelled.sum()),
+        "predicted_same": int(predicted.sum()),
+        "precision": round(hits / max(int(predicted.sum()), 1), 3),
+        "recall": round(hits / max(int(labelled.sum()), 1), 3),
+    }
