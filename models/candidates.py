@@ -15,7 +15,9 @@ not sold within the index's ``active_days`` or returned too often (``offerable``
 
 Offer type: ``up_sell`` when the item has the category of a basket item and its median price is
 ``upsell_min_ratio``..``upsell_max_ratio`` times that item's (``offer_types``); else
-``cross_sell``. The reason names the seed item. Each row carries ``source`` (the source
+``cross_sell``. The reason names the seed item. "Often bought with" is claimed only for an
+association beyond popularity: at least the index's ``min_support`` shared orders and a lift of
+``min_claim_lift``; a bestseller that is merely bought with everything gets the popularity reason. Each row carries ``source`` (the source
 contributing most to its fused score) and ``source_rank`` (its rank in that source).
 """
 
@@ -31,8 +33,8 @@ from scipy import sparse
 
 from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
 from models.index import SOURCES, CandidateIndex
+from models.reasons import POPULARITY, REASONS
 
-POPULARITY = "popularity"
 ALL_SOURCES = (*SOURCES, POPULARITY)
 CANDIDATE_COLUMNS = (
     "trigger_id",
@@ -56,14 +58,6 @@ CANDIDATE_COLUMNS = (
     "customers",
     "return_rate",
 )
-REASONS = {
-    "basket": "Often bought with {seed}",
-    "followup": "Often bought soon after {seed}",
-    "itemknn": "Customers who bought {seed} also bought this",
-    "category": "Goes well with {seed}",
-    "upsell": "Upgrade from {seed} to {item}",
-    POPULARITY: "Popular right now",
-}
 
 
 @dataclass(frozen=True)
@@ -82,6 +76,8 @@ class CandidateConfig:
     max_history_seeds: int = 50
     rrf_k: float = 20.0
     exclude_returned: bool = True
+    # lift = P(item | seed) / P(item): 2 means bought with the seed twice as often as with any order
+    min_claim_lift: float = 2.0
 
     def weight(self, source: str) -> float:
         """The fusion weight of a source."""
@@ -229,13 +225,15 @@ class CandidateGenerator:
         }
         has_seed = seed >= 0
         seed_safe = np.where(has_seed, seed, 0)
-        frame["reason"] = _reasons(sources, chosen, up_sell, has_seed, seed_safe, items, self._names)
+        co_count = self._cooccurrence_at(seed_safe, items) * has_seed
+        lift = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
+        claimed = (co_count >= self.index.config.min_support) & (lift >= cfg.min_claim_lift)
+        frame["reason"] = _reasons(sources, chosen, up_sell, has_seed, seed_safe, items, self._names, claimed)
         # numpy's stubs read where(c, x, None) as the one-argument form (a tuple of index arrays)
         frame["seed_product_id"] = np.where(has_seed, self._product_ids[seed_safe], None)  # type: ignore[assignment]
-        co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         frame["co_count"] = co_count
         frame["confidence"] = co_count / np.maximum(self._orders[seed_safe], 1)
-        frame["lift"] = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
+        frame["lift"] = lift
         frame["price_ratio"] = np.where(has_seed, self.median_price[items] / self.median_price[seed_safe], np.nan)
         frame["same_category"] = (
             has_seed & (self._category[items] >= 0) & (self._category[items] == self._category[seed_safe])
@@ -339,15 +337,18 @@ def _reasons(
     seeds: np.ndarray,
     items: np.ndarray,
     names: np.ndarray,
+    claimed: np.ndarray,
 ) -> np.ndarray:
     """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
-    formatted once per distinct (kind, seed, item). Kinds are integer codes: sorting the rows'
+    formatted once per distinct (kind, seed, item); a basket row whose association with its seed
+    is not ``claimed`` gets the popularity reason. Kinds are integer codes: sorting the rows'
     source names had cost half of the candidate columns."""
     kinds = [*sources, "upsell", POPULARITY]  # a source's position, then the two kinds that override it
     upsell, popularity = len(sources), len(sources) + 1
     by_upsell = np.asarray([s == "upsell" for s in sources], dtype=bool)[chosen]
     by_popularity = np.asarray([s == POPULARITY for s in sources], dtype=bool)[chosen]
-    kind = np.where(up_sell | by_upsell, upsell, np.where(by_popularity | ~has_seed, popularity, chosen))
+    unclaimed = np.asarray([s == "basket" for s in sources], dtype=bool)[chosen] & ~claimed
+    kind = np.where(up_sell | by_upsell, upsell, np.where(by_popularity | ~has_seed | unclaimed, popularity, chosen))
     n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
         kind == upsell, items, n

@@ -17,8 +17,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from models.candidates import POPULARITY, CandidateConfig, CandidateGenerator
+from models.candidates import CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex
+from models.reasons import POPULARITY
 
 RECOMMENDATION_COLUMNS = ("model", "trigger_id", "product_id", "rank", "offer_type", "reason")
 FILL_WEIGHT = 1e-6  # popularity only breaks ties after the baseline's own items

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # Offer rules
     offer_group: str = Field(default="xsell-offers", description="Consumer group of the offer service.")
     max_offers_per_message: int = Field(default=3, description="At most N offers per message.")
+    max_popular_offers: int = Field(
+        default=1,
+        ge=0,
+        description='At most N offers per message whose only reason is popularity ("Popular right now").',
+    )
     cap_per_24h: int = Field(default=1, description="Messages per customer per 24 hours.")
     cap_per_7d: int = Field(default=3, description="Messages per customer per 7 days.")
     min_score: float = Field(default=float("-inf"), description="Offers scoring below are suppressed.")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple, TypedDict
 
+from models.reasons import POPULAR_REASON
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
 from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
@@ -32,6 +33,7 @@ class OfferRules:
     """The configurable rules (`from_settings`; the defaults are the settings' defaults)."""
 
     max_offers: int = _default("max_offers_per_message")
+    max_popular: int = _default("max_popular_offers")
     cap_per_24h: int = _default("cap_per_24h")
     cap_per_7d: int = _default("cap_per_7d")
     min_score: float = _default("min_score")
@@ -43,6 +45,7 @@ class OfferRules:
         """Rules as configured by XSELL_* settings."""
         return cls(
             max_offers=settings.max_offers_per_message,
+            max_popular=settings.max_popular_offers,
             cap_per_24h=settings.cap_per_24h,
             cap_per_7d=settings.cap_per_7d,
             min_score=settings.min_score,
@@ -61,6 +64,7 @@ class RankedCandidate(NamedTuple):
     name: str | None = None
     price: float | None = None
     price_ratio: float | None = None  # candidate price / price of the item it upgrades (up-sell)
+    upgrades: str | None = None  # the basket product an up-sell upgrades
 
 
 @dataclass(frozen=True)
@@ -149,10 +153,15 @@ def decide(
         return OfferDecision(**base, no_offer_reason="anonymous")
 
     suppressed: list[Suppression] = []
-    just_bought = {line.product_id for line in event.lines}
+    paid = _paid_prices(event)
     eligible: list[RankedCandidate] = []
+    popular = 0
     for candidate in ranked:
-        rule = _candidate_rule(candidate, just_bought, context, rules)
+        rule = _candidate_rule(candidate, paid, context, rules)
+        if rule is None and candidate.reason == POPULAR_REASON:
+            popular += 1
+            if popular > rules.max_popular:
+                rule = "max_popular", ""
         if rule is None:
             eligible.append(candidate)
         else:
@@ -178,17 +187,37 @@ def decide(
             offer_type=c.offer_type,
             rank=rank,
             score=round(c.score, 6),
-            reason=c.reason,
+            reason=_reason(c, paid, event.currency),
         )
         for rank, c in enumerate(chosen, start=1)
     )
     return OfferDecision(**base, offers=offers, channels=tuple(channels), suppressed=tuple(suppressed))
 
 
+CURRENCY_SIGNS = {"GBP": "£", "EUR": "€", "USD": "$"}
+
+
+def _paid_prices(event: PurchaseEvent) -> dict[str, float]:
+    """The unit price this customer paid per product of the event (the highest, if on several lines)."""
+    paid: dict[str, float] = {}
+    for line in event.lines:
+        paid[line.product_id] = max(line.unit_price, paid.get(line.product_id, 0.0))
+    return paid
+
+
+def _reason(candidate: RankedCandidate, paid: Mapping[str, float], currency: str) -> str:
+    """The offer's reason; an up-sell's says what the upgrade costs over what was paid."""
+    upgraded = paid.get(candidate.upgrades or "")
+    if candidate.offer_type is not OfferType.UP_SELL or upgraded is None or candidate.price is None:
+        return candidate.reason
+    sign = CURRENCY_SIGNS.get(currency, f"{currency} ")
+    return f"{candidate.reason}, +{sign}{candidate.price - upgraded:.2f}"
+
+
 def _candidate_rule(
-    candidate: RankedCandidate, just_bought: set[str], context: CustomerContext, rules: OfferRules
+    candidate: RankedCandidate, paid: Mapping[str, float], context: CustomerContext, rules: OfferRules
 ) -> tuple[str, str] | None:
-    if candidate.product_id in just_bought:
+    if candidate.product_id in paid:
         return "just_bought", ""
     if candidate.product_id in context.owned:
         return "already_owned", ""
@@ -200,6 +229,9 @@ def _candidate_rule(
         and not rules.price_band.contains(candidate.price_ratio)
     ):
         return "upsell_price_band", f"price ratio {candidate.price_ratio:.2f}"
+    upgraded = paid.get(candidate.upgrades or "")
+    if candidate.offer_type is OfferType.UP_SELL and upgraded is not None and (candidate.price or 0.0) <= upgraded:
+        return "upsell_not_dearer", f"paid {upgraded:.2f}"  # an upgrade costs more than the item it replaces
     if candidate.score < rules.min_score:
         return "min_score", f"score {candidate.score:.4f}"
     return None

@@ -374,3 +374,19 @@ def test_f_serving_candidates_bounds_what_is_scored(settings: Settings) -> None:
     two = scored(OfferService(settings.model_copy(update={"serving_candidates": 2})))
     assert len(everything) > 2
     assert 0 < len(two) <= 2
+
+
+def test_g_an_up_sell_is_dearer_than_what_was_paid_and_says_by_how_much(settings: Settings) -> None:
+    lines = read_purchase_history(SAMPLE).lines
+    bestsellers = lines["product_id"].value_counts().index[:30].tolist()
+    events = [purchase("14769", AFTER_SAMPLE + timedelta(minutes=n), products=(p,)) for n, p in enumerate(bestsellers)]
+    service = OfferService(settings.model_copy(update={"max_offers_per_message": 10}))
+    with service.opened():
+        decisions = service.decide_batch(events)
+    up_sells = [o for d in decisions for o in d.offers if o.offer_type == "up_sell"]
+    assert up_sells, "the sample's bestsellers have up-sells"
+    for offer in up_sells:  # every line was paid 2.95
+        assert offer.price is not None and offer.price > 2.95
+        assert offer.reason.endswith(f", +£{offer.price - 2.95:.2f}"), offer.reason
+    held = [s for d in decisions for s in d.suppressed if s.rule == "upsell_not_dearer"]
+    assert all(s.detail == "paid 2.95" for s in held)

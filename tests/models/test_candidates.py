@@ -117,3 +117,31 @@ def test_pair_counts_are_the_index_cooccurrence_of_seed_and_item(generator: Cand
     ]
     assert with_seed["co_count"].tolist() == expected
     assert (found.loc[found["seed_product_id"].isna(), "co_count"] == 0).all()
+
+
+def test_often_bought_with_is_claimed_only_for_an_association_beyond_popularity() -> None:
+    # orders: the bestseller B is in every order; P goes with S (4 of S's 5 orders), rarely without it
+    lines = []
+    for n in range(40):
+        basket = ["B"] + (["S", "P"] if n < 4 else ["S"] if n == 4 else ["P"] if n == 5 else [f"F{n % 7}"])
+        for product in basket:
+            lines.append(
+                {
+                    "order_id": f"O{n}",
+                    "customer_id": f"K{n}",
+                    "product_id": f"{product}1",
+                    "product_name": f"ITEM {product}",
+                    "quantity": 1,
+                    "unit_price": 2.0,
+                    "ordered_at": START + pd.Timedelta(hours=n),
+                    "is_return": False,
+                    "category": None,
+                }
+            )
+    index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
+    config = CandidateConfig(sources=("basket",))
+    found = CandidateGenerator(index, config).candidates_for("K99", ["S1"], AT).set_index("product_id")
+    assert found.loc["P1", "lift"] >= config.min_claim_lift and found.loc["P1", "co_count"] >= 2
+    assert found.loc["P1", "reason"] == "Often bought with ITEM S"
+    assert found.loc["B1", "lift"] < config.min_claim_lift  # bought with everything: no pairing to claim
+    assert found.loc["B1", "reason"] == "Popular right now"

@@ -153,3 +153,33 @@ def test_the_upsell_price_band_is_the_configured_one(tmp_path: Path, make_event:
     decision = decide(_event(make_event), _candidates(), CustomerContext(), rules, None, NOW)
     assert "U2" in [o.product_id for o in decision.offers]  # ratio 20: inside the configured band
     assert any(s.rule == "upsell_price_band" and s.product_id == "U1" for s in decision.suppressed)  # ratio 2
+
+
+def test_an_up_sell_costs_more_than_what_was_paid_and_says_by_how_much(make_event: EventFactory) -> None:
+    event = _event(make_event)  # P1 bought at 3.50
+    dearer = RankedCandidate("U1", OfferType.UP_SELL, 0.9, "Upgrade from MUG to BIG MUG", "BIG MUG", 4.9, 1.4, "P1")
+    cheaper = RankedCandidate("U2", OfferType.UP_SELL, 0.8, "Upgrade from MUG to MUG XL", "MUG XL", 3.5, 1.2, "P1")
+    decision = decide(event, [dearer, cheaper], CustomerContext(), OfferRules(), "1", NOW)
+    assert [o.product_id for o in decision.offers] == ["U1"]
+    assert decision.offers[0].reason == "Upgrade from MUG to BIG MUG, +£1.40"
+    held = {s.product_id: (s.rule, s.detail) for s in decision.suppressed if s.product_id}
+    assert held == {"U2": ("upsell_not_dearer", "paid 3.50")}  # the same price as paid is no upgrade
+
+
+def test_an_up_sell_of_an_item_without_a_price_is_held_back(make_event: EventFactory) -> None:
+    unpriced = RankedCandidate("U1", OfferType.UP_SELL, 0.9, "Upgrade from MUG to BIG MUG", "BIG MUG", None, 1.4, "P1")
+    decision = decide(_event(make_event), [unpriced], CustomerContext(), OfferRules(), "1", NOW)
+    assert not decision.offers and decision.suppressed[0].rule == "upsell_not_dearer"
+
+
+def test_offers_whose_only_reason_is_popularity_are_capped(make_event: EventFactory) -> None:
+    popular = [
+        RankedCandidate(f"P{i}", OfferType.CROSS_SELL, 1.0 - i / 10, "Popular right now", f"HIT {i}", 2.0)
+        for i in range(2, 5)
+    ]
+    paired = RankedCandidate("X1", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "SAUCER", 2.0)
+    decision = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(), "1", NOW)
+    assert [o.product_id for o in decision.offers] == ["P2", "X1"]  # one popular offer, then a real pairing
+    assert [s.rule for s in decision.suppressed if s.product_id in {"P3", "P4"}] == ["max_popular", "max_popular"]
+    two = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(max_popular=2), "1", NOW)
+    assert [o.product_id for o in two.offers] == ["P2", "P3", "X1"]

@@ -1,0 +1,15 @@
+"""The reasons an offer gives, per candidate source: the texts candidates carry and the offer
+rules recognise (a module without the candidate kernels, so that the rules import it cheaply)."""
+
+from __future__ import annotations
+
+POPULARITY = "popularity"
+REASONS = {
+    "basket": "Often bought with {seed}",
+    "followup": "Often bought soon after {seed}",
+    "itemknn": "Customers who bought {seed} also bought this",
+    "category": "Goes well with {seed}",
+    "upsell": "Upgrade from {seed} to {item}",
+    POPULARITY: "Popular right now",
+}
+POPULAR_REASON = REASONS[POPULARITY]  # an offer whose only reason is that it sells
