@@ -562,6 +562,28 @@ def recommend(
     print(json.dumps(run_batch(settings, orders, out, k), default=str))
 
 
+@app.command()
+def audit(
+    out: Annotated[Path, typer.Option(help="Folder for up_sell.csv, cross_sell.csv and checks.json.")],
+    sample: Annotated[int, typer.Option(help="Offers of each type in the sheets.")] = 100,
+    recent: Annotated[int, typer.Option(help="Audit the N latest decisions.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample drawn for the sheets.")] = 0,
+) -> None:
+    """A relevance audit of recent offers for the people who own them: sheets of up-sells and
+    cross-sells with the basket that triggered each (empty rating and note columns for a
+    merchandiser), and automatic checks printed here: up-sells of another kind, up-sells not dearer
+    than what was paid (must be 0), "Often bought with" claims below the lift threshold (must be 0)
+    and the share of variants."""
+    settings = _settings()
+    _require_champion(settings)
+    _quiet_mlflow()
+    from services.offers.audit import run_audit
+
+    for line in run_audit(settings, out, sample=sample, recent=recent, seed=seed).lines():
+        print(line)
+    print(f"sheets: {out}")
+
+
 # -- the candidate index between retrains ---------------------------------------------------------
 @index_app.command("refresh")
 def index_refresh(

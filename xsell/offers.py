@@ -46,6 +46,7 @@ class OfferItem(BaseModel):
     rank: int = Field(ge=1)
     score: float
     reason: str
+    upgrades: str | None = None  # an up-sell: the purchased product it upgrades
 
 
 class Suppression(BaseModel):

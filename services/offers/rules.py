@@ -188,6 +188,7 @@ def decide(
             rank=rank,
             score=round(c.score, 6),
             reason=_reason(c, paid, event.currency),
+            upgrades=c.upgrades if c.offer_type is OfferType.UP_SELL else None,
         )
         for rank, c in enumerate(chosen, start=1)
     )

@@ -44,6 +44,11 @@ class OfferStateStore:
             found.update({e: OfferDecision.model_validate_json(d) for e, d in rows})
         return found
 
+    def latest(self, limit: int) -> list[OfferDecision]:
+        """The ``limit`` decisions stored last, newest first."""
+        rows = self.db.execute("SELECT decision FROM decisions ORDER BY rowid DESC LIMIT ?", (limit,))
+        return [OfferDecision.model_validate_json(d) for (d,) in rows]
+
     def email_times(self, customer_ids: Iterable[str], since: datetime) -> dict[str, tuple[datetime, ...]]:
         """When offer e-mails went to each customer since `since` (event time)."""
         ids = list(set(customer_ids))

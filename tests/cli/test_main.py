@@ -108,3 +108,9 @@ def test_recommending_before_any_model_is_trained_is_one_line(tmp_path: Path) ->
     line = _one_error_line(result)
     assert "no champion model" in line and "xsell train --data FILE" in line
     assert not (tmp_path / "offers.csv").exists()
+
+
+def test_auditing_before_any_model_is_trained_is_one_line(tmp_path: Path) -> None:
+    line = _one_error_line(_xsell("audit", "--out", str(tmp_path / "audit"), env={"XSELL_HOME": str(tmp_path)}))
+    assert "no champion model" in line
+    assert not (tmp_path / "audit").exists()

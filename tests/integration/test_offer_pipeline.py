@@ -25,11 +25,13 @@ from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
+import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
+from features.pipeline import FeaturePipeline
 from infra.kafka.broker import free_port
 from infra.kafka.topics import ensure_topics
 from infra.smtp_capture import MailDirHandler
@@ -39,6 +41,7 @@ from services.delivery.render import message_id_for
 from services.delivery.service import DeliveryService
 from services.inbox.consumer import InboxService
 from services.ingest.replay import produce_events, select_events
+from services.offers.audit import run_audit
 from services.offers.service import OfferService
 from training import commands
 from xsell.consumer import wait_for
@@ -390,3 +393,26 @@ def test_g_an_up_sell_is_dearer_than_what_was_paid_and_says_by_how_much(settings
         assert offer.reason.endswith(f", +£{offer.price - 2.95:.2f}"), offer.reason
     held = [s for d in decisions for s in d.suppressed if s.rule == "upsell_not_dearer"]
     assert all(s.detail == "paid 2.95" for s in held)
+
+
+def test_h_the_audit_of_served_offers_finds_no_broken_promise(settings: Settings, tmp_path: Path) -> None:
+    lines = read_purchase_history(SAMPLE).lines
+    bestsellers = lines["product_id"].value_counts().index[:30].tolist()
+    events = [
+        purchase("14769", AFTER_SAMPLE + timedelta(hours=1, minutes=n), products=(p, bestsellers[-1 - n]))
+        for n, p in enumerate(bestsellers[:15])
+    ]
+    FeaturePipeline(settings).apply(events)  # the fold state keeps the baskets the audit shows
+    service = OfferService(settings.model_copy(update={"max_offers_per_message": 10}))
+    with service.opened():
+        decisions = service.decide_batch(events)
+        service.state.record(decisions, [d.to_bytes() for d in decisions])
+    checks = run_audit(settings, tmp_path, sample=10_000)  # every offer in the sheets
+    assert checks.decisions >= len([d for d in decisions if d.offers]) > 0
+    assert checks.up_sells > 0 and checks.cross_sells > 0
+    assert checks.up_sells_not_dearer == 0 and checks.claims_below_threshold == 0
+    sheet = pd.read_csv(tmp_path / "up_sell.csv", dtype={"order_id": str})
+    assert {"basket", "reason", "paid", "rating"} <= set(sheet.columns)
+    ours = sheet[sheet["order_id"].isin({e.order_id for e in events})]  # earlier tests' orders have no lines here
+    assert len(ours) > 0 and ours["basket"].str.len().min() > 0
+    assert (ours["price"] > ours["paid"]).all()

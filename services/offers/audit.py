@@ -1,0 +1,206 @@
+"""The relevance audit (`xsell audit`): recent offers with the basket that triggered each, as sheets
+for a merchandiser to rate, and the automatic checks that need no rater.
+
+Checks, per offer type (the "kind" is the catalog category of `features.catalog`):
+  * up-sells of another kind than the item they upgrade;
+  * up-sells not dearer than what the customer paid for that item (must be 0; orders whose lines
+    the fold state does not hold are not counted);
+  * cross-sells that claim "Often bought with X" below the claim threshold: fewer shared orders than
+    the index's minimum support, or a lift under `CandidateConfig.min_claim_lift` (must be 0);
+  * variants: cross-sells of the kind of a basket item at its price (within 10 %), that is another
+    design of what was just bought rather than something that goes with it.
+`audit_rows` is a pure function of decisions, basket lines and the candidate index; `run_audit`
+reads them from the offer state, the feature fold state and the champion.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.index import CandidateIndex
+from models.reasons import REASONS
+from xsell.offers import OfferDecision, OfferType
+from xsell.settings import Settings
+
+CLAIM_PREFIX = REASONS["basket"].split("{seed}")[0]  # "Often bought with "
+VARIANT_PRICE_TOLERANCE = 0.10
+SHEET_COLUMNS = (
+    "decided_at",
+    "order_id",
+    "customer_id",
+    "basket",
+    "offer_type",
+    "product_id",
+    "name",
+    "price",
+    "reason",
+    "kind",
+    "upgrades_name",
+    "paid",
+    "same_kind",
+    "dearer_than_paid",
+    "claim_lift",
+    "claim_orders",
+    "claim_ok",
+    "variant",
+    "rating",
+    "note",
+)
+
+
+@dataclass(frozen=True)
+class AuditChecks:
+    """The automatic checks over the audited offers."""
+
+    decisions: int
+    up_sells: int
+    up_sells_other_kind: int
+    up_sells_not_dearer: int
+    cross_sells: int
+    claims: int
+    claims_below_threshold: int
+    variants: int
+
+    def lines(self) -> list[str]:
+        """The checks as short lines for a terminal."""
+        return [
+            f"decisions audited: {self.decisions}",
+            f"up-sells: {self.up_sells}; of another kind: {self.up_sells_other_kind} ({_share(self.up_sells_other_kind, self.up_sells)})",
+            f"up-sells not dearer than what was paid: {self.up_sells_not_dearer} (must be 0)",
+            f"cross-sells: {self.cross_sells}; 'Often bought with' claims: {self.claims}, "
+            f"below the lift threshold: {self.claims_below_threshold} (must be 0)",
+            f"variants (another design of a basket item): {self.variants} ({_share(self.variants, self.cross_sells)} of cross-sells)",
+        ]
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "n/a"
+
+
+def audit_rows(
+    decisions: list[OfferDecision], lines: pd.DataFrame, index: CandidateIndex, min_claim_lift: float
+) -> pd.DataFrame:
+    """One row per offer of ``decisions`` (``SHEET_COLUMNS``): its basket (from ``lines``, the
+    order lines with order_id, product_id, product_name, unit_price), the checks, and empty
+    ``rating`` and ``note`` columns for the rater."""
+    products = index.products.set_index("product_id")
+    category = products["category"].where(products["category"].notna(), None).to_dict()
+    names = products["name"].to_dict()
+    orders = products["orders"].to_dict()
+    by_name: dict[str, list[str]] = {}
+    for product_id, name in names.items():
+        if isinstance(name, str):
+            by_name.setdefault(name, []).append(product_id)
+    cooccurrence = index.cooccurrence.tocsr()
+
+    def together(a: str, b: str) -> tuple[float, int]:
+        if a not in index.position or b not in index.position:
+            return 0.0, 0
+        count = int(cooccurrence[index.position[a], index.position[b]])
+        lift = count * index.orders / max(orders.get(a, 0) * orders.get(b, 0), 1)
+        return float(lift), count
+
+    basket_lines = lines[lines["order_id"].isin({d.order_id for d in decisions})]
+    baskets = dict(list(basket_lines.groupby("order_id", sort=False)))
+    rows = []
+    for decision in decisions:
+        basket = baskets.get(decision.order_id, basket_lines.iloc[:0])
+        paid = basket.groupby("product_id")["unit_price"].max().to_dict()
+        basket_text = "; ".join(
+            f"{name if isinstance(name, str) and name else names.get(product, product)} ({price:.2f})"
+            for product, name, price in basket[["product_id", "product_name", "unit_price"]].itertuples(index=False)
+        )
+        basket_kinds = {category.get(p) for p in paid} - {None}
+        for offer in decision.offers:
+            kind = category.get(offer.product_id)
+            row: dict[str, object] = {
+                "decided_at": decision.decided_at.isoformat(),
+                "order_id": decision.order_id,
+                "customer_id": decision.customer_id,
+                "basket": basket_text,
+                "offer_type": offer.offer_type.value,
+                "product_id": offer.product_id,
+                "name": offer.name,
+                "price": offer.price,
+                "reason": offer.reason,
+                "kind": kind,
+            }
+            if offer.offer_type is OfferType.UP_SELL:
+                upgraded = offer.upgrades or ""
+                row["upgrades_name"] = names.get(upgraded, upgraded)
+                row["paid"] = paid.get(upgraded)
+                row["same_kind"] = kind is not None and kind == category.get(upgraded)
+                if upgraded in paid:  # unknown when the fold state does not hold the order's lines
+                    row["dearer_than_paid"] = offer.price is not None and offer.price > paid[upgraded]
+            else:
+                if offer.reason.startswith(CLAIM_PREFIX):
+                    seeds = by_name.get(offer.reason[len(CLAIM_PREFIX) :], [])
+                    lift, count = max((together(s, offer.product_id) for s in seeds), default=(0.0, 0))
+                    row["claim_lift"], row["claim_orders"] = round(lift, 2), count
+                    row["claim_ok"] = count >= index.config.min_support and lift >= min_claim_lift
+                row["variant"] = kind in basket_kinds and any(
+                    p != offer.product_id and category.get(p) == kind and _near(offer.price, price)
+                    for p, price in paid.items()
+                )
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(SHEET_COLUMNS))
+
+
+def _near(price: float | None, paid: float) -> bool:
+    return price is not None and abs(price - paid) <= VARIANT_PRICE_TOLERANCE * max(paid, 0.01)
+
+
+def audit_checks(rows: pd.DataFrame, decisions: int) -> AuditChecks:
+    """The automatic checks over the sheet rows."""
+    up, cross = rows[rows["offer_type"] == "up_sell"], rows[rows["offer_type"] == "cross_sell"]
+    claims = cross[cross["claim_ok"].notna()]
+    return AuditChecks(
+        decisions=decisions,
+        up_sells=len(up),
+        up_sells_other_kind=int((~up["same_kind"].astype(bool)).sum()),
+        up_sells_not_dearer=int(up["dearer_than_paid"].eq(False).sum()),
+        cross_sells=len(cross),
+        claims=len(claims),
+        claims_below_threshold=int((~claims["claim_ok"].astype(bool)).sum()),
+        variants=int(cross["variant"].astype(bool).sum()),
+    )
+
+
+def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 5000, seed: int = 0) -> AuditChecks:
+    """Audit the ``recent`` latest decisions: write ``up_sell.csv`` and ``cross_sell.csv`` (at most
+    ``sample`` offers of each type, drawn with ``seed``) and ``checks.json`` (over all of them) to
+    ``out``, and return the checks."""
+    from features.state import FoldStateStore  # noqa: PLC0415  (the fold state reads pandas tables: only here)
+    from models.champion import load_champion  # noqa: PLC0415  (MLflow and LightGBM: slow to import)
+    from services.offers.state import OfferStateStore  # noqa: PLC0415
+
+    state = OfferStateStore(settings.home / "offers" / "state.db")
+    try:
+        decisions = [d for d in state.latest(recent) if d.offers]
+    finally:
+        state.close()
+    with tempfile.TemporaryDirectory(prefix="xsell-audit-") as scratch:
+        champion = load_champion(settings, Path(scratch))
+    fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
+    try:
+        since = min((d.occurred_at for d in decisions), default=None)
+        lines = fold_state.order_lines(since=since)
+    finally:
+        fold_state.close()
+    rows = audit_rows(decisions, lines, champion.index, champion.candidate_config.min_claim_lift)
+    checks = audit_checks(rows, len(decisions))
+    out.mkdir(parents=True, exist_ok=True)
+    draw = random.Random(seed)
+    for offer_type in ("up_sell", "cross_sell"):
+        of_type = rows[rows["offer_type"] == offer_type]
+        picked = sorted(draw.sample(range(len(of_type)), min(sample, len(of_type))))
+        of_type.iloc[np.asarray(picked, dtype=np.int64)].to_csv(out / f"{offer_type}.csv", index=False)
+    (out / "checks.json").write_text(json.dumps(asdict(checks), indent=1) + "\n")
+    return checks
