@@ -73,6 +73,7 @@ bench: install  ## measured figures, one JSON line per benchmark (DATA=file to u
 	@$(VENV)/bin/python -m bench.ingest --data $(DATA)
 	@$(VENV)/bin/python -m bench.features --data $(DATA)
 	@$(VENV)/bin/python -m bench.offers --data $(DATA)
+	@$(VENV)/bin/python -m bench.kinds
 
 audit: install  ## known vulnerabilities in the locked dependencies (pip-audit; needs the PyPI or OSV advisory service)
 	@$(VENV)/bin/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --progress-spinner off

@@ -1,18 +1,28 @@
-"""The product catalog as the recommender sees it: which codes are real products, and each
-product's category.
+"""The product catalog as the recommender sees it: which codes are real products, each product's
+*kind* (its category) and what makes two products one *family*.
 
-Categories: a data set with a `category` column keeps it. One without (UCI Online Retail) gets
-the product *type* derived from the product name, so that up-sell compares like with like:
-"WHITE HANGING HEART T-LIGHT HOLDER" -> "T-LIGHT HOLDER", "LUNCH BAG RED RETROSPOT" -> "LUNCH BAG",
-"RED RETROSPOT MUG" -> "MUG". The rule, in order:
-  1. keep the part before a preposition ("PEN IN GIFT BOX" -> "PEN"); split on / , + and spaces;
-  2. drop tokens with digits ("125G", "24") and modifier words (colours, sizes, patterns, pack words);
-  3. the head is the last remaining token, in singular form ("CANDLES" -> "CANDLE");
-  4. the category is the rightmost pair of adjacent tokens that occurs in at least `min_support`
-     product names of the catalog (a learned product type such as "LUNCH BAG", also when a
-     pattern name follows it: "LUNCH BAG SPACEBOY DESIGN"), else the head alone when it ends at
-     least `min_support` names, else none.
-The only word lists are generic English modifiers; product types are learned from the catalog.
+Kinds: a data set with a `category` column keeps it. One without (UCI Online Retail) gets the
+product kind learned from the names and the prices paid, so that up-sell compares like with like:
+"WHITE HANGING HEART T-LIGHT HOLDER" -> "T-LIGHT HOLDER", "LUNCH BAG DOLLY GIRL DESIGN" ->
+"LUNCH BAG", "HOME SWEET HOME MUG" -> "MUG". The rule:
+  1. a name's tokens: the part before a preposition ("PEN IN GIFT BOX" -> "PEN"), split on / , +
+     and spaces, without tokens with digits ("125G", "24") and generic modifier words (colours,
+     sizes, patterns, pack words), each in singular form ("CANDLES" -> "CANDLE");
+  2. its candidate kinds: every token and every pair of adjacent tokens found in at least
+     `min_support` product names of the catalog;
+  3. the kind is the candidate whose products have the most coherent prices (the lowest variance
+     of log median price, shrunk towards the catalog's with the weight of `min_support` products;
+     ties: the longer, then the rightmost). A head noun recurs inside one kind of
+     product, at one price level; a theme, range or design ("DOLLY GIRL", "HOME SWEET HOME",
+     "REGENCY") recurs across many kinds, at every price from a card to a tray, so it loses;
+  4. a name without a supported candidate has its last token as kind if that ends at least
+     `min_support` names, else none.
+The only word lists are generic English modifiers; kinds are learned from the catalog.
+
+Families: two products are variants of one item (another design or colour) when they are of the same
+kind, carry the same size and pack words and numbers ("SMALL", "JUMBO", "PACK OF 72"), and cost
+within `FAMILY_PRICE_TOLERANCE` of each other (`same_family`); the catalog's `size` column holds
+those words.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from itertools import pairwise
 
+import numpy as np
 import pandas as pd
 
 PREPOSITIONS = re.compile(r"\b(WITH|IN|FOR|ON|OF THE|FROM)\b.*$")
@@ -83,27 +94,90 @@ def _tokens(name: str) -> tuple[str, ...]:
     return (*kept[:-1], singular(kept[-1])) if kept else ()
 
 
-def derive_categories(names: pd.Series, min_support: int = 3) -> pd.Series:
-    """Category per product name (index kept); None where no product type is supported."""
-    tokens = names.map(lambda name: _tokens(name) if name else ())
+SIZE_WORDS = frozenset("SMALL LARGE MINI JUMBO BIG GIANT TINY MEDIUM TALL LONG SHORT WIDE DOUBLE SINGLE".split())
+FAMILY_PRICE_TOLERANCE = 0.10  # variants of one item sell at one price; a size step costs more
+
+
+def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series | None = None) -> pd.Series:
+    """Kind per product name (index kept; None where no kind is supported), by the rule of the
+    module docstring. ``prices``: median unit price per name (same index); without them every
+    candidate's spread is equal and the longer, rightmost candidate wins."""
+    tokens = [tuple(singular(w) for w in _tokens(name)) if isinstance(name, str) and name else () for name in names]
+    rows: list[tuple[int, tuple[str, ...], int, int]] = []
+    for k, t in enumerate(tokens):
+        ends: dict[tuple[str, ...], int] = {(w,): i for i, w in enumerate(t)}  # a phrase's last position
+        ends.update({(a, b): i + 1 for i, (a, b) in enumerate(pairwise(t))})
+        rows += [(k, phrase, len(phrase), end) for phrase, end in ends.items()]
+    kinds: list[str | None] = [None] * len(tokens)
+    if rows:
+        candidates = pd.DataFrame(rows, columns=["name", "phrase", "length", "end"])
+        log_price = np.log(np.clip(_aligned_prices(names, prices), 1e-6, None))
+        candidates["log_price"] = log_price[candidates["name"].to_numpy()]
+        by_phrase = candidates.groupby("phrase", sort=False)["log_price"]
+        candidates["support"] = by_phrase.transform("size")
+        # a phrase of few products looks coherent by chance: its variance is shrunk towards the
+        # catalog's with the weight of `min_support` products
+        variance = by_phrase.transform(lambda v: float(np.var(v)))
+        prior = float(np.var(log_price))
+        support = candidates["support"]
+        candidates["spread"] = ((support * variance + min_support * prior) / (support + min_support)).round(9)
+        supported = candidates[candidates["support"] >= min_support]
+        best = supported.sort_values(["name", "spread", "length", "end"], ascending=[True, True, False, False])
+        for k, phrase in best.drop_duplicates("name")[["name", "phrase"]].itertuples(index=False):
+            kinds[k] = " ".join(phrase)
     heads = Counter(t[-1] for t in tokens if t)
-    pairs = Counter(pair for t in tokens for pair in {f"{a} {singular(b)}" for a, b in pairwise(t)})
+    for k, t in enumerate(tokens):
+        if kinds[k] is None and t and heads[t[-1]] >= min_support:
+            kinds[k] = t[-1]
+    return pd.Series(kinds, index=names.index, dtype=object)
 
-    def category(t: tuple[str, ...]) -> str | None:
-        if not t:
-            return None
-        for a, b in reversed(list(pairwise(t))):
-            if pairs[f"{a} {singular(b)}"] >= min_support:
-                return f"{a} {singular(b)}"
-        return t[-1] if heads[t[-1]] >= min_support else None
 
-    return tokens.map(category)
+def _aligned_prices(names: pd.Series, prices: pd.Series | None) -> np.ndarray:
+    if prices is None:
+        return np.ones(len(names))
+    values = prices.reindex(names.index).to_numpy(dtype=float)
+    return np.where(
+        np.isfinite(values) & (values > 0), values, np.nanmedian(values) if np.isfinite(values).any() else 1.0
+    )
+
+
+def size_words(name: object) -> str:
+    """The size and pack words and numbers of a name, sorted ("PACK OF 72 ... LARGE" -> "72 LARGE")."""
+    words = re.findall(r"[A-Z0-9]+", name.upper() if isinstance(name, str) else "")
+    return " ".join(sorted(w for w in words if w in SIZE_WORDS or w.isdigit()))
+
+
+SIZE_RANKS = {"TINY": 1, "MINI": 1, "SMALL": 2, "MEDIUM": 3, "LARGE": 4, "BIG": 4, "JUMBO": 5, "GIANT": 5}
+UNMARKED_SIZE = 3  # a name without a size word is the standard size
+PREMIUM_WORDS = frozenset({"DELUXE", "DELUX", "LUXURY", "PREMIUM"})
+PACK_WORDS = frozenset({"SET", "SETS", "PACK", "PACKS"})
+
+
+def size_step(name: object) -> tuple[int, int, int]:
+    """What an up-sell may be bigger or better in: (size rank by the size word, SMALL 2, none 3,
+    LARGE 4, JUMBO 5; pack: the largest count in the name, 2 for a set or pack without one, else 1;
+    1 for a premium word, else 0)."""
+    words = re.findall(r"[A-Z0-9]+", name.upper() if isinstance(name, str) else "")
+    ranks = [SIZE_RANKS[w] for w in words if w in SIZE_RANKS]
+    counts = [int(w) for w in words if w.isdigit() and int(w) <= 1000]
+    pack = max(counts) if counts else (2 if PACK_WORDS & set(words) else 1)
+    return (max(ranks) if ranks else UNMARKED_SIZE, pack, int(bool(PREMIUM_WORDS & set(words))))
+
+
+def same_family(
+    kind_a: str | None, size_a: str, price_a: float | None, kind_b: str | None, size_b: str, price_b: float | None
+) -> bool:
+    """True for two variants of one item: same kind, same size words, prices within the tolerance."""
+    if kind_a is None or kind_a != kind_b or size_a != size_b or not price_a or not price_b:
+        return False
+    return abs(np.log(price_a / price_b)) <= np.log1p(FAMILY_PRICE_TOLERANCE)
 
 
 def build_catalog(lines: pd.DataFrame, min_support: int = 3) -> pd.DataFrame:
-    """One row per product: product_id, name (most frequent), category, is_service.
+    """One row per product: product_id, name (most frequent), is_service, median_price, size
+    (`size_words`) and category (its kind).
 
-    A `category` given in the data wins; otherwise the derived product type is used.
+    A `category` given in the data wins; otherwise the derived kind is used.
     """
     named = lines.dropna(subset=["product_name"])
     names = (
@@ -130,10 +204,23 @@ def build_catalog(lines: pd.DataFrame, min_support: int = 3) -> pd.DataFrame:
     )
     products = catalog.index.to_series()
     catalog["is_service"] = products.map(is_service_code)
-    # product types are learned from every real product's name, whether or not its category is given
-    derived = derive_categories(catalog.loc[~catalog["is_service"], "name"].fillna(""), min_support)
+    catalog["median_price"] = _median_prices(lines).reindex(catalog.index)
+    catalog["size"] = catalog["name"].map(size_words)
+    # kinds are learned from every real product's name, whether or not its category is given
+    real = catalog[~catalog["is_service"]]
+    derived = derive_categories(real["name"].fillna(""), min_support, real["median_price"])
     catalog["category"] = given.reindex(catalog.index).fillna(derived.reindex(catalog.index))
     return catalog.reset_index()
+
+
+def _median_prices(lines: pd.DataFrame) -> pd.Series:
+    """Median unit price of each product's purchase lines (NaN without any priced purchase)."""
+    if "unit_price" not in lines:
+        return pd.Series(dtype=float)
+    bought = lines[lines["unit_price"] > 0]
+    if "is_return" in bought:
+        bought = bought[~bought["is_return"].astype(bool)]
+    return bought.groupby("product_id", observed=True)["unit_price"].median()
 
 
 def assign_categories(lines: pd.DataFrame, catalog: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -153,27 +240,49 @@ def category_map(catalog: pd.DataFrame) -> dict[str, str | None]:
     }
 
 
-def kind_agreement(catalog: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, float | int]:
-    """How a catalog's categories agree with hand-labelled product pairs.
+def pair_agreement(catalog: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, dict[str, float | int]]:
+    """How a catalog's kinds and families agree with hand-labelled product pairs.
 
-    ``pairs`` has product_a, product_b and a 0/1 ``same_kind`` label (``tests/data/product_pairs.csv``
-    is one such set). Codes are compared upper-cased, as `xsell.history` reads them; pairs with a
-    product the catalog does not know are left out. A pair is predicted "same kind" when both
-    products have the same category. Returns pairs, labelled positives, predicted positives,
-    precision and recall.
+    ``pairs`` has product_a, product_b and 0/1 ``same_kind`` and ``same_family`` labels
+    (``tests/data/product_pairs.csv`` is one such set). Codes are compared upper-cased, as
+    `xsell.history` reads them; pairs with a product the catalog does not know are left out. A pair
+    is predicted "same kind" when both products have the same category, "same family" by
+    `same_family`. Returns, per label: pairs, labelled positives, predicted positives, precision
+    and recall.
     """
-    category = catalog.assign(product_id=catalog["product_id"].str.upper()).set_index("product_id")["category"]
-    category = category[~category.index.duplicated()]
+    table = catalog.assign(product_id=catalog["product_id"].str.upper()).drop_duplicates("product_id")
+    table = table.set_index("product_id")
     a, b = pairs["product_a"].str.upper(), pairs["product_b"].str.upper()
-    known = a.isin(category.index) & b.isin(category.index) & (a != b)
-    kind_a, kind_b = a[known].map(category), b[known].map(category)
-    predicted = (kind_a == kind_b) & kind_a.notna()
-    labelled = pairs.loc[known, "same_kind"].astype(int) == 1
-    hits = int((predicted & labelled).sum())
-    return {
-        "pairs": int(known.sum()),
-        "labelled_same": int(labelled.sum()),
-        "predicted_same": int(predicted.sum()),
-        "precision": round(hits / max(int(predicted.sum()), 1), 3),
-        "recall": round(hits / max(int(labelled.sum()), 1), 3),
+    known = a.isin(table.index) & b.isin(table.index) & (a != b)
+    left, right = table.loc[a[known]].reset_index(), table.loc[b[known]].reset_index()
+    kind_a = left["category"].where(left["category"].notna(), None)
+    kind_b = right["category"].where(right["category"].notna(), None)
+    predicted = {
+        "same_kind": (kind_a == kind_b) & kind_a.notna(),
+        "same_family": pd.Series(
+            [
+                same_family(ka, sa, pa, kb, sb, pb)
+                for ka, sa, pa, kb, sb, pb in zip(
+                    kind_a,
+                    left["size"],
+                    left["median_price"],
+                    kind_b,
+                    right["size"],
+                    right["median_price"],
+                    strict=True,
+                )
+            ]
+        ),
     }
+    result: dict[str, dict[str, float | int]] = {}
+    for label, guess in predicted.items():
+        labelled = pairs.loc[known, label].astype(int).to_numpy() == 1
+        hits = int((guess.to_numpy() & labelled).sum())
+        result[label] = {
+            "pairs": int(known.sum()),
+            "labelled_same": int(labelled.sum()),
+            "predicted_same": int(guess.sum()),
+            "precision": round(hits / max(int(guess.sum()), 1), 3),
+            "recall": round(hits / max(int(labelled.sum()), 1), 3),
+        }
+    return result

@@ -23,7 +23,7 @@ contributing most to its fused score) and ``source_rank`` (its rank in that sour
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numba
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from features.catalog import FAMILY_PRICE_TOLERANCE, size_step, size_words
 from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
 from models.index import SOURCES, CandidateIndex
 from models.reasons import POPULARITY, REASONS
@@ -45,6 +46,7 @@ CANDIDATE_COLUMNS = (
     "source",
     "source_rank",
     "reason",
+    "upsell_step",
     "seed_product_id",
     "co_count",
     "confidence",
@@ -105,6 +107,12 @@ class CandidateGenerator:
         self.category_codes: tuple[np.ndarray, pd.Index] = pd.factorize(products["category"])
         self._category = self.category_codes[0]
         self.median_price = products["median_price"].to_numpy(dtype=np.float64)
+        sizes = [size_words(name) for name in products["name"]]
+        self._size_code = pd.factorize(pd.Series(sizes, dtype=object))[0]
+        steps = np.asarray([size_step(name) for name in products["name"]], dtype=np.float64).reshape(-1, 3)
+        self._size_rank: np.ndarray = steps[:, 0]
+        self._pack: np.ndarray = steps[:, 1]
+        self._premium: np.ndarray = steps[:, 2]
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy()
         self.product_index = pd.Index(self._product_ids)  # product id -> item position, hashed once
@@ -211,8 +219,11 @@ class CandidateGenerator:
 
         upgraded = self._upgraded_item(t_idx, items, basket_items)
         up_sell = upgraded >= 0
-        seed = np.where(up_sell, upgraded, seed)
+        variant_of = np.where(up_sell, -1, self._variant_of(t_idx, items, basket_items))
+        seed = np.where(up_sell, upgraded, np.where(variant_of >= 0, variant_of, seed))
         offer_type = np.where(up_sell, "up_sell", "cross_sell")
+        step = self._step(items, np.where(up_sell, upgraded, 0)).astype(object)
+        step[~up_sell] = None  # not an up-sell: no step
 
         frame: dict[str, np.ndarray] = {  # columns, returned as arrays (no DataFrame: see candidate_columns)
             "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
@@ -228,7 +239,10 @@ class CandidateGenerator:
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         lift = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
         claimed = (co_count >= self.index.config.min_support) & (lift >= cfg.min_claim_lift)
-        frame["reason"] = _reasons(sources, chosen, up_sell, has_seed, seed_safe, items, self._names, claimed)
+        frame["reason"] = _reasons(
+            sources, chosen, step, variant_of >= 0, has_seed, seed_safe, items, self._names, claimed
+        )
+        frame["upsell_step"] = step
         # numpy's stubs read where(c, x, None) as the one-argument form (a tuple of index arrays)
         frame["seed_product_id"] = np.where(has_seed, self._product_ids[seed_safe], None)  # type: ignore[assignment]
         frame["co_count"] = co_count
@@ -256,9 +270,42 @@ class CandidateGenerator:
         return _csr_values(indptr, indices, data, seeds.astype(np.int64), items.astype(np.int64))
 
     def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
-        """Per candidate row, the basket item it upgrades (priciest eligible one; equal prices: the
-        first in the basket), or -1."""
+        """Per candidate row, the basket item it upgrades (same kind, median price within the
+        up-sell band; the priciest such item, equal prices: the first in the basket), or -1."""
         lo, hi = self.index.config.upsell_min_ratio, self.index.config.upsell_max_ratio
+        return self._basket_match(t_idx, items, basket_items, lambda ratio, item, seed: (ratio >= lo) & (ratio <= hi))
+
+    def _variant_of(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
+        """Per candidate row, the basket item it is another design of (`features.catalog.same_family`:
+        same kind, same size words, median prices within the family tolerance), or -1."""
+        tolerance = np.log1p(FAMILY_PRICE_TOLERANCE)
+        size = self._size_code
+        return self._basket_match(
+            t_idx,
+            items,
+            basket_items,
+            lambda ratio, item, seed: (
+                (np.abs(np.log(ratio)) <= tolerance) & (size[item] == size[seed]) & (item != seed)
+            ),
+        )
+
+    def _step(self, items: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """What makes each item better than its seed: "larger", "pack", "premium" or "" (a higher
+        price tier only)."""
+        larger = self._size_rank[items] > self._size_rank[seeds]
+        pack = self._pack[items] > self._pack[seeds]
+        premium = self._premium[items] > self._premium[seeds]
+        return np.where(larger, "larger", np.where(pack, "pack", np.where(premium, "premium", "")))
+
+    def _basket_match(
+        self,
+        t_idx: np.ndarray,
+        items: np.ndarray,
+        basket_items: list[list[int]],
+        accept: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Per candidate row, the first basket item of its kind (priciest first; equal prices: the
+        first in the basket) for which ``accept(price ratio, item, basket item)`` holds, or -1."""
         categories = int(self._category.max(initial=-1)) + 1
         basket_t = np.repeat(np.arange(len(basket_items)), [len(b) for b in basket_items])
         basket_i = np.asarray([i for b in basket_items for i in b], dtype=np.int64)
@@ -268,18 +315,18 @@ class CandidateGenerator:
         basket_key = basket_t * categories + self._category[basket_i]
         order = np.lexsort((-self.median_price[basket_i], basket_key))
         basket_key, basket_i = basket_key[order], basket_i[order]
-        upgraded = np.full(len(items), -1, dtype=np.int64)
+        matched = np.full(len(items), -1, dtype=np.int64)
         row_key = np.where(self._category[items] >= 0, t_idx * categories + self._category[items], -1)
         starts = np.searchsorted(basket_key, row_key, side="left")
         lengths = np.where(row_key >= 0, np.searchsorted(basket_key, row_key, side="right") - starts, 0)
         pair_row = np.repeat(np.arange(len(items)), lengths)
         pair_at = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         seed = basket_i[pair_at]
-        ratio = self.median_price[items[pair_row]] / self.median_price[seed]
-        eligible = (ratio >= lo) & (ratio <= hi)
+        item = items[pair_row]
+        eligible = accept(self.median_price[item] / self.median_price[seed], item, seed)
         rows, first = np.unique(pair_row[eligible], return_index=True)  # the first eligible pair of each row
-        upgraded[rows] = seed[eligible][first]
-        return upgraded
+        matched[rows] = seed[eligible][first]
+        return matched
 
 
 def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateIndex) -> pd.Series:
@@ -332,7 +379,8 @@ def _csr_values(
 def _reasons(
     sources: Sequence[str],
     chosen: np.ndarray,
-    up_sell: np.ndarray,
+    step: np.ndarray,
+    variant: np.ndarray,
     has_seed: np.ndarray,
     seeds: np.ndarray,
     items: np.ndarray,
@@ -340,18 +388,38 @@ def _reasons(
     claimed: np.ndarray,
 ) -> np.ndarray:
     """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
-    formatted once per distinct (kind, seed, item); a basket row whose association with its seed
-    is not ``claimed`` gets the popularity reason. Kinds are integer codes: sorting the rows'
-    source names had cost half of the candidate columns."""
-    kinds = [*sources, "upsell", POPULARITY]  # a source's position, then the two kinds that override it
-    upsell, popularity = len(sources), len(sources) + 1
+    formatted once per distinct (kind, seed, item). An up-sell (``step`` not None: its kind of step,
+    "" for a higher price tier) says what is better; a ``variant`` says it is another design; a
+    basket row whose association with its seed is not ``claimed`` gets the popularity reason.
+    Kinds are integer codes: sorting the rows' source names had cost half of the candidate columns."""
+    extra = ["upsell", "upsell_larger", "upsell_pack", "upsell_premium", "variant", POPULARITY]
+    kinds = [*sources, *extra]  # a source's position, then the kinds that override it
+    code = {name: len(sources) + i for i, name in enumerate(extra)}
+    up_sell = step != None  # noqa: E711  (an object array: "" is a step too)
     by_upsell = np.asarray([s == "upsell" for s in sources], dtype=bool)[chosen]
     by_popularity = np.asarray([s == POPULARITY for s in sources], dtype=bool)[chosen]
     unclaimed = np.asarray([s == "basket" for s in sources], dtype=bool)[chosen] & ~claimed
-    kind = np.where(up_sell | by_upsell, upsell, np.where(by_popularity | ~has_seed | unclaimed, popularity, chosen))
+    step_code = np.select(
+        [step == "larger", step == "pack", step == "premium"],
+        [code["upsell_larger"], code["upsell_pack"], code["upsell_premium"]],
+        code["upsell"],
+    )
+    kind = np.where(
+        up_sell,
+        step_code,
+        np.where(
+            variant,
+            code["variant"],
+            np.where(
+                by_upsell, code["upsell"], np.where(by_popularity | ~has_seed | unclaimed, code[POPULARITY], chosen)
+            ),
+        ),
+    )
+    popularity = code[POPULARITY]
+    names_item = kind >= code["upsell"]  # the up-sell reasons name the item too
     n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
-        kind == upsell, items, n
+        names_item & (kind != popularity) & (kind != code["variant"]), items, n
     )
     unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     texts = np.empty(len(unique), dtype=object)

@@ -10,6 +10,11 @@ REASONS = {
     "itemknn": "Customers who bought {seed} also bought this",
     "category": "Goes well with {seed}",
     "upsell": "Upgrade from {seed} to {item}",
+    "upsell_larger": "Larger: {item} instead of {seed}",
+    "upsell_pack": "Bigger pack: {item} instead of {seed}",
+    "upsell_premium": "Premium: {item} instead of {seed}",
+    "variant": "More designs like {seed}",
     POPULARITY: "Popular right now",
 }
 POPULAR_REASON = REASONS[POPULARITY]  # an offer whose only reason is that it sells
+VARIANT_PREFIX = REASONS["variant"].split("{seed}")[0]  # another design of an item just bought

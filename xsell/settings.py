@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         ge=0,
         description='At most N offers per message whose only reason is popularity ("Popular right now").',
     )
+    max_variant_offers: int = Field(
+        default=1,
+        ge=0,
+        description='At most N offers per message that are another design of an item just bought ("More designs like").',
+    )
     cap_per_24h: int = Field(default=1, description="Messages per customer per 24 hours.")
     cap_per_7d: int = Field(default=3, description="Messages per customer per 7 days.")
     min_score: float = Field(default=float("-inf"), description="Offers scoring below are suppressed.")

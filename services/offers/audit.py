@@ -7,8 +7,8 @@ Checks, per offer type (the "kind" is the catalog category of `features.catalog`
     the fold state does not hold are not counted);
   * cross-sells that claim "Often bought with X" below the claim threshold: fewer shared orders than
     the index's minimum support, or a lift under `CandidateConfig.min_claim_lift` (must be 0);
-  * variants: cross-sells of the kind of a basket item at its price (within 10 %), that is another
-    design of what was just bought rather than something that goes with it.
+  * variants: cross-sells of the family of a basket item (`features.catalog.same_family`: another
+    design of what was just bought rather than something that goes with it).
 `audit_rows` is a pure function of decisions, basket lines and the candidate index; `run_audit`
 reads them from the offer state, the feature fold state and the champion.
 """
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.catalog import same_family, size_words
 from models.index import CandidateIndex
 from models.reasons import REASONS
 from xsell.offers import OfferDecision, OfferType
 from xsell.settings import Settings
 
 CLAIM_PREFIX = REASONS["basket"].split("{seed}")[0]  # "Often bought with "
-VARIANT_PRICE_TOLERANCE = 0.10
 SHEET_COLUMNS = (
     "decided_at",
     "order_id",
@@ -146,15 +146,14 @@ def audit_rows(
                     row["claim_lift"], row["claim_orders"] = round(lift, 2), count
                     row["claim_ok"] = count >= index.config.min_support and lift >= min_claim_lift
                 row["variant"] = kind in basket_kinds and any(
-                    p != offer.product_id and category.get(p) == kind and _near(offer.price, price)
+                    p != offer.product_id
+                    and same_family(
+                        kind, size_words(offer.name), offer.price, category.get(p), size_words(names.get(p)), price
+                    )
                     for p, price in paid.items()
                 )
             rows.append(row)
     return pd.DataFrame(rows, columns=list(SHEET_COLUMNS))
-
-
-def _near(price: float | None, paid: float) -> bool:
-    return price is not None and abs(price - paid) <= VARIANT_PRICE_TOLERANCE * max(paid, 0.01)
 
 
 def audit_checks(rows: pd.DataFrame, decisions: int) -> AuditChecks:

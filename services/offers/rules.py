@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple, TypedDict
 
-from models.reasons import POPULAR_REASON
+from models.reasons import POPULAR_REASON, VARIANT_PREFIX
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
 from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
@@ -34,6 +34,7 @@ class OfferRules:
 
     max_offers: int = _default("max_offers_per_message")
     max_popular: int = _default("max_popular_offers")
+    max_variants: int = _default("max_variant_offers")
     cap_per_24h: int = _default("cap_per_24h")
     cap_per_7d: int = _default("cap_per_7d")
     min_score: float = _default("min_score")
@@ -46,6 +47,7 @@ class OfferRules:
         return cls(
             max_offers=settings.max_offers_per_message,
             max_popular=settings.max_popular_offers,
+            max_variants=settings.max_variant_offers,
             cap_per_24h=settings.cap_per_24h,
             cap_per_7d=settings.cap_per_7d,
             min_score=settings.min_score,
@@ -65,6 +67,7 @@ class RankedCandidate(NamedTuple):
     price: float | None = None
     price_ratio: float | None = None  # candidate price / price of the item it upgrades (up-sell)
     upgrades: str | None = None  # the basket product an up-sell upgrades
+    step: str | None = None  # an up-sell's step: "larger", "pack", "premium", or "" for a price tier only
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,17 @@ def decide(
     suppressed: list[Suppression] = []
     paid = _paid_prices(event)
     eligible: list[RankedCandidate] = []
-    popular = 0
+    popular = variants = 0
     for candidate in ranked:
         rule = _candidate_rule(candidate, paid, context, rules)
         if rule is None and candidate.reason == POPULAR_REASON:
             popular += 1
             if popular > rules.max_popular:
                 rule = "max_popular", ""
+        if rule is None and candidate.reason.startswith(VARIANT_PREFIX):
+            variants += 1
+            if variants > rules.max_variants:
+                rule = "max_variants", ""
         if rule is None:
             eligible.append(candidate)
         else:
@@ -247,8 +254,10 @@ def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppres
 
 
 def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
-    """Best first, but keep both offer types when both qualify: the best of each type is in."""
-    ordered = sorted(eligible, key=lambda c: -c.score)
+    """Best first, but keep both offer types when both qualify: the best of each type is in. An
+    up-sell that is only a higher price tier of the kind (no larger size, bigger pack or premium
+    line) is a weak one: it ranks below every other offer."""
+    ordered = sorted(eligible, key=lambda c: (_weak_up_sell(c), -c.score))
     chosen: list[RankedCandidate] = []
     for offer_type in (OfferType.CROSS_SELL, OfferType.UP_SELL):
         best = next((c for c in ordered if c.offer_type is offer_type), None)
@@ -256,7 +265,11 @@ def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
             chosen.append(best)
     taken = {id(c) for c in chosen}
     chosen += [c for c in ordered if id(c) not in taken][: max(limit - len(chosen), 0)]
-    return sorted(chosen, key=lambda c: -c.score)
+    return sorted(chosen, key=lambda c: (_weak_up_sell(c), -c.score))
+
+
+def _weak_up_sell(candidate: RankedCandidate) -> bool:
+    return candidate.offer_type is OfferType.UP_SELL and not candidate.step
 
 
 def _email_rule(event: PurchaseEvent, context: CustomerContext, rules: OfferRules) -> str | None:

@@ -129,9 +129,10 @@ def rank_batch(
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
     seeds = np.asarray(candidates["seed_product_id"], dtype=object)[best]
+    steps = np.asarray(candidates["upsell_step"], dtype=object)[best]
     best_products = labels["product_id"][best]
     prices = product_frame["current_price"].reindex(best_products).to_numpy(dtype=float)
-    for trigger_id, product_id, offer_type, reason, score, ratio, price, seed in zip(
+    for trigger_id, product_id, offer_type, reason, score, ratio, price, seed, step in zip(
         labels["trigger_id"][best].tolist(),
         best_products.tolist(),
         labels["offer_type"][best].tolist(),
@@ -140,6 +141,7 @@ def rank_batch(
         ratios.tolist(),
         prices.tolist(),
         seeds.tolist(),
+        steps.tolist(),
         strict=True,
     ):
         ranked[str(trigger_id)].append(
@@ -152,6 +154,7 @@ def rank_batch(
                 price=price if price == price else None,
                 price_ratio=ratio if ratio == ratio else None,
                 upgrades=str(seed) if offer_type == OfferType.UP_SELL and isinstance(seed, str) else None,
+                step=step if isinstance(step, str) else None,
             )
         )
     return ranked

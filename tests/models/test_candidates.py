@@ -135,7 +135,7 @@ def test_often_bought_with_is_claimed_only_for_an_association_beyond_popularity(
                     "unit_price": 2.0,
                     "ordered_at": START + pd.Timedelta(hours=n),
                     "is_return": False,
-                    "category": None,
+                    "category": f"kind {product}",
                 }
             )
     index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
@@ -145,3 +145,44 @@ def test_often_bought_with_is_claimed_only_for_an_association_beyond_popularity(
     assert found.loc["P1", "reason"] == "Often bought with ITEM S"
     assert found.loc["B1", "lift"] < config.min_claim_lift  # bought with everything: no pairing to claim
     assert found.loc["B1", "reason"] == "Popular right now"
+
+
+def test_another_design_of_a_basket_item_says_so(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for("K5", ["L1"], AT, history=[]).set_index("product_id")
+    assert "L4" in found.index  # BLUE METAL LANTERN: the white one's kind, size and price (4.2 vs 4.0)
+    assert found.loc["L4", "offer_type"] == "cross_sell" and found.loc["L4", "seed_product_id"] == "L1"
+    assert found.loc["L4", "reason"] == "More designs like WHITE METAL LANTERN"
+    assert found.loc["L2", "upsell_step"] == ""  # 1.5x the price, no size or pack word: a price tier
+    assert found.loc["C1", "upsell_step"] is None  # not an up-sell
+
+
+def test_an_up_sell_says_what_is_better() -> None:
+    products = {
+        "S1": ("SEWING BOX SMALL", 4.0),
+        "S2": ("SEWING BOX LARGE", 6.0),
+        "S3": ("SEWING BOX", 5.0),
+        "P1": ("PACK OF 12 CAKE CASES", 1.0),
+        "P2": ("PACK OF 36 CAKE CASES", 1.5),
+        "P3": ("PACK OF 24 CAKE CASES", 1.2),
+    }
+    lines = [
+        {
+            "order_id": f"O{n}-{product}",
+            "customer_id": f"K{n}",
+            "product_id": product,
+            "product_name": products[product][0],
+            "quantity": 1,
+            "unit_price": products[product][1],
+            "ordered_at": START + pd.Timedelta(hours=n),
+            "is_return": False,
+            "category": None,
+        }
+        for n in range(6)
+        for product in products
+    ]
+    generator = CandidateGenerator(CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5)))
+    boxes = generator.candidates_for("K9", ["S1"], AT).set_index("product_id")
+    assert boxes.loc["S2", "offer_type"] == "up_sell" and boxes.loc["S2", "upsell_step"] == "larger"
+    assert boxes.loc["S2", "reason"] == "Larger: SEWING BOX LARGE instead of SEWING BOX SMALL"
+    cases = generator.candidates_for("K9", ["P1"], AT).set_index("product_id")
+    assert cases.loc["P2", "reason"] == "Bigger pack: PACK OF 36 CAKE CASES instead of PACK OF 12 CAKE CASES"

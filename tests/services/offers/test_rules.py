@@ -183,3 +183,28 @@ def test_offers_whose_only_reason_is_popularity_are_capped(make_event: EventFact
     assert [s.rule for s in decision.suppressed if s.product_id in {"P3", "P4"}] == ["max_popular", "max_popular"]
     two = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(max_popular=2), "1", NOW)
     assert [o.product_id for o in two.offers] == ["P2", "P3", "X1"]
+
+
+def test_other_designs_of_an_item_just_bought_are_capped(make_event: EventFactory) -> None:
+    designs = [
+        RankedCandidate(f"D{i}", OfferType.CROSS_SELL, 0.9 - i / 10, "More designs like MUG", f"MUG {i}", 3.5)
+        for i in range(3)
+    ]
+    decision = decide(_event(make_event), designs, CustomerContext(), OfferRules(), "1", NOW)
+    assert [o.product_id for o in decision.offers] == ["D0"]
+    assert [s.rule for s in decision.suppressed if s.product_id] == ["max_variants", "max_variants"]
+    wholesale = decide(_event(make_event), designs, CustomerContext(), OfferRules(max_variants=3), "1", NOW)
+    assert len(wholesale.offers) == 3
+
+
+def test_a_real_step_is_the_up_sell_kept_before_a_price_tier(make_event: EventFactory) -> None:
+    tier = RankedCandidate("U1", OfferType.UP_SELL, 0.9, "Upgrade from MUG to GOLD MUG", "GOLD MUG", 5.0, 1.4, "P1", "")
+    larger = RankedCandidate(
+        "U2", OfferType.UP_SELL, 0.5, "Larger: BIG MUG instead of MUG", "BIG MUG", 4.5, 1.3, "P1", "larger"
+    )
+    cross = [
+        RankedCandidate(f"X{i}", OfferType.CROSS_SELL, 0.8, "Goes well with MUG", f"SAUCER {i}", 2.0) for i in range(2)
+    ]
+    decision = decide(_event(make_event), [tier, larger, *cross], CustomerContext(), OfferRules(max_offers=3), "1", NOW)
+    assert [o.product_id for o in decision.offers] == ["X0", "X1", "U2"]  # the step is in, the tier is not
+    assert decision.offers[-1].reason == "Larger: BIG MUG instead of MUG, +£1.00"
