@@ -256,8 +256,8 @@ def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppres
 def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
     """Best first, but keep both offer types when both qualify: the best of each type is in. An
     up-sell that is only a higher price tier of the kind (no larger size, bigger pack or premium
-    line) is a weak one: it ranks below every other offer."""
-    ordered = sorted(eligible, key=lambda c: (_weak_up_sell(c), -c.score))
+    line) is a weak one: it ranks below the real steps (each keeps the places up-sells hold)."""
+    ordered = _steps_first(sorted(eligible, key=lambda c: -c.score))
     chosen: list[RankedCandidate] = []
     for offer_type in (OfferType.CROSS_SELL, OfferType.UP_SELL):
         best = next((c for c in ordered if c.offer_type is offer_type), None)
@@ -265,11 +265,17 @@ def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
             chosen.append(best)
     taken = {id(c) for c in chosen}
     chosen += [c for c in ordered if id(c) not in taken][: max(limit - len(chosen), 0)]
-    return sorted(chosen, key=lambda c: (_weak_up_sell(c), -c.score))
+    return _steps_first(sorted(chosen, key=lambda c: -c.score))
 
 
-def _weak_up_sell(candidate: RankedCandidate) -> bool:
-    return candidate.offer_type is OfferType.UP_SELL and not candidate.step
+def _steps_first(ranked: list[RankedCandidate]) -> list[RankedCandidate]:
+    """``ranked`` with its up-sells reordered among their own places: real steps before price tiers."""
+    places = [i for i, c in enumerate(ranked) if c.offer_type is OfferType.UP_SELL]
+    up_sells = sorted((ranked[i] for i in places), key=lambda c: not c.step)  # stable: by score within each
+    result = list(ranked)
+    for place, candidate in zip(places, up_sells, strict=True):
+        result[place] = candidate
+    return result
 
 
 def _email_rule(event: PurchaseEvent, context: CustomerContext, rules: OfferRules) -> str | None:
