@@ -34,7 +34,7 @@ from scipy import sparse
 from features.catalog import FAMILY_PRICE_TOLERANCE, size_step, size_words
 from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
 from models.index import SOURCES, CandidateIndex
-from models.reasons import POPULARITY, REASONS
+from models.reasons import EARLIER_SUFFIX, PAIRING_SOURCES, POPULARITY, REASONS
 
 ALL_SOURCES = (*SOURCES, POPULARITY)
 CANDIDATE_COLUMNS = (
@@ -239,8 +239,12 @@ class CandidateGenerator:
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         lift = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
         claimed = (co_count >= self.index.config.min_support) & (lift >= cfg.min_claim_lift)
+        basket_keys = np.asarray(
+            [t * self.index.size + i for t, b in enumerate(basket_items) for i in b], dtype=np.int64
+        )
+        earlier = has_seed & ~np.isin(t_idx.astype(np.int64) * self.index.size + seed_safe, basket_keys)
         frame["reason"] = _reasons(
-            sources, chosen, step, variant_of >= 0, has_seed, seed_safe, items, self._names, claimed
+            sources, chosen, step, variant_of >= 0, has_seed, seed_safe, items, self._names, claimed, earlier
         )
         frame["upsell_step"] = step
         # numpy's stubs read where(c, x, None) as the one-argument form (a tuple of index arrays)
@@ -386,12 +390,13 @@ def _reasons(
     items: np.ndarray,
     names: np.ndarray,
     claimed: np.ndarray,
+    earlier: np.ndarray,
 ) -> np.ndarray:
     """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
     formatted once per distinct (kind, seed, item). An up-sell (``step`` not None: its kind of step,
     "" for a higher price tier) says what is better; a ``variant`` says it is another design; a
-    basket row whose association with its seed is not ``claimed`` gets the popularity reason.
-    Kinds are integer codes: sorting the rows' source names had cost half of the candidate columns."""
+    basket row whose association with its seed is not ``claimed`` gets the popularity reason; a
+    pairing with a seed the customer bought ``earlier`` (not in this basket) says so. Kinds are integer codes: sorting the rows' source names had cost half of the candidate columns."""
     extra = ["upsell", "upsell_larger", "upsell_pack", "upsell_premium", "variant", POPULARITY]
     kinds = [*sources, *extra]  # a source's position, then the kinds that override it
     code = {name: len(sources) + i for i, name in enumerate(extra)}
@@ -421,8 +426,11 @@ def _reasons(
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
         names_item & (kind != popularity) & (kind != code["variant"]), items, n
     )
+    pairing = np.isin(kind, [i for i, s in enumerate(sources) if s in PAIRING_SOURCES])
+    key = key * 2 + (earlier & pairing)
     unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     texts = np.empty(len(unique), dtype=object)
     for slot, row in enumerate(first.tolist()):
-        texts[slot] = REASONS[kinds[kind[row]]].format(seed=names[seeds[row]], item=names[items[row]])
+        text = REASONS[kinds[kind[row]]].format(seed=names[seeds[row]], item=names[items[row]])
+        texts[slot] = text + EARLIER_SUFFIX if earlier[row] and pairing[row] else text
     return texts[inverse]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from features.catalog import same_family, size_words
 from models.index import CandidateIndex
-from models.reasons import REASONS
+from models.reasons import EARLIER_SUFFIX, REASONS
 from xsell.offers import OfferDecision, OfferType
 from xsell.settings import Settings
 
@@ -141,7 +141,7 @@ def audit_rows(
                     row["dearer_than_paid"] = offer.price is not None and offer.price > paid[upgraded]
             else:
                 if offer.reason.startswith(CLAIM_PREFIX):
-                    seeds = by_name.get(offer.reason[len(CLAIM_PREFIX) :], [])
+                    seeds = by_name.get(offer.reason[len(CLAIM_PREFIX) :].removesuffix(EARLIER_SUFFIX), [])
                     lift, count = max((together(s, offer.product_id) for s in seeds), default=(0.0, 0))
                     row["claim_lift"], row["claim_orders"] = round(lift, 2), count
                     row["claim_ok"] = count >= index.config.min_support and lift >= min_claim_lift

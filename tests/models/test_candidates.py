@@ -186,3 +186,11 @@ def test_an_up_sell_says_what_is_better() -> None:
     assert boxes.loc["S2", "reason"] == "Larger: SEWING BOX LARGE instead of SEWING BOX SMALL"
     cases = generator.candidates_for("K9", ["P1"], AT).set_index("product_id")
     assert cases.loc["P2", "reason"] == "Bigger pack: PACK OF 36 CAKE CASES instead of PACK OF 12 CAKE CASES"
+
+
+def test_a_pairing_with_an_earlier_purchase_says_so(generator: CandidateGenerator) -> None:
+    found = generator.candidates_for("K5", ["M1"], AT, history=["L1"]).set_index("product_id")
+    assert found.loc["C1", "seed_product_id"] == "L1"  # the lantern is history, not in the basket
+    assert found.loc["C1", "reason"] == "Often bought with WHITE METAL LANTERN (your earlier purchase)"
+    in_basket = generator.candidates_for("K5", ["L1"], AT, history=[]).set_index("product_id")
+    assert in_basket.loc["C1", "reason"] == "Often bought with WHITE METAL LANTERN"
