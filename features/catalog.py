@@ -117,7 +117,7 @@ def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series 
         candidates["support"] = by_phrase.transform("size")
         # a phrase of few products looks coherent by chance: its variance is shrunk towards the
         # catalog's with the weight of `min_support` products
-        variance = by_phrase.transform(lambda v: float(np.var(v)))
+        variance = by_phrase.transform("var", ddof=0)
         prior = float(np.var(log_price))
         support = candidates["support"]
         candidates["spread"] = ((support * variance + min_support * prior) / (support + min_support)).round(9)
@@ -141,10 +141,14 @@ def _aligned_prices(names: pd.Series, prices: pd.Series | None) -> np.ndarray:
     )
 
 
+def _words(name: object) -> list[str]:
+    """A name's upper-case words and numbers, punctuation dropped (no name: none)."""
+    return re.findall(r"[A-Z0-9]+", name.upper() if isinstance(name, str) else "")
+
+
 def size_words(name: object) -> str:
     """The size and pack words and numbers of a name, sorted ("PACK OF 72 ... LARGE" -> "72 LARGE")."""
-    words = re.findall(r"[A-Z0-9]+", name.upper() if isinstance(name, str) else "")
-    return " ".join(sorted(w for w in words if w in SIZE_WORDS or w.isdigit()))
+    return " ".join(sorted(w for w in _words(name) if w in SIZE_WORDS or w.isdigit()))
 
 
 SIZE_RANKS = {"TINY": 1, "MINI": 1, "SMALL": 2, "MEDIUM": 3, "LARGE": 4, "BIG": 4, "JUMBO": 5, "GIANT": 5}
@@ -157,7 +161,7 @@ def size_step(name: object) -> tuple[int, int, int]:
     """What an up-sell may be bigger or better in: (size rank by the size word, SMALL 2, none 3,
     LARGE 4, JUMBO 5; pack: the largest count in the name, 2 for a set or pack without one, else 1;
     1 for a premium word, else 0)."""
-    words = re.findall(r"[A-Z0-9]+", name.upper() if isinstance(name, str) else "")
+    words = _words(name)
     ranks = [SIZE_RANKS[w] for w in words if w in SIZE_RANKS]
     counts = [int(w) for w in words if w.isdigit() and int(w) <= 1000]
     pack = max(counts) if counts else (2 if PACK_WORDS & set(words) else 1)

@@ -421,10 +421,10 @@ def _reasons(
         ),
     )
     popularity = code[POPULARITY]
-    names_item = kind >= code["upsell"]  # the up-sell reasons name the item too
+    names_item = (kind >= code["upsell"]) & (kind <= code["upsell_premium"])  # the up-sell reasons name the item too
     n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
-        names_item & (kind != popularity) & (kind != code["variant"]), items, n
+        names_item, items, n
     )
     pairing = np.isin(kind, [i for i, s in enumerate(sources) if s in PAIRING_SOURCES])
     key = key * 2 + (earlier & pairing)

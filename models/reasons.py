@@ -18,6 +18,7 @@ REASONS = {
 }
 POPULAR_REASON = REASONS[POPULARITY]  # an offer whose only reason is that it sells
 VARIANT_PREFIX = REASONS["variant"].split("{seed}")[0]  # another design of an item just bought
+CLAIM_PREFIX = REASONS["basket"].split("{seed}")[0]  # "Often bought with ": a claimed association
 # a pairing with a product the customer bought before, not in this basket, says so
 EARLIER_SUFFIX = " (your earlier purchase)"
 PAIRING_SOURCES = ("basket", "followup", "category")  # the reasons that name a product the offer goes with

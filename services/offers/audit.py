@@ -26,11 +26,10 @@ import pandas as pd
 
 from features.catalog import same_family, size_words
 from models.index import CandidateIndex
-from models.reasons import EARLIER_SUFFIX, REASONS
+from models.reasons import CLAIM_PREFIX, EARLIER_SUFFIX
 from xsell.offers import OfferDecision, OfferType
 from xsell.settings import Settings
 
-CLAIM_PREFIX = REASONS["basket"].split("{seed}")[0]  # "Often bought with "
 SHEET_COLUMNS = (
     "decided_at",
     "order_id",
