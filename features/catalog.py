@@ -10,11 +10,13 @@ product kind learned from the names and the prices paid, so that up-sell compare
      sizes, patterns, pack words), each in singular form ("CANDLES" -> "CANDLE");
   2. its candidate kinds: every token and every pair of adjacent tokens found in at least
      `min_support` product names of the catalog;
-  3. the kind is the candidate whose products have the most coherent prices (the lowest variance
-     of log median price, shrunk towards the catalog's with the weight of `min_support` products;
-     ties: the longer, then the rightmost). A head noun recurs inside one kind of
-     product, at one price level; a theme, range or design ("DOLLY GIRL", "HOME SWEET HOME",
-     "REGENCY") recurs across many kinds, at every price from a card to a tray, so it loses;
+  3. the kind is the candidate whose products have the most coherent prices and that most often
+     ends a name: the lowest variance of log median price (shrunk towards the catalog's with the
+     weight of `min_support` products, as a share of the catalog's) plus `HEAD_WEIGHT` times the
+     share of its names it does not end (ties: the longer, then the rightmost). A head noun
+     recurs inside one kind of product, at one price level, and ends most names it is in; a
+     theme, range or design ("DOLLY GIRL", "HOME SWEET HOME", "REGENCY", "FELTCRAFT") recurs
+     across many kinds, at every price from a card to a tray, mostly before the head, so it loses;
   4. a name without a supported candidate has its last token as kind if that ends at least
      `min_support` names, else none.
 The only word lists are generic English modifiers; kinds are learned from the catalog.
@@ -32,6 +34,7 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 from itertools import pairwise
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -94,6 +97,7 @@ def _tokens(name: str) -> tuple[str, ...]:
     return (*kept[:-1], singular(kept[-1])) if kept else ()
 
 
+HEAD_WEIGHT = 0.5  # how much ending names counts beside coherent prices (a share of the catalog's price variance)
 SIZE_WORDS = frozenset("SMALL LARGE MINI JUMBO BIG GIANT TINY MEDIUM TALL LONG SHORT WIDE DOUBLE SINGLE".split())
 FAMILY_PRICE_TOLERANCE = 0.10  # variants of one item sell at one price; a size step costs more
 
@@ -103,14 +107,14 @@ def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series 
     module docstring. ``prices``: median unit price per name (same index); without them every
     candidate's spread is equal and the longer, rightmost candidate wins."""
     tokens = [tuple(singular(w) for w in _tokens(name)) if isinstance(name, str) and name else () for name in names]
-    rows: list[tuple[int, tuple[str, ...], int, int]] = []
+    rows: list[tuple[int, tuple[str, ...], int, int, bool]] = []
     for k, t in enumerate(tokens):
         ends: dict[tuple[str, ...], int] = {(w,): i for i, w in enumerate(t)}  # a phrase's last position
         ends.update({(a, b): i + 1 for i, (a, b) in enumerate(pairwise(t))})
-        rows += [(k, phrase, len(phrase), end) for phrase, end in ends.items()]
+        rows += [(k, phrase, len(phrase), end, end == len(t) - 1) for phrase, end in ends.items()]
     kinds: list[str | None] = [None] * len(tokens)
     if rows:
-        candidates = pd.DataFrame(rows, columns=["name", "phrase", "length", "end"])
+        candidates = pd.DataFrame(rows, columns=["name", "phrase", "length", "end", "last"])
         log_price = np.log(np.clip(_aligned_prices(names, prices), 1e-6, None))
         candidates["log_price"] = log_price[candidates["name"].to_numpy()]
         by_phrase = candidates.groupby("phrase", sort=False)["log_price"]
@@ -120,9 +124,15 @@ def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series 
         variance = by_phrase.transform("var", ddof=0)
         prior = float(np.var(log_price))
         support = candidates["support"]
-        candidates["spread"] = ((support * variance + min_support * prior) / (support + min_support)).round(9)
+        spread = (support * variance + min_support * prior) / (support + min_support) / max(prior, 1e-12)
+        # a head noun ends the names it is in; a theme or design word mostly stands before one (the
+        # share of names it ends, shrunk towards one half with the weight of `min_support` names)
+        ends_share = (candidates.groupby("phrase", sort=False)["last"].transform("sum") + min_support / 2) / (
+            support + min_support
+        )
+        candidates["score"] = (spread + HEAD_WEIGHT * (1 - ends_share)).round(9)
         supported = candidates[candidates["support"] >= min_support]
-        best = supported.sort_values(["name", "spread", "length", "end"], ascending=[True, True, False, False])
+        best = supported.sort_values(["name", "score", "length", "end"], ascending=[True, True, False, False])
         for k, phrase in best.drop_duplicates("name")[["name", "phrase"]].itertuples(index=False):
             kinds[k] = " ".join(phrase)
     heads = Counter(t[-1] for t in tokens if t)
@@ -154,18 +164,91 @@ def size_words(name: object) -> str:
 SIZE_RANKS = {"TINY": 1, "MINI": 1, "SMALL": 2, "MEDIUM": 3, "LARGE": 4, "BIG": 4, "JUMBO": 5, "GIANT": 5}
 UNMARKED_SIZE = 3  # a name without a size word is the standard size
 PREMIUM_WORDS = frozenset({"DELUXE", "DELUX", "LUXURY", "PREMIUM"})
-PACK_WORDS = frozenset({"SET", "SETS", "PACK", "PACKS"})
+PACK_WORDS = frozenset({"SET", "SETS", "PACK", "PACKS"})  # a pack of an unstated count
+# a quantity with its unit ("250G", "1.5 L"), in grams, millilitres or centimetres
+MEASURE = re.compile(r"(?<![A-Z0-9.])(\d+(?:\.\d+)?)\s*(KG|G|ML|CL|L|CM|MM)(?![A-Z])")
+MEASURE_SCALE = {"G": 1.0, "KG": 1000.0, "ML": 1.0, "CL": 10.0, "L": 1000.0, "MM": 0.1, "CM": 1.0}
+# a count: a number that is not a decade ("50'S"), a measure or part of a word ("3D")
+COUNT = re.compile(r"(?<![A-Z0-9.'])(\d+)(?![A-Z0-9.']|\s*(?:KG|G|ML|CL|L|CM|MM)\b)")
 
 
-def size_step(name: object) -> tuple[int, int, int]:
-    """What an up-sell may be bigger or better in: (size rank by the size word, SMALL 2, none 3,
-    LARGE 4, JUMBO 5; pack: the largest count in the name, 2 for a set or pack without one, else 1;
-    1 for a premium word, else 0)."""
-    words = _words(name)
+class NameProfile(NamedTuple):
+    """What a product name says about the item beyond its kind: what an up-sell may be better in.
+
+    ``head`` is the head noun: the last meaningful token of the name (`name_tokens`), so that "LUNCH
+    BOX" and "LUNCH BAG" differ; ``line`` the name's other meaningful tokens ("LUNCH"), which tell
+    one item line from another of the same head noun; ``pieces`` the number of pieces the name gives (0: none given; 1 for
+    a singular head without one); ``measure`` a weight, volume or length (0: none)."""
+
+    head: str
+    line: frozenset[str]
+    size_rank: int
+    pieces: int
+    measure: float
+    premium: bool
+    extras: bool
+
+
+@lru_cache(maxsize=1 << 18)
+def name_profile(name: object, head: str | None = None) -> NameProfile:
+    """The `NameProfile` of a product name (an empty one without a name); ``head``: the head noun
+    when the catalog knows it (its ``head`` column), else the name's last meaningful token."""
+    text = name.upper() if isinstance(name, str) else ""
+    tokens = tuple(singular(t) for t in _tokens(text)) if text else ()
+    head = head or (tokens[-1] if tokens else "")
+    words = _words(text)
     ranks = [SIZE_RANKS[w] for w in words if w in SIZE_RANKS]
-    counts = [int(w) for w in words if w.isdigit() and int(w) <= 1000]
-    pack = max(counts) if counts else (2 if PACK_WORDS & set(words) else 1)
-    return (max(ranks) if ranks else UNMARKED_SIZE, pack, int(bool(PREMIUM_WORDS & set(words))))
+    measures = [float(v) * MEASURE_SCALE[u] for v, u in MEASURE.findall(text)]
+    counts = [int(c) for c in COUNT.findall(text) if 0 < int(c) <= 1000]
+    raw_head = next((w for w in reversed(_core_words(text)) if singular(w) == head), "")
+    plural = raw_head != "" and singular(raw_head) != raw_head
+    count = max(counts) if counts else (0 if plural or PACK_WORDS & set(words) else 1)
+    core = PREPOSITIONS.split(f" {text} ", maxsplit=1)
+    return NameProfile(
+        head=head,
+        line=frozenset(tokens) - {head},
+        size_rank=max(ranks) if ranks else UNMARKED_SIZE,
+        pieces=count,
+        measure=max(measures) if measures else 0.0,
+        premium=bool(PREMIUM_WORDS & set(words)),
+        extras=len(core) > 1 and core[1].strip() == "WITH",
+    )
+
+
+def upgrade_step(seed: NameProfile, item: NameProfile) -> str | None:
+    """How ``item`` is a better version of ``seed``: "larger" (a bigger size word or measure),
+    "pack" (more pieces, both counts known), "premium" (a premium line word), "extras" (comes
+    with something more: "LUNCH BOX WITH CUTLERY"), "" when it is only the same item line at
+    another price, or None when it is not an upgrade at all: another head noun, another item line
+    (the names share no other token, unless both are the head noun alone), or worse in a
+    dimension both names state (a bigger cracker that comes one instead of six is not an upgrade)."""
+    if not seed.head or seed.head != item.head:
+        return None
+    if (seed.line or item.line) and not seed.line & item.line:
+        return None
+    counts_known = seed.pieces > 0 and item.pieces > 0
+    if (
+        item.size_rank < seed.size_rank
+        or (counts_known and item.pieces < seed.pieces)
+        or (seed.measure and item.measure and item.measure < seed.measure)
+        or (seed.premium and not item.premium)
+    ):
+        return None
+    if item.size_rank > seed.size_rank or (seed.measure and item.measure > seed.measure):
+        return "larger"
+    if counts_known and item.pieces > seed.pieces:
+        return "pack"
+    if item.premium and not seed.premium:
+        return "premium"
+    if item.extras and not seed.extras:
+        return "extras"
+    return ""
+
+
+def _core_words(text: str) -> list[str]:
+    """The words of a name before any preposition, as `_tokens` splits them."""
+    core = PREPOSITIONS.sub("", f" {text.strip()} ").strip()
+    return [w for w in SEPARATORS.sub(" ", core).split() if w]
 
 
 def same_family(
@@ -179,7 +262,7 @@ def same_family(
 
 def build_catalog(lines: pd.DataFrame, min_support: int = 3) -> pd.DataFrame:
     """One row per product: product_id, name (most frequent), is_service, median_price, size
-    (`size_words`) and category (its kind).
+    (`size_words`), category (its kind) and head (its head noun, for `upgrade_step`).
 
     A `category` given in the data wins; otherwise the derived kind is used.
     """
@@ -214,6 +297,13 @@ def build_catalog(lines: pd.DataFrame, min_support: int = 3) -> pd.DataFrame:
     real = catalog[~catalog["is_service"]]
     derived = derive_categories(real["name"].fillna(""), min_support, real["median_price"])
     catalog["category"] = given.reindex(catalog.index).fillna(derived.reindex(catalog.index))
+    # the head noun: the last word of the name's derived kind ("HOT WATER BOTTLE KEEP CALM" ->
+    # BOTTLE), else of its meaningful tokens; derived even where a category is given
+    phrases = derived.reindex(catalog.index)
+    catalog["head"] = [
+        phrase.split()[-1] if isinstance(phrase, str) else name_profile(name).head
+        for phrase, name in zip(phrases, catalog["name"], strict=True)
+    ]
     return catalog.reset_index()
 
 

@@ -13,11 +13,14 @@ turns its output into candidate rows.
 Never offered: the basket, anything the customer bought or returned before, service codes, items
 not sold within the index's ``active_days`` or returned too often (``offerable`` False).
 
-Offer type: ``up_sell`` when the item has the category of a basket item and its median price is
-``upsell_min_ratio``..``upsell_max_ratio`` times that item's (``offer_types``); else
-``cross_sell``. The reason names the seed item. "Often bought with" is claimed only for an
-association beyond popularity: at least the index's ``min_support`` shared orders and a lift of
-``min_claim_lift``; a bestseller that is merely bought with everything gets the popularity reason. Each row carries ``source`` (the source
+Offer type: ``up_sell`` when the item is a better version of a basket item: the same category,
+a median price ``upsell_min_ratio``..``upsell_max_ratio`` times that item's, and a step up
+(``features.catalog.upgrade_step``: larger, a bigger pack, premium, more included, or the same
+item line at ``min_tier_ratio`` times the price); else ``cross_sell``. The reason names the seed
+item. A pairing ("Often bought with", "Customers who bought ... also bought", "Often bought soon
+after") is claimed only for an association beyond popularity: at least the index's
+``min_support`` shared orders and a lift of ``min_claim_lift``; a bestseller that is merely
+bought with everything gets the popularity reason. Each row carries ``source`` (the source
 contributing most to its fused score) and ``source_rank`` (its rank in that source).
 """
 
@@ -31,12 +34,14 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from features.catalog import FAMILY_PRICE_TOLERANCE, size_step, size_words
+from features.catalog import FAMILY_PRICE_TOLERANCE, name_profile, size_words, upgrade_step
 from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
 from models.index import SOURCES, CandidateIndex
 from models.reasons import EARLIER_SUFFIX, PAIRING_SOURCES, POPULARITY, REASONS
 
 ALL_SOURCES = (*SOURCES, POPULARITY)
+# the sources whose reason claims an association with the seed item: each needs a lift to say so
+CLAIMING_SOURCES = ("basket", "followup", "itemknn")
 CANDIDATE_COLUMNS = (
     "trigger_id",
     "product_id",
@@ -80,6 +85,9 @@ class CandidateConfig:
     exclude_returned: bool = True
     # lift = P(item | seed) / P(item): 2 means bought with the seed twice as often as with any order
     min_claim_lift: float = 2.0
+    # the same item line with no named step is an up-sell only this much dearer (a higher price
+    # tier); off by default: in a catalog of designs a dearer design is another design, not better
+    min_tier_ratio: float = float("inf")
 
     def weight(self, source: str) -> float:
         """The fusion weight of a source."""
@@ -109,10 +117,13 @@ class CandidateGenerator:
         self.median_price = products["median_price"].to_numpy(dtype=np.float64)
         sizes = [size_words(name) for name in products["name"]]
         self._size_code = pd.factorize(pd.Series(sizes, dtype=object))[0]
-        steps = np.asarray([size_step(name) for name in products["name"]], dtype=np.float64).reshape(-1, 3)
-        self._size_rank: np.ndarray = steps[:, 0]
-        self._pack: np.ndarray = steps[:, 1]
-        self._premium: np.ndarray = steps[:, 2]
+        heads = products["head"] if "head" in products else pd.Series(None, index=products.index, dtype=object)
+        self._profiles = [
+            name_profile(name, head if isinstance(head, str) else None)
+            for name, head in zip(products["name"], heads, strict=True)
+        ]
+        self._head = pd.factorize(pd.Series([p.head or None for p in self._profiles], dtype=object))[0]
+        self._steps: dict[tuple[int, int], str | None] = {}  # (seed, item) -> upgrade_step, as asked
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy()
         self.product_index = pd.Index(self._product_ids)  # product id -> item position, hashed once
@@ -222,8 +233,8 @@ class CandidateGenerator:
         variant_of = np.where(up_sell, -1, self._variant_of(t_idx, items, basket_items))
         seed = np.where(up_sell, upgraded, np.where(variant_of >= 0, variant_of, seed))
         offer_type = np.where(up_sell, "up_sell", "cross_sell")
-        step = self._step(items, np.where(up_sell, upgraded, 0)).astype(object)
-        step[~up_sell] = None  # not an up-sell: no step
+        step = np.full(len(items), None, dtype=object)  # not an up-sell: no step
+        step[up_sell] = self._upgrade_steps(items[up_sell], upgraded[up_sell])
 
         frame: dict[str, np.ndarray] = {  # columns, returned as arrays (no DataFrame: see candidate_columns)
             "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
@@ -274,32 +285,54 @@ class CandidateGenerator:
         return _csr_values(indptr, indices, data, seeds.astype(np.int64), items.astype(np.int64))
 
     def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
-        """Per candidate row, the basket item it upgrades (same kind, median price within the
-        up-sell band; the priciest such item, equal prices: the first in the basket), or -1."""
+        """Per candidate row, the basket item it upgrades, or -1: same kind, median price within the
+        up-sell band, and a better version of it (`features.catalog.upgrade_step`: a larger size,
+        a bigger pack, a premium line or more included, or the same item line priced at
+        ``min_tier_ratio`` times or more). The priciest such basket item; equal prices: the first."""
         lo, hi = self.index.config.upsell_min_ratio, self.index.config.upsell_max_ratio
-        return self._basket_match(t_idx, items, basket_items, lambda ratio, item, seed: (ratio >= lo) & (ratio <= hi))
+        tier = self.config.min_tier_ratio
+
+        def upgrades(ratio: np.ndarray, item: np.ndarray, seed: np.ndarray) -> np.ndarray:
+            eligible: np.ndarray = (
+                (ratio >= lo)
+                & (ratio <= hi)
+                & (self._head[item] == self._head[seed])
+                & (self._head[seed] >= 0)
+                & (item != seed)
+            )
+            steps = self._upgrade_steps(item[eligible], seed[eligible])
+            eligible[eligible] = (steps != None) & ((steps != "") | (ratio[eligible] >= tier))  # noqa: E711
+            return eligible
+
+        return self._basket_match(t_idx, items, basket_items, upgrades)
+
+    def _upgrade_steps(self, items: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """`features.catalog.upgrade_step` of each (seed, item) pair, as an object array (None: no upgrade)."""
+        steps, profiles = self._steps, self._profiles
+        out = np.empty(len(items), dtype=object)
+        for k, (item, seed) in enumerate(zip(items.tolist(), seeds.tolist(), strict=True)):
+            key = (seed, item)
+            if key not in steps:
+                steps[key] = upgrade_step(profiles[seed], profiles[item])
+            out[k] = steps[key]
+        return out
 
     def _variant_of(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
-        """Per candidate row, the basket item it is another design of (`features.catalog.same_family`:
-        same kind, same size words, median prices within the family tolerance), or -1."""
+        """Per candidate row, the basket item it is another design of, or -1: same kind, same size
+        words, and either median prices within the family tolerance (`features.catalog.same_family`)
+        or the same head noun at another price (a dearer design is another design, not an upgrade)."""
         tolerance = np.log1p(FAMILY_PRICE_TOLERANCE)
-        size = self._size_code
+        size, head = self._size_code, self._head
         return self._basket_match(
             t_idx,
             items,
             basket_items,
             lambda ratio, item, seed: (
-                (np.abs(np.log(ratio)) <= tolerance) & (size[item] == size[seed]) & (item != seed)
+                ((np.abs(np.log(ratio)) <= tolerance) | ((head[item] == head[seed]) & (head[seed] >= 0)))
+                & (size[item] == size[seed])
+                & (item != seed)
             ),
         )
-
-    def _step(self, items: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        """What makes each item better than its seed: "larger", "pack", "premium" or "" (a higher
-        price tier only)."""
-        larger = self._size_rank[items] > self._size_rank[seeds]
-        pack = self._pack[items] > self._pack[seeds]
-        premium = self._premium[items] > self._premium[seeds]
-        return np.where(larger, "larger", np.where(pack, "pack", np.where(premium, "premium", "")))
 
     def _basket_match(
         self,
@@ -395,18 +428,20 @@ def _reasons(
     """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
     formatted once per distinct (kind, seed, item). An up-sell (``step`` not None: its kind of step,
     "" for a higher price tier) says what is better; a ``variant`` says it is another design; a
-    basket row whose association with its seed is not ``claimed`` gets the popularity reason; a
+    row of a pairing source (``CLAIMING_SOURCES``) whose order-level association with its seed is
+    not ``claimed``, and an item of the up-sell source that is no upgrade, get the popularity
+    reason; a
     pairing with a seed the customer bought ``earlier`` (not in this basket) says so. Kinds are integer codes: sorting the rows' source names had cost half of the candidate columns."""
-    extra = ["upsell", "upsell_larger", "upsell_pack", "upsell_premium", "variant", POPULARITY]
+    extra = ["upsell", "upsell_larger", "upsell_pack", "upsell_premium", "upsell_extras", "variant", POPULARITY]
     kinds = [*sources, *extra]  # a source's position, then the kinds that override it
     code = {name: len(sources) + i for i, name in enumerate(extra)}
     up_sell = step != None  # noqa: E711  (an object array: "" is a step too)
     by_upsell = np.asarray([s == "upsell" for s in sources], dtype=bool)[chosen]
     by_popularity = np.asarray([s == POPULARITY for s in sources], dtype=bool)[chosen]
-    unclaimed = np.asarray([s == "basket" for s in sources], dtype=bool)[chosen] & ~claimed
+    unclaimed = np.asarray([s in CLAIMING_SOURCES for s in sources], dtype=bool)[chosen] & ~claimed
     step_code = np.select(
-        [step == "larger", step == "pack", step == "premium"],
-        [code["upsell_larger"], code["upsell_pack"], code["upsell_premium"]],
+        [step == "larger", step == "pack", step == "premium", step == "extras"],
+        [code["upsell_larger"], code["upsell_pack"], code["upsell_premium"], code["upsell_extras"]],
         code["upsell"],
     )
     kind = np.where(
@@ -415,13 +450,11 @@ def _reasons(
         np.where(
             variant,
             code["variant"],
-            np.where(
-                by_upsell, code["upsell"], np.where(by_popularity | ~has_seed | unclaimed, code[POPULARITY], chosen)
-            ),
+            np.where(by_upsell | by_popularity | ~has_seed | unclaimed, code[POPULARITY], chosen),
         ),
     )
     popularity = code[POPULARITY]
-    names_item = (kind >= code["upsell"]) & (kind <= code["upsell_premium"])  # the up-sell reasons name the item too
+    names_item = (kind >= code["upsell"]) & (kind <= code["upsell_extras"])  # the up-sell reasons name the item too
     n = int(max(seeds.max(initial=0), items.max(initial=0))) + 1
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
         names_item, items, n

@@ -3,7 +3,7 @@ history before a point in time (``as_of``), versionable as a model artifact.
 
 What it holds (all from purchase lines strictly before ``as_of``; service codes are not items):
   * ``products``: one row per item (its position is the item's index): product_id, name, category,
-    median_price, orders, customers, recent_customers (distinct buyers in the last
+    head (its head noun, ``features.catalog.build_catalog``), median_price, orders, customers, recent_customers (distinct buyers in the last
     ``recent_days``), return_rate (returned lines / purchased lines), last_sold, offerable.
   * ``neighbours``: per source, a sparse item x item score matrix keeping the top
     ``neighbours`` per seed item:
@@ -12,8 +12,9 @@ What it holds (all from purchase lines strictly before ``as_of``; service codes 
       - ``followup``: customers who bought a and then bought b for the first time within
         ``followup_days``, score = that count / customers of a;
       - ``itemknn``: cosine similarity of item columns of the customer x item matrix;
-      - ``category``: complementary categories (category co-occurrence in orders) times the
-        item's share of its category's recent buyers, for items with no pair history;
+      - ``category``: complementary categories (another category bought in the same orders at
+        a lift of ``min_complement_lift``, scored by P(b | a)) times the item's share of its
+        category's recent buyers, for items with no pair history;
       - ``upsell``: same category, median price ratio in ``[upsell_min_ratio, upsell_max_ratio]``,
         at least ``upsell_min_customers`` buyers, return rate at most ``max_return_rate``;
         score = recent popularity.
@@ -57,6 +58,7 @@ class IndexConfig:
     upsell_min_customers: int = 3
     max_return_rate: float = 0.25
     complement_categories: int = 10
+    min_complement_lift: float = 2.0  # a kind goes with another when bought with it twice as often as with any order
     items_per_category: int = 30
 
     @classmethod
@@ -182,7 +184,7 @@ def _product_table(
     table["recent_orders"] = recent.groupby("product_id")["order_id"].nunique().reindex(table.index).fillna(0)
     returns = returned.groupby("product_id").size().reindex(table.index).fillna(0)
     table["return_rate"] = (returns / table["lines"]).clip(upper=1.0)
-    info = catalog.set_index("product_id")[["name", "category"]]
+    info = catalog.set_index("product_id")[["name", "category", "head"]]
     table = table.join(info).reset_index().rename(columns={"index": "product_id"})
     active = table["last_sold"] >= as_of - pd.Timedelta(days=config.active_days)
     table["offerable"] = active & (table["return_rate"] <= config.max_return_rate)
@@ -190,6 +192,7 @@ def _product_table(
         "product_id",
         "name",
         "category",
+        "head",
         "median_price",
         "orders",
         "customers",
@@ -202,6 +205,7 @@ def _product_table(
     table = table[columns].sort_values("product_id").reset_index(drop=True)
     table["name"] = table["name"].astype("string")
     table["category"] = table["category"].astype("string")
+    table["head"] = table["head"].astype("string")
     for column in ("orders", "customers", "recent_customers", "recent_orders"):
         table[column] = table[column].astype("int64")
     return table
@@ -377,12 +381,16 @@ def _category_complements(
     )
     order_category = (x_orders @ item_category).tocsr()
     order_category.data[:] = 1.0
-    together = (order_category.T @ order_category).tocsr()  # sparse: categories x categories can be large
-    per_category = together.diagonal()
-    # P(category b | category a), the complement_categories best b per a
+    together = (order_category.T @ order_category).tocoo()  # sparse: categories x categories can be large
+    per_category = np.asarray(order_category.sum(axis=0)).ravel()
+    a, b, count = together.row, together.col, together.data
+    # kinds bought together beyond their popularity: another kind, the minimum support, and a lift
+    # of ``min_complement_lift`` (a bestselling kind is bought with every kind, at a lift near 1)
+    lift = count * x_orders.shape[0] / np.maximum(per_category[a] * per_category[b], 1)
+    keep = (a != b) & (count >= config.min_support) & (lift >= config.min_complement_lift)
+    # P(category b | category a) of the kept pairs, the complement_categories best b per a
     conditional = sparse.csr_matrix(
-        (together.data / np.maximum(per_category, 1)[_block_rows(together, 0)], together.indices, together.indptr),
-        shape=together.shape,
+        (count[keep] / np.maximum(per_category[a[keep]], 1), (a[keep], b[keep])), shape=together.shape
     )
     complements = _top_k_rows(conditional, config.complement_categories)
 

@@ -13,8 +13,10 @@ REASONS = {
     "upsell_larger": "Larger: {item} instead of {seed}",
     "upsell_pack": "Bigger pack: {item} instead of {seed}",
     "upsell_premium": "Premium: {item} instead of {seed}",
+    "upsell_extras": "More included: {item} instead of {seed}",
     "variant": "More designs like {seed}",
     POPULARITY: "Popular right now",
+    "bundle": "Complete the set with {seed}: {items}",  # a bundle's parts, joined by " + "
 }
 POPULAR_REASON = REASONS[POPULARITY]  # an offer whose only reason is that it sells
 VARIANT_PREFIX = REASONS["variant"].split("{seed}")[0]  # another design of an item just bought

@@ -7,8 +7,9 @@ Checks, per offer type (the "kind" is the catalog category of `features.catalog`
     the fold state does not hold are not counted);
   * cross-sells that claim "Often bought with X" below the claim threshold: fewer shared orders than
     the index's minimum support, or a lift under `CandidateConfig.min_claim_lift` (must be 0);
-  * variants: cross-sells of the family of a basket item (`features.catalog.same_family`: another
-    design of what was just bought rather than something that goes with it).
+  * variants: cross-sells of the family of a basket item (`features.catalog.same_family`), or of
+    its kind, size and head noun at another price: another design of what was just bought rather
+    than something that goes with it (the rule `models.candidates` gives "More designs like").
 `audit_rows` is a pure function of decisions, basket lines and the candidate index; `run_audit`
 reads them from the offer state, the feature fold state and the champion.
 """
@@ -92,6 +93,7 @@ def audit_rows(
     products = index.products.set_index("product_id")
     category = products["category"].where(products["category"].notna(), None).to_dict()
     names = products["name"].to_dict()
+    heads = products["head"].to_dict() if "head" in products else {}
     orders = products["orders"].to_dict()
     by_name: dict[str, list[str]] = {}
     for product_id, name in names.items():
@@ -146,8 +148,16 @@ def audit_rows(
                     row["claim_ok"] = count >= index.config.min_support and lift >= min_claim_lift
                 row["variant"] = kind in basket_kinds and any(
                     p != offer.product_id
-                    and same_family(
-                        kind, size_words(offer.name), offer.price, category.get(p), size_words(names.get(p)), price
+                    and (
+                        same_family(
+                            kind, size_words(offer.name), offer.price, category.get(p), size_words(names.get(p)), price
+                        )
+                        or (  # a dearer or cheaper design of the same head noun and size
+                            kind == category.get(p)
+                            and size_words(offer.name) == size_words(names.get(p))
+                            and heads.get(offer.product_id) is not None
+                            and heads.get(offer.product_id) == heads.get(p)
+                        )
                     )
                     for p, price in paid.items()
                 )

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from features.catalog import build_catalog, derive_categories, is_service_code, name_tokens, singular
+from features.catalog import (
+    build_catalog,
+    derive_categories,
+    is_service_code,
+    name_profile,
+    name_tokens,
+    singular,
+    upgrade_step,
+)
 
 
 def test_service_codes_have_no_digits() -> None:
@@ -58,3 +67,51 @@ def test_given_category_column_wins() -> None:
     assert catalog.loc["1", "category"] == "kitchen"
     assert catalog.loc["2", "category"] == "MUG"
     assert bool(catalog.loc["POST", "is_service"]) and pd.isna(catalog.loc["POST", "category"])
+
+
+@pytest.mark.parametrize(
+    ("seed", "item", "step"),
+    [
+        ("VICTORIAN SEWING BOX SMALL", "VICTORIAN SEWING BOX LARGE", "larger"),
+        ("RED RETROSPOT SMALL MILK JUG", "RETROSPOT LARGE MILK JUG", "larger"),
+        ("BAG 250g SWIRLY MARBLES", "BAG 500g SWIRLY MARBLES", "larger"),  # a measure
+        ("SET OF 3 BUTTERFLY COOKIE CUTTERS", "SET OF 20 KIDS COOKIE CUTTERS", "pack"),
+        ("PAPER LANTERN 9 POINT SNOW STAR", "PAPER LANTERN 9 POINT DELUXE STAR", "premium"),
+        ("SPACEBOY LUNCH BOX", "LUNCH BOX WITH CUTLERY RETROSPOT", "extras"),
+        ("FAWN BLUE HOT WATER BOTTLE", "CHOCOLATE HOT WATER BOTTLE", ""),  # another design only
+        # not an upgrade: another head noun, another item line, or worse in a stated dimension
+        ("BAG 500g SWIRLY MARBLES", "JUMBO BAG RED RETROSPOT", None),
+        ("VINTAGE BEAD PINK EVENING BAG", "JUMBO BAG RED RETROSPOT", None),
+        ("SET OF 3 WOODEN SLEIGH DECORATIONS", "BOX OF 6 CHRISTMAS CAKE DECORATIONS", None),
+        ("STAR T-LIGHT HOLDER", "SET OF 6 T-LIGHTS SNOWMEN", None),
+        ("HOME SWEET HOME BLACKBOARD", "SET OF 2 TRAYS HOME SWEET HOME", None),
+        ("BOX OF 6 MINI VINTAGE CRACKERS", "GIANT 50'S CHRISTMAS CRACKER", None),  # larger, but one not six
+        ("TRADITIONAL CHRISTMAS RIBBONS", "6 RIBBONS RUSTIC CHARM", None),
+    ],
+)
+def test_upgrade_step_names_a_real_step_up_or_none(seed: str, item: str, step: str | None) -> None:
+    assert upgrade_step(name_profile(seed), name_profile(item)) == step
+
+
+def test_a_name_profile_reads_counts_measures_and_the_head() -> None:
+    assert name_profile("PACK OF 72 RETROSPOT CAKE CASES")[:1] == ("CASE",)
+    assert name_profile("PACK OF 72 RETROSPOT CAKE CASES").pieces == 72
+    assert name_profile("JUMBO BAG 50'S CHRISTMAS").pieces == 1  # a decade is no count
+    assert name_profile("TRADITIONAL CHRISTMAS RIBBONS").pieces == 0  # plural, no count given: unknown
+    assert name_profile("BAG 1KG SWIRLY MARBLES").measure == 1000.0
+    assert name_profile("HOT WATER BOTTLE KEEP CALM", head="BOTTLE").line == {"HOT", "WATER", "KEEP", "CALM"}
+    assert name_profile(None) == name_profile("")
+
+
+def test_the_catalog_knows_each_products_head_noun() -> None:
+    names = {
+        "1": "HOT WATER BOTTLE KEEP CALM",
+        "2": "LOVE HOT WATER BOTTLE",
+        "3": "CHOCOLATE HOT WATER BOTTLE",
+        "4": "HOT WATER BOTTLE TEA AND SYMPATHY",
+    }
+    lines = pd.DataFrame(
+        {"product_id": list(names), "product_name": list(names.values()), "unit_price": 4.0, "category": None}
+    )
+    heads = build_catalog(lines).set_index("product_id")["head"]
+    assert heads.to_dict() == dict.fromkeys(names, "BOTTLE")  # the kind's head, not the trailing theme

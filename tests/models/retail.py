@@ -11,7 +11,7 @@ START = pd.Timestamp("2011-01-01", tz="UTC")
 # product id -> (name, price); LANTERN and CANDLE are learned categories (3+ products each).
 PRODUCTS = {
     "L1": ("WHITE METAL LANTERN", 4.0),
-    "L2": ("RED METAL LANTERN", 6.0),  # 1.5x L1: an up-sell of L1
+    "L2": ("LARGE WHITE METAL LANTERN", 6.0),  # 1.5x L1 and larger: an up-sell of L1
     "L3": ("GOLD METAL LANTERN", 40.0),  # 10x L1: outside the band
     "L4": ("BLUE METAL LANTERN", 4.2),  # 1.05x L1: below the band
     "C1": ("WHITE PILLAR CANDLE", 1.0),

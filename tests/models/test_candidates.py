@@ -35,7 +35,7 @@ def test_never_offers_basket_history_returned_or_service_codes(generator: Candid
 def test_up_sell_is_within_the_price_band_and_names_the_upgraded_item(generator: CandidateGenerator) -> None:
     found = generator.candidates_for("K5", ["L1"], AT, history=[]).set_index("product_id")
     assert found.loc["L2", "offer_type"] == "up_sell"
-    assert found.loc["L2", "reason"] == "Upgrade from WHITE METAL LANTERN to RED METAL LANTERN"
+    assert found.loc["L2", "reason"] == "Larger: LARGE WHITE METAL LANTERN instead of WHITE METAL LANTERN"
     assert found.loc["L2", "seed_product_id"] == "L1"
     up = found[found["offer_type"] == "up_sell"]
     assert (up["price_ratio"].between(1.15, 3.0)).all() and up["same_category"].all()
@@ -152,7 +152,7 @@ def test_another_design_of_a_basket_item_says_so(generator: CandidateGenerator) 
     assert "L4" in found.index  # BLUE METAL LANTERN: the white one's kind, size and price (4.2 vs 4.0)
     assert found.loc["L4", "offer_type"] == "cross_sell" and found.loc["L4", "seed_product_id"] == "L1"
     assert found.loc["L4", "reason"] == "More designs like WHITE METAL LANTERN"
-    assert found.loc["L2", "upsell_step"] == ""  # 1.5x the price, no size or pack word: a price tier
+    assert found.loc["L2", "upsell_step"] == "larger"
     assert found.loc["C1", "upsell_step"] is None  # not an up-sell
 
 
@@ -164,6 +164,7 @@ def test_an_up_sell_says_what_is_better() -> None:
         "P1": ("PACK OF 12 CAKE CASES", 1.0),
         "P2": ("PACK OF 36 CAKE CASES", 1.5),
         "P3": ("PACK OF 24 CAKE CASES", 1.2),
+        "S4": ("SEWING BOX PARIS", 7.0),
     }
     lines = [
         {
@@ -186,6 +187,15 @@ def test_an_up_sell_says_what_is_better() -> None:
     assert boxes.loc["S2", "reason"] == "Larger: SEWING BOX LARGE instead of SEWING BOX SMALL"
     cases = generator.candidates_for("K9", ["P1"], AT).set_index("product_id")
     assert cases.loc["P2", "reason"] == "Bigger pack: PACK OF 36 CAKE CASES instead of PACK OF 12 CAKE CASES"
+    # a dearer design of the same item line names no step: another design, not an up-sell ...
+    design = generator.candidates_for("K9", ["S3"], AT).set_index("product_id")
+    assert design.loc["S4", "offer_type"] == "cross_sell" and design.loc["S4", "upsell_step"] is None
+    assert design.loc["S4", "reason"] == "More designs like SEWING BOX"
+    # ... unless the retailer's price tiers mean quality (CandidateConfig.min_tier_ratio)
+    tiers = CandidateGenerator(generator.index, CandidateConfig(min_tier_ratio=1.3))
+    tier = tiers.candidates_for("K9", ["S3"], AT).set_index("product_id")
+    assert tier.loc["S4", "offer_type"] == "up_sell" and tier.loc["S4", "upsell_step"] == ""
+    assert tier.loc["S4", "reason"] == "Upgrade from SEWING BOX to SEWING BOX PARIS"
 
 
 def test_a_pairing_with_an_earlier_purchase_says_so(generator: CandidateGenerator) -> None:
