@@ -294,7 +294,17 @@ def render_backtest(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     versus = result["versus_best_baseline"]
     coverage = result["coverage_of_orders"]
+    served = result["served"]
     lines += [
+        "",
+        f"Noise: the served NDCG@{k} by offer type, with its 95% bootstrap interval over the triggers "
+        "(a difference inside it is noise; the same code and data give the same digits): "
+        + "; ".join(
+            f"{scope} {served[scope]['ndcg']:.4f} [{served[scope]['ndcg_low']:.4f}, {served[scope]['ndcg_high']:.4f}]"
+            for scope in ("overall", "cross_sell", "up_sell")
+            if "ndcg_low" in served.get(scope, {})
+        )
+        + ".",
         "",
         f"Served NDCG@{k} is {versus['ndcg_ratio']:.2f}x the best baseline ({versus['ndcg_baseline']}); "
         f"HitRate@{k} differs from the best ({versus['hit_rate_baseline']}) by {versus['hit_rate_difference']:+.3f}.",

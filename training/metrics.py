@@ -5,7 +5,8 @@ Conventions: a ranked list is best first and may be shorter than k; duplicates c
 their first position). NDCG@k = DCG@k / IDCG@k with DCG = sum of 1/log2(position + 1) over hits
 and IDCG the DCG of min(|truth|, k) hits at the top. Recall@k = hits in the top k / |truth|.
 MRR@k = 1 / position of the first hit within the top k, else 0. A trigger with empty truth has no
-defined metric: callers drop such triggers (the protocol does).
+defined metric: callers drop such triggers (the protocol does). The mean NDCG comes with its 95%
+bootstrap interval over triggers (``ndcg_low``, ``ndcg_high``).
 """
 
 from __future__ import annotations
@@ -72,4 +73,23 @@ def mean_metrics(
         for t, truth in truths.items()
     ]
     means = np.asarray(rows).mean(axis=0) if rows else np.full(len(METRIC_NAMES), np.nan)
-    return {**{name: float(v) for name, v in zip(METRIC_NAMES, means, strict=True)}, "triggers": len(rows)}
+    low, high = bootstrap_interval([row[0] for row in rows])
+    return {
+        **{name: float(v) for name, v in zip(METRIC_NAMES, means, strict=True)},
+        "ndcg_low": low,
+        "ndcg_high": high,
+        "triggers": len(rows),
+    }
+
+
+def bootstrap_interval(values: Sequence[float], resamples: int = 1000, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` percentile bootstrap interval of the mean of ``values`` (one per trigger):
+    how much the mean moves with which triggers a period happens to hold, the noise a
+    difference between two models must clear. A fixed seed keeps it reproducible; NaNs when empty."""
+    if not values:
+        return float("nan"), float("nan")
+    data = np.asarray(values, dtype=np.float64)
+    picks = np.random.default_rng(0).integers(0, len(data), size=(resamples, len(data)))
+    means = data[picks].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from training.metrics import catalog_coverage, hit_rate_at_k, mean_metrics, ndcg_at_k, recall_at_k, reciprocal_rank_at_k
+from training.metrics import (
+    bootstrap_interval,
+    catalog_coverage,
+    hit_rate_at_k,
+    mean_metrics,
+    ndcg_at_k,
+    recall_at_k,
+    reciprocal_rank_at_k,
+)
 
 
 def test_ndcg_by_hand() -> None:
@@ -37,6 +46,16 @@ def test_coverage_and_means() -> None:
     assert means["hit_rate"] == pytest.approx(1 / 3)
     assert means["ndcg"] == pytest.approx(1 / 3)
     assert means["mrr"] == pytest.approx(1 / 3)
+    assert 0.0 <= means["ndcg_low"] <= means["ndcg"] <= means["ndcg_high"] <= 1.0
+
+
+def test_the_bootstrap_interval_holds_the_mean_and_narrows_with_more_triggers() -> None:
+    few = bootstrap_interval([0.0, 1.0] * 10)
+    many = bootstrap_interval([0.0, 1.0] * 1000)
+    assert few[0] < 0.5 < few[1] and many[0] < 0.5 < many[1]
+    assert many[1] - many[0] < (few[1] - few[0]) / 5  # 100x the triggers: a tenth of the width
+    assert bootstrap_interval([0.3] * 50) == pytest.approx((0.3, 0.3))
+    assert np.isnan(bootstrap_interval([])[0])
 
 
 def test_empty_truth_is_refused() -> None:
