@@ -130,7 +130,7 @@ class CandidateGenerator:
         self._item_columns = {
             c: products[c].to_numpy() for c in ("median_price", "recent_customers", "customers", "return_rate")
         }
-        self._cooccurrence = _sorted_csr(index.cooccurrence)
+        self._cooccurrence = sorted_csr(index.cooccurrence)
         neighbour_sources = [s for s in self.config.sources if s != POPULARITY]
         self._tables = NeighbourTables.stack([index.neighbours[s] for s in neighbour_sources], index.size)
         self._source_kind = np.asarray(
@@ -282,7 +282,7 @@ class CandidateGenerator:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a binary search in the
         seed's row: scipy's fancy indexing of many single cells is slow)."""
         indptr, indices, data = self._cooccurrence
-        return _csr_values(indptr, indices, data, seeds.astype(np.int64), items.astype(np.int64))
+        return csr_values(indptr, indices, data, seeds.astype(np.int64), items.astype(np.int64))
 
     def _upgraded_item(self, t_idx: np.ndarray, items: np.ndarray, basket_items: list[list[int]]) -> np.ndarray:
         """Per candidate row, the basket item it upgrades, or -1: same kind, median price within the
@@ -391,7 +391,7 @@ def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return offsets, np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
 
 
-def _sorted_csr(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sorted_csr(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A CSR matrix's (indptr, indices, data), duplicates summed and each row's columns sorted."""
     matrix = matrix.tocsr().copy()
     matrix.sum_duplicates()
@@ -400,7 +400,7 @@ def _sorted_csr(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 @numba.njit(cache=True, nogil=True)
-def _csr_values(
+def csr_values(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: np.ndarray, columns: np.ndarray
 ) -> np.ndarray:
     """matrix[rows[k], columns[k]] for each k, 0 where the cell is empty (rows' columns sorted)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.bundles import BundlePicker
 from models.candidates import CandidateConfig, CandidateGenerator
 from models.index import CandidateIndex
 from models.index_source import index_run_id
@@ -40,14 +41,19 @@ class Champion:
         """The candidate generator of this model (built once: it prepares lookup tables)."""
         return CandidateGenerator(self.index, self.candidate_config)
 
+    @cached_property
+    def bundles(self) -> BundlePicker:
+        """The "complete the set" picker of this model's index, with its candidates' claim threshold."""
+        return BundlePicker(self.index, self.candidate_config)
+
     @property
     def index_as_of(self) -> pd.Timestamp:
         """The time the candidate index was built as of (it knows the lines before it)."""
         return self.index.as_of
 
     def prepare(self) -> None:
-        """Build the lookup tables serving reads (generator, names) now rather than on the first batch."""
-        _ = self.generator, self.product_names
+        """Build the lookup tables serving reads (generator, names, bundles) now rather than on the first batch."""
+        _ = self.generator, self.product_names, self.bundles
 
     @cached_property
     def product_names(self) -> dict[str, str]:

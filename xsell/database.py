@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Select, create_engine
+from sqlalchemy import Column, MetaData, Select, Table, create_engine, inspect
 from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -37,6 +37,30 @@ def create_tables(metadata: MetaData, engine: Engine) -> None:
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+
+
+def add_missing_columns(table: Table, engine: Engine) -> None:
+    """Add the columns of ``table`` that its stored table lacks (one created before they existed;
+    they are nullable). Two processes adding one at once: the one that loses tries again and then
+    finds it; an error that persists is raised."""
+    preparer = engine.dialect.identifier_preparer
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        stored = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in stored]
+        if not missing:
+            return
+        try:
+            with engine.begin() as db:
+                for column in missing:
+                    db.exec_driver_sql(
+                        f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+                        f"{preparer.format_column(column)} {column.type.compile(engine.dialect)}"
+                    )
             return
         except DBAPIError:
             if attempt == CREATE_ATTEMPTS:

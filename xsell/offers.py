@@ -4,14 +4,20 @@ Every purchase event gets exactly one `OfferDecision`, including "no offer", wit
 offered, what each business rule suppressed, the model version and the scores, so that ops can see
 why and reprocessing never duplicates: ids are deterministic (decision id from the event id, offer
 id from order id + product id). JSON on the wire, key = customer id.
+
+A "complete the set" bundle is several ordinary offers (its parts, each with its own offer id, so
+clicks and conversions are per item) that share a ``bundle_id`` and carry the bundle's total
+``bundle_price``; ``offer_groups`` puts them back together for display.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Final, Generic, Literal, Protocol, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -47,6 +53,8 @@ class OfferItem(BaseModel):
     score: float
     reason: str
     upgrades: str | None = None  # an up-sell: the purchased product it upgrades
+    bundle_id: str | None = None  # a part of a "complete the set" bundle: the id its parts share
+    bundle_price: float | None = None  # a bundle part: the total of all parts, after the bundle's discount
 
 
 class Suppression(BaseModel):
@@ -131,6 +139,11 @@ def offer_id_for(order_id: str, product_id: str) -> str:
     return str(uuid.uuid5(OFFER_ID_NAMESPACE, f"offer:{order_id}:{product_id}"))
 
 
+def bundle_id_for(order_id: str, product_ids: Iterable[str]) -> str:
+    """Deterministic bundle id: the same order and parts (in any order) always give the same id."""
+    return str(uuid.uuid5(OFFER_ID_NAMESPACE, f"bundle:{order_id}:{'+'.join(sorted(product_ids))}"))
+
+
 def decision_id_for(event_id: str) -> str:
     """Deterministic decision id of a purchase event."""
     return str(uuid.uuid5(OFFER_ID_NAMESPACE, f"decision:{event_id}"))
@@ -145,3 +158,61 @@ def as_utc(value: datetime) -> datetime:
     """A timezone-aware datetime in UTC (naive values are taken as UTC)."""
 
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class BundlePart(Protocol):
+    """What grouping reads of an offer (an `OfferItem`, or an in-app offer as stored)."""
+
+    @property
+    def price(self) -> float | None: ...
+
+    @property
+    def bundle_id(self) -> str | None: ...
+
+    @property
+    def bundle_price(self) -> float | None: ...
+
+
+Offer = TypeVar("Offer", bound=BundlePart)
+
+
+@dataclass(frozen=True)
+class OfferGroup(Generic[Offer]):
+    """One place of a message: an offer, or the parts of a "complete the set" bundle."""
+
+    offers: tuple[Offer, ...]
+
+    @property
+    def is_bundle(self) -> bool:
+        """True for the parts of a bundle (a part left alone, the others gone, is shown as an offer)."""
+        return len(self.offers) > 1
+
+    @property
+    def total(self) -> float | None:
+        """A bundle's price, after its discount (None for an offer, or a bundle without a price)."""
+        return self.offers[0].bundle_price if self.is_bundle else None
+
+    @property
+    def saving(self) -> float | None:
+        """What a bundle's discount saves on the sum of its parts' prices (None without a discount)."""
+        prices = [offer.price for offer in self.offers]
+        if self.total is None or any(price is None for price in prices):
+            return None
+        saving = round(sum(price or 0.0 for price in prices) - self.total, 2)
+        return saving if saving > 0 else None
+
+
+def offer_groups(offers: Iterable[Offer]) -> list[OfferGroup[Offer]]:
+    """The offers in their order, one group each, except that the parts of one bundle (one
+    ``bundle_id``) make one group at the place of the first of them."""
+    places: list[list[Offer]] = []
+    bundles: dict[str, list[Offer]] = {}
+    for offer in offers:
+        if offer.bundle_id is None:
+            places.append([offer])
+        elif offer.bundle_id in bundles:
+            bundles[offer.bundle_id].append(offer)
+        else:
+            bundles[offer.bundle_id] = [offer]
+            places.append(bundles[offer.bundle_id])
+    return [OfferGroup(tuple(place)) for place in places]

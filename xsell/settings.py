@@ -133,6 +133,15 @@ class Settings(BaseSettings):
         ge=0,
         description='At most N offers per message that are another design of an item just bought ("More designs like").',
     )
+    bundles: bool = Field(
+        default=True,
+        description='Offer "complete the set" bundles: complements of a basket item that are bought together '
+        "(each with it and with each other), as one offer taking one place of the message.",
+    )
+    bundle_discount: float = Field(
+        default=0.0, ge=0.0, le=0.5, description="Discount on a bundle's total, a fraction (0.1: 10 %); 0: none."
+    )
+    bundle_max_items: int = Field(default=3, ge=2, description="At most N items in a bundle (besides the seed).")
     cap_per_24h: int = Field(default=1, description="Messages per customer per 24 hours.")
     cap_per_7d: int = Field(default=3, description="Messages per customer per 7 days.")
     min_score: float = Field(default=float("-inf"), description="Offers scoring below are suppressed.")

@@ -7,7 +7,8 @@ to it, RFC 8058) and one open pixel (`/o/{token}.gif`, action "open"; the token'
 carries the decision id, since an open is a fact about the message, not one offer). HTML is
 autoescaped: product names and reasons are data and may hold `&`, quotes or markup. The Message-ID
 is derived from the decision id, so a rendered message is the same message however often it is
-retried.
+retried. The parts of a "complete the set" bundle are one block: each part with its own link and
+price, then the bundle's total and what its discount saves.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from services.links import sign_link
-from xsell.offers import OfferDecision, OfferItem
+from xsell.offers import OfferDecision, OfferItem, offer_groups
 from xsell.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -54,6 +55,17 @@ class OfferView:
 
 
 @dataclass(frozen=True)
+class BlockView:
+    """What the templates show of one place in the message: an offer, or a bundle's parts."""
+
+    offers: tuple[OfferView, ...]
+    reason: str
+    bundle: bool = False
+    total: str | None = None  # a bundle: the price of all its parts, after the discount
+    saving: str | None = None  # a bundle with a discount: what it saves
+
+
+@dataclass(frozen=True)
 class RenderedEmail:
     """A rendered message with the ids it carries (for the outbox and feedback)."""
 
@@ -77,10 +89,11 @@ def message_id_for(decision_id: str, mail_from: str) -> str:
 
 
 def subject_for(decision: OfferDecision) -> str:
-    """Subject line: names no product and no person, only the order."""
-    if len(decision.offers) == 1:
+    """Subject line: names no product and no person, only the order (a bundle is one pick)."""
+    picks = len(offer_groups(decision.offers))
+    if picks == 1:
         return f"Picked for you after order {decision.order_id}"
-    return f"{len(decision.offers)} picks for you after order {decision.order_id}"
+    return f"{picks} picks for you after order {decision.order_id}"
 
 
 @cache
@@ -124,15 +137,27 @@ def render_offer_email(
     def token(action: str, offer_id: str | None) -> str:
         return sign_link(settings.link_secret, action, customer, offer_id, ttl_s, now=signed_at)
 
-    offers = [
-        _offer_view(offer, f"{settings.base_url}/r/{token('click', offer.offer_id)}", currency)
-        for offer in sorted(decision.offers, key=lambda item: item.rank)
+    views = {
+        offer.offer_id: _offer_view(offer, f"{settings.base_url}/r/{token('click', offer.offer_id)}", currency)
+        for offer in decision.offers
+    }
+    blocks = [
+        BlockView(
+            offers=tuple(views[offer.offer_id] for offer in group.offers),
+            reason=group.offers[0].reason,
+            bundle=group.is_bundle,
+            total=format_price(group.total, currency) if group.total is not None else None,
+            saving=format_price(group.saving, currency) if group.saving is not None else None,
+        )
+        for group in offer_groups(sorted(decision.offers, key=lambda item: item.rank))
     ]
+    offers = [view for block in blocks for view in block.offers]
     unsubscribe_url = f"{settings.base_url}/unsubscribe/{token('unsubscribe', None)}"
     context = {
         "subject": subject_for(decision),
         "order_id": decision.order_id,
         "offers": offers,
+        "blocks": blocks,
         "unsubscribe_url": unsubscribe_url,
         "pixel_url": f"{settings.base_url}/o/{token('open', decision.decision_id)}.gif",
     }

@@ -2,7 +2,8 @@
 
 SQLite under XSELL_HOME by default, any SQLAlchemy URL by `XSELL_DATABASE_URL`. Storing a decision
 again (a redelivery, a replay) updates what the offer says but never its status, so a dismissed or
-converted offer stays so. Times are stored in UTC.
+converted offer stays so. Times are stored in UTC. A store created before offers had bundles gets
+their columns when it is opened.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, RowMapping
 
-from xsell.database import create_tables, engine_for, select_in
+from xsell.database import add_missing_columns, create_tables, engine_for, select_in
 from xsell.offers import OfferDecision, OfferType, as_utc
 
 
@@ -58,6 +59,8 @@ inbox_offers = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False),
     Column("status_changed_at", DateTime(timezone=True)),
+    Column("bundle_id", String(64)),
+    Column("bundle_price", Float),
     Index("ix_inbox_offers_customer", "customer_id", "status", "decided_at"),
     Index("ix_inbox_offers_product", "product_id", "decided_at"),
 )
@@ -74,6 +77,8 @@ _CONTENT = (
     "reason",
     "model_version",
     "decided_at",
+    "bundle_id",
+    "bundle_price",
 )
 
 
@@ -94,6 +99,8 @@ class InboxOffer:
     model_version: str | None
     decided_at: datetime
     status: OfferStatus
+    bundle_id: str | None = None  # a part of a "complete the set" bundle (`xsell.offers`)
+    bundle_price: float | None = None
 
     @classmethod
     def from_row(cls, row: RowMapping) -> InboxOffer:
@@ -126,6 +133,8 @@ def rows_of(decision: OfferDecision) -> list[dict[str, object]]:
             "reason": item.reason,
             "model_version": decision.model_version,
             "decided_at": as_utc(decision.decided_at),
+            "bundle_id": item.bundle_id,
+            "bundle_price": item.bundle_price,
         }
         for item in decision.offers
     ]
@@ -137,6 +146,7 @@ class InboxStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = engine_for(url)
         create_tables(metadata, self.engine)
+        add_missing_columns(inbox_offers, self.engine)
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -6,6 +6,10 @@ e-mails decided earlier in the batch); `decide` is one event's. Both are pure fu
 unit-tested directly. Each candidate held back says which rule did it; a whole
 message held back says why in `no_offer_reason`. Frequency caps count messages by event time, so
 replaying or reprocessing the same events gives the same decisions.
+
+A "complete the set" bundle (`models.bundles`, proposed beside the ranking) takes one place of the
+message, where its best part would rank; each part must pass the rules a candidate passes, else
+the bundle is dropped (`bundle_incomplete`) and its parts compete on their own.
 """
 
 from __future__ import annotations
@@ -14,13 +18,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from models.reasons import POPULAR_REASON, VARIANT_PREFIX
 from xsell.events import EventType, PurchaseEvent
-from xsell.offers import Channel, OfferDecision, OfferItem, OfferType, Suppression, decision_id_for, offer_id_for
+from xsell.offers import (
+    Channel,
+    OfferDecision,
+    OfferItem,
+    OfferType,
+    Suppression,
+    bundle_id_for,
+    decision_id_for,
+    offer_id_for,
+)
 from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
 from xsell.settings import Settings
+
+if TYPE_CHECKING:  # the rules only read a bundle: they need not load the candidate kernels
+    from models.bundles import Bundle
 
 
 def _default(name: str) -> Any:
@@ -40,6 +56,9 @@ class OfferRules:
     min_score: float = _default("min_score")
     price_band: PriceBand = DEFAULT_PRICE_BAND
     excluded_products: frozenset[str] = frozenset()
+    bundles: bool = _default("bundles")
+    bundle_max_items: int = _default("bundle_max_items")
+    bundle_discount: float = _default("bundle_discount")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OfferRules:
@@ -53,6 +72,9 @@ class OfferRules:
             min_score=settings.min_score,
             price_band=settings.price_band,
             excluded_products=frozenset(settings.excluded_products),
+            bundles=settings.bundles,
+            bundle_max_items=settings.bundle_max_items,
+            bundle_discount=settings.bundle_discount,
         )
 
 
@@ -86,11 +108,13 @@ def decide_events(
     rules: OfferRules,
     model_version: str | None,
     decided_at: datetime,
+    bundles: Mapping[str, Bundle] | None = None,
 ) -> list[OfferDecision]:
     """One decision per event, in order. ``ranked`` holds each event id's scored candidates, or is
     None when no model is loaded: a purchase of a known customer then gets ``no_model``.
     ``contexts`` is keyed by customer id (a customer without one gets an empty context); an
-    e-mail decided for an event counts towards the caps of the same customer's later events."""
+    e-mail decided for an event counts towards the caps of the same customer's later events.
+    ``bundles`` holds the bundle proposed for an event id, if any."""
     sent: dict[str, tuple[datetime, ...]] = {}
     decisions = []
     for event in events:
@@ -101,7 +125,15 @@ def decide_events(
         if ranked is None and event.customer_id and event.event_type is EventType.PURCHASE:
             decision = _no_model(event, model_version, decided_at)
         else:
-            decision = decide(event, (ranked or {}).get(event.event_id, []), context, rules, model_version, decided_at)
+            decision = decide(
+                event,
+                (ranked or {}).get(event.event_id, []),
+                context,
+                rules,
+                model_version,
+                decided_at,
+                (bundles or {}).get(event.event_id),
+            )
         if Channel.EMAIL in decision.channels and event.customer_id:
             sent[customer] = (*sent.get(customer, ()), event.occurred_at)
         decisions.append(decision)
@@ -147,8 +179,10 @@ def decide(
     rules: OfferRules,
     model_version: str | None,
     decided_at: datetime,
+    bundle: Bundle | None = None,
 ) -> OfferDecision:
-    """Apply every rule and return the decision for `event` (deterministic ids)."""
+    """Apply every rule and return the decision for `event` (deterministic ids); ``bundle``, a
+    proposal whose parts are among ``ranked``, takes one place if all its parts qualify."""
     base = _base(event, model_version, decided_at)
     if event.event_type is EventType.ORDER_CANCELLED:
         return OfferDecision(**base, no_offer_reason="cancellation")
@@ -157,9 +191,15 @@ def decide(
 
     suppressed: list[Suppression] = []
     paid = _paid_prices(event)
+    parts = _bundle_parts(bundle, ranked, paid, context, rules, suppressed) if bundle else []
+    in_bundle = {id(c) for c in parts}
     eligible: list[RankedCandidate] = []
     popular = variants = 0
     for candidate in ranked:
+        if id(candidate) in in_bundle:
+            if candidate is parts[0]:  # the bundle competes for one place as its best part
+                eligible.append(candidate)
+            continue
         rule = _candidate_rule(candidate, paid, context, rules)
         if rule is None and candidate.reason == POPULAR_REASON:
             popular += 1
@@ -175,7 +215,13 @@ def decide(
             suppressed.append(_suppression(rule[0], candidate.product_id, rule[1]))
     chosen = _mix(eligible, rules.max_offers)
     chosen_ids = {id(c) for c in chosen}
-    suppressed += [_suppression("max_offers", c.product_id) for c in eligible if id(c) not in chosen_ids]
+    places = {id(parts[0]): parts} if parts else {}  # a chosen candidate's offers: itself, or its bundle's parts
+    suppressed += [
+        _suppression("max_offers", part.product_id)
+        for c in eligible
+        if id(c) not in chosen_ids
+        for part in places.get(id(c), [c])
+    ]
 
     channels = [Channel.IN_APP]
     email_block = _email_rule(event, context, rules)
@@ -185,6 +231,12 @@ def decide(
         suppressed.append(_suppression(email_block, None, "e-mail channel"))
     if not chosen:
         return OfferDecision(**base, suppressed=tuple(suppressed), no_offer_reason="no_eligible_candidates")
+    bundle_reason, bundle_id, bundle_price = "", None, None
+    if bundle and parts:
+        bundle_reason = bundle.reason
+        bundle_id = bundle_id_for(event.order_id, (part.product_id for part in parts))
+        bundle_price = _bundle_price(parts, rules.bundle_discount)
+    listed = [offer for c in chosen for offer in places.get(id(c), [c])]
     offers = tuple(
         OfferItem(
             offer_id=offer_id_for(event.order_id, c.product_id),
@@ -194,10 +246,12 @@ def decide(
             offer_type=c.offer_type,
             rank=rank,
             score=round(c.score, 6),
-            reason=_reason(c, paid, event.currency),
+            reason=bundle_reason if id(c) in in_bundle else _reason(c, paid, event.currency),
             upgrades=c.upgrades if c.offer_type is OfferType.UP_SELL else None,
+            bundle_id=bundle_id if id(c) in in_bundle else None,
+            bundle_price=bundle_price if id(c) in in_bundle else None,
         )
-        for rank, c in enumerate(chosen, start=1)
+        for rank, c in enumerate(listed, start=1)
     )
     return OfferDecision(**base, offers=offers, channels=tuple(channels), suppressed=tuple(suppressed))
 
@@ -220,6 +274,41 @@ def _reason(candidate: RankedCandidate, paid: Mapping[str, float], currency: str
         return candidate.reason
     sign = CURRENCY_SIGNS.get(currency, f"{currency} ")
     return f"{candidate.reason}, +{sign}{candidate.price - upgraded:.2f}"
+
+
+def _bundle_parts(
+    bundle: Bundle,
+    ranked: Sequence[RankedCandidate],
+    paid: Mapping[str, float],
+    context: CustomerContext,
+    rules: OfferRules,
+    suppressed: list[Suppression],
+) -> list[RankedCandidate]:
+    """The candidates that make ``bundle``, best first; none when bundles are off, or when a part
+    is not among ``ranked`` or a candidate rule holds it back (each such part is recorded in
+    ``suppressed`` as ``bundle_incomplete``, with the rule in its detail)."""
+    if not rules.bundles:
+        return []
+    by_product = {c.product_id: c for c in ranked}
+    parts: list[RankedCandidate] = []
+    incomplete: list[Suppression] = []
+    for product_id in bundle.parts:
+        candidate = by_product.get(product_id)
+        rule = ("not_ranked", "") if candidate is None else _candidate_rule(candidate, paid, context, rules)
+        if rule is not None:
+            incomplete.append(_suppression("bundle_incomplete", product_id, rule[0]))
+        elif candidate is not None:
+            parts.append(candidate)
+    suppressed += incomplete
+    return [] if incomplete else sorted(parts, key=lambda c: -c.score)
+
+
+def _bundle_price(parts: Sequence[RankedCandidate], discount: float) -> float | None:
+    """A bundle's total: its parts' prices less the discount (a fraction), None when one has no price."""
+    prices = [part.price for part in parts]
+    if any(price is None for price in prices):
+        return None
+    return round(sum(price or 0.0 for price in prices) * (1.0 - discount), 2)
 
 
 def _candidate_rule(

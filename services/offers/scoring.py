@@ -8,20 +8,25 @@ the whole batch.
 
 Product features change slowly: they are cached for `ttl_s` and a product is dropped from the
 cache as soon as a purchase of it passes through (its statistics just changed).
+
+`propose_bundles` proposes each ranked event's "complete the set" bundle from the champion's index
+(`models.bundles`), for the rules to offer.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from features.online import OnlineFeatureReader
+from models.bundles import Bundle, BundlePicker
 from models.champion import Champion
 from models.features import candidate_context_columns, feature_matrix
 from models.ranking import best_rows, score_matrix
+from models.reasons import VARIANT_PREFIX
 from services.offers.rules import RankedCandidate
 from xsell.events import PurchaseEvent
 from xsell.offers import OfferType
@@ -158,6 +163,28 @@ def rank_batch(
             )
         )
     return ranked
+
+
+def propose_bundles(
+    picker: BundlePicker,
+    events: Sequence[PurchaseEvent],
+    ranked: Mapping[str, list[RankedCandidate]],
+    max_items: int,
+) -> dict[str, Bundle]:
+    """The bundle of each event that has one, by event id: its basket against its ranked
+    cross-sells (another design of an item just bought is no complement, so not a part)."""
+    bundles: dict[str, Bundle] = {}
+    for event in events:
+        cross_sells = [
+            c.product_id
+            for c in ranked.get(event.event_id, ())
+            if c.offer_type is OfferType.CROSS_SELL and not c.reason.startswith(VARIANT_PREFIX)
+        ]
+        basket = list(dict.fromkeys(line.product_id for line in event.lines))
+        bundle = picker.pick(basket, cross_sells, max_items)
+        if bundle is not None:
+            bundles[event.event_id] = bundle
+    return bundles
 
 
 def _number(value: object) -> float:

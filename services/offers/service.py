@@ -3,10 +3,11 @@ one `OfferDecision` on `offers`.
 
 Per micro-batch: parse (records ingestion dead-letters are skipped), find events already decided
 (re-emit their stored decision: same ids), rank the new ones with the champion in one batch
-(candidates, online features, one predict), apply the business rules in event order (so caps see
-earlier decisions of the same batch), record the decisions and send them with acks=all. The loop
-handles the next batch while the broker acknowledges them, and commits a batch's offsets only once
-every one of its decisions is acknowledged. At-least-once in, idempotent out.
+(candidates, online features, one predict) and propose their "complete the set" bundles, apply the
+business rules in event order (so caps see earlier decisions of the same batch), record the
+decisions and send them with acks=all. The loop handles the next batch while the broker
+acknowledges them, and commits a batch's offsets only once every one of its decisions is
+acknowledged. At-least-once in, idempotent out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from features.store import open_feature_store
 from services.messaging import durable_producer
 from services.offers.champion import ChampionWatcher
 from services.offers.rules import CustomerContext, OfferRules, decide_events
-from services.offers.scoring import ProductFeatureCache, rank_batch
+from services.offers.scoring import ProductFeatureCache, propose_bundles, rank_batch
 from services.offers.state import OfferStateStore
 from services.preferences import PreferenceStore
 from xsell.consumer import Completion, ConsumerLoop, Record
@@ -157,6 +158,11 @@ class OfferService:
             if champion and scorable
             else {}
         )
+        bundles = (
+            propose_bundles(champion.bundles, scorable, ranked, self.rules.bundle_max_items)
+            if champion and self.rules.bundles
+            else {}
+        )
         unsubscribed = self.preferences.unsubscribed(customers)
         since = min((e.occurred_at for e in fresh), default=datetime.now(UTC)) - timedelta(days=7)
         email_times = self.state.email_times(customers, since)
@@ -175,6 +181,7 @@ class OfferService:
             self.rules,
             str(champion.version) if champion else None,
             datetime.now(UTC),
+            bundles,
         )
         new = {decision.event_id: decision for decision in decided}
         for decision in decided:

@@ -1,15 +1,17 @@
-"""``select_in``: long id lists are looked up a chunk at a time, and every match comes back once
-(real SQLite database)."""
+"""``select_in``: long id lists are looked up a chunk at a time, and every match comes back once;
+``add_missing_columns``: a table stored before a column existed gets it, once (real SQLite database)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, inspect, select
 
+from services.inbox.store import InboxStore, inbox_offers
 from services.preferences import PreferenceStore
 from xsell.chunks import QUERY_CHUNK
-from xsell.database import create_tables, engine_for, select_in
+from xsell.database import add_missing_columns, create_tables, engine_for, select_in
 
 
 def test_a_long_list_is_one_query_per_chunk_and_finds_every_row(tmp_path: Path) -> None:
@@ -34,3 +36,34 @@ def test_unsubscribed_answers_for_more_customers_than_one_chunk(tmp_path: Path) 
     for customer in gone:
         store.unsubscribe(customer)
     assert store.unsubscribed(f"C{n}" for n in range(2 * QUERY_CHUNK + 7)) == gone
+
+
+def test_a_store_created_before_a_column_gets_it_when_opened(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    engine = engine_for(url)
+    before = MetaData()  # the in-app offers as stored before bundles
+    columns = [c for c in inbox_offers.columns if not c.name.startswith("bundle_")]
+    old = Table("inbox_offers", before, *(Column(c.name, c.type, primary_key=c.primary_key) for c in columns))
+    create_tables(before, engine)
+    row = {
+        "offer_id": "O1",
+        "decision_id": "D1",
+        "customer_id": "C1",
+        "product_id": "P1",
+        "offer_type": "cross_sell",
+        "rank": 1,
+        "score": 0.5,
+        "reason": "test",
+        "decided_at": datetime(2011, 1, 1, tzinfo=UTC),
+        "status": "active",
+    }
+    with engine.begin() as db:
+        db.execute(insert(old), [row])
+
+    store = InboxStore(url)
+    assert {"bundle_id", "bundle_price"} <= {c["name"] for c in inspect(store.engine).get_columns("inbox_offers")}
+    [offer] = store.offers_for("C1")
+    assert (offer.offer_id, offer.bundle_id, offer.bundle_price) == ("O1", None, None)
+    add_missing_columns(inbox_offers, store.engine)  # nothing is missing any more: nothing to do
+    store.close()
+    engine.dispose()

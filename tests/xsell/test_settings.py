@@ -57,3 +57,13 @@ def test_production_refuses_the_demo_secrets_at_load(tmp_path: Path) -> None:
         demo_enabled=False,
     )
     assert strong.env == "production"
+
+
+def test_bundles_are_on_without_a_discount_and_a_discount_is_at_most_half(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    assert (settings.bundles, settings.bundle_discount, settings.bundle_max_items) == (True, 0.0, 3)
+    assert load_settings(home=tmp_path, bundle_discount=0.5).bundle_discount == 0.5
+    with pytest.raises(SettingsError, match="bundle_discount"):
+        load_settings(home=tmp_path, bundle_discount=0.6)
+    with pytest.raises(SettingsError, match="bundle_max_items"):
+        load_settings(home=tmp_path, bundle_max_items=1)

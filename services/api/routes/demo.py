@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import HTMLResponse
 
 from services.api.deps import InboxDep, SettingsDep, TemplatesDep
+from xsell.offers import offer_groups
 
 router = APIRouter(prefix="/demo", tags=["demo"], include_in_schema=False)
 
@@ -24,7 +25,8 @@ CustomerQuery = Annotated[str | None, Query(max_length=128)]
 def read_demo_shop(
     request: Request, settings: SettingsDep, inbox: InboxDep, templates: TemplatesDep, customer_id: CustomerQuery = None
 ) -> HTMLResponse:
-    """The shop's page for one customer: their active offers as product cards."""
+    """The shop's page for one customer: their active offers as product cards, the parts of a
+    "complete the set" bundle on one card."""
     offers = inbox.offers_for(customer_id, limit=12) if customer_id else []
     return templates.TemplateResponse(
         request,
@@ -32,6 +34,7 @@ def read_demo_shop(
         {
             "customer_id": customer_id,
             "offers": offers,
+            "groups": offer_groups(offers),
             "product": None,
             # The demo page stands in for the shop's backend, so the server renders the API key into
             # it. A real shop keeps the key on its server and calls /v1 from there.

@@ -58,6 +58,12 @@ class OfferPublic(BaseModel):
     model_version: str | None
     decided_at: datetime
     status: OfferStatus
+    bundle_id: str | None = Field(
+        default=None, description='A part of a "complete the set" bundle: the id its parts share (show them as one).'
+    )
+    bundle_price: float | None = Field(
+        default=None, description="A bundle part: the bundle's total, after its discount."
+    )
 
 
 class OffersPublic(BaseModel):

@@ -256,6 +256,30 @@ def test_read_demo_shop_lists_offers_escaped_with_embedded_key(
     assert client.get("/demo/products/unknown").status_code == 404
 
 
+def test_a_bundle_is_listed_per_part_and_shown_as_one_card(
+    client: TestClient, settings: Settings, store: InboxStore
+) -> None:
+    plain = make_decision("O1", products=("P1",))
+    parts = tuple(
+        offer.model_copy(update={"bundle_id": "bundle-1", "bundle_price": 9.0, "reason": "Complete the set with MUG"})
+        for offer in make_decision("O2", products=("P2", "P3"), minutes=5).offers
+    )  # 5.95 + 6.95 = 12.90 without the discount
+    deliver(settings, store, plain, make_decision("O2", minutes=5).model_copy(update={"offers": parts}))
+
+    listed = client.get("/v1/customers/C1/offers", headers=KEY).json()["offers"]
+    assert [(o["product_id"], o["bundle_id"], o["bundle_price"]) for o in listed] == [
+        ("P2", "bundle-1", 9.0),
+        ("P3", "bundle-1", 9.0),
+        ("P1", None, None),
+    ]
+
+    page = client.get("/demo", params={"customer_id": "C1"}).text
+    assert page.count('class="card bundle"') == 1 and page.count('class="card" data-offer-id=') == 1
+    assert page.count('class="part" data-offer-id=') == 2
+    assert f'data-offer-id="{parts[0].offer_id}"' in page and f'data-offer-id="{parts[1].offer_id}"' in page
+    assert "All 2 for £9.00" in page and "you save £3.90" in page
+
+
 def test_read_health_and_openapi(client: TestClient) -> None:
     health = client.get("/healthz")
     schema = client.get("/openapi.json")

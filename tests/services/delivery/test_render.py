@@ -204,3 +204,51 @@ def test_decisions_that_cannot_be_an_email_are_refused(settings: Settings, overr
 )
 def test_format_price(amount: float, currency: str, expected: str) -> None:
     assert format_price(amount, currency) == expected
+
+
+def bundle_part(offer_id: str, name: str, price: float, rank: int) -> OfferItem:
+    return OfferItem(
+        offer_id=offer_id,
+        product_id=offer_id.upper(),
+        name=name,
+        price=price,
+        offer_type=OfferType.CROSS_SELL,
+        rank=rank,
+        score=0.5,
+        reason="Complete the set with TEAPOT: CUP + SAUCER",
+        bundle_id="bundle-1",
+        bundle_price=5.4,  # 2.50 + 3.50 less 10 %
+    )
+
+
+def test_a_bundle_is_one_block_with_its_total_saving_and_a_link_per_part(settings: Settings) -> None:
+    single = decision().offers[1]  # rank 1
+    offers = (single, bundle_part("cup", "CUP", 2.5, 2), bundle_part("saucer", "SAUCER", 3.5, 3))
+    rendered = render_offer_email(decision(offers=offers), settings, now=NOW)
+    text = rendered.message.get_body(("plain",)).get_content()
+    html = rendered.message.get_body(("html",)).get_content()
+
+    assert "2. Complete the set - all 2 for £5.40 (you save £0.60)" in text
+    assert text.count("Complete the set with TEAPOT: CUP + SAUCER") == 1  # the reason once, for the block
+    assert "   - CUP - £2.50" in text and "   - SAUCER - £3.50" in text
+    assert "\n3. " not in text  # two places: the single offer and the set
+    assert "Complete the set</p>" in html and "<strong>£5.40</strong>" in html and "you save £0.60" in html
+    assert rendered.message["Subject"] == "2 picks for you after order 536365"
+    assert text.index(NASTY_NAME) < text.index("CUP") < text.index("SAUCER")
+
+    links = Links()
+    links.feed(html)
+    clicks = [href for href in links.hrefs if href.startswith("https://shop.example/r/")]
+    claims = [verify_link("s3cret", href.rsplit("/", 1)[1], "click", now=NOW + 60).offer_id for href in clicks]
+    assert claims == ["off-1", "off-1", "cup", "saucer"]  # each part clicks through on its own offer
+    assert rendered.offer_ids == ("off-1", "cup", "saucer")
+
+
+def test_a_bundle_without_a_discount_shows_its_total_only(settings: Settings) -> None:
+    parts_ = tuple(
+        p.model_copy(update={"bundle_price": 6.0})
+        for p in (bundle_part("cup", "CUP", 2.5, 1), bundle_part("saucer", "SAUCER", 3.5, 2))
+    )
+    text, html = parts(settings, offers=parts_)
+    assert "1. Complete the set - all 2 for £6.00\n" in text
+    assert "save" not in text and "save" not in html

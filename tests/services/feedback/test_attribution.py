@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from models.bundles import Bundle
 from services.feedback.attribution import DEFAULT_WINDOW, OfferFact, PurchaseLine, attribute, purchase_lines
+from services.feedback.facts import open_facts, record_batch
+from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide
+from tests.services.feedback.factories import purchase
 from xsell.events import EventType, LineItem
+from xsell.offers import OfferType, offer_id_for
 
 T0 = datetime(2011, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -110,3 +115,25 @@ def test_purchase_lines_sum_one_product_per_order_and_skip_cancellations_and_ano
     assert [(x.product_id, x.quantity, x.revenue) for x in lines] == [("P1", 3, 10.0), ("P2", 4, 5.0)]
     assert purchase_lines(make_event(customer_id=None)) == []
     assert purchase_lines(make_event(event_type=EventType.ORDER_CANCELLED)) == []
+
+
+def test_a_purchase_of_one_part_of_a_bundle_converts_that_parts_offer(make_event) -> None:
+    trigger = make_event(order_id="A1", customer_id="C1", occurred_at=T0)  # buys P1, a mug
+    ranked = [
+        RankedCandidate("S1", OfferType.CROSS_SELL, 0.9, "Often bought with MUG", "SAUCER", 2.0),
+        RankedCandidate("S2", OfferType.CROSS_SELL, 0.8, "Often bought with MUG", "SPOON", 1.5),
+    ]
+    bundle = Bundle("P1", ("S1", "S2"), "Complete the set with MUG: SAUCER + SPOON")
+    decision = decide(trigger, ranked, CustomerContext(), OfferRules(bundle_discount=0.2), "1", T0, bundle)
+    [bundle_id] = {o.bundle_id for o in decision.offers}  # both parts are in the bundle
+    assert bundle_id is not None
+
+    engine = open_facts("sqlite://")
+    bought = purchase("B1", "C1", T0 + timedelta(days=2), ("S2", 1, 1.5), ("OTHER", 1, 3.0))
+    with engine.begin() as db:
+        recorded = record_batch(db, [(decision, None)], [], [(bought, None)])
+    engine.dispose()
+    assert [offer.offer_id for offer in recorded.offers] == [offer_id_for("A1", "S1"), offer_id_for("A1", "S2")]
+    [conversion] = attribute(recorded.offers, recorded.lines)
+    assert (conversion.offer_id, conversion.product_id, conversion.revenue) == (offer_id_for("A1", "S2"), "S2", 1.5)
+    assert recorded.conversions == 1

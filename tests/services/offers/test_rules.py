@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from models.bundles import Bundle
 from models.index import IndexConfig
 from services.offers.rules import CustomerContext, OfferRules, RankedCandidate, decide, decide_events
 from tests.conftest import EventFactory
 from xsell.events import EventType
-from xsell.offers import Channel, OfferType, offer_id_for
+from xsell.offers import Channel, OfferType, bundle_id_for, offer_id_for
 from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
 from xsell.settings import load_settings
 
@@ -208,3 +209,80 @@ def test_a_real_step_is_the_up_sell_kept_before_a_price_tier(make_event: EventFa
     decision = decide(_event(make_event), [tier, larger, *cross], CustomerContext(), OfferRules(max_offers=3), "1", NOW)
     assert [o.product_id for o in decision.offers] == ["X0", "X1", "U2"]  # the step is in, the tier is not
     assert decision.offers[-1].reason == "Larger: BIG MUG instead of MUG, +£1.00"
+
+
+def _bundle_candidates() -> list[RankedCandidate]:
+    return [
+        RankedCandidate("S1", OfferType.CROSS_SELL, 0.9, "Often bought with MUG", "SAUCER", 2.0),
+        RankedCandidate("X3", OfferType.CROSS_SELL, 0.8, "Goes well with MUG", "TRAY", 5.0),
+        RankedCandidate("S2", OfferType.CROSS_SELL, 0.6, "Often bought with MUG", "SPOON", 1.5),
+        RankedCandidate(
+            "U1", OfferType.UP_SELL, 0.5, "Larger: BIG MUG instead of MUG", "BIG MUG", 4.0, 1.3, "P1", "larger"
+        ),
+    ]
+
+
+SET = Bundle(seed="P1", parts=("S1", "S2"), reason="Complete the set with MUG: SAUCER + SPOON")
+
+
+def test_a_bundle_takes_one_place_and_its_parts_are_offers_of_their_own(make_event: EventFactory) -> None:
+    event = _event(make_event)
+    decision = decide(event, _bundle_candidates(), CustomerContext(), OfferRules(max_offers=2), "1", NOW, SET)
+    assert [(o.product_id, o.rank) for o in decision.offers] == [("S1", 1), ("S2", 2), ("U1", 3)]
+    parts = decision.offers[:2]
+    assert {o.bundle_id for o in parts} == {bundle_id_for(event.order_id, ["S2", "S1"])}
+    assert [o.offer_id for o in parts] == [offer_id_for(event.order_id, "S1"), offer_id_for(event.order_id, "S2")]
+    assert all(o.reason == SET.reason and o.bundle_price == 3.5 for o in parts)  # 2.00 + 1.50, no discount
+    assert decision.offers[2].bundle_id is None and decision.offers[2].bundle_price is None
+    assert [(s.rule, s.product_id) for s in decision.suppressed if s.product_id] == [("max_offers", "X3")]
+
+
+def test_a_bundle_discount_is_taken_off_its_total(make_event: EventFactory) -> None:
+    rules = OfferRules(bundle_discount=0.1)
+    decision = decide(_event(make_event), _bundle_candidates(), CustomerContext(), rules, "1", NOW, SET)
+    parts = [o for o in decision.offers if o.bundle_id]
+    assert [o.product_id for o in parts] == ["S1", "S2"]
+    assert [o.bundle_price for o in parts] == [3.15, 3.15]  # 3.50 less 10 %
+    assert [o.price for o in parts] == [2.0, 1.5]  # each part keeps its own price
+
+
+def test_a_part_ruled_out_drops_the_bundle(make_event: EventFactory) -> None:
+    owns_the_spoon = CustomerContext(owned=frozenset({"S2"}))
+    decision = decide(_event(make_event), _bundle_candidates(), owns_the_spoon, OfferRules(), "1", NOW, SET)
+    assert [o.product_id for o in decision.offers] == ["S1", "X3", "U1"]  # the saucer competes on its own
+    assert all(o.bundle_id is None for o in decision.offers)
+    assert decision.offers[0].reason == "Often bought with MUG"
+    held = [(s.rule, s.product_id, s.detail) for s in decision.suppressed if s.product_id]
+    assert held == [("bundle_incomplete", "S2", "already_owned"), ("already_owned", "S2", "")]
+    excluded = OfferRules(excluded_products=frozenset({"S1"}))
+    decision = decide(_event(make_event), _bundle_candidates(), CustomerContext(), excluded, "1", NOW, SET)
+    assert ("bundle_incomplete", "S1") in [(s.rule, s.product_id) for s in decision.suppressed]
+    assert all(o.bundle_id is None for o in decision.offers)
+
+
+def test_a_bundle_whose_part_was_not_ranked_or_with_bundles_off_is_not_offered(make_event: EventFactory) -> None:
+    unranked = SET._replace(parts=("S1", "GONE"))
+    decision = decide(_event(make_event), _bundle_candidates(), CustomerContext(), OfferRules(), "1", NOW, unranked)
+    assert all(o.bundle_id is None for o in decision.offers)
+    assert [(s.rule, s.product_id, s.detail) for s in decision.suppressed][:1] == [
+        ("bundle_incomplete", "GONE", "not_ranked")
+    ]
+    off = decide(_event(make_event), _bundle_candidates(), CustomerContext(), OfferRules(bundles=False), "1", NOW, SET)
+    assert all(o.bundle_id is None for o in off.offers) and not any(
+        s.rule == "bundle_incomplete" for s in off.suppressed
+    )
+
+
+def test_a_bundle_that_loses_its_place_holds_back_every_part(make_event: EventFactory) -> None:
+    better = RankedCandidate("X9", OfferType.CROSS_SELL, 0.95, "Goes well with MUG", "TEAPOT", 9.0)
+    ranked = [better, *_bundle_candidates()]
+    decision = decide(_event(make_event), ranked, CustomerContext(), OfferRules(max_offers=1), "1", NOW, SET)
+    assert [o.product_id for o in decision.offers] == ["X9"]
+    assert {s.product_id for s in decision.suppressed if s.rule == "max_offers"} == {"S1", "S2", "X3", "U1"}
+
+
+def test_decide_events_gives_each_event_its_own_bundle(make_event: EventFactory) -> None:
+    with_set, without = _event(make_event), _event(make_event, customer_id="C2")
+    ranked = {e.event_id: _bundle_candidates() for e in (with_set, without)}
+    decisions = decide_events([with_set, without], ranked, {}, OfferRules(), "1", NOW, {with_set.event_id: SET})
+    assert [sum(1 for o in d.offers if o.bundle_id) for d in decisions] == [2, 0]

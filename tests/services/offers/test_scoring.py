@@ -1,5 +1,6 @@
 """The offer service's product feature cache on a real (embedded) Feast store: values as the
-online store has them, one read per product, re-reads only for invalidated or expired rows."""
+online store has them, one read per product, re-reads only for invalidated or expired rows; and
+the bundles proposed beside the ranking."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import pytest
 
 from features.online import OnlineFeatureReader
 from features.store import open_feature_store
-from services.offers.scoring import ProductFeatureCache
+from models.bundles import BundlePicker
+from services.offers.rules import RankedCandidate
+from services.offers.scoring import ProductFeatureCache, propose_bundles
+from tests.conftest import EventFactory
 from tests.features.orders import backfilled_home
+from tests.models.test_bundles import constructed_index
+from xsell.events import LineItem
+from xsell.offers import OfferType
 
 
 class CountingReader(OnlineFeatureReader):
@@ -58,3 +65,28 @@ def test_one_read_per_product_until_invalidated_or_expired(reader: CountingReade
     time.sleep(0.5)
     cache.get(["11", "12", "13"])
     assert sorted(reader.reads[-1]) == ["11", "12", "13"]  # all expired
+
+
+def test_bundles_come_from_each_events_basket_and_its_ranked_complements(make_event: EventFactory) -> None:
+    def bought(product_id: str):
+        return make_event(lines=(LineItem(product_id=product_id, quantity=1, unit_price=20.0),))
+
+    def cross_sell(product_id: str, reason: str = "Often bought with ITEM T") -> RankedCandidate:
+        return RankedCandidate(product_id, OfferType.CROSS_SELL, 0.5, reason)
+
+    # D goes with T, C and S (tests.models.test_bundles), but an up-sell or another design is no complement
+    upgrade = RankedCandidate("D", OfferType.UP_SELL, 0.9, "Larger: ITEM D instead of ITEM T")
+    teapot, teapot_again, bestseller = bought("T"), bought("T"), bought("B")
+    ranked = {
+        teapot.event_id: [upgrade, cross_sell("C"), cross_sell("S")],
+        teapot_again.event_id: [cross_sell("D", "More designs like ITEM T"), cross_sell("C"), cross_sell("S")],
+        bestseller.event_id: [cross_sell("C"), cross_sell("S")],
+    }
+    picker = BundlePicker(constructed_index())
+    bundles = propose_bundles(picker, [teapot, teapot_again, bestseller], ranked, max_items=3)
+    assert {event_id: bundle.parts for event_id, bundle in bundles.items()} == {
+        teapot.event_id: ("C", "S"),
+        teapot_again.event_id: ("C", "S"),
+    }
+    with_the_dish = {teapot.event_id: [cross_sell("D"), cross_sell("C"), cross_sell("S")]}
+    assert propose_bundles(picker, [teapot], with_the_dish, max_items=3)[teapot.event_id].parts == ("D", "C", "S")
