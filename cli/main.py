@@ -564,7 +564,7 @@ def recommend(
 
 @app.command()
 def audit(
-    out: Annotated[Path, typer.Option(help="Folder for up_sell.csv, cross_sell.csv and checks.json.")],
+    out: Annotated[Path, typer.Option(help="Folder for up_sell.csv, cross_sell.csv, bundle.csv and checks.json.")],
     sample: Annotated[int, typer.Option(help="Offers of each type in the sheets.")] = 100,
     recent: Annotated[int, typer.Option(help="Audit the N latest decisions.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the sample drawn for the sheets.")] = 0,

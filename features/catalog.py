@@ -18,7 +18,10 @@ product kind learned from the names and the prices paid, so that up-sell compare
      theme, range or design ("DOLLY GIRL", "HOME SWEET HOME", "REGENCY", "FELTCRAFT") recurs
      across many kinds, at every price from a card to a tray, mostly before the head, so it loses;
   4. a name without a supported candidate has its last token as kind if that ends at least
-     `min_support` names, else none.
+     `min_support` names, else none;
+  5. steps 2-4 run twice: theme words found by the first pass (`theme_words`: words that stand
+     outside the kind of names of at least `min_support` kinds, in at least half their names)
+     are no candidates in the second, so that "MINI JIGSAW DOLLY GIRL" is a JIGSAW.
 The only word lists are generic English modifiers; kinds are learned from the catalog.
 
 Families: two products are variants of one item (another design or colour) when they are of the same
@@ -30,8 +33,8 @@ those words.
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import pairwise
 from typing import NamedTuple
@@ -107,6 +110,35 @@ def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series 
     module docstring. ``prices``: median unit price per name (same index); without them every
     candidate's spread is equal and the longer, rightmost candidate wins."""
     tokens = [tuple(singular(w) for w in _tokens(name)) if isinstance(name, str) and name else () for name in names]
+    log_price = np.log(np.clip(_aligned_prices(names, prices), 1e-6, None))
+    first = _kinds(tokens, log_price, min_support)
+    themes = theme_words(tokens, first, min_support)
+    # the second pass: theme words are no kind candidates (a name of theme words only keeps them)
+    plain = [tuple(w for w in t if w not in themes) or t for t in tokens]
+    return pd.Series(_kinds(plain, log_price, min_support), index=names.index, dtype=object)
+
+
+def theme_words(tokens: Sequence[tuple[str, ...]], kinds: Sequence[str | None], min_kinds: int = 3) -> set[str]:
+    """The words of a catalog that are themes, ranges or designs rather than kinds: each stands
+    outside the kind of names of at least ``min_kinds`` different kinds, and in at least half of
+    the names it is in ("DOLLY GIRL" on a lunch box, a beaker and a card; "MUG" stands outside
+    the kind only in a few compounds)."""
+    outside: dict[str, set[str]] = defaultdict(set)
+    total: Counter[str] = Counter()
+    out_of_kind: Counter[str] = Counter()
+    for words, kind in zip(tokens, kinds, strict=True):
+        in_kind = set(kind.split()) if kind else set()
+        for word in set(words):
+            total[word] += 1
+            if word not in in_kind:
+                out_of_kind[word] += 1
+                if kind:
+                    outside[word].add(kind)
+    return {w for w in total if len(outside[w]) >= min_kinds and 2 * out_of_kind[w] >= total[w]}
+
+
+def _kinds(tokens: Sequence[tuple[str, ...]], log_price: np.ndarray, min_support: int) -> list[str | None]:
+    """One pass of the kind rule (steps 2 to 4 of the module docstring) over tokenised names."""
     rows: list[tuple[int, tuple[str, ...], int, int, bool]] = []
     for k, t in enumerate(tokens):
         ends: dict[tuple[str, ...], int] = {(w,): i for i, w in enumerate(t)}  # a phrase's last position
@@ -115,7 +147,6 @@ def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series 
     kinds: list[str | None] = [None] * len(tokens)
     if rows:
         candidates = pd.DataFrame(rows, columns=["name", "phrase", "length", "end", "last"])
-        log_price = np.log(np.clip(_aligned_prices(names, prices), 1e-6, None))
         candidates["log_price"] = log_price[candidates["name"].to_numpy()]
         by_phrase = candidates.groupby("phrase", sort=False)["log_price"]
         candidates["support"] = by_phrase.transform("size")
@@ -139,7 +170,7 @@ def derive_categories(names: pd.Series, min_support: int = 3, prices: pd.Series 
     for k, t in enumerate(tokens):
         if kinds[k] is None and t and heads[t[-1]] >= min_support:
             kinds[k] = t[-1]
-    return pd.Series(kinds, index=names.index, dtype=object)
+    return kinds
 
 
 def _aligned_prices(names: pd.Series, prices: pd.Series | None) -> np.ndarray:
@@ -148,6 +179,18 @@ def _aligned_prices(names: pd.Series, prices: pd.Series | None) -> np.ndarray:
     values = prices.reindex(names.index).to_numpy(dtype=float)
     return np.where(
         np.isfinite(values) & (values > 0), values, np.nanmedian(values) if np.isfinite(values).any() else 1.0
+    )
+
+
+@lru_cache(maxsize=1 << 18)
+def range_words(name: object) -> frozenset[str]:
+    """The words of a name that can name its range, theme or kind, in singular form: all but the
+    generic modifiers (colours, sizes, pack words), plain numbers and one- or two-letter words
+    ("SET OF 3 REGENCY CAKE TINS" -> REGENCY, CAKE, TIN; "ROLL WRAP 50'S CHRISTMAS" -> ROLL, WRAP,
+    50'S, CHRISTMAS)."""
+    words = re.findall(r"[A-Z0-9']+", name.upper() if isinstance(name, str) else "")
+    return frozenset(
+        singular(w) for w in (w.strip("'") for w in words) if len(w) > 2 and not w.isdigit() and w not in MODIFIERS
     )
 
 

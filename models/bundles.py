@@ -5,11 +5,14 @@ A bundle is a seed, an item of the trigger's basket, and 2 to ``max_items`` part
 trigger's ranked cross-sell candidates such that every part is associated with the seed and every
 two parts with each other, each part is of another kind (category) than the seed and than the
 other parts (a set is different pieces, not three designs of one), and each part is in at least
-``min_confidence`` of the seed's orders (bought with it often). Associated means what an "Often
-bought with" claim means
-(``models.candidates``): at least the index's ``min_support`` shared orders and a lift
-(``co_count * orders / (orders_a * orders_b)``) of at least ``CandidateConfig.min_claim_lift``, so a
-bestseller bought with everything never joins a set. The parts are taken greedily in rank order:
+``min_confidence`` of the seed's orders (bought with it often) and shares a word of its range or
+theme with it, other than either head noun (``features.catalog.range_words``: the rest of the
+REGENCY tea set, the 50'S CHRISTMAS wrap and crackers; not the shop's bestsellers that happen to
+sell beside it, nor another kind of BAG). Associated means what an "Often
+bought with" claim means (``models.candidates.bought_together``): the index's ``min_support``
+shared orders, a lift of ``CandidateConfig.min_claim_lift`` and more shared orders than chance
+gives, so a bestseller bought with everything never joins a set, nor a pair of rare items that
+met in two orders. The parts are taken greedily in rank order:
 the best-ranked candidate that starts a set with some seed, then each later candidate associated
 with that seed and with every part taken before it. Where several seeds make a set with that
 first part, the one whose parts rank best wins, compared part by part (a missing part ranks below
@@ -24,7 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from models.candidates import CandidateConfig, csr_values, sorted_csr
+from features.catalog import range_words
+from models.candidates import CandidateConfig, bought_together, csr_values, sorted_csr
 from models.index import CandidateIndex
 from models.reasons import REASONS
 
@@ -49,10 +53,15 @@ class BundlePicker:
         self, index: CandidateIndex, config: CandidateConfig | None = None, min_confidence: float = MIN_CONFIDENCE
     ) -> None:
         self.index = index
-        self.min_lift = (config or CandidateConfig()).min_claim_lift
+        self.config = config or CandidateConfig()
         self.min_confidence = min_confidence
         products = index.products
         self._kind = pd.factorize(products["category"])[0]  # -1: no kind known
+        heads = products["head"] if "head" in products else pd.Series("", index=products.index)
+        # a range word is not the head noun: two bags share BAG, and are not a set for it
+        self._range_words = [
+            range_words(name) - {head} for name, head in zip(products["name"], heads.fillna(""), strict=True)
+        ]
         self._cooccurrence = sorted_csr(index.cooccurrence)
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy(dtype=object)
@@ -66,9 +75,7 @@ class BundlePicker:
         a, b = a.astype(np.int64), b.astype(np.int64)
         indptr, indices, data = self._cooccurrence
         co_count = csr_values(indptr, indices, data, a, b)
-        lift = co_count * self.index.orders / np.maximum(self._orders[a] * self._orders[b], 1)
-        together: np.ndarray = (co_count >= self.index.config.min_support) & (lift >= self.min_lift)
-        return together
+        return bought_together(co_count, self._orders[a], self._orders[b], self.index, self.config)
 
     def confidence(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Per pair of item positions, P(b in an order | a in it): the share of a's orders that hold b."""
@@ -97,6 +104,9 @@ class BundlePicker:
         with_seed, with_part = together[: len(seeds)], together[len(seeds) :]  # x candidates
         # and bought with the seed often: in at least ``min_confidence`` of the seed's orders
         with_seed &= self.confidence(firsts, seconds).reshape(len(rows), n)[: len(seeds)] >= self.min_confidence
+        # and of the seed's range: a part shares a range or theme word with it ("REGENCY")
+        words = self._range_words
+        with_seed &= np.asarray([[bool(words[s] & words[c]) for c in candidates] for s in seeds], dtype=bool)
         for first in np.flatnonzero(with_seed.any(axis=0)).tolist():  # the first part that starts a set wins
             by_seed = np.flatnonzero(with_seed[:, first])
             parts = _greedy_parts(first, with_seed[by_seed] & with_part[first], with_part, max_items)

@@ -20,7 +20,8 @@ item line at ``min_tier_ratio`` times the price); else ``cross_sell``. The reaso
 item. A pairing ("Often bought with", "Customers who bought ... also bought", "Often bought soon
 after") is claimed only for an association beyond popularity: at least the index's
 ``min_support`` shared orders and a lift of ``min_claim_lift``; a bestseller that is merely
-bought with everything gets the popularity reason. Each row carries ``source`` (the source
+bought with everything gets the popularity reason, and so does a pair that few shared orders make
+look associated by chance (``bought_together``). Each row carries ``source`` (the source
 contributing most to its fused score) and ``source_rank`` (its rank in that source).
 """
 
@@ -32,9 +33,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import sparse, special
 
-from features.catalog import FAMILY_PRICE_TOLERANCE, name_profile, size_words, upgrade_step
+from features.catalog import FAMILY_PRICE_TOLERANCE, name_profile, range_words, size_words, upgrade_step
 from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
 from models.index import SOURCES, CandidateIndex
 from models.reasons import EARLIER_SUFFIX, PAIRING_SOURCES, POPULARITY, REASONS
@@ -85,6 +86,8 @@ class CandidateConfig:
     exclude_returned: bool = True
     # lift = P(item | seed) / P(item): 2 means bought with the seed twice as often as with any order
     min_claim_lift: float = 2.0
+    # beyond doubt: so many shared orders come at that lift by chance at most this often
+    max_claim_chance: float = 0.001
     # the same item line with no named step is an up-sell only this much dearer (a higher price
     # tier); off by default: in a catalog of designs a dearer design is another design, not better
     min_tier_ratio: float = float("inf")
@@ -123,6 +126,10 @@ class CandidateGenerator:
             for name, head in zip(products["name"], heads, strict=True)
         ]
         self._head = pd.factorize(pd.Series([p.head or None for p in self._profiles], dtype=object))[0]
+        # a range word is not the head noun: two bags share BAG and are not of one range for it
+        self._range_words = [
+            range_words(name) - {p.head} for name, p in zip(products["name"], self._profiles, strict=True)
+        ]
         self._steps: dict[tuple[int, int], str | None] = {}  # (seed, item) -> upgrade_step, as asked
         self._orders = products["orders"].to_numpy(dtype=np.float64)
         self._product_ids = products["product_id"].to_numpy()
@@ -249,13 +256,24 @@ class CandidateGenerator:
         seed_safe = np.where(has_seed, seed, 0)
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         lift = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
-        claimed = (co_count >= self.index.config.min_support) & (lift >= cfg.min_claim_lift)
+        claimed = bought_together(co_count, self._orders[seed_safe], self._orders[items], self.index, cfg)
         basket_keys = np.asarray(
             [t * self.index.size + i for t, b in enumerate(basket_items) for i in b], dtype=np.int64
         )
         earlier = has_seed & ~np.isin(t_idx.astype(np.int64) * self.index.size + seed_safe, basket_keys)
+        goes_with = self._goes_with(claimed & ~earlier & ~up_sell & (variant_of < 0), seed_safe, items)
         frame["reason"] = _reasons(
-            sources, chosen, step, variant_of >= 0, has_seed, seed_safe, items, self._names, claimed, earlier
+            sources,
+            chosen,
+            step,
+            variant_of >= 0,
+            goes_with,
+            has_seed,
+            seed_safe,
+            items,
+            self._names,
+            claimed,
+            earlier,
         )
         frame["upsell_step"] = step
         # numpy's stubs read where(c, x, None) as the one-argument form (a tuple of index arrays)
@@ -277,6 +295,17 @@ class CandidateGenerator:
         return {
             c: np.broadcast_to(frame[c], len(items)) if np.ndim(frame[c]) == 0 else frame[c] for c in CANDIDATE_COLUMNS
         }
+
+    def _goes_with(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Per candidate row (``rows``: the claimed pairings with a basket item to look at), whether
+        the item completes the seed's range: another kind than the seed, and a range or theme word
+        in common besides their head nouns (``features.catalog.range_words``: the REGENCY sugar
+        bowl for the REGENCY teacup, not another bag for a bag)."""
+        result = np.zeros(len(items), dtype=bool)
+        at = np.flatnonzero(rows & (self._category[items] != self._category[seeds]))
+        words = self._range_words
+        result[at] = [bool(words[s] & words[i]) for s, i in zip(seeds[at].tolist(), items[at].tolist(), strict=True)]
+        return result
 
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a binary search in the
@@ -366,6 +395,31 @@ class CandidateGenerator:
         return matched
 
 
+def bought_together(
+    co_count: np.ndarray,
+    orders_a: np.ndarray,
+    orders_b: np.ndarray,
+    index: CandidateIndex,
+    config: CandidateConfig,
+) -> np.ndarray:
+    """Per pair of items (``co_count`` shared orders of items in ``orders_a`` and ``orders_b``
+    orders), whether they are bought together beyond popularity and beyond chance, as a claim
+    such as "Often bought with" needs: at least the index's ``min_support`` shared orders, a lift
+    of ``min_claim_lift``, and a chance of at most ``max_claim_chance`` to share so many orders
+    if they were bought together only ``min_claim_lift`` times as often as independent items
+    (Poisson tail): the lift must be there beyond doubt, so that neither two rare items that met
+    twice nor two bestsellers that share many orders at a lift just above it make a claim."""
+    co_count = np.asarray(co_count, dtype=np.float64)
+    expected = np.asarray(orders_a, dtype=np.float64) * np.asarray(orders_b, dtype=np.float64) / max(index.orders, 1)
+    lift = co_count / np.maximum(expected, 1.0 / max(index.orders, 1))
+    # P(at least co_count shared orders) where min_claim_lift times the independent count is expected
+    chance = special.pdtrc(np.maximum(co_count - 1, 0), expected * config.min_claim_lift)
+    together: np.ndarray = (
+        (co_count >= index.config.min_support) & (lift >= config.min_claim_lift) & (chance <= config.max_claim_chance)
+    )
+    return together
+
+
 def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateIndex) -> pd.Series:
     """``up_sell`` or ``cross_sell`` for each (trigger_id, product_id) row of ``pairs``, by the same
     rule candidates use (same category as a basket item, median price within the up-sell band).
@@ -418,6 +472,7 @@ def _reasons(
     chosen: np.ndarray,
     step: np.ndarray,
     variant: np.ndarray,
+    goes_with: np.ndarray,
     has_seed: np.ndarray,
     seeds: np.ndarray,
     items: np.ndarray,
@@ -427,12 +482,22 @@ def _reasons(
 ) -> np.ndarray:
     """The reason text of each row (``chosen``: the position of its winning source in ``sources``),
     formatted once per distinct (kind, seed, item). An up-sell (``step`` not None: its kind of step,
-    "" for a higher price tier) says what is better; a ``variant`` says it is another design; a
+    "" for a higher price tier) says what is better; a ``variant`` says it is another design; an
+    item that ``goes_with`` its basket seed (another kind of its range) says so; a
     row of a pairing source (``CLAIMING_SOURCES``) whose order-level association with its seed is
     not ``claimed``, and an item of the up-sell source that is no upgrade, get the popularity
     reason; a
     pairing with a seed the customer bought ``earlier`` (not in this basket) says so. Kinds are integer codes: sorting the rows' source names had cost half of the candidate columns."""
-    extra = ["upsell", "upsell_larger", "upsell_pack", "upsell_premium", "upsell_extras", "variant", POPULARITY]
+    extra = [
+        "upsell",
+        "upsell_larger",
+        "upsell_pack",
+        "upsell_premium",
+        "upsell_extras",
+        "variant",
+        "complement",
+        POPULARITY,
+    ]
     kinds = [*sources, *extra]  # a source's position, then the kinds that override it
     code = {name: len(sources) + i for i, name in enumerate(extra)}
     up_sell = step != None  # noqa: E711  (an object array: "" is a step too)
@@ -450,7 +515,11 @@ def _reasons(
         np.where(
             variant,
             code["variant"],
-            np.where(by_upsell | by_popularity | ~has_seed | unclaimed, code[POPULARITY], chosen),
+            np.where(
+                goes_with,
+                code["complement"],
+                np.where(by_upsell | by_popularity | ~has_seed | unclaimed, code[POPULARITY], chosen),
+            ),
         ),
     )
     popularity = code[POPULARITY]

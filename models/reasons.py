@@ -14,6 +14,7 @@ REASONS = {
     "upsell_pack": "Bigger pack: {item} instead of {seed}",
     "upsell_premium": "Premium: {item} instead of {seed}",
     "upsell_extras": "More included: {item} instead of {seed}",
+    "complement": "Goes well with {seed}",  # another kind of the seed's range, bought with it beyond doubt
     "variant": "More designs like {seed}",
     POPULARITY: "Popular right now",
     "bundle": "Complete the set with {seed}: {items}",  # a bundle's parts, joined by " + "
@@ -23,4 +24,6 @@ VARIANT_PREFIX = REASONS["variant"].split("{seed}")[0]  # another design of an i
 CLAIM_PREFIX = REASONS["basket"].split("{seed}")[0]  # "Often bought with ": a claimed association
 # a pairing with a product the customer bought before, not in this basket, says so
 EARLIER_SUFFIX = " (your earlier purchase)"
-PAIRING_SOURCES = ("basket", "followup", "category")  # the reasons that name a product the offer goes with
+# the reasons that name a product the offer goes with
+PAIRING_SOURCES = ("basket", "followup", "itemknn", "category")
+GOES_WITH_PREFIX = REASONS["complement"].split("{seed}")[0]  # "Goes well with ": a complement

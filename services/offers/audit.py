@@ -5,8 +5,9 @@ Checks, per offer type (the "kind" is the catalog category of `features.catalog`
   * up-sells of another kind than the item they upgrade;
   * up-sells not dearer than what the customer paid for that item (must be 0; orders whose lines
     the fold state does not hold are not counted);
-  * cross-sells that claim "Often bought with X" below the claim threshold: fewer shared orders than
-    the index's minimum support, or a lift under `CandidateConfig.min_claim_lift` (must be 0);
+  * cross-sells that claim "Often bought with X" below the claim threshold
+    (`models.candidates.bought_together`: the index's minimum support, the claim's lift, beyond
+    chance; must be 0);
   * variants: cross-sells of the family of a basket item (`features.catalog.same_family`), or of
     its kind, size and head noun at another price: another design of what was just bought rather
     than something that goes with it (the rule `models.candidates` gives "More designs like").
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import same_family, size_words
+from models.candidates import CandidateConfig, bought_together
 from models.index import CandidateIndex
 from models.reasons import CLAIM_PREFIX, EARLIER_SUFFIX
 from xsell.offers import OfferDecision, OfferType
@@ -50,6 +52,7 @@ SHEET_COLUMNS = (
     "claim_orders",
     "claim_ok",
     "variant",
+    "bundle_id",
     "rating",
     "note",
 )
@@ -67,6 +70,7 @@ class AuditChecks:
     claims: int
     claims_below_threshold: int
     variants: int
+    bundles: int
 
     def lines(self) -> list[str]:
         """The checks as short lines for a terminal."""
@@ -77,6 +81,7 @@ class AuditChecks:
             f"cross-sells: {self.cross_sells}; 'Often bought with' claims: {self.claims}, "
             f"below the lift threshold: {self.claims_below_threshold} (must be 0)",
             f"variants (another design of a basket item): {self.variants} ({_share(self.variants, self.cross_sells)} of cross-sells)",
+            f"bundles ('complete the set', one offer of several cross-sells): {self.bundles}",
         ]
 
 
@@ -85,7 +90,7 @@ def _share(part: int, whole: int) -> str:
 
 
 def audit_rows(
-    decisions: list[OfferDecision], lines: pd.DataFrame, index: CandidateIndex, min_claim_lift: float
+    decisions: list[OfferDecision], lines: pd.DataFrame, index: CandidateIndex, claims: CandidateConfig
 ) -> pd.DataFrame:
     """One row per offer of ``decisions`` (``SHEET_COLUMNS``): its basket (from ``lines``, the
     order lines with order_id, product_id, product_name, unit_price), the checks, and empty
@@ -132,6 +137,7 @@ def audit_rows(
                 "price": offer.price,
                 "reason": offer.reason,
                 "kind": kind,
+                "bundle_id": offer.bundle_id,
             }
             if offer.offer_type is OfferType.UP_SELL:
                 upgraded = offer.upgrades or ""
@@ -145,7 +151,16 @@ def audit_rows(
                     seeds = by_name.get(offer.reason[len(CLAIM_PREFIX) :].removesuffix(EARLIER_SUFFIX), [])
                     lift, count = max((together(s, offer.product_id) for s in seeds), default=(0.0, 0))
                     row["claim_lift"], row["claim_orders"] = round(lift, 2), count
-                    row["claim_ok"] = count >= index.config.min_support and lift >= min_claim_lift
+                    seed = max(seeds, key=lambda s: together(s, offer.product_id), default=None)
+                    row["claim_ok"] = seed is not None and bool(
+                        bought_together(
+                            np.asarray([count]),
+                            np.asarray([orders.get(seed, 0)]),
+                            np.asarray([orders.get(offer.product_id, 0)]),
+                            index,
+                            claims,
+                        )[0]
+                    )
                 row["variant"] = kind in basket_kinds and any(
                     p != offer.product_id
                     and (
@@ -165,6 +180,23 @@ def audit_rows(
     return pd.DataFrame(rows, columns=list(SHEET_COLUMNS))
 
 
+def bundle_rows(parts: pd.DataFrame) -> pd.DataFrame:
+    """The sheet rows of bundle parts as one row per bundle, rated as the one offer it is: the
+    parts' ids and names joined with " + ", their total price and the bundle's reason."""
+    joined = " + ".join
+    bundles = parts.groupby("bundle_id", sort=False).agg(
+        decided_at=("decided_at", "first"),
+        order_id=("order_id", "first"),
+        customer_id=("customer_id", "first"),
+        basket=("basket", "first"),
+        product_id=("product_id", joined),
+        name=("name", lambda names: joined(str(n) for n in names)),
+        price=("price", "sum"),
+        reason=("reason", "first"),
+    )
+    return bundles.reset_index().assign(offer_type="bundle").reindex(columns=list(SHEET_COLUMNS))
+
+
 def audit_checks(rows: pd.DataFrame, decisions: int) -> AuditChecks:
     """The automatic checks over the sheet rows."""
     up, cross = rows[rows["offer_type"] == "up_sell"], rows[rows["offer_type"] == "cross_sell"]
@@ -178,13 +210,14 @@ def audit_checks(rows: pd.DataFrame, decisions: int) -> AuditChecks:
         claims=len(claims),
         claims_below_threshold=int((~claims["claim_ok"].astype(bool)).sum()),
         variants=int(cross["variant"].astype(bool).sum()),
+        bundles=int(rows["bundle_id"].nunique()),
     )
 
 
 def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 5000, seed: int = 0) -> AuditChecks:
-    """Audit the ``recent`` latest decisions: write ``up_sell.csv`` and ``cross_sell.csv`` (at most
-    ``sample`` offers of each type, drawn with ``seed``) and ``checks.json`` (over all of them) to
-    ``out``, and return the checks."""
+    """Audit the ``recent`` latest decisions: write ``up_sell.csv``, ``cross_sell.csv`` (single
+    offers) and ``bundle.csv`` (a row per bundle; at most ``sample`` rows of each, drawn with
+    ``seed``) and ``checks.json`` (over all of them) to ``out``, and return the checks."""
     from features.state import FoldStateStore  # noqa: PLC0415  (the fold state reads pandas tables: only here)
     from models.champion import load_champion  # noqa: PLC0415  (MLflow and LightGBM: slow to import)
     from services.offers.state import OfferStateStore  # noqa: PLC0415
@@ -202,13 +235,18 @@ def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 50
         lines = fold_state.order_lines(since=since)
     finally:
         fold_state.close()
-    rows = audit_rows(decisions, lines, champion.index, champion.candidate_config.min_claim_lift)
+    rows = audit_rows(decisions, lines, champion.index, champion.candidate_config)
     checks = audit_checks(rows, len(decisions))
     out.mkdir(parents=True, exist_ok=True)
     draw = random.Random(seed)
-    for offer_type in ("up_sell", "cross_sell"):
-        of_type = rows[rows["offer_type"] == offer_type]
-        picked = sorted(draw.sample(range(len(of_type)), min(sample, len(of_type))))
-        of_type.iloc[np.asarray(picked, dtype=np.int64)].to_csv(out / f"{offer_type}.csv", index=False)
+    single = rows["bundle_id"].isna()
+    sheets = {
+        "up_sell": rows[single & (rows["offer_type"] == "up_sell")],
+        "cross_sell": rows[single & (rows["offer_type"] == "cross_sell")],
+        "bundle": bundle_rows(rows[~single]),
+    }
+    for name, sheet in sheets.items():
+        picked = sorted(draw.sample(range(len(sheet)), min(sample, len(sheet))))
+        sheet.iloc[np.asarray(picked, dtype=np.int64)].to_csv(out / f"{name}.csv", index=False)
     (out / "checks.json").write_text(json.dumps(asdict(checks), indent=1) + "\n")
     return checks

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
-from models.reasons import POPULAR_REASON, VARIANT_PREFIX
+from models.reasons import GOES_WITH_PREFIX, POPULAR_REASON, VARIANT_PREFIX
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import (
     Channel,
@@ -343,18 +343,40 @@ def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppres
 
 
 def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
-    """Best first, but keep both offer types when both qualify: the best of each type is in. An
-    up-sell that is only a higher price tier of the kind (no larger size, bigger pack or premium
-    line) is a weak one: it ranks below the real steps (each keeps the places up-sells hold)."""
-    ordered = _steps_first(sorted(eligible, key=lambda c: -c.score))
+    """Best first, but keep both offer types when both qualify: the best of each type is in, and
+    so is the best cross-sell that goes well with an item of the basket (another kind of its
+    range, "Goes well with"), the one offer that completes what was bought. An
+    offer whose only reason is that it sells ("Popular right now") fills the places that offers
+    related to the basket leave, after all of them: a bestseller beside an unrelated basket is no
+    follow-up the shopper asked for. An up-sell that is only a higher price tier of the kind (no
+    larger size, bigger pack or premium line) is a weak one: it ranks below the real steps (each
+    keeps the places up-sells hold)."""
+    ordered = _steps_first(sorted(eligible, key=_related_first))
     chosen: list[RankedCandidate] = []
-    for offer_type in (OfferType.CROSS_SELL, OfferType.UP_SELL):
-        best = next((c for c in ordered if c.offer_type is offer_type), None)
+    for kept in (_is_cross_sell, _is_up_sell, _goes_with):
+        best = next((c for c in ordered if kept(c) and c not in chosen), None)
         if best is not None and len(chosen) < limit:
             chosen.append(best)
     taken = {id(c) for c in chosen}
     chosen += [c for c in ordered if id(c) not in taken][: max(limit - len(chosen), 0)]
-    return _steps_first(sorted(chosen, key=lambda c: -c.score))
+    return _steps_first(sorted(chosen, key=_related_first))
+
+
+def _is_cross_sell(candidate: RankedCandidate) -> bool:
+    return candidate.offer_type is OfferType.CROSS_SELL
+
+
+def _is_up_sell(candidate: RankedCandidate) -> bool:
+    return candidate.offer_type is OfferType.UP_SELL
+
+
+def _goes_with(candidate: RankedCandidate) -> bool:
+    return candidate.offer_type is OfferType.CROSS_SELL and candidate.reason.startswith(GOES_WITH_PREFIX)
+
+
+def _related_first(candidate: RankedCandidate) -> tuple[bool, float]:
+    """Sort key: offers related to the basket before popularity fills, each best score first."""
+    return candidate.reason == POPULAR_REASON, -candidate.score
 
 
 def _steps_first(ranked: list[RankedCandidate]) -> list[RankedCandidate]:

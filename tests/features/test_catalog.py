@@ -11,6 +11,7 @@ from features.catalog import (
     is_service_code,
     name_profile,
     name_tokens,
+    range_words,
     singular,
     upgrade_step,
 )
@@ -115,3 +116,11 @@ def test_the_catalog_knows_each_products_head_noun() -> None:
     )
     heads = build_catalog(lines).set_index("product_id")["head"]
     assert heads.to_dict() == dict.fromkeys(names, "BOTTLE")  # the kind's head, not the trailing theme
+
+
+def test_range_words_keep_the_range_theme_and_kind_of_a_name() -> None:
+    assert range_words("SET OF 3 REGENCY CAKE TINS") == {"REGENCY", "CAKE", "TIN"}
+    assert range_words("PINK REGENCY TEACUP AND SAUCER") == {"REGENCY", "TEACUP", "SAUCER"}
+    assert range_words("ROLL WRAP 50'S CHRISTMAS") & range_words("BOX OF 6 MINI 50'S CRACKERS")  # the 50'S range
+    assert not range_words("RABBIT NIGHT LIGHT") & range_words("LUNCH BAG PAISLEY PARK")
+    assert range_words(None) == frozenset()

@@ -120,10 +120,25 @@ def test_pair_counts_are_the_index_cooccurrence_of_seed_and_item(generator: Cand
 
 
 def test_often_bought_with_is_claimed_only_for_an_association_beyond_popularity() -> None:
-    # orders: the bestseller B is in every order; P goes with S (4 of S's 5 orders), rarely without it
+    # orders: the bestseller B is in every order; P goes with S (6 of S's 7 orders), rarely without
+    # it; R and Q meet in two orders of their five each, where chance gives 0.25: no claim
     lines = []
-    for n in range(40):
-        basket = ["B"] + (["S", "P"] if n < 4 else ["S"] if n == 4 else ["P"] if n == 5 else [f"F{n % 7}"])
+    for n in range(100):
+        basket = ["B"] + (
+            ["S", "P"]
+            if n < 6
+            else ["S"]
+            if n == 6
+            else ["P"]
+            if n == 7
+            else ["R", "Q"]
+            if n < 10
+            else ["R"]
+            if n < 13
+            else ["Q"]
+            if n < 16
+            else [f"F{n % 7}"]
+        )
         for product in basket:
             lines.append(
                 {
@@ -145,6 +160,9 @@ def test_often_bought_with_is_claimed_only_for_an_association_beyond_popularity(
     assert found.loc["P1", "reason"] == "Often bought with ITEM S"
     assert found.loc["B1", "lift"] < config.min_claim_lift  # bought with everything: no pairing to claim
     assert found.loc["B1", "reason"] == "Popular right now"
+    rare = CandidateGenerator(index, config).candidates_for("K99", ["R1"], AT).set_index("product_id")
+    assert rare.loc["Q1", "lift"] >= config.min_claim_lift and rare.loc["Q1", "co_count"] == 2
+    assert rare.loc["Q1", "reason"] == "Popular right now"  # two shared orders of rare items: chance
 
 
 def test_another_design_of_a_basket_item_says_so(generator: CandidateGenerator) -> None:
@@ -204,3 +222,33 @@ def test_a_pairing_with_an_earlier_purchase_says_so(generator: CandidateGenerato
     assert found.loc["C1", "reason"] == "Often bought with WHITE METAL LANTERN (your earlier purchase)"
     in_basket = generator.candidates_for("K5", ["L1"], AT, history=[]).set_index("product_id")
     assert in_basket.loc["C1", "reason"] == "Often bought with WHITE METAL LANTERN"
+
+
+def test_another_kind_of_the_seeds_range_bought_with_it_goes_well_with_it() -> None:
+    products = {
+        "T1": ("REGENCY TEACUP AND SAUCER", "TEACUP"),
+        "B1": ("REGENCY SUGAR BOWL", "SUGAR BOWL"),  # the rest of the range, bought with the cup
+        "J1": ("JUMBO BAG RED", "BAG"),  # bought with the cup as often, but of no range of it
+        "N1": ("PAPER NAPKINS", "NAPKIN"),  # the rest of the shop
+    }
+    baskets = [("T1", "B1", "J1")] * 12 + [("N1",)] * 100 + [("B1",), ("J1",)]
+    lines = [
+        {
+            "order_id": f"O{n}",
+            "customer_id": f"K{n % 9}",
+            "product_id": product,
+            "product_name": products[product][0],
+            "quantity": 1,
+            "unit_price": 2.0,
+            "ordered_at": START + pd.Timedelta(hours=n),
+            "is_return": False,
+            "category": products[product][1],
+        }
+        for n, basket in enumerate(baskets)
+        for product in basket
+    ]
+    index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
+    found = CandidateGenerator(index, CandidateConfig(sources=("basket",))).candidates_for("K99", ["T1"], AT)
+    reasons = found.set_index("product_id")["reason"]
+    assert reasons["B1"] == "Goes well with REGENCY TEACUP AND SAUCER"
+    assert reasons["J1"] == "Often bought with REGENCY TEACUP AND SAUCER"

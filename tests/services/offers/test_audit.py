@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from models.candidates import CandidateConfig
 from models.index import CandidateIndex
-from services.offers.audit import audit_checks, audit_rows
+from services.offers.audit import SHEET_COLUMNS, audit_checks, audit_rows, bundle_rows
 from tests.models.retail import START, store_history
 from xsell.offers import OfferDecision, OfferItem, OfferType
 
@@ -50,7 +51,7 @@ def test_the_audit_flags_each_broken_promise() -> None:
         model_version="1",
         offers=offers,
     )
-    rows = audit_rows([decision], history, index, min_claim_lift=2.0).set_index("product_id")
+    rows = audit_rows([decision], history, index, CandidateConfig()).set_index("product_id")
     assert rows.loc["L2", "basket"] == "WHITE METAL LANTERN (4.00); WHITE PILLAR CANDLE (1.00); POSTAGE (18.00)"
     assert rows.loc["L2", "same_kind"] and rows.loc["L2", "dearer_than_paid"] and rows.loc["L2", "paid"] == 4.0
     assert not rows.loc["L4", "dearer_than_paid"]
@@ -64,3 +65,24 @@ def test_the_audit_flags_each_broken_promise() -> None:
     assert (checks.up_sells, checks.up_sells_other_kind, checks.up_sells_not_dearer) == (3, 1, 1)
     assert (checks.cross_sells, checks.claims, checks.claims_below_threshold, checks.variants) == (3, 2, 1, 1)
     assert "must be 0" in "\n".join(checks.lines())
+
+
+def test_a_bundle_is_one_row_of_its_parts() -> None:
+    parts = pd.DataFrame(
+        {
+            "decided_at": ["t1", "t1", "t2"],
+            "order_id": ["O1", "O1", "O2"],
+            "customer_id": ["K1", "K1", "K2"],
+            "basket": ["TEAPOT (5.00)", "TEAPOT (5.00)", "MUG (2.00)"],
+            "product_id": ["C1", "S1", "X1"],
+            "name": ["CUP", "SAUCER", None],
+            "price": [2.0, 1.5, 1.0],
+            "reason": ["Complete the set with TEAPOT: CUP + SAUCER"] * 2 + ["Complete the set with MUG: X1"],
+            "bundle_id": ["b1", "b1", "b2"],
+        }
+    )
+    rows = bundle_rows(parts).set_index("bundle_id")
+    assert list(rows.columns) == [c for c in SHEET_COLUMNS if c != "bundle_id"]
+    assert rows.loc["b1", "product_id"] == "C1 + S1" and rows.loc["b1", "name"] == "CUP + SAUCER"
+    assert rows.loc["b1", "price"] == 3.5 and rows.loc["b1", "offer_type"] == "bundle"
+    assert rows.loc["b2", "name"] == "None" and rows.loc["b2", "order_id"] == "O2"

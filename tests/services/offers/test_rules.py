@@ -180,10 +180,17 @@ def test_offers_whose_only_reason_is_popularity_are_capped(make_event: EventFact
     ]
     paired = RankedCandidate("X1", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "SAUCER", 2.0)
     decision = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(), "1", NOW)
-    assert [o.product_id for o in decision.offers] == ["P2", "X1"]  # one popular offer, then a real pairing
+    # the real pairing first, though it scores lower; then one popular offer fills a place
+    assert [o.product_id for o in decision.offers] == ["X1", "P2"]
     assert [s.rule for s in decision.suppressed if s.product_id in {"P3", "P4"}] == ["max_popular", "max_popular"]
     two = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(max_popular=2), "1", NOW)
-    assert [o.product_id for o in two.offers] == ["P2", "P3", "X1"]
+    assert [o.product_id for o in two.offers] == ["X1", "P2", "P3"]
+    # popularity fills only the places related offers leave
+    full = [RankedCandidate(f"X{i}", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "CUP", 2.0) for i in range(3)]
+    assert [
+        o.product_id
+        for o in decide(_event(make_event), [*popular, *full], CustomerContext(), OfferRules(), "1", NOW).offers
+    ] == ["X0", "X1", "X2"]
 
 
 def test_other_designs_of_an_item_just_bought_are_capped(make_event: EventFactory) -> None:
@@ -286,3 +293,14 @@ def test_decide_events_gives_each_event_its_own_bundle(make_event: EventFactory)
     ranked = {e.event_id: _bundle_candidates() for e in (with_set, without)}
     decisions = decide_events([with_set, without], ranked, {}, OfferRules(), "1", NOW, {with_set.event_id: SET})
     assert [sum(1 for o in d.offers if o.bundle_id) for d in decisions] == [2, 0]
+
+
+def test_the_best_offer_that_goes_with_the_basket_keeps_a_place(make_event: EventFactory) -> None:
+    pairs = [
+        RankedCandidate(f"X{i}", OfferType.CROSS_SELL, 0.9 - i / 10, "Often bought with MUG", "CUP", 2.0)
+        for i in range(3)
+    ]
+    saucer = RankedCandidate("S1", OfferType.CROSS_SELL, 0.2, "Goes well with MUG", "SAUCER", 1.5)
+    decision = decide(_event(make_event), [*pairs, saucer], CustomerContext(), OfferRules(max_offers=3), "1", NOW)
+    assert [o.product_id for o in decision.offers] == ["X0", "X1", "S1"]  # X2 scores higher, S1 completes the set
+    assert [s.rule for s in decision.suppressed if s.product_id == "X2"] == ["max_offers"]
