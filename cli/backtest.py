@@ -22,7 +22,8 @@ as a retailer's deployment does; neither stage imports the other.
 
 The rules run as configured except for the list length: a message carries at most
 ``max_offers_per_message`` offers (3), so the backtest lets the service keep ``k`` to score a
-ranked list of the same length as the baselines'. It also prints the held-out figure of the train
+ranked list of the same length as the baselines', with the per-message caps (popularity fills,
+other designs) of the ``ceil(k / max_offers_per_message)`` messages such a list stands for. It also prints the held-out figure of the train
 step (a research figure: the model and index fit before *its* cutoff, not the served path) beside
 the served one.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -239,7 +241,11 @@ def _batches(events: list[PurchaseEvent], size: int) -> list[list[PurchaseEvent]
 def _backtest_settings(settings: Settings, home: Path, k: int) -> Settings:
     """The caller's settings on an embedded stack of the backtest's own: a scratch home, local
     stores, product features re-read on every batch (the replay runs faster than the clock the
-    cache's lifetime is measured in) and lists of ``k`` offers."""
+    cache's lifetime is measured in) and lists of ``k`` offers. A list of ``k`` holds as many
+    offers as ``ceil(k / max_offers_per_message)`` messages, so the per-message caps on
+    popularity fills and other designs scale by that many: a 10-offer list is scored with the
+    caps of the four messages it stands for, not with one message's."""
+    messages = math.ceil(k / settings.max_offers_per_message)
     return replace_settings(
         settings,
         home=home,
@@ -247,6 +253,8 @@ def _backtest_settings(settings: Settings, home: Path, k: int) -> Settings:
         database_url=None,
         feast_online_store="sqlite",
         max_offers_per_message=k,
+        max_popular_offers=settings.max_popular_offers * messages,
+        max_variant_offers=settings.max_variant_offers * messages,
         product_cache_ttl_s=0.0,
     )
 

@@ -261,12 +261,25 @@ class CandidateGenerator:
             [t * self.index.size + i for t, b in enumerate(basket_items) for i in b], dtype=np.int64
         )
         earlier = has_seed & ~np.isin(t_idx.astype(np.int64) * self.index.size + seed_safe, basket_keys)
-        goes_with = self._goes_with(claimed & ~earlier & ~up_sell & (variant_of < 0), seed_safe, items)
+        # another design of the seed an earlier purchase gave (same kind, head noun and size)
+        kind, head = self._category, self._head
+        design_of_seed = (
+            has_seed
+            & ~up_sell
+            & (items != seed_safe)
+            & (kind[items] >= 0)
+            & (kind[items] == kind[seed_safe])
+            & (head[seed_safe] >= 0)
+            & (head[items] == head[seed_safe])
+            & (self._size_code[items] == self._size_code[seed_safe])
+        )
+        variant = (variant_of >= 0) | design_of_seed
+        goes_with = self._goes_with(claimed & ~earlier & ~up_sell & ~variant, seed_safe, items)
         frame["reason"] = _reasons(
             sources,
             chosen,
             step,
-            variant_of >= 0,
+            variant,
             goes_with,
             has_seed,
             seed_safe,
@@ -528,7 +541,7 @@ def _reasons(
     key = (kind.astype(np.int64) * (n + 1) + np.where(kind == popularity, n, seeds)) * (n + 1) + np.where(
         names_item, items, n
     )
-    pairing = np.isin(kind, [i for i, s in enumerate(sources) if s in PAIRING_SOURCES])
+    pairing = np.isin(kind, [*(i for i, s in enumerate(sources) if s in PAIRING_SOURCES), code["variant"]])
     key = key * 2 + (earlier & pairing)
     unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     texts = np.empty(len(unique), dtype=object)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import sparse, special
 
 from features.catalog import build_catalog
 from xsell.price_band import DEFAULT_PRICE_BAND, PriceBand
@@ -59,6 +59,7 @@ class IndexConfig:
     max_return_rate: float = 0.25
     complement_categories: int = 10
     min_complement_lift: float = 2.0  # a kind goes with another when bought with it twice as often as with any order
+    max_complement_chance: float = 0.001  # ... beyond doubt (see _category_complements)
     items_per_category: int = 30
 
     @classmethod
@@ -386,8 +387,17 @@ def _category_complements(
     a, b, count = together.row, together.col, together.data
     # kinds bought together beyond their popularity: another kind, the minimum support, and a lift
     # of ``min_complement_lift`` (a bestselling kind is bought with every kind, at a lift near 1)
-    lift = count * x_orders.shape[0] / np.maximum(per_category[a] * per_category[b], 1)
-    keep = (a != b) & (count >= config.min_support) & (lift >= config.min_complement_lift)
+    expected = per_category[a] * per_category[b] / max(x_orders.shape[0], 1)
+    lift = count / np.maximum(expected, 1.0 / max(x_orders.shape[0], 1))
+    # beyond doubt, as an item pairing's claim: so many shared orders at that lift come by chance
+    # at most max_complement_chance of the time (Poisson tail)
+    chance = special.pdtrc(np.maximum(count - 1, 0), expected * config.min_complement_lift)
+    keep = (
+        (a != b)
+        & (count >= config.min_support)
+        & (lift >= config.min_complement_lift)
+        & (chance <= config.max_complement_chance)
+    )
     # P(category b | category a) of the kept pairs, the complement_categories best b per a
     conditional = sparse.csr_matrix(
         (count[keep] / np.maximum(per_category[a[keep]], 1), (a[keep], b[keep])), shape=together.shape

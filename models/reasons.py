@@ -27,3 +27,4 @@ EARLIER_SUFFIX = " (your earlier purchase)"
 # the reasons that name a product the offer goes with
 PAIRING_SOURCES = ("basket", "followup", "itemknn", "category")
 GOES_WITH_PREFIX = REASONS["complement"].split("{seed}")[0]  # "Goes well with ": a complement
+BUNDLE_PREFIX = REASONS["bundle"].split("{seed}")[0]  # "Complete the set with ": a bundle

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
-from models.reasons import GOES_WITH_PREFIX, POPULAR_REASON, VARIANT_PREFIX
+from models.reasons import BUNDLE_PREFIX, EARLIER_SUFFIX, GOES_WITH_PREFIX, POPULAR_REASON, VARIANT_PREFIX
 from xsell.events import EventType, PurchaseEvent
 from xsell.offers import (
     Channel,
@@ -193,12 +193,14 @@ def decide(
     paid = _paid_prices(event)
     parts = _bundle_parts(bundle, ranked, paid, context, rules, suppressed) if bundle else []
     in_bundle = {id(c) for c in parts}
+    # the bundle competes for one place as its best part, with the bundle's reason (it completes a set)
+    place = parts[0]._replace(reason=bundle.reason) if bundle and parts else None
     eligible: list[RankedCandidate] = []
     popular = variants = 0
     for candidate in ranked:
         if id(candidate) in in_bundle:
-            if candidate is parts[0]:  # the bundle competes for one place as its best part
-                eligible.append(candidate)
+            if candidate is parts[0] and place is not None:
+                eligible.append(place)
             continue
         rule = _candidate_rule(candidate, paid, context, rules)
         if rule is None and candidate.reason == POPULAR_REASON:
@@ -215,7 +217,7 @@ def decide(
             suppressed.append(_suppression(rule[0], candidate.product_id, rule[1]))
     chosen = _mix(eligible, rules.max_offers)
     chosen_ids = {id(c) for c in chosen}
-    places = {id(parts[0]): parts} if parts else {}  # a chosen candidate's offers: itself, or its bundle's parts
+    places = {id(place): parts} if place is not None else {}  # a chosen place's offers: itself, or its bundle's parts
     suppressed += [
         _suppression("max_offers", part.product_id)
         for c in eligible
@@ -343,12 +345,11 @@ def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppres
 
 
 def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
-    """Best first, but keep both offer types when both qualify: the best of each type is in, and
-    so is the best cross-sell that goes well with an item of the basket (another kind of its
-    range, "Goes well with"), the one offer that completes what was bought. An
-    offer whose only reason is that it sells ("Popular right now") fills the places that offers
-    related to the basket leave, after all of them: a bestseller beside an unrelated basket is no
-    follow-up the shopper asked for. An up-sell that is only a higher price tier of the kind (no
+    """Best first within classes (`_related_first`): what goes well with the basket, then the other
+    offers tied to it, then those tied to an earlier purchase, then popularity ("Popular right
+    now") fills the places the others leave: a follow-up is about what was just bought. Both
+    offer types keep a place when both qualify (the best of each type is in), and so does the
+    best cross-sell that goes well with an item of the basket. An up-sell that is only a higher price tier of the kind (no
     larger size, bigger pack or premium line) is a weak one: it ranks below the real steps (each
     keeps the places up-sells hold)."""
     ordered = _steps_first(sorted(eligible, key=_related_first))
@@ -371,12 +372,21 @@ def _is_up_sell(candidate: RankedCandidate) -> bool:
 
 
 def _goes_with(candidate: RankedCandidate) -> bool:
-    return candidate.offer_type is OfferType.CROSS_SELL and candidate.reason.startswith(GOES_WITH_PREFIX)
+    """A cross-sell that completes what was bought: another kind of a basket item's range, or a bundle."""
+    return candidate.offer_type is OfferType.CROSS_SELL and candidate.reason.startswith(
+        (GOES_WITH_PREFIX, BUNDLE_PREFIX)
+    )
 
 
-def _related_first(candidate: RankedCandidate) -> tuple[bool, float]:
-    """Sort key: offers related to the basket before popularity fills, each best score first."""
-    return candidate.reason == POPULAR_REASON, -candidate.score
+def _related_first(candidate: RankedCandidate) -> tuple[int, float]:
+    """Sort key, each class best score first: what goes well with an item of the basket, then
+    other offers tied to the basket (pairings, designs, upgrades), then offers tied to an earlier
+    purchase, then popularity fills."""
+    if candidate.reason == POPULAR_REASON:
+        return 3, -candidate.score
+    if candidate.reason.endswith(EARLIER_SUFFIX):
+        return 2, -candidate.score
+    return (0 if _goes_with(candidate) else 1), -candidate.score
 
 
 def _steps_first(ranked: list[RankedCandidate]) -> list[RankedCandidate]:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.backtest import BacktestConfig, _batches, backtest, served_offers
+from cli.backtest import BacktestConfig, _backtest_settings, _batches, backtest, served_offers
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.offers import OfferDecision, OfferItem, OfferType
-from xsell.settings import REPO_ROOT, load_settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
 
@@ -94,3 +94,11 @@ def test_backtest_serves_and_scores_the_period_after_the_cutoff(tmp_path: Path) 
     assert coverage["purchases"] > result["triggers"] and coverage["with_offers"] == coverage["purchases"]
     assert "ndcg" in result["heldout_research"]["overall"]
     assert not (tmp_path / "home").exists()  # a scratch home of its own: the caller's stores are untouched
+
+
+def test_a_list_of_k_offers_has_the_caps_of_the_messages_it_stands_for(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, max_offers_per_message=3, max_popular_offers=1, max_variant_offers=2)
+    scored = _backtest_settings(settings, tmp_path / "scratch", k=10)
+    assert scored.max_offers_per_message == 10
+    assert (scored.max_popular_offers, scored.max_variant_offers) == (4, 8)  # ten offers: four messages
+    assert _backtest_settings(settings, tmp_path / "scratch", k=3).max_variant_offers == 2
