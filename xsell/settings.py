@@ -126,7 +126,8 @@ class Settings(BaseSettings):
     max_popular_offers: int = Field(
         default=1,
         ge=0,
-        description='At most N offers per message whose only reason is popularity ("Popular right now").',
+        description='At most N offers per message not tied to its basket: popularity ("Popular right now") or '
+        'an earlier purchase ("... (your earlier purchase)"); they fill places the basket leaves.',
     )
     max_variant_offers: int = Field(
         default=1,

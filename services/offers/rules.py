@@ -203,7 +203,7 @@ def decide(
                 eligible.append(place)
             continue
         rule = _candidate_rule(candidate, paid, context, rules)
-        if rule is None and candidate.reason == POPULAR_REASON:
+        if rule is None and _is_fill(candidate):
             popular += 1
             if popular > rules.max_popular:
                 rule = "max_popular", ""
@@ -376,6 +376,12 @@ def _goes_with(candidate: RankedCandidate) -> bool:
     return candidate.offer_type is OfferType.CROSS_SELL and candidate.reason.startswith(
         (GOES_WITH_PREFIX, BUNDLE_PREFIX)
     )
+
+
+def _is_fill(candidate: RankedCandidate) -> bool:
+    """An offer not tied to this basket: a popularity fill, or one tied to an earlier purchase.
+    Fills share the ``max_popular`` places of a message."""
+    return candidate.reason == POPULAR_REASON or candidate.reason.endswith(EARLIER_SUFFIX)
 
 
 def _related_first(candidate: RankedCandidate) -> tuple[int, float]:

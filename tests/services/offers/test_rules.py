@@ -306,3 +306,16 @@ def test_the_best_offer_that_goes_with_the_basket_keeps_a_place(make_event: Even
     # the saucer completes what was bought: it leads and keeps a place, though X2 scores higher
     assert [o.product_id for o in decision.offers] == ["S1", "X0", "X1"]
     assert [s.rule for s in decision.suppressed if s.product_id == "X2"] == ["max_offers"]
+
+
+def test_offers_tied_to_an_earlier_purchase_fill_like_popularity(make_event: EventFactory) -> None:
+    earlier = [
+        RankedCandidate(
+            f"E{i}", OfferType.CROSS_SELL, 0.9, "Often bought with LAMP (your earlier purchase)", "SHADE", 2.0
+        )
+        for i in range(2)
+    ]
+    paired = RankedCandidate("X1", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "SAUCER", 2.0)
+    decision = decide(_event(make_event), [*earlier, paired], CustomerContext(), OfferRules(), "1", NOW)
+    assert [o.product_id for o in decision.offers] == ["X1", "E0"]  # the basket's pairing first, one fill
+    assert [s.rule for s in decision.suppressed if s.product_id == "E1"] == ["max_popular"]
