@@ -42,7 +42,7 @@ from models.reasons import EARLIER_SUFFIX, PAIRING_SOURCES, POPULARITY, REASONS
 
 ALL_SOURCES = (*SOURCES, POPULARITY)
 # the sources whose reason claims an association with the seed item: each needs a lift to say so
-CLAIMING_SOURCES = ("basket", "followup", "itemknn")
+CLAIMING_SOURCES = ("basket", "followup", "itemknn", "category")
 CANDIDATE_COLUMNS = (
     "trigger_id",
     "product_id",

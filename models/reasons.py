@@ -8,7 +8,7 @@ REASONS = {
     "basket": "Often bought with {seed}",
     "followup": "Often bought soon after {seed}",
     "itemknn": "Customers who bought {seed} also bought this",
-    "category": "Goes well with {seed}",
+    "category": "Often bought with {seed}",  # an item of a kind bought with the seed's, itself bought with it
     "upsell": "Upgrade from {seed} to {item}",
     "upsell_larger": "Larger: {item} instead of {seed}",
     "upsell_pack": "Bigger pack: {item} instead of {seed}",

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         default=1,
         ge=0,
         description='At most N offers per message not tied to its basket: popularity ("Popular right now") or '
-        'an earlier purchase ("... (your earlier purchase)"); they fill places the basket leaves.',
+        'an earlier purchase ("... (your earlier purchase)"); only in a message with nothing tied to its basket.',
     )
     max_variant_offers: int = Field(
         default=1,

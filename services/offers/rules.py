@@ -215,6 +215,9 @@ def decide(
             eligible.append(candidate)
         else:
             suppressed.append(_suppression(rule[0], candidate.product_id, rule[1]))
+    if any(not _is_fill(c) for c in eligible):  # fills only where nothing tied to the basket qualifies
+        suppressed += [_suppression("not_for_this_basket", c.product_id) for c in eligible if _is_fill(c)]
+        eligible = [c for c in eligible if not _is_fill(c)]
     chosen = _mix(eligible, rules.max_offers)
     chosen_ids = {id(c) for c in chosen}
     places = {id(place): parts} if place is not None else {}  # a chosen place's offers: itself, or its bundle's parts
@@ -380,7 +383,8 @@ def _goes_with(candidate: RankedCandidate) -> bool:
 
 def _is_fill(candidate: RankedCandidate) -> bool:
     """An offer not tied to this basket: a popularity fill, or one tied to an earlier purchase.
-    Fills share the ``max_popular`` places of a message."""
+    Fills share the ``max_popular`` places of a message, and only of a message that has nothing
+    tied to its basket to offer (a follow-up is about what was just bought)."""
     return candidate.reason == POPULAR_REASON or candidate.reason.endswith(EARLIER_SUFFIX)
 
 

@@ -173,24 +173,25 @@ def test_an_up_sell_of_an_item_without_a_price_is_held_back(make_event: EventFac
     assert not decision.offers and decision.suppressed[0].rule == "upsell_not_dearer"
 
 
-def test_offers_whose_only_reason_is_popularity_are_capped(make_event: EventFactory) -> None:
+def test_offers_whose_only_reason_is_popularity_fill_only_a_message_with_nothing_else(
+    make_event: EventFactory,
+) -> None:
     popular = [
         RankedCandidate(f"P{i}", OfferType.CROSS_SELL, 1.0 - i / 10, "Popular right now", f"HIT {i}", 2.0)
         for i in range(2, 5)
     ]
     paired = RankedCandidate("X1", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "SAUCER", 2.0)
     decision = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(), "1", NOW)
-    # the real pairing first, though it scores lower; then one popular offer fills a place
-    assert [o.product_id for o in decision.offers] == ["X1", "P2"]
-    assert [s.rule for s in decision.suppressed if s.product_id in {"P3", "P4"}] == ["max_popular", "max_popular"]
-    two = decide(_event(make_event), [*popular, paired], CustomerContext(), OfferRules(max_popular=2), "1", NOW)
-    assert [o.product_id for o in two.offers] == ["X1", "P2", "P3"]
-    # popularity fills only the places related offers leave
-    full = [RankedCandidate(f"X{i}", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "CUP", 2.0) for i in range(3)]
-    assert [
-        o.product_id
-        for o in decide(_event(make_event), [*popular, *full], CustomerContext(), OfferRules(), "1", NOW).offers
-    ] == ["X0", "X1", "X2"]
+    # the real pairing, though it scores lower; bestsellers beside a basket with one are held back
+    assert [o.product_id for o in decision.offers] == ["X1"]
+    assert [s.rule for s in decision.suppressed if s.product_id in {"P2", "P3", "P4"}] == ["max_popular"] * 2 + [
+        "not_for_this_basket"
+    ]
+    # with nothing tied to the basket, popularity fills at most max_popular places
+    alone = decide(_event(make_event), popular, CustomerContext(), OfferRules(), "1", NOW)
+    assert [o.product_id for o in alone.offers] == ["P2"]
+    two = decide(_event(make_event), popular, CustomerContext(), OfferRules(max_popular=2), "1", NOW)
+    assert [o.product_id for o in two.offers] == ["P2", "P3"]
 
 
 def test_other_designs_of_an_item_just_bought_are_capped(make_event: EventFactory) -> None:
@@ -308,7 +309,7 @@ def test_the_best_offer_that_goes_with_the_basket_keeps_a_place(make_event: Even
     assert [s.rule for s in decision.suppressed if s.product_id == "X2"] == ["max_offers"]
 
 
-def test_offers_tied_to_an_earlier_purchase_fill_like_popularity(make_event: EventFactory) -> None:
+def test_offers_tied_to_an_earlier_purchase_are_fills_like_popularity(make_event: EventFactory) -> None:
     earlier = [
         RankedCandidate(
             f"E{i}", OfferType.CROSS_SELL, 0.9, "Often bought with LAMP (your earlier purchase)", "SHADE", 2.0
@@ -317,5 +318,8 @@ def test_offers_tied_to_an_earlier_purchase_fill_like_popularity(make_event: Eve
     ]
     paired = RankedCandidate("X1", OfferType.CROSS_SELL, 0.1, "Often bought with MUG", "SAUCER", 2.0)
     decision = decide(_event(make_event), [*earlier, paired], CustomerContext(), OfferRules(), "1", NOW)
-    assert [o.product_id for o in decision.offers] == ["X1", "E0"]  # the basket's pairing first, one fill
-    assert [s.rule for s in decision.suppressed if s.product_id == "E1"] == ["max_popular"]
+    assert [o.product_id for o in decision.offers] == ["X1"]  # the basket's pairing; no fill beside it
+    assert [s.rule for s in decision.suppressed if s.product_id == "E0"] == ["not_for_this_basket"]
+    alone = decide(_event(make_event), earlier, CustomerContext(), OfferRules(), "1", NOW)
+    assert [o.product_id for o in alone.offers] == ["E0"]  # nothing tied to the basket: one fill
+    assert [s.rule for s in alone.suppressed if s.product_id == "E1"] == ["max_popular"]
