@@ -127,12 +127,18 @@ class Settings(BaseSettings):
         default=1,
         ge=0,
         description='At most N offers per message not tied to its basket: popularity ("Popular right now") or '
-        'an earlier purchase ("... (your earlier purchase)"); only in a message with nothing tied to its basket.',
+        'an earlier purchase ("... (your earlier purchase)"); see fills_beside_basket.',
     )
     max_variant_offers: int = Field(
         default=1,
         ge=0,
         description='At most N offers per message that are another design of an item just bought ("More designs like").',
+    )
+    fills_beside_basket: bool = Field(
+        default=False,
+        description="Let fills (popularity, earlier purchases; at most max_popular_offers) take places beside offers "
+        "tied to the basket; off: they go only into a message with nothing tied to its basket. On trades relevance "
+        "for purchases predicted (docs/benchmarks.md: the backtest both ways).",
     )
     bundles: bool = Field(
         default=True,

@@ -59,6 +59,7 @@ class OfferRules:
     bundles: bool = _default("bundles")
     bundle_max_items: int = _default("bundle_max_items")
     bundle_discount: float = _default("bundle_discount")
+    fills_beside_basket: bool = _default("fills_beside_basket")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OfferRules:
@@ -75,6 +76,7 @@ class OfferRules:
             bundles=settings.bundles,
             bundle_max_items=settings.bundle_max_items,
             bundle_discount=settings.bundle_discount,
+            fills_beside_basket=settings.fills_beside_basket,
         )
 
 
@@ -215,7 +217,7 @@ def decide(
             eligible.append(candidate)
         else:
             suppressed.append(_suppression(rule[0], candidate.product_id, rule[1]))
-    if any(not _is_fill(c) for c in eligible):  # fills only where nothing tied to the basket qualifies
+    if not rules.fills_beside_basket and any(not _is_fill(c) for c in eligible):  # fills beside none
         suppressed += [_suppression("not_for_this_basket", c.product_id) for c in eligible if _is_fill(c)]
         eligible = [c for c in eligible if not _is_fill(c)]
     chosen = _mix(eligible, rules.max_offers)
@@ -383,8 +385,9 @@ def _goes_with(candidate: RankedCandidate) -> bool:
 
 def _is_fill(candidate: RankedCandidate) -> bool:
     """An offer not tied to this basket: a popularity fill, or one tied to an earlier purchase.
-    Fills share the ``max_popular`` places of a message, and only of a message that has nothing
-    tied to its basket to offer (a follow-up is about what was just bought)."""
+    Fills share the ``max_popular`` places of a message, and by default only of a message that
+    has nothing tied to its basket to offer (a follow-up is about what was just bought;
+    ``fills_beside_basket`` lets them fill places beside such offers)."""
     return candidate.reason == POPULAR_REASON or candidate.reason.endswith(EARLIER_SUFFIX)
 
 

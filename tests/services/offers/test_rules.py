@@ -187,6 +187,10 @@ def test_offers_whose_only_reason_is_popularity_fill_only_a_message_with_nothing
     assert [s.rule for s in decision.suppressed if s.product_id in {"P2", "P3", "P4"}] == ["max_popular"] * 2 + [
         "not_for_this_basket"
     ]
+    beside = decide(
+        _event(make_event), [*popular, paired], CustomerContext(), OfferRules(fills_beside_basket=True), "1", NOW
+    )
+    assert [o.product_id for o in beside.offers] == ["X1", "P2"]  # one fill beside the pairing, after it
     # with nothing tied to the basket, popularity fills at most max_popular places
     alone = decide(_event(make_event), popular, CustomerContext(), OfferRules(), "1", NOW)
     assert [o.product_id for o in alone.offers] == ["P2"]
