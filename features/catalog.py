@@ -183,15 +183,14 @@ def _aligned_prices(names: pd.Series, prices: pd.Series | None) -> np.ndarray:
 
 
 @lru_cache(maxsize=1 << 18)
-def range_words(name: object) -> frozenset[str]:
+def range_words(name: object, head: str = "") -> frozenset[str]:
     """The words of a name that can name its range, theme or kind, in singular form: all but the
-    generic modifiers (colours, sizes, pack words), plain numbers and one- or two-letter words
-    ("SET OF 3 REGENCY CAKE TINS" -> REGENCY, CAKE, TIN; "ROLL WRAP 50'S CHRISTMAS" -> ROLL, WRAP,
-    50'S, CHRISTMAS)."""
+    generic modifiers (colours, sizes, pack words), plain numbers, one- or two-letter words and the
+    ``head`` noun ("SET OF 3 REGENCY CAKE TINS", head TIN -> REGENCY, CAKE; "ROLL WRAP 50'S
+    CHRISTMAS" -> ROLL, WRAP, 50'S, CHRISTMAS): two bags share BAG and are of no one range for it."""
     words = re.findall(r"[A-Z0-9']+", name.upper() if isinstance(name, str) else "")
-    return frozenset(
-        singular(w) for w in (w.strip("'") for w in words) if len(w) > 2 and not w.isdigit() and w not in MODIFIERS
-    )
+    kept = (singular(w) for w in (w.strip("'") for w in words) if len(w) > 2 and not w.isdigit() and w not in MODIFIERS)
+    return frozenset(kept) - {head}
 
 
 def _words(name: object) -> list[str]:

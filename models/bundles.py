@@ -58,9 +58,8 @@ class BundlePicker:
         products = index.products
         self._kind = pd.factorize(products["category"])[0]  # -1: no kind known
         heads = products["head"] if "head" in products else pd.Series("", index=products.index)
-        # a range word is not the head noun: two bags share BAG, and are not a set for it
         self._range_words = [
-            range_words(name) - {head} for name, head in zip(products["name"], heads.fillna(""), strict=True)
+            range_words(name, head) for name, head in zip(products["name"], heads.fillna(""), strict=True)
         ]
         self._cooccurrence = sorted_csr(index.cooccurrence)
         self._orders = products["orders"].to_numpy(dtype=np.float64)

@@ -126,9 +126,8 @@ class CandidateGenerator:
             for name, head in zip(products["name"], heads, strict=True)
         ]
         self._head = pd.factorize(pd.Series([p.head or None for p in self._profiles], dtype=object))[0]
-        # a range word is not the head noun: two bags share BAG and are not of one range for it
         self._range_words = [
-            range_words(name) - {p.head} for name, p in zip(products["name"], self._profiles, strict=True)
+            range_words(name, p.head) for name, p in zip(products["name"], self._profiles, strict=True)
         ]
         self._steps: dict[tuple[int, int], str | None] = {}  # (seed, item) -> upgrade_step, as asked
         self._orders = products["orders"].to_numpy(dtype=np.float64)

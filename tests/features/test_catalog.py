@@ -123,4 +123,5 @@ def test_range_words_keep_the_range_theme_and_kind_of_a_name() -> None:
     assert range_words("PINK REGENCY TEACUP AND SAUCER") == {"REGENCY", "TEACUP", "SAUCER"}
     assert range_words("ROLL WRAP 50'S CHRISTMAS") & range_words("BOX OF 6 MINI 50'S CRACKERS")  # the 50'S range
     assert not range_words("RABBIT NIGHT LIGHT") & range_words("LUNCH BAG PAISLEY PARK")
+    assert range_words("SET OF 3 REGENCY CAKE TINS", head="TIN") == {"REGENCY", "CAKE"}  # not the head noun
     assert range_words(None) == frozenset()
