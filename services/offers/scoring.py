@@ -111,7 +111,7 @@ def rank_batch(
     predict_threads: int = 0,
     candidates_per_event: int = 0,
 ) -> dict[str, list[RankedCandidate]]:
-    """The `keep` best candidates per event id, best first, scored in one predict call
+    """The `keep` best candidates per event id and its best up-sell, best first, scored in one predict call
     (``predict_threads``: threads of the candidate fusion and of LightGBM, 0 for one per core;
     ``candidates_per_event``: how many of the fusion's best are scored, 0 for the champion's own
     candidate count)."""
@@ -129,7 +129,7 @@ def rank_batch(
     rows = feature_matrix(candidates, triggers, customer_frame, product_frame)
     scores = score_matrix(champion.booster, rows.values, threads=predict_threads)
     labels = rows.labels
-    best, _ = best_rows(labels["trigger_id"], scores, keep)
+    best = _kept_rows(labels["trigger_id"], scores, labels["offer_type"], keep)
     names = champion.product_names
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
@@ -185,6 +185,17 @@ def propose_bundles(
         if bundle is not None:
             bundles[event.event_id] = bundle
     return bundles
+
+
+def _kept_rows(trigger_ids: np.ndarray, scores: np.ndarray, offer_types: np.ndarray, keep: int) -> np.ndarray:
+    """Positions of each trigger's ``keep`` best-scored rows and of its best up-sell, wherever it
+    ranks (the rules keep the best up-sell a place: it must reach them), by trigger, best first."""
+    best, _ = best_rows(trigger_ids, scores, keep)
+    up = np.flatnonzero(np.asarray(offer_types) == OfferType.UP_SELL.value)
+    best_up = up[best_rows(np.asarray(trigger_ids)[up], np.asarray(scores)[up], 1)[0]]
+    rows = np.union1d(best, best_up)
+    codes = pd.factorize(np.asarray(trigger_ids)[rows], sort=True)[0]
+    return rows[np.lexsort((-np.asarray(scores, dtype=float)[rows], codes))]
 
 
 def _number(value: object) -> float:

@@ -31,6 +31,7 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
+from features.catalog import build_catalog, name_profile, upgrade_step
 from features.pipeline import FeaturePipeline
 from infra.kafka.broker import free_port
 from infra.kafka.topics import ensure_topics
@@ -48,6 +49,7 @@ from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.offers import Channel, OfferDecision, decision_id_for, offer_groups
+from xsell.price_band import DEFAULT_PRICE_BAND
 from xsell.settings import REPO_ROOT, Settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
@@ -380,15 +382,38 @@ def test_f_serving_candidates_bounds_what_is_scored(settings: Settings) -> None:
     assert 0 < len(two) <= 2
 
 
+def _with_a_step_up(lines: pd.DataFrame, paid: float) -> list[str]:
+    """Products of ``lines`` with a real step up (`features.catalog.upgrade_step`: larger, a bigger
+    pack, premium, more included) of their kind, in the price band and dearer than ``paid``."""
+    catalog = build_catalog(lines)
+    catalog = catalog[~catalog["is_service"] & catalog["median_price"].notna() & catalog["category"].notna()]
+    seeds = []
+    for _, group in catalog.groupby(["category", "head"]):
+        profiles = [name_profile(n, h) for n, h in zip(group["name"], group["head"], strict=True)]
+        rows = list(zip(group["product_id"], group["median_price"], profiles, strict=True))
+        seeds += [
+            a
+            for a, price_a, profile_a in rows
+            if any(
+                b != a
+                and price_b > paid
+                and DEFAULT_PRICE_BAND.contains(price_b / price_a)
+                and upgrade_step(profile_a, p)
+                for b, price_b, p in rows
+            )
+        ]
+    return seeds
+
+
 def test_g_an_up_sell_is_dearer_than_what_was_paid_and_says_by_how_much(settings: Settings) -> None:
     lines = read_purchase_history(SAMPLE).lines
-    bestsellers = lines["product_id"].value_counts().index[:30].tolist()
-    events = [purchase("14769", AFTER_SAMPLE + timedelta(minutes=n), products=(p,)) for n, p in enumerate(bestsellers)]
+    stepping = _with_a_step_up(lines, paid=2.95)[:30]  # the sample's items with a real step up
+    events = [purchase("14769", AFTER_SAMPLE + timedelta(minutes=n), products=(p,)) for n, p in enumerate(stepping)]
     service = OfferService(settings.model_copy(update={"max_offers_per_message": 10}))
     with service.opened():
         decisions = service.decide_batch(events)
     up_sells = [o for d in decisions for o in d.offers if o.offer_type == "up_sell"]
-    assert up_sells, "the sample's bestsellers have up-sells"
+    assert up_sells, "the sample's items with a real step up have up-sells"
     for offer in up_sells:  # every line was paid 2.95
         assert offer.price is not None and offer.price > 2.95
         assert offer.reason.endswith(f", +£{offer.price - 2.95:.2f}"), offer.reason
@@ -399,9 +424,10 @@ def test_g_an_up_sell_is_dearer_than_what_was_paid_and_says_by_how_much(settings
 def test_h_the_audit_of_served_offers_finds_no_broken_promise(settings: Settings, tmp_path: Path) -> None:
     lines = read_purchase_history(SAMPLE).lines
     bestsellers = lines["product_id"].value_counts().index[:30].tolist()
+    stepping = _with_a_step_up(lines, paid=2.95)
     events = [
         purchase("14769", AFTER_SAMPLE + timedelta(hours=1, minutes=n), products=(p, bestsellers[-1 - n]))
-        for n, p in enumerate(bestsellers[:15])
+        for n, p in enumerate(stepping[:15])
     ]
     FeaturePipeline(settings).apply(events)  # the fold state keeps the baskets the audit shows
     service = OfferService(settings.model_copy(update={"max_offers_per_message": 10}))

@@ -13,7 +13,7 @@ from features.online import OnlineFeatureReader
 from features.store import open_feature_store
 from models.bundles import BundlePicker
 from services.offers.rules import RankedCandidate
-from services.offers.scoring import ProductFeatureCache, propose_bundles
+from services.offers.scoring import ProductFeatureCache, _kept_rows, propose_bundles
 from tests.conftest import EventFactory
 from tests.features.orders import backfilled_home
 from tests.models.test_bundles import constructed_index
@@ -90,3 +90,13 @@ def test_bundles_come_from_each_events_basket_and_its_ranked_complements(make_ev
     }
     with_the_dish = {teapot.event_id: [cross_sell("D"), cross_sell("C"), cross_sell("S")]}
     assert propose_bundles(picker, [teapot], with_the_dish, max_items=3)[teapot.event_id].parts == ("D", "C", "S")
+
+
+def test_each_triggers_best_up_sell_is_kept_wherever_it_ranks() -> None:
+    triggers = np.asarray(["b", "a", "a", "a", "b", "a", "b"])
+    scores = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.1, 0.05])
+    types = np.asarray(["cross_sell", "cross_sell", "up_sell", "cross_sell", "cross_sell", "up_sell", "up_sell"])
+    kept = _kept_rows(triggers, scores, types, keep=1)
+    # a: its best row (0.8) and its best up-sell (0.7); b: its best row (0.9) and its only up-sell (0.05)
+    assert kept.tolist() == [1, 2, 0, 6]
+    assert _kept_rows(triggers, scores, types, keep=10).tolist() == [1, 2, 3, 5, 0, 4, 6]  # all of them, once
