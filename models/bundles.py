@@ -97,15 +97,20 @@ class BundlePicker:
         n = len(candidates)
         firsts, seconds = np.repeat(rows, n), np.tile(rows[len(seeds) :], len(rows))
         kind_a, kind_b = self._kind[firsts], self._kind[seconds]
+        indptr, indices, data = self._cooccurrence
+        co_count = csr_values(indptr, indices, data, firsts, seconds)  # one look-up for both tests
         # a set is different pieces: each part of another kind than the seed and than the other parts
-        together = self.associated(firsts, seconds) & ((kind_a != kind_b) | (kind_a < 0))
-        together = together.reshape(len(rows), n)
+        together = bought_together(co_count, self._orders[firsts], self._orders[seconds], self.index, self.config)
+        together = (together & ((kind_a != kind_b) | (kind_a < 0))).reshape(len(rows), n)
         with_seed, with_part = together[: len(seeds)], together[len(seeds) :]  # x candidates
         # and bought with the seed often: in at least ``min_confidence`` of the seed's orders
-        with_seed &= self.confidence(firsts, seconds).reshape(len(rows), n)[: len(seeds)] >= self.min_confidence
-        # and of the seed's range: a part shares a range or theme word with it ("REGENCY")
+        share = (co_count / np.maximum(self._orders[firsts], 1)).reshape(len(rows), n)[: len(seeds)]
+        with_seed &= share >= self.min_confidence
+        # and of the seed's range: a part shares a range or theme word with it ("REGENCY"); looked
+        # at only where the rest holds (a set intersection in Python per pair)
         words = self._range_words
-        with_seed &= np.asarray([[bool(words[s] & words[c]) for c in candidates] for s in seeds], dtype=bool)
+        for s, c in zip(*np.nonzero(with_seed), strict=True):
+            with_seed[s, c] = bool(words[seeds[s]] & words[candidates[c]])
         for first in np.flatnonzero(with_seed.any(axis=0)).tolist():  # the first part that starts a set wins
             by_seed = np.flatnonzero(with_seed[:, first])
             parts = _greedy_parts(first, with_seed[by_seed] & with_part[first], with_part, max_items)
