@@ -149,9 +149,10 @@ def audit_rows(
             else:
                 if offer.reason.startswith(CLAIM_PREFIX):
                     seeds = by_name.get(offer.reason[len(CLAIM_PREFIX) :].removesuffix(EARLIER_SUFFIX), [])
-                    lift, count = max((together(s, offer.product_id) for s in seeds), default=(0.0, 0))
+                    (lift, count), seed = max(
+                        ((together(s, offer.product_id), s) for s in seeds), default=((0.0, 0), None)
+                    )
                     row["claim_lift"], row["claim_orders"] = round(lift, 2), count
-                    seed = max(seeds, key=lambda s: together(s, offer.product_id), default=None)
                     row["claim_ok"] = seed is not None and bool(
                         bought_together(
                             np.asarray([count]),

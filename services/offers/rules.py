@@ -354,16 +354,17 @@ def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
     offers tied to it, then those tied to an earlier purchase, then popularity ("Popular right
     now") fills the places the others leave: a follow-up is about what was just bought. Both
     offer types keep a place when both qualify (the best of each type is in), and so does the
-    best cross-sell that goes well with an item of the basket. An up-sell that is only a higher price tier of the kind (no
-    larger size, bigger pack or premium line) is a weak one: it ranks below the real steps (each
-    keeps the places up-sells hold)."""
+    best cross-sell that goes well with an item of the basket. An up-sell that is only a higher
+    price tier of the kind (no larger size, bigger pack or premium line) is a weak one: it ranks
+    below the real steps (each keeps the places up-sells hold)."""
     ordered = _steps_first(sorted(eligible, key=_related_first))
     chosen: list[RankedCandidate] = []
+    taken: set[int] = set()  # by identity: two candidates may be equal in every field
     for kept in (_is_cross_sell, _is_up_sell, _goes_with):
-        best = next((c for c in ordered if kept(c) and c not in chosen), None)
+        best = next((c for c in ordered if kept(c) and id(c) not in taken), None)
         if best is not None and len(chosen) < limit:
             chosen.append(best)
-    taken = {id(c) for c in chosen}
+            taken.add(id(best))
     chosen += [c for c in ordered if id(c) not in taken][: max(limit - len(chosen), 0)]
     return _steps_first(sorted(chosen, key=_related_first))
 

@@ -140,19 +140,7 @@ def test_often_bought_with_is_claimed_only_for_an_association_beyond_popularity(
             else [f"F{n % 7}"]
         )
         for product in basket:
-            lines.append(
-                {
-                    "order_id": f"O{n}",
-                    "customer_id": f"K{n}",
-                    "product_id": f"{product}1",
-                    "product_name": f"ITEM {product}",
-                    "quantity": 1,
-                    "unit_price": 2.0,
-                    "ordered_at": START + pd.Timedelta(hours=n),
-                    "is_return": False,
-                    "category": f"kind {product}",
-                }
-            )
+            lines.append(_line(f"O{n}", f"K{n}", f"{product}1", f"ITEM {product}", 2.0, n, f"kind {product}"))
     index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
     config = CandidateConfig(sources=("basket",))
     found = CandidateGenerator(index, config).candidates_for("K99", ["S1"], AT).set_index("product_id")
@@ -184,21 +172,7 @@ def test_an_up_sell_says_what_is_better() -> None:
         "P3": ("PACK OF 24 CAKE CASES", 1.2),
         "S4": ("SEWING BOX PARIS", 7.0),
     }
-    lines = [
-        {
-            "order_id": f"O{n}-{product}",
-            "customer_id": f"K{n}",
-            "product_id": product,
-            "product_name": products[product][0],
-            "quantity": 1,
-            "unit_price": products[product][1],
-            "ordered_at": START + pd.Timedelta(hours=n),
-            "is_return": False,
-            "category": None,
-        }
-        for n in range(6)
-        for product in products
-    ]
+    lines = [_line(f"O{n}-{p}", f"K{n}", p, products[p][0], products[p][1], n) for n in range(6) for p in products]
     generator = CandidateGenerator(CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5)))
     boxes = generator.candidates_for("K9", ["S1"], AT).set_index("product_id")
     assert boxes.loc["S2", "offer_type"] == "up_sell" and boxes.loc["S2", "upsell_step"] == "larger"
@@ -233,22 +207,29 @@ def test_another_kind_of_the_seeds_range_bought_with_it_goes_well_with_it() -> N
     }
     baskets = [("T1", "B1", "J1")] * 12 + [("N1",)] * 100 + [("B1",), ("J1",)]
     lines = [
-        {
-            "order_id": f"O{n}",
-            "customer_id": f"K{n % 9}",
-            "product_id": product,
-            "product_name": products[product][0],
-            "quantity": 1,
-            "unit_price": 2.0,
-            "ordered_at": START + pd.Timedelta(hours=n),
-            "is_return": False,
-            "category": products[product][1],
-        }
+        _line(f"O{n}", f"K{n % 9}", p, products[p][0], 2.0, n, products[p][1])
         for n, basket in enumerate(baskets)
-        for product in basket
+        for p in basket
     ]
     index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
     found = CandidateGenerator(index, CandidateConfig(sources=("basket",))).candidates_for("K99", ["T1"], AT)
     reasons = found.set_index("product_id")["reason"]
     assert reasons["B1"] == "Goes well with REGENCY TEACUP AND SAUCER"
     assert reasons["J1"] == "Often bought with REGENCY TEACUP AND SAUCER"
+
+
+def _line(
+    order: str, customer: str, product: str, name: str, price: float, hour: int, category: str | None = None
+) -> dict[str, object]:
+    """One purchase line of a test's own small shop, ``hour`` hours after START."""
+    return {
+        "order_id": order,
+        "customer_id": customer,
+        "product_id": product,
+        "product_name": name,
+        "quantity": 1,
+        "unit_price": price,
+        "ordered_at": START + pd.Timedelta(hours=hour),
+        "is_return": False,
+        "category": category,
+    }
