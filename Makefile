@@ -25,9 +25,16 @@ system-deps:  ## Debian packages the stack needs (Java runtime and Maven for the
 	  echo "installing Java and Maven from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless maven; }
 
-test-deps:  ## Debian packages the browser test needs (headless Chromium)
+test-deps:  ## Debian packages the tests need: headless Chromium (browser test), promtool (alert rules)
 	@command -v chromium >/dev/null || { echo "installing Chromium from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+	@# Debian ships promtool only inside the prometheus package, whose install also sets up (and under
+	@# systemd starts) a Prometheus server: take the one binary out of the package instead
+	@command -v promtool >/dev/null || { echo "installing promtool from Debian's prometheus package"; \
+	  scratch=$$(mktemp -d) && chmod 755 $$scratch && apt-get update -qq && \
+	  (cd $$scratch && apt-get download -qq prometheus) && \
+	  dpkg-deb --fsys-tarfile $$scratch/prometheus_*.deb | tar -x -C $$scratch ./usr/bin/promtool && \
+	  install -m 0755 $$scratch/usr/bin/promtool /usr/local/bin/promtool; status=$$?; rm -rf $$scratch; exit $$status; }
 
 production-deps:  ## Debian packages of the production profile (Redis server, PostgreSQL); skipped when present
 	@dpkg -s redis-server postgresql >/dev/null 2>&1 || { echo "installing Redis and PostgreSQL from Debian's packages"; \

@@ -2,17 +2,22 @@
 
 1. start the local stack (Kafka broker, SMTP capture server);
 2. split the purchase history: everything before the last `live_days` is history, the rest is
-   replayed later as live purchases;
+   replayed later as live purchases; the history goes into the purchase archive (`xsell import`);
 3. backfill the feature store from the history and train, evaluate and register the ranker
    (first version = champion); skipped when the same history was already prepared;
-4. start the services: ingest (validation, DLQ), feature pipeline, offer service, e-mail delivery,
-   in-app inbox, API, MLflow UI;
-5. replay the live weeks into `purchases` (with demo contacts, see `with_demo_contacts`);
-6. wait until every live purchase has its decision and every e-mail left the outbox; the feedback
+4. start the services: ingest (validation, DLQ), feature pipeline, purchase archive, offer service
+   (with a challenger share), e-mail delivery, in-app inbox, API, MLflow UI;
+5. replay the live weeks but the last `trial_days` into `purchases` as fast as the broker takes
+   them (with demo contacts, see `with_demo_contacts`);
+6. retrain from the archive, which now holds those live days (`xsell retrain --live-trial`): the
+   new version becomes the challenger;
+7. replay the last `trial_days` paced at `trial_rate` events/s, as a shop sends them: served by
+   champion and challenger, each for its share of customers, and timed at a steady pace;
+8. wait until every live purchase has its decision and every e-mail left the outbox; the feedback
    service attributes conversions (a later purchase of an offered product) and the shoppers'
    clicks on converted offers are simulated through the API;
-7. return a summary: events ingested and dead-lettered, offers by type, suppressions by rule,
-   e-mails, an example offer.
+9. return a summary: events ingested and dead-lettered, offers by type, suppressions by rule,
+   e-mails, the retrain and the live experiment per variant, an example offer.
 """
 
 from __future__ import annotations
@@ -25,16 +30,18 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from features.archive import PurchaseArchive
 from infra.processes import ServiceProcesses, pipeline_services
 from infra.stack import stack_up
 from services.delivery.outbox import Outbox
-from services.ingest.replay import produce_events, select_events, with_demo_contacts
+from services.ingest.replay import Pacing, produce_events, select_events, with_demo_contacts
 from services.schema import create_schema
 from xsell.consumer import wait_for
 from xsell.history import PurchaseHistory, read_purchase_history
@@ -64,6 +71,9 @@ class DemoReport:
     attributed_revenue: float = 0.0
     example: dict[str, object] | None = None
     training: dict[str, object] | None = None
+    archived: dict[str, object] = field(default_factory=dict)
+    retrain: dict[str, object] = field(default_factory=dict)
+    experiment: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,8 +134,9 @@ def prepare_model(settings: Settings, history_path: Path) -> dict[str, object] |
     return summary
 
 
-def start_services(settings: Settings) -> None:
-    """Start every pipeline service in the background and wait for the API to answer."""
+def start_services(settings: Settings, env: dict[str, str] | None = None) -> None:
+    """Start every pipeline service in the background (with ``env`` on top of the profile's) and
+    wait for the API to answer and every consumer group to be stable."""
     processes = ServiceProcesses(settings)
     for spec in pipeline_services(settings):
         port = {"api": settings.api_port, "mlflow-ui": settings.mlflow_ui_port}.get(spec.name)
@@ -133,7 +144,7 @@ def start_services(settings: Settings) -> None:
             raise DemoError(
                 f"port {port} is taken: free it or set XSELL_{'API' if spec.name == 'api' else 'MLFLOW_UI'}_PORT"
             )
-        processes.start(spec)
+        processes.start(spec, env)
     if not _wait_http(f"http://{settings.api_host}:{settings.api_port}/healthz", 90):
         raise DemoError(f"the API did not come up; see {settings.home / 'logs' / 'api.log'}")
     groups = [
@@ -143,6 +154,7 @@ def start_services(settings: Settings) -> None:
         settings.delivery_group,
         settings.inbox_group,
         settings.feedback_group,
+        settings.archive_group,
     ]
     if not _wait_groups(settings, groups, 120):
         raise DemoError(f"the consumers did not join their groups; see the logs in {settings.home / 'logs'}")
@@ -266,7 +278,64 @@ def simulate_clicks(settings: Settings) -> int:
     return clicks
 
 
-def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = print) -> DemoReport:
+def archive_history(settings: Settings, history_path: Path) -> dict[str, object]:
+    """Load the history part into the purchase archive, as `xsell import` does (lines already
+    there are not added again)."""
+    archive = PurchaseArchive(settings.db_url)
+    try:
+        added = archive.add_lines(read_purchase_history(history_path).lines)
+        _, newest, lines = archive.span()
+    finally:
+        archive.close()
+    return {"added": added, "lines": lines, "newest": newest}
+
+
+def end_previous_trial(settings: Settings) -> None:
+    """Remove a challenger alias left by an earlier run: this run's retrain names its own."""
+    from models.registry import alias_version, open_tracking  # noqa: PLC0415  (MLflow: slow to import)
+
+    client = open_tracking(settings)
+    if alias_version(client, settings, settings.challenger_alias) is not None:
+        client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
+
+
+def wait_for_archive(settings: Settings, newest: datetime, timeout_s: float) -> bool:
+    """Wait until the archive holds a purchase at ``newest`` or later (the archive service caught up)."""
+    archive = PurchaseArchive(settings.db_url)
+    try:
+        return wait_for(lambda: (archive.span()[1] or datetime.min.replace(tzinfo=UTC)) >= newest, timeout_s, 0.5)
+    finally:
+        archive.close()
+
+
+def wait_for_challenger(settings: Settings, timeout_s: float) -> bool:
+    """Wait until every offer service reports the challenger loaded on its /metrics (registered-at
+    gauge with the challenger label), so that the trial replay is served by both models."""
+    ports = [spec.metrics_port for spec in pipeline_services(settings) if spec.name.startswith("offers")]
+    needle = 'xsell_model_registered_at_seconds{variant="challenger"}'
+
+    def loaded() -> bool:
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://{settings.api_host}:{port}/metrics", timeout=2) as answer:
+                    if needle not in answer.read().decode():
+                        return False
+            except OSError:
+                return False
+        return True
+
+    return wait_for(loaded, timeout_s, interval_s=1.0)
+
+
+def run_demo(
+    settings: Settings,
+    data: Path,
+    live_days: int = 21,
+    say: object = print,
+    trial_days: int = 7,
+    trial_rate: float = 10.0,
+    challenger_share: float = 0.5,
+) -> DemoReport:
     """Run the whole pipeline once; see the module docstring."""
     report = DemoReport()
     clock = time.monotonic()
@@ -280,14 +349,42 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
     stack_up(settings, create_schema)
     lap("stack up")
     history_path, history, _ = split_history(data, live_days, settings.home / "demo")
+    report.archived = archive_history(settings, history_path)
     report.training = prepare_model(settings, history_path)
-    lap("features backfill + train + register" if report.training else "model ready (same history as before)")
-    start_services(settings)
+    end_previous_trial(settings)
+    lap(
+        "archive history, features backfill + train + register"
+        if report.training
+        else "model ready (same history as before)"
+    )
+    start_services(settings, {"XSELL_CHALLENGER_SHARE": str(settings.challenger_share or challenger_share)})
     lap("services up")
 
     since = live_cutoff(history, live_days).to_pydatetime()
     live = [with_demo_contacts(e) for e in select_events(history, since=since)]
-    produce_events(settings, iter(live))
+    trial_from = live_cutoff(history, min(trial_days, live_days)).to_pydatetime()
+    before_trial = [e for e in live if e.occurred_at < trial_from]
+    trial = [e for e in live if e.occurred_at >= trial_from]
+    produce_events(settings, iter(before_trial))
+    decisions = collect_decisions(settings, {e.event_id for e in before_trial}, timeout_s=180)
+    lap(f"replay {len(before_trial)} live purchases and decide")
+    if before_trial and not wait_for_archive(settings, max(e.occurred_at for e in before_trial), 120):
+        raise DemoError(f"the archive did not catch up; see {settings.home / 'logs' / 'archive.log'}")
+    from training.retrain import retrain  # noqa: PLC0415  (heavy imports only when training)
+
+    share = settings.challenger_share or challenger_share  # what the offer services were started with
+    retrained = retrain(settings.model_copy(update={"challenger_share": share}), live_trial=True)
+    report.retrain = {k: retrained.get(k) for k in ("model_version", "outcome", "message", "archive")}
+    lap("retrain from the archive")
+    if not wait_for_challenger(settings, 120):
+        raise DemoError(f"the offer service did not load the challenger; see {settings.home / 'logs' / 'offers.log'}")
+    lap("challenger loaded")
+    produce_events(settings, iter(trial), Pacing(rate=trial_rate))
+    trial_decisions = collect_decisions(settings, {e.event_id for e in trial}, timeout_s=180)
+    decisions |= trial_decisions
+    # decided now, or by an earlier run of the same replay (its stored decisions come back)
+    trial_started = min((d.decided_at for d in trial_decisions.values()), default=datetime.now(UTC))
+    lap(f"replay {len(trial)} live purchases at {trial_rate:g}/s, champion and challenger")
     report.live_events = len(live)
     report.ingested = {
         "orders": sum(1 for e in live if e.event_type == "purchase"),
@@ -296,8 +393,6 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
         "customers": len({e.customer_id for e in live if e.customer_id}),
         "lines": sum(len(e.lines) for e in live),
     }
-    decisions = collect_decisions(settings, {e.event_id for e in live}, timeout_s=180)
-    lap(f"replay {len(live)} live purchases and decide")
     emails = sum(1 for d in decisions.values() if Channel.EMAIL in d.channels)
     counts = wait_for_outbox(settings, emails, timeout_s=180)
     lap("deliver e-mails")
@@ -307,6 +402,7 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
     quality = wait_for_facts(settings, len(decisions), timeout_s=30)
     report.conversions = int(quality.get("conversions", 0))
     report.attributed_revenue = float(quality.get("attributed_revenue", 0.0))
+    report.experiment = experiment_figures(settings, trial_started)
     lap("attribute conversions, simulate clicks")
 
     by_type: Counter[str] = Counter()
@@ -334,3 +430,15 @@ def run_demo(settings: Settings, data: Path, live_days: int = 21, say: object = 
             ],
         }
     return report
+
+
+def experiment_figures(settings: Settings, since: datetime) -> dict[str, Any]:
+    """Champion against challenger on the offers decided since the trial began (`xsell experiment status`)."""
+    from services.feedback.experiment import experiment_report  # noqa: PLC0415  (the feedback store: only for the report)
+    from services.feedback.facts import open_facts  # noqa: PLC0415  (the feedback store: only for the report)
+
+    engine = open_facts(settings.db_url)
+    try:
+        return experiment_report(engine, since=since)
+    finally:
+        engine.dispose()

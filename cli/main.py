@@ -18,13 +18,14 @@ import sys
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cli.experiment import experiment_app
 from xsell.errors import UserError
 from xsell.logs import configure_logging
 from xsell.settings import PROFILES, Settings, SettingsError, load_settings
@@ -50,6 +51,7 @@ index_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(index_app, name="index")
+app.add_typer(experiment_app, name="experiment")
 
 # Libraries' deprecation notices (ibis inside Feast, starlette, ...) are not the user's to act on:
 # dropped where warnings are shown, at the entry point, for every command. A filter alone would not
@@ -80,6 +82,9 @@ def _entry() -> None:
 DataOption = Annotated[
     Path, typer.Option("--data", help="Purchase history: CSV or Parquet, canonical or UCI Online Retail layout.")
 ]
+
+
+UntilCaughtUp = Annotated[bool, typer.Option("--until-caught-up", help="Stop once every partition is read to its end.")]
 
 
 def _settings(*, service: bool = False, **overrides: object) -> Settings:
@@ -333,6 +338,16 @@ def _replay_with_progress(
 
 
 @app.command()
+def archive(until_caught_up: UntilCaughtUp = False) -> None:
+    """Keep every valid purchase and cancellation on `purchases` in the purchase archive (the
+    configured database), each line once: the source `xsell train` and `xsell retrain` read."""
+    from services.ingest.archive import ArchiveService
+
+    stats = ArchiveService(_settings(service=True), until_caught_up=until_caught_up).run()
+    print(json.dumps(stats.__dict__))
+
+
+@app.command()
 def ingest(
     until_caught_up: Annotated[
         bool, typer.Option("--until-caught-up", help="Stop once every partition is read to its end.")
@@ -433,17 +448,121 @@ def features_pipeline(
 # -- training: the ranker ------------------------------------------------------------------------------
 @app.command()
 def train(
-    data: DataOption,
-    backfill: Annotated[bool, typer.Option(help="Backfill the feature store from DATA first.")] = True,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Purchase history: CSV or Parquet, canonical or UCI Online Retail layout. Default: the purchase "
+            "archive (what `xsell archive` stored from the stream and `xsell import` loaded).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="From the archive: lines at or after this ISO date (default: --until minus 365 days)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="From the archive: lines before this ISO date (default: after the newest line).")
+    ] = None,
+    backfill: Annotated[
+        bool | None,
+        typer.Option(
+            help="Backfill the feature store first: from DATA (default with --data), or from the whole archive "
+            "(default off without --data: the feature pipeline folded the archived purchases already)."
+        ),
+    ] = None,
 ) -> None:
-    """Backfill, build the training set, train the LightGBM ranker, evaluate it against the
-    baselines on the held-out period, log everything to MLflow and register the model (the first
-    version becomes champion). Prints a JSON summary with the MLflow run id."""
-    from training.commands import train as run_training
-
+    """Build the training set, train the LightGBM ranker, evaluate it against the baselines on the
+    held-out period, log everything to MLflow and register the model (the first version becomes
+    champion). Trains on DATA, or on the purchase archive's last 365 days. Prints a JSON summary
+    with the MLflow run id."""
     settings = _settings()
     _quiet_mlflow()
-    print(json.dumps(run_training(settings, data, backfill=backfill), default=str))
+    if data is not None:
+        if since or until:
+            _fail("--since and --until choose a window of the archive: leave them out with --data")
+        from training.commands import train as run_training
+
+        print(json.dumps(run_training(settings, data, backfill=backfill is not False), default=str))
+        return
+    from training.retrain import train_from_archive
+
+    summary = train_from_archive(settings, _parse_date(since), _parse_date(until), backfill=bool(backfill))
+    print(json.dumps(summary, default=str))
+
+
+@app.command()
+def retrain(
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every", help="Run as a service: retrain every interval (7d, 1d, 12h; the first one interval from now)."
+        ),
+    ] = None,
+    live_trial: Annotated[
+        bool,
+        typer.Option(
+            "--live-trial", help="Make the new version the challenger even when it beats the champion offline."
+        ),
+    ] = False,
+) -> None:
+    """One step for a scheduler: train from the purchase archive (its last 365 days), compare the
+    new version with the champion on the same held-out data, then promote it if it wins or make it
+    the challenger (it serves XSELL_CHALLENGER_SHARE of the customers; `xsell experiment` follows
+    the live trial). Prints a JSON summary."""
+    import signal
+    import threading
+
+    from training.retrain import retrain as run_retrain
+    from training.retrain import retrain_every
+    from training.schedule import parse_every
+
+    interval: float | None = None
+    if every is not None:
+        try:
+            interval = parse_every(every)
+        except ValueError as error:
+            _fail(str(error))
+            return
+    settings = _settings(service=interval is not None)
+    _quiet_mlflow()
+    if interval is None:
+        result = run_retrain(settings, live_trial)
+        keys = ("model_version", "run_id", "outcome", "message", "champion_version", "gate", "archive", "seconds")
+        print(json.dumps({key: result[key] for key in keys if key in result}, default=str))
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(json.dumps(retrain_every(settings, interval, stop, live_trial).__dict__, default=str))
+
+
+@app.command("import")
+def import_history(data: DataOption) -> None:
+    """Load a historical export (canonical or UCI layout) into the purchase archive, the training
+    source; lines already archived (from an earlier import or from the stream) are not added again."""
+    from features.archive import PurchaseArchive
+    from xsell.history import read_purchase_history
+
+    settings = _settings()
+    history = read_purchase_history(data)
+    archive = PurchaseArchive(settings.db_url)
+    try:
+        added = archive.add_lines(history.lines)
+        oldest, newest, total = archive.span()
+    finally:
+        archive.close()
+    print(
+        json.dumps(
+            {
+                "read": len(history.lines),
+                "rejected": dict(history.rejected),
+                "added": added,
+                "already_archived": len(history.lines) - added,
+                "archive": {"lines": total, "oldest": oldest, "newest": newest},
+            },
+            default=str,
+        )
+    )
 
 
 @app.command()
@@ -602,7 +721,8 @@ def index_refresh(
     import signal
     import threading
 
-    from training.index_refresh import RefreshError, parse_every, refresh_index, run_every
+    from training.index_refresh import RefreshError, refresh_index, run_every
+    from training.schedule import parse_every
 
     interval: float | None = None
     if every is not None:
@@ -628,7 +748,6 @@ def index_refresh(
 
 
 # -- offers: delivery, in-app, API -----------------------------------------------------------------
-UntilCaughtUp = Annotated[bool, typer.Option("--until-caught-up", help="Stop once every partition is read to its end.")]
 
 
 @app.command()
@@ -741,9 +860,21 @@ def report(
 def run(
     data: Annotated[Path | None, typer.Option(help="Purchase history (default: the shipped sample).")] = None,
     live_days: Annotated[int, typer.Option(help="Replay the last N days as live purchases.")] = 21,
+    trial_days: Annotated[
+        int,
+        typer.Option(
+            help="Of those, the last N days are replayed after the retrain, served by champion and challenger."
+        ),
+    ] = 7,
+    trial_rate: Annotated[float, typer.Option(help="Events per second of that paced replay.")] = 10.0,
+    challenger_share: Annotated[
+        float, typer.Option(help="Share of customers the challenger serves (XSELL_CHALLENGER_SHARE wins when set).")
+    ] = 0.5,
 ) -> None:
-    """The main job: stack up, backfill, train + register, start every service, replay the latest
-    weeks as live purchases, print what happened and where to look (`make stop` stops it all)."""
+    """The main job: stack up, archive the history, backfill, train + register, start every
+    service, replay the latest weeks as live purchases, retrain from the archive (the new version
+    becomes the challenger), replay the last days paced and served by both models, print what
+    happened and where to look (`make stop` stops it all)."""
     from cli.demo import DemoError, run_demo
     from infra.kafka.broker import BrokerError
 
@@ -751,7 +882,15 @@ def run(
     console.print("[bold]xsell run[/]: the offer pipeline on the shipped sample")
     _quiet_mlflow()
     try:
-        report = run_demo(settings, data or settings.sample_data, live_days, say=console.print)
+        report = run_demo(
+            settings,
+            data or settings.sample_data,
+            live_days,
+            say=console.print,
+            trial_days=trial_days,
+            trial_rate=trial_rate,
+            challenger_share=challenger_share,
+        )
     except (BrokerError, DemoError) as error:
         _fail(str(error))
         return
@@ -790,6 +929,10 @@ def _print_report(report: object, settings: Settings) -> None:
             out.print(
                 escape(f"  - [{offer['type']}] {offer['product']}: {offer['reason']} (score {offer['score']:.3f})")
             )
+    if report.retrain:  # type: ignore[attr-defined]
+        out.print(escape(f"retrained from the archive: {report.retrain['message']}"))  # type: ignore[attr-defined]
+    if report.experiment:  # type: ignore[attr-defined]
+        _print_experiment(out, report.experiment)  # type: ignore[attr-defined]
     customer = (report.example or {}).get("customer_id", "")  # type: ignore[attr-defined]
     out.print(f"API:        {settings.base_url}/docs")
     out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")
@@ -798,6 +941,40 @@ def _print_report(report: object, settings: Settings) -> None:
     out.print(f"mail:       {settings.mail_dir}")
     out.print(f"XSELL_API_KEY={settings.api_key}")
     out.print("stop everything with: make stop")
+
+
+def _print_experiment(out: Console, figures: dict[str, Any]) -> None:
+    """The live experiment per variant (offers, rates and revenue per offer with 95% intervals) and its verdict."""
+
+    def rate(value: float | None, interval: list[float] | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.1%}" + (f" [{interval[0]:.1%}, {interval[1]:.1%}]" if interval else "")
+
+    table = Table(
+        "variant",
+        "versions",
+        "offers",
+        "click rate",
+        "conversion rate",
+        "revenue per offer",
+        title="live experiment (trial days)",
+    )
+    for variant, row in figures["variants"].items():
+        revenue = row["revenue_per_offer"]
+        interval = row.get("revenue_per_offer_ci")
+        table.add_row(
+            variant,
+            ", ".join(row["model_versions"]) or "-",
+            str(row["offers_sent"]),
+            rate(row["click_rate"], row.get("click_rate_ci")),
+            rate(row["conversion_rate"], row.get("conversion_rate_ci")),
+            "-"
+            if revenue is None
+            else f"{revenue:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""),
+        )
+    out.print(table)
+    out.print(f"verdict: {figures['verdict']}")
 
 
 def main() -> None:

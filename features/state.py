@@ -103,7 +103,7 @@ def frame_line_rows(lines: pd.DataFrame) -> list[LineRow]:
     }
     event_ids = pairs.map(ids).to_numpy(dtype=object)
     line_no = lines.groupby([lines["order_id"], lines["is_return"]], sort=False).cumcount().to_numpy()
-    at = (pd.to_datetime(lines["ordered_at"], utc=True).astype("int64") // 1000).to_numpy()
+    at = pd.to_datetime(lines["ordered_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()  # any resolution
 
     def column(name: str) -> list[object]:
         if name not in lines:

@@ -69,7 +69,7 @@ def api_spec(settings: Settings) -> ServiceSpec:
 
 def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     """The services `make run` starts: ingest (validation + DLQ), feature pipeline, offers, delivery,
-    in-app inbox, feedback facts and attribution, API, the candidate-index refresh (every
+    in-app inbox, feedback facts and attribution, the purchase archive, API, the candidate-index refresh (every
     `index_refresh_every`), MLflow UI. The profile (infra/profiles.py) sets how many offer and
     delivery instances (one consumer group each) and API workers run."""
     xsell = [sys.executable, "-m", "cli.main"]
@@ -94,6 +94,7 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
         *replicas("delivery", [*xsell, "deliver"], settings.delivery_instances),
         ServiceSpec("inbox", [*xsell, "inbox"]),
         ServiceSpec("feedback", [*xsell, "feedback"]),
+        ServiceSpec("archive", [*xsell, "archive"]),
         api_spec(settings),
     ]
     specs = [  # Kafka consumers expose /metrics on their own ports (see infra/prometheus/prometheus.yml)

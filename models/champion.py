@@ -35,6 +35,7 @@ class Champion:
     version: int
     run_id: str
     index_run_id: str = ""  # the run whose candidate index this serves (a refresh run, or run_id)
+    registered_at: float = 0.0  # when this version was registered (Unix seconds)
 
     @cached_property
     def generator(self) -> CandidateGenerator:
@@ -63,17 +64,22 @@ class Champion:
         return {p: n for p, n in zip(products["product_id"], names, strict=True) if isinstance(n, str)}
 
 
-def load_champion(settings: Settings, scratch: Path) -> Champion:
-    """Load ``models:/NAME@champion`` and its candidate index (downloaded into ``scratch``): the
-    index of the run its ``candidate_index.run_id`` tag names (``xsell index refresh``), else its
-    training run's."""
+def load_champion(settings: Settings, scratch: Path, alias: str | None = None) -> Champion:
+    """Load ``models:/NAME@champion`` (or another alias: the challenger) and its candidate index
+    (downloaded into ``scratch``): the index of the run its ``candidate_index.run_id`` tag names
+    (``xsell index refresh``), else its training run's."""
     import mlflow  # noqa: PLC0415  (MLflow: slow to import)
     import mlflow.lightgbm  # noqa: PLC0415  (MLflow: slow to import)
 
     client = open_tracking(settings)
-    version = require_champion(client, settings)
+    alias = alias or settings.champion_alias
+    if alias == settings.champion_alias:
+        version = require_champion(client, settings)
+    else:
+        mv = client.get_model_version_by_alias(settings.model_name, alias)
+        version = version_number(mv.version)
     mv = client.get_model_version(settings.model_name, str(version))
-    booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}@{settings.champion_alias}")
+    booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}/{version}")
     index_run = index_run_id(mv)
     index = CandidateIndex.load(download_index(client, index_run, scratch))
     config_path = mlflow.artifacts.download_artifacts(
@@ -87,4 +93,5 @@ def load_champion(settings: Settings, scratch: Path) -> Champion:
         version=version_number(mv.version),
         run_id=version_run_id(mv),
         index_run_id=index_run,
+        registered_at=(mv.creation_timestamp or 0) / 1000,
     )

@@ -75,10 +75,15 @@ def require_champion(client: MlflowClient, settings: Settings) -> int:
 
 def champion_version(client: MlflowClient, settings: Settings) -> int | None:
     """The version the champion alias points at, or None when the alias is unset."""
+    return alias_version(client, settings, settings.champion_alias)
+
+
+def alias_version(client: MlflowClient, settings: Settings, alias: str) -> int | None:
+    """The version a registry alias (champion, challenger) points at, or None when it is unset."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415  (MLflow: slow to import)
 
     try:
-        mv = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+        mv = client.get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as error:
         if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
             return None

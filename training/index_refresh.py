@@ -9,15 +9,14 @@ a new run in the training experiment (tags `xsell.kind=index_refresh`, `index.as
 `candidate_index.run_id`. The offer service sees the tag change and swaps the index in without a
 restart; the booster stays the champion's.
 
-`run_every` repeats it on an interval (`--every 1d`) until stopped, logging each run; a failed run
-is logged and retried on the next tick. The first run is due one interval after the serving index
+`run_every` repeats it on an interval (`--every 1d`, `training.schedule`) until stopped, logging
+each run; a failed run is logged and retried on the next tick. The first run is due one interval after the serving index
 was logged, so a restart of the service does not rebuild at once.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 import threading
 import time
@@ -33,6 +32,8 @@ from models.champion import load_champion
 from models.index import CandidateIndex
 from models.index_source import INDEX_RUN_TAG, index_run_id
 from models.registry import INDEX_ARTIFACT, champion_version, open_tracking
+from training.schedule import LoopStats
+from training.schedule import run_every as run_every_job
 from xsell.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KIND_TAG, KIND = "xsell.kind", "index_refresh"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_EVERY = re.compile(r"(\d+)([smhd])")
 
 
 class RefreshError(RuntimeError):
@@ -66,16 +65,6 @@ class RefreshResult:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def parse_every(text: str) -> float:
-    """Seconds of an interval such as ``30m``, ``6h`` or ``1d`` (also ``90s``); ValueError otherwise."""
-    match = _EVERY.fullmatch(text.strip().lower())
-    if match is None or int(match.group(1)) == 0:
-        raise ValueError(
-            f"--every must be a positive whole number followed by s, m, h or d (e.g. 30m, 6h, 1d), not {text!r}"
-        )
-    return float(int(match.group(1)) * _UNITS[match.group(2)])
 
 
 def refresh_index(settings: Settings) -> RefreshResult:
@@ -196,42 +185,17 @@ def first_due(settings: Settings, every_s: float, now: float | None = None) -> f
         return now
 
 
-@dataclass
-class LoopStats:
-    """Runs of a refresh service since start."""
-
-    runs: int = 0
-    refreshed: int = 0
-    failed: int = 0
-    last: dict[str, object] | None = None
-
-
 def run_every(
     settings: Settings,
     every_s: float,
     stop: threading.Event,
     refresh: Callable[[Settings], RefreshResult] = refresh_index,
 ) -> LoopStats:
-    """Refresh every `every_s` seconds until `stop` is set; a failed run is logged and retried on
-    the next tick."""
-    stats = LoopStats()
-    due = first_due(settings, every_s)
-    log.info(
-        "index refresh service started",
-        extra={"every_s": every_s, "first_due_in_s": round(max(0.0, due - time.time()), 1)},
-    )
-    while not stop.wait(max(0.0, due - time.time())):
-        stats.runs += 1
-        try:
-            result = refresh(settings)
-        except Exception as error:  # noqa: BLE001  (one failed run must not stop the service)
-            stats.failed += 1
-            log.warning(
-                "index refresh failed; retrying next tick", extra={"error": repr(error)[:300], "next_in_s": every_s}
-            )
-        else:
-            stats.refreshed += int(result.refreshed)
-            stats.last = result.as_dict()
-        due = time.time() + every_s
-    log.info("index refresh service stopped", extra=asdict(stats))
-    return stats
+    """Refresh every `every_s` seconds until `stop` is set (`training.schedule.run_every`: a failed
+    run is logged and retried on the next tick)."""
+
+    def job() -> tuple[bool, dict[str, object]]:
+        result = refresh(settings)
+        return result.refreshed, result.as_dict()
+
+    return run_every_job("index refresh", job, every_s, stop, first_due(settings, every_s))

@@ -18,6 +18,7 @@ import pandas as pd
 
 from models.registry import (
     CONFIG_ARTIFACT,
+    alias_version,
     champion_version,
     load_heldout_booster,
     open_tracking,
@@ -42,10 +43,7 @@ def promote(settings: Settings, version: int | None = None, force: bool = False,
     ``message``, the two versions and the compared NDCG values)."""
     client = open_tracking(settings)
     if version is None:
-        versions = client.search_model_versions(f"name='{settings.model_name}'")
-        if not versions:
-            raise ValueError(f"no registered versions of {settings.model_name}: train a model first")
-        version = max(version_number(v.version) for v in versions)
+        version = latest_version(client, settings)
     champion = champion_version(client, settings)
     decision: dict[str, object] = {
         "model": settings.model_name,
@@ -56,26 +54,61 @@ def promote(settings: Settings, version: int | None = None, force: bool = False,
     if champion == version:
         return {**decision, "promoted": False, "message": f"version {version} is already the champion"}
     if champion is not None and not force:
-        candidate_ndcg, champion_ndcg, basis = _compare(settings, client, version, champion)
-        decision.update(candidate_ndcg=candidate_ndcg, champion_ndcg=champion_ndcg, basis=basis)
-        if not candidate_ndcg > champion_ndcg:
+        decision.update(compare(settings, client, version, champion))
+        if not decision["beats_champion"]:
             decision["promoted"] = False
             decision["message"] = (
-                f"refused: version {version} NDCG@k {candidate_ndcg:.4f} does not beat champion "
-                f"version {champion} ({champion_ndcg:.4f}) on {basis}; use force to override"
+                f"refused: version {version} NDCG@k {decision['candidate_ndcg']:.4f} does not beat champion "
+                f"version {champion} ({decision['champion_ndcg']:.4f}) on {decision['basis']}; use force to override"
             )
             return decision
-    client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
-    tags = {
-        "promotion.forced": str(force).lower(),
-        "promotion.previous_champion": str(champion or ""),
-        "promotion.reason": reason or ("forced" if force else "beat the champion"),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, str(version), key, value)
+    make_champion(client, settings, version, champion, reason or ("forced" if force else "beat the champion"), force)
     decision["promoted"] = True
     decision["message"] = f"version {version} is now {settings.champion_alias} (was {champion})"
     return decision
+
+
+def latest_version(client: MlflowClient, settings: Settings) -> int:
+    """The newest registered version; ValueError when nothing is registered."""
+    versions = client.search_model_versions(f"name='{settings.model_name}'")
+    if not versions:
+        raise ValueError(f"no registered versions of {settings.model_name}: train a model first")
+    return max(version_number(v.version) for v in versions)
+
+
+def compare(settings: Settings, client: MlflowClient, candidate: int, champion: int) -> dict[str, object]:
+    """The gate's comparison: both versions' NDCG@k on the same evaluation data (see the module
+    docstring), what that data was, and whether the candidate is strictly better."""
+    candidate_ndcg, champion_ndcg, basis = _compare(settings, client, candidate, champion)
+    return {
+        "candidate_ndcg": candidate_ndcg,
+        "champion_ndcg": champion_ndcg,
+        "basis": basis,
+        "beats_champion": candidate_ndcg > champion_ndcg,
+    }
+
+
+def make_champion(
+    client: MlflowClient, settings: Settings, version: int, previous: int | None, reason: str, forced: bool = False
+) -> None:
+    """Move the champion alias to ``version``, recording why in the version's tags; a version
+    that was the challenger stops being one."""
+    client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
+    if alias_version(client, settings, settings.challenger_alias) == version:
+        client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
+    tags = {
+        "promotion.forced": str(forced).lower(),
+        "promotion.previous_champion": str(previous or ""),
+        "promotion.reason": reason,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, str(version), key, value)
+
+
+def make_challenger(client: MlflowClient, settings: Settings, version: int, reason: str) -> None:
+    """Point the challenger alias at ``version`` (a live trial against the champion), recording why."""
+    client.set_registered_model_alias(settings.model_name, settings.challenger_alias, str(version))
+    client.set_model_version_tag(settings.model_name, str(version), "challenger.reason", reason)
 
 
 def _compare(settings: Settings, client: MlflowClient, candidate: int, champion: int) -> tuple[float, float, str]:

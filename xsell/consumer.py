@@ -17,6 +17,10 @@ makes events wait, never skips them. Any other exception from the handler stops 
 committing that batch: the handler is the one decision point that dead-letters a record or gives
 up. SIGTERM and SIGINT stop the loop after the current batch; offsets are committed and clients
 closed on the way out.
+
+After every poll the loop exports how far its group is behind (`xsell_consumer_lag_records`: the
+records on its partitions beyond its position) and the Kafka timestamp of the newest record it
+handled (`xsell_consumer_newest_record_seconds`), both labelled by group.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
-from xsell.metrics import BATCH_SECONDS, RECORDS_CONSUMED, serve_metrics
+from xsell.metrics import BATCH_SECONDS, CONSUMER_LAG, CONSUMER_NEWEST_RECORD, RECORDS_CONSUMED, serve_metrics
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,7 @@ class ConsumerLoop:
         self._targets: dict[TopicPartition, int] = {}  # end offsets when each partition was first held
         self._handled: Offsets = {}  # next offset after the handled (and completed) batches
         self._pending: tuple[Completion, Offsets] | None = None  # the last batch, its effects in flight
+        self._newest_ms = 0  # Kafka timestamp of the newest record handled
         self.records_handled = 0
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -149,6 +154,7 @@ class ConsumerLoop:
     def _poll_once(self, consumer: KafkaConsumer) -> bool:
         """Poll, handle and commit one micro-batch; True when caught up (with `until_caught_up`)."""
         polled = consumer.poll(timeout_ms=self.poll_timeout_ms)
+        CONSUMER_LAG.labels(self.group_id).set(records_behind(consumer))  # before the handler, which may fail
         batch = [record for records in polled.values() for record in records]
         if batch:
             with BATCH_SECONDS.labels(self.client_id).time():
@@ -164,6 +170,8 @@ class ConsumerLoop:
             consumer.commit_async(offsets=dict(self._handled), callback=self._on_commit)
             self.records_handled += len(batch)
             RECORDS_CONSUMED.labels(self.client_id).inc(len(batch))
+            self._newest_ms = max(self._newest_ms, *(record.timestamp for record in batch))
+            CONSUMER_NEWEST_RECORD.labels(self.group_id).set(self._newest_ms / 1000)
         elif self._pending is not None:
             self._complete_pending()
             consumer.commit_async(offsets=dict(self._handled), callback=self._on_commit)
@@ -234,6 +242,19 @@ class ConsumerLoop:
     def _on_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: object) -> None:
         if isinstance(result, Exception):  # the next batch's commit carries these offsets again
             log.warning("async commit failed", extra={"service": self.client_id, "error": repr(result)[:300]})
+
+
+def records_behind(consumer: KafkaConsumer) -> int:
+    """Records on the partitions `consumer` holds beyond its position: the sum of highwater minus
+    position. Fetch responses carry the highwater, so this sends no request; a partition not
+    fetched from yet counts from its first fetch."""
+    behind = 0
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        position = None if highwater is None else consumer.position(partition, timeout_ms=0)
+        if position is not None:
+            behind += max(highwater - position, 0)
+    return behind
 
 
 def settle_heap(young_threshold: int) -> None:

@@ -174,17 +174,23 @@ def digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def valid_events(values: Iterable[bytes | None], max_bytes: int = 512 * 1024) -> tuple[list[PurchaseEvent], int]:
-    """Parse record values, keeping the valid events and counting the others.
+def valid_events(
+    values: Iterable[bytes | None], max_bytes: int = 512 * 1024, positions: list[int] | None = None
+) -> tuple[list[PurchaseEvent], int]:
+    """Parse record values, keeping the valid events and counting the others; ``positions``, when
+    given, receives the index in ``values`` of each kept event (to find its record again).
 
     For every stage that reads `purchases` after ingestion: ingestion alone dead-letters invalid
     records (with the reason), so later stages skip them instead of dead-lettering them again.
     """
     events: list[PurchaseEvent] = []
     skipped = 0
-    for value in values:
+    for position, value in enumerate(values):
         try:
             events.append(parse_purchase_event(value, max_bytes))
         except EventRejected:
             skipped += 1
+        else:
+            if positions is not None:
+                positions.append(position)
     return events, skipped

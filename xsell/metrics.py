@@ -20,6 +20,17 @@ BATCH_SECONDS = Histogram(
     ["service"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+CONSUMER_LAG = Gauge(
+    "xsell_consumer_lag_records",
+    "Records on the partitions this member holds beyond its position (highwater minus position), by consumer "
+    "group; sum over a group's members.",
+    ["group"],
+)
+CONSUMER_NEWEST_RECORD = Gauge(
+    "xsell_consumer_newest_record_seconds",
+    "Kafka timestamp of the newest record this member handled (Unix seconds), by consumer group.",
+    ["group"],
+)
 DEAD_LETTERS = Counter("xsell_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"])
 DECISIONS = Counter(
     "xsell_decisions_total", "Offer decisions, by outcome (offered or the no-offer reason).", ["outcome"]
@@ -37,6 +48,15 @@ INDEX_AS_OF = Gauge(
     "xsell_index_as_of_seconds",
     "as_of of the candidate index being served (Unix seconds; it knows the order lines before it).",
 )
+MODEL_REGISTERED_AT = Gauge(
+    "xsell_model_registered_at_seconds",
+    "When the served model version was registered (Unix seconds), by variant (champion, challenger).",
+    ["variant"],
+)
+ARCHIVE_NEWEST_PURCHASE = Gauge(
+    "xsell_archive_newest_purchase_seconds", "Event time of the newest archived purchase (Unix seconds)."
+)
+ARCHIVE_LINES = Counter("xsell_archive_lines_total", "Order lines newly written to the purchase archive.")
 FEEDBACK_EVENTS = Counter("xsell_feedback_events_total", "Feedback events published by the API, by type.", ["type"])
 
 

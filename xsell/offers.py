@@ -32,6 +32,13 @@ class OfferType(StrEnum):
     UP_SELL = "up_sell"
 
 
+class Variant(StrEnum):
+    """Which registered model decided: the champion, or the challenger of a live experiment."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+
+
 class Channel(StrEnum):
     """How an offer reaches the shopper."""
 
@@ -82,6 +89,7 @@ class OfferDecision(BaseModel):
     occurred_at: AwareDatetime
     decided_at: AwareDatetime
     model_version: str | None
+    variant: Variant | None = None  # the model that decided (None: no model, or a decision from before variants)
     offers: tuple[OfferItem, ...] = ()
     channels: tuple[Channel, ...] = ()
     suppressed: tuple[Suppression, ...] = ()

@@ -119,6 +119,31 @@ class Settings(BaseSettings):
     model_name: str = Field(default="xsell-ranker", description="Registered model name of the ranker.")
     experiment_name: str = Field(default="xsell-ranker", description="MLflow experiment of training runs.")
     champion_alias: str = Field(default="champion", description="Registry alias of the model that serves.")
+    challenger_alias: str = Field(
+        default="challenger",
+        description="Registry alias of a model on trial: it serves challenger_share of the customers.",
+    )
+    challenger_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of customers (a stable hash of customer id and experiment id) the challenger serves "
+        "while the challenger alias is set; 0: the champion serves everyone.",
+    )
+    experiment_id: str = Field(
+        default="",
+        description="Id of the live experiment, hashed with the customer id to split traffic; default "
+        "champion-vX-challenger-vY, so each new challenger draws a new split.",
+    )
+    archive_group: str = Field(default="xsell-archive", description="Consumer group of the purchase archive.")
+    retrain_window_days: int = Field(
+        default=365, ge=1, description="`xsell train` from the archive: the last N days before its newest purchase."
+    )
+    retrain_every: str = Field(
+        default="7d",
+        pattern=r"^\s*[0-9]+[smhdSMHD]\s*$",
+        description="How often `xsell retrain --every` retrains from the archive (e.g. 7d).",
+    )
 
     # Offer rules
     offer_group: str = Field(default="xsell-offers", description="Consumer group of the offer service.")

@@ -6,7 +6,8 @@ SQLAlchemy Core on `settings.db_url` (SQLite under XSELL_HOME by default, Postgr
 so redelivery and replays change nothing; conversions are the one upsert (a later-arriving, more
 recent offer may take over a line's attribution). Times are stored in UTC. Kafka record timestamps
 (milliseconds, producer create time) of a purchase and of its decision give the decision latency.
-No e-mail address is stored.
+Decisions and offers keep the variant that decided (champion or challenger of a live experiment,
+`services.feedback.experiment`), offers the product's name. No e-mail address is stored.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
-from xsell.database import create_tables, engine_for, select_in
+from xsell.database import add_missing_columns, create_tables, engine_for, select_in
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
 
@@ -48,6 +49,7 @@ decisions = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("decided_at", DateTime(timezone=True), nullable=False, index=True),
     Column("model_version", String(256)),
+    Column("variant", String(16)),  # champion or challenger (None: before variants, or no model)
     Column("offered", Boolean, nullable=False),
     Column("channels", String(64), nullable=False),
     Column("no_offer_reason", String(64)),
@@ -61,8 +63,10 @@ offers = Table(
     Column("order_id", String(64), nullable=False),
     Column("customer_id", String(128), nullable=False),
     Column("product_id", String(128), nullable=False),
+    Column("name", String(512)),
     Column("offer_type", String(16), nullable=False),
     Column("model_version", String(256)),
+    Column("variant", String(16)),
     Column("rank", Integer, nullable=False),
     Column("score", Float, nullable=False),
     Column("price", Float),
@@ -125,9 +129,12 @@ conversions = Table(
 
 
 def open_facts(url: str) -> Engine:
-    """An engine on the facts database, its tables created."""
+    """An engine on the facts database, its tables created (and the columns added since a stored
+    table was created: decisions' and offers' variant, offers' product name)."""
     engine = engine_for(url)
     create_tables(metadata, engine)
+    for table in (decisions, offers):
+        add_missing_columns(table, engine)
     return engine
 
 
@@ -175,6 +182,7 @@ def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | 
                 "occurred_at": occurred_at,
                 "decided_at": decided_at,
                 "model_version": decision.model_version,
+                "variant": decision.variant.value if decision.variant else None,
                 "offered": decision.offered,
                 "channels": ",".join(channel.value for channel in decision.channels),
                 "no_offer_reason": decision.no_offer_reason,
@@ -195,8 +203,10 @@ def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | 
                     "order_id": decision.order_id,
                     "customer_id": decision.customer_id,
                     "product_id": item.product_id,
+                    "name": item.name,
                     "offer_type": item.offer_type.value,
                     "model_version": decision.model_version,
+                    "variant": decision.variant.value if decision.variant else None,
                     "rank": item.rank,
                     "score": item.score,
                     "price": item.price,

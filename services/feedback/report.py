@@ -14,14 +14,16 @@ count whenever they happened. Definitions:
   unsubscribe_rate = customers unsubscribing in the period / customers e-mailed in the cohort.
 - latency_ms: Kafka timestamp of the decision record minus that of its purchase record (p50, p99).
 
-`offers_sent_per_day` gives the dashboard's time series of the same cohort (UTC days, per offer
-type) and `latest_model_version` the version that made the cohort's newest offer (the serving one).
+`offers_sent_per_day` gives the dashboard's time series of the same cohort (UTC days of the
+purchases offered after, per offer type), `latency_over_time` the latency percentiles per minute,
+hour or day of decision, and `latest_model_version` the version that made the cohort's newest offer
+(the serving one). Top offered and converting products carry the product's name (None if unknown).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
@@ -30,6 +32,13 @@ from sqlalchemy.engine import Connection, Engine
 from services.feedback.facts import conversions, decisions, feedback, offers, purchases, suppressions
 from xsell.offers import FeedbackType, as_utc
 
+# latency buckets (name, width, the longest span of decisions it is chosen for): the first that fits
+LATENCY_BUCKETS = (
+    ("minute", timedelta(minutes=1), timedelta(hours=6)),
+    ("hour", timedelta(hours=1), timedelta(days=30)),
+    ("day", timedelta(days=1), timedelta.max),
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PER_OFFER = ("offers_sent", "impressions", "clicks", "converted_offers", "conversions", "attributed_revenue")
 
 
@@ -78,9 +87,9 @@ def offer_quality(
             **_email(db, cohort, since, until),
             "latency_ms": _latency(db, decided),
             "top_offered_products": [
-                {"product_id": product, "offers": n}
-                for product, n in db.execute(
-                    select(offers.c.product_id, func.count().label("n"))
+                {"product_id": product, "name": name, "offers": n}
+                for product, name, n in db.execute(
+                    select(offers.c.product_id, func.max(offers.c.name), func.count().label("n"))
                     .where(*cohort)
                     .group_by(offers.c.product_id)
                     .order_by(func.count().desc(), offers.c.product_id)
@@ -88,10 +97,16 @@ def offer_quality(
                 )
             ],
             "top_converting_products": [
-                {"product_id": product, "conversions": n, "revenue": _round(revenue, 2)}
-                for product, n, revenue in db.execute(
-                    select(conversions.c.product_id, func.count(), func.sum(conversions.c.revenue))
-                    .where(conversions.c.offer_id.in_(cohort_ids))
+                {"product_id": product, "name": name, "conversions": n, "revenue": _round(revenue, 2)}
+                for product, name, n, revenue in db.execute(
+                    select(
+                        conversions.c.product_id,
+                        func.max(offers.c.name),
+                        func.count(),
+                        func.sum(conversions.c.revenue),
+                    )
+                    .join(offers, offers.c.offer_id == conversions.c.offer_id)
+                    .where(*cohort)
                     .group_by(conversions.c.product_id)
                     .order_by(func.count().desc(), func.sum(conversions.c.revenue).desc(), conversions.c.product_id)
                     .limit(top)
@@ -104,12 +119,14 @@ def offer_quality(
 def offers_sent_per_day(
     engine: Engine, since: datetime | None = None, until: datetime | None = None, offer_type: str | None = None
 ) -> dict[str, Any]:
-    """Offers of the cohort per UTC day of decision and offer type (JSON-ready).
+    """Offers of the cohort per UTC day of the purchase they answer (`occurred_at`: a fast replay
+    decides weeks of purchases within minutes) and offer type (JSON-ready); the cohort is still
+    the offers decided in [since, until).
 
     `days` runs without gaps from the first to the last day with an offer; `offer_types` maps each
     offer type present to its count on each of those days (zero on days without).
     """
-    day = _utc_day(offers.c.decided_at, engine.dialect.name)
+    day = _utc_day(offers.c.occurred_at, engine.dialect.name)
     query = (
         select(day.label("day"), offers.c.offer_type, func.count())
         .where(*_cohort(since, until, offer_type))
@@ -141,6 +158,30 @@ def latest_model_version(
     with engine.connect() as db:
         found = db.execute(query).first()
     return None if found is None else _label(found[0])
+
+
+def latency_over_time(engine: Engine, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """Decision latency (ms) p50, p90 and p99 and the sample count per bucket of decision time
+    (UTC) over the decisions in [since, until) (JSON-ready). The bucket is a minute when those
+    decisions span at most 6 hours, an hour up to 30 days, a day beyond; `times` are the starts of
+    the buckets that have samples, in order (none: `bucket` None)."""
+    with engine.connect() as db:
+        samples = _latency_samples(db, _between(decisions.c.decided_at, since, until))
+    if not samples:
+        return {"bucket": None, "times": [], "p50": [], "p90": [], "p99": [], "count": []}
+    span = max(at for at, _ in samples) - min(at for at, _ in samples)
+    bucket, width = next((name, width) for name, width, longest in LATENCY_BUCKETS if span <= longest)
+    grouped: dict[datetime, list[int]] = {}
+    for at, ms in samples:
+        grouped.setdefault(EPOCH + (at - EPOCH) // width * width, []).append(ms)
+    times = sorted(grouped)
+    values = [sorted(grouped[t]) for t in times]
+    return {
+        "bucket": bucket,
+        "times": [t.isoformat() for t in times],
+        **{f"p{round(100 * q)}": [percentile(v, q) for v in values] for q in (0.50, 0.90, 0.99)},
+        "count": [len(v) for v in values],
+    }
 
 
 def newest_purchase_at(engine: Engine) -> datetime | None:
@@ -268,14 +309,20 @@ def _email(
     }
 
 
-def _latency(db: Connection, decided: list[ColumnElement[bool]]) -> dict[str, Any]:
-    """Decision latency percentiles from the two records' Kafka timestamps."""
+def _latency_samples(db: Connection, decided: list[ColumnElement[bool]]) -> list[tuple[datetime, int]]:
+    """(decision time, latency in ms) of the decisions whose record and purchase record both have a
+    Kafka timestamp: the decision record's minus the purchase record's."""
     query = (
-        select(decisions.c.record_ts_ms - purchases.c.record_ts_ms)
+        select(decisions.c.decided_at, decisions.c.record_ts_ms - purchases.c.record_ts_ms)
         .join(purchases, purchases.c.event_id == decisions.c.event_id)
         .where(and_(decisions.c.record_ts_ms.is_not(None), purchases.c.record_ts_ms.is_not(None)), *decided)
     )
-    values = sorted(int(v) for v in db.scalars(query))
+    return [(as_utc(at), int(ms)) for at, ms in db.execute(query)]
+
+
+def _latency(db: Connection, decided: list[ColumnElement[bool]]) -> dict[str, Any]:
+    """Decision latency percentiles from the two records' Kafka timestamps."""
+    values = sorted(ms for _, ms in _latency_samples(db, decided))
     return {"count": len(values), "p50": percentile(values, 0.50), "p99": percentile(values, 0.99)}
 
 

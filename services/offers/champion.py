@@ -20,18 +20,23 @@ from models.champion import Champion, load_champion
 from models.index import CandidateIndex
 from models.index_source import index_run_id
 from models.registry import open_tracking, version_number
-from xsell.metrics import INDEX_AS_OF, MODEL_VERSION
+from xsell.metrics import INDEX_AS_OF, MODEL_REGISTERED_AT, MODEL_VERSION
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class ChampionWatcher:
-    """Holds the current champion; `current()` refreshes it at most every `refresh_s` seconds."""
+    """Holds the model a registry alias points at (the champion by default, or the challenger);
+    `current()` refreshes it at most every `refresh_s` seconds. When the alias is removed, the
+    watcher serves nothing (None) from the next refresh on."""
 
-    def __init__(self, settings: Settings, refresh_s: float | None = None) -> None:
+    def __init__(self, settings: Settings, refresh_s: float | None = None, alias: str | None = None) -> None:
         self.settings = settings
         self.refresh_s = settings.model_refresh_s if refresh_s is None else refresh_s
+        self.alias = alias or settings.champion_alias
+        self.is_champion = self.alias == settings.champion_alias
+        self.variant = "champion" if self.is_champion else "challenger"  # the label of its gauges
         self.champion: Champion | None = None
         self._scratch = tempfile.TemporaryDirectory(prefix="xsell-champion-")
         self._stop = threading.Event()
@@ -56,7 +61,7 @@ class ChampionWatcher:
 
         client = open_tracking(self.settings)
         try:
-            mv = client.get_model_version_by_alias(self.settings.model_name, self.settings.champion_alias)
+            mv = client.get_model_version_by_alias(self.settings.model_name, self.alias)
         except MlflowException as error:
             if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
                 return None
@@ -67,11 +72,16 @@ class ChampionWatcher:
         try:
             registered = self._registered()
             serving = self.champion
+            if registered is None and not self.is_champion and serving is not None:
+                log.info("challenger alias removed: no challenger serves", extra={"previous": serving.version})
+                self.champion = None
+                MODEL_REGISTERED_AT.remove(self.variant)
+                return
             if registered is None or (serving is not None and (serving.version, serving.index_run_id) == registered):
                 return
             version, index_run = registered
             scratch = Path(self._scratch.name) / f"v{version}-{index_run}"
-            champion = load_champion(self.settings, scratch)
+            champion = load_champion(self.settings, scratch, self.alias)
             champion.prepare()
         except Exception as error:  # noqa: BLE001  (any failure of the registry must not stop serving)
             log.warning(
@@ -81,10 +91,12 @@ class ChampionWatcher:
             return
         previous = self.champion
         self.champion = champion
-        MODEL_VERSION.set(champion.version)
-        INDEX_AS_OF.set(champion.index_as_of.timestamp())
+        MODEL_REGISTERED_AT.labels(self.variant).set(champion.registered_at)
+        if self.is_champion:
+            MODEL_VERSION.set(champion.version)
+            INDEX_AS_OF.set(champion.index_as_of.timestamp())
         log.info(
-            "serving champion",
+            f"serving {self.alias}",
             extra={
                 "version": champion.version,
                 "index_run_id": champion.index_run_id,

@@ -2,7 +2,9 @@
 one `OfferDecision` on `offers`.
 
 Per micro-batch: parse (records ingestion dead-letters are skipped), find events already decided
-(re-emit their stored decision: same ids), rank the new ones with the champion in one batch
+(re-emit their stored decision: same ids), rank the new ones with the champion in one batch (or,
+during a live experiment, each customer's events with the model of their variant:
+`services.offers.routing`; each decision records its variant)
 (candidates, online features, one predict) and propose their "complete the set" bundles, apply the
 business rules in event order (so caps see earlier decisions of the same batch), record the
 decisions and send them with acks=all. The loop handles the next batch while the broker
@@ -25,15 +27,18 @@ from kafka import KafkaProducer
 from features.online import OnlineFeatureReader
 from features.state import FoldStateStore
 from features.store import open_feature_store
+from models.champion import Champion
 from services.messaging import durable_producer
 from services.offers.champion import ChampionWatcher
+from services.offers.routing import experiment_id_for, variant_for
 from services.offers.rules import CustomerContext, OfferRules, decide_events
 from services.offers.scoring import ProductFeatureCache, propose_bundles, rank_batch
 from services.offers.state import OfferStateStore
 from services.preferences import PreferenceStore
 from xsell.consumer import Completion, ConsumerLoop, Record
 from xsell.events import EventType, PurchaseEvent, valid_events
-from xsell.offers import OfferDecision
+from xsell.metrics import DECISIONS, EVENT_TO_OFFER_SECONDS, OFFERS, SUPPRESSIONS
+from xsell.offers import OfferDecision, Variant
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,22 @@ class OfferStats:
             )
 
 
+def observe(decisions: list[OfferDecision], record_ms: dict[str, int]) -> None:
+    """Count a batch's new decisions on /metrics: outcome, offers by type, suppressions by rule,
+    and the time from each purchase record's Kafka timestamp to its decision (re-emitted stored
+    decisions, decided before, are left out: their decided_at is older than their record)."""
+    for decision in decisions:
+        at_ms = record_ms.get(decision.event_id)
+        if at_ms is None or decision.decided_at.timestamp() * 1e3 < at_ms:
+            continue
+        DECISIONS.labels("offered" if decision.offers else decision.no_offer_reason or "none").inc()
+        for offer in decision.offers:
+            OFFERS.labels(str(offer.offer_type)).inc()
+        for suppression in decision.suppressed:
+            SUPPRESSIONS.labels(suppression.rule).inc()
+        EVENT_TO_OFFER_SECONDS.observe(max(0.0, decision.decided_at.timestamp() - at_ms / 1e3))
+
+
 class OfferService:
     """Consumer group `settings.offer_group` on `purchases`, producing to `offers`.
 
@@ -82,6 +103,7 @@ class OfferService:
     reader: OnlineFeatureReader
     products: ProductFeatureCache
     champion: ChampionWatcher
+    challenger: ChampionWatcher | None  # the live experiment's model, when challenger_share > 0
 
     def __init__(self, settings: Settings, until_caught_up: bool = False) -> None:
         """Keep the configuration; nothing is opened here (see the class docstring)."""
@@ -119,16 +141,24 @@ class OfferService:
         self.products = ProductFeatureCache(self.reader, settings.product_cache_ttl_s)
         self.champion = ChampionWatcher(settings)
         stack.callback(self.champion.close)
+        self.challenger = None
+        if settings.challenger_share > 0:
+            self.challenger = ChampionWatcher(settings, alias=settings.challenger_alias)
+            stack.callback(self.challenger.close)
 
     def handle(self, records: list[Record]) -> Completion:
         """Decide, record and send one batch; the loop calls the returned completion (which waits
         for the broker's acknowledgements) before it commits the batch's offsets."""
-        events, skipped = valid_events((r.value for r in records), self.settings.max_event_bytes)
+        positions: list[int] = []
+        events, skipped = valid_events((r.value for r in records), self.settings.max_event_bytes, positions)
         self.stats.skipped_invalid += skipped
         self.stats.events += len(events)
+        decided_before = self.stats.decisions
         decisions = self.decide_batch(events)
         payloads = [decision.to_bytes() for decision in decisions]  # serialized once, stored and produced
         self.state.record(decisions, payloads)
+        if self.stats.decisions > decided_before:
+            observe(decisions, {e.event_id: records[p].timestamp for e, p in zip(events, positions, strict=True)})
         return self._produce(decisions, payloads)
 
     def decide_batch(self, events: list[PurchaseEvent]) -> list[OfferDecision]:
@@ -137,32 +167,12 @@ class OfferService:
         fresh = [e for e in {e.event_id: e for e in events}.values() if e.event_id not in known]
         for event in fresh:
             self.products.invalidate([line.product_id for line in event.lines])
-        champion = self.champion.current()
         customers = [e.customer_id for e in fresh if e.customer_id]
         first_seen: dict[str, datetime] = {}
         for event in fresh:
             if event.customer_id and event.customer_id not in first_seen:
                 first_seen[event.customer_id] = event.occurred_at
         owned = self.fold_state.owned_products(customers, as_of=first_seen)
-        scorable = [e for e in fresh if e.customer_id and e.event_type is EventType.PURCHASE]
-        ranked = (
-            rank_batch(
-                champion,
-                scorable,
-                owned,
-                self.reader,
-                self.products,
-                predict_threads=self.settings.predict_threads,
-                candidates_per_event=self.settings.serving_candidates,
-            )
-            if champion and scorable
-            else {}
-        )
-        bundles = (
-            propose_bundles(champion.bundles, scorable, ranked, self.rules.bundle_max_items)
-            if champion and self.rules.bundles
-            else {}
-        )
         unsubscribed = self.preferences.unsubscribed(customers)
         since = min((e.occurred_at for e in fresh), default=datetime.now(UTC)) - timedelta(days=7)
         email_times = self.state.email_times(customers, since)
@@ -174,20 +184,62 @@ class OfferService:
             )
             for c in dict.fromkeys(customers)
         }
-        decided = decide_events(
-            fresh,
-            ranked if champion else None,
-            contexts,
-            self.rules,
-            str(champion.version) if champion else None,
-            datetime.now(UTC),
-            bundles,
-        )
+        decided: list[OfferDecision] = []
+        for variant, model, events_of_variant in self._variants(fresh):
+            scorable = [e for e in events_of_variant if e.customer_id and e.event_type is EventType.PURCHASE]
+            ranked = (
+                rank_batch(
+                    model,
+                    scorable,
+                    owned,
+                    self.reader,
+                    self.products,
+                    predict_threads=self.settings.predict_threads,
+                    candidates_per_event=self.settings.serving_candidates,
+                )
+                if model and scorable
+                else {}
+            )
+            bundles = (
+                propose_bundles(model.bundles, scorable, ranked, self.rules.bundle_max_items)
+                if model and self.rules.bundles
+                else {}
+            )
+            decisions = decide_events(
+                events_of_variant,
+                ranked if model else None,
+                contexts,
+                self.rules,
+                str(model.version) if model else None,
+                datetime.now(UTC),
+                bundles,
+            )
+            decided += [d.model_copy(update={"variant": variant}) if model else d for d in decisions]
         new = {decision.event_id: decision for decision in decided}
         for decision in decided:
             self.stats.add(decision)
         self.stats.re_emitted += len(known)
         return [known.get(e.event_id) or new[e.event_id] for e in events]
+
+    def _variants(self, events: list[PurchaseEvent]) -> list[tuple[Variant, Champion | None, list[PurchaseEvent]]]:
+        """The events each model decides: all the champion's, unless a challenger is loaded and
+        has a share; then each customer's variant (`services.offers.routing`) picks the model.
+        Events without a customer go to the champion (they get no offers either way)."""
+        champion = self.champion.current()
+        challenger = self.challenger.current() if self.challenger else None
+        if champion is None or challenger is None:
+            return [(Variant.CHAMPION, champion, events)]
+        experiment = experiment_id_for(self.settings.experiment_id, champion.version, challenger.version)
+        split: dict[Variant, list[PurchaseEvent]] = {Variant.CHAMPION: [], Variant.CHALLENGER: []}
+        for event in events:
+            variant = (
+                variant_for(event.customer_id, experiment, self.settings.challenger_share)
+                if event.customer_id
+                else Variant.CHAMPION
+            )
+            split[variant].append(event)
+        models = {Variant.CHAMPION: champion, Variant.CHALLENGER: challenger}
+        return [(variant, models[variant], chosen) for variant, chosen in split.items() if chosen]
 
     def _produce(self, decisions: list[OfferDecision], payloads: list[bytes]) -> Completion:
         """Send the decisions; the completion waits until the broker has acknowledged all of them."""
@@ -219,7 +271,9 @@ class OfferService:
                 max_request_size=4 * 1024 * 1024,
             )
             stack.callback(self._producer.close)
-            self.champion.current()  # load the model before joining the group, not on the first batch
+            self.champion.current()  # load the models before joining the group, not on the first batch
+            if self.challenger is not None:
+                self.challenger.current()
             stack.callback(self.ready.clear)
             self.ready.set()
             self.loop.run()

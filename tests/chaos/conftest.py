@@ -42,7 +42,7 @@ from infra.kafka.topics import ensure_topics
 from services.delivery.service import email_skip_reason
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
 from training import commands
-from xsell.events import PurchaseEvent, event_id_for
+from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
 from xsell.offers import Channel, OfferDecision, decision_id_for
 from xsell.settings import REPO_ROOT, Settings, load_settings
@@ -370,6 +370,31 @@ class OffersTail:
     def count(self) -> int:
         """Distinct decisions seen so far."""
         return len(self.ids)
+
+
+def archived_lines(settings: Settings) -> set[tuple[str, int, str, int]]:
+    """(event id, line number, product id, signed quantity) of every line in the purchase archive."""
+    from sqlalchemy import select  # noqa: PLC0415  (only the archive checks need it)
+
+    from features.archive import PurchaseArchive, purchase_archive  # noqa: PLC0415  (only the archive checks need it)
+
+    archive = PurchaseArchive(settings.db_url)
+    table = purchase_archive.c
+    try:
+        with archive.engine.connect() as db:
+            rows = db.execute(select(table.event_id, table.line_no, table.product_id, table.quantity, table.is_return))
+            return {(e, n, p, -q if r else q) for e, n, p, q, r in rows}
+    finally:
+        archive.close()
+
+
+def expected_archive(events: Iterable[PurchaseEvent]) -> set[tuple[str, int, str, int]]:
+    """What the archive must hold after `events`: each line once (cancellations with negative quantities)."""
+    return {
+        (e.event_id, n, line.product_id, -line.quantity if e.event_type is EventType.ORDER_CANCELLED else line.quantity)
+        for e in {e.event_id: e for e in events}.values()
+        for n, line in enumerate(e.lines)
+    }
 
 
 def check_decisions(records: list[OfferDecision], events: Iterable[PurchaseEvent]) -> dict[str, int]:

@@ -19,8 +19,10 @@ from tests.chaos.conftest import (
     CHAOS_EVENTS,
     Chaos,
     OffersTail,
+    archived_lines,
     check_decisions,
     email_decisions,
+    expected_archive,
     figures,
     fresh_events,
     in_app_offer_ids,
@@ -79,7 +81,12 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     deciding, pace_from = threading.Event(), [started]
     retries: list[int] = []
     try:
-        for name, args in (("offers", ["offers"]), ("deliver", ["deliver"]), ("inbox", ["inbox"])):
+        for name, args in (
+            ("offers", ["offers"]),
+            ("deliver", ["deliver"]),
+            ("inbox", ["inbox"]),
+            ("archive", ["archive"]),
+        ):
             chaos.start(name, *args)
         with OffersTail(chaos.settings) as tail:
             producer = threading.Thread(
@@ -110,10 +117,13 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
             lambda: len(list(mail.glob("*.eml"))) >= len(emails) and len(inbox_offer_ids(chaos)) >= len(in_app),
             CATCH_UP_S,
         )
+        archive_expected = expected_archive(events)
+        wait_for(lambda: len(archived_lines(chaos.settings)) >= len(archive_expected), CATCH_UP_S)
         time.sleep(3)  # room for duplicates to show up
         alive = {name: p.poll() is None for name, p in chaos.processes.items()}
         ids = message_ids(mail)
         rows = inbox_offer_ids(chaos)
+        archived = archived_lines(chaos.settings)
     finally:
         chaos.stop_all()
         smtp.stop()
@@ -127,6 +137,8 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
         producer_chunk_retries=retries,
         longest_producer_chunk_s=round(longest_chunk_s[0], 1),
         restart_after_decisions=seen_at_restart,
+        archive_lines=len(archived),
+        archive_lines_expected=len(archive_expected),
         restart_after_produced=produced_at_restart,
         broker_stop_to_ready_s=round(restart_s, 1),
         produce_rate=PRODUCE_RATE,
@@ -145,3 +157,4 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     assert result["offers_seen"] == len(events) and result["different_re_emissions"] == 0
     assert sorted(ids) == sorted(message_id_for(d, chaos.settings.mail_from) for d in emails)
     assert sorted(rows) == sorted(in_app)
+    assert archived == archive_expected  # every line of every event once, nothing else

@@ -1,6 +1,7 @@
 """kill -9 of each consumer service at a random point, then a restart with `--until-caught-up`: the
 same counts as an undisturbed run (one decision per event, one e-mail per e-mail decision, feature
-values equal to a backfill fold of the same events, one facts row per decision and per offer).
+values equal to a backfill fold of the same events, one facts row per decision and per offer, the
+archived lines equal to the events' lines).
 
 One exception, a limit of SMTP rather than of the outbox: a sender killed after the server took a
 message and before the outbox recorded it as sent cannot know it went out, so the restarted sender
@@ -34,8 +35,10 @@ from tests.chaos.conftest import (
     CHAOS_EVENTS,
     Chaos,
     OffersTail,
+    archived_lines,
     check_decisions,
     email_decisions,
+    expected_archive,
     figures,
     fresh_events,
 )
@@ -47,6 +50,7 @@ SERVICES = {
     "offers": ["offers"],
     "deliver": ["deliver"],
     "feedback": ["feedback"],
+    "archive": ["archive"],
 }
 
 
@@ -91,7 +95,7 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
             producer.join(CATCH_UP_S)
             assert not producer.is_alive(), "producer did not finish"
         leased_by_killed_sender: set[str] = set()
-        for name in ("features", "offers", "deliver", "feedback"):  # upstream first
+        for name in ("features", "archive", "offers", "deliver", "feedback"):  # upstream first
             if name == "deliver":
                 leased_by_killed_sender = claimed_by_killed_sender(chaos.settings.home / "outbox.db")
             chaos.run(name, *SERVICES[name], "--until-caught-up")
@@ -119,6 +123,7 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
     expected_online = {c: expected_fold.customers[c].order_count for c in sample}
     engine = open_facts(str(chaos.settings.database_url))
     quality = offer_quality(engine)
+    archived, archive_expected = archived_lines(chaos.settings), expected_archive(events)
     engine.dispose()
     offers_expected = sum(len(d.offers) for d in distinct if d.customer_id)
     result = figures(
@@ -135,6 +140,8 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
         email_duplicates=len(ids) - len(set(ids)),
         emails_leased_by_killed_sender=len(leased_by_killed_sender),
         email_duplicates_in_flight_at_kill=len(in_flight_twice),
+        archive_lines=len(archived),
+        archive_lines_expected=len(archive_expected),
         facts_decisions=quality["decisions"],
         facts_offers=quality["offers_sent"],
         facts_offers_expected=offers_expected,
@@ -153,3 +160,4 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
     assert quality["decisions"] == len(events) and quality["offers_sent"] == offers_expected
     assert not fold_mismatches, fold_mismatches[:5]
     assert online == expected_online
+    assert archived == archive_expected  # every line of every event once, nothing else

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from training.index_refresh import parse_every
+from training.schedule import parse_every
 
 
 def _xsell(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

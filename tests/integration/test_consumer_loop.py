@@ -2,7 +2,7 @@
 from the last commit (nothing skipped, nothing lost); a bug stops the loop without committing;
 a batch's pending effects complete while the next batch is handled, and a failed completion redoes
 the batch; members of one group that run until caught up follow their partitions through a
-rebalance."""
+rebalance; the loop exports its group's lag and the timestamp of the newest record it handled."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 
 import pytest
 from kafka.errors import KafkaTimeoutError
+from prometheus_client import REGISTRY
 
 from services.ingest.replay import produce_events
 from tests.conftest import EventFactory
@@ -191,3 +192,39 @@ def test_members_stop_once_the_partitions_they_hold_are_caught_up(
     assert set(handled) == {e.event_id for e in events}
     assert members[1].records_handled > 0, "the second member was given no partition"
     assert not [r for r in caplog.records if r.name == "xsell.consumer"], "a member failed a batch"
+
+
+def test_the_loop_exports_its_lag_and_newest_record_per_group(
+    kafka_settings: Settings, make_event: EventFactory
+) -> None:
+    produce_events(kafka_settings, iter([make_event(customer_id="L1") for _ in range(30)]))  # one key: one partition
+    settings = kafka_settings.model_copy(update={"poll_max_records": 10})
+    group = f"lag-{settings.ingest_group}"
+    timestamps: list[int] = []
+
+    def first_batch_only(records: list) -> None:
+        timestamps.extend(r.timestamp for r in records)
+        loop.stop()
+
+    loop = ConsumerLoop(
+        settings, group_id=group, topics=[settings.topic_purchases], handler=first_batch_only, client_id="lag-test"
+    )
+    loop.run()
+
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"group": group})
+
+    assert 0 < len(timestamps) <= 10
+    assert sample("xsell_consumer_lag_records") == 30 - len(timestamps)
+    assert sample("xsell_consumer_newest_record_seconds") == max(timestamps) / 1000
+
+    ConsumerLoop(
+        settings,
+        group_id=group,
+        topics=[settings.topic_purchases],
+        handler=lambda records: timestamps.extend(r.timestamp for r in records),
+        client_id="lag-test-2",
+        until_caught_up=True,
+    ).run()
+    assert len(timestamps) == 30 and sample("xsell_consumer_lag_records") == 0
+    assert sample("xsell_consumer_newest_record_seconds") == max(timestamps) / 1000 > time.time() - 600

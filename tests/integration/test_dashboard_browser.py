@@ -265,6 +265,8 @@ def test_dashboard_in_chromium_shows_the_databases_figures(settings: Settings, a
         )
         browser.wait_for("location.pathname === '/dashboard' && document.body.dataset.state === 'ready'")
         assert_page_shows(json.loads(browser.evaluate(READ_PAGE)), everything)
+        lag = json.loads(browser.evaluate("document.getElementById('consumer-lag').dataset.value"))
+        assert lag[settings.ingest_group] == 0  # the freshness panel: ingestion committed all it read
         shot = browser.screenshot(tmp_path / "dashboard.png")
 
         browser.evaluate(

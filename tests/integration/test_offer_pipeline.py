@@ -2,7 +2,8 @@
 (real Feast store, real MLflow SQLite store), the real broker, a real SMTP server (aiosmtpd) and the
 API. A purchase becomes a decision on `offers`, an e-mail and an in-app offer; caps, consent and
 duplicates hold; a `kill -9` of the offer service loses and duplicates nothing; a newly promoted
-champion is served without a restart; `XSELL_SERVING_CANDIDATES` bounds what is scored.
+champion is served without a restart; `XSELL_SERVING_CANDIDATES` bounds what is scored; a
+challenger decides for its share of customers, and caps hold across the two variants.
 
 The trained home (feature store, MLflow, offer state) is shared by the module; each test has its own
 topics, consumer groups, database and mail folder, and its own customers (caps are per customer).
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,12 +45,13 @@ from services.delivery.service import DeliveryService
 from services.inbox.consumer import InboxService
 from services.ingest.replay import produce_events, select_events
 from services.offers.audit import run_audit
+from services.offers.routing import experiment_id_for, variant_for
 from services.offers.service import OfferService
 from training import commands
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
-from xsell.offers import Channel, OfferDecision, decision_id_for, offer_groups
+from xsell.offers import Channel, OfferDecision, Variant, decision_id_for, offer_groups
 from xsell.price_band import DEFAULT_PRICE_BAND
 from xsell.settings import REPO_ROOT, Settings
 
@@ -443,3 +446,33 @@ def test_h_the_audit_of_served_offers_finds_no_broken_promise(settings: Settings
     ours = sheet[sheet["order_id"].isin({e.order_id for e in events})]  # earlier tests' orders have no lines here
     assert len(ours) > 0 and ours["basket"].str.len().min() > 0
     assert (ours["price"] > ours["paid"]).all()
+
+
+def test_i_a_challenger_decides_for_its_share_and_caps_hold_across_variants(settings: Settings) -> None:
+    client = open_tracking(settings)
+    champion = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+    challenger = client.create_model_version(settings.model_name, champion.source, run_id=champion.run_id)
+    client.set_registered_model_alias(settings.model_name, settings.challenger_alias, str(challenger.version))
+    settings = settings.model_copy(update={"challenger_share": 0.5})
+    customers = read_purchase_history(SAMPLE).lines["customer_id"].dropna().unique()[:40].tolist()
+    first = [purchase(c, AFTER_SAMPLE + timedelta(days=2, minutes=n)) for n, c in enumerate(customers)]
+    later = [purchase(c, AFTER_SAMPLE + timedelta(days=2, hours=2, minutes=n)) for n, c in enumerate(customers)]
+    service = OfferService(settings)
+    try:
+        with service.opened():
+            batches = []
+            for events in (first + later[:20], later[20:]):  # a customer's second purchase: same batch, or the next
+                decided = service.decide_batch(events)
+                service.state.record(decided, [d.to_bytes() for d in decided])
+                batches.append(decided)
+    finally:
+        client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
+    experiment = experiment_id_for("", int(champion.version), int(challenger.version))
+    expected = {c: variant_for(c, experiment, 0.5) for c in customers}
+    decided = [d for batch in batches for d in batch]
+    assert {d.customer_id: d.variant for d in decided} == expected  # every decision records its customer's variant
+    versions = {Variant.CHAMPION: str(champion.version), Variant.CHALLENGER: str(challenger.version)}
+    assert all(d.model_version == versions[d.variant] for d in decided if d.variant)
+    assert set(expected.values()) == set(Variant)  # 40 customers at a half share: both variants serve
+    emails = Counter(d.customer_id for d in decided if Channel.EMAIL in d.channels)
+    assert emails and max(emails.values()) == 1  # the cap of one e-mail a day holds in both variants

@@ -26,7 +26,7 @@ from training import commands
 from training.index_refresh import KIND, KIND_TAG, RefreshError, RefreshResult, refresh_index, run_every
 from xsell.events import EventType, LineItem, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
-from xsell.metrics import INDEX_AS_OF, MODEL_VERSION
+from xsell.metrics import INDEX_AS_OF, MODEL_REGISTERED_AT, MODEL_VERSION
 from xsell.settings import REPO_ROOT, Settings, load_settings
 
 SAMPLE = REPO_ROOT / "data" / "online_retail_sample.parquet"
@@ -79,6 +79,8 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         assert NEW_PRODUCT not in before.index.position
         assert MODEL_VERSION._value.get() == before.version
         assert INDEX_AS_OF._value.get() == before.index_as_of.timestamp()
+        registered_at = MODEL_REGISTERED_AT.labels("champion")._value.get()
+        assert registered_at == before.registered_at and time.time() - 3600 < registered_at <= time.time()
 
         later = _later_orders(3, pd.Timestamp(newest) + pd.Timedelta(days=2), companion)
         FeaturePipeline(settings).apply(later)  # what the stream brought after training
@@ -187,7 +189,7 @@ def test_the_service_loop_survives_a_failed_run_and_stops_on_request(tmp_path: P
     worker.join(timeout=30)
     assert not worker.is_alive()
     assert len(calls) == 3 and calls[1] - calls[0] >= 0.15
-    assert stats[0].runs == 3 and stats[0].failed == 1 and stats[0].refreshed == 2  # type: ignore[attr-defined]
+    assert stats[0].runs == 3 and stats[0].failed == 1 and stats[0].changed == 2  # type: ignore[attr-defined]
 
 
 def test_refresh_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:

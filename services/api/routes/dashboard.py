@@ -1,17 +1,21 @@
 """The ops dashboard: offer quality at a glance, for the people who run xsell.
 
 `/dashboard` is an HTML page whose script fetches `/dashboard/data` (the offer-quality report of
-`services.feedback.report` plus offers sent per day), `/dashboard/pipeline` (dead letters and
-e-mail delivery outcomes) and `/dashboard/model` (the champion's version and the as_of and age of
-the candidate index it serves, from the MLflow registry) and draws them with Plotly.js, served by the API (`/static/plotly.min.js`).
+`services.feedback.report` plus offers sent per purchase day and decision latency over time),
+`/dashboard/experiment` (the live experiment, champion against challenger:
+`services.feedback.experiment`), `/dashboard/pipeline` (dead letters and
+e-mail delivery outcomes), `/dashboard/model` (the champion's version and the as_of and age of
+the candidate index it serves, from the MLflow registry) and `/dashboard/freshness` (the ages of the
+model, its index and the purchase archive, and each consumer group's lag: `services.api.freshness`)
+and draws them with Plotly.js, served by the API (`/static/plotly.min.js`).
 The date-range and offer-type filters refetch both; filters live in the page's query string, so a
 view can be shared.
 
 Access: the API key. Operators type it into `/dashboard/login`, which sets a signed session cookie
 (`services.api.session`; HttpOnly, SameSite=Strict, scoped to /dashboard, Secure over HTTPS); the
 JSON endpoints also take it as `X-API-Key`. Without either, the page redirects to the login form and
-the JSON endpoints answer 401. The page is fine with Kafka down: the dead-letter count is then null
-("n/a") and everything else still shows.
+the JSON endpoints answer 401. The page is fine with Kafka down: the dead-letter count and the
+consumer lag are then null ("n/a") and everything else still shows.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -31,7 +35,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from kafka.errors import KafkaError
 
-from models.index_source import serving_index
+from infra.kafka.lag import consumer_lag
 from services.api.deps import (
     FactsDep,
     SettingsDep,
@@ -40,9 +44,17 @@ from services.api.deps import (
     is_api_key,
     require_dashboard_access,
 )
+from services.api.freshness import consumer_groups, freshness, serving_model
 from services.api.session import COOKIE_NAME, SESSION_TTL_S, sign_session
 from services.delivery.outbox import Outbox
-from services.feedback.report import latest_model_version, newest_purchase_at, offer_quality, offers_sent_per_day
+from services.feedback.experiment import experiment_report
+from services.feedback.report import (
+    latency_over_time,
+    latest_model_version,
+    newest_purchase_at,
+    offer_quality,
+    offers_sent_per_day,
+)
 from services.ingest.dead_letter import dead_letter_count
 from xsell.offers import OfferType, as_utc
 from xsell.settings import Settings
@@ -158,16 +170,33 @@ def delete_session(request: Request) -> Response:
 def read_dashboard_data(
     facts: FactsDep, response: Response, since: Since = None, until: Until = None, offer_type: OfferTypeFilter = None
 ) -> dict[str, Any]:
-    """`offer_quality` of the offers decided in [since, until) (of one type), plus offers sent per day
-    by type and the model version of the newest offer (the one serving)."""
+    """`offer_quality` of the offers decided in [since, until) (of one type), plus offers sent per
+    purchase day by type, the decision latency percentiles over time and the model version of the
+    newest offer (the one serving)."""
     response.headers.update(NO_STORE)
     kind = offer_type.value if offer_type else None
     since, until = (as_utc(bound) if bound else None for bound in (since, until))
     return {
         **offer_quality(facts, since=since, until=until, offer_type=kind),
         "offers_sent_per_day": offers_sent_per_day(facts, since=since, until=until, offer_type=kind),
+        "latency_over_time": latency_over_time(facts, since=since, until=until),
         "latest_model_version": latest_model_version(facts, since=since, until=until, offer_type=kind),
     }
+
+
+@router.get(
+    "/experiment",
+    dependencies=[Depends(require_dashboard_access)],
+    responses={401: {"description": "No session and no valid X-API-Key."}},
+)
+def read_experiment(
+    facts: FactsDep, response: Response, since: Since = None, until: Until = None, offer_type: OfferTypeFilter = None
+) -> dict[str, Any]:
+    """The live experiment on the offers decided in [since, until) (of one type): champion against
+    challenger, per variant, with 95% intervals and the verdict (`experiment_report`)."""
+    response.headers.update(NO_STORE)
+    since, until = (as_utc(bound) if bound else None for bound in (since, until))
+    return experiment_report(facts, since=since, until=until, offer_type=offer_type.value if offer_type else None)
 
 
 @router.get(
@@ -194,7 +223,7 @@ def read_pipeline_health(settings: SettingsDep, response: Response) -> dict[str,
 
 
 class _RegistryReader:
-    """`serving_index` in a worker thread, its answer kept for REGISTRY_TTL_S: a dashboard request
+    """`serving_model` in a worker thread, its answer kept for REGISTRY_TTL_S: a dashboard request
     waits at most REGISTRY_TIMEOUT_S, and an unreachable MLflow costs one thread, not one per request."""
 
     def __init__(self) -> None:
@@ -211,7 +240,7 @@ class _RegistryReader:
                 return cached[1]
             future = self._pending.get(key)
             if future is None or future.done():
-                future = self._pending[key] = self._executor.submit(serving_index, settings)
+                future = self._pending[key] = self._executor.submit(serving_model, settings)
         try:
             value = future.result(timeout=REGISTRY_TIMEOUT_S)
         except FutureTimeout:
@@ -251,3 +280,22 @@ def read_serving_model(settings: SettingsDep, facts: FactsDep, response: Respons
         "newest_purchase_at": newest.isoformat() if newest else None,
         "index_age_s": age_s,
     }
+
+
+@router.get(
+    "/freshness",
+    dependencies=[Depends(require_dashboard_access)],
+    responses={401: {"description": "No session and no valid X-API-Key."}},
+)
+def read_freshness(settings: SettingsDep, facts: FactsDep, response: Response) -> dict[str, Any]:
+    """How fresh what serves is (`services.api.freshness.freshness`): the champion's age since it
+    was registered, its index's age and the archive's delay behind the newest purchase, and each
+    consumer group's lag on the broker (null when Kafka does not answer within a short timeout)."""
+    response.headers.update(NO_STORE)
+    lag: dict[str, int | None] | None
+    try:
+        lag = consumer_lag(settings, consumer_groups(settings), timeout_s=DLQ_TIMEOUT_S)
+    except KafkaError as error:
+        log.warning("consumer lag unavailable", extra={"error": type(error).__name__})
+        lag = None
+    return freshness(_registry.read(settings) or {}, facts, lag, now=datetime.now(UTC))

@@ -1,5 +1,6 @@
 """The ops dashboard over a real SQLite facts database: login, the session cookie, the JSON figures
-(equal to `offer_quality` for every filter), pipeline counts and the Plotly bundle served locally.
+(equal to `offer_quality` for every filter), pipeline counts, freshness and the Plotly bundle served
+locally.
 
 Facts are written with the feedback service's own functions (`services.feedback.facts`);
 tests/integration/test_dashboard_browser.py renders the page in Chromium over a real pipeline run.
@@ -17,22 +18,24 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
+from features.archive import PurchaseArchive
 from infra.kafka.broker import free_port
 from services.api.app import create_app
 from services.api.session import COOKIE_NAME, sign_session
 from services.delivery.outbox import Outbox, OutboxEntry
+from services.feedback.experiment import experiment_report
 from services.feedback.facts import open_facts, record_batch
-from services.feedback.report import offer_quality, offers_sent_per_day
+from services.feedback.report import latency_over_time, offer_quality, offers_sent_per_day
 from tests.services.api.factories import RecordingPublisher
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
-from xsell.offers import OfferType, Suppression, offer_id_for
+from xsell.offers import OfferType, Suppression, Variant, offer_id_for
 from xsell.settings import Settings, load_settings
 
 CROSS, UP = OfferType.CROSS_SELL, OfferType.UP_SELL
 KEY = "ops-test-key"
 SECRET = "ops-test-secret"
-EXTRA = ("offers_sent_per_day", "latest_model_version")
+EXTRA = ("offers_sent_per_day", "latency_over_time", "latest_model_version")
 
 
 @pytest.fixture
@@ -49,7 +52,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def facts(settings: Settings) -> Iterator[Engine]:
-    """Two days of decisions by two model versions: clicks, conversions, suppressions, a bounce, an unsubscribe."""
+    """Two days of decisions by two model versions (version 1 the champion, version 2 the
+    challenger of a live experiment): clicks, conversions, suppressions, a bounce, an unsubscribe."""
     engine = open_facts(settings.db_url)
     d1 = decision(
         "A1",
@@ -59,9 +63,11 @@ def facts(settings: Settings) -> Iterator[Engine]:
         ("P2", UP),
         model_version="1",
         suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")),
+        variant=Variant.CHAMPION,
     )
-    d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2", decided_at=DECIDED + timedelta(days=1))
-    d3 = decision("A3", "C3", T0, ("P3", UP), model_version="2", decided_at=DECIDED + timedelta(days=1, hours=2))
+    challenger = {"model_version": "2", "variant": Variant.CHALLENGER}
+    d2 = decision("A2", "C2", T0, ("P1", CROSS), decided_at=DECIDED + timedelta(days=1), **challenger)
+    d3 = decision("A3", "C3", T0, ("P3", UP), decided_at=DECIDED + timedelta(days=1, hours=2), **challenger)
     d4 = decision("A4", "C4", T0)  # no offer
     o11, o12, o21, o33 = (
         offer_id_for("A1", "P1"),
@@ -108,7 +114,7 @@ def log_in(client: TestClient, key: str = KEY) -> int:
 def test_dashboard_without_login_redirects_and_data_is_401(client: TestClient) -> None:
     page = client.get("/dashboard", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
-    for path in ("/dashboard/data", "/dashboard/pipeline"):
+    for path in ("/dashboard/data", "/dashboard/pipeline", "/dashboard/freshness"):
         response = client.get(path)
         assert response.status_code == 401 and "X-API-Key" in response.json()["detail"]
     form = client.get("/dashboard/login")
@@ -168,6 +174,9 @@ def test_login_sets_a_signed_httponly_strict_cookie_and_logout_clears_it(client:
         "dlq-records",
         "latency-p99",
         "chart-top-converting",
+        "model-age",
+        "archive-newest",
+        "consumer-lag",
     ):
         assert re.search(rf'id="{element}"[^>]*data-value=""', page.text), element
     assert '<script src="/static/plotly.min.js"></script>' in page.text
@@ -188,8 +197,13 @@ def test_data_equals_offer_quality_with_cookie_or_api_key(client: TestClient, fa
     assert (
         body["offers_sent_per_day"]
         == offers_sent_per_day(facts)
-        == {"days": ["2024-05-01", "2024-05-02"], "offer_types": {"cross_sell": [1, 1], "up_sell": [1, 1]}}
+        == {
+            "days": ["2011-03-01"],
+            "offer_types": {"cross_sell": [2], "up_sell": [2]},
+        }  # decided on 2 days, bought on 1
     )
+    assert body["latency_over_time"] == latency_over_time(facts)
+    assert (body["latency_over_time"]["bucket"], body["latency_over_time"]["count"]) == ("hour", [2, 1, 1])
     assert body["latest_model_version"] == "2"
     # the figures the fixture was built for, so the comparison above is not vacuous
     assert (body["offers_sent"], body["clicks"], body["conversions"], body["attributed_revenue"]) == (4, 2, 3, 37.5)
@@ -230,7 +244,31 @@ def test_filters_match_offer_quality_of_the_same_range(
         until=until,  # type: ignore[arg-type]
         offer_type=offer_type,
     )
+    assert body["latency_over_time"] == latency_over_time(facts, since=since, until=until)  # type: ignore[arg-type]
     assert 0 < expected["offers_sent"] < 4  # each filter keeps some offers and drops others
+
+
+def test_experiment_equals_the_report_per_variant_for_every_filter(client: TestClient, facts: Engine) -> None:
+    assert client.get("/dashboard/experiment").status_code == 401
+    body = client.get("/dashboard/experiment", headers={"X-API-Key": KEY}).json()
+    assert body == experiment_report(facts)
+    champion, challenger = body["variants"]["champion"], body["variants"]["challenger"]
+    assert (champion["model_versions"], champion["offers_sent"], champion["converted_offers"]) == (["1"], 2, 2)
+    assert (challenger["model_versions"], challenger["offers_sent"], challenger["converted_offers"]) == (["2"], 2, 1)
+    # 1/2 against 2/2: pooled 0.75, z = -0.5 / sqrt(0.75 * 0.25 * (1/2 + 1/2)) = -1.1547, p = 0.2482
+    assert body["verdict"] == "champion ahead, not yet significant (p=0.248)"
+
+    filtered = client.get("/dashboard/experiment?since=2024-05-02&offer_type=up_sell", headers={"X-API-Key": KEY})
+    expected = experiment_report(facts, since=DECIDED + timedelta(hours=15), offer_type="up_sell")
+    assert filtered.json() == expected and expected["verdict"] == "no champion traffic"
+    assert client.get("/dashboard/experiment?until=2024-13-01", headers={"X-API-Key": KEY}).status_code == 422
+
+
+def test_the_page_has_the_latency_and_experiment_panels(client: TestClient) -> None:
+    page = client.get("/dashboard", headers={"X-API-Key": KEY}).text
+    for element in ("chart-latency", "experiment-verdict", "experiment-variants", "chart-experiment"):
+        assert f'id="{element}"' in page
+    assert "Offers sent per purchase day" in page and "/dashboard/experiment?" in page
 
 
 def test_data_rejects_malformed_filters(client: TestClient) -> None:
@@ -255,6 +293,26 @@ def test_pipeline_counts_outbox_and_shows_the_dlq_as_unknown_with_kafka_down(
         "delivery": {"pending": 1, "sent": 1, "failed": 2},
     }
     assert time.monotonic() - started < 15  # the broker being down costs a short timeout, not a hang
+
+
+def test_freshness_with_kafka_down_no_registry_and_the_archive_behind(client: TestClient, settings: Settings) -> None:
+    started = time.monotonic()
+    body = client.get("/dashboard/freshness", headers={"X-API-Key": KEY}).json()
+    assert time.monotonic() - started < 15  # the broker being down costs a short timeout, not a hang
+    newest = T0 + timedelta(days=2)  # the fixture's newest purchase
+    unknown = ("model_version", "model_registered_at", "model_age_s", "index_as_of", "index_age_s", "consumer_lag")
+    assert {name: body[name] for name in unknown} == dict.fromkeys(unknown)
+    assert body["newest_purchase_at"] == newest.isoformat()
+    assert body["newest_archived_purchase_at"] is None and body["archive_behind_s"] is None  # no archive yet
+
+    archive = PurchaseArchive(settings.db_url)
+    archive.add_events(
+        [purchase("X1", "C1", T0 + timedelta(hours=30), ("P1", 1, 2.0)), purchase("X0", "C2", T0, ("P2", 1, 3.0))]
+    )
+    archive.close()
+    body = client.get("/dashboard/freshness", headers={"X-API-Key": KEY}).json()
+    assert body["newest_archived_purchase_at"] == (T0 + timedelta(hours=30)).isoformat()
+    assert body["archive_behind_s"] == 18 * 3600
 
 
 def test_plotly_bundle_is_served_from_the_installed_package(client: TestClient) -> None:

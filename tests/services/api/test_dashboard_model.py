@@ -1,11 +1,13 @@
-"""`/dashboard/model`: the champion's version and the as_of and age of the candidate index it
-serves, read from a real MLflow store (SQLite under tmp_path) and a real facts database."""
+"""`/dashboard/model` (and the model half of `/dashboard/freshness`): the champion's version, its
+age since registration, and the as_of and age of the candidate index it serves, read from a real
+MLflow store (SQLite under tmp_path) and a real facts database."""
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +104,11 @@ def test_shows_the_index_the_champion_serves_and_follows_a_refresh(client: TestC
     assert body["model_version"] == 1 and body["index_run_id"] == training_run
     assert pd.Timestamp(body["index_as_of"]) == trained_as_of
     assert body["index_age_s"] == pytest.approx(4 * 86400)  # newest purchase T0 + 3 days
+    fresh = client.get("/dashboard/freshness", headers={"X-API-Key": KEY}).json()
+    registered_at = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+    assert (fresh["model_version"], fresh["model_registered_at"]) == (1, registered_at.isoformat())
+    assert 0 <= fresh["model_age_s"] <= time.time() - registered_at.timestamp() + 1
+    assert (fresh["index_as_of"], fresh["index_age_s"]) == (body["index_as_of"], body["index_age_s"])
 
     refreshed_as_of = pd.Timestamp(T0) + pd.Timedelta(days=3, hours=1)
     refresh_run = _index_run(settings, refreshed_as_of, {"index.as_of": refreshed_as_of.isoformat()})

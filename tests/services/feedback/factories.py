@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from xsell.events import EventType, LineItem, PurchaseEvent, event_id_for
@@ -13,6 +14,7 @@ from xsell.offers import (
     OfferItem,
     OfferType,
     Suppression,
+    Variant,
     decision_id_for,
     feedback_id_for,
     offer_id_for,
@@ -41,13 +43,17 @@ def decision(
     model_version: str | None = "1",
     decided_at: datetime = DECIDED,
     suppressed: tuple[Suppression, ...] = (),
+    variant: Variant | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> OfferDecision:
-    """The decision answering purchase `order_id`, offering these (product id, type) pairs."""
+    """The decision answering purchase `order_id`, offering these (product id, type) pairs (named
+    from `names` where it has the product), decided by `variant`."""
     event_id = event_id_for(order_id, EventType.PURCHASE)
     items = tuple(
         OfferItem(
             offer_id=offer_id_for(order_id, product),
             product_id=product,
+            name=(names or {}).get(product),
             price=5.0,
             offer_type=kind,
             rank=rank,
@@ -64,6 +70,7 @@ def decision(
         occurred_at=at,
         decided_at=decided_at,
         model_version=model_version,
+        variant=variant,
         offers=items,
         channels=(Channel.EMAIL, Channel.IN_APP) if items else (),
         suppressed=suppressed,

@@ -1,16 +1,19 @@
 """The facts store on more customers and orders than one `IN (...)` query takes: every look-up
-(known keys, a pair's offers and lines, current conversions) spans all chunks."""
+(known keys, a pair's offers and lines, current conversions) spans all chunks; a database stored
+before decisions and offers kept their variant and product name gets those columns when opened."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Column, MetaData, Table, func, inspect, select
 
-from services.feedback.facts import conversions, open_facts, record_batch
+from services.feedback.facts import conversions, decisions, offers, open_facts, record_batch
 from tests.services.feedback.factories import T0, decision, purchase
 from xsell.chunks import QUERY_CHUNK
-from xsell.offers import OfferType, offer_id_for
+from xsell.database import create_tables, engine_for
+from xsell.offers import OfferType, Variant, offer_id_for
 
 CUSTOMERS = [f"C{n:05d}" for n in range(2 * QUERY_CHUNK + 200)]
 
@@ -35,4 +38,25 @@ def test_a_batch_larger_than_one_query_chunk_is_stored_attributed_and_re_attribu
         offer_ids = set(db.scalars(select(conversions.c.offer_id)))
         assert db.scalar(select(func.count()).select_from(conversions)) == len(CUSTOMERS)
     assert offer_ids == {offer_id_for(f"L{c}", "P1") for c in CUSTOMERS}
+    engine.dispose()
+
+
+def test_a_database_stored_before_variants_gets_the_new_columns_when_opened(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'facts.db'}"
+    before = MetaData()  # fact_decisions and fact_offers as stored before variants and names
+    for table in (decisions, offers):
+        kept = [c for c in table.columns if c.name not in ("variant", "name")]
+        Table(table.name, before, *(Column(c.name, c.type, primary_key=c.primary_key) for c in kept))
+    old = engine_for(url)
+    create_tables(before, old)
+    old.dispose()
+
+    engine = open_facts(url)
+    assert {"variant", "name"} <= {c["name"] for c in inspect(engine).get_columns("fact_offers")}
+    made = decision("A1", "C1", T0, ("P1", OfferType.CROSS_SELL), variant=Variant.CHALLENGER, names={"P1": "RED MUG"})
+    with engine.begin() as db:
+        record_batch(db, [(made, None)], [], [])
+    with engine.connect() as db:
+        assert db.execute(select(decisions.c.variant)).scalar_one() == "challenger"
+        assert db.execute(select(offers.c.variant, offers.c.name)).one() == ("challenger", "RED MUG")
     engine.dispose()

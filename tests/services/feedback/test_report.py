@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from services.feedback.facts import open_facts, record_batch, record_decisions
-from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day, percentile
+from services.feedback.report import (
+    latency_over_time,
+    latest_model_version,
+    offer_quality,
+    offers_sent_per_day,
+    percentile,
+)
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
 from xsell.offers import OfferType, Suppression, offer_id_for
@@ -29,8 +35,9 @@ def engine(tmp_path: Path) -> Engine:
         ("P1", CROSS),
         ("P2", UP),
         suppressed=(Suppression(rule="already_bought", product_id="P0"), Suppression(rule="email_cap")),
+        names={"P1": "RED MUG", "P2": "RED MUG LARGE"},
     )
-    d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2")
+    d2 = decision("A2", "C2", T0, ("P1", CROSS), model_version="2")  # P1 without a name here: A1's names it
     d3 = decision("A3", "C3", T0)
     d4 = decision("A4", "C4", T0, ("P3", CROSS), model_version=None, decided_at=DECIDED + timedelta(days=1))
     o11, o12, o21, o43 = (
@@ -84,13 +91,13 @@ def test_overall_figures(engine: Engine) -> None:
     assert (report["bounce_rate"], report["unsubscribe_rate"]) == (0.3333, 0.5)
     assert report["latency_ms"] == {"count": 3, "p50": 40.0, "p99": 100.0}
     assert report["top_offered_products"] == [
-        {"product_id": "P1", "offers": 2},
-        {"product_id": "P2", "offers": 1},
-        {"product_id": "P3", "offers": 1},
+        {"product_id": "P1", "name": "RED MUG", "offers": 2},
+        {"product_id": "P2", "name": "RED MUG LARGE", "offers": 1},
+        {"product_id": "P3", "name": None, "offers": 1},  # never named: the dashboard shows the id
     ]
     assert report["top_converting_products"] == [
-        {"product_id": "P2", "conversions": 1, "revenue": 20.0},
-        {"product_id": "P1", "conversions": 1, "revenue": 10.0},
+        {"product_id": "P2", "name": "RED MUG LARGE", "conversions": 1, "revenue": 20.0},
+        {"product_id": "P1", "name": "RED MUG", "conversions": 1, "revenue": 10.0},
     ]
     json.dumps(report)  # what `xsell report --json` prints
 
@@ -125,34 +132,34 @@ def test_time_and_offer_type_filters(engine: Engine) -> None:
 
 
 def test_offers_sent_per_day_by_type_sum_to_the_report(engine: Engine) -> None:
-    series = offers_sent_per_day(engine)
-    assert series == {"days": ["2024-05-01", "2024-05-02"], "offer_types": {"cross_sell": [2, 1], "up_sell": [1, 0]}}
+    series = offers_sent_per_day(engine)  # decided on two days, every purchase on T0's day
+    assert series == {"days": ["2011-03-01"], "offer_types": {"cross_sell": [3], "up_sell": [1]}}
     by_type = offer_quality(engine)["by_offer_type"]
     assert {kind: sum(counts) for kind, counts in series["offer_types"].items()} == {
         kind: figures["offers_sent"] for kind, figures in by_type.items()
     }
     assert offers_sent_per_day(engine, offer_type="up_sell") == {
-        "days": ["2024-05-01"],
+        "days": ["2011-03-01"],
         "offer_types": {"up_sell": [1]},
     }
-    assert offers_sent_per_day(engine, since=DECIDED + timedelta(days=1)) == {
-        "days": ["2024-05-02"],
+    assert offers_sent_per_day(engine, since=DECIDED + timedelta(days=1)) == {  # filtered by decision time
+        "days": ["2011-03-01"],
         "offer_types": {"cross_sell": [1]},
     }
 
 
-def test_offers_sent_per_day_fills_days_without_offers(tmp_path: Path) -> None:
+def test_offers_sent_per_day_counts_purchase_days_and_fills_days_without_offers(tmp_path: Path) -> None:
     engine = open_facts(f"sqlite:///{tmp_path / 'gap.db'}")
-    with engine.begin() as db:
+    with engine.begin() as db:  # a fast replay: purchases two days apart decided in the same second
         record_decisions(
             db,
             [
                 (decision("G1", "C1", T0, ("P1", UP)), None),
-                (decision("G2", "C2", T0, ("P2", UP), decided_at=DECIDED + timedelta(days=2)), None),
+                (decision("G2", "C2", T0 + timedelta(days=2), ("P2", UP)), None),
             ],
         )
     assert offers_sent_per_day(engine) == {
-        "days": ["2024-05-01", "2024-05-02", "2024-05-03"],
+        "days": ["2011-03-01", "2011-03-02", "2011-03-03"],
         "offer_types": {"up_sell": [1, 0, 1]},
     }
     assert offers_sent_per_day(engine, offer_type="cross_sell") == {"days": [], "offer_types": {}}
@@ -179,3 +186,64 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 0.5) is None
     assert percentile([5], 0.99) == 5.0
     assert (percentile(list(range(1, 101)), 0.5), percentile(list(range(1, 101)), 0.99)) == (50.0, 99.0)
+
+
+def test_latency_over_time_has_the_headline_percentiles_per_bucket(engine: Engine) -> None:
+    assert latency_over_time(engine) == {  # latencies 40, 100 and 10 ms, all decided at 09:00
+        "bucket": "minute",
+        "times": ["2024-05-01T09:00:00+00:00"],
+        "p50": [40.0],
+        "p90": [100.0],
+        "p99": [100.0],
+        "count": [3],
+    }
+    assert latency_over_time(engine, since=DECIDED + timedelta(seconds=1))["bucket"] is None
+
+
+def _latencies(tmp_path: Path, *samples: tuple[timedelta, int]) -> Engine:
+    """Facts with one decision per (decided after DECIDED, latency in ms) sample."""
+    engine = open_facts(f"sqlite:///{tmp_path / 'latency.db'}")
+    with engine.begin() as db:
+        for i, (after, ms) in enumerate(samples):
+            made = decision(f"L{i}", f"C{i}", T0, ("P1", CROSS), decided_at=DECIDED + after)
+            record_batch(db, [(made, 1_000 + ms)], [], [(purchase(f"L{i}", f"C{i}", T0, ("P0", 1, 2.0)), 1_000)])
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("samples", "bucket", "times", "p50", "count"),
+    [
+        (  # 2 hours: per minute
+            [(timedelta(0), 5), (timedelta(seconds=20), 50), (timedelta(seconds=59), 500), (timedelta(hours=2), 7)],
+            "minute",
+            ["2024-05-01T09:00:00+00:00", "2024-05-01T11:00:00+00:00"],
+            [50.0, 7.0],
+            [3, 1],
+        ),
+        (  # 3 days: per hour
+            [(timedelta(0), 5), (timedelta(minutes=10), 50), (timedelta(days=3, minutes=5), 7)],
+            "hour",
+            ["2024-05-01T09:00:00+00:00", "2024-05-04T09:00:00+00:00"],
+            [5.0, 7.0],
+            [2, 1],
+        ),
+        (  # 40 days: per day
+            [(timedelta(0), 5), (timedelta(hours=3), 50), (timedelta(days=40), 7)],
+            "day",
+            ["2024-05-01T00:00:00+00:00", "2024-06-10T00:00:00+00:00"],
+            [5.0, 7.0],
+            [2, 1],
+        ),
+    ],
+)
+def test_latency_buckets_follow_the_span_of_the_decisions(
+    tmp_path: Path,
+    samples: list[tuple[timedelta, int]],
+    bucket: str,
+    times: list[str],
+    p50: list[float],
+    count: list[int],
+) -> None:
+    series = latency_over_time(_latencies(tmp_path, *samples))
+    assert (series["bucket"], series["times"], series["p50"], series["count"]) == (bucket, times, p50, count)
+    assert all(a <= b <= c for a, b, c in zip(series["p50"], series["p90"], series["p99"], strict=True))
