@@ -205,6 +205,19 @@ def _quiet_mlflow() -> None:
     MLFLOW_LOGGING_STREAM.flush = lambda: None  # type: ignore[method-assign]
 
 
+def _every_seconds(every: str | None) -> float | None:
+    """Seconds of an `--every` interval (None without one); a bad interval is a one-line error."""
+    from training.schedule import parse_every
+
+    if every is None:
+        return None
+    try:
+        return parse_every(every)
+    except ValueError as error:
+        _fail(str(error))
+        raise
+
+
 def _parse_date(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -514,15 +527,8 @@ def retrain(
 
     from training.retrain import retrain as run_retrain
     from training.retrain import retrain_every
-    from training.schedule import parse_every
 
-    interval: float | None = None
-    if every is not None:
-        try:
-            interval = parse_every(every)
-        except ValueError as error:
-            _fail(str(error))
-            return
+    interval = _every_seconds(every)
     settings = _settings(service=interval is not None)
     _quiet_mlflow()
     if interval is None:
@@ -722,15 +728,8 @@ def index_refresh(
     import threading
 
     from training.index_refresh import RefreshError, refresh_index, run_every
-    from training.schedule import parse_every
 
-    interval: float | None = None
-    if every is not None:
-        try:
-            interval = parse_every(every)
-        except ValueError as error:
-            _fail(str(error))
-            return
+    interval = _every_seconds(every)
     settings = _settings(service=interval is not None)
     if interval is None:
         try:

@@ -33,11 +33,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Executable
 
-from features.state import LineRow, event_line_rows, frame_line_rows
+from features.state import LineRow, canonical_lines, event_line_rows, frame_line_rows
 from xsell.chunks import chunked
 from xsell.database import create_tables, engine_for
 from xsell.events import PurchaseEvent
-from xsell.history import LINE_COLUMNS
 
 metadata = MetaData()
 purchase_archive = Table(
@@ -103,19 +102,7 @@ class PurchaseArchive:
         if until is not None:
             query = query.where(purchase_archive.c.ordered_at_us < _micros(until))
         with self.engine.connect() as db:
-            frame = pd.DataFrame(db.execute(query).fetchall(), columns=list(query.selected_columns.keys()))
-        frame["ordered_at"] = pd.to_datetime(frame.pop("ordered_at_us").astype("int64"), unit="us", utc=True)
-        frame = frame.sort_values(["ordered_at", "order_id"], kind="stable", ignore_index=True)
-        frame["quantity"] = frame["quantity"].astype("int64")
-        frame["unit_price"] = frame["unit_price"].astype("float64")
-        frame["is_return"] = frame["is_return"].astype(bool)
-        frame["marketing_consent"] = frame["marketing_consent"].astype(bool)
-        frame["customer_email"] = None
-        for column in ("order_id", "customer_id", "product_id"):
-            frame[column] = frame[column].astype(object)
-        for column in ("product_name", "category"):
-            frame[column] = frame[column].astype("string")
-        return frame[list(LINE_COLUMNS)]
+            return canonical_lines(db.execute(query).tuples().all())
 
     def span(self) -> tuple[datetime | None, datetime | None, int]:
         """(oldest line's time, newest line's time, number of lines); times None when empty."""

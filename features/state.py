@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -130,6 +130,22 @@ def frame_line_rows(lines: pd.DataFrame) -> list[LineRow]:
             strict=True,
         )
     )
+
+
+def canonical_lines(rows: Sequence[Sequence[object]]) -> pd.DataFrame:
+    """Stored order-line rows (the `_LINE_FIELDS` columns, times in UTC microseconds) in the
+    canonical shape of `xsell.history.LINE_COLUMNS`: ordered_at tz-aware UTC, sorted by time."""
+    frame = pd.DataFrame.from_records(list(rows), columns=list(_LINE_FIELDS))
+    frame["ordered_at"] = pd.to_datetime(frame.pop("ordered_at_us").astype("int64"), unit="us", utc=True)
+    frame = frame.sort_values(["ordered_at", "order_id"], kind="stable", ignore_index=True)
+    frame["quantity"] = frame["quantity"].astype("int64")
+    frame["unit_price"] = frame["unit_price"].astype("float64")
+    frame["is_return"] = frame["is_return"].astype(bool)
+    frame["marketing_consent"] = frame["marketing_consent"].astype(bool)
+    frame["customer_email"] = None
+    for column in ("product_name", "category"):
+        frame[column] = frame[column].astype("string")
+    return frame[list(LINE_COLUMNS)]
 
 
 def _micros(at: datetime) -> int:
@@ -260,17 +276,7 @@ class FoldStateStore:
             params = (_micros(since if since.tzinfo else since.astimezone()),)
         with self._connect() as db:  # stored in arrival order; sorted here, faster than ORDER BY in SQLite
             rows = db.execute(query, params).fetchall()
-        frame = pd.DataFrame.from_records(rows, columns=list(_LINE_FIELDS))
-        frame["ordered_at"] = pd.to_datetime(frame.pop("ordered_at_us").astype("int64"), unit="us", utc=True)
-        frame = frame.sort_values(["ordered_at", "order_id"], kind="stable", ignore_index=True)
-        frame["quantity"] = frame["quantity"].astype("int64")
-        frame["unit_price"] = frame["unit_price"].astype("float64")
-        frame["is_return"] = frame["is_return"].astype(bool)
-        frame["marketing_consent"] = frame["marketing_consent"].astype(bool)
-        frame["customer_email"] = None
-        for column in ("product_name", "category"):
-            frame[column] = frame[column].astype("string")
-        return frame[list(LINE_COLUMNS)]
+        return canonical_lines(rows)
 
     def line_coverage(self) -> tuple[int, int]:
         """(events applied, events whose order lines are stored): equal unless the state was

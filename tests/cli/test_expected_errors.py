@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from infra.kafka.broker import free_port
-from tests.cli.test_main import _one_error_line, _xsell
+from tests.cli.shell import xsell
+from tests.cli.test_main import _one_error_line
 
 UCI_ORDER = (
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
@@ -41,7 +42,7 @@ def taken_port() -> Iterator[int]:
 def test_a_broker_that_is_not_reachable_is_one_line(tmp_path: Path, orders: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
     home = tmp_path / "home"
-    result = _xsell("replay", "--data", str(orders), env={"XSELL_HOME": str(home), "XSELL_KAFKA_BOOTSTRAP": bootstrap})
+    result = xsell("replay", "--data", str(orders), env={"XSELL_HOME": str(home), "XSELL_KAFKA_BOOTSTRAP": bootstrap})
     line = _one_error_line(result)
     assert line == (
         f"error: Kafka broker not reachable at {bootstrap}: start it with `xsell stack up` (or `make run`), "
@@ -53,7 +54,7 @@ def test_a_broker_that_is_not_reachable_is_one_line(tmp_path: Path, orders: Path
 
 def test_an_api_port_in_use_is_one_line(tmp_path: Path, taken_port: int) -> None:
     env = {"XSELL_HOME": str(tmp_path), "XSELL_API_HOST": "127.0.0.1", "XSELL_API_PORT": str(taken_port)}
-    line = _one_error_line(_xsell("api", env=env))
+    line = _one_error_line(xsell("api", env=env))
     assert line == (
         f"error: port {taken_port} on 127.0.0.1 is in use: stop what listens there or set XSELL_API_PORT to a free port"
     )
@@ -61,7 +62,7 @@ def test_an_api_port_in_use_is_one_line(tmp_path: Path, taken_port: int) -> None
 
 def test_scoring_the_champion_before_any_model_is_trained_is_one_line(tmp_path: Path, orders: Path) -> None:
     home = tmp_path / "home"
-    result = _xsell(
+    result = xsell(
         "evaluate", "--champion", "--data", str(orders), "--out", str(tmp_path / "eval"), env={"XSELL_HOME": str(home)}
     )
     line = _one_error_line(result)
@@ -72,7 +73,7 @@ def test_scoring_the_champion_before_any_model_is_trained_is_one_line(tmp_path: 
 
 
 def test_promoting_before_any_model_is_trained_is_one_line(tmp_path: Path) -> None:
-    line = _one_error_line(_xsell("promote", env={"XSELL_HOME": str(tmp_path)}))
+    line = _one_error_line(xsell("promote", env={"XSELL_HOME": str(tmp_path)}))
     assert line == (
         "error: no model to promote: xsell-ranker has no versions: train a model first (xsell train --data FILE)"
     )

@@ -5,9 +5,6 @@ reads the facts and the aliases, and a wrong use of the flags is a one-line erro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +12,10 @@ from mlflow import MlflowClient
 
 from models.registry import open_tracking
 from services.feedback.facts import open_facts, record_batch
+from tests.cli.shell import xsell
 from tests.services.feedback.factories import T0, decision
 from xsell.offers import OfferType, Variant
 from xsell.settings import Settings, load_settings
-
-
-def _xsell(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "XSELL_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "XSELL_HOME": str(home)},
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -60,7 +46,7 @@ def _aliases(client: MlflowClient, settings: Settings) -> dict[str, str]:
 def test_conclude_promote_makes_the_challenger_champion(
     registry: MlflowClient, settings: Settings, tmp_path: Path
 ) -> None:
-    result = _xsell("experiment", "conclude", "--promote", home=tmp_path)
+    result = xsell("experiment", "conclude", "--promote", home=tmp_path)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert (outcome["action"], outcome["champion_version"], outcome["previous_champion"]) == ("promote", 2, 1)
@@ -68,7 +54,7 @@ def test_conclude_promote_makes_the_challenger_champion(
     tags = registry.get_model_version(settings.model_name, "2").tags
     assert (tags["promotion.reason"], tags["promotion.previous_champion"]) == ("won the live experiment", "1")
 
-    again = _xsell("experiment", "conclude", "--stop", home=tmp_path)  # no challenger any more
+    again = xsell("experiment", "conclude", "--stop", home=tmp_path)  # no challenger any more
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert [line for line in again.stderr.splitlines() if line.startswith("error:")] == [
         f"error: no live experiment: {settings.model_name} has no '{settings.challenger_alias}' version"
@@ -94,19 +80,19 @@ def test_conclude_stop_keeps_the_champion_and_status_shows_the_aliases(
             [],
         )
     engine.dispose()
-    status = _xsell("experiment", "status", "--json", home=tmp_path)
+    status = xsell("experiment", "status", "--json", home=tmp_path)
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["aliases"] == {settings.champion_alias: 1, settings.challenger_alias: 2}
     assert report["variants"]["challenger"]["offers_sent"] == 1 and report["verdict"] == "no champion traffic"
 
-    result = _xsell("experiment", "conclude", "--stop", home=tmp_path)
+    result = xsell("experiment", "conclude", "--stop", home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["champion_version"] == 1
     assert _aliases(registry, settings) == {settings.champion_alias: "1"}
     assert "promotion.reason" not in registry.get_model_version(settings.model_name, "2").tags
 
-    table = _xsell("experiment", "status", home=tmp_path)
+    table = xsell("experiment", "status", home=tmp_path)
     assert (
         table.returncode == 0
         and "challenger -> unset" in table.stdout
@@ -116,7 +102,7 @@ def test_conclude_stop_keeps_the_champion_and_status_shows_the_aliases(
 
 @pytest.mark.parametrize("flags", [(), ("--promote", "--stop")])
 def test_conclude_needs_exactly_one_flag(flags: tuple[str, ...], tmp_path: Path) -> None:
-    result = _xsell("experiment", "conclude", *flags, home=tmp_path)
+    result = xsell("experiment", "conclude", *flags, home=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "exactly one of --promote" in errors[0]

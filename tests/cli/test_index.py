@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli.shell import xsell
 from training.schedule import parse_every
-
-
-def _xsell(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "XSELL_HOME": str(home)},
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -37,7 +24,7 @@ def test_every_refuses_anything_else(text: str) -> None:
 
 
 def test_a_bad_every_is_a_one_line_error(tmp_path: Path) -> None:
-    result = _xsell("index", "refresh", "--every", "5x", home=tmp_path)
+    result = xsell("index", "refresh", "--every", "5x", home=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
@@ -47,12 +34,12 @@ def test_a_bad_every_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_refresh_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
-    result = _xsell("index", "refresh", home=tmp_path)
+    result = xsell("index", "refresh", home=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train a model first" in errors[0]
 
 
 def test_help_explains_the_command(tmp_path: Path) -> None:
-    result = _xsell("index", "refresh", "--help", home=tmp_path)
+    result = xsell("index", "refresh", "--help", home=tmp_path)
     assert result.returncode == 0 and "--every" in result.stdout and "newest" in result.stdout
