@@ -1,10 +1,14 @@
-"""Fixtures every test may use: factories of valid events and of consumed-record look-alikes."""
+"""Fixtures every test may use: factories of valid events and of consumed-record look-alikes, and
+a real PostgreSQL server for the stores that must hold on it as on SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +29,44 @@ class FakeRecord:
 
 
 EventFactory = Callable[..., PurchaseEvent]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL cluster (Debian's, run by `infra.postgres` as the production profile runs
+    it) on a free port for the session; yields the URL of its server, without a database."""
+    from infra.kafka.broker import free_port  # noqa: PLC0415  (only the tests that need PostgreSQL)
+    from infra.postgres import PostgresCluster  # noqa: PLC0415  (only the tests that need PostgreSQL)
+    from xsell.settings import load_settings  # noqa: PLC0415  (only the tests that need PostgreSQL)
+
+    home = Path(tempfile.mkdtemp(prefix="xsell-postgres-"))
+    home.chmod(0o755)  # under root the server runs as the postgres user, which must reach the folder
+    settings = load_settings(home=home, postgres_port=free_port())
+    cluster = PostgresCluster(settings)
+    cluster.start()
+    try:
+        yield f"postgresql+psycopg2://{settings.postgres_user}@127.0.0.1:{settings.postgres_port}"
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server (one per test)."""
+    import psycopg2  # noqa: PLC0415  (only the tests that need PostgreSQL)
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    server = postgres_server.removeprefix("postgresql+psycopg2://")
+    user, _, address = server.partition("@")
+    host, _, port = address.partition(":")
+    connection = psycopg2.connect(host=host, port=int(port), user=user, dbname="postgres")
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+    return f"{postgres_server}/{name}"
 
 
 @pytest.fixture

@@ -223,7 +223,7 @@ def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 50
     from models.champion import load_champion  # noqa: PLC0415  (MLflow and LightGBM: slow to import)
     from services.offers.state import OfferStateStore  # noqa: PLC0415
 
-    state = OfferStateStore(settings.home / "offers" / "state.db")
+    state = OfferStateStore(settings.db_url)
     try:
         decisions = [d for d in state.latest(recent) if d.offers]
     finally:

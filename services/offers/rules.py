@@ -421,9 +421,20 @@ def _email_rule(event: PurchaseEvent, context: CustomerContext, rules: OfferRule
         return "no_consent"
     if context.unsubscribed:
         return "unsubscribed"
-    at = event.occurred_at
-    if sum(1 for t in context.email_times if at - timedelta(hours=24) < t <= at) >= rules.cap_per_24h:
+    return cap_rule(event.occurred_at, context.email_times, rules)
+
+
+def cap_rule(at: datetime, email_times: Sequence[datetime], rules: OfferRules) -> str | None:
+    """The frequency cap an e-mail at ``at`` would break, given the e-mails sent before (None: none)."""
+    if sum(1 for t in email_times if at - timedelta(hours=24) < t <= at) >= rules.cap_per_24h:
         return "frequency_cap_24h"
-    if sum(1 for t in context.email_times if at - timedelta(days=7) < t <= at) >= rules.cap_per_7d:
+    if sum(1 for t in email_times if at - timedelta(days=7) < t <= at) >= rules.cap_per_7d:
         return "frequency_cap_7d"
     return None
+
+
+def without_email(decision: OfferDecision, rule: str) -> OfferDecision:
+    """The decision sent in-app only, held back from e-mail by ``rule`` (a cap found at recording)."""
+    channels = tuple(c for c in decision.channels if c is not Channel.EMAIL)
+    suppressed = (*decision.suppressed, _suppression(rule, None, "e-mail channel"))
+    return decision.model_copy(update={"channels": channels, "suppressed": suppressed})

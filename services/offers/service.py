@@ -31,7 +31,7 @@ from models.champion import Champion
 from services.messaging import durable_producer
 from services.offers.champion import ChampionWatcher
 from services.offers.routing import experiment_id_for, variant_for
-from services.offers.rules import CustomerContext, OfferRules, decide_events
+from services.offers.rules import CustomerContext, OfferRules, cap_rule, decide_events, without_email
 from services.offers.scoring import ProductFeatureCache, propose_bundles, rank_batch
 from services.offers.state import OfferStateStore
 from services.preferences import PreferenceStore
@@ -132,7 +132,7 @@ class OfferService:
     def _open(self, stack: ExitStack) -> None:
         """Open what a batch reads and writes; ``stack`` closes each on the way out."""
         settings = self.settings
-        self.state = OfferStateStore(settings.home / "offers" / "state.db")
+        self.state = OfferStateStore(settings.db_url)
         stack.callback(self.state.close)
         self.preferences = PreferenceStore(settings.db_url)
         self.fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
@@ -154,9 +154,9 @@ class OfferService:
         self.stats.skipped_invalid += skipped
         self.stats.events += len(events)
         decided_before = self.stats.decisions
-        decisions = self.decide_batch(events)
-        payloads = [decision.to_bytes() for decision in decisions]  # serialized once, stored and produced
-        self.state.record(decisions, payloads)
+        decisions, payloads = self.state.record(  # serialized once, stored and produced
+            self.decide_batch(events), cap=self._cap, downgrade=without_email
+        )
         if self.stats.decisions > decided_before:
             observe(decisions, {e.event_id: records[p].timestamp for e, p in zip(events, positions, strict=True)})
         return self._produce(decisions, payloads)
@@ -220,6 +220,10 @@ class OfferService:
             self.stats.add(decision)
         self.stats.re_emitted += len(known)
         return [known.get(e.event_id) or new[e.event_id] for e in events]
+
+    def _cap(self, decision: OfferDecision, email_times: tuple[datetime, ...]) -> str | None:
+        """The cap an e-mail of ``decision`` would break, given the customer's e-mails stored so far."""
+        return cap_rule(decision.occurred_at, email_times, self.rules)
 
     def _variants(self, events: list[PurchaseEvent]) -> list[tuple[Variant, Champion | None, list[PurchaseEvent]]]:
         """The events each model decides: all the champion's, unless a challenger is loaded and
