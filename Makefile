@@ -91,5 +91,6 @@ test-production: install production-deps  ## the production profile against real
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	@$(VENV)/bin/uv pip compile -q pyproject.toml -o requirements.lock --python-version 3.11
 
-clean: stop  ## remove the venv and local state
+clean: stop  ## remove the venv and local state (with PostgreSQL's data in /var/lib/xsell if a private clone put it there)
+	@if [ -x $(VENV)/bin/python ]; then rm -rf "$$(XSELL_HOME=$(CURDIR)/.xsell $(VENV)/bin/python -m infra.server_state)"; fi
 	rm -rf $(VENV) .xsell

@@ -47,6 +47,7 @@ from infra.kafka.topics import ensure_topics
 from services.ingest.replay import Pacing, produce_events, select_events
 from xsell.events import PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
+from xsell.kafka_security import client_security
 from xsell.logs import configure_logging
 from xsell.settings import REPO_ROOT, Settings, load_settings
 
@@ -86,6 +87,7 @@ def consume_all(
         enable_auto_commit=False,
         max_poll_records=max_poll_records,
         **FETCH,
+        **client_security(settings),
     )
     records: list = []
     started = time.perf_counter()
@@ -111,6 +113,7 @@ def raw_consume_rate(settings: Settings, expected: int) -> float:
         enable_auto_commit=False,
         max_poll_records=5000,
         **FETCH,
+        **client_security(settings),
     )
     count, started = 0, None
     try:

@@ -45,6 +45,7 @@ from services.ingest.replay import Pacing, produce_events, select_events, with_d
 from services.schema import create_schema
 from xsell.consumer import wait_for
 from xsell.history import PurchaseHistory, read_purchase_history
+from xsell.kafka_security import client_security
 from xsell.offers import Channel, OfferDecision
 from xsell.settings import Settings
 
@@ -164,7 +165,9 @@ def _wait_groups(settings: Settings, groups: list[str], timeout_s: float) -> boo
     """Wait until every consumer group is stable with a member, so the live replay measures the
     pipeline rather than its start-up (imports, group joins, the champion's load)."""
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-demo")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-demo", **client_security(settings)
+    )
 
     def stable() -> bool:
         described = admin.describe_groups(groups)
@@ -184,6 +187,7 @@ def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float)
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        **client_security(settings),
     )
     found: dict[str, OfferDecision] = {}
     deadline = time.monotonic() + timeout_s
@@ -202,7 +206,7 @@ def collect_decisions(settings: Settings, event_ids: set[str], timeout_s: float)
 def count_records(settings: Settings, topic: str) -> int:
     """Records in a topic (end minus beginning offsets over its partitions)."""
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, **client_security(settings))
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends, starts = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)

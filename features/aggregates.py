@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -375,6 +375,35 @@ class FeatureFold:
     def percentiles(self) -> dict[str, float]:
         """Current price percentile per product."""
         return dict(self._percentiles)
+
+    def refresh(
+        self,
+        customers: Mapping[str, CustomerState | None],
+        products: Mapping[str, ProductState | None],
+        applied: Iterable[str],
+        percentiles: Mapping[str, float] | None = None,
+    ) -> None:
+        """Take newer states of some entities (None: not known yet, dropped here so that folding
+        creates it), their stored price percentiles, and event ids applied elsewhere (another
+        instance sharing the state), keeping the category index and its caches right."""
+        for customer_id, customer in customers.items():
+            if customer is None:
+                self.customers.pop(customer_id, None)
+            else:
+                self.customers[customer_id] = customer
+        for product_id, product in products.items():
+            old = self.products.pop(product_id, None)
+            for state in (old, product):
+                if state is not None and state.category:
+                    self._priced.pop(state.category, None)  # its members or their prices may have changed
+            if old is not None and old.category and (product is None or product.category != old.category):
+                self._category_members.get(old.category, set()).discard(product_id)
+            if product is not None:
+                self.products[product_id] = product
+                if product.category:
+                    self._category_members.setdefault(product.category, set()).add(product_id)
+        self.applied.update(applied)
+        self._percentiles.update(percentiles or {})
 
     def restore(
         self,

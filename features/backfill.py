@@ -154,7 +154,7 @@ def backfill(
     lap("fold")
 
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
-    FoldStateStore(settings.feast_dir / "fold_state.db").replace_all(fold, history.lines)
+    FoldStateStore(settings.fold_state_db_url).replace_all(fold, history.lines)
     lap("write")
 
     apply_definitions(settings)

@@ -1,8 +1,9 @@
 """The streaming feature pipeline: purchases from Kafka -> the same fold as backfill -> Feast push.
 
 Own consumer group on `purchases`. Per micro-batch: parse (records ingestion dead-letters are
-skipped, not dead-lettered twice), fold the new events in, save the touched state and the event
-ids in one SQLite transaction, push the fresh snapshots through the Feast push sources (online and
+skipped, not dead-lettered twice), and in one transaction of the fold state (shared by every
+instance: `features.state`) reload the entities the batch touches, fold the new events in, save
+the touched state and the event ids; then push the fresh snapshots through the Feast push sources (online and
 offline), then commit offsets. Re-delivered events (after a crash between any two of those steps)
 are already in the state: they change nothing and their entities' current values are pushed again.
 """
@@ -42,7 +43,7 @@ class FeaturePipeline:
 
     def __init__(self, settings: Settings, until_caught_up: bool = False) -> None:
         self.settings = settings
-        self.state_store = FoldStateStore(settings.feast_dir / "fold_state.db")
+        self.state_store = FoldStateStore(settings.fold_state_db_url)
         self.fold: FeatureFold = self.state_store.load()
         self.store = open_feature_store(settings)
         self.stats = PipelineStats()
@@ -62,19 +63,23 @@ class FeaturePipeline:
         self.apply(events)
 
     def apply(self, events: list[PurchaseEvent]) -> None:
-        """The batch step without Kafka: fold, save state + event ids + order lines, push snapshots."""
+        """The batch step without Kafka: in one transaction of the shared fold state, reload what
+        the batch touches (other instances may have changed it), fold, save state + event ids +
+        order lines; then push the snapshots."""
         if not events:
             return
-        duplicates = [e for e in events if e.event_id in self.fold.applied]
-        out = self.fold.apply(events, snapshot_every_event=False)
-        customers = [str(row["customer_id"]) for row in out.customer_rows]
-        products = list(dict.fromkeys(str(row["product_id"]) for row in out.product_rows))
-        applied = set(out.applied)
-        fresh: dict[str, PurchaseEvent] = {}  # each newly applied event once, as the fold took it (its first copy)
-        for event in events:
-            if event.event_id in applied:
-                fresh.setdefault(event.event_id, event)
-        self.state_store.save(self.fold, customers, products, out.applied, events=fresh.values())
+        with self.state_store.batch() as batch:
+            batch.refresh(self.fold, events)
+            duplicates = [e for e in events if e.event_id in self.fold.applied]
+            out = self.fold.apply(events, snapshot_every_event=False)
+            customers = [str(row["customer_id"]) for row in out.customer_rows]
+            products = list(dict.fromkeys(str(row["product_id"]) for row in out.product_rows))
+            applied = set(out.applied)
+            fresh: dict[str, PurchaseEvent] = {}  # each newly applied event once, as the fold took it (its first copy)
+            for event in events:
+                if event.event_id in applied:
+                    fresh.setdefault(event.event_id, event)
+            batch.save(self.fold, customers, products, out.applied, events=fresh.values())
         customer_rows, product_rows = out.customer_rows, out.product_rows
         if duplicates:
             again_customers, again_products = self.fold.snapshots_for(duplicates)

@@ -1,190 +1,94 @@
 """Durable state of the feature fold: per-entity running totals, the ids of applied events and
 the order lines of those events.
 
-Stored in SQLite under XSELL_HOME (`feast/fold_state.db`). The streaming pipeline saves a batch's
-touched entities together with the batch's event ids and order lines in one transaction, before it
-pushes to Feast and commits Kafka offsets. After a crash anywhere in between, re-delivered events
-are found in `applied_events` and change nothing: no double counting, no line kept twice.
+Tables in the fold state's database (`settings.fold_state_db_url`: SQLite under XSELL_HOME by
+default, the configured PostgreSQL database in the production profile, shared by every feature
+pipeline instance). Entity states are JSON documents keyed by id, read and written per batch for
+the entities it touches: rows of a relational table, not a key-value cache, because a batch's
+states, its event ids and its order lines must change in one transaction. The streaming pipeline
+does that before it pushes to Feast and commits Kafka offsets. After a crash anywhere in between,
+re-delivered events are found in `fold_applied_events` and change nothing: no double counting, no
+line kept twice.
 
-The order lines (`order_lines`, canonical columns of `xsell.history.LINE_COLUMNS`, keyed by event
-id and line number) are what the candidate index is rebuilt from between retrains
-(`xsell index refresh`). Backfill stores the history's lines, the pipeline each applied event's.
-No e-mail address is kept: `customer_email` reads back empty.
+Several pipeline instances share the state (`FoldBatch`): a batch first holds the rows of the
+customers and products it touches (a row lock in PostgreSQL, the write lock in SQLite), reloads
+them, the event ids it carries that another instance applied, and the median prices of the other
+products of its categories (price percentiles compare them), folds, and writes back.
+
+The order lines (`fold_order_lines`, `features.lines`) are what the candidate index is rebuilt
+from between retrains (`xsell index refresh`). Backfill stores the history's lines, the pipeline
+each applied event's. No e-mail address is kept: `customer_email` reads back empty.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
+from features.lines import add_lines, event_line_rows, frame_line_rows, line_table, read_lines
 from features.owned import PurchaseTimes, bought_before, most_recent_first
-from xsell.chunks import chunked, placeholders
-from xsell.events import EventType, PurchaseEvent, event_id_for
-from xsell.history import LINE_COLUMNS
+from xsell.database import create_tables, engine_for, select_in
+from xsell.events import PurchaseEvent
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS customers (customer_id TEXT PRIMARY KEY, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS products (product_id TEXT PRIMARY KEY, state TEXT NOT NULL, percentile REAL);
-CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS categories (product_id TEXT PRIMARY KEY, category TEXT);
-CREATE TABLE IF NOT EXISTS order_lines (
-    event_id TEXT NOT NULL, line_no INTEGER NOT NULL, order_id TEXT NOT NULL, customer_id TEXT,
-    product_id TEXT NOT NULL, product_name TEXT, category TEXT, quantity INTEGER NOT NULL,
-    unit_price REAL NOT NULL, ordered_at_us INTEGER NOT NULL, is_return INTEGER NOT NULL,
-    currency TEXT, channel TEXT, marketing_consent INTEGER NOT NULL,
-    UNIQUE (event_id, line_no)
-);
-"""
-# stored columns of `order_lines` after the key, in table order
-_LINE_FIELDS = (
-    "order_id",
-    "customer_id",
-    "product_id",
-    "product_name",
-    "category",
-    "quantity",
-    "unit_price",
-    "ordered_at_us",
-    "is_return",
-    "currency",
-    "channel",
-    "marketing_consent",
+metadata = MetaData()
+fold_customers = Table(
+    "fold_customers",
+    metadata,
+    Column("customer_id", String(128), primary_key=True),
+    Column("state", Text, nullable=False),
 )
-_INSERT_LINES = f"INSERT OR IGNORE INTO order_lines VALUES ({', '.join('?' * (len(_LINE_FIELDS) + 2))})"  # noqa: S608  (placeholders only)
-LineRow = tuple[object, ...]
-
-
-def event_line_rows(events: Iterable[PurchaseEvent]) -> list[LineRow]:
-    """`order_lines` rows of events: one per line, stamped with the event's time."""
-    rows: list[LineRow] = []
-    for event in events:
-        at = _micros(event.occurred_at)
-        is_return = int(event.event_type is EventType.ORDER_CANCELLED)
-        consent = int(event.marketing_consent)
-        for number, line in enumerate(event.lines):
-            rows.append(
-                (
-                    event.event_id,
-                    number,
-                    event.order_id,
-                    event.customer_id,
-                    line.product_id,
-                    line.name,
-                    line.category,
-                    line.quantity,
-                    line.unit_price,
-                    at,
-                    is_return,
-                    event.currency,
-                    event.channel,
-                    consent,
-                )
-            )
-    return rows
-
-
-def frame_line_rows(lines: pd.DataFrame) -> list[LineRow]:
-    """`order_lines` rows of canonical lines (a history file's): each line keyed by the id of the
-    event `events_from_history` makes of it and its position within that event."""
-    if lines.empty:
-        return []
-    is_return = lines["is_return"].astype(bool).to_numpy()
-    orders = lines["order_id"].astype(str).to_numpy()
-    pairs = pd.Series(list(zip(orders, is_return, strict=True)), index=lines.index)
-    ids = {
-        pair: event_id_for(pair[0], EventType.ORDER_CANCELLED if pair[1] else EventType.PURCHASE)
-        for pair in dict.fromkeys(pairs)
-    }
-    event_ids = pairs.map(ids).to_numpy(dtype=object)
-    line_no = lines.groupby([lines["order_id"], lines["is_return"]], sort=False).cumcount().to_numpy()
-    at = pd.to_datetime(lines["ordered_at"], utc=True).dt.as_unit("us").astype("int64").to_numpy()  # any resolution
-
-    def column(name: str) -> list[object]:
-        if name not in lines:
-            return [None] * len(lines)
-        values = lines[name]
-        return values.astype(object).where(values.notna(), None).tolist()
-
-    return list(
-        zip(
-            event_ids,
-            line_no.tolist(),
-            orders.tolist(),
-            column("customer_id"),
-            lines["product_id"].astype(str).tolist(),
-            column("product_name"),
-            column("category"),
-            lines["quantity"].astype("int64").tolist(),
-            lines["unit_price"].astype("float64").tolist(),
-            at.tolist(),
-            is_return.astype(int).tolist(),
-            column("currency"),
-            column("channel"),
-            [int(bool(v)) for v in column("marketing_consent")],
-            strict=True,
-        )
-    )
-
-
-def canonical_lines(rows: Sequence[Sequence[object]]) -> pd.DataFrame:
-    """Stored order-line rows (the `_LINE_FIELDS` columns, times in UTC microseconds) in the
-    canonical shape of `xsell.history.LINE_COLUMNS`: ordered_at tz-aware UTC, sorted by time."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(_LINE_FIELDS))
-    frame["ordered_at"] = pd.to_datetime(frame.pop("ordered_at_us").astype("int64"), unit="us", utc=True)
-    frame = frame.sort_values(["ordered_at", "order_id"], kind="stable", ignore_index=True)
-    frame["quantity"] = frame["quantity"].astype("int64")
-    frame["unit_price"] = frame["unit_price"].astype("float64")
-    frame["is_return"] = frame["is_return"].astype(bool)
-    frame["marketing_consent"] = frame["marketing_consent"].astype(bool)
-    frame["customer_email"] = None
-    for column in ("product_name", "category"):
-        frame[column] = frame[column].astype("string")
-    return frame[list(LINE_COLUMNS)]
-
-
-def _micros(at: datetime) -> int:
-    return int(pd.Timestamp(at).value // 1000)
+fold_products = Table(
+    "fold_products",
+    metadata,
+    Column("product_id", String(128), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("category", String(256), index=True),
+    Column("median_price", Float),  # of its price lines, for the percentiles of other instances' batches
+    Column("percentile", Float),
+)
+fold_applied = Table("fold_applied_events", metadata, Column("event_id", String(128), primary_key=True))
+fold_categories = Table(
+    "fold_categories",
+    metadata,
+    Column("product_id", String(128), primary_key=True),
+    Column("category", String(256)),
+)
+fold_lines = line_table(metadata, "fold_order_lines")
+EMPTY_STATE = "{}"  # a lock row's state until its batch writes the real one: the entity's defaults
 
 
 class FoldStateStore:
-    """Load and save a `FeatureFold` in one SQLite file."""
+    """Load and save a `FeatureFold` in the fold state's database."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._reader: sqlite3.Connection | None = None  # kept open for the offer service's frequent reads
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = engine_for(url)
+        create_tables(metadata, self.engine)
 
     def close(self) -> None:
-        """Close the kept read connection (writes open their own)."""
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
+        """Release the database connections."""
+        self.engine.dispose()
 
     def load(self) -> FeatureFold:
         """The fold as last saved (empty if nothing was saved)."""
-        with self._connect() as db:
-            categories = dict(db.execute("SELECT product_id, category FROM categories"))
-            customers = {c: CustomerState.from_json(json.loads(s)) for c, s in db.execute("SELECT * FROM customers")}
+        with self.engine.connect() as db:
+            categories = dict(db.execute(select(fold_categories.c.product_id, fold_categories.c.category)).all())
+            customers = {c: _customer(s) for c, s in db.execute(select(fold_customers))}
             products, percentiles = {}, {}
-            for product_id, state, percentile in db.execute("SELECT product_id, state, percentile FROM products"):
-                products[product_id] = ProductState.from_json(json.loads(state))
+            query = select(fold_products.c.product_id, fold_products.c.state, fold_products.c.percentile)
+            for product_id, state, percentile in db.execute(query):
+                products[product_id] = _product(state)
                 if percentile is not None:
                     percentiles[product_id] = percentile
-            applied = {row[0] for row in db.execute("SELECT event_id FROM applied_events")}
+            applied = set(db.execute(select(fold_applied.c.event_id)).scalars())
         fold = FeatureFold(categories)
         fold.restore(customers, products, applied, percentiles)
         return fold
@@ -207,19 +111,20 @@ class FoldStateStore:
 
     def purchase_times(self, customer_ids: Iterable[str]) -> dict[str, PurchaseTimes]:
         """Per known customer, when each product was first and last bought (epoch seconds)."""
-        ids = list(set(customer_ids))
         times: dict[str, PurchaseTimes] = {}
-        if self._reader is None:
-            self._reader = self._connect()
-        db = self._reader  # outside a transaction: every SELECT sees the latest commit
-        for chunk in chunked(ids):
-            query = f"SELECT customer_id, state FROM customers WHERE customer_id IN ({placeholders(chunk)})"  # noqa: S608  (placeholders only)
-            for customer_id, state in db.execute(query, chunk):
-                data = json.loads(state)
-                products = data["products"]
+        with self.engine.connect() as db:
+            for row in select_in(db, select(fold_customers), fold_customers.c.customer_id, customer_ids):
+                data = json.loads(row["state"])
+                products = data.get("products", {})
                 first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
-                times[customer_id] = (first, data.get("last_bought", {}))
+                times[row["customer_id"]] = (first, data.get("last_bought", {}))
         return times
+
+    @contextmanager
+    def batch(self) -> Iterator[FoldBatch]:
+        """One transaction for a batch of the streaming pipeline (see `FoldBatch`)."""
+        with self.engine.begin() as db:
+            yield FoldBatch(db)
 
     def save(
         self,
@@ -231,62 +136,171 @@ class FoldStateStore:
     ) -> None:
         """Save the given entities, event ids and the order lines of `events` (the newly applied
         ones) in one transaction. Lines of an event already stored are not stored again."""
-        with self._connect() as db:
-            self._write(db, fold, customers, products, applied, event_line_rows(events))
+        with self.batch() as batch:
+            batch.save(fold, customers, products, applied, events)
 
     def replace_all(self, fold: FeatureFold, lines: pd.DataFrame | None = None) -> None:
         """Replace everything with `fold` and the order lines it was folded from (backfill), in
         one transaction."""
-        rows = frame_line_rows(lines) if lines is not None else []
-        with self._connect() as db:
-            db.execute("BEGIN")
-            for table in ("customers", "products", "applied_events", "categories", "order_lines"):
-                db.execute(f"DELETE FROM {table}")  # noqa: S608  (fixed table names)
-            db.executemany("INSERT INTO categories VALUES (?, ?)", list(fold.categories.items()))
-            self._write(db, fold, fold.customers, fold.products, fold.applied, rows)
-
-    @staticmethod
-    def _write(
-        db: sqlite3.Connection,
-        fold: FeatureFold,
-        customers: Iterable[str],
-        products: Iterable[str],
-        applied: Iterable[str],
-        line_rows: list[LineRow],
-    ) -> None:
-        percentiles = fold.percentiles()
-        db.executemany(
-            "INSERT OR REPLACE INTO customers VALUES (?, ?)",
-            [(c, json.dumps(fold.customers[c].to_json())) for c in customers],
-        )
-        db.executemany(
-            "INSERT OR REPLACE INTO products VALUES (?, ?, ?)",
-            [(p, json.dumps(fold.products[p].to_json()), percentiles.get(p)) for p in products],
-        )
-        db.executemany("INSERT OR IGNORE INTO applied_events VALUES (?)", [(e,) for e in applied])
-        db.executemany(_INSERT_LINES, line_rows)
+        with self.engine.begin() as db:
+            for table in (fold_customers, fold_products, fold_applied, fold_categories, fold_lines):
+                db.execute(delete(table))
+            _insert(db, fold_categories, [{"product_id": p, "category": c} for p, c in fold.categories.items()])
+            _write(db, fold, fold.customers, fold.products, fold.applied, upsert=False)
+            add_lines(db, fold_lines, frame_line_rows(lines) if lines is not None else [])
 
     def order_lines(self, since: datetime | None = None) -> pd.DataFrame:
         """The stored order lines (at or after `since`), in the canonical shape of
         `xsell.history.LINE_COLUMNS`: ordered_at tz-aware UTC, sorted by time."""
-        query = f"SELECT {', '.join(_LINE_FIELDS)} FROM order_lines"  # noqa: S608  (fixed columns)
-        params: tuple[object, ...] = ()
-        if since is not None:
-            query += " WHERE ordered_at_us >= ?"
-            params = (_micros(since if since.tzinfo else since.astimezone()),)
-        with self._connect() as db:  # stored in arrival order; sorted here, faster than ORDER BY in SQLite
-            rows = db.execute(query, params).fetchall()
-        return canonical_lines(rows)
+        with self.engine.connect() as db:
+            return read_lines(db, fold_lines, since)
 
     def line_coverage(self) -> tuple[int, int]:
         """(events applied, events whose order lines are stored): equal unless the state was
         written before order lines were kept."""
-        with self._connect() as db:
-            applied = db.execute("SELECT COUNT(*) FROM applied_events").fetchone()[0]
-            with_lines = db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT event_id FROM order_lines)").fetchone()[0]
+        with self.engine.connect() as db:
+            applied = db.execute(select(func.count()).select_from(fold_applied)).scalar_one()
+            with_lines = db.execute(select(func.count(fold_lines.c.event_id.distinct()))).scalar_one()
         return int(applied), int(with_lines)
 
     def save_categories(self, categories: dict[str, str | None]) -> None:
         """Store the product catalog's categories (reference data for the streaming fold)."""
-        with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO categories VALUES (?, ?)", list(categories.items()))
+        with self.engine.begin() as db:
+            _upsert(db, fold_categories, [{"product_id": p, "category": c} for p, c in categories.items()])
+
+
+class FoldBatch:
+    """A streaming batch's transaction: `refresh` the fold from the shared state for the batch's
+    events (their entities held until the end), fold, then `save`."""
+
+    def __init__(self, db: Connection) -> None:
+        self.db = db
+
+    def refresh(self, fold: FeatureFold, events: Sequence[PurchaseEvent]) -> None:
+        """Hold the rows of the customers and products ``events`` touch and reload them into
+        ``fold``, with the event ids another instance applied and the products of their categories
+        whose median price moved since this fold saw them."""
+        db = self.db
+        customers = sorted({e.customer_id for e in events if e.customer_id})
+        products = sorted({line.product_id for e in events for line in e.lines})
+        _hold(db, fold_customers, "customer_id", customers)  # sorted: instances take shared rows in one order
+        _hold(db, fold_products, "product_id", products)
+        fresh_customers = {
+            r["customer_id"]: None if r["state"] == EMPTY_STATE else _customer(r["state"])
+            for r in select_in(db, select(fold_customers), fold_customers.c.customer_id, customers)
+        }
+        fresh_products: dict[str, ProductState | None] = {
+            r["product_id"]: None if r["state"] == EMPTY_STATE else _product(r["state"])
+            for r in select_in(db, select(fold_products), fold_products.c.product_id, products)
+        }
+        applied = {
+            r["event_id"]
+            for r in select_in(
+                db, select(fold_applied.c.event_id), fold_applied.c.event_id, (e.event_id for e in events)
+            )
+        }
+        categories = {s.category for s in fresh_products.values() if s and s.category} | {
+            c for p in products if (c := fold.categories.get(p))
+        }
+        members = select(fold_products.c.product_id, fold_products.c.median_price).where(
+            fold_products.c.category.in_(sorted(categories)), fold_products.c.median_price.is_not(None)
+        )
+        moved = [
+            product_id
+            for product_id, median in (db.execute(members) if categories else ())
+            if product_id not in fresh_products
+            and (product_id not in fold.products or abs(fold.products[product_id].median_price - median) > 1e-12)
+        ]
+        for row in select_in(db, select(fold_products), fold_products.c.product_id, moved):
+            fresh_products[row["product_id"]] = _product(row["state"])
+        percentiles = {
+            r["product_id"]: r["percentile"]
+            for r in select_in(
+                db,
+                select(fold_products.c.product_id, fold_products.c.percentile),
+                fold_products.c.product_id,
+                fresh_products,
+            )
+            if r["percentile"] is not None
+        }
+        fold.refresh(fresh_customers, fresh_products, applied, percentiles)
+
+    def save(
+        self,
+        fold: FeatureFold,
+        customers: Iterable[str],
+        products: Iterable[str],
+        applied: Iterable[str],
+        events: Iterable[PurchaseEvent] = (),
+    ) -> None:
+        """Write the given entities, event ids and the order lines of ``events`` (the newly applied ones)."""
+        _write(self.db, fold, customers, products, applied, upsert=True)
+        add_lines(self.db, fold_lines, event_line_rows(events))
+
+
+def _write(
+    db: Connection,
+    fold: FeatureFold,
+    customers: Iterable[str],
+    products: Iterable[str],
+    applied: Iterable[str],
+    upsert: bool,
+) -> None:
+    write = _upsert if upsert else _insert
+    percentiles = fold.percentiles()
+    write(
+        db,
+        fold_customers,
+        [{"customer_id": c, "state": json.dumps(fold.customers[c].to_json())} for c in customers],
+    )
+    write(
+        db,
+        fold_products,
+        [
+            {
+                "product_id": p,
+                "state": json.dumps(fold.products[p].to_json()),
+                "category": fold.products[p].category,
+                "median_price": fold.products[p].median_price if fold.products[p].price_lines else None,
+                "percentile": percentiles.get(p),
+            }
+            for p in products
+        ],
+    )
+    _insert(db, fold_applied, [{"event_id": e} for e in applied], ignore=True)
+
+
+def _hold(db: Connection, table: Table, key: str, ids: Sequence[str]) -> None:
+    """Hold the rows of ``ids`` until the transaction ends, creating missing ones with the empty
+    state (an upsert: a row lock in PostgreSQL, the database's write lock in SQLite)."""
+    if ids:
+        insert = _insert_into(db, table)
+        statement = insert.on_conflict_do_update(index_elements=[key], set_={"state": table.c.state})
+        db.execute(statement, [{key: i, "state": EMPTY_STATE} for i in ids])
+
+
+def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    if rows:
+        insert = _insert_into(db, table)
+        keys = [column.name for column in table.primary_key.columns]
+        columns = {name: insert.excluded[name] for name in rows[0] if name not in keys}
+        db.execute(insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
+
+
+def _insert(db: Connection, table: Table, rows: list[dict[str, object]], ignore: bool = False) -> None:
+    if rows:
+        insert = _insert_into(db, table)
+        db.execute(insert.on_conflict_do_nothing() if ignore else insert, rows)
+
+
+def _insert_into(db: Connection, table: Table) -> Any:
+    """An INSERT of the connection's dialect, which knows ON CONFLICT."""
+    return (postgresql if db.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _customer(state: str) -> CustomerState:
+    return CustomerState.from_json(json.loads(state))
+
+
+def _product(state: str) -> ProductState:
+    return ProductState.from_json(json.loads(state))

@@ -1,10 +1,15 @@
-"""A local PostgreSQL cluster for the production profile: loopback, own port, data in XSELL_HOME/postgres.
+"""A local PostgreSQL cluster for the production profile: loopback, own port, data in DIR/postgres.
 
-`initdb` once into `HOME/postgres/data` (superuser `XSELL_POSTGRES_USER`, trust authentication on
+`initdb` once into `DIR/postgres/data` (superuser `XSELL_POSTGRES_USER`, trust authentication on
 loopback only, no Unix socket), `pg_ctl start|stop`, and the databases `mlflow` (MLflow tracking
 server) and `xsell` (offer facts, preferences, in-app offers). PostgreSQL refuses to run as root:
 under root every server command runs as the `postgres` system user (`runuser -u postgres`) and
-the folder belongs to it. A managed PostgreSQL is configured with `XSELL_DATABASE_URL` (and the
+the folder belongs to it (mode 0700). That user cannot reach a home inside a private folder (a
+clone under /root or `mktemp -d`), so `DIR` comes from `infra.server_state.server_dir`:
+`XSELL_SERVER_STATE_DIR` if set, else XSELL_HOME, or under root /var/lib/xsell/<hash of
+XSELL_HOME> when the `postgres` user cannot reach XSELL_HOME. Starting fails, saying so, only when
+the chosen folder is still out of its reach (an explicit `XSELL_SERVER_STATE_DIR` inside a private
+folder, or a cluster whose parents were made private after it was created). A managed PostgreSQL is configured with `XSELL_DATABASE_URL` (and the
 MLflow server's own backend store); then nothing here runs.
 """
 
@@ -19,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from infra.local_server import LocalServer, ServerStatus
+from infra.server_state import accessible_to, create_server_dir, server_dir
 from xsell.settings import Settings
 
 HOST = "127.0.0.1"
@@ -48,7 +54,7 @@ class PostgresCluster:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.dir = settings.home / "postgres"
+        self.dir = server_dir(settings, "postgres", SYSTEM_USER, initialised="data/PG_VERSION")
         self.data_dir = self.dir / "data"
         self.log_file = self.dir / "postgres.log"
         self.port = settings.postgres_port
@@ -72,13 +78,15 @@ class PostgresCluster:
         """initdb on first start (PG_VERSION marks an initialised cluster)."""
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        initdb = bin_dir() / "initdb"
         if os.geteuid() == 0:
-            shutil.chown(self.dir, SYSTEM_USER, SYSTEM_USER)
+            create_server_dir(self.dir, SYSTEM_USER, self.settings.home)
             self._check_reachable()
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self._run(
             [
-                str(bin_dir() / "initdb"),
+                str(initdb),
                 "-D",
                 str(self.data_dir),
                 "-U",
@@ -92,12 +100,11 @@ class PostgresCluster:
         )
 
     def _check_reachable(self) -> None:
-        """The postgres user must be able to reach the folder (e.g. not under a 0700 home of root)."""
-        result = subprocess.run(["runuser", "-u", SYSTEM_USER, "--", "test", "-w", str(self.dir)], check=False)
-        if result.returncode != 0:
+        """The postgres user must be able to write the folder: every folder above it traversable."""
+        if not accessible_to(SYSTEM_USER, self.dir, write=True):
             raise PostgresError(
-                f"the `postgres` user cannot write {self.dir}: every parent folder must be "
-                "traversable (chmod o+x), or choose another XSELL_HOME"
+                f"the `postgres` user cannot write {self.dir}: make every folder above it traversable "
+                "(chmod o+x), or set XSELL_SERVER_STATE_DIR to a folder it can reach"
             )
 
     def start(self, timeout_s: float = 60.0) -> PostgresStatus:

@@ -16,6 +16,7 @@ from infra.processes import ServiceProcesses
 from infra.profiles import uses_local
 from infra.redis import RedisServer
 from infra.smtp_capture import capture_status, serves_locally, start_capture, stop_capture
+from xsell.kafka_security import client_security
 from xsell.settings import Settings
 
 
@@ -78,7 +79,9 @@ def _grow_purchases(settings: Settings) -> dict[str, int]:
     from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
     from kafka.admin import NewPartitions  # noqa: PLC0415  (kafka-python is slow to import)
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-topics", **client_security(settings)
+    )
     try:
         admin.create_partitions({settings.topic_purchases: NewPartitions(settings.purchases_partitions)})
     finally:

@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 from pydantic import BaseModel, ValidationError
 
 from xsell.consumer import Record
+from xsell.kafka_security import client_security, explain_refusals
 from xsell.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -36,12 +37,16 @@ def parse_record(record: Record, model: type[Model], log: logging.Logger, messag
 
 def durable_producer(settings: Settings, client_id: str, *, retries: int = 10, **options: int) -> KafkaProducer:
     """A producer to `settings.kafka_bootstrap` that waits for every in-sync replica (acks=all) and
-    retries without duplicating (idempotent); `options` (linger_ms, batch_size, ...) tune it."""
-    return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=client_id,
-        acks="all",
-        retries=retries,
-        enable_idempotence=True,
-        **options,
-    )
+    retries without duplicating (idempotent); `options` (linger_ms, batch_size, ...) tune it. It
+    connects as `xsell.kafka_security` says; a broker that refuses its credentials or certificate
+    raises `KafkaSecurityError` (one line naming the variables to fix)."""
+    with explain_refusals(settings):
+        return KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            acks="all",
+            retries=retries,
+            enable_idempotence=True,
+            **client_security(settings),
+            **options,
+        )

@@ -74,7 +74,7 @@ def refresh_index(settings: Settings) -> RefreshResult:
     client = open_tracking(settings)
     if champion_version(client, settings) is None:
         raise RefreshError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
-    state = FoldStateStore(settings.feast_dir / "fold_state.db")
+    state = FoldStateStore(settings.fold_state_db_url)
     applied, with_lines = state.line_coverage()
     if with_lines < applied:
         raise RefreshError(

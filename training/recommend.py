@@ -79,7 +79,7 @@ def recommend_orders(settings: Settings, orders_path: Path, out_path: Path, k: i
     to ``out_path`` (Parquet, ``OUTPUT_COLUMNS``); return a summary."""
     lines = read_purchase_history(orders_path).lines
     customers = lines["customer_id"].dropna().unique().tolist()
-    fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
+    fold_state = FoldStateStore(settings.fold_state_db_url)
     try:
         known = fold_state.purchase_times(customers)
     finally:

@@ -16,7 +16,8 @@ to the last handled offsets and retries the batch, so a restarting broker or an 
 makes events wait, never skips them. Any other exception from the handler stops the loop without
 committing that batch: the handler is the one decision point that dead-letters a record or gives
 up. SIGTERM and SIGINT stop the loop after the current batch; offsets are committed and clients
-closed on the way out.
+closed on the way out. The consumer connects as `xsell.kafka_security` says; a broker that refuses
+its credentials or certificate ends the loop with one line naming the variables to fix.
 
 After every poll the loop exports how far its group is behind (`xsell_consumer_lag_records`: the
 records on its partitions beyond its position) and the Kafka timestamp of the newest record it
@@ -40,6 +41,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
+from xsell.kafka_security import client_security, explain_refusals
 from xsell.metrics import BATCH_SECONDS, CONSUMER_LAG, CONSUMER_NEWEST_RECORD, RECORDS_CONSUMED, serve_metrics
 from xsell.settings import Settings
 
@@ -113,18 +115,20 @@ class ConsumerLoop:
         with ExitStack() as stack:
             if exit_stack is not None:
                 stack.enter_context(exit_stack)
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
-                group_id=self.group_id,
-                client_id=self.client_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.settings.poll_max_records,
-                session_timeout_ms=self.settings.consumer_session_timeout_ms,
-                heartbeat_interval_ms=max(self.settings.consumer_session_timeout_ms // 3, 100),
-                fetch_max_bytes=16 * 1024 * 1024,
-                max_partition_fetch_bytes=8 * 1024 * 1024,
-            )
+            with explain_refusals(self.settings):
+                consumer = KafkaConsumer(
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    group_id=self.group_id,
+                    client_id=self.client_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.settings.poll_max_records,
+                    session_timeout_ms=self.settings.consumer_session_timeout_ms,
+                    heartbeat_interval_ms=max(self.settings.consumer_session_timeout_ms // 3, 100),
+                    fetch_max_bytes=16 * 1024 * 1024,
+                    max_partition_fetch_bytes=8 * 1024 * 1024,
+                    **client_security(self.settings),
+                )
             stack.callback(consumer.close, autocommit=False)
             stack.callback(self._commit_handled, consumer)
             consumer.subscribe(self.topics, listener=_OnRevoke(self._partitions_revoked))

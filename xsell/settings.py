@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=REPO_ROOT / ".xsell",
         description="Folder holding all local state: broker data, jars cache, feature store, MLflow, mail.",
     )
+    server_state_dir: Path | None = Field(
+        default=None,
+        description="State of local servers that run as another user (PostgreSQL under root); default "
+        "XSELL_HOME, or /var/lib/xsell/<hash of XSELL_HOME> when that user cannot reach XSELL_HOME.",
+    )
 
     # Kafka broker
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port of the Kafka broker.")
@@ -60,6 +65,28 @@ class Settings(BaseSettings):
     kafka_jars_dir: Path | None = Field(
         default=None, description="Where the broker jars are cached; default HOME/cache/kafka-VERSION."
     )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT",
+        pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL "
+        "(xsell.kafka_security; `stack up`'s own broker serves PLAINTEXT).",
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512",
+        pattern=r"^(SCRAM-SHA-512|SCRAM-SHA-256|PLAIN)$",
+        description="SASL mechanism with a SASL_* protocol: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.",
+    )
+    kafka_sasl_username: str = Field(default="", description="SASL user (needed with a SASL_* protocol).")
+    kafka_sasl_password: str = Field(
+        default="", repr=False, description="SASL password (needed with a SASL_* protocol; never logged)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM file of the CA that signed the broker's certificate; default the system's CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate, for a broker that authenticates clients by TLS."
+    )
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM private key of kafka_ssl_certfile.")
 
     # Topics
     topic_purchases: str = "purchases"
@@ -244,7 +271,14 @@ class Settings(BaseSettings):
     link_ttl_days: int = Field(default=30, description="Click and unsubscribe links expire after this.")
 
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL of offer facts and preferences; default SQLite under XSELL_HOME."
+        default=None,
+        description="SQLAlchemy URL of the xsell database: offer state, outbox, facts, preferences, in-app offers, the "
+        "purchase archive; default SQLite under XSELL_HOME.",
+    )
+    fold_state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the feature fold's state (shared by feature-pipeline instances); default "
+        "SQLite beside the feature store under XSELL_HOME (the production profile: the xsell database).",
     )
 
     @model_validator(mode="before")
@@ -278,6 +312,11 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The configured database, or the embedded SQLite file."""
         return self.database_url or f"sqlite:///{self.home / 'xsell.db'}"
+
+    @property
+    def fold_state_db_url(self) -> str:
+        """The fold state's database: the configured one, or the embedded SQLite file beside the feature store."""
+        return self.fold_state_url or f"sqlite:///{self.feast_dir / 'fold_state.db'}"
 
     @property
     def base_url(self) -> str:
@@ -350,6 +389,7 @@ def production_values(given: Callable[[str], object]) -> dict[str, object]:
         "redis_url": f"127.0.0.1:{given('redis_port')}",
         "mlflow_tracking_uri": f"http://127.0.0.1:{given('mlflow_ui_port')}",
         "database_url": f"postgresql+psycopg2://{given('postgres_user')}@127.0.0.1:{given('postgres_port')}/xsell",
+        "fold_state_url": f"postgresql+psycopg2://{given('postgres_user')}@127.0.0.1:{given('postgres_port')}/xsell",
         "purchases_partitions": 12,
         "offer_instances": 3,
         "delivery_instances": 2,

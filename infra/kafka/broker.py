@@ -2,6 +2,10 @@
 
 Everything lives under `Settings.broker_dir` (config, data, log, pid file) and `Settings.jars_dir`
 (the jars cache), so two runs with different `XSELL_HOME` and ports never touch each other.
+
+The broker serves PLAINTEXT on `XSELL_KAFKA_BOOTSTRAP`. A test can give it more listeners
+(`Listener`: SASL_SSL, with its certificate and SCRAM settings) and SCRAM users created when its
+storage is formatted; `xsell stack up` uses neither.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -25,11 +30,25 @@ from xsell.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 JARS_COMPLETE_MARKER = ".complete"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")  # each SCRAM user gets credentials for both
 log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
     """The broker could not be fetched, formatted or started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listener beside the PLAINTEXT one, on the settings' host: its name (e.g. SECURE), security
+    protocol (SSL, SASL_PLAINTEXT, SASL_SSL), port, and its own properties, each written as
+    `listener.name.<name in lower case>.<key>=<value>` (e.g. `ssl.keystore.location`,
+    `sasl.enabled.mechanisms`, `scram-sha-512.sasl.jaas.config`)."""
+
+    name: str
+    protocol: str
+    port: int
+    properties: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,10 +64,17 @@ class BrokerStatus:
 
 
 class KafkaBroker:
-    """One KRaft broker+controller process on loopback, managed through files under broker_dir."""
+    """One KRaft broker+controller process on loopback, managed through files under broker_dir.
 
-    def __init__(self, settings: Settings) -> None:
+    `listeners` are served beside PLAINTEXT; `scram_users` (name -> password) get SCRAM-SHA-256 and
+    SCRAM-SHA-512 credentials when the storage is formatted, that is on the first start only."""
+
+    def __init__(
+        self, settings: Settings, listeners: Sequence[Listener] = (), scram_users: Mapping[str, str] | None = None
+    ) -> None:
         self.settings = settings
+        self.listeners = tuple(listeners)
+        self.scram_users = dict(scram_users or {})
         self.dir = settings.broker_dir
         self.data_dir = self.dir / "data"
         self.properties_file = self.dir / "server.properties"
@@ -93,11 +119,17 @@ class KafkaBroker:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> BrokerStatus:
         """Start the broker in the background (idempotent) and wait until it accepts clients."""
+        if self.settings.kafka_security_protocol != "PLAINTEXT":
+            raise BrokerError(
+                f"the local broker serves PLAINTEXT on {self.settings.kafka_bootstrap}, but "
+                f"XSELL_KAFKA_SECURITY_PROTOCOL is {self.settings.kafka_security_protocol}: unset it to run the "
+                "local stack, or point XSELL_KAFKA_BOOTSTRAP at your secured broker and do not start a local one"
+            )
         if (pid := self.running_pid()) is not None:
             log.info("broker already running (pid %s)", pid)
             self.wait_ready()
             return self.status()
-        for port in (self.settings.kafka_port, self.settings.controller_port):
+        for port in (self.settings.kafka_port, self.settings.controller_port, *(x.port for x in self.listeners)):
             self.server.ensure_port_free(
                 self.settings.kafka_host, port, "XSELL_KAFKA_BOOTSTRAP / XSELL_KAFKA_CONTROLLER_PORT"
             )
@@ -122,7 +154,10 @@ class KafkaBroker:
         return self.status()
 
     def wait_ready(self, process: subprocess.Popen[bytes] | None = None) -> None:
-        """Loop on a real client call until the broker answers; on timeout raise with its log tail."""
+        """Loop on a real client call until the broker answers; on timeout raise with its log tail.
+
+        The call goes to the PLAINTEXT listener on `kafka_bootstrap`, which this broker always serves
+        (`start` refuses settings that would connect otherwise)."""
         from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is slow to import)
         from kafka.errors import KafkaError  # noqa: PLC0415  (kafka-python is slow to import)
 
@@ -190,13 +225,22 @@ class KafkaBroker:
     def _write_properties(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         template = (HERE / "server.properties").read_text()
+        host = self.settings.kafka_host
+        listener_properties = "".join(
+            f"listener.name.{listener.name.lower()}.{key}={value}\n"
+            for listener in self.listeners
+            for key, value in listener.properties.items()
+        )
         self.properties_file.write_text(
             template.format(
-                host=self.settings.kafka_host,
+                host=host,
                 port=self.settings.kafka_port,
                 controller_port=self.settings.controller_port,
                 data_dir=self.data_dir,
+                extra_listeners="".join(f",{x.name}://{host}:{x.port}" for x in self.listeners),
+                extra_protocols="".join(f",{x.name}:{x.protocol}" for x in self.listeners),
             )
+            + listener_properties
         )
 
     def _format_storage(self, jars: Path) -> None:
@@ -216,6 +260,12 @@ class KafkaBroker:
                 cluster_id,
                 "-c",
                 str(self.properties_file),
+                *(
+                    argument
+                    for user, password in self.scram_users.items()
+                    for mechanism in SCRAM_MECHANISMS
+                    for argument in ("--add-scram", f'{mechanism}=[name={user},password="{password}"]')
+                ),
             ],
             capture_output=True,
             text=True,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 
+from xsell.kafka_security import client_security
 from xsell.settings import Settings
 
 
@@ -29,6 +30,7 @@ def consumer_lag(settings: Settings, groups: Sequence[str], timeout_s: float = 2
         client_id="xsell-lag",
         bootstrap_timeout_ms=timeout_ms,
         request_timeout_ms=timeout_ms,
+        **client_security(settings),
     )
     try:
         committed = admin.list_group_offsets(list(groups))

@@ -9,6 +9,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from xsell.kafka_security import client_security
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
 
 def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create every topic of `settings.topic_partitions` that is missing; return name -> partitions."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="xsell-topics", **client_security(settings)
+    )
     try:
         existing = set(admin.list_topics())
         missing = [

@@ -1,48 +1,57 @@
-"""The delivery outbox: one SQLite row per decision, so an e-mail is queued once and sent once.
+"""The delivery outbox: one row per decision, so an e-mail is queued once and sent once.
 
-The consumer inserts rendered messages (idempotently by decision id) and commits its offsets only
-after that transaction; the sender claims due rows, sends them and marks them `sent`, or schedules
-a retry with exponential back-off, or marks them `failed` when the server refused them for good.
-Rows whose outcome has not yet been reported to `offer-feedback` are kept apart (`reported`), so a
-crash between sending and producing feedback loses no feedback. Each call opens its own short
-connection (WAL mode), so the consumer thread and the sender thread never share one.
+Tables `delivery_outbox` and `delivery_senders` in the configured database (`settings.db_url`:
+SQLite under XSELL_HOME by default, PostgreSQL in the production profile), shared by every
+delivery instance. The consumer inserts rendered messages (idempotently by decision id) and
+commits its offsets only after that transaction; a sender claims due rows, sends them and marks
+them `sent`, or schedules a retry with exponential back-off, or marks them `failed` when the
+server refused them for good. Rows whose outcome has not yet been reported to `offer-feedback` are
+kept apart (`reported`), so a crash between sending and producing feedback loses no feedback. Each
+call is one short transaction, so the consumer thread and the sender thread never share one.
 
-Claims are leases held by a named sender (`leased_by`) that keeps a heartbeat in `senders`: a
-second sender on the same file leaves leased rows alone, and the rows of a sender whose heartbeat
-is older than `stale_s` (killed, host gone) are due again at once, without waiting for the lease.
+Claims are leases held by a named sender (`leased_by`) that keeps a heartbeat in
+`delivery_senders`: other senders leave leased rows alone, and the rows of a sender whose
+heartbeat is older than `stale_s` (killed, host gone) are due again at once, without waiting for
+the lease. Each claim gives the row a new fencing token (`lease_token`, one more than the last):
+`mark_sent`, `mark_retry`, `mark_failed` and `release` change a row only while it is pending and
+still holds the token of the claim they were given, so a sender whose rows another sender took
+over cannot overwrite that sender's outcome. Concurrent claims never take the same row: on
+PostgreSQL they lock the due rows (`FOR UPDATE SKIP LOCKED`), in SQLite the claim's first
+statement (the heartbeat) takes the database's write lock.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from xsell.settings import Settings
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    decision_id     TEXT PRIMARY KEY,
-    customer_id     TEXT NOT NULL,
-    offer_ids       TEXT NOT NULL,
-    message         BLOB NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    last_error      TEXT,
-    created_at      REAL NOT NULL,
-    finished_at     REAL,
-    reported        INTEGER NOT NULL DEFAULT 0,
-    leased_by       TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
-CREATE TABLE IF NOT EXISTS senders (owner TEXT PRIMARY KEY, alive_at REAL NOT NULL);
-"""
+from xsell.chunks import chunked
+from xsell.database import create_tables, engine_for
+from xsell.settings import Settings
 
 
 class OutboxStatus(StrEnum):
@@ -51,6 +60,36 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+
+
+metadata = MetaData()
+outbox_table = Table(
+    "delivery_outbox",
+    metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("offer_ids", Text, nullable=False),  # a JSON list
+    Column("message", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("reported", Boolean, nullable=False),
+    Column("leased_by", String(256)),
+    Column("lease_token", BigInteger, nullable=False),
+    CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_delivery_outbox_status"),
+    Index("ix_delivery_outbox_due", "status", "next_attempt_at"),
+    Index("ix_delivery_outbox_unreported", "reported", "finished_at"),
+)
+senders_table = Table(
+    "delivery_senders",
+    metadata,
+    Column("owner", String(256), primary_key=True),
+    Column("alive_at", Float, nullable=False),
+)
+MAX_ERROR_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -65,7 +104,8 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """One row of the outbox."""
+    """One row of the outbox. From `claim_due`, `leased_by` is who held the lease before this claim
+    (a sender taking over a silent one's rows) and `lease_token` is this claim's fencing token."""
 
     decision_id: str
     customer_id: str
@@ -79,6 +119,7 @@ class OutboxRow:
     finished_at: float | None
     reported: bool
     leased_by: str | None = None
+    lease_token: int = 0
 
 
 def retry_delay(attempts: int, base_s: float = 1.0, max_s: float = 60.0) -> float:
@@ -87,48 +128,47 @@ def retry_delay(attempts: int, base_s: float = 1.0, max_s: float = 60.0) -> floa
 
 
 class Outbox:
-    """The outbox table in one SQLite file (created on first use)."""
+    """The outbox tables in the database at `url` (created on first use)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
-            db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-            if "leased_by" not in columns:  # an outbox created before leases had owners
-                db.execute("ALTER TABLE outbox ADD COLUMN leased_by TEXT")
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = engine_for(url)
+        create_tables(metadata, self.engine)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Outbox:
-        """The outbox of this XSELL_HOME (`HOME/outbox.db`)."""
-        return cls(settings.home / "outbox.db")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A connection in one immediate (write-locking) transaction, committed on success."""
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        """The outbox in the configured database (`settings.db_url`)."""
+        return cls(settings.db_url)
 
     def add(self, entries: Sequence[OutboxEntry], now: float) -> int:
         """Queue entries in one transaction, due now; a decision already queued is left as it is. Return how many are new."""
-        with self._transaction() as db:
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO outbox (decision_id, customer_id, offer_ids, message, status, next_attempt_at,"
-                " created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                [(e.decision_id, e.customer_id, json.dumps(list(e.offer_ids)), e.message, now, now) for e in entries],
+        if not entries:
+            return 0
+        rows = [
+            {
+                "decision_id": e.decision_id,
+                "customer_id": e.customer_id,
+                "offer_ids": json.dumps(list(e.offer_ids)),
+                "message": e.message,
+                "status": OutboxStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "reported": False,
+                "lease_token": 0,
+            }
+            for e in entries
+        ]
+        added = 0
+        with self.engine.begin() as db:
+            insert = (
+                _dialect(db)
+                .insert(outbox_table)
+                .on_conflict_do_nothing(index_elements=["decision_id"])
+                .returning(outbox_table.c.decision_id)
             )
-            return db.total_changes - before
+            for chunk in chunked(rows):
+                added += len(db.execute(insert, list(chunk)).all())
+        return added
 
     def claim_due(
         self,
@@ -138,140 +178,191 @@ class Outbox:
         lease_s: float = 600.0,
         stale_s: float = 30.0,
     ) -> list[OutboxRow]:
-        """Pending rows due by `now`, oldest first, leased to `owner` for `lease_s` seconds (and
-        `owner`'s heartbeat). Rows leased by a sender silent for more than `stale_s` are due now."""
-        with self._transaction() as db:
-            _beat(db, owner, now)
-            rows = db.execute(
-                "SELECT * FROM outbox WHERE status = 'pending' AND (next_attempt_at <= ? OR (leased_by IS NOT NULL"
-                " AND leased_by != ? AND leased_by NOT IN (SELECT owner FROM senders WHERE alive_at >= ?)))"
-                " ORDER BY next_attempt_at, created_at LIMIT ?",
-                (now, owner, now - stale_s, limit),
-            ).fetchall()
-            db.executemany(
-                "UPDATE outbox SET next_attempt_at = ?, leased_by = ? WHERE decision_id = ?",
-                [(now + lease_s, owner, row[0]) for row in rows],
+        """Pending rows due by `now`, oldest first, leased to `owner` for `lease_s` seconds, each with
+        a new fencing token (and `owner`'s heartbeat). Rows leased by a sender silent for more than
+        `stale_s` are due now."""
+        alive = select(senders_table.c.owner).where(senders_table.c.alive_at >= now - stale_s)
+        leased = outbox_table.c.leased_by
+        due = (
+            select(outbox_table)
+            .where(
+                outbox_table.c.status == OutboxStatus.PENDING.value,
+                (outbox_table.c.next_attempt_at <= now)
+                | (leased.is_not(None) & (leased != owner) & leased.not_in(alive.scalar_subquery())),
             )
-        return [_row(row) for row in rows]
+            .order_by(outbox_table.c.next_attempt_at, outbox_table.c.created_at, outbox_table.c.decision_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=outbox_table)  # PostgreSQL; SQLite holds the write lock
+        )
+        with self.engine.begin() as db:
+            _beat(db, owner, now)  # first: in SQLite this takes the write lock, so claims never overlap
+            rows = [_row(found) for found in db.execute(due).mappings()]
+            for chunk in chunked([row.decision_id for row in rows]):
+                db.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.decision_id.in_(chunk))
+                    .values(next_attempt_at=now + lease_s, leased_by=owner, lease_token=outbox_table.c.lease_token + 1)
+                )
+        return [_claimed(row) for row in rows]
 
     def heartbeat(self, owner: str, now: float) -> None:
         """`owner` is alive: its leases hold."""
-        with self._transaction() as db:
+        with self.engine.begin() as db:
             _beat(db, owner, now)
 
     def retire(self, owner: str, now: float) -> None:
         """`owner` stops: its unsent claims are due again now and its heartbeat is gone."""
-        with self._transaction() as db:
+        with self.engine.begin() as db:
             db.execute(
-                "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE leased_by = ? AND status = 'pending'",
-                (now, owner),
+                update(outbox_table)
+                .where(outbox_table.c.leased_by == owner, outbox_table.c.status == OutboxStatus.PENDING.value)
+                .values(next_attempt_at=now, leased_by=None)
             )
-            db.execute("DELETE FROM senders WHERE owner = ?", (owner,))
+            db.execute(delete(senders_table).where(senders_table.c.owner == owner))
 
-    def release(self, decision_ids: Sequence[str], now: float) -> None:
-        """End the lease of claimed rows that were not attempted: due again at `now`."""
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE decision_id = ? AND status = 'pending'",
-                [(now, d) for d in decision_ids],
+    def release(self, rows: Sequence[OutboxRow], now: float) -> int:
+        """End the lease of claimed rows that were not attempted: due again at `now`. Return how many
+        were released (a row another sender claimed since is left to it)."""
+        with self.engine.begin() as db:
+            return sum(_fenced(db, row, next_attempt_at=now, leased_by=None) for row in rows)
+
+    def mark_sent(self, row: OutboxRow, now: float) -> bool:
+        """The server accepted the claimed row's message. False when the claim was fenced off."""
+        with self.engine.begin() as db:
+            return _fenced(
+                db,
+                row,
+                status=OutboxStatus.SENT.value,
+                attempts=row.attempts + 1,
+                finished_at=now,
+                last_error=None,
+                leased_by=None,
             )
 
-    def mark_sent(self, decision_id: str, now: float) -> None:
-        """The server accepted the message."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, finished_at = ?, last_error = NULL,"
-                " leased_by = NULL WHERE decision_id = ?",
-                (now, decision_id),
+    def mark_retry(
+        self, row: OutboxRow, error: str, now: float, base_s: float = 1.0, max_s: float = 60.0
+    ) -> float | None:
+        """A transient failure of the claimed row: count the attempt and schedule the next one;
+        return its time (None when the claim was fenced off)."""
+        attempts = row.attempts + 1
+        next_attempt_at = now + retry_delay(attempts, base_s, max_s)
+        with self.engine.begin() as db:
+            done = _fenced(
+                db,
+                row,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                last_error=error[:MAX_ERROR_CHARS],
+                leased_by=None,
             )
+        return next_attempt_at if done else None
 
-    def mark_retry(self, decision_id: str, error: str, now: float, base_s: float = 1.0, max_s: float = 60.0) -> float:
-        """A transient failure: count the attempt and schedule the next one; return its time."""
-        with self._transaction() as db:
-            found = db.execute("SELECT attempts FROM outbox WHERE decision_id = ?", (decision_id,)).fetchone()
-            attempts = (found[0] if found else 0) + 1
-            next_attempt_at = now + retry_delay(attempts, base_s, max_s)
-            db.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, leased_by = NULL"
-                " WHERE decision_id = ? AND status = 'pending'",
-                (attempts, next_attempt_at, error[:1000], decision_id),
-            )
-        return next_attempt_at
-
-    def mark_failed(self, decision_id: str, error: str, now: float) -> None:
-        """A permanent refusal (e.g. unknown recipient): never retried."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, finished_at = ?, last_error = ?,"
-                " leased_by = NULL WHERE decision_id = ?",
-                (now, error[:1000], decision_id),
+    def mark_failed(self, row: OutboxRow, error: str, now: float) -> bool:
+        """A permanent refusal of the claimed row (e.g. unknown recipient): never retried. False
+        when the claim was fenced off."""
+        with self.engine.begin() as db:
+            return _fenced(
+                db,
+                row,
+                status=OutboxStatus.FAILED.value,
+                attempts=row.attempts + 1,
+                finished_at=now,
+                last_error=error[:MAX_ERROR_CHARS],
+                leased_by=None,
             )
 
     def unreported(self, limit: int = 500) -> list[OutboxRow]:
         """Sent or failed rows whose feedback has not been produced yet."""
-        with self._transaction() as db:
-            rows = db.execute(
-                "SELECT * FROM outbox WHERE status IN ('sent', 'failed') AND reported = 0 ORDER BY finished_at LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [_row(row) for row in rows]
+        query = (
+            select(outbox_table)
+            .where(
+                outbox_table.c.reported.is_(False),
+                outbox_table.c.status.in_([OutboxStatus.SENT.value, OutboxStatus.FAILED.value]),
+            )
+            .order_by(outbox_table.c.finished_at, outbox_table.c.decision_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as db:
+            return [_row(found) for found in db.execute(query).mappings()]
 
     def mark_reported(self, decision_ids: Sequence[str]) -> None:
         """Their feedback was acknowledged by the broker."""
-        with self._transaction() as db:
-            db.executemany("UPDATE outbox SET reported = 1 WHERE decision_id = ?", [(d,) for d in decision_ids])
+        with self.engine.begin() as db:
+            for chunk in chunked(list(decision_ids)):
+                db.execute(update(outbox_table).where(outbox_table.c.decision_id.in_(chunk)).values(reported=True))
 
     def get(self, decision_id: str) -> OutboxRow | None:
         """One row by decision id."""
-        with self._transaction() as db:
-            row = db.execute("SELECT * FROM outbox WHERE decision_id = ?", (decision_id,)).fetchone()
-        return _row(row) if row else None
+        with self.engine.connect() as db:
+            found = db.execute(select(outbox_table).where(outbox_table.c.decision_id == decision_id)).mappings().first()
+        return _row(found) if found is not None else None
 
     def counts(self) -> dict[str, int]:
         """Rows per status (every status present, zero if none)."""
-        with self._transaction() as db:
-            found = dict(db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
-        return {status.value: int(found.get(status.value, 0)) for status in OutboxStatus}
+        query = select(outbox_table.c.status, func.count()).group_by(outbox_table.c.status)
+        with self.engine.connect() as db:
+            found = {status: int(count) for status, count in db.execute(query)}
+        return {status.value: found.get(status.value, 0) for status in OutboxStatus}
 
     def next_due_at(self) -> float | None:
         """When the earliest pending row becomes due (None when nothing is pending)."""
-        with self._transaction() as db:
-            found = db.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'").fetchone()
-        return found[0] if found else None
+        query = select(func.min(outbox_table.c.next_attempt_at)).where(
+            outbox_table.c.status == OutboxStatus.PENDING.value
+        )
+        with self.engine.connect() as db:
+            earliest = db.execute(query).scalar()
+        return float(earliest) if earliest is not None else None
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
 
 
-def _beat(db: sqlite3.Connection, owner: str, now: float) -> None:
+def _dialect(db: Connection) -> Any:
+    """The dialect module whose `insert` has `on_conflict_*` for this connection."""
+    return postgresql if db.dialect.name == "postgresql" else sqlite
+
+
+def _beat(db: Connection, owner: str, now: float) -> None:
+    insert = _dialect(db).insert(senders_table)
     db.execute(
-        "INSERT INTO senders VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET alive_at = excluded.alive_at", (owner, now)
+        insert.on_conflict_do_update(index_elements=["owner"], set_={"alive_at": insert.excluded.alive_at}),
+        {"owner": owner, "alive_at": now},
     )
 
 
-def _row(row: tuple[Any, ...]) -> OutboxRow:
-    (
-        decision_id,
-        customer_id,
-        offer_ids,
-        message,
-        status,
-        attempts,
-        next_attempt_at,
-        last_error,
-        created_at,
-        finished_at,
-        reported,
-        leased_by,
-    ) = row
+def _fenced(db: Connection, row: OutboxRow, **values: Any) -> bool:
+    """Update the row while it is pending and holds `row`'s lease token; return whether it did."""
+    result = db.execute(
+        update(outbox_table)
+        .where(
+            outbox_table.c.decision_id == row.decision_id,
+            outbox_table.c.lease_token == row.lease_token,
+            outbox_table.c.status == OutboxStatus.PENDING.value,
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def _claimed(row: OutboxRow) -> OutboxRow:
+    """The row as claimed: its new token (`leased_by` stays who held it before)."""
+    return replace(row, lease_token=row.lease_token + 1)
+
+
+def _row(found: RowMapping) -> OutboxRow:
     return OutboxRow(
-        decision_id=decision_id,
-        customer_id=customer_id,
-        offer_ids=tuple(json.loads(offer_ids)),
-        message=bytes(message),
-        status=OutboxStatus(status),
-        attempts=int(attempts),
-        next_attempt_at=float(next_attempt_at),
-        last_error=last_error,
-        created_at=float(created_at),
-        finished_at=float(finished_at) if finished_at is not None else None,
-        reported=bool(reported),
-        leased_by=leased_by,
+        decision_id=found["decision_id"],
+        customer_id=found["customer_id"],
+        offer_ids=tuple(json.loads(found["offer_ids"])),
+        message=bytes(found["message"]),
+        status=OutboxStatus(found["status"]),
+        attempts=int(found["attempts"]),
+        next_attempt_at=float(found["next_attempt_at"]),
+        last_error=found["last_error"],
+        created_at=float(found["created_at"]),
+        finished_at=float(found["finished_at"]) if found["finished_at"] is not None else None,
+        reported=bool(found["reported"]),
+        leased_by=found["leased_by"],
+        lease_token=int(found["lease_token"]),
     )

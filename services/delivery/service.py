@@ -8,7 +8,9 @@ whether or not new records arrive: a transient failure (server down, timeout, 4x
 exponential back-off capped at `retry_max_s`, forever while the service runs; a permanent refusal
 (5xx for the recipient or message) marks the row failed. After a send, one `email_sent` feedback
 event per offer goes to `offer-feedback` (`bounced` after a permanent refusal), with deterministic
-ids, and only once the broker acknowledged them is the row marked reported.
+ids, and only once the broker acknowledged them is the row marked reported. Each claim of a row
+carries a fencing token: a sender whose rows another sender took over (it fell silent, or its lease
+ran out) cannot record their outcome; it logs the refused write and ends its pass.
 
 `plan_emails` is the pure step (records in, outbox entries and skip reasons out) that unit tests
 call without Kafka or SMTP.
@@ -19,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ from email.utils import formatdate
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from sqlalchemy.exc import OperationalError
 
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
 from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
@@ -219,26 +221,30 @@ class DeliveryService:
         with session:
             for index, row in enumerate(rows):
                 if self._stopping.is_set():
-                    self.outbox.release([r.decision_id for r in rows[index:]], time.time())
+                    self._release(rows[index:])
                     break
                 if index:
                     self.outbox.heartbeat(self.owner, time.time())
                 try:
                     session.send(_for_sending(row.message))
                 except SmtpError as error:
-                    if error.permanent:
-                        self.outbox.mark_failed(row.decision_id, str(error), time.time())
-                        self.stats.failed += 1
-                        DELIVERIES.labels("failed").inc()
-                        log.warning(
-                            "e-mail refused for good", extra={"decision_id": row.decision_id, "error": str(error)}
-                        )
-                        continue
-                    self._retry(row, error)
-                    DELIVERIES.labels("retry").inc()
-                    self.outbox.release([r.decision_id for r in rows[index + 1 :]], time.time())
+                    if not error.permanent:
+                        if self._retry(row, error):
+                            DELIVERIES.labels("retry").inc()
+                        self._release(rows[index + 1 :])
+                        break
+                    if not self.outbox.mark_failed(row, str(error), time.time()):
+                        self._fenced_off(row, "failed")
+                        self._release(rows[index + 1 :])
+                        break
+                    self.stats.failed += 1
+                    DELIVERIES.labels("failed").inc()
+                    log.warning("e-mail refused for good", extra={"decision_id": row.decision_id, "error": str(error)})
+                    continue
+                if not self.outbox.mark_sent(row, time.time()):
+                    self._fenced_off(row, "sent")
+                    self._release(rows[index + 1 :])
                     break
-                self.outbox.mark_sent(row.decision_id, time.time())
                 DELIVERIES.labels("sent").inc()
                 sent += 1
                 self.stats.sent += 1
@@ -274,8 +280,12 @@ class DeliveryService:
         self.stats.feedback_events += len(events)
         return len(events)
 
-    def _retry(self, row: OutboxRow, error: SmtpError) -> None:
-        next_at = self.outbox.mark_retry(row.decision_id, str(error), time.time(), self.retry_base_s, self.retry_max_s)
+    def _retry(self, row: OutboxRow, error: SmtpError) -> bool:
+        """Schedule the row's next attempt; return whether its claim still held."""
+        next_at = self.outbox.mark_retry(row, str(error), time.time(), self.retry_base_s, self.retry_max_s)
+        if next_at is None:
+            self._fenced_off(row, "retry")
+            return False
         self.stats.retries += 1
         log.warning(
             "e-mail not sent, will retry",
@@ -286,6 +296,31 @@ class DeliveryService:
                 "error": str(error),
             },
         )
+        return True
+
+    def _release(self, rows: Sequence[OutboxRow]) -> None:
+        """Hand back claimed rows that were not attempted (those another sender took over stay its)."""
+        if not rows:
+            return
+        released = self.outbox.release(rows, time.time())
+        if released < len(rows):
+            log.warning(
+                "outbox claims already taken over by another sender",
+                extra={"owner": self.owner, "claims": len(rows), "taken_over": len(rows) - released},
+            )
+
+    def _fenced_off(self, row: OutboxRow, outcome: str) -> None:
+        """Log an outcome the outbox refused: another sender claimed the row since (this sender was
+        silent past `stale_s`, or its lease ran out), so that sender's claim decides the row."""
+        log.warning(
+            "outbox write fenced off: the e-mail was claimed by another sender",
+            extra={
+                "decision_id": row.decision_id,
+                "owner": self.owner,
+                "lease_token": row.lease_token,
+                "outcome": outcome,
+            },
+        )
 
     def _sender_loop(self) -> None:
         """Every tick (or as soon as the consumer queued something): send due rows, report feedback."""
@@ -294,7 +329,7 @@ class DeliveryService:
                 try:
                     self.send_due()
                     self.report_feedback()
-                except (sqlite3.OperationalError, KafkaError) as error:
+                except (OperationalError, KafkaError) as error:
                     log.error("sender pass failed, retrying next tick", extra={"error": str(error)})
                 self._wake.wait(self.tick_s)
                 self._wake.clear()

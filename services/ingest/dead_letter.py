@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from xsell.consumer import Record
 from xsell.events import EventRejected, digest
+from xsell.kafka_security import client_security
 from xsell.settings import Settings
 
 HEADER_PREFIX = "xsell.dlq."
@@ -74,6 +75,7 @@ def dead_letter_count(settings: Settings, timeout_s: float = 2.0) -> int:
         bootstrap_timeout_ms=timeout_ms,
         request_timeout_ms=timeout_ms,
         allow_auto_create_topics=False,
+        **client_security(settings),
     )
     try:
         topic = settings.topic_purchases_dlq

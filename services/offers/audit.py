@@ -230,7 +230,7 @@ def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 50
         state.close()
     with tempfile.TemporaryDirectory(prefix="xsell-audit-") as scratch:
         champion = load_champion(settings, Path(scratch))
-    fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
+    fold_state = FoldStateStore(settings.fold_state_db_url)
     try:
         since = min((d.occurred_at for d in decisions), default=None)
         lines = fold_state.order_lines(since=since)

@@ -135,7 +135,7 @@ class OfferService:
         self.state = OfferStateStore(settings.db_url)
         stack.callback(self.state.close)
         self.preferences = PreferenceStore(settings.db_url)
-        self.fold_state = FoldStateStore(settings.feast_dir / "fold_state.db")
+        self.fold_state = FoldStateStore(settings.fold_state_db_url)
         stack.callback(self.fold_state.close)
         self.reader = OnlineFeatureReader(open_feature_store(settings))
         self.products = ProductFeatureCache(self.reader, settings.product_cache_ttl_s)

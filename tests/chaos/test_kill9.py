@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import threading
 import time
 from collections import Counter
-from contextlib import closing
 from email import message_from_bytes, policy
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
 from features.online import OnlineFeatureReader
 from features.state import FoldStateStore
 from features.store import open_feature_store
 from infra.smtp_capture import MailDirHandler
+from services.delivery.outbox import OutboxStatus, outbox_table
 from services.delivery.render import message_id_for
 from services.feedback.facts import open_facts
 from services.feedback.report import offer_quality
@@ -43,6 +43,7 @@ from tests.chaos.conftest import (
     fresh_events,
 )
 from xsell.consumer import wait_for
+from xsell.database import engine_for
 from xsell.events import EventType, PurchaseEvent
 
 SERVICES = {
@@ -54,14 +55,19 @@ SERVICES = {
 }
 
 
-def claimed_by_killed_sender(outbox: Path) -> set[str]:
-    """Decision ids of the e-mails the killed sender had claimed and not finished (read only: the
-    restarted sender takes them over once the killed one's heartbeat is stale, 30 s)."""
-    with closing(sqlite3.connect(outbox, timeout=30)) as db:
-        return {
-            row[0]
-            for row in db.execute("SELECT decision_id FROM outbox WHERE status = 'pending' AND leased_by IS NOT NULL")
-        }
+def claimed_by_killed_sender(url: str) -> set[str]:
+    """Decision ids of the e-mails the killed sender had claimed and not finished, read from the
+    outbox in the configured database (read only: the restarted sender takes them over once the
+    killed one's heartbeat is stale, 30 s)."""
+    claimed = select(outbox_table.c.decision_id).where(
+        outbox_table.c.status == OutboxStatus.PENDING.value, outbox_table.c.leased_by.is_not(None)
+    )
+    engine = engine_for(url)
+    try:
+        with engine.connect() as db:
+            return set(db.execute(claimed).scalars())
+    finally:
+        engine.dispose()
 
 
 def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
@@ -70,8 +76,8 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
     seed = int(os.environ.get("XSELL_CHAOS_SEED", str(int(time.time()))))
     rng = random.Random(seed)
     events = fresh_events(sample_events, max(CHAOS_EVENTS // 2, 200))
-    fold_path = chaos.settings.feast_dir / "fold_state.db"
-    expected_fold = FoldStateStore(fold_path).load()
+    fold_url = chaos.settings.fold_state_db_url
+    expected_fold = FoldStateStore(fold_url).load()
     expected_fold.apply(events, snapshot_every_event=False)  # what a backfill of the same events folds to
     mail = tmp_path / "mail"
     smtp = Controller(MailDirHandler(mail), hostname=chaos.settings.smtp_host, port=chaos.settings.smtp_port)
@@ -97,7 +103,7 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
         leased_by_killed_sender: set[str] = set()
         for name in ("features", "archive", "offers", "deliver", "feedback"):  # upstream first
             if name == "deliver":
-                leased_by_killed_sender = claimed_by_killed_sender(chaos.settings.home / "outbox.db")
+                leased_by_killed_sender = claimed_by_killed_sender(chaos.settings.db_url)
             chaos.run(name, *SERVICES[name], "--until-caught-up")
         records = chaos.decisions(len(events))
         counts = check_decisions(records, events)
@@ -113,7 +119,7 @@ def test_kill_9_of_each_service_then_restart_gives_the_undisturbed_counts(
     twice = {i for i, n in Counter(ids).items() if n > 1}
     in_flight_twice = {i for i in twice if i.strip("<>").split("@")[0] in leased_by_killed_sender}
     touched = sorted({e.customer_id for e in events if e.customer_id and e.event_type is EventType.PURCHASE})
-    after = FoldStateStore(fold_path).load()
+    after = FoldStateStore(fold_url).load()
     fold_mismatches = [c for c in touched if after.customers[c].features() != expected_fold.customers[c].features()]
     sample = sorted(touched, key=lambda c: -expected_fold.customers[c].order_count)[:5]
     online = {

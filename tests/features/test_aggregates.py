@@ -114,7 +114,7 @@ def test_owned_products_respect_the_time_they_were_first_bought(make_event: Even
 
     fold = FeatureFold()
     fold.apply(_history(make_event))
-    store = FoldStateStore(tmp_path / "state.db")
+    store = FoldStateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.replace_all(fold)
     owned = store.owned_products(["A"], as_of={"A": T0 + timedelta(days=5)})
     assert set(owned["A"]) == {"P1", "P2"}  # P3 is bought on day 10: not owned yet on day 5
@@ -132,7 +132,7 @@ def test_owned_products_come_most_recent_first_like_training_history(make_event:
             make_event(customer_id="A", occurred_at=T0 + timedelta(days=20), lines=(_line("P3", 1, 2.0, "MUG"),)),
         ]
     )
-    store = FoldStateStore(tmp_path / "state.db")
+    store = FoldStateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.replace_all(fold)
     assert store.owned_products(["A"])["A"] == ("P3", "P1", "P2")
     # as of day 10 the day-20 purchase of P3 is in the future: P3 falls back to its first purchase

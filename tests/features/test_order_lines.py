@@ -25,7 +25,7 @@ def backfilled(tmp_path: Path) -> tuple[Settings, pd.DataFrame]:
 
 
 def _state(settings: Settings) -> FoldStateStore:
-    return FoldStateStore(settings.feast_dir / "fold_state.db")
+    return FoldStateStore(settings.fold_state_db_url)
 
 
 def test_backfill_keeps_the_history_lines_in_canonical_shape(backfilled: tuple[Settings, pd.DataFrame]) -> None:
@@ -97,7 +97,7 @@ def test_applied_lines_are_kept_exactly_once_across_a_reapplied_batch(
 
 
 def test_the_state_saved_without_lines_is_visible_as_missing_coverage(tmp_path: Path, make_event: EventFactory) -> None:
-    store = FoldStateStore(tmp_path / "state.db")
+    store = FoldStateStore(f"sqlite:///{tmp_path / 'state.db'}")
     fold = FeatureFold()
     events = [make_event(), make_event()]
     out = fold.apply(events)

@@ -35,7 +35,7 @@ def test_the_fold_state_gives_the_protocol_trigger_history(tmp_path: Path) -> No
     before = lines[lines["ordered_at"] < cutoff]
     fold = FeatureFold(category_map(build_catalog(lines)))
     fold.apply(list(events_from_history(before)), snapshot_every_event=False)
-    store = FoldStateStore(tmp_path / "fold_state.db")
+    store = FoldStateStore(f"sqlite:///{tmp_path / 'fold_state.db'}")
     store.replace_all(fold)
     triggers = build_evaluation_triggers(lines, cutoff, 30).triggers
     served = store.owned_products(

@@ -237,8 +237,9 @@ def test_dashboard_in_chromium_shows_the_databases_figures(settings: Settings, a
     outbox = Outbox.for_settings(settings)
     now = time.time()
     outbox.add([OutboxEntry(f"D{i}", f"C{i}", (f"O{i}",), b"message") for i in range(3)], now)
-    outbox.mark_sent("D0", now)
-    outbox.mark_failed("D1", "550 mailbox unavailable", now)
+    claimed = {row.decision_id: row for row in outbox.claim_due(now, "dashboard-test")}
+    outbox.mark_sent(claimed["D0"], now)
+    outbox.mark_failed(claimed["D1"], "550 mailbox unavailable", now)
     engine = open_facts(settings.db_url)
     pipeline = {"dlq_records": count_records(settings, settings.topic_purchases_dlq), "delivery": outbox.counts()}
     assert pipeline["dlq_records"] == 1

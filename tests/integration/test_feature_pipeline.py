@@ -31,7 +31,7 @@ def _own_home(settings: Settings, home: Path, **changes: object) -> Settings:
 def _prepare_streaming_home(settings: Settings, orders_file: Path) -> None:
     """A store with definitions and the product catalog (reference data), but no aggregates."""
     catalog = build_catalog(read_purchase_history(orders_file).lines)
-    FoldStateStore(settings.feast_dir / "fold_state.db").save_categories(category_map(catalog))
+    FoldStateStore(settings.fold_state_db_url).save_categories(category_map(catalog))
     apply_definitions(settings)
 
 

@@ -38,7 +38,7 @@ def production() -> Iterator[Settings]:
     """The production profile's stack on free ports in a fresh home (readable by the postgres user),
     with the ranker trained on the sample and registered in the MLflow server; stopped at the end."""
     home = Path(tempfile.mkdtemp(prefix="xsell-production-"))
-    home.chmod(0o755)  # PostgreSQL runs as the postgres user under root: it must reach HOME/postgres
+    home.chmod(0o755)  # the postgres user reaches it: the cluster stays in HOME/postgres (0700: test_private_clone)
     settings = load_settings(
         profile="production",
         home=home,

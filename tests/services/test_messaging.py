@@ -1,6 +1,6 @@
 """Reading consumed records: a valid one becomes its model; an invalid one is None and one warning
 on the service's own logger with the record's position, never its content. Producing: acks=all and
-idempotent for every service."""
+idempotent for every service, connecting as the Kafka security settings say."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from services.messaging import durable_producer, parse_record
 from tests.conftest import FakeRecord
 from tests.services.feedback.factories import T0, decision
+from xsell.kafka_security import client_security
 from xsell.offers import OfferDecision, OfferType
 from xsell.settings import load_settings
 
@@ -40,7 +41,12 @@ def test_every_producer_waits_for_all_replicas_and_is_idempotent(monkeypatch, tm
     settings = load_settings(home=tmp_path)
     durable_producer(settings, "xsell-test")
     durable_producer(settings, "xsell-api", retries=5, linger_ms=2)
-    base = {"bootstrap_servers": settings.kafka_bootstrap, "acks": "all", "enable_idempotence": True}
+    base = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        **client_security(settings),
+    }
     assert made == [
         {**base, "client_id": "xsell-test", "retries": 10},
         {**base, "client_id": "xsell-api", "retries": 5, "linger_ms": 2},

@@ -66,7 +66,7 @@ def test_train_register_promote_recommend(tmp_path: Path) -> None:
 
     # a file of new orders only: history comes from what the feature store knows of the customer
     customer = lines[lines["customer_id"].notna()]["customer_id"].value_counts().index[0]
-    owned = set(FoldStateStore(settings.feast_dir / "fold_state.db").owned_products([customer])[customer])
+    owned = set(FoldStateStore(settings.fold_state_db_url).owned_products([customer])[customer])
     assert len(owned) > 20
     bought = lines[(lines["customer_id"] == customer) & ~lines["is_return"]].iloc[-1]
     new_orders = tmp_path / "new_orders.csv"

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -34,6 +34,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from kafka.errors import KafkaError
+from sqlalchemy.exc import SQLAlchemyError
 
 from infra.kafka.lag import consumer_lag
 from services.api.deps import (
@@ -215,8 +216,9 @@ def read_pipeline_health(settings: SettingsDep, response: Response) -> dict[str,
         dead_letters = None
     delivery: dict[str, int] | None
     try:
-        delivery = Outbox.for_settings(settings).counts()
-    except (sqlite3.Error, OSError) as error:
+        with closing(Outbox.for_settings(settings)) as outbox:
+            delivery = outbox.counts()
+    except (SQLAlchemyError, OSError) as error:
         log.warning("outbox counts unavailable", extra={"error": type(error).__name__})
         delivery = None
     return {"dlq_topic": settings.topic_purchases_dlq, "dlq_records": dead_letters, "delivery": delivery}

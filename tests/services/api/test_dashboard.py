@@ -282,9 +282,10 @@ def test_pipeline_counts_outbox_and_shows_the_dlq_as_unknown_with_kafka_down(
     outbox = Outbox.for_settings(settings)
     now = time.time()
     outbox.add([OutboxEntry(f"D{i}", f"C{i}", (f"O{i}",), b"message") for i in range(4)], now)
-    outbox.mark_sent("D0", now)
-    outbox.mark_failed("D1", "550 mailbox unavailable", now)
-    outbox.mark_failed("D2", "550 mailbox unavailable", now)
+    claimed = {row.decision_id: row for row in outbox.claim_due(now, "dashboard-test")}
+    outbox.mark_sent(claimed["D0"], now)
+    outbox.mark_failed(claimed["D1"], "550 mailbox unavailable", now)
+    outbox.mark_failed(claimed["D2"], "550 mailbox unavailable", now)
     started = time.monotonic()
     body = client.get("/dashboard/pipeline", headers={"X-API-Key": KEY}).json()
     assert body == {

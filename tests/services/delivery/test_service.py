@@ -1,15 +1,22 @@
-"""The pure step of delivery: which decisions become outbox entries, and feedback for finished rows."""
+"""The pure step of delivery (which decisions become outbox entries, feedback for finished rows),
+and a sender whose claims another sender took over mid-pass (a real SMTP server, aiosmtpd)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
 from email import message_from_bytes
+from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from services.delivery.outbox import OutboxRow, OutboxStatus
+from infra.kafka.broker import free_port
+from infra.smtp_capture import MailDirHandler
+from services.delivery.outbox import Outbox, OutboxRow, OutboxStatus
 from services.delivery.render import MAIL_POLICY
-from services.delivery.service import feedback_for, plan_emails
+from services.delivery.service import DeliveryService, feedback_for, plan_emails
 from tests.conftest import FakeRecord
 from xsell.offers import Channel, FeedbackType, OfferDecision, OfferItem, OfferType, feedback_id_for
 from xsell.settings import Settings, load_settings
@@ -98,3 +105,50 @@ def test_feedback_is_one_event_per_offer_with_deterministic_ids() -> None:
     assert feedback_for(row) == events
     failed = OutboxRow(**{**row.__dict__, "status": OutboxStatus.FAILED, "last_error": "550 no such user"})
     assert {e.type for e in feedback_for(failed)} == {FeedbackType.BOUNCED}
+
+
+class TakeoverHandler(MailDirHandler):
+    """Stores messages; while the first one arrives, sender `B` takes over every claimed row (as
+    after the sender's lease ran out)."""
+
+    def __init__(self, mail_dir: Path, outbox: Outbox) -> None:
+        super().__init__(mail_dir)
+        self.outbox = outbox
+        self.taken: list[OutboxRow] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        if not self.taken:
+            self.taken = self.outbox.claim_due(time.time() + 10_000, "B")
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_sender_whose_claims_were_taken_over_records_nothing_and_ends_its_pass(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.model_copy(update={"smtp_port": free_port()})
+    service = DeliveryService(settings, smtp_timeout_s=5.0)
+    service.outbox.add(plan_emails([record(f"d{n}") for n in range(3)], settings).entries, time.time())
+    handler = TakeoverHandler(settings.mail_dir, Outbox.for_settings(settings))
+    smtp = Controller(handler, hostname=settings.smtp_host, port=settings.smtp_port)
+    smtp.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="services.delivery.service"):
+            assert service.send_due() == 0
+    finally:
+        smtp.stop()
+    assert len(list(settings.mail_dir.glob("*.eml"))) == 1  # the first went out; the rest are B's to send
+    assert {row.decision_id for row in handler.taken} == {"d0", "d1", "d2"}
+    for row in handler.taken:
+        stored = service.outbox.get(row.decision_id)
+        assert stored is not None
+        assert (stored.status, stored.leased_by, stored.lease_token, stored.attempts) == (
+            OutboxStatus.PENDING,
+            "B",
+            row.lease_token,
+            0,
+        )
+    [fenced] = [r for r in caplog.records if r.getMessage().startswith("outbox write fenced off")]
+    assert (fenced.decision_id, fenced.outcome, fenced.lease_token) == ("d0", "sent", 1)
+    [released] = [r for r in caplog.records if r.getMessage().startswith("outbox claims already taken over")]
+    assert (released.claims, released.taken_over) == (2, 2)
+    assert service.stats.sent == 0
