@@ -120,9 +120,12 @@ def backfill(
     data: Path,
     on_day: Callable[[int, int], None] | None = None,
     history: PurchaseHistory | None = None,
+    offline_only: bool = False,
 ) -> BackfillReport:
     """Replace the feature store's contents with features computed from `data` (``history``: the
-    file already read, for a caller that reads it anyway)."""
+    file already read, for a caller that reads it anyway). With ``offline_only`` only the offline
+    snapshots (what training reads) are replaced: the fold state and the online store, which the
+    running feature pipeline keeps, are left alone."""
     report = BackfillReport()
     clock = time.monotonic()
 
@@ -154,12 +157,14 @@ def backfill(
     lap("fold")
 
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
-    FoldStateStore(settings.fold_state_db_url).replace_all(fold, history.lines)
+    if not offline_only:
+        FoldStateStore(settings.fold_state_db_url).replace_all(fold, history.lines)
     lap("write")
 
     apply_definitions(settings)
     lap("apply")
-    materialize(settings)
+    if not offline_only:
+        materialize(settings)
     lap("materialize")
 
     products = catalog[~catalog["is_service"]]

@@ -79,7 +79,15 @@ class FeaturePipeline:
             for event in events:
                 if event.event_id in applied:
                     fresh.setdefault(event.event_id, event)
-            batch.save(self.fold, customers, products, out.applied, events=fresh.values())
+            touched = {line.product_id for event in fresh.values() for line in event.lines}
+            batch.save(
+                self.fold,
+                customers,
+                [p for p in products if p in touched],  # held: their states
+                products,  # and every percentile the batch moved
+                out.applied,
+                events=fresh.values(),
+            )
         customer_rows, product_rows = out.customer_rows, out.product_rows
         if duplicates:
             again_customers, again_products = self.fold.snapshots_for(duplicates)
@@ -101,7 +109,9 @@ class FeaturePipeline:
         key = frame.columns[0]
         frame = frame.sort_values("event_timestamp").drop_duplicates(key, keep="last").reset_index(drop=True)
         started = time.perf_counter()
-        self.store.push(source, frame, to=PushMode.ONLINE_AND_OFFLINE)
+        self.store.push(
+            source, frame, to=PushMode.ONLINE_AND_OFFLINE if self.settings.feast_push_offline else PushMode.ONLINE
+        )
         log.debug(
             "pushed",
             extra={"source": source, "rows": len(frame), "ms": round((time.perf_counter() - started) * 1e3, 1)},

@@ -11,9 +11,12 @@ re-delivered events are found in `fold_applied_events` and change nothing: no do
 line kept twice.
 
 Several pipeline instances share the state (`FoldBatch`): a batch first holds the rows of the
-customers and products it touches (a row lock in PostgreSQL, the write lock in SQLite), reloads
-them, the event ids it carries that another instance applied, and the median prices of the other
-products of its categories (price percentiles compare them), folds, and writes back.
+customers and products it touches and of their categories (row locks in PostgreSQL, the write
+lock in SQLite; always in that order, each sorted, so two batches never wait on each other in a
+circle), reloads them, the event ids it carries that another instance applied, and the median
+states of the other products of its categories that moved on (a version number per product
+says so; price percentiles compare them all), folds, and writes back; percentiles it moves for
+products it holds no row of go to their own table.
 
 The order lines (`fold_order_lines`, `features.lines`) are what the candidate index is rebuilt
 from between retrains (`xsell index refresh`). Backfill stores the history's lines, the pipeline
@@ -23,13 +26,14 @@ each applied event's. No e-mail address is kept: `customer_email` reads back emp
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, func, select
+from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -52,8 +56,13 @@ fold_products = Table(
     Column("product_id", String(128), primary_key=True),
     Column("state", Text, nullable=False),
     Column("category", String(256), index=True),
-    Column("median_price", Float),  # of its price lines, for the percentiles of other instances' batches
-    Column("percentile", Float),
+    Column("version", BigInteger, nullable=False),  # one more at each write: a stale copy is seen at once
+)
+fold_percentiles = Table(  # apart from the states: a batch rewrites percentiles of products it holds no lock on
+    "fold_percentiles",
+    metadata,
+    Column("product_id", String(128), primary_key=True),
+    Column("percentile", Float, nullable=False),
 )
 fold_applied = Table("fold_applied_events", metadata, Column("event_id", String(128), primary_key=True))
 fold_categories = Table(
@@ -61,6 +70,12 @@ fold_categories = Table(
     metadata,
     Column("product_id", String(128), primary_key=True),
     Column("category", String(256)),
+)
+fold_category_locks = Table(
+    "fold_category_locks",  # held while a batch computes its categories' price percentiles
+    metadata,
+    Column("category", String(256), primary_key=True),
+    Column("touched_at", Float, nullable=False),
 )
 fold_lines = line_table(metadata, "fold_order_lines")
 EMPTY_STATE = "{}"  # a lock row's state until its batch writes the real one: the entity's defaults
@@ -72,6 +87,7 @@ class FoldStateStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = engine_for(url)
         create_tables(metadata, self.engine)
+        self.versions: dict[str, int] = {}  # product id -> version of the state this process last loaded or wrote
 
     def close(self) -> None:
         """Release the database connections."""
@@ -81,13 +97,15 @@ class FoldStateStore:
         """The fold as last saved (empty if nothing was saved)."""
         with self.engine.connect() as db:
             categories = dict(db.execute(select(fold_categories.c.product_id, fold_categories.c.category)).all())
-            customers = {c: _customer(s) for c, s in db.execute(select(fold_customers))}
-            products, percentiles = {}, {}
-            query = select(fold_products.c.product_id, fold_products.c.state, fold_products.c.percentile)
-            for product_id, state, percentile in db.execute(query):
-                products[product_id] = _product(state)
-                if percentile is not None:
-                    percentiles[product_id] = percentile
+            customers = {c: _customer(s) for c, s in db.execute(select(fold_customers)) if s != EMPTY_STATE}
+            products = {}
+            for product_id, state, version in db.execute(
+                select(fold_products.c.product_id, fold_products.c.state, fold_products.c.version)
+            ):
+                if state != EMPTY_STATE:
+                    products[product_id] = _product(state)
+                    self.versions[product_id] = version
+            percentiles = dict(db.execute(select(fold_percentiles.c.product_id, fold_percentiles.c.percentile)).all())
             applied = set(db.execute(select(fold_applied.c.event_id)).scalars())
         fold = FeatureFold(categories)
         fold.restore(customers, products, applied, percentiles)
@@ -124,7 +142,7 @@ class FoldStateStore:
     def batch(self) -> Iterator[FoldBatch]:
         """One transaction for a batch of the streaming pipeline (see `FoldBatch`)."""
         with self.engine.begin() as db:
-            yield FoldBatch(db)
+            yield FoldBatch(db, self.versions)
 
     def save(
         self,
@@ -136,17 +154,19 @@ class FoldStateStore:
     ) -> None:
         """Save the given entities, event ids and the order lines of `events` (the newly applied
         ones) in one transaction. Lines of an event already stored are not stored again."""
+        products = list(products)
         with self.batch() as batch:
-            batch.save(fold, customers, products, applied, events)
+            batch.save(fold, customers, products, products, applied, events)
 
     def replace_all(self, fold: FeatureFold, lines: pd.DataFrame | None = None) -> None:
         """Replace everything with `fold` and the order lines it was folded from (backfill), in
         one transaction."""
         with self.engine.begin() as db:
-            for table in (fold_customers, fold_products, fold_applied, fold_categories, fold_lines):
+            for table in (fold_customers, fold_products, fold_percentiles, fold_applied, fold_categories, fold_lines):
                 db.execute(delete(table))
             _insert(db, fold_categories, [{"product_id": p, "category": c} for p, c in fold.categories.items()])
-            _write(db, fold, fold.customers, fold.products, fold.applied, upsert=False)
+            self.versions.clear()
+            _write(db, fold, self.versions, fold.customers, fold.products, fold.products, fold.applied)
             add_lines(db, fold_lines, frame_line_rows(lines) if lines is not None else [])
 
     def order_lines(self, since: datetime | None = None) -> pd.DataFrame:
@@ -173,56 +193,63 @@ class FoldBatch:
     """A streaming batch's transaction: `refresh` the fold from the shared state for the batch's
     events (their entities held until the end), fold, then `save`."""
 
-    def __init__(self, db: Connection) -> None:
+    def __init__(self, db: Connection, versions: dict[str, int]) -> None:
         self.db = db
+        self.versions = versions
 
     def refresh(self, fold: FeatureFold, events: Sequence[PurchaseEvent]) -> None:
-        """Hold the rows of the customers and products ``events`` touch and reload them into
-        ``fold``, with the event ids another instance applied and the products of their categories
-        whose median price moved since this fold saw them."""
+        """Hold the rows of the customers and products ``events`` touch, and of their categories,
+        and reload into ``fold`` what another instance changed: those entities, the event ids it
+        applied, the other products of those categories whose state moved on (price percentiles
+        compare them all) and the categories' percentiles."""
         db = self.db
         customers = sorted({e.customer_id for e in events if e.customer_id})
         products = sorted({line.product_id for e in events for line in e.lines})
         _hold(db, fold_customers, "customer_id", customers)  # sorted: instances take shared rows in one order
-        _hold(db, fold_products, "product_id", products)
+        _hold(db, fold_products, "product_id", products, {"version": 0})
         fresh_customers = {
             r["customer_id"]: None if r["state"] == EMPTY_STATE else _customer(r["state"])
             for r in select_in(db, select(fold_customers), fold_customers.c.customer_id, customers)
         }
-        fresh_products: dict[str, ProductState | None] = {
-            r["product_id"]: None if r["state"] == EMPTY_STATE else _product(r["state"])
-            for r in select_in(db, select(fold_products), fold_products.c.product_id, products)
-        }
+        fresh_products: dict[str, ProductState | None] = {}
+        for row in select_in(db, select(fold_products), fold_products.c.product_id, products):
+            fresh_products[row["product_id"]] = None if row["state"] == EMPTY_STATE else _product(row["state"])
+            self.versions[row["product_id"]] = row["version"]
         applied = {
             r["event_id"]
             for r in select_in(
                 db, select(fold_applied.c.event_id), fold_applied.c.event_id, (e.event_id for e in events)
             )
         }
-        categories = {s.category for s in fresh_products.values() if s and s.category} | {
-            c for p in products if (c := fold.categories.get(p))
-        }
-        members = select(fold_products.c.product_id, fold_products.c.median_price).where(
-            fold_products.c.category.in_(sorted(categories)), fold_products.c.median_price.is_not(None)
+        categories = sorted(
+            {s.category for s in fresh_products.values() if s and s.category}
+            | {c for p in products if (c := fold.categories.get(p))}
         )
-        moved = [
-            product_id
-            for product_id, median in (db.execute(members) if categories else ())
-            if product_id not in fresh_products
-            and (product_id not in fold.products or abs(fold.products[product_id].median_price - median) > 1e-12)
-        ]
-        for row in select_in(db, select(fold_products), fold_products.c.product_id, moved):
-            fresh_products[row["product_id"]] = _product(row["state"])
-        percentiles = {
-            r["product_id"]: r["percentile"]
-            for r in select_in(
-                db,
-                select(fold_products.c.product_id, fold_products.c.percentile),
-                fold_products.c.product_id,
-                fresh_products,
+        percentiles: dict[str, float] = {}
+        if categories:  # every writer of a category's products holds its row: what follows is settled
+            insert = _insert_into(db, fold_category_locks)
+            db.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["category"], set_={"touched_at": insert.excluded.touched_at}
+                ),
+                [{"category": category, "touched_at": time.time()} for category in categories],
             )
-            if r["percentile"] is not None
-        }
+            members = dict(
+                db.execute(
+                    select(fold_products.c.product_id, fold_products.c.version).where(
+                        fold_products.c.category.in_(categories)
+                    )
+                ).all()
+            )
+            moved = [p for p, v in members.items() if p not in fresh_products and self.versions.get(p) != v]
+            for row in select_in(db, select(fold_products), fold_products.c.product_id, moved):
+                if row["state"] != EMPTY_STATE:
+                    fresh_products[row["product_id"]] = _product(row["state"])
+                    self.versions[row["product_id"]] = row["version"]
+            query = select(fold_percentiles.c.product_id, fold_percentiles.c.percentile)
+            percentiles = {
+                r["product_id"]: r["percentile"] for r in select_in(db, query, fold_percentiles.c.product_id, members)
+            }
         fold.refresh(fresh_customers, fresh_products, applied, percentiles)
 
     def save(
@@ -230,53 +257,62 @@ class FoldBatch:
         fold: FeatureFold,
         customers: Iterable[str],
         products: Iterable[str],
+        percentile_products: Iterable[str],
         applied: Iterable[str],
         events: Iterable[PurchaseEvent] = (),
     ) -> None:
-        """Write the given entities, event ids and the order lines of ``events`` (the newly applied ones)."""
-        _write(self.db, fold, customers, products, applied, upsert=True)
+        """Write the states of the given customers and products (those the batch's events touched:
+        held), the percentiles of ``percentile_products`` (those whose percentile it moved), the
+        event ids and the order lines of ``events`` (the newly applied ones)."""
+        _write(self.db, fold, self.versions, customers, products, percentile_products, applied)
         add_lines(self.db, fold_lines, event_line_rows(events))
 
 
 def _write(
     db: Connection,
     fold: FeatureFold,
+    versions: dict[str, int],
     customers: Iterable[str],
     products: Iterable[str],
+    percentile_products: Iterable[str],
     applied: Iterable[str],
-    upsert: bool,
 ) -> None:
-    write = _upsert if upsert else _insert
-    percentiles = fold.percentiles()
-    write(
+    """Upsert states (each product's version one more), percentiles, and insert event ids."""
+    _upsert(
         db,
         fold_customers,
         [{"customer_id": c, "state": json.dumps(fold.customers[c].to_json())} for c in customers],
     )
-    write(
+    rows: list[dict[str, object]] = []
+    for p in products:
+        versions[p] = versions.get(p, 0) + 1
+        state = fold.products[p]
+        rows.append(
+            {"product_id": p, "state": json.dumps(state.to_json()), "category": state.category, "version": versions[p]}
+        )
+    _upsert(db, fold_products, rows)
+    percentiles = fold.percentiles()
+    _upsert(
         db,
-        fold_products,
+        fold_percentiles,
         [
-            {
-                "product_id": p,
-                "state": json.dumps(fold.products[p].to_json()),
-                "category": fold.products[p].category,
-                "median_price": fold.products[p].median_price if fold.products[p].price_lines else None,
-                "percentile": percentiles.get(p),
-            }
-            for p in products
+            {"product_id": p, "percentile": percentiles[p]}
+            for p in dict.fromkeys(percentile_products)
+            if p in percentiles
         ],
     )
     _insert(db, fold_applied, [{"event_id": e} for e in applied], ignore=True)
 
 
-def _hold(db: Connection, table: Table, key: str, ids: Sequence[str]) -> None:
+def _hold(
+    db: Connection, table: Table, key: str, ids: Sequence[str], defaults: dict[str, object] | None = None
+) -> None:
     """Hold the rows of ``ids`` until the transaction ends, creating missing ones with the empty
     state (an upsert: a row lock in PostgreSQL, the database's write lock in SQLite)."""
     if ids:
         insert = _insert_into(db, table)
         statement = insert.on_conflict_do_update(index_elements=[key], set_={"state": table.c.state})
-        db.execute(statement, [{key: i, "state": EMPTY_STATE} for i in ids])
+        db.execute(statement, [{key: i, "state": EMPTY_STATE, **(defaults or {})} for i in ids])
 
 
 def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None:

@@ -28,6 +28,14 @@ def online_store_config(settings: Settings) -> dict[str, object]:
     raise ValueError(f"XSELL_FEAST_ONLINE_STORE must be sqlite or redis, not {settings.feast_online_store!r}")
 
 
+def registry_config(settings: Settings) -> str | dict[str, object]:
+    """Feast registry: the SQL registry at `feast_registry_url` (shared by every instance), else a
+    file beside the feature store."""
+    if settings.feast_registry_url:
+        return {"registry_type": "sql", "path": settings.feast_registry_url, "cache_ttl_seconds": 60}
+    return str(settings.feast_dir / "registry.db")
+
+
 def open_feature_store(settings: Settings) -> FeatureStore:
     """A FeatureStore on this settings' registry, offline Parquet files and online store (Feast is
     imported here: slow to import)."""
@@ -36,7 +44,7 @@ def open_feature_store(settings: Settings) -> FeatureStore:
     (settings.feast_dir / "data").mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
         project="xsell",
-        registry=str(settings.feast_dir / "registry.db"),
+        registry=registry_config(settings),
         provider="local",
         offline_store={"type": "duckdb"},
         online_store=online_store_config(settings),

@@ -89,7 +89,7 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     ]
     specs = [
         ServiceSpec("ingest", [*xsell, "ingest"]),
-        ServiceSpec("features", [*xsell, "features", "pipeline"]),
+        *replicas("features", [*xsell, "features", "pipeline"], settings.feature_instances),
         *replicas("offers", [*xsell, "offers"], settings.offer_instances),
         *replicas("delivery", [*xsell, "deliver"], settings.delivery_instances),
         ServiceSpec("inbox", [*xsell, "inbox"]),
@@ -110,6 +110,14 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
     return specs
 
 
+def instance_home(settings: Settings, name: str) -> Path:
+    """The XSELL_HOME of one service instance of the production profile (`HOME/instances/NAME`):
+    its scratch space only; its state lives in the shared stores."""
+    home = settings.home / "instances" / name
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
 class ServiceProcesses:
     """Start, stop and inspect background services of one XSELL_HOME."""
 
@@ -126,6 +134,8 @@ class ServiceProcesses:
         if (pid := self.pid(spec.name)) is not None:
             return pid
         environment = {**os.environ, "XSELL_HOME": str(self.settings.home), **profile_env(self.settings), **(env or {})}
+        if self.settings.profile == "production":  # shared nothing on disk: each instance its own home
+            environment["XSELL_HOME"] = str(instance_home(self.settings, spec.name))
         if spec.metrics_port:
             environment["XSELL_METRICS_PORT"] = str(spec.metrics_port)
         return self._server(spec.name).launch(spec.command, env=environment).pid

@@ -93,16 +93,19 @@ def train_from_archive(
 ) -> dict:
     """Train, evaluate and register on a window of the archive (``training.commands.train``);
     with ``backfill``, the feature store is first rebuilt from the whole archive (after an import
-    into a new system). Returns the training summary with the snapshot it trained on."""
+    into a new system). Without offline pushes (`feast_push_offline` off: the production profile)
+    the offline features are rebuilt from the whole archive first, the live fold state and online
+    store left alone. Returns the training summary with the snapshot it trained on."""
     from training.commands import train  # noqa: PLC0415  (training's stages: LightGBM, MLflow, slow to import)
 
-    if backfill:
+    if backfill or not settings.feast_push_offline:
         from features.backfill import backfill as run_backfill  # noqa: PLC0415  (Feast: slow to import)
 
         archive = PurchaseArchive(settings.db_url)
         oldest, _, _ = archive.span()
         archive.close()
-        run_backfill(settings, archive_snapshot(settings, since=oldest).path)
+        # without offline pushes (the production profile) the offline features come from the archive
+        run_backfill(settings, archive_snapshot(settings, since=oldest).path, offline_only=not backfill)
     snapshot = archive_snapshot(settings, since, until)
     summary = train(settings, snapshot.path, backfill=False)
     return {**summary, "archive": snapshot.as_dict()}

@@ -10,6 +10,7 @@ are properties, so two runs with different `XSELL_HOME` and ports never touch ea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,17 @@ class Settings(BaseSettings):
     features_group: str = Field(default="xsell-features", description="Consumer group of the feature pipeline.")
     feast_online_store: str = Field(default="sqlite", description="Feast online store: sqlite or redis.")
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis host:port when the online store is redis.")
+    feast_registry_url: str | None = Field(
+        default=None,
+        description="Feast registry as a SQLAlchemy URL (Feast's SQL registry, shared by every instance); default the "
+        "registry file beside the feature store under XSELL_HOME (the production profile: the xsell database).",
+    )
+    feast_push_offline: bool = Field(
+        default=True,
+        description="The feature pipeline pushes each batch's snapshots to the offline store too (files under "
+        "XSELL_HOME); off in the production profile, where instances keep nothing on disk and a retrain rebuilds the "
+        "offline features it trains on from the purchase archive.",
+    )
     redis_port: int = Field(default=6379, description="Port of the redis-server `stack up --profile production` runs.")
     postgres_port: int = Field(default=5433, description="Port of the PostgreSQL cluster the production profile runs.")
     postgres_user: str = Field(
@@ -257,6 +269,10 @@ class Settings(BaseSettings):
     offer_instances: int = Field(
         default=1, description="Offer-service processes `make run` starts (one consumer group)."
     )
+    feature_instances: int = Field(
+        default=1,
+        description="Feature-pipeline processes `make run` starts (one consumer group, one shared fold state).",
+    )
     delivery_instances: int = Field(default=1, description="E-mail delivery processes `make run` starts (one group).")
     api_workers: int = Field(
         default=1, description="uvicorn workers of the API; >1 runs `uvicorn --factory --workers N`."
@@ -302,6 +318,24 @@ class Settings(BaseSettings):
             if not any(key in data for key in (name, *keys)):
                 derived[keys[0]] = value
         return {**data, **derived}
+
+    def as_environment(self) -> dict[str, str]:
+        """The values set explicitly or by the profile, as the `XSELL_*` variables that give a
+        child process the same settings (it reads nothing else)."""
+        environment = {}
+        for name in sorted(self.model_fields_set | {"profile", "home"}):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            text = (
+                json.dumps(value)
+                if isinstance(value, list)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
+            environment[f"XSELL_{name.upper()}"] = text
+        return environment
 
     @property
     def price_band(self) -> PriceBand:
@@ -382,14 +416,18 @@ class Settings(BaseSettings):
 def production_values(given: Callable[[str], object]) -> dict[str, object]:
     """What the production profile implies, by field, from the values ``given`` returns for the
     ports and user it depends on: Redis online store, MLflow server on PostgreSQL, the xsell
-    database on PostgreSQL, 12 partitions, 3 offer and 2 delivery instances, 2 API workers, one
-    OpenMP thread per instance (instances share the host's cores)."""
+    database on PostgreSQL (also the fold state and the Feast registry; no offline pushes), 12
+    partitions, 3 offer, 2 feature-pipeline and 2 delivery instances, 2 API workers, one OpenMP
+    thread per instance (instances share the host's cores)."""
     return {
         "feast_online_store": "redis",
         "redis_url": f"127.0.0.1:{given('redis_port')}",
         "mlflow_tracking_uri": f"http://127.0.0.1:{given('mlflow_ui_port')}",
         "database_url": f"postgresql+psycopg2://{given('postgres_user')}@127.0.0.1:{given('postgres_port')}/xsell",
         "fold_state_url": f"postgresql+psycopg2://{given('postgres_user')}@127.0.0.1:{given('postgres_port')}/xsell",
+        "feast_registry_url": f"postgresql+psycopg2://{given('postgres_user')}@127.0.0.1:{given('postgres_port')}/xsell",
+        "feast_push_offline": False,
+        "feature_instances": 2,
         "purchases_partitions": 12,
         "offer_instances": 3,
         "delivery_instances": 2,

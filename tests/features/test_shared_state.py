@@ -5,6 +5,7 @@ equal to one fold of every purchase (a backfill), product price percentiles incl
 from __future__ import annotations
 
 import random
+import threading
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -66,3 +67,35 @@ def _features(fold: FeatureFold) -> tuple[dict[str, object], dict[str, object]]:
         {c: s.features() for c, s in fold.customers.items()},
         {p: s.features(percentiles.get(p, 0.5)) for p, s in fold.products.items()},
     )
+
+
+def test_two_instances_at_once_on_postgresql_fold_what_one_fold_holds(tmp_path: Path, postgres_url: str) -> None:
+    settings, _ = backfilled_home(tmp_path)
+    backfilled = FoldStateStore(settings.fold_state_db_url)
+    FoldStateStore(postgres_url).replace_all(backfilled.load(), backfilled.order_lines())
+    # online pushes only, as the production profile pushes (two instances in one process would
+    # share Feast's DuckDB connection for offline writes, which is not thread-safe)
+    shared = settings.model_copy(update={"fold_state_url": postgres_url, "feast_push_offline": False})
+    events = stream(tmp_path)
+    expected = FoldStateStore(postgres_url).load()
+    expected.apply(events, snapshot_every_event=False)
+    instances = [FeaturePipeline(shared), FeaturePipeline(shared)]
+    mine = [[e for e in events if zlib.crc32(str(e.customer_id).encode()) % 2 == n] for n in range(2)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run(pipeline: FeaturePipeline, own: list[PurchaseEvent]) -> None:
+        try:
+            start.wait()
+            for at in range(0, len(own), 3):  # small batches: the two overlap on products and categories
+                pipeline.apply(own[at : at + 3])
+        except BaseException as error:  # noqa: BLE001  (handed to the test thread)
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(instances, mine, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert _features(FoldStateStore(postgres_url).load()) == _features(expected)

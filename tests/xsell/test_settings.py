@@ -3,6 +3,7 @@ winning, one-line errors, placeholder secrets refused in production."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,17 @@ def test_bundles_are_on_without_a_discount_and_a_discount_is_at_most_half(tmp_pa
         load_settings(home=tmp_path, bundle_discount=0.6)
     with pytest.raises(SettingsError, match="bundle_max_items"):
         load_settings(home=tmp_path, bundle_max_items=1)
+
+
+def test_a_child_process_gets_the_same_settings_from_as_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = load_settings(
+        home=tmp_path, profile="production", api_port=8123, excluded_products=["A", "B"], bundles=False
+    )
+    for name in [n for n in os.environ if n.startswith(("XSELL_", "MLFLOW_"))]:
+        monkeypatch.delenv(name)
+    for name, value in parent.as_environment().items():
+        monkeypatch.setenv(name, value)
+    child = load_settings()
+    assert child == parent
