@@ -76,11 +76,12 @@ bench-train: install  ## full retrain and backfill alone, timed with peak memory
 chaos: install  ## fault injection alone (part of make test): broker restart, kill -9, SMTP/MLflow/Feast down, prints figures
 	@$(VENV)/bin/pytest -p no:cacheprovider -o addopts="-ra" -s tests/chaos
 
-bench: install  ## measured figures, one JSON line per benchmark (DATA=file to use another data set)
+bench: install  ## measured figures, one JSON line per benchmark, the whole pipeline last (DATA=file to use another data set)
 	@$(VENV)/bin/python -m bench.ingest --data $(DATA)
 	@$(VENV)/bin/python -m bench.features --data $(DATA)
 	@$(VENV)/bin/python -m bench.offers --data $(DATA)
 	@$(VENV)/bin/python -m bench.kinds
+	@$(VENV)/bin/python -m bench.pipeline --data $(DATA)
 
 audit: install  ## known vulnerabilities in the locked dependencies (pip-audit; needs the PyPI or OSV advisory service)
 	@$(VENV)/bin/uv tool run pip-audit==2.10.1 -r requirements.lock --no-deps --disable-pip --progress-spinner off

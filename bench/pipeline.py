@@ -71,19 +71,36 @@ class Committed:
             bootstrap_servers=settings.kafka_bootstrap, client_id="bench-pipeline", **client_security(settings)
         )
         self.groups = groups_of(settings)
+        purchases, offers = [settings.topic_purchases], [settings.topic_offers]
+        self.topics = {
+            "ingest": purchases,
+            "features": purchases,
+            "archive": purchases,
+            "offers": purchases,
+            "delivery": offers,
+            "inbox": offers,
+            "feedback": [settings.topic_offers, settings.topic_offer_feedback, settings.topic_purchases],
+        }
 
     def read(self) -> dict[str, tuple[int, int]]:
-        """Per stage: (records committed, records to commit) over the partitions it has committed on."""
+        """Per stage: (records committed, records on its topics) over every partition of the topics
+        it consumes (a partition it has not committed on counts from its start: the topics are new)."""
+        from kafka import TopicPartition  # noqa: PLC0415  (with the admin client)
         from kafka.admin import OffsetSpec  # noqa: PLC0415  (with the admin client)
 
         committed = self.admin.list_group_offsets(list(self.groups.values()))
-        partitions = sorted({tp for offsets in committed.values() for tp in offsets})
+        partitions = [
+            TopicPartition(topic["name"], partition["partition_index"])
+            for topic in self.admin.describe_topics(sorted({t for ts in self.topics.values() for t in ts}))
+            for partition in topic["partitions"]
+        ]
         ends = self.admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST))
         figures = {}
         for stage, group in self.groups.items():
             offsets = committed.get(group) or {}
-            done = sum(meta.offset for meta in offsets.values())
-            figures[stage] = (done, sum(ends[tp].offset for tp in offsets))
+            mine = [tp for tp in partitions if tp.topic in self.topics[stage]]
+            done = sum(offsets[tp].offset if tp in offsets else 0 for tp in mine)
+            figures[stage] = (done, sum(ends[tp].offset for tp in mine))
         return figures
 
     def close(self) -> None:
@@ -98,7 +115,7 @@ def wait_caught_up(committed: Committed, timeout_s: float) -> list[tuple[float, 
     while time.monotonic() < deadline:
         figures = committed.read()
         samples.append((time.perf_counter(), figures))
-        if figures and all(done >= end for done, end in figures.values()) and len(figures) == len(committed.groups):
+        if all(done >= end for done, end in figures.values()):
             return samples
         time.sleep(SAMPLE_EVERY_S)
     behind = {stage: end - done for stage, (done, end) in samples[-1][1].items() if done < end}
