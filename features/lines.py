@@ -67,11 +67,18 @@ def add_lines(db: Connection, table: Table, rows: Sequence[LineRow]) -> int:
     """Insert line rows, skipping keys already stored (SQLite and PostgreSQL); return how many were new."""
     if not rows:
         return 0
-    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-    insert = (
-        dialect.insert(table).on_conflict_do_nothing(index_elements=["event_id", "line_no"]).returning(table.c.event_id)
-    )
     names = [column.name for column in table.columns]
+    if db.dialect.name == "sqlite":
+        # the rows as they are to the driver's executemany (SQLAlchemy's per-row parameter
+        # processing costs more than SQLite's insert); a skipped key adds nothing to the rowcount
+        skip_stored = sqlite.insert(table).on_conflict_do_nothing(index_elements=["event_id", "line_no"])
+        statement = str(skip_stored.compile(dialect=db.dialect, column_keys=names))
+        return sum(db.exec_driver_sql(statement, list(chunk)).rowcount for chunk in chunked(list(rows), _INSERT_CHUNK))
+    insert = (
+        postgresql.insert(table)
+        .on_conflict_do_nothing(index_elements=["event_id", "line_no"])
+        .returning(table.c.event_id)
+    )
     added = 0
     for chunk in chunked(list(rows), _INSERT_CHUNK):
         records = [dict(zip(names, row, strict=True)) for row in chunk]

@@ -6,13 +6,16 @@ instance: `features.state`) reload the entities the batch touches, fold the new 
 the touched state and the event ids; then push the fresh snapshots through the Feast push sources (online and
 offline), then commit offsets. Re-delivered events (after a crash between any two of those steps)
 are already in the state: they change nothing and their entities' current values are pushed again.
+A batch whose transaction fails may have left the in-memory fold ahead of the shared state (its
+events taken in, its entities changed): the fold is loaded again before the next batch, so that
+the batch retried counts in full. `PipelineStats.seconds` says where a batch's time goes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from features.aggregates import FeatureFold
 from features.backfill import snapshot_frame
@@ -29,13 +32,21 @@ PRODUCT_PUSH_SOURCE = "product_stats_push_source"
 
 @dataclass
 class PipelineStats:
-    """Counts since start."""
+    """Counts since start, and the seconds spent in each step of `FeaturePipeline.apply`:
+    refresh, fold, save (with the commit), push_online, push_offline."""
 
     events_applied: int = 0
     duplicates: int = 0
     skipped_invalid: int = 0
     customer_rows_pushed: int = 0
     product_rows_pushed: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, step: str, started: float) -> float:
+        """Add the time since ``started`` (a `time.perf_counter` value) to ``step``; return now."""
+        now = time.perf_counter()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - started
+        return now
 
 
 class FeaturePipeline:
@@ -47,6 +58,7 @@ class FeaturePipeline:
         self.fold: FeatureFold = self.state_store.load()
         self.store = open_feature_store(settings)
         self.stats = PipelineStats()
+        self._fold_stale = False  # a batch failed: load the fold again before the next one
         self.loop = ConsumerLoop(
             settings,
             group_id=settings.features_group,
@@ -68,26 +80,38 @@ class FeaturePipeline:
         order lines; then push the snapshots."""
         if not events:
             return
-        with self.state_store.batch() as batch:
-            batch.refresh(self.fold, events)
-            duplicates = [e for e in events if e.event_id in self.fold.applied]
-            out = self.fold.apply(events, snapshot_every_event=False)
-            customers = [str(row["customer_id"]) for row in out.customer_rows]
-            products = list(dict.fromkeys(str(row["product_id"]) for row in out.product_rows))
-            applied = set(out.applied)
-            fresh: dict[str, PurchaseEvent] = {}  # each newly applied event once, as the fold took it (its first copy)
-            for event in events:
-                if event.event_id in applied:
-                    fresh.setdefault(event.event_id, event)
-            touched = {line.product_id for event in fresh.values() for line in event.lines}
-            batch.save(
-                self.fold,
-                customers,
-                [p for p in products if p in touched],  # held: their states
-                products,  # and every percentile the batch moved
-                out.applied,
-                events=fresh.values(),
-            )
+        if self._fold_stale:
+            self.fold = self.state_store.load()
+            self._fold_stale = False
+        started = time.perf_counter()
+        try:
+            with self.state_store.batch() as batch:
+                batch.refresh(self.fold, events)
+                started = self.stats.lap("refresh", started)
+                duplicates = [e for e in events if e.event_id in self.fold.applied]
+                out = self.fold.apply(events, snapshot_every_event=False)
+                started = self.stats.lap("fold", started)
+                customers = [str(row["customer_id"]) for row in out.customer_rows]
+                products = list(dict.fromkeys(str(row["product_id"]) for row in out.product_rows))
+                applied = set(out.applied)
+                # each newly applied event once, as the fold took it (its first copy)
+                fresh: dict[str, PurchaseEvent] = {}
+                for event in events:
+                    if event.event_id in applied:
+                        fresh.setdefault(event.event_id, event)
+                touched = {line.product_id for event in fresh.values() for line in event.lines}
+                batch.save(
+                    self.fold,
+                    customers,
+                    [p for p in products if p in touched],  # held: their states
+                    products,  # and every percentile the batch moved
+                    out.applied,
+                    events=fresh.values(),
+                )
+        except BaseException:
+            self._fold_stale = True
+            raise
+        self.stats.lap("save", started)
         customer_rows, product_rows = out.customer_rows, out.product_rows
         if duplicates:
             again_customers, again_products = self.fold.snapshots_for(duplicates)
@@ -109,9 +133,11 @@ class FeaturePipeline:
         key = frame.columns[0]
         frame = frame.sort_values("event_timestamp").drop_duplicates(key, keep="last").reset_index(drop=True)
         started = time.perf_counter()
-        self.store.push(
-            source, frame, to=PushMode.ONLINE_AND_OFFLINE if self.settings.feast_push_offline else PushMode.ONLINE
-        )
+        self.store.push(source, frame, to=PushMode.ONLINE)
+        online = self.stats.lap("push_online", started)
+        if self.settings.feast_push_offline:
+            self.store.push(source, frame, to=PushMode.OFFLINE)
+            self.stats.lap("push_offline", online)
         log.debug(
             "pushed",
             extra={"source": source, "rows": len(frame), "ms": round((time.perf_counter() - started) * 1e3, 1)},

@@ -16,7 +16,9 @@ lock in SQLite; always in that order, each sorted, so two batches never wait on 
 circle), reloads them, the event ids it carries that another instance applied, and the median
 states of the other products of its categories that moved on (a version number per product
 says so; price percentiles compare them all), folds, and writes back; percentiles it moves for
-products it holds no row of go to their own table.
+products it holds no row of go to their own table. The statement that holds a customer or product
+row reads it back; a held product whose version is the one this process holds is not parsed
+again.
 
 The order lines (`fold_order_lines`, `features.lines`) are what the candidate index is rebuilt
 from between retrains (`xsell index refresh`). Backfill stores the history's lines, the pipeline
@@ -94,7 +96,9 @@ class FoldStateStore:
         self.engine.dispose()
 
     def load(self) -> FeatureFold:
-        """The fold as last saved (empty if nothing was saved)."""
+        """The fold as last saved (empty if nothing was saved); the product versions known are
+        this fold's from now on."""
+        self.versions.clear()
         with self.engine.connect() as db:
             categories = dict(db.execute(select(fold_categories.c.product_id, fold_categories.c.category)).all())
             customers = {c: _customer(s) for c, s in db.execute(select(fold_customers)) if s != EMPTY_STATE}
@@ -205,16 +209,18 @@ class FoldBatch:
         db = self.db
         customers = sorted({e.customer_id for e in events if e.customer_id})
         products = sorted({line.product_id for e in events for line in e.lines})
-        _hold(db, fold_customers, "customer_id", customers)  # sorted: instances take shared rows in one order
-        _hold(db, fold_products, "product_id", products, {"version": 0})
+        # sorted: instances take shared rows in one order
         fresh_customers = {
-            r["customer_id"]: None if r["state"] == EMPTY_STATE else _customer(r["state"])
-            for r in select_in(db, select(fold_customers), fold_customers.c.customer_id, customers)
+            customer_id: None if state == EMPTY_STATE else _customer(state)
+            for customer_id, state in _hold(db, fold_customers, customers)
         }
         fresh_products: dict[str, ProductState | None] = {}
-        for row in select_in(db, select(fold_products), fold_products.c.product_id, products):
-            fresh_products[row["product_id"]] = None if row["state"] == EMPTY_STATE else _product(row["state"])
-            self.versions[row["product_id"]] = row["version"]
+        for product_id, state, version in _hold(db, fold_products, products, {"version": 0}, fold_products.c.version):
+            if state == EMPTY_STATE:
+                fresh_products[product_id] = None
+            elif product_id not in fold.products or self.versions.get(product_id) != version:
+                fresh_products[product_id] = _product(state)  # else the fold holds this very state
+            self.versions[product_id] = version
         applied = {
             r["event_id"]
             for r in select_in(
@@ -222,7 +228,7 @@ class FoldBatch:
             )
         }
         categories = sorted(
-            {s.category for s in fresh_products.values() if s and s.category}
+            {s.category for p in products if (s := fresh_products.get(p, fold.products.get(p))) and s.category}
             | {c for p in products if (c := fold.categories.get(p))}
         )
         percentiles: dict[str, float] = {}
@@ -234,22 +240,18 @@ class FoldBatch:
                 ),
                 [{"category": category, "touched_at": time.time()} for category in categories],
             )
-            members = dict(
-                db.execute(
-                    select(fold_products.c.product_id, fold_products.c.version).where(
-                        fold_products.c.category.in_(categories)
-                    )
-                ).all()
+            query = (
+                select(fold_products.c.product_id, fold_products.c.version, fold_percentiles.c.percentile)
+                .outerjoin(fold_percentiles, fold_percentiles.c.product_id == fold_products.c.product_id)
+                .where(fold_products.c.category.in_(categories))
             )
-            moved = [p for p, v in members.items() if p not in fresh_products and self.versions.get(p) != v]
+            members = db.execute(query).all()
+            percentiles = {p: percentile for p, _, percentile in members if percentile is not None}
+            moved = [p for p, v, _ in members if p not in fresh_products and self.versions.get(p) != v]
             for row in select_in(db, select(fold_products), fold_products.c.product_id, moved):
                 if row["state"] != EMPTY_STATE:
                     fresh_products[row["product_id"]] = _product(row["state"])
                     self.versions[row["product_id"]] = row["version"]
-            query = select(fold_percentiles.c.product_id, fold_percentiles.c.percentile)
-            percentiles = {
-                r["product_id"]: r["percentile"] for r in select_in(db, query, fold_percentiles.c.product_id, members)
-            }
         fold.refresh(fresh_customers, fresh_products, applied, percentiles)
 
     def save(
@@ -305,14 +307,22 @@ def _write(
 
 
 def _hold(
-    db: Connection, table: Table, key: str, ids: Sequence[str], defaults: dict[str, object] | None = None
-) -> None:
-    """Hold the rows of ``ids`` until the transaction ends, creating missing ones with the empty
-    state (an upsert: a row lock in PostgreSQL, the database's write lock in SQLite)."""
-    if ids:
-        insert = _insert_into(db, table)
-        statement = insert.on_conflict_do_update(index_elements=[key], set_={"state": table.c.state})
-        db.execute(statement, [{key: i, "state": EMPTY_STATE, **(defaults or {})} for i in ids])
+    db: Connection,
+    table: Table,
+    ids: Sequence[str],
+    defaults: dict[str, object] | None = None,
+    *extra: Column[Any],
+) -> list[tuple[Any, ...]]:
+    """Hold the state rows of ``ids`` until the transaction ends, creating missing ones with the
+    empty state (an upsert: a row lock in PostgreSQL, the database's write lock in SQLite), and
+    read them back in the same statement: (id, state, ``extra`` columns) per row."""
+    if not ids:
+        return []
+    (key,) = table.primary_key.columns
+    insert = _insert_into(db, table)
+    statement = insert.on_conflict_do_update(index_elements=[key], set_={"state": table.c.state})
+    rows = [{key.name: i, "state": EMPTY_STATE, **(defaults or {})} for i in ids]
+    return [tuple(row) for row in db.execute(statement.returning(key, table.c.state, *extra), rows)]
 
 
 def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None:
@@ -320,13 +330,26 @@ def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None
         insert = _insert_into(db, table)
         keys = [column.name for column in table.primary_key.columns]
         columns = {name: insert.excluded[name] for name in rows[0] if name not in keys}
-        db.execute(insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
+        _execute_many(db, insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
 
 
 def _insert(db: Connection, table: Table, rows: list[dict[str, object]], ignore: bool = False) -> None:
     if rows:
         insert = _insert_into(db, table)
-        db.execute(insert.on_conflict_do_nothing() if ignore else insert, rows)
+        _execute_many(db, insert.on_conflict_do_nothing() if ignore else insert, rows)
+
+
+def _execute_many(db: Connection, statement: Any, rows: list[dict[str, object]]) -> None:
+    """Execute ``statement`` once per row of parameters (all rows with the keys of the first). On
+    SQLite it is compiled once and its rows go to the driver's executemany as tuples: SQLAlchemy's
+    per-row parameter processing costs more than SQLite's write. Elsewhere SQLAlchemy's
+    executemany (PostgreSQL: multi-row statements)."""
+    if db.dialect.name != "sqlite":
+        db.execute(statement, rows)
+        return
+    compiled = statement.compile(dialect=db.dialect, column_keys=list(rows[0]))
+    names = compiled.positiontup or []
+    db.exec_driver_sql(str(compiled), [tuple(row[name] for name in names) for row in rows])
 
 
 def _insert_into(db: Connection, table: Table) -> Any:

@@ -3,12 +3,14 @@ each once, in the canonical shape (a real embedded Feast store behind the pipeli
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import features.state as state_module
 from features.aggregates import FeatureFold
 from features.pipeline import FeaturePipeline
 from features.state import FoldStateStore
@@ -108,3 +110,26 @@ def test_the_state_saved_without_lines_is_visible_as_missing_coverage(tmp_path: 
     store.save(fold, [], [], [], events=events)
     assert store.line_coverage() == (2, 2)
     assert len(store.order_lines()) == 2
+
+
+def test_a_batch_whose_transaction_failed_counts_in_full_when_it_is_retried(
+    backfilled: tuple[Settings, pd.DataFrame], make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _ = backfilled
+    before = _state(settings).load().customers["C1"].order_count
+    later = START + timedelta(days=60)
+    batch = [make_event(customer_id="C1", occurred_at=later + timedelta(minutes=n)) for n in range(3)]
+    pipeline = FeaturePipeline(settings)
+
+    def store_unreachable(*args: object, **kwargs: object) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patch:  # the transaction fails after the fold took the batch in
+        patch.setattr(state_module, "add_lines", store_unreachable)
+        with pytest.raises(sqlite3.OperationalError):
+            pipeline.apply(batch)
+    pipeline.apply(batch)  # the consumer loop retries a batch that failed on the store
+
+    assert _state(settings).load().customers["C1"].order_count == before + 3
+    assert pipeline.stats.events_applied == 3
+    assert len(_state(settings).order_lines(since=later)) == 3
