@@ -2,9 +2,8 @@
 
 `status` prints the per-variant figures with their 95% intervals and the verdict
 (`services.feedback.experiment`) and the versions the two registry aliases point at; `conclude`
-ends the experiment: `--promote` moves the champion alias to the challenger's version (tagged
-``promotion.reason`` and ``promotion.previous_champion``, as `xsell promote` tags a promotion) and
-deletes the challenger alias, `--stop` only deletes the challenger alias. The offer service follows
+ends the experiment: `--promote` moves the champion alias to the challenger's version and deletes
+the challenger alias (`training.promote.make_champion`: tagged as `xsell promote` tags a promotion), `--stop` only deletes the challenger alias. The offer service follows
 the aliases within `XSELL_MODEL_REFRESH_S`.
 
 The helpers of `cli.main` (settings, one-line errors) and the stage modules are imported inside the
@@ -15,47 +14,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-    from xsell.settings import Settings
 
 PROMOTION_REASON = "won the live experiment"
 
 experiment_app = typer.Typer(
     help="The live experiment: champion against challenger (figures, verdict), and ending it.", no_args_is_help=True
 )
-
-
-def alias_version(client: MlflowClient, settings: Settings, alias: str) -> int | None:
-    """The version a registry alias of the ranker points at (None when the alias or the model is missing)."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415  (MLflow: slow to import)
-
-    from models.registry import version_number  # noqa: PLC0415  (imports stay inside commands: fast --help)
-
-    try:
-        found = client.get_model_version_by_alias(settings.model_name, alias)
-    except MlflowException as error:
-        if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
-            return None
-        raise
-    return version_number(found.version)
-
-
-def promote_challenger(client: MlflowClient, settings: Settings, challenger: int, champion: int | None) -> None:
-    """Point the champion alias at the challenger's version, tag it as `xsell promote` tags a
-    promotion, and delete the challenger alias."""
-    client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(challenger))
-    tags = {"promotion.reason": PROMOTION_REASON, "promotion.previous_champion": str(champion or "")}
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, str(challenger), key, value)
-    client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
 
 
 @experiment_app.command("status")
@@ -71,7 +40,7 @@ def status(
     Offers, clicks, conversions, click and conversion rates and revenue per offer of each variant,
     the verdict on conversion rate (two-proportion z-test), and the versions the two aliases point at."""
     from cli.main import _nothing_trained, _parse_date, _settings  # noqa: PLC0415  (cli.main imports this module)
-    from models.registry import open_tracking  # noqa: PLC0415  (imports stay inside commands: fast --help)
+    from models.registry import alias_version, open_tracking  # noqa: PLC0415  (imports stay inside commands: fast --help)
     from services.feedback.experiment import experiment_report  # noqa: PLC0415  (likewise)
     from services.feedback.facts import open_facts  # noqa: PLC0415  (likewise)
 
@@ -144,7 +113,8 @@ def conclude(
 ) -> None:
     """End the live experiment: promote the challenger to champion, or stop it (one of the two)."""
     from cli.main import _fail, _nothing_trained, _settings  # noqa: PLC0415  (cli.main imports this module)
-    from models.registry import open_tracking  # noqa: PLC0415  (imports stay inside commands: fast --help)
+    from models.registry import alias_version, open_tracking  # noqa: PLC0415  (imports stay inside commands: fast --help)
+    from training.promote import make_champion  # noqa: PLC0415  (likewise)
 
     if promote == stop:
         _fail("give exactly one of --promote (the challenger becomes champion) or --stop (the champion stays)")
@@ -159,7 +129,7 @@ def conclude(
         return
     champion = alias_version(client, settings, settings.champion_alias)
     if promote:
-        promote_challenger(client, settings, challenger, champion)
+        make_champion(client, settings, challenger, champion, PROMOTION_REASON)  # the challenger alias goes too
         message = f"version {challenger} is now {settings.champion_alias} (was {champion}); experiment ended"
     else:
         client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
