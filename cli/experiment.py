@@ -3,8 +3,9 @@
 `status` prints the per-variant figures with their 95% intervals and the verdict
 (`services.feedback.experiment`) and the versions the two registry aliases point at; `conclude`
 ends the experiment: `--promote` moves the champion alias to the challenger's version and deletes
-the challenger alias (`training.promote.make_champion`: tagged as `xsell promote` tags a promotion), `--stop` only deletes the challenger alias. The offer service follows
-the aliases within `XSELL_MODEL_REFRESH_S`.
+the challenger alias (`training.promote.make_champion`: tagged as `xsell promote` tags a
+promotion), `--stop` only deletes the challenger alias. The offer service follows the aliases
+within `XSELL_MODEL_REFRESH_S`.
 
 The helpers of `cli.main` (settings, one-line errors) and the stage modules are imported inside the
 commands: `cli.main` imports this module to register it, and `--help` stays fast.

@@ -13,7 +13,7 @@ line kept twice.
 Several pipeline instances share the state (`FoldBatch`): a batch first holds the rows of the
 customers and products it touches and of their categories (row locks in PostgreSQL, the write
 lock in SQLite; always in that order, each sorted, so two batches never wait on each other in a
-circle), reloads them, the event ids it carries that another instance applied, and the median
+circle), reloads them, the event ids it carries that another instance applied, and the
 states of the other products of its categories that moved on (a version number per product
 says so; price percentiles compare them all), folds, and writes back; percentiles it moves for
 products it holds no row of go to their own table. The statement that holds a customer or product
@@ -28,7 +28,6 @@ each applied event's. No e-mail address is kept: `customer_email` reads back emp
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,13 +35,12 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
 from features.lines import add_lines, event_line_rows, frame_line_rows, line_table, read_lines
 from features.owned import PurchaseTimes, bought_before, most_recent_first
-from xsell.database import create_tables, engine_for, select_in
+from xsell.database import create_tables, engine_for, hold_rows, select_in, upsert_insert
 from xsell.events import PurchaseEvent
 
 metadata = MetaData()
@@ -233,13 +231,7 @@ class FoldBatch:
         )
         percentiles: dict[str, float] = {}
         if categories:  # every writer of a category's products holds its row: what follows is settled
-            insert = _insert_into(db, fold_category_locks)
-            db.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["category"], set_={"touched_at": insert.excluded.touched_at}
-                ),
-                [{"category": category, "touched_at": time.time()} for category in categories],
-            )
+            hold_rows(db, fold_category_locks, categories)
             query = (
                 select(fold_products.c.product_id, fold_products.c.version, fold_percentiles.c.percentile)
                 .outerjoin(fold_percentiles, fold_percentiles.c.product_id == fold_products.c.product_id)
@@ -319,7 +311,7 @@ def _hold(
     if not ids:
         return []
     (key,) = table.primary_key.columns
-    insert = _insert_into(db, table)
+    insert = upsert_insert(db, table)
     statement = insert.on_conflict_do_update(index_elements=[key], set_={"state": table.c.state})
     rows = [{key.name: i, "state": EMPTY_STATE, **(defaults or {})} for i in ids]
     return [tuple(row) for row in db.execute(statement.returning(key, table.c.state, *extra), rows)]
@@ -327,7 +319,7 @@ def _hold(
 
 def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None:
     if rows:
-        insert = _insert_into(db, table)
+        insert = upsert_insert(db, table)
         keys = [column.name for column in table.primary_key.columns]
         columns = {name: insert.excluded[name] for name in rows[0] if name not in keys}
         _execute_many(db, insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
@@ -335,7 +327,7 @@ def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None
 
 def _insert(db: Connection, table: Table, rows: list[dict[str, object]], ignore: bool = False) -> None:
     if rows:
-        insert = _insert_into(db, table)
+        insert = upsert_insert(db, table)
         _execute_many(db, insert.on_conflict_do_nothing() if ignore else insert, rows)
 
 
@@ -350,11 +342,6 @@ def _execute_many(db: Connection, statement: Any, rows: list[dict[str, object]])
     compiled = statement.compile(dialect=db.dialect, column_keys=list(rows[0]))
     names = compiled.positiontup or []
     db.exec_driver_sql(str(compiled), [tuple(row[name] for name in names) for row in rows])
-
-
-def _insert_into(db: Connection, table: Table) -> Any:
-    """An INSERT of the connection's dialect, which knows ON CONFLICT."""
-    return (postgresql if db.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def _customer(state: str) -> CustomerState:

@@ -6,11 +6,12 @@ SQLite under XSELL_HOME by default, PostgreSQL (or any SQLAlchemy URL) by `XSELL
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, MetaData, Select, Table, create_engine, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -66,6 +67,26 @@ def add_missing_columns(table: Table, engine: Engine) -> None:
             if attempt == CREATE_ATTEMPTS:
                 raise
             time.sleep(0.05 * attempt)
+
+
+def upsert_insert(db: Connection, table: Table) -> Any:
+    """An INSERT into ``table`` that knows ``ON CONFLICT`` (`on_conflict_do_nothing`,
+    `on_conflict_do_update`), in the connection's dialect: PostgreSQL's or SQLite's."""
+    return (postgresql if db.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def hold_rows(db: Connection, table: Table, keys: Sequence[str]) -> None:
+    """Hold the rows of ``keys`` in a lock table (its key, then a ``touched_at`` time) until the
+    transaction ends: an upsert, so a row lock in PostgreSQL and the database's write lock in
+    SQLite. Callers pass the keys sorted, so that two transactions never wait on each other in a
+    circle."""
+    if not keys:
+        return
+    (key,) = table.primary_key.columns
+    insert = upsert_insert(db, table)
+    statement = insert.on_conflict_do_update(index_elements=[key], set_={"touched_at": insert.excluded.touched_at})
+    now = time.time()
+    db.execute(statement, [{key.name: value, "touched_at": now} for value in keys])
 
 
 def select_in(

@@ -46,11 +46,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from xsell.chunks import chunked
-from xsell.database import create_tables, engine_for
+from xsell.database import create_tables, engine_for, upsert_insert
 from xsell.settings import Settings
 
 
@@ -161,8 +160,7 @@ class Outbox:
         added = 0
         with self.engine.begin() as db:
             insert = (
-                _dialect(db)
-                .insert(outbox_table)
+                upsert_insert(db, outbox_table)
                 .on_conflict_do_nothing(index_elements=["decision_id"])
                 .returning(outbox_table.c.decision_id)
             )
@@ -318,13 +316,8 @@ class Outbox:
         self.engine.dispose()
 
 
-def _dialect(db: Connection) -> Any:
-    """The dialect module whose `insert` has `on_conflict_*` for this connection."""
-    return postgresql if db.dialect.name == "postgresql" else sqlite
-
-
 def _beat(db: Connection, owner: str, now: float) -> None:
-    insert = _dialect(db).insert(senders_table)
+    insert = upsert_insert(db, senders_table)
     db.execute(
         insert.on_conflict_do_update(index_elements=["owner"], set_={"alive_at": insert.excluded.alive_at}),
         {"owner": owner, "alive_at": now},

@@ -17,15 +17,13 @@ SQLite), and an e-mail a cap no longer allows leaves the decision as an in-app o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from xsell.database import create_tables, engine_for, select_in
+from xsell.database import create_tables, engine_for, hold_rows, select_in, upsert_insert
 from xsell.offers import Channel, OfferDecision, as_utc
 
 metadata = MetaData()
@@ -95,7 +93,7 @@ class OfferStateStore:
         final_payloads: list[bytes] = []
         with self.engine.begin() as db:
             mailing = sorted({d.customer_id for d in decisions if d.customer_id and Channel.EMAIL in d.channels})
-            _lock(db, mailing)  # sorted: two instances lock the customers they share in the same order
+            hold_rows(db, locks_table, mailing)  # sorted: two instances lock the customers they share in one order
             stored = _decided(db, (d.event_id for d in decisions))
             since = min((as_utc(d.occurred_at) for d in decisions), default=None)
             sent = _email_times(db, mailing, since - CAP_WINDOW) if since is not None and mailing else {}
@@ -151,22 +149,8 @@ def _email_times(db: Connection, customer_ids: Iterable[str], since: datetime) -
     return {c: tuple(sorted(t)) for c, t in times.items()}
 
 
-def _lock(db: Connection, customer_ids: Sequence[str]) -> None:
-    """Hold each customer's lock row until the transaction ends (an upsert: a row lock in
-    PostgreSQL; in SQLite the first write takes the database's write lock)."""
-    if not customer_ids:
-        return
-    insert = (postgresql if db.dialect.name == "postgresql" else sqlite).insert(locks_table)
-    statement = insert.on_conflict_do_update(
-        index_elements=["customer_id"], set_={"touched_at": insert.excluded.touched_at}
-    )
-    now = time.time()
-    db.execute(statement, [{"customer_id": customer_id, "touched_at": now} for customer_id in customer_ids])
-
-
 def _insert_new(db: Connection, table: Table, rows: list[dict[str, object]]) -> None:
     """Insert rows, skipping those whose key is stored (another instance may have stored them)."""
     if not rows:
         return
-    insert = (postgresql if db.dialect.name == "postgresql" else sqlite).insert(table)
-    db.execute(insert.on_conflict_do_nothing(), rows)
+    db.execute(upsert_insert(db, table).on_conflict_do_nothing(), rows)
