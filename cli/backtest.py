@@ -50,7 +50,7 @@ from training.evaluation import evaluate
 from training.experiment import ExperimentConfig
 from training.protocol import build_evaluation_triggers, split_cutoff
 from xsell.events import PurchaseEvent
-from xsell.history import events_from_history, read_purchase_history
+from xsell.history import events_from_history, history_rows, read_purchase_history
 from xsell.offers import OfferDecision
 from xsell.settings import Settings
 
@@ -101,7 +101,7 @@ def backtest(
     with tempfile.TemporaryDirectory(prefix="xsell-backtest-") as scratch:
         served_settings = _backtest_settings(settings, Path(scratch), config.k)
         history_file = Path(scratch) / "history.parquet"
-        _write_canonical(history, history_file)
+        history_rows(history).to_parquet(history_file, index=False)
         clock = time.perf_counter()
         trained = train(served_settings, history_file, config=experiment)
         seconds["train"] = round(time.perf_counter() - clock, 2)
@@ -262,14 +262,6 @@ def _backtest_settings(settings: Settings, home: Path, k: int) -> Settings:
 def replace_settings(settings: Settings, **changes: object) -> Settings:
     """A copy of ``settings`` with ``changes`` (validated like the environment's values)."""
     return type(settings)(**{**settings.model_dump(), **changes})
-
-
-def _write_canonical(lines: pd.DataFrame, path: Path) -> Path:
-    """Canonical order lines as a history file (returned lines with negative quantities)."""
-    frame = lines.drop(columns=["is_return"]).copy()
-    frame["quantity"] = frame["quantity"].where(~lines["is_return"], -frame["quantity"])
-    frame.to_parquet(path, index=False)
-    return path
 
 
 def render_backtest(result: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from services.delivery.outbox import Outbox
 from services.ingest.replay import Pacing, produce_events, select_events, with_demo_contacts
 from services.schema import create_schema
 from xsell.consumer import wait_for
-from xsell.history import PurchaseHistory, read_purchase_history
+from xsell.history import PurchaseHistory, history_rows, read_purchase_history
 from xsell.kafka_security import client_security
 from xsell.offers import Channel, OfferDecision
 from xsell.settings import Settings
@@ -84,10 +84,9 @@ def split_history(path: Path, live_days: int, out_dir: Path) -> tuple[Path, Purc
     history = read_purchase_history(path)
     lines = history.lines
     out_dir.mkdir(parents=True, exist_ok=True)
-    past = lines[lines["ordered_at"] < live_cutoff(history, live_days)].copy()
-    past["quantity"] = past["quantity"].where(~past["is_return"], -past["quantity"])  # canonical: returns negative
+    past = lines[lines["ordered_at"] < live_cutoff(history, live_days)]
     target = out_dir / "history.parquet"
-    past.drop(columns=["is_return"]).to_parquet(target, index=False)
+    history_rows(past).to_parquet(target, index=False)
     return target, history, int(len(lines) - len(past))
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from features.archive import PurchaseArchive
 from training.schedule import LoopStats, run_every
 from xsell.errors import UserError
+from xsell.history import history_rows
 from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ def archive_snapshot(settings: Settings, since: datetime | None = None, until: d
             f"the purchase archive has no lines from {since.isoformat()} to {until.isoformat()} "
             f"({count} lines in all, the newest at {newest.isoformat()}): choose another --since/--until"
         )
-    frame = lines.drop(columns=["is_return"]).copy()
-    frame["quantity"] = frame["quantity"].where(~lines["is_return"], -frame["quantity"])  # canonical: returns negative
+    frame = history_rows(lines)
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:12]
     folder = settings.home / "training-data"
     folder.mkdir(parents=True, exist_ok=True)

@@ -219,6 +219,14 @@ def _clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, Counter[str]]:
     return frame[list(LINE_COLUMNS)], rejected
 
 
+def history_rows(lines: pd.DataFrame) -> pd.DataFrame:
+    """Canonical lines as a history file holds them: returned lines with negative quantities and no
+    `is_return` column (`read_purchase_history` reads them back as they were)."""
+    rows = lines.drop(columns=["is_return"])
+    rows["quantity"] = rows["quantity"].where(~lines["is_return"], -rows["quantity"])
+    return rows
+
+
 def count_events(lines: pd.DataFrame, since: object = None, limit: int | None = None) -> int:
     """How many events `events_from_history` yields for these lines (for progress bars)."""
     if since is not None:
