@@ -50,19 +50,6 @@ SAMPLE_EVERY_S = 0.2
 WARM_UP_EVENTS = 50
 
 
-def groups_of(settings: Settings) -> dict[str, str]:
-    """Stage name -> consumer group, for every consumer of the pipeline."""
-    return {
-        "ingest": settings.ingest_group,
-        "features": settings.features_group,
-        "archive": settings.archive_group,
-        "offers": settings.offer_group,
-        "delivery": settings.delivery_group,
-        "inbox": settings.inbox_group,
-        "feedback": settings.feedback_group,
-    }
-
-
 class Committed:
     """Committed offsets and end offsets of the pipeline's groups, read from the broker."""
 
@@ -70,7 +57,7 @@ class Committed:
         self.admin = KafkaAdminClient(
             bootstrap_servers=settings.kafka_bootstrap, client_id="bench-pipeline", **client_security(settings)
         )
-        self.groups = groups_of(settings)
+        self.groups = settings.consumer_groups
         purchases, offers = [settings.topic_purchases], [settings.topic_offers]
         self.topics = {
             "ingest": purchases,

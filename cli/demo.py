@@ -147,15 +147,7 @@ def start_services(settings: Settings, env: dict[str, str] | None = None) -> Non
         processes.start(spec, env)
     if not _wait_http(f"http://{settings.api_host}:{settings.api_port}/healthz", 90):
         raise DemoError(f"the API did not come up; see {settings.home / 'logs' / 'api.log'}")
-    groups = [
-        settings.ingest_group,
-        settings.features_group,
-        settings.offer_group,
-        settings.delivery_group,
-        settings.inbox_group,
-        settings.feedback_group,
-        settings.archive_group,
-    ]
+    groups = list(settings.consumer_groups.values())
     if not _wait_groups(settings, groups, 120):
         raise DemoError(f"the consumers did not join their groups; see the logs in {settings.home / 'logs'}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,8 +47,9 @@ def index_as_of(client: MlflowClient, run_id: str) -> pd.Timestamp:
 
 
 def serving_index(settings: Settings) -> dict[str, object] | None:
-    """The champion's version, the run of the index it serves and that index's as_of (ISO), as the
-    registry says; None when no champion is registered (a local store not created yet included)."""
+    """The champion's version and when it was registered, the run of the index it serves and that
+    index's as_of (times ISO), as the registry says; None when no champion is registered (a local
+    store not created yet included)."""
 
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
@@ -56,5 +58,11 @@ def serving_index(settings: Settings) -> dict[str, object] | None:
     version = champion_version(client, settings)
     if version is None:
         return None
-    run_id = index_run_id(client.get_model_version(settings.model_name, str(version)))
-    return {"model_version": version, "index_run_id": run_id, "index_as_of": index_as_of(client, run_id).isoformat()}
+    registered = client.get_model_version(settings.model_name, str(version))
+    run_id = index_run_id(registered)
+    return {
+        "model_version": version,
+        "model_registered_at": datetime.fromtimestamp(registered.creation_timestamp / 1000, UTC).isoformat(),
+        "index_run_id": run_id,
+        "index_as_of": index_as_of(client, run_id).isoformat(),
+    }

@@ -403,6 +403,19 @@ class Settings(BaseSettings):
         return self.kafka_jars_dir or self.home / "cache" / f"kafka-{self.kafka_version}"
 
     @property
+    def consumer_groups(self) -> dict[str, str]:
+        """Every consumer group of xsell by its stage, in the order of the flow."""
+        return {
+            "ingest": self.ingest_group,
+            "features": self.features_group,
+            "archive": self.archive_group,
+            "offers": self.offer_group,
+            "delivery": self.delivery_group,
+            "inbox": self.inbox_group,
+            "feedback": self.feedback_group,
+        }
+
+    @property
     def topic_partitions(self) -> dict[str, int]:
         """Every topic xsell uses, with its partition count."""
         return {

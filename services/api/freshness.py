@@ -17,34 +17,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
 
 from features.archive import purchase_archive
-from models.index_source import serving_index
-from models.registry import open_tracking
 from services.feedback.report import newest_purchase_at
-from xsell.settings import Settings
-
-
-def consumer_groups(settings: Settings) -> list[str]:
-    """Every consumer group of xsell, in the order of the flow."""
-    return [
-        settings.ingest_group,
-        settings.features_group,
-        settings.archive_group,
-        settings.offer_group,
-        settings.delivery_group,
-        settings.inbox_group,
-        settings.feedback_group,
-    ]
-
-
-def serving_model(settings: Settings) -> dict[str, object] | None:
-    """`serving_index` (the champion's version, the run and as_of of its index) plus when that
-    version was registered (`model_registered_at`, ISO); None when no champion is registered."""
-    serving = serving_index(settings)
-    if serving is None:
-        return None
-    version = open_tracking(settings).get_model_version(settings.model_name, str(serving["model_version"]))
-    registered_at = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
-    return {**serving, "model_registered_at": registered_at.isoformat()}
 
 
 def newest_archived_purchase(engine: Engine) -> datetime | None:
@@ -67,7 +40,7 @@ def age_s(later: datetime | None, earlier: datetime | None) -> float | None:
 def freshness(
     serving: Mapping[str, object], facts: Engine, lag: dict[str, int | None] | None, now: datetime
 ) -> dict[str, Any]:
-    """The freshness panel's figures from what the registry says serves (`serving_model`), the
+    """The freshness panel's figures from what the registry says serves (`models.index_source.serving_index`), the
     facts and the archive in `facts`' database, and the consumer lag by group (each null when
     unknown; `consumer_lag` null as a whole when Kafka is unreachable)."""
     registered, as_of = (

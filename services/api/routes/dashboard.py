@@ -37,6 +37,7 @@ from kafka.errors import KafkaError
 from sqlalchemy.exc import SQLAlchemyError
 
 from infra.kafka.lag import consumer_lag
+from models.index_source import serving_index
 from services.api.deps import (
     FactsDep,
     SettingsDep,
@@ -45,7 +46,7 @@ from services.api.deps import (
     is_api_key,
     require_dashboard_access,
 )
-from services.api.freshness import consumer_groups, freshness, serving_model
+from services.api.freshness import age_s, freshness
 from services.api.session import COOKIE_NAME, SESSION_TTL_S, sign_session
 from services.delivery.outbox import Outbox
 from services.feedback.experiment import experiment_report
@@ -225,7 +226,7 @@ def read_pipeline_health(settings: SettingsDep, response: Response) -> dict[str,
 
 
 class _RegistryReader:
-    """`serving_model` in a worker thread, its answer kept for REGISTRY_TTL_S: a dashboard request
+    """`serving_index` in a worker thread, its answer kept for REGISTRY_TTL_S: a dashboard request
     waits at most REGISTRY_TIMEOUT_S, and an unreachable MLflow costs one thread, not one per request."""
 
     def __init__(self) -> None:
@@ -242,7 +243,7 @@ class _RegistryReader:
                 return cached[1]
             future = self._pending.get(key)
             if future is None or future.done():
-                future = self._pending[key] = self._executor.submit(serving_model, settings)
+                future = self._pending[key] = self._executor.submit(serving_index, settings)
         try:
             value = future.result(timeout=REGISTRY_TIMEOUT_S)
         except FutureTimeout:
@@ -272,15 +273,12 @@ def read_serving_model(settings: SettingsDep, facts: FactsDep, response: Respons
     serving = _registry.read(settings) or {}
     newest = newest_purchase_at(facts)
     as_of = serving.get("index_as_of")
-    age_s = None
-    if as_of is not None and newest is not None:
-        age_s = max(0.0, (newest - datetime.fromisoformat(str(as_of))).total_seconds())
     return {
         "model_version": serving.get("model_version"),
         "index_run_id": serving.get("index_run_id"),
         "index_as_of": as_of,
         "newest_purchase_at": newest.isoformat() if newest else None,
-        "index_age_s": age_s,
+        "index_age_s": age_s(newest, datetime.fromisoformat(str(as_of)) if as_of is not None else None),
     }
 
 
@@ -296,7 +294,7 @@ def read_freshness(settings: SettingsDep, facts: FactsDep, response: Response) -
     response.headers.update(NO_STORE)
     lag: dict[str, int | None] | None
     try:
-        lag = consumer_lag(settings, consumer_groups(settings), timeout_s=DLQ_TIMEOUT_S)
+        lag = consumer_lag(settings, list(settings.consumer_groups.values()), timeout_s=DLQ_TIMEOUT_S)
     except KafkaError as error:
         log.warning("consumer lag unavailable", extra={"error": type(error).__name__})
         lag = None
