@@ -59,11 +59,12 @@ def status(
     if as_json:
         print(json.dumps(report, default=str))
         return
-    _print_status(report)
+    print_status(report)
 
 
-def _print_status(report: dict[str, Any]) -> None:
-    """The figures (a column per variant), the aliases and the verdict, for a terminal."""
+def print_status(report: dict[str, Any]) -> None:
+    """The figures of `experiment_report` (a column per variant), the aliases when the report has
+    them, and the verdict, for a terminal (`status`, and `make run`'s summary)."""
     variants = report["variants"]
     table = Table(title="Champion vs challenger (95% intervals)")
     table.add_column("")
@@ -87,8 +88,9 @@ def _print_status(report: dict[str, Any]) -> None:
         table.add_row(name, *(shown(figures) for figures in variants.values()))
     console = Console()
     console.print(table)
-    aliases = ", ".join(f"{alias} -> {version or 'unset'}" for alias, version in report["aliases"].items())
-    console.print(f"aliases: {aliases}", highlight=False)
+    if "aliases" in report:
+        aliases = ", ".join(f"{alias} -> {version or 'unset'}" for alias, version in report["aliases"].items())
+        console.print(f"aliases: {aliases}", highlight=False)
     if report["offers_without_variant"]:
         console.print(f"offers without a variant (left out): {report['offers_without_variant']}", highlight=False)
     console.print(f"verdict: {report['verdict']}", highlight=False)

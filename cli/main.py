@@ -18,14 +18,14 @@ import sys
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.experiment import experiment_app
+from cli.experiment import experiment_app, print_status
 from xsell.errors import UserError
 from xsell.logs import configure_logging
 from xsell.settings import PROFILES, Settings, SettingsError, load_settings
@@ -931,7 +931,7 @@ def _print_report(report: object, settings: Settings) -> None:
     if report.retrain:  # type: ignore[attr-defined]
         out.print(escape(f"retrained from the archive: {report.retrain['message']}"))  # type: ignore[attr-defined]
     if report.experiment:  # type: ignore[attr-defined]
-        _print_experiment(out, report.experiment)  # type: ignore[attr-defined]
+        print_status(report.experiment)  # type: ignore[attr-defined]
     customer = (report.example or {}).get("customer_id", "")  # type: ignore[attr-defined]
     out.print(f"API:        {settings.base_url}/docs")
     out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")
@@ -940,40 +940,6 @@ def _print_report(report: object, settings: Settings) -> None:
     out.print(f"mail:       {settings.mail_dir}")
     out.print(f"XSELL_API_KEY={settings.api_key}")
     out.print("stop everything with: make stop")
-
-
-def _print_experiment(out: Console, figures: dict[str, Any]) -> None:
-    """The live experiment per variant (offers, rates and revenue per offer with 95% intervals) and its verdict."""
-
-    def rate(value: float | None, interval: list[float] | None) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.1%}" + (f" [{interval[0]:.1%}, {interval[1]:.1%}]" if interval else "")
-
-    table = Table(
-        "variant",
-        "versions",
-        "offers",
-        "click rate",
-        "conversion rate",
-        "revenue per offer",
-        title="live experiment (trial days)",
-    )
-    for variant, row in figures["variants"].items():
-        revenue = row["revenue_per_offer"]
-        interval = row.get("revenue_per_offer_ci")
-        table.add_row(
-            variant,
-            ", ".join(row["model_versions"]) or "-",
-            str(row["offers_sent"]),
-            rate(row["click_rate"], row.get("click_rate_ci")),
-            rate(row["conversion_rate"], row.get("conversion_rate_ci")),
-            "-"
-            if revenue is None
-            else f"{revenue:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""),
-        )
-    out.print(table)
-    out.print(f"verdict: {figures['verdict']}")
 
 
 def main() -> None:
