@@ -7,7 +7,8 @@ over `--reads` calls each, then folds and pushes the last `--stream-events` even
 the streaming pipeline's batch step (`FeaturePipeline.apply`, as new event ids) in batches of
 `--batch` to measure the streaming update rate: events/s, batch latency p50/p99, and where a
 batch's time goes (milliseconds per batch and step: refresh, fold, save, push_online,
-push_offline; `PipelineStats.seconds`). Prints one JSON line.
+push_offline; `PipelineStats.seconds`), with offline pushes as configured
+(`XSELL_FEAST_PUSH_OFFLINE`, off by default; `stream_push_offline` says which). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
                 "online_read_100_products": percentiles(hundred_products),
                 "stream_events": len(fresh),
                 "stream_batch": args.batch,
+                "stream_push_offline": settings.feast_push_offline,
                 "stream_events_per_s": round(len(fresh) / stream_s, 1),
                 "stream_batch_latency": percentiles(batch_ms),
                 "stream_step_ms_per_batch": {

@@ -34,7 +34,7 @@ from features.aggregates import FeatureFold
 from features.catalog import build_catalog, category_map
 from features.definitions import CUSTOMER_SCHEMA, PRODUCT_SCHEMA
 from features.state import FoldStateStore
-from features.store import apply_definitions, open_feature_store
+from features.store import apply_definitions, definitions_applied, open_feature_store
 from xsell.history import PurchaseHistory, events_from_history, read_purchase_history
 from xsell.settings import Settings
 
@@ -161,7 +161,10 @@ def backfill(
         FoldStateStore(settings.fold_state_db_url).replace_all(fold, history.lines)
     lap("write")
 
-    apply_definitions(settings)
+    if not offline_only or not definitions_applied(settings):
+        # a running system's registry stays as it is: Feast rewrites a file registry in place,
+        # under the services that read it
+        apply_definitions(settings)
     lap("apply")
     if not offline_only:
         materialize(settings)

@@ -3,8 +3,9 @@
 Own consumer group on `purchases`. Per micro-batch: parse (records ingestion dead-letters are
 skipped, not dead-lettered twice), and in one transaction of the fold state (shared by every
 instance: `features.state`) reload the entities the batch touches, fold the new events in, save
-the touched state and the event ids; then push the fresh snapshots through the Feast push sources (online and
-offline), then commit offsets. Re-delivered events (after a crash between any two of those steps)
+the touched state and the event ids; then write the fresh snapshots to the online store
+(`features.online.OnlineFeatureWriter`: what a Feast push writes, in one transaction on SQLite) and,
+with `feast_push_offline`, push them to the offline store; then commit offsets. Re-delivered events (after a crash between any two of those steps)
 are already in the state: they change nothing and their entities' current values are pushed again.
 A batch whose transaction fails may have left the in-memory fold ahead of the shared state (its
 events taken in, its entities changed): the fold is loaded again before the next batch, so that
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from features.aggregates import FeatureFold
 from features.backfill import snapshot_frame
+from features.online import OnlineFeatureWriter
 from features.state import FoldStateStore
 from features.store import open_feature_store
 from xsell.consumer import ConsumerLoop, Record
@@ -57,6 +59,7 @@ class FeaturePipeline:
         self.state_store = FoldStateStore(settings.fold_state_db_url)
         self.fold: FeatureFold = self.state_store.load()
         self.store = open_feature_store(settings)
+        self.online = OnlineFeatureWriter(self.store)
         self.stats = PipelineStats()
         self._fold_stale = False  # a batch failed: load the fold again before the next one
         self.loop = ConsumerLoop(
@@ -116,31 +119,40 @@ class FeaturePipeline:
         if duplicates:
             again_customers, again_products = self.fold.snapshots_for(duplicates)
             customer_rows, product_rows = customer_rows + again_customers, product_rows + again_products
-        self._push(CUSTOMER_PUSH_SOURCE, customer_rows)
-        self._push(PRODUCT_PUSH_SOURCE, product_rows)
+        self._push({CUSTOMER_PUSH_SOURCE: customer_rows, PRODUCT_PUSH_SOURCE: product_rows})
         self.stats.events_applied += len(out.applied)
         self.stats.duplicates += out.skipped_duplicates
         self.stats.customer_rows_pushed += len(customer_rows)
         self.stats.product_rows_pushed += len(product_rows)
 
-    def _push(self, source: str, rows: list[dict[str, object]]) -> None:
-        if not rows:
-            return
+    def _push(self, rows_by_source: dict[str, list[dict[str, object]]]) -> None:
         from features.feast_import import PushMode  # noqa: PLC0415  (Feast: slow to import)
 
-        frame = snapshot_frame(rows)
-        # one row per entity (the latest): a batch may carry an entity twice (new + re-pushed)
-        key = frame.columns[0]
-        frame = frame.sort_values("event_timestamp").drop_duplicates(key, keep="last").reset_index(drop=True)
+        frames = {}
+        for source, rows in rows_by_source.items():
+            if not rows:
+                continue
+            frame = snapshot_frame(rows)
+            # one row per entity (the latest): a batch may carry an entity twice (new + re-pushed)
+            key = frame.columns[0]
+            frames[source] = (
+                frame.sort_values("event_timestamp").drop_duplicates(key, keep="last").reset_index(drop=True)
+            )
+        if not frames:
+            return
         started = time.perf_counter()
-        self.store.push(source, frame, to=PushMode.ONLINE)
+        self.online.push(frames)  # every view's rows in one write
         online = self.stats.lap("push_online", started)
         if self.settings.feast_push_offline:
-            self.store.push(source, frame, to=PushMode.OFFLINE)
+            for source, frame in frames.items():
+                self.store.push(source, frame, to=PushMode.OFFLINE)
             self.stats.lap("push_offline", online)
         log.debug(
             "pushed",
-            extra={"source": source, "rows": len(frame), "ms": round((time.perf_counter() - started) * 1e3, 1)},
+            extra={
+                "rows": {source: len(frame) for source, frame in frames.items()},
+                "ms": round((time.perf_counter() - started) * 1e3, 1),
+            },
         )
 
     def run(self) -> PipelineStats:

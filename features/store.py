@@ -66,6 +66,17 @@ def apply_definitions(settings: Settings) -> list[str]:
     return [getattr(obj, "name", "") for obj in definitions.objects]
 
 
+def definitions_applied(settings: Settings) -> bool:
+    """True when the registry already holds the feature service the ranker reads."""
+    from features.historical import FEATURE_SERVICE  # noqa: PLC0415  (imports Feast: slow)
+
+    try:
+        open_feature_store(settings).get_feature_service(FEATURE_SERVICE)
+    except Exception:  # noqa: BLE001 - Feast raises its own not-found errors, or fails on a missing registry
+        return False
+    return True
+
+
 def ensure_offline_file(view: object) -> None:
     """Create the view's Parquet batch source, empty and with the view's schema, if it is missing
     (a store that only ever streams still needs the file that offline pushes append to)."""

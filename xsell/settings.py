@@ -138,10 +138,13 @@ class Settings(BaseSettings):
         "registry file beside the feature store under XSELL_HOME (the production profile: the xsell database).",
     )
     feast_push_offline: bool = Field(
-        default=True,
+        default=False,
         description="The feature pipeline pushes each batch's snapshots to the offline store too (files under "
-        "XSELL_HOME); off in the production profile, where instances keep nothing on disk and a retrain rebuilds the "
-        "offline features it trains on from the purchase archive.",
+        "XSELL_HOME). Off by default: Feast's file source rewrites a view's whole Parquet file at each push (a cost that "
+        "grows with the history), and nothing needs it: `xsell train --data` backfills "
+        "from its file, `xsell train` and `xsell retrain` rebuild the offline features from the purchase archive first "
+        "(`training.retrain.train_from_archive`). Offline reads of streamed orders not yet in a backfill or retrain "
+        "(`xsell recommend`, `xsell train --no-backfill --data`) see the features as of that rebuild.",
     )
     redis_port: int = Field(default=6379, description="Port of the redis-server `stack up --profile production` runs.")
     postgres_port: int = Field(default=5433, description="Port of the PostgreSQL cluster the production profile runs.")

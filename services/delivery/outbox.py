@@ -224,9 +224,12 @@ class Outbox:
         with self.engine.begin() as db:
             return sum(_fenced(db, row, next_attempt_at=now, leased_by=None) for row in rows)
 
-    def mark_sent(self, row: OutboxRow, now: float) -> bool:
-        """The server accepted the claimed row's message. False when the claim was fenced off."""
+    def mark_sent(self, row: OutboxRow, now: float, *, beat: str | None = None) -> bool:
+        """The server accepted the claimed row's message. False when the claim was fenced off.
+        With `beat`, that sender's heartbeat at `now` is written in the same transaction."""
         with self.engine.begin() as db:
+            if beat is not None:
+                _beat(db, beat, now)
             return _fenced(
                 db,
                 row,
@@ -255,10 +258,12 @@ class Outbox:
             )
         return next_attempt_at if done else None
 
-    def mark_failed(self, row: OutboxRow, error: str, now: float) -> bool:
+    def mark_failed(self, row: OutboxRow, error: str, now: float, *, beat: str | None = None) -> bool:
         """A permanent refusal of the claimed row (e.g. unknown recipient): never retried. False
-        when the claim was fenced off."""
+        when the claim was fenced off. With `beat`, as `mark_sent`."""
         with self.engine.begin() as db:
+            if beat is not None:
+                _beat(db, beat, now)
             return _fenced(
                 db,
                 row,

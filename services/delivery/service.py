@@ -223,8 +223,7 @@ class DeliveryService:
                 if self._stopping.is_set():
                     self._release(rows[index:])
                     break
-                if index:
-                    self.outbox.heartbeat(self.owner, time.time())
+                # the claim, then each row's outcome, write this sender's heartbeat: it beats before every message
                 try:
                     session.send(_for_sending(row.message))
                 except SmtpError as error:
@@ -233,7 +232,7 @@ class DeliveryService:
                             DELIVERIES.labels("retry").inc()
                         self._release(rows[index + 1 :])
                         break
-                    if not self.outbox.mark_failed(row, str(error), time.time()):
+                    if not self.outbox.mark_failed(row, str(error), time.time(), beat=self.owner):
                         self._fenced_off(row, "failed")
                         self._release(rows[index + 1 :])
                         break
@@ -241,7 +240,7 @@ class DeliveryService:
                     DELIVERIES.labels("failed").inc()
                     log.warning("e-mail refused for good", extra={"decision_id": row.decision_id, "error": str(error)})
                     continue
-                if not self.outbox.mark_sent(row, time.time()):
+                if not self.outbox.mark_sent(row, time.time(), beat=self.owner):
                     self._fenced_off(row, "sent")
                     self._release(rows[index + 1 :])
                     break

@@ -29,14 +29,17 @@ from sqlalchemy import (
     Table,
     insert,
     select,
+    tuple_,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
-from xsell.database import add_missing_columns, create_tables, engine_for, select_in
+from xsell.chunks import QUERY_CHUNK, chunked
+from xsell.database import add_missing_columns, create_tables, engine_for, select_in, upsert_insert
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
+
+PAIR_CHUNK = QUERY_CHUNK // 3  # a pair's look-up binds its customer and the pair: at most three values
 
 metadata = MetaData()
 decisions = Table(
@@ -138,22 +141,27 @@ def open_facts(url: str) -> Engine:
     return engine
 
 
-def _insert_ignore(db: Connection, table: Table, rows: Sequence[Mapping[str, object]]) -> int:
-    """Insert rows whose primary key is new; return how many were new."""
+def _insert_ignore(db: Connection, table: Table, rows: Sequence[Mapping[str, object]], *, count: bool = False) -> int:
+    """Insert rows whose primary key is new. With `count`, return how many were new (else 0): on
+    SQLite and PostgreSQL the insert skips known keys itself (`ON CONFLICT DO NOTHING`, with
+    `RETURNING` when counting), elsewhere the known keys are looked up first."""
     if not rows:
         return 0
     keys = [column.name for column in table.primary_key.columns]
     unique = list({tuple(row[k] for k in keys): row for row in rows}.values())
-    existing = _existing_keys(db, table, keys, unique)
-    new = [row for row in unique if tuple(row[k] for k in keys) not in existing]
-    if new:
-        dialect = db.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            module = sqlite if dialect == "sqlite" else postgresql
-            db.execute(module.insert(table).on_conflict_do_nothing(index_elements=keys), new)
-        else:
+    dialect = db.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        existing = _existing_keys(db, table, keys, unique)
+        new = [row for row in unique if tuple(row[k] for k in keys) not in existing]
+        if new:
             db.execute(insert(table), new)
-    return len(new)
+        return len(new)
+    statement = upsert_insert(db, table).on_conflict_do_nothing(index_elements=keys)
+    if not count:
+        db.execute(statement, unique)
+        return 0
+    returning = statement.returning(*(table.c[k] for k in keys))
+    return sum(len(db.execute(returning, list(chunk)).all()) for chunk in chunked(unique))
 
 
 def _existing_keys(
@@ -245,7 +253,7 @@ def record_feedback(db: Connection, events: Iterable[FeedbackEvent]) -> int:
         }
         for event in events
     ]
-    return _insert_ignore(db, feedback, rows)
+    return _insert_ignore(db, feedback, rows, count=True)
 
 
 def record_purchases(db: Connection, items: Iterable[tuple[PurchaseEvent, int | None]]) -> list[PurchaseLine]:
@@ -287,7 +295,8 @@ def record_purchases(db: Connection, items: Iterable[tuple[PurchaseEvent, int | 
 
 
 def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFact], list[PurchaseLine]]:
-    """Every stored offer and purchase line of these (customer id, product id) pairs."""
+    """Every stored offer of these (customer id, product id) pairs, and every stored purchase line
+    of those of them that have an offer (a line of a pair never offered converts nothing)."""
     found_offers = [
         OfferFact(
             offer_id=row["offer_id"],
@@ -309,16 +318,25 @@ def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFa
             revenue=row["revenue"],
             occurred_at=as_utc(row["occurred_at"]),
         )
-        for row in _rows_of_pairs(db, purchase_lines_table, pairs)
+        for row in _rows_of_pairs(db, purchase_lines_table, offered_pairs(found_offers))
     ]
     return found_offers, found_lines
 
 
 def _rows_of_pairs(db: Connection, table: Table, pairs: set[tuple[str, str]]) -> Iterator[RowMapping]:
-    """The rows of `table` whose (customer id, product id) is one of `pairs` (looked up by customer)."""
-    for row in select_in(db, select(table), table.c.customer_id, (customer for customer, _ in pairs)):
-        if (row["customer_id"], row["product_id"]) in pairs:
-            yield row
+    """The rows of `table` whose (customer id, product id) is one of `pairs`: looked up by customer
+    (its index), on SQLite and PostgreSQL filtered to the pairs by the database, `PAIR_CHUNK` pairs
+    a query."""
+    if not pairs:
+        return
+    if db.dialect.name not in ("sqlite", "postgresql"):  # no row values: filtered here
+        rows = select_in(db, select(table), table.c.customer_id, (customer for customer, _ in pairs))
+        yield from (row for row in rows if (row["customer_id"], row["product_id"]) in pairs)
+        return
+    pair = tuple_(table.c.customer_id, table.c.product_id)
+    for chunk in chunked(sorted(pairs), PAIR_CHUNK):
+        customers = sorted({customer for customer, _ in chunk})
+        yield from db.execute(select(table).where(table.c.customer_id.in_(customers), pair.in_(chunk))).mappings()
 
 
 def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:

@@ -70,6 +70,7 @@ def test_push_updates_online_and_offline_and_a_repeat_changes_nothing(
     backfilled: tuple[Settings, pd.DataFrame], make_event: EventFactory
 ) -> None:
     settings, _ = backfilled
+    settings = settings.model_copy(update={"feast_push_offline": True})  # off by default: this test checks it
     pipeline = FeaturePipeline(settings)
     before = customer_online_features(pipeline.store, ["C1"])[0]["order_count"]
     offline_rows = len(pd.read_parquet(settings.feast_dir / "data" / "customer_stats.parquet"))

@@ -75,7 +75,7 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     cut = events[-STREAMED].occurred_at
     lines[lines["ordered_at"] < cut].to_parquet(home / "history.parquet")
     stream = [e for e in events if e.occurred_at >= cut]
-    settings = load_settings(home=home)
+    settings = load_settings(home=home, feast_push_offline=True)  # the golden file pins the offline pushes too
     backfill(settings, home / "history.parquet")
 
     pipeline = FeaturePipeline(settings)

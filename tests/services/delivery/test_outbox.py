@@ -151,6 +151,17 @@ def test_the_claims_of_a_silent_sender_are_due_again_without_waiting_for_the_lea
     assert stored is not None and stored.leased_by == "restarted"
 
 
+def test_an_outcome_written_with_a_beat_keeps_the_senders_other_claims(outbox: Outbox) -> None:
+    outbox.add([entry("d1"), entry("d2"), entry("d3")], now=T0)
+    rows = claimed(outbox.claim_due(T0, "A", lease_s=600, stale_s=30))
+    assert outbox.mark_sent(rows["d1"], T0 + 20, beat="A")
+    assert outbox.claim_due(T0 + 45, "B", stale_s=30) == []  # A beat with its outcome 25 s ago: alive
+    assert outbox.mark_failed(rows["d2"], "550", T0 + 46, beat="A")
+    assert outbox.claim_due(T0 + 70, "B", stale_s=30) == []
+    assert [r.decision_id for r in outbox.claim_due(T0 + 77, "B", stale_s=30)] == ["d3"]  # silent 31 s
+    assert outbox.counts() == {"pending": 1, "sent": 1, "failed": 1}
+
+
 def test_a_sender_whose_rows_were_taken_over_cannot_mark_them(outbox: Outbox) -> None:
     outbox.add([entry("d1"), entry("d2"), entry("d3"), entry("d4")], now=T0)
     old = claimed(outbox.claim_due(T0, "A", lease_s=600, stale_s=30))

@@ -1,6 +1,8 @@
 """The facts store on more customers and orders than one `IN (...)` query takes: every look-up
-(known keys, a pair's offers and lines, current conversions) spans all chunks; a database stored
-before decisions and offers kept their variant and product name gets those columns when opened."""
+(known keys, a pair's offers and lines, current conversions) spans all chunks, and a pair's look-up
+returns that pair's offers only, and its lines only when it has an offer; new feedback is counted once however often it comes; a database
+stored before decisions and offers kept their variant and product name gets those columns when
+opened."""
 
 from __future__ import annotations
 
@@ -9,11 +11,20 @@ from pathlib import Path
 
 from sqlalchemy import Column, MetaData, Table, func, inspect, select
 
-from services.feedback.facts import conversions, decisions, offers, open_facts, record_batch
-from tests.services.feedback.factories import T0, decision, purchase
+from services.feedback.facts import (
+    PAIR_CHUNK,
+    conversions,
+    decisions,
+    facts_for,
+    offers,
+    open_facts,
+    record_batch,
+    record_feedback,
+)
+from tests.services.feedback.factories import T0, decision, feedback, purchase
 from xsell.chunks import QUERY_CHUNK
 from xsell.database import create_tables, engine_for
-from xsell.offers import OfferType, Variant, offer_id_for
+from xsell.offers import FeedbackType, OfferType, Variant, offer_id_for
 
 CUSTOMERS = [f"C{n:05d}" for n in range(2 * QUERY_CHUNK + 200)]
 
@@ -38,6 +49,37 @@ def test_a_batch_larger_than_one_query_chunk_is_stored_attributed_and_re_attribu
         offer_ids = set(db.scalars(select(conversions.c.offer_id)))
         assert db.scalar(select(func.count()).select_from(conversions)) == len(CUSTOMERS)
     assert offer_ids == {offer_id_for(f"L{c}", "P1") for c in CUSTOMERS}
+    engine.dispose()
+
+
+def test_the_facts_of_pairs_are_those_pairs_only_across_chunks() -> None:
+    engine = open_facts("sqlite://")
+    cross, up = OfferType.CROSS_SELL, OfferType.UP_SELL
+    offered = [(decision(f"A{c}", c, T0, ("P1", cross), ("P2", up)), None) for c in CUSTOMERS]
+    bought = [(purchase(f"B{c}", c, T0 + timedelta(days=1), ("P1", 1, 4.0), ("P3", 2, 1.0)), None) for c in CUSTOMERS]
+    with engine.begin() as db:
+        record_batch(db, offered, [], bought)
+    asked = {(c, "P1") for c in CUSTOMERS} | {("C00000", "P2"), ("C00001", "P3"), ("nobody", "P1")}
+    assert len(asked) > 3 * PAIR_CHUNK
+    with engine.connect() as db:
+        found_offers, found_lines = facts_for(db, asked)
+    assert sorted((o.customer_id, o.product_id) for o in found_offers) == sorted(
+        [(c, "P1") for c in CUSTOMERS] + [("C00000", "P2")]
+    )
+    assert sorted((line.customer_id, line.product_id) for line in found_lines) == sorted(
+        (c, "P1")
+        for c in CUSTOMERS  # ("C00001", "P3") was never offered: its line converts nothing
+    )
+    engine.dispose()
+
+
+def test_new_feedback_is_counted_once_within_and_across_batches() -> None:
+    engine = open_facts("sqlite://")
+    clicks = [feedback(FeedbackType.CLICK, offer_id_for(f"A{c}", "P1"), c) for c in CUSTOMERS]
+    with engine.begin() as db:
+        assert record_feedback(db, clicks + clicks[:10]) == len(CUSTOMERS)
+    with engine.begin() as db:
+        assert record_feedback(db, clicks[:5] + [feedback(FeedbackType.IMPRESSION, "new-offer")]) == 1
     engine.dispose()
 
 

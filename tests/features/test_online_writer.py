@@ -1,0 +1,188 @@
+"""The batched online write against Feast's own: on a real Feast repo (SQLite online store), a frame
+written by `OnlineFeatureWriter` leaves the same table rows and reads back exactly as the same
+frame pushed with ``store.push(..., to=PushMode.ONLINE)``; other online stores get Feast's push."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.feast_import import PushMode
+from features.online import OnlineFeatureWriter, _plain_sqlite
+from features.pipeline import CUSTOMER_PUSH_SOURCE, PRODUCT_PUSH_SOURCE
+from features.store import apply_definitions, open_feature_store
+from xsell.settings import Settings, load_settings
+
+CUSTOMER_FEATURES = [
+    "order_count",
+    "lifetime_spend",
+    "avg_order_value",
+    "last_order_ts",
+    "first_order_ts",
+    "distinct_products",
+    "avg_unit_price",
+    "return_rate",
+    "returned_units_rate",
+    "top_categories",
+    "category_affinity",
+]
+PRODUCT_FEATURES = [
+    "category",
+    "current_price",
+    "median_price",
+    "price_percentile",
+    "popularity_7d",
+    "popularity_30d",
+    "popularity_90d",
+    "total_orders",
+    "distinct_buyers",
+    "repeat_purchase_rate",
+    "return_rate",
+    "last_sold_ts",
+]
+
+
+def _customers() -> pd.DataFrame:
+    """Customer snapshots with what a push may carry: missing values, an entity twice (the later
+    row wins), sub-second times, negative zero, long and non-ASCII text."""
+    return pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C1", "Ç4"],
+            "event_timestamp": pd.to_datetime(
+                [
+                    "2011-12-09T12:50:00.123456Z",
+                    "2011-12-09T13:00:00Z",
+                    "2011-12-08T00:00:00.999999Z",
+                    "2011-12-09T14:00:00.5Z",
+                    "2011-12-01T09:00:00Z",
+                ],
+                utc=True,
+                format="ISO8601",
+            ),
+            "order_count": [3, 1, 0, 4, 2],
+            "lifetime_spend": [10.5, 0.1 + 0.2, -0.0, 12.25, 1e300],
+            "avg_order_value": [3.5, float("nan"), 0.0, 3.0625, 5e-324],
+            "last_order_ts": [1.3e9, 1.3e9 + 0.5, None, 1.32e9, 1.0],
+            "first_order_ts": [1.2e9, 1.3e9, 1.1e9, 1.2e9, 1.0],
+            "distinct_products": [5, 1, 0, 6, 2],
+            "avg_unit_price": [2.1, 0.3, 0.0, 2.0, 1.0],
+            "return_rate": [0.0, 0.5, -0.0, 0.25, 0.0],  # a negative zero after a zero
+            "returned_units_rate": [0.0, 0.1, 0.0, 0.0, 0.0],
+            "top_categories": ["MUG|BAG", None, "", "MUG", "THÉ|杯"],
+            "category_affinity": ['{"MUG": 0.7, "BAG": 0.3}', "{}", "{}", '{"MUG": 1.0}', "x" * 5000],
+        }
+    )
+
+
+def _products(count: int = 300) -> pd.DataFrame:
+    rows = []
+    for n in range(count):
+        rows.append(
+            {
+                "product_id": f"P{n:05d}",
+                "event_timestamp": pd.Timestamp("2011-12-09T12:00:00Z") + pd.Timedelta(seconds=n * 37.25),
+                "category": None if n % 17 == 0 else f"CAT{n % 7}",
+                "current_price": round(0.01 * n, 2),
+                "median_price": float("nan") if n % 13 == 0 else 1.25 + n / 3,
+                "price_percentile": n / count,
+                "popularity_7d": n % 5,
+                "popularity_30d": n % 11,
+                "popularity_90d": n % 23,
+                "total_orders": n,
+                "distinct_buyers": n // 2,
+                "repeat_purchase_rate": 0.0 if n % 2 else 1 / 3,
+                "return_rate": 0.0,
+                "last_sold_ts": 1.32e9 + n,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _home(path: Path) -> Settings:
+    settings = load_settings(home=path)
+    apply_definitions(settings)
+    return settings
+
+
+def _table_rows(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
+    connection = sqlite3.connect(settings.feast_dir / "online.db")
+    try:
+        return {
+            table: connection.execute(f'SELECT * FROM "{table}" ORDER BY entity_key, feature_name').fetchall()  # noqa: S608  (fixed names)
+            for table in ("xsell_customer_stats_fv", "xsell_product_stats_fv")
+        }
+    finally:
+        connection.close()
+
+
+def _read(settings: Settings) -> dict[str, dict[str, list[object]]]:
+    store = open_feature_store(settings)
+    customers = store.get_online_features(
+        features=[f"customer_stats_fv:{n}" for n in CUSTOMER_FEATURES],
+        entity_rows=[{"customer_id": c} for c in ["C1", "C2", "C3", "Ç4", "nobody"]],
+    ).to_dict(include_event_timestamps=True)
+    products = store.get_online_features(
+        features=[f"product_stats_fv:{n}" for n in PRODUCT_FEATURES],
+        entity_rows=[{"product_id": f"P{n:05d}"} for n in range(0, 320, 3)],
+    ).to_dict(include_event_timestamps=True)
+    return {"customers": customers, "products": products}
+
+
+def _same(left: object, right: object) -> bool:
+    """Equal, NaN equal to NaN and negative zero told from zero."""
+    if isinstance(left, float) and isinstance(right, float):
+        if math.isnan(left) or math.isnan(right):
+            return math.isnan(left) and math.isnan(right)
+        return left == right and math.copysign(1, left) == math.copysign(1, right)
+    return left == right and type(left) is type(right)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
+    """Two repos, the same two pushes each (the second overwrites part of the first): one through
+    Feast's push, one through the batched writer."""
+    feast_home = _home(tmp_path_factory.mktemp("online-feast"))
+    fast_home = _home(tmp_path_factory.mktemp("online-fast"))
+    feast_store, fast_store = open_feature_store(feast_home), open_feature_store(fast_home)
+    writer = OnlineFeatureWriter(fast_store)
+    assert writer.batched
+    second = _products(320).iloc[150:].assign(popularity_7d=9, category="LATER")
+    for frames in [
+        {CUSTOMER_PUSH_SOURCE: _customers(), PRODUCT_PUSH_SOURCE: _products()},
+        {PRODUCT_PUSH_SOURCE: second},
+    ]:
+        for source, frame in frames.items():
+            feast_store.push(source, frame, to=PushMode.ONLINE)
+        writer.push(frames)
+    writer.close()
+    return feast_home, fast_home
+
+
+def test_the_batched_write_leaves_the_rows_feast_writes(written: tuple[Settings, Settings]) -> None:
+    feast_home, fast_home = written
+    feast_rows, fast_rows = _table_rows(feast_home), _table_rows(fast_home)
+    assert len(feast_rows["xsell_customer_stats_fv"]) == 4 * len(CUSTOMER_FEATURES)
+    assert len(feast_rows["xsell_product_stats_fv"]) == 320 * len(PRODUCT_FEATURES)
+    assert fast_rows == feast_rows
+
+
+def test_online_reads_after_the_batched_write_equal_those_after_feasts_push(written: tuple[Settings, Settings]) -> None:
+    feast_home, fast_home = written
+    expected, got = _read(feast_home), _read(fast_home)
+    assert expected["customers"]["top_categories"][0] == "MUG"  # the later row of C1 won
+    assert expected["products"]["category"][-1] == "LATER"
+    for part in ("customers", "products"):
+        assert got[part].keys() == expected[part].keys()
+        for name, values in expected[part].items():
+            assert len(got[part][name]) == len(values)
+            assert all(_same(a, b) for a, b in zip(got[part][name], values, strict=True)), (part, name)
+
+
+def test_other_online_stores_keep_feasts_writer(tmp_path: Path) -> None:
+    redis = open_feature_store(load_settings(home=tmp_path, feast_online_store="redis"))
+    assert not _plain_sqlite(redis)
+    assert not OnlineFeatureWriter(redis).batched
