@@ -16,8 +16,10 @@
 8. wait until every live purchase has its decision and every e-mail left the outbox; the feedback
    service attributes conversions (a later purchase of an offered product) and the shoppers'
    clicks on converted offers are simulated through the API;
-9. return a summary: events ingested and dead-lettered, offers by type, suppressions by rule,
-   e-mails, the retrain and the live experiment per variant, an example offer.
+9. ask the checkout API for offers on the cart of a replayed order (`POST /v1/recommendations`)
+   and send that order again as a new one over HTTP, twice (`POST /v1/purchases`: one event id);
+10. return a summary: events ingested and dead-lettered, offers by type, suppressions by rule,
+   e-mails, the retrain and the live experiment per variant, an example offer, the checkout.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from services.delivery.outbox import Outbox
 from services.ingest.replay import Pacing, produce_events, select_events, with_demo_contacts
 from services.schema import create_schema
 from xsell.consumer import wait_for
+from xsell.events import PurchaseEvent
 from xsell.history import PurchaseHistory, history_rows, read_purchase_history
 from xsell.kafka_security import client_security
 from xsell.offers import Channel, OfferDecision
@@ -75,6 +78,7 @@ class DemoReport:
     archived: dict[str, object] = field(default_factory=dict)
     retrain: dict[str, object] = field(default_factory=dict)
     experiment: dict[str, Any] = field(default_factory=dict)
+    checkout: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -255,22 +259,63 @@ def simulate_clicks(settings: Settings) -> int:
     clicks = 0
     for offer_id, customer_id in converted:
         for kind in ("impression", "click"):
-            request = urllib.request.Request(
-                f"http://{settings.api_host}:{settings.api_port}/v1/offers/{offer_id}/events",
-                data=json.dumps({"customer_id": customer_id, "type": kind}).encode(),
-                method="POST",
-                headers={
-                    "X-API-Key": settings.api_key,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": f"demo-{kind}-{offer_id}",
-                },
+            status, _ = api_post(
+                settings,
+                f"/v1/offers/{offer_id}/events",
+                {"customer_id": customer_id, "type": kind},
+                {"Idempotency-Key": f"demo-{kind}-{offer_id}"},
             )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (loopback)
-                    clicks += int(kind == "click" and response.status == 202)
-            except urllib.error.HTTPError:
-                continue  # an e-mail-only offer is not in the in-app store: nothing to click in-app
+            # an e-mail-only offer is not in the in-app store: nothing to click in-app (404)
+            clicks += int(kind == "click" and status == 202)
     return clicks
+
+
+def api_post(
+    settings: Settings, path: str, body: object, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` as JSON to the running API with the API key: (status, JSON answer)."""
+    request = urllib.request.Request(
+        f"http://{settings.api_host}:{settings.api_port}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"X-API-Key": settings.api_key, "Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  (loopback)
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def checkout_example(settings: Settings, events: list[PurchaseEvent]) -> dict[str, Any]:
+    """The checkout API on the cart of the last replayed order of a known customer with several
+    items: the offers at checkout (`POST /v1/recommendations`), then the order sent again as a new
+    one over HTTP (`POST /v1/purchases`), twice, as a client retrying would (one event id)."""
+    order = next((e for e in reversed(events) if e.customer_id and len({ln.product_id for ln in e.lines}) >= 2), None)
+    if order is None:
+        return {}
+    items = list({ln.product_id: ln for ln in order.lines}.values())[:5]
+    cart = {
+        "customer_id": order.customer_id,
+        "context": "checkout",
+        "items": [{"product_id": ln.product_id, "quantity": ln.quantity, "unit_price": ln.unit_price} for ln in items],
+    }
+    status, answer = api_post(settings, "/v1/recommendations", cart)
+    purchase = order.model_dump(mode="json", exclude={"event_id"}) | {
+        "order_id": f"http-{order.order_id}",
+        # in the replay's time: a purchase dated today would move the archive's newest day, the
+        # end of the next retrain's window
+        "occurred_at": (order.occurred_at + timedelta(minutes=1)).isoformat(),
+    }
+    sent = [api_post(settings, "/v1/purchases", purchase) for _ in range(2)]
+    return {
+        "customer_id": order.customer_id,
+        "status": status,
+        "cart": [item.get("name") or item.get("product_id") for item in answer.get("items", [])],
+        "offers": answer.get("offers", []),
+        "purchase_status": [code for code, _ in sent],
+        "event_ids": sorted({event_id for _, body in sent for event_id in body.get("event_ids", [])}),
+    }
 
 
 def archive_history(settings: Settings, history_path: Path) -> dict[str, object]:
@@ -399,6 +444,8 @@ def run_demo(
     report.attributed_revenue = float(quality.get("attributed_revenue", 0.0))
     report.experiment = experiment_figures(settings, trial_started)
     lap("attribute conversions, simulate clicks")
+    report.checkout = checkout_example(settings, trial or live)
+    lap("checkout API: offers for a cart, a purchase over HTTP")
 
     by_type: Counter[str] = Counter()
     rules: Counter[str] = Counter()

@@ -932,6 +932,14 @@ def _print_report(report: object, settings: Settings) -> None:
         out.print(escape(f"retrained from the archive: {report.retrain['message']}"))  # type: ignore[attr-defined]
     if report.experiment:  # type: ignore[attr-defined]
         print_status(report.experiment)  # type: ignore[attr-defined]
+    if report.checkout:  # type: ignore[attr-defined]
+        checkout = report.checkout  # type: ignore[attr-defined]
+        out.print(escape(f"checkout API: customer {checkout['customer_id']}, cart {', '.join(checkout['cart'])}"))
+        for offer in checkout["offers"]:
+            out.print(escape(f"  - [{offer['offer_type']}] {offer['name'] or offer['product_id']}: {offer['reason']}"))
+        out.print(
+            f"  the order again over HTTP, sent twice: {checkout['purchase_status']}, event ids {checkout['event_ids']}"
+        )
     customer = (report.example or {}).get("customer_id", "")  # type: ignore[attr-defined]
     out.print(f"API:        {settings.base_url}/docs")
     out.print(f"demo page:  {settings.base_url}/demo?customer_id={customer}")

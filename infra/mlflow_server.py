@@ -6,6 +6,7 @@ In a real deployment MLFLOW_TRACKING_URI points at a shared server; then nothing
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +17,11 @@ from infra.profiles import local_database_url
 from xsell.settings import REPO_ROOT, Settings
 
 HOST = "127.0.0.1"
+
+
+# MLflow's server runs a job runner (a pool of Huey consumers that import MLflow for a minute after
+# start-up) for its GenAI jobs; xsell uses none, and the runner's start-up takes both cores here.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 class MlflowServerError(RuntimeError):
@@ -82,7 +88,7 @@ class MlflowServer:
         if self.running_pid() is None:
             self.server.ensure_port_free(HOST, self.port, "XSELL_MLFLOW_UI_PORT")
             (self.dir / "artifacts").mkdir(parents=True, exist_ok=True)
-            process = self.server.launch(self.command(), cwd=REPO_ROOT)
+            process = self.server.launch(self.command(), cwd=REPO_ROOT, env={**os.environ, **SERVER_ENV})
         self.server.wait_ready(self.healthy, timeout_s, waiting_for="answer /health", interval_s=0.5, process=process)
         return self.status()
 

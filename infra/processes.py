@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local_server import LocalServer
+from infra.mlflow_server import SERVER_ENV
 from infra.profiles import profile_env
 from xsell.settings import Settings
 
@@ -24,6 +25,7 @@ class ServiceSpec:
     name: str
     command: list[str]
     metrics_port: int = 0
+    env: tuple[tuple[str, str], ...] = ()  # variables of this service alone
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def pipeline_services(settings: Settings) -> list[ServiceSpec]:
         ServiceSpec("index-refresh", [*xsell, "index", "refresh", "--every", settings.index_refresh_every.strip()])
     )
     if settings.mlflow_tracking_uri is None:  # a configured server is someone else's to run
-        specs.append(ServiceSpec("mlflow-ui", mlflow_ui))
+        specs.append(ServiceSpec("mlflow-ui", mlflow_ui, env=tuple(SERVER_ENV.items())))
     return specs
 
 
@@ -138,7 +140,7 @@ class ServiceProcesses:
             environment["XSELL_HOME"] = str(instance_home(self.settings, spec.name))
         if spec.metrics_port:
             environment["XSELL_METRICS_PORT"] = str(spec.metrics_port)
-        return self._server(spec.name).launch(spec.command, env=environment).pid
+        return self._server(spec.name).launch(spec.command, env={**environment, **dict(spec.env)}).pid
 
     def pid(self, name: str) -> int | None:
         """Pid of the running service `name` (checked against its command line), else None."""

@@ -58,6 +58,14 @@ class EventRejected(ValueError):
         self.detail = detail
 
 
+def as_integer(value: object) -> object:
+    """A JSON number with no fraction (2.0) as the integer it is (JSON Schema's "integer" admits
+    it); anything else unchanged, for strict validation to judge (a "2" stays a string)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class LineItem(BaseModel):
     """One order line: a product, how many, at what unit price."""
 
@@ -68,6 +76,11 @@ class LineItem(BaseModel):
     quantity: int = Field(gt=0, le=MAX_LINE_QUANTITY)
     unit_price: float = Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)
     category: str | None = Field(default=None, max_length=128)
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _integral_number(cls, value: object) -> object:
+        return as_integer(value)
 
 
 class PurchaseEvent(BaseModel):
@@ -90,6 +103,7 @@ class PurchaseEvent(BaseModel):
     @field_validator("schema_version", mode="before")
     @classmethod
     def _version_is_an_integer(cls, value: object) -> object:
+        value = as_integer(value)
         if isinstance(value, bool) or not isinstance(value, int):  # strict Literal[1] lets `true` pass as 1
             raise ValueError("schema_version must be an integer")
         return value

@@ -58,6 +58,17 @@ ARCHIVE_NEWEST_PURCHASE = Gauge(
 )
 ARCHIVE_LINES = Counter("xsell_archive_lines_total", "Order lines newly written to the purchase archive.")
 FEEDBACK_EVENTS = Counter("xsell_feedback_events_total", "Feedback events published by the API, by type.", ["type"])
+API_EVENTS = Counter(
+    "xsell_api_events_total",
+    "What the API produced: purchases acknowledged, decisions of offers on request sent or not recorded.",
+    ["kind"],
+)
+RECOMMENDATION_SECONDS = Histogram(
+    "xsell_recommendation_seconds",
+    "Time to answer POST /v1/recommendations, by context.",
+    ["context"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 
 def serve_metrics(port: int, service: str) -> None:

@@ -39,6 +39,16 @@ class Variant(StrEnum):
     CHALLENGER = "challenger"
 
 
+class OfferContext(StrEnum):
+    """Where an offer was asked for: after a purchase (the offer service), or by the shop on request
+    (POST /v1/recommendations) on a product page, a cart or at checkout."""
+
+    POST_PURCHASE = "post_purchase"
+    PRODUCT_PAGE = "product_page"
+    CART = "cart"
+    CHECKOUT = "checkout"
+
+
 class Channel(StrEnum):
     """How an offer reaches the shopper."""
 
@@ -90,6 +100,7 @@ class OfferDecision(BaseModel):
     decided_at: AwareDatetime
     model_version: str | None
     variant: Variant | None = None  # the model that decided (None: no model, or a decision from before variants)
+    context: OfferContext = OfferContext.POST_PURCHASE  # a follow-up of a purchase, or an answer to the shop
     offers: tuple[OfferItem, ...] = ()
     channels: tuple[Channel, ...] = ()
     suppressed: tuple[Suppression, ...] = ()

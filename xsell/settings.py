@@ -288,6 +288,39 @@ class Settings(BaseSettings):
     demo_enabled: bool = Field(default=True, description="Serve the demo shop page (embeds the API key: demo only).")
     link_secret: str = Field(default="xsell-demo-link-secret", description="HMAC secret of click/unsubscribe links.")
     link_ttl_days: int = Field(default=30, description="Click and unsubscribe links expire after this.")
+    api_rate_per_s: float = Field(
+        default=1_000.0,
+        ge=0.0,
+        description="Requests per second each API key may make to /v1 (a token bucket per key and API process; "
+        "over it: 429 with Retry-After); 0: no limit.",
+    )
+    api_rate_burst: int = Field(default=2_000, ge=1, description="Requests a key may make at once above its rate.")
+    api_ack_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="How long POST /v1/purchases waits for the broker's acknowledgement before it answers 503.",
+    )
+    recommendation_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="How long POST /v1/recommendations waits for its answer (the model loading, a busy recommender) "
+        "before it answers 503 with Retry-After.",
+    )
+    recommendation_max_offers: int = Field(
+        default=20, ge=1, description="The largest `limit` POST /v1/recommendations accepts."
+    )
+    free_delivery_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Order value from which delivery is free; set, a cart below it gets one offer that closes the "
+        'gap ("Add £4.10 for free delivery") from POST /v1/recommendations.',
+    )
+    free_delivery_max_overshoot: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="The free-delivery offer costs at most the gap x (1 + this): an item far dearer than the gap "
+        "does not close it, it is another sale.",
+    )
 
     database_url: str | None = Field(
         default=None,

@@ -53,6 +53,7 @@ decisions = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False, index=True),
     Column("model_version", String(256)),
     Column("variant", String(16)),  # champion or challenger (None: before variants, or no model)
+    Column("context", String(16)),  # where the offers were asked for (None: post-purchase, before contexts)
     Column("offered", Boolean, nullable=False),
     Column("channels", String(64), nullable=False),
     Column("no_offer_reason", String(64)),
@@ -70,6 +71,7 @@ offers = Table(
     Column("offer_type", String(16), nullable=False),
     Column("model_version", String(256)),
     Column("variant", String(16)),
+    Column("context", String(16)),
     Column("rank", Integer, nullable=False),
     Column("score", Float, nullable=False),
     Column("price", Float),
@@ -191,6 +193,7 @@ def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | 
                 "decided_at": decided_at,
                 "model_version": decision.model_version,
                 "variant": decision.variant.value if decision.variant else None,
+                "context": decision.context.value,
                 "offered": decision.offered,
                 "channels": ",".join(channel.value for channel in decision.channels),
                 "no_offer_reason": decision.no_offer_reason,
@@ -215,6 +218,7 @@ def record_decisions(db: Connection, items: Iterable[tuple[OfferDecision, int | 
                     "offer_type": item.offer_type.value,
                     "model_version": decision.model_version,
                     "variant": decision.variant.value if decision.variant else None,
+                    "context": decision.context.value,
                     "rank": item.rank,
                     "score": item.score,
                     "price": item.price,

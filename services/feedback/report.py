@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from services.feedback.facts import conversions, decisions, feedback, offers, purchases, suppressions
-from xsell.offers import FeedbackType, as_utc
+from xsell.offers import FeedbackType, OfferContext, as_utc
 
 # latency buckets (name, width, the longest span of decisions it is chosen for): the first that fits
 LATENCY_BUCKETS = (
@@ -56,6 +56,7 @@ def offer_quality(
         overall = _offer_metrics(db, cohort)[None]
         by_type = _offer_metrics(db, cohort, offers.c.offer_type)
         by_model = _offer_metrics(db, cohort, offers.c.model_version)
+        by_context = _offer_metrics(db, cohort, func.coalesce(offers.c.context, OfferContext.POST_PURCHASE.value))
         cohort_ids = select(offers.c.offer_id).where(*cohort)
         converting_orders = select(conversions.c.order_id).where(conversions.c.offer_id.in_(cohort_ids))
         orders = db.execute(
@@ -71,6 +72,7 @@ def offer_quality(
             "aov_converting_orders": _round(orders[1], 2),
             "by_offer_type": {_label(key): value for key, value in sorted(by_type.items(), key=_key)},
             "by_model_version": {_label(key): value for key, value in sorted(by_model.items(), key=_key)},
+            "by_context": {_label(key): value for key, value in sorted(by_context.items(), key=_key)},
             "suppressions_by_rule": _counts(
                 db,
                 select(suppressions.c.rule, func.count())

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    or_,
     select,
     text,
     update,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, RowMapping
 
 from xsell.database import add_missing_columns, create_tables, engine_for, select_in
-from xsell.offers import OfferDecision, OfferType, as_utc
+from xsell.offers import OfferContext, OfferDecision, OfferType, as_utc
 
 
 class OfferStatus(StrEnum):
@@ -61,6 +62,7 @@ inbox_offers = Table(
     Column("status_changed_at", DateTime(timezone=True)),
     Column("bundle_id", String(64)),
     Column("bundle_price", Float),
+    Column("context", String(16)),  # NULL: a follow-up of a purchase (rows stored before contexts)
     Index("ix_inbox_offers_customer", "customer_id", "status", "decided_at"),
     Index("ix_inbox_offers_product", "product_id", "decided_at"),
 )
@@ -79,6 +81,7 @@ _CONTENT = (
     "decided_at",
     "bundle_id",
     "bundle_price",
+    "context",
 )
 
 
@@ -101,6 +104,7 @@ class InboxOffer:
     status: OfferStatus
     bundle_id: str | None = None  # a part of a "complete the set" bundle (`xsell.offers`)
     bundle_price: float | None = None
+    context: str | None = None  # where the offer was asked for (`xsell.offers.OfferContext`; None: post-purchase)
 
     @classmethod
     def from_row(cls, row: RowMapping) -> InboxOffer:
@@ -135,6 +139,7 @@ def rows_of(decision: OfferDecision) -> list[dict[str, object]]:
             "decided_at": as_utc(decision.decided_at),
             "bundle_id": item.bundle_id,
             "bundle_price": item.bundle_price,
+            "context": decision.context.value,
         }
         for item in decision.offers
     ]
@@ -178,11 +183,13 @@ class InboxStore:
         return len(new)
 
     def offers_for(self, customer_id: str, limit: int = 10) -> list[InboxOffer]:
-        """The customer's active offers, newest decision first, best rank first within one."""
+        """The customer's active follow-up offers (of purchases: what the shop answered on a page
+        or at checkout was shown then), newest decision first, best rank first within one."""
         table = inbox_offers
+        follow_up = or_(table.c.context.is_(None), table.c.context == OfferContext.POST_PURCHASE.value)
         query = (
             select(table)
-            .where(table.c.customer_id == customer_id, table.c.status == OfferStatus.ACTIVE.value)
+            .where(table.c.customer_id == customer_id, table.c.status == OfferStatus.ACTIVE.value, follow_up)
             .order_by(table.c.decided_at.desc(), table.c.rank.asc(), table.c.offer_id)
             .limit(limit)
         )

@@ -60,6 +60,12 @@ class OfferRules:
     bundle_max_items: int = _default("bundle_max_items")
     bundle_discount: float = _default("bundle_discount")
     fills_beside_basket: bool = _default("fills_beside_basket")
+    # offers the shop asks for (POST /v1/recommendations): in-app only, so no e-mail rule or cap
+    # applies, and an anonymous cart gets offers too (the model's cold start)
+    on_request: bool = False
+    # a cart below it gets one offer that closes the gap to free delivery (on request, carts only)
+    free_delivery_threshold: float | None = None
+    free_delivery_max_overshoot: float = _default("free_delivery_max_overshoot")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OfferRules:
@@ -188,7 +194,7 @@ def decide(
     base = _base(event, model_version, decided_at)
     if event.event_type is EventType.ORDER_CANCELLED:
         return OfferDecision(**base, no_offer_reason="cancellation")
-    if event.customer_id is None:
+    if event.customer_id is None and not rules.on_request:
         return OfferDecision(**base, no_offer_reason="anonymous")
 
     suppressed: list[Suppression] = []
@@ -221,6 +227,9 @@ def decide(
         suppressed += [_suppression("not_for_this_basket", c.product_id) for c in eligible if _is_fill(c)]
         eligible = [c for c in eligible if not _is_fill(c)]
     chosen = _mix(eligible, rules.max_offers)
+    nudge = _free_delivery(event, eligible, rules)
+    if nudge is not None:
+        chosen = _with_nudge(chosen, nudge, rules.max_offers)
     chosen_ids = {id(c) for c in chosen}
     places = {id(place): parts} if place is not None else {}  # a chosen place's offers: itself, or its bundle's parts
     suppressed += [
@@ -231,10 +240,10 @@ def decide(
     ]
 
     channels = [Channel.IN_APP]
-    email_block = _email_rule(event, context, rules)
-    if email_block is None:
+    email_block = None if rules.on_request else _email_rule(event, context, rules)
+    if email_block is None and not rules.on_request:
         channels.insert(0, Channel.EMAIL)
-    else:
+    elif email_block is not None:
         suppressed.append(_suppression(email_block, None, "e-mail channel"))
     if not chosen:
         return OfferDecision(**base, suppressed=tuple(suppressed), no_offer_reason="no_eligible_candidates")
@@ -253,7 +262,7 @@ def decide(
             offer_type=c.offer_type,
             rank=rank,
             score=round(c.score, 6),
-            reason=bundle_reason if id(c) in in_bundle else _reason(c, paid, event.currency),
+            reason=bundle_reason if id(c) in in_bundle else _reason(c, paid, event.currency, nudge),
             upgrades=c.upgrades if c.offer_type is OfferType.UP_SELL else None,
             bundle_id=bundle_id if id(c) in in_bundle else None,
             bundle_price=bundle_price if id(c) in in_bundle else None,
@@ -274,13 +283,58 @@ def _paid_prices(event: PurchaseEvent) -> dict[str, float]:
     return paid
 
 
-def _reason(candidate: RankedCandidate, paid: Mapping[str, float], currency: str) -> str:
-    """The offer's reason; an up-sell's says what the upgrade costs over what was paid."""
+def _reason(
+    candidate: RankedCandidate, paid: Mapping[str, float], currency: str, nudge: FreeDeliveryNudge | None = None
+) -> str:
+    """The offer's reason; an up-sell's says what the upgrade costs over what was paid, the
+    free-delivery offer what is missing to free delivery."""
+    sign = CURRENCY_SIGNS.get(currency, f"{currency} ")
+    if nudge is not None and candidate is nudge.candidate:
+        return f"Add {sign}{nudge.gap:.2f} for free delivery"
     upgraded = paid.get(candidate.upgrades or "")
     if candidate.offer_type is not OfferType.UP_SELL or upgraded is None or candidate.price is None:
         return candidate.reason
-    sign = CURRENCY_SIGNS.get(currency, f"{currency} ")
     return f"{candidate.reason}, +{sign}{candidate.price - upgraded:.2f}"
+
+
+class FreeDeliveryNudge(NamedTuple):
+    """The offer that closes a cart's gap to free delivery, and the gap."""
+
+    candidate: RankedCandidate
+    gap: float
+
+
+def _free_delivery(
+    event: PurchaseEvent, eligible: Sequence[RankedCandidate], rules: OfferRules
+) -> FreeDeliveryNudge | None:
+    """For a cart below ``rules.free_delivery_threshold``: the cheapest eligible cross-sell priced at
+    or above the gap and at most ``free_delivery_max_overshoot`` beyond it (the best-scored of equal
+    prices; ``eligible`` holds only the ranker's best candidates). None when the cart is not below
+    the threshold or no candidate fits."""
+    threshold = rules.free_delivery_threshold
+    if threshold is None or not rules.on_request:
+        return None
+    gap = round(threshold - event.total, 2)
+    if gap <= 0:
+        return None
+    highest = gap * (1.0 + rules.free_delivery_max_overshoot)
+    fitting = [
+        c
+        for c in eligible
+        if c.offer_type is OfferType.CROSS_SELL and c.price is not None and gap <= c.price <= highest
+    ]
+    if not fitting:
+        return None
+    return FreeDeliveryNudge(min(fitting, key=lambda c: (c.price, -c.score)), gap)
+
+
+def _with_nudge(chosen: list[RankedCandidate], nudge: FreeDeliveryNudge, limit: int) -> list[RankedCandidate]:
+    """``chosen`` with the free-delivery offer among them: where it already is, else in place of
+    the last one (or after them, when there is room)."""
+    if any(c is nudge.candidate for c in chosen):
+        return chosen
+    kept = chosen if len(chosen) < limit else chosen[: max(limit - 1, 0)]
+    return [*kept, nudge.candidate]
 
 
 def _bundle_parts(

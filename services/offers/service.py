@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -184,9 +184,33 @@ class OfferService:
             )
             for c in dict.fromkeys(customers)
         }
+        decided = self.decide_new(fresh, contexts, owned, self.rules)
+        new = {decision.event_id: decision for decision in decided}
+        for decision in decided:
+            self.stats.add(decision)
+        self.stats.re_emitted += len(known)
+        return [known.get(e.event_id) or new[e.event_id] for e in events]
+
+    def decide_new(
+        self,
+        events: list[PurchaseEvent],
+        contexts: dict[str, CustomerContext],
+        owned: dict[str, tuple[str, ...]],
+        rules: OfferRules,
+        rules_of: Mapping[str, OfferRules] | None = None,
+    ) -> list[OfferDecision]:
+        """Decisions for events not decided before, grouped by the model of each customer's variant:
+        candidates, online features, one predict per model, bundles, then the rules in event order
+        (``rules``, or ``rules_of[event id]`` where given: requests of the checkout API each have
+        their own limit). What the offer service does per batch and the checkout API per batch of
+        requests (``rules.on_request``)."""
         decided: list[OfferDecision] = []
-        for variant, model, events_of_variant in self._variants(fresh):
-            scorable = [e for e in events_of_variant if e.customer_id and e.event_type is EventType.PURCHASE]
+        for variant, model, events_of_variant in self._variants(events):
+            scorable = [
+                e
+                for e in events_of_variant
+                if (e.customer_id or rules.on_request) and e.event_type is EventType.PURCHASE
+            ]
             ranked = (
                 rank_batch(
                     model,
@@ -201,25 +225,25 @@ class OfferService:
                 else {}
             )
             bundles = (
-                propose_bundles(model.bundles, scorable, ranked, self.rules.bundle_max_items)
-                if model and self.rules.bundles
+                propose_bundles(model.bundles, scorable, ranked, rules.bundle_max_items)
+                if model and rules.bundles
                 else {}
             )
-            decisions = decide_events(
-                events_of_variant,
-                ranked if model else None,
-                contexts,
-                self.rules,
-                str(model.version) if model else None,
-                datetime.now(UTC),
-                bundles,
-            )
-            decided += [d.model_copy(update={"variant": variant}) if model else d for d in decisions]
-        new = {decision.event_id: decision for decision in decided}
-        for decision in decided:
-            self.stats.add(decision)
-        self.stats.re_emitted += len(known)
-        return [known.get(e.event_id) or new[e.event_id] for e in events]
+            by_rules: dict[OfferRules, list[PurchaseEvent]] = {}
+            for event in events_of_variant:  # rules apply in event order within each group
+                by_rules.setdefault((rules_of or {}).get(event.event_id, rules), []).append(event)
+            for group_rules, group in by_rules.items():
+                decisions = decide_events(
+                    group,
+                    ranked if model else None,
+                    contexts,
+                    group_rules,
+                    str(model.version) if model else None,
+                    datetime.now(UTC),
+                    bundles,
+                )
+                decided += [d.model_copy(update={"variant": variant}) if model else d for d in decisions]
+        return decided
 
     def _cap(self, decision: OfferDecision, email_times: tuple[datetime, ...]) -> str | None:
         """The cap an e-mail of ``decision`` would break, given the customer's e-mails stored so far."""

@@ -210,7 +210,11 @@ def assert_page_shows(page: dict[str, Any], expected: dict[str, Any]) -> None:
     assert page["texts"]["click-rate"] == (
         "n/a" if expected["click_rate"] is None else f"{100 * expected['click_rate']:.2f} %"
     )
-    groups = {"by-offer-type": expected["by_offer_type"], "by-model-version": expected["by_model_version"]}
+    groups = {
+        "by-offer-type": expected["by_offer_type"],
+        "by-model-version": expected["by_model_version"],
+        "by-context": expected["by_context"],
+    }
     cells = {(table, key, metric): json.loads(value) for table, key, metric, value in page["cells"]}
     assert cells and all(groups[table][key][metric] == value for (table, key, metric), value in cells.items())
     assert {(t, k) for t, k, _ in cells} == {(t, k) for t, figures in groups.items() for k in figures}

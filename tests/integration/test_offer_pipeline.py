@@ -3,7 +3,10 @@
 API. A purchase becomes a decision on `offers`, an e-mail and an in-app offer; caps, consent and
 duplicates hold; a `kill -9` of the offer service loses and duplicates nothing; a newly promoted
 champion is served without a restart; `XSELL_SERVING_CANDIDATES` bounds what is scored; a
-challenger decides for its share of customers, and caps hold across the two variants.
+challenger decides for its share of customers, and caps hold across the two variants. The checkout
+API's offers on request agree with the offer service's for the same basket, customer and model, never
+offer the cart or what is owned, and are recorded on `offers`; purchases over HTTP are acknowledged,
+idempotent under retries, and refused with 503 (nothing produced) while the broker is down.
 
 The trained home (feature store, MLflow, offer state) is shared by the module; each test has its own
 topics, consumer groups, database and mail folder, and its own customers (caps are per customer).
@@ -45,13 +48,15 @@ from services.delivery.service import DeliveryService
 from services.inbox.consumer import InboxService
 from services.ingest.replay import produce_events, select_events
 from services.offers.audit import run_audit
+from services.offers.recommend import OfferRequest, Recommender, RequestItem
 from services.offers.routing import experiment_id_for, variant_for
 from services.offers.service import OfferService
+from tests.services.api.factories import RecordingPublisher
 from training import commands
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
-from xsell.offers import Channel, OfferDecision, Variant, decision_id_for, offer_groups
+from xsell.offers import Channel, OfferContext, OfferDecision, Variant, decision_id_for, offer_groups
 from xsell.price_band import DEFAULT_PRICE_BAND
 from xsell.settings import REPO_ROOT, Settings
 
@@ -476,3 +481,80 @@ def test_i_a_challenger_decides_for_its_share_and_caps_hold_across_variants(sett
     assert set(expected.values()) == set(Variant)  # 40 customers at a half share: both variants serve
     emails = Counter(d.customer_id for d in decided if Channel.EMAIL in d.channels)
     assert emails and max(emails.values()) == 1  # the cap of one e-mail a day holds in both variants
+
+
+def test_j_a_recommendation_on_request_agrees_with_the_offer_service(settings: Settings) -> None:
+    event = purchase("14769", AFTER_SAMPLE + timedelta(days=3))
+    service = OfferService(settings)
+    with service.opened():
+        (decided,) = service.decide_batch([event])
+    request = OfferRequest(
+        context=OfferContext.CART,
+        items=tuple(RequestItem(line.product_id, line.quantity, line.unit_price) for line in event.lines),
+        customer_id=event.customer_id,
+        limit=settings.max_offers_per_message,
+    )
+    with Recommender(settings).opened() as recommender:
+        answered = recommender.recommend(request, now=event.occurred_at).decision
+
+    def ranked(decision: OfferDecision) -> list[tuple[str, str, float, str]]:
+        return [(o.product_id, o.offer_type.value, o.score, o.reason) for o in decision.offers]
+
+    assert decided.offers and ranked(answered) == ranked(decided)  # same candidates, features, model, rules
+    assert answered.model_version == decided.model_version and answered.context is OfferContext.CART
+    assert answered.channels == (Channel.IN_APP,)  # offers on request never e-mail
+    assert not {o.offer_id for o in answered.offers} & {o.offer_id for o in decided.offers}  # ids of their own
+
+
+def test_k_the_checkout_api_never_offers_the_cart_or_what_is_owned_and_records_its_answers(
+    settings: Settings, read_topic: Callable[..., list]
+) -> None:
+    lines = read_purchase_history(SAMPLE).lines
+    customer = str(lines["customer_id"].value_counts().index[0])  # the sample's most frequent buyer
+    cart = lines[lines["customer_id"] == customer]["product_id"].drop_duplicates().head(5).tolist()
+    headers = {"X-API-Key": settings.api_key}
+    body = {"customer_id": customer, "context": "checkout", "items": [{"product_id": p} for p in cart], "limit": 10}
+    with TestClient(create_app(settings)) as client:
+        answers = [client.post("/v1/recommendations", json=body, headers=headers) for _ in range(2)]
+        anonymous = client.post(
+            "/v1/recommendations", json={"context": "cart", "items": [{"product_id": BASKET[0]}]}, headers=headers
+        )
+    assert [a.status_code for a in answers] == [200, 200] and anonymous.status_code == 200
+    service = OfferService(settings)
+    with service.opened():
+        owned = set(service.fold_state.owned_products([customer])[customer])
+    offered = {o["product_id"] for a in answers for o in a.json()["offers"]}
+    assert offered and not offered & (set(cart) | owned)
+    types = [o["offer_type"] for o in answers[0].json()["offers"]]
+    assert types == sorted(types, key=lambda t: t != "up_sell")  # at checkout, up-sells first
+    assert anonymous.json()["customer_id"] is None and anonymous.json()["offers"]  # the model's cold start
+    recorded = decisions(read_topic, settings, expected=3)
+    assert {d.decision_id for d in recorded} == {a.json()["decision_id"] for a in (*answers, anonymous)}
+    assert {d.context for d in recorded} == {OfferContext.CHECKOUT, OfferContext.CART}
+
+
+def test_l_purchases_over_http_are_acknowledged_once_and_decided_once(
+    settings: Settings, read_topic: Callable[..., list]
+) -> None:
+    event = purchase("17850", AFTER_SAMPLE + timedelta(days=4))
+    body = event.model_dump(mode="json", exclude={"event_id"})
+    headers = {"X-API-Key": settings.api_key}
+    with TestClient(create_app(settings)) as client:
+        retries = [client.post("/v1/purchases", json=body, headers=headers) for _ in range(3)]  # a client retrying
+    assert [r.status_code for r in retries] == [202, 202, 202]
+    assert {tuple(r.json()["event_ids"]) for r in retries} == {(event_id_for(event.order_id, EventType.PURCHASE),)}
+    assert len(read_topic(settings.topic_purchases, expected=3)) == 3
+    stats = OfferService(settings, until_caught_up=True).run()
+    assert (stats.events, stats.decisions) == (3, 1)  # one decision: the repeats get the same one again
+    assert {d.decision_id for d in decisions(read_topic, settings, expected=3)} == {decision_id_for(event.event_id)}
+
+
+def test_m_purchases_over_http_with_the_broker_down_get_503_and_produce_nothing(
+    settings: Settings, read_topic: Callable[..., list]
+) -> None:
+    down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "api_ack_timeout_s": 1.0})
+    body = purchase("17850", AFTER_SAMPLE).model_dump(mode="json")
+    with TestClient(create_app(down, publisher=RecordingPublisher())) as client:
+        refused = client.post("/v1/purchases", json=body, headers={"X-API-Key": settings.api_key})
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+    assert read_topic(settings.topic_purchases, expected=None, timeout_s=3.0) == []

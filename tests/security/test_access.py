@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
@@ -73,7 +74,7 @@ def store(settings: Settings) -> Iterator[InboxStore]:
 def client(settings: Settings, publisher: RecordingPublisher) -> Iterator[TestClient]:
     app = create_app(settings, publisher=publisher)
     with TestClient(app) as test_client:
-        test_client.app_routes = app.routes  # type: ignore[attr-defined]
+        test_client.app_routes = app.routes
         yield test_client
 
 
@@ -83,14 +84,14 @@ def client(settings: Settings, publisher: RecordingPublisher) -> Iterator[TestCl
 def v1_operations(client: TestClient) -> list[tuple[str, str]]:
     """(method, path with every parameter filled) of each /v1 route the app serves."""
     operations = []
-    routes = list(client.app_routes)  # type: ignore[attr-defined]
+    routes = list(client.app_routes)
     while routes:
         route = routes.pop()
         if (included := getattr(route, "original_router", None)) is not None:  # FastAPI keeps routers nested
             routes += included.routes
         elif isinstance(route, APIRoute) and route.path.startswith("/v1"):
             path = re.sub(r"\{[^}]+\}", "C1", route.path)
-            operations += [(method, path) for method in sorted(route.methods)]
+            operations += [(method, path) for method in sorted(route.methods or ())]
     return operations
 
 
@@ -338,7 +339,9 @@ ADDRESSES = {
 class EchoingHandler:
     """An SMTP server that names the recipient in its replies, as many real ones do."""
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if address.startswith("bounce"):
             return f"550 5.1.1 <{address}>: Recipient address rejected: user unknown"
         if address.startswith("soft"):
@@ -346,7 +349,7 @@ class EchoingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return "250 OK queued"
 
 
@@ -396,7 +399,7 @@ def test_delivery_and_offer_rules_never_log_an_email_address(
     candidates = [RankedCandidate("X1", OfferType.CROSS_SELL, 0.9, "Goes well with your MUG", HOSTILE, 2.0)]
     decision = decide(event, candidates, CustomerContext(), OfferRules(), "1", event.occurred_at)
     assert decision.customer_email == ADDRESSES["accept"] and decision.offers
-    plan_emails([FakeRecord(value=decision.to_bytes(), topic="offers")], settings)
+    plan_emails([FakeRecord(value=decision.to_bytes(), topic="offers")], settings)  # type: ignore[list-item]
 
     text = logged_text(caplog)
     assert "e-mail sent" in text and "refused for good" in text and "will retry" in text  # the paths ran

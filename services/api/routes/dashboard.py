@@ -21,19 +21,21 @@ consumer lag are then null ("n/a") and everything else still shows.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from kafka.errors import KafkaError
+from pydantic import BeforeValidator, WithJsonSchema
 from sqlalchemy.exc import SQLAlchemyError
 
 from infra.kafka.lag import consumer_lag
@@ -71,10 +73,38 @@ DLQ_TIMEOUT_S = 2.0
 REGISTRY_TIMEOUT_S = 5.0  # the first read imports mlflow; a slow or unreachable server answers "n/a"
 REGISTRY_TTL_S = 15.0  # as often as the offer service asks the registry
 NO_STORE = {"Cache-Control": "no-store"}
-Since = Annotated[
-    datetime | None, Query(description="Offers decided at or after (ISO 8601 date or time; UTC if naive).")
+FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+BOUND_FORMATS = "a date (YYYY-MM-DD, midnight UTC) or an RFC 3339 date-time with its offset"
+
+
+def parse_bound(value: object) -> datetime:
+    """A date filter as an aware UTC datetime: a full date is its midnight UTC, a date-time keeps its instant
+    (clamped to the representable range). Anything else (a number, a naive or partial time) is a ValueError: 422."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    text = value if isinstance(value, str) else ""
+    if FULL_DATE.fullmatch(text):
+        day = date.fromisoformat(text)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if DATE_TIME.fullmatch(text):
+        moment = datetime.fromisoformat(text.upper())
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # an instant just outside years 1..9999 in UTC
+            return datetime.min.replace(tzinfo=UTC) if moment.year == 1 else datetime.max.replace(tzinfo=UTC)
+    raise ValueError(f"expected {BOUND_FORMATS}")
+
+
+# The query string carries what the page's date inputs send (a full date) or a precise instant; the
+# spec says exactly that, so a value schemathesis draws outside both formats is the 422 it expects.
+DateBound = Annotated[
+    datetime,
+    BeforeValidator(parse_bound),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}),
 ]
-Until = Annotated[datetime | None, Query(description="Offers decided before (ISO 8601 date or time; UTC if naive).")]
+Since = Annotated[DateBound | None, Query(description=f"Offers decided at or after this: {BOUND_FORMATS}.")]
+Until = Annotated[DateBound | None, Query(description=f"Offers decided before this: {BOUND_FORMATS}.")]
 OfferTypeFilter = Annotated[OfferType | None, Query(description="Only offers of this type.")]
 
 
@@ -104,7 +134,14 @@ def _login_page(request: Request, templates: TemplatesDep, error: str | None, st
     )
 
 
-@router.get("", response_class=HTMLResponse, responses={303: {"description": "Not logged in: to the login form."}})
+@router.get(
+    "",
+    response_class=HTMLResponse,
+    responses={303: {"description": "No session and no valid X-API-Key: to the login form."}},
+    # The key is optional here: the session cookie also lets a browser in, and without either the page
+    # redirects (303) rather than refusing. `{}` is OpenAPI's "no credentials" alternative.
+    openapi_extra={"security": [{}]},
+)
 def read_dashboard(
     request: Request, templates: TemplatesDep, allowed: Annotated[bool, Depends(has_dashboard_access)]
 ) -> Response:

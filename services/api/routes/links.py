@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Response, status
@@ -36,6 +36,17 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="
 <h1>{title}</h1><p>{text}</p></body></html>"""
 INVALID = PAGE.format(title="This link is not valid", text="It may have expired or been altered. Nothing was changed.")
 UNSUBSCRIBED = PAGE.format(title="You are unsubscribed", text="You will not receive offer e-mails from us any more.")
+# What a refused token gets: the INVALID page (the pixel: no body). A schema-valid token is not a valid
+# one (it must carry the link secret's signature), so the 400 is part of every link's contract.
+INVALID_PAGE: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "Invalid, altered or expired link: a page saying so; nothing changed.",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+}
+INVALID_PIXEL: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid, altered or expired link (no body); nothing recorded."}
+}
 
 
 def _verify(secret: str, token: str, action: str) -> LinkClaim | None:
@@ -70,7 +81,7 @@ def _publish(publisher: FeedbackPublisher, claim: LinkClaim, kind: FeedbackType,
     "/r/{token}",
     response_class=RedirectResponse,
     status_code=status.HTTP_302_FOUND,
-    responses={400: {"description": "Invalid or expired link."}},
+    responses=INVALID_PAGE,
 )
 def read_click_link(token: Token, settings: SettingsDep, inbox: InboxDep, publisher: PublisherDep) -> Response:
     """Record an e-mail click and redirect to the offered product's page in the demo shop."""
@@ -91,7 +102,7 @@ def read_click_link(token: Token, settings: SettingsDep, inbox: InboxDep, publis
 @router.get(
     "/o/{token}.gif",
     response_class=Response,
-    responses={200: {"content": {"image/gif": {}}}, 400: {"description": "Invalid or expired link."}},
+    responses={200: {"content": {"image/gif": {}}}, **INVALID_PIXEL},
 )
 def read_open_pixel(token: Token, settings: SettingsDep, publisher: PublisherDep) -> Response:
     """Record an e-mail open and return a transparent 1x1 GIF."""
@@ -113,9 +124,7 @@ def _unsubscribe(token: str, settings: SettingsDep, preferences: PreferencesDep,
     return True
 
 
-@router.get(
-    "/unsubscribe/{token}", response_class=HTMLResponse, responses={400: {"description": "Invalid or expired link."}}
-)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses=INVALID_PAGE)
 def read_unsubscribe_link(
     token: Token, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep
 ) -> HTMLResponse:
@@ -129,7 +138,7 @@ def read_unsubscribe_link(
     "/unsubscribe/{token}",
     response_class=Response,
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={400: {"description": "Invalid or expired link."}},
+    responses=INVALID_PAGE,
 )
 def create_unsubscribe(
     token: Token, settings: SettingsDep, preferences: PreferencesDep, publisher: PublisherDep

@@ -3,12 +3,14 @@ storing decisions through the inbox consumer's own batch step."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from services.api.feedback import FeedbackPublishError
 from services.inbox.consumer import InboxService
 from services.inbox.store import InboxStore, OfferStatus
 from tests.conftest import FakeRecord
+from xsell.events import PurchaseEvent
 from xsell.offers import (
     Channel,
     FeedbackEvent,
@@ -80,3 +82,20 @@ def status_of(store: InboxStore, offer_id: str) -> OfferStatus | None:
     """The stored status of an offer, None if it is not stored."""
     offer = store.offer(offer_id)
     return offer.status if offer else None
+
+
+class RecordingEvents:
+    """Keeps produced purchases and decisions in memory (the API's `EventPublisher`)."""
+
+    def __init__(self) -> None:
+        self.purchases: list[PurchaseEvent] = []
+        self.decisions: list[OfferDecision] = []
+
+    def publish_purchases(self, events: Sequence[PurchaseEvent]) -> None:
+        self.purchases += events
+
+    def record_decisions(self, decisions: Sequence[OfferDecision]) -> None:
+        self.decisions += decisions
+
+    def close(self) -> None:
+        pass

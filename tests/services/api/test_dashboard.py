@@ -272,7 +272,8 @@ def test_the_page_has_the_latency_and_experiment_panels(client: TestClient) -> N
 
 
 def test_data_rejects_malformed_filters(client: TestClient) -> None:
-    for query in ("offer_type=bundle", "since=yesterday", "until=2024-13-01"):
+    # a number (a timestamp to pydantic) and a naive time are neither a date nor an RFC 3339 date-time
+    for query in ("offer_type=bundle", "since=yesterday", "until=2024-13-01", "until=0.5", "since=2024-05-02T10:00"):
         assert client.get(f"/dashboard/data?{query}", headers={"X-API-Key": KEY}).status_code == 422
 
 

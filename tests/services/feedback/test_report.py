@@ -19,7 +19,7 @@ from services.feedback.report import (
 )
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
-from xsell.offers import OfferType, Suppression, offer_id_for
+from xsell.offers import OfferContext, OfferType, Suppression, offer_id_for
 
 CROSS, UP = OfferType.CROSS_SELL, OfferType.UP_SELL
 
@@ -113,6 +113,21 @@ def test_by_offer_type_and_by_model_version(engine: Engine) -> None:
         "1": (2, 2),
         "2": (1, 0),
         "none": (1, 0),
+    }
+
+
+def test_offers_on_request_are_reported_by_context(engine: Engine) -> None:
+    asked = decision("R1", "C5", T0, ("P5", UP), ("P6", CROSS)).model_copy(update={"context": OfferContext.CHECKOUT})
+    bought = purchase("B5", "C5", T0 + timedelta(hours=1), ("P5", 1, 12.0))
+    with engine.begin() as db:
+        record_batch(db, [(asked, 3_000)], [feedback(F.IMPRESSION, offer_id_for("R1", "P5"), "C5")], [(bought, 3_100)])
+    contexts = offer_quality(engine)["by_context"]
+    assert {
+        name: (c["offers_sent"], c["impressions"], c["conversions"], c["attributed_revenue"])
+        for name, c in contexts.items()
+    } == {
+        "post_purchase": (4, 2, 2, 30.0),  # the fixture's offers: follow-ups of purchases
+        "checkout": (2, 1, 1, 12.0),
     }
 
 

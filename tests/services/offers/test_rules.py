@@ -327,3 +327,47 @@ def test_offers_tied_to_an_earlier_purchase_are_fills_like_popularity(make_event
     alone = decide(_event(make_event), earlier, CustomerContext(), OfferRules(), "1", NOW)
     assert [o.product_id for o in alone.offers] == ["E0"]  # nothing tied to the basket: one fill
     assert [s.rule for s in alone.suppressed if s.product_id == "E1"] == ["max_popular"]
+
+
+def _cart(make_event: EventFactory, total: float):
+    """An anonymous cart of one line worth ``total`` (offers on request need no customer)."""
+    return make_event(
+        customer_id=None, occurred_at=NOW, lines=({"product_id": "P1", "quantity": 1, "unit_price": total},)
+    )
+
+
+def test_offers_on_request_are_in_app_only_and_an_anonymous_cart_gets_them(make_event: EventFactory) -> None:
+    rules = OfferRules(on_request=True)
+    decision = decide(_cart(make_event, 10.0), _candidates(), CustomerContext(), rules, "1", NOW)
+    assert decision.offers and decision.no_offer_reason is None
+    assert decision.channels == (Channel.IN_APP,)
+    assert not [s for s in decision.suppressed if s.product_id is None]  # no e-mail rule was applied
+
+
+def test_a_cart_below_the_free_delivery_threshold_gets_the_cheapest_offer_that_closes_the_gap(
+    make_event: EventFactory,
+) -> None:
+    rules = OfferRules(on_request=True, free_delivery_threshold=11.5)  # the cart is 10.00: £1.50 short
+    decision = decide(_cart(make_event, 10.0), _candidates(), CustomerContext(), rules, "1", NOW)
+    nudges = [o for o in decision.offers if o.reason.startswith("Add ")]
+    assert [(o.product_id, o.reason) for o in nudges] == [
+        ("X1", "Add £1.50 for free delivery")
+    ]  # 2.00, not 1.00 or 5.00
+    assert len(decision.offers) == rules.max_offers
+
+
+def test_the_free_delivery_offer_is_not_far_dearer_than_the_gap_and_needs_a_gap(make_event: EventFactory) -> None:
+    far = OfferRules(on_request=True, free_delivery_threshold=10.4, free_delivery_max_overshoot=1.0)  # 0.40 short
+    reached = OfferRules(on_request=True, free_delivery_threshold=10.0)
+    follow_up = OfferRules(free_delivery_threshold=11.5)  # after a purchase there is no cart to fill
+    for rules in (far, reached, follow_up):
+        event = _cart(make_event, 10.0) if rules.on_request else _event(make_event)
+        decision = decide(event, _candidates(), CustomerContext(), rules, "1", NOW)
+        assert not [o for o in decision.offers if o.reason.startswith("Add ")], rules
+
+
+def test_the_free_delivery_offer_takes_the_last_place_when_it_was_not_chosen(make_event: EventFactory) -> None:
+    rules = OfferRules(on_request=True, max_offers=2, free_delivery_threshold=14.0)  # 4.00 short: TRAY at 5.00
+    decision = decide(_cart(make_event, 10.0), _candidates(), CustomerContext(), rules, "1", NOW)
+    assert [o.product_id for o in decision.offers][-1] == "X3"
+    assert decision.offers[-1].reason == "Add £4.00 for free delivery" and len(decision.offers) == 2
