@@ -61,7 +61,7 @@ import psutil
 
 from xsell.events import EventType, PurchaseEvent
 from xsell.logs import configure_logging
-from xsell.settings import REPO_ROOT, Settings
+from xsell.settings import REPO_ROOT, Settings, load_settings
 
 # (context, share of the requests, items in the request): a product page asks about one product
 CONTEXT_MIX: tuple[tuple[str, float, int], ...] = (("cart", 0.5, 5), ("checkout", 0.3, 5), ("product_page", 0.2, 1))
@@ -338,21 +338,9 @@ class CpuWatch:
         return float(times.user + times.system)
 
     def _api(self) -> float:
-        if self.api_pid is None:
-            return 0.0
-        try:
-            root = psutil.Process(self.api_pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
-        total = 0.0
-        for process in tree:
-            try:
-                times = process.cpu_times()
-            except psutil.Error:  # a worker ended between the listing and the reading
-                continue
-            total += times.user + times.system
-        return total
+        from bench.pipeline import tree_cpu_s  # noqa: PLC0415  (the stack's modules: slow to import)
+
+        return 0.0 if self.api_pid is None else tree_cpu_s(self.api_pid)
 
 
 def progress(message: str) -> None:
@@ -454,12 +442,14 @@ async def measure(
     purchases: PurchaseBodies,
     args: argparse.Namespace,
     api_pid: int | None = None,
+    base_url: str | None = None,
 ) -> dict[str, object]:
-    """Warm the API up, wait for the stack to go quiet, then run the recommendation and ingest
-    steps; their figures."""
+    """Warm the API up, wait for the stack to go quiet (a stack of its own: no ``base_url``), then
+    run the recommendation and ingest steps; their figures."""
     from bench.pipeline import CpuMeter, wait_quiet  # noqa: PLC0415  (the stack's modules: slow to import)
 
-    base_url = f"http://{settings.api_host}:{settings.api_port}"
+    own_stack = base_url is None
+    base_url = base_url or f"http://{settings.api_host}:{settings.api_port}"
     connector = aiohttp.TCPConnector(limit=args.connections, keepalive_timeout=args.keepalive_s)
     timeout = aiohttp.ClientTimeout(total=args.timeout_s)
     headers = {"X-API-Key": settings.api_key, "Content-Type": "application/json"}
@@ -470,8 +460,10 @@ async def measure(
             f"the API answers offers after {ready_s:.1f}s; warming up {args.warm_up_s:g}s at {args.warm_up_rps:g}/s"
         )
         warm_up = await load.reco_step(args.warm_up_rps, args.warm_up_s)
-        settle_s, idle_cores = wait_quiet(CpuMeter(settings))  # the stack's start-up work done
-        progress(f"the stack is quiet after {settle_s:.0f}s more ({idle_cores:.2f} cores busy)")
+        settle_s = 0.0
+        if own_stack:
+            settle_s, idle_cores = wait_quiet(CpuMeter(settings))  # the stack's start-up work done
+            progress(f"the stack is quiet after {settle_s:.0f}s more ({idle_cores:.2f} cores busy)")
         reco = await load.reco_step(args.reco_rps, args.reco_s)
         steps = await run_steps(args.step_rates, load.reco_step, args.slo_ms)
         ingest, ingest_per_s = await load.ingest(purchases, 1)
@@ -529,6 +521,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "online_retail_sample.parquet")
     parser.add_argument("--profile", choices=("local", "production"), default="local", help="the stack's profile")
+    parser.add_argument(
+        "--api-url",
+        default=None,
+        help="load this running API (e.g. http://127.0.0.1:8000) instead of starting a stack; its key from "
+        "XSELL_API_KEY; the API's own CPU figures are then not measured",
+    )
     parser.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson", help="the schedule's gaps")
     parser.add_argument("--seed", type=int, default=7, help="of the request draw and the Poisson schedule")
     parser.add_argument("--anonymous-share", type=float, default=0.2, help="share of carts without a customer id")
@@ -593,13 +591,18 @@ def main() -> None:
     reco_bodies, mix = recommendation_bodies(baskets, customers, REQUEST_POOL, args.anonymous_share, rng)
     load_before = os.getloadavg()
     progress(f"{len(baskets)} baskets of {BASKET_SIZE} products; load average {load_before[0]:.1f}; starting the stack")
-    with running_stack("xsell-bench-api-", args.data, args.profile) as settings:
-        progress(f"stack up, API on port {settings.api_port}")
-        api_pid = ServiceProcesses(settings).pid("api")
-        figures = asyncio.run(measure(settings, reco_bodies, PurchaseBodies(events), args, api_pid))
-        if args.keep_logs is not None:
-            shutil.copytree(settings.home / "logs", args.keep_logs, dirs_exist_ok=True)
-        api = {"api_workers": settings.api_workers, "api_rate_per_s": settings.api_rate_per_s}
+    if args.api_url:  # someone else's API (its key from XSELL_API_KEY): the client's figures only
+        settings = load_settings()
+        figures = asyncio.run(measure(settings, reco_bodies, PurchaseBodies(events), args, base_url=args.api_url))
+        api: dict[str, object] = {"api_url": args.api_url}
+    else:
+        with running_stack("xsell-bench-api-", args.data, args.profile) as settings:
+            progress(f"stack up, API on port {settings.api_port}")
+            api_pid = ServiceProcesses(settings).pid("api")
+            figures = asyncio.run(measure(settings, reco_bodies, PurchaseBodies(events), args, api_pid))
+            if args.keep_logs is not None:
+                shutil.copytree(settings.home / "logs", args.keep_logs, dirs_exist_ok=True)
+            api = {"api_workers": settings.api_workers, "api_rate_per_s": settings.api_rate_per_s}
     print(
         json.dumps(
             {

@@ -83,10 +83,12 @@ def create_app(
     publisher: FeedbackPublisher | None = None,
     events: EventPublisher | None = None,
     warm: bool = False,
+    server: bool = False,
 ) -> FastAPI:
     """The xsell API for `settings`; feedback goes to `publisher`, purchases and the decisions of
     offers on request to `events` (Kafka for either when None). With ``warm`` the recommender
-    starts loading the model at start-up, else on the first request for offers."""
+    starts loading the model at start-up, else on the first request for offers; a ``server``
+    process (not a test's) then settles its heap (`xsell.consumer.settle_heap`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +109,7 @@ def create_app(
             stack.callback(recorder.stop)  # after the recommender (callbacks run last first): its last answers
             # a server settles its heap once the model is in: its hundreds of thousands of objects
             # out of every later collection, which otherwise stalls answers for a full collection
-            settle = partial(settle_heap, settings.gc_young_threshold) if warm else None
+            settle = partial(settle_heap, settings.gc_young_threshold) if server else None
             recommender = LazyRecommender(settings, recorder.record, settle)
             stack.callback(recommender.stop)
             if warm:
@@ -195,14 +197,16 @@ class LazyRecommender:
 
 def create_app_from_env() -> FastAPI:
     """App factory for `uvicorn --factory services.api.app:create_app_from_env` (several workers)."""
-    return create_app(load_settings(), warm=True)  # the profile derived and, in production, secrets checked
+    return create_app(
+        load_settings(), warm=True, server=True
+    )  # the profile derived and, in production, secrets checked
 
 
 def main(settings: Settings) -> None:
     """Serve the API on `settings.api_host:api_port` until SIGTERM/SIGINT (uvicorn shuts down gracefully)."""
     configure_logging(settings.log_level)
     uvicorn.run(
-        create_app(settings, warm=True),
+        create_app(settings, warm=True, server=True),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # keep xsell's JSON log lines

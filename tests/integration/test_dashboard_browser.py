@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-import uvicorn
 from kafka import KafkaProducer
 
 from cli.demo import count_records
@@ -36,6 +35,7 @@ from services.feedback.facts import open_facts
 from services.feedback.report import latest_model_version, offer_quality, offers_sent_per_day
 from services.feedback.service import FeedbackService
 from services.ingest.validator import IngestService
+from tests.integration.api_server import serving
 from tests.integration.chromium import Chromium, chromium_or_skip
 from tests.services.feedback.factories import DECIDED, T0, decision, feedback, purchase
 from xsell.offers import FeedbackType as F
@@ -180,19 +180,8 @@ def run_until_caught_up(service: Service, name: str) -> None:
 @pytest.fixture
 def api(settings: Settings) -> Iterator[str]:
     """The API served by uvicorn in a thread; yields its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the API did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{settings.api_port}"
-    server.should_exit = True
-    thread.join(15)
+    with serving(create_app(settings), settings.api_port) as url:
+        yield url
 
 
 def pick(data: dict[str, Any], path: str) -> Any:

@@ -15,21 +15,19 @@ Without Chromium the test is skipped, unless CI is set: then it fails (see tests
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from infra.kafka.broker import free_port
 from infra.kafka.topics import ensure_topics
 from services.api.app import create_app
 from services.inbox.consumer import InboxService
 from services.offers.service import OfferService
+from tests.integration.api_server import serving
 from tests.integration.chromium import Chromium, chromium_or_skip
 from tests.integration.test_offer_pipeline import SAMPLE, running
 from training import commands
@@ -79,21 +77,8 @@ def settings(trained: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 def api(settings: Settings) -> Iterator[str]:
     """The API served by uvicorn in a thread, its recommender warming up; yields its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, warm=True), host="127.0.0.1", port=settings.api_port, log_config=None, lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the API did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{settings.api_port}"
-    server.should_exit = True
-    thread.join(15)
+    with serving(create_app(settings, warm=True), settings.api_port) as url:
+        yield url
 
 
 def page_state(browser: Chromium, selector: str) -> dict:
