@@ -197,9 +197,8 @@ class LazyRecommender:
 
 def create_app_from_env() -> FastAPI:
     """App factory for `uvicorn --factory services.api.app:create_app_from_env` (several workers)."""
-    return create_app(
-        load_settings(), warm=True, server=True
-    )  # the profile derived and, in production, secrets checked
+    settings = load_settings()  # the profile derived and, in production, secrets checked
+    return create_app(settings, warm=True, server=True)
 
 
 def main(settings: Settings) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.inbox.store import InboxStore
 from services.messaging import durable_producer
+from services.queues import batches
 from xsell.events import PurchaseEvent
 from xsell.metrics import API_EVENTS
 from xsell.offers import OfferDecision
@@ -165,22 +166,8 @@ class DecisionRecorder:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                return
-            decisions = list(first)
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                decisions += more
-            self._store(decisions)
+        for waiting in batches(self._queue):
+            self._store([decision for decisions in waiting for decision in decisions])
 
     def _store(self, decisions: list[OfferDecision]) -> None:
         try:

@@ -31,6 +31,7 @@ import numpy as np
 
 from services.offers.rules import CustomerContext, OfferRules
 from services.offers.service import OfferService
+from services.queues import batches
 from xsell.events import LineItem, PurchaseEvent
 from xsell.offers import OfferContext, OfferDecision, OfferType
 from xsell.settings import Settings
@@ -104,12 +105,7 @@ class Recommender:
         """Keep the configuration; `opened` opens the stores, feature reader and model watchers."""
         self.settings = settings
         self.service = OfferService(settings)
-        self.rules = replace(
-            OfferRules.from_settings(settings),
-            on_request=True,
-            free_delivery_threshold=settings.free_delivery_threshold,
-            free_delivery_max_overshoot=settings.free_delivery_max_overshoot,
-        )
+        self.rules = replace(OfferRules.from_settings(settings), on_request=True)
 
     @contextmanager
     def opened(self) -> Iterator[Recommender]:
@@ -246,24 +242,8 @@ class RecommenderThread:
             self._fail_waiting(error)
 
     def _serve(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < self.max_batch:
-                try:
-                    waiting = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if waiting is None:
-                    stopping = True
-                    break
-                batch.append(waiting)
+        for batch in batches(self._queue, self.max_batch):
             self._decide(batch)
-            if stopping:
-                return
 
     def _decide(self, batch: list[tuple[OfferRequest, Future[Recommendation]]]) -> None:
         live = [(request, future) for request, future in batch if future.set_running_or_notify_cancel()]

@@ -63,8 +63,8 @@ class OfferRules:
     # offers the shop asks for (POST /v1/recommendations): in-app only, so no e-mail rule or cap
     # applies, and an anonymous cart gets offers too (the model's cold start)
     on_request: bool = False
-    # a cart below it gets one offer that closes the gap to free delivery (on request, carts only)
-    free_delivery_threshold: float | None = None
+    # a cart below it gets one offer that closes the gap to free delivery (on request only)
+    free_delivery_threshold: float | None = _default("free_delivery_threshold")
     free_delivery_max_overshoot: float = _default("free_delivery_max_overshoot")
 
     @classmethod
@@ -83,6 +83,8 @@ class OfferRules:
             bundle_max_items=settings.bundle_max_items,
             bundle_discount=settings.bundle_discount,
             fills_beside_basket=settings.fills_beside_basket,
+            free_delivery_threshold=settings.free_delivery_threshold,
+            free_delivery_max_overshoot=settings.free_delivery_max_overshoot,
         )
 
 
@@ -240,11 +242,12 @@ def decide(
     ]
 
     channels = [Channel.IN_APP]
-    email_block = None if rules.on_request else _email_rule(event, context, rules)
-    if email_block is None and not rules.on_request:
-        channels.insert(0, Channel.EMAIL)
-    elif email_block is not None:
-        suppressed.append(_suppression(email_block, None, "e-mail channel"))
+    if not rules.on_request:  # offers on request are shown in-app: no e-mail rule applies
+        email_block = _email_rule(event, context, rules)
+        if email_block is None:
+            channels.insert(0, Channel.EMAIL)
+        else:
+            suppressed.append(_suppression(email_block, None, "e-mail channel"))
     if not chosen:
         return OfferDecision(**base, suppressed=tuple(suppressed), no_offer_reason="no_eligible_candidates")
     bundle_reason, bundle_id, bundle_price = "", None, None

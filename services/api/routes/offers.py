@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -29,6 +29,26 @@ class ErrorDetail(BaseModel):
     """What an error response says (FastAPI's `HTTPException` body)."""
 
     detail: str
+
+
+def retry_later(description: str) -> dict[str, Any]:
+    """The OpenAPI response of an error that says, in `Retry-After`, when to send again."""
+    header = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+    return {"model": ErrorDetail, "description": description, "headers": {"Retry-After": header}}
+
+
+def unavailable(detail: str, retry_after_s: int) -> HTTPException:
+    """A 503 that says when to send again."""
+    return HTTPException(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": str(retry_after_s)}
+    )
+
+
+# what every route behind the key and its rate limit may answer (`deps.require_api_key`, `deps.limit_rate`)
+KEYED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "Missing or invalid `X-API-Key`."},
+    429: retry_later("Over this key's request rate."),
+}
 
 
 router = APIRouter(

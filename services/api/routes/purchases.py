@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import EventsDep, limit_rate, require_api_key
 from services.api.events import BrokerUnavailable
-from services.api.routes.offers import ErrorDetail
+from services.api.routes.offers import KEYED_RESPONSES, retry_later, unavailable
 from xsell.events import PurchaseEvent, event_id_for
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -29,20 +29,11 @@ router = APIRouter(
     tags=["purchases"],
     dependencies=[Depends(require_api_key), Depends(limit_rate)],
     responses={
-        401: {"model": ErrorDetail, "description": "Missing or invalid `X-API-Key`."},
+        **KEYED_RESPONSES,
         422: {
             "description": "The body is not a valid purchase event: every failing field is listed; nothing was produced."
         },
-        429: {
-            "model": ErrorDetail,
-            "description": "Over this key's request rate.",
-            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-        },
-        503: {
-            "model": ErrorDetail,
-            "description": "The broker did not acknowledge; send the same request again later (it is idempotent).",
-            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-        },
+        503: retry_later("The broker did not acknowledge; send the same request again later (it is idempotent)."),
     },
 )
 
@@ -127,11 +118,7 @@ def _publish(events: list[PurchaseEvent], publisher: EventsDep) -> PurchasesAcce
     try:
         publisher.publish_purchases(events)
     except BrokerUnavailable as error:
-        raise HTTPException(
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=str(error),
-            headers={"Retry-After": str(error.retry_after_s)},
-        ) from error
+        raise unavailable(str(error), error.retry_after_s) from error
     ids = [event.event_id for event in events]
     return PurchasesAccepted(event_ids=ids, count=len(ids))
 

@@ -14,11 +14,11 @@ import logging
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.api.deps import RecommenderDep, SettingsDep, limit_rate, require_api_key
-from services.api.routes.offers import ErrorDetail
+from services.api.routes.offers import KEYED_RESPONSES, ErrorDetail, retry_later, unavailable
 from services.offers.recommend import NoModelError, OfferRequest, RequestItem
 from xsell.events import MAX_LINE_QUANTITY, MAX_UNIT_PRICE, as_integer
 from xsell.metrics import RECOMMENDATION_SECONDS
@@ -32,14 +32,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["recommendations"],
     dependencies=[Depends(require_api_key), Depends(limit_rate)],
-    responses={
-        401: {"model": ErrorDetail, "description": "Missing or invalid `X-API-Key`."},
-        429: {
-            "model": ErrorDetail,
-            "description": "Over this key's request rate.",
-            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-        },
-    },
+    responses=KEYED_RESPONSES,
 )
 
 
@@ -134,11 +127,7 @@ class Recommendations(BaseModel):
         },
         400: {"model": ErrorDetail, "description": "The body is not JSON."},
         422: {"description": "The body is not valid: every failing field is listed."},
-        503: {
-            "model": ErrorDetail,
-            "description": "No model is serving yet, or the recommender is unavailable; retry.",
-            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-        },
+        503: retry_later("No model is serving yet, or the recommender is unavailable; retry."),
     },
 )
 async def create_recommendations(
@@ -158,12 +147,12 @@ async def create_recommendations(
             asyncio.wrap_future(recommender.submit(request)), timeout=settings.recommendation_timeout_s
         )
     except TimeoutError as error:
-        raise _unavailable("The recommender is busy or still loading the model.") from error
+        raise unavailable("The recommender is busy or still loading the model.", RETRY_AFTER_S) from error
     except NoModelError as error:
-        raise _unavailable(str(error)) from error
+        raise unavailable(str(error), RETRY_AFTER_S) from error
     except Exception as error:
         log.error("recommendation failed", extra={"error": f"{type(error).__name__}: {error}"})
-        raise _unavailable("The recommender is unavailable.") from error
+        raise unavailable("The recommender is unavailable.", RETRY_AFTER_S) from error
     elapsed = time.perf_counter() - started
     RECOMMENDATION_SECONDS.labels(context.value).observe(elapsed)
     response.headers["Server-Timing"] = f"recommend;dur={elapsed * 1e3:.1f}"  # queue + ranking, in this process
@@ -177,10 +166,4 @@ async def create_recommendations(
         items=[PricedCartItem.model_validate(item, from_attributes=True) for item in answer.items],
         offers=[RecommendedOffer.model_validate(offer.model_dump()) for offer in decision.offers],
         no_offer_reason=decision.no_offer_reason,
-    )
-
-
-def _unavailable(detail: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": str(RETRY_AFTER_S)}
     )
