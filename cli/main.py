@@ -53,10 +53,21 @@ index_app = typer.Typer(
 app.add_typer(index_app, name="index")
 app.add_typer(experiment_app, name="experiment")
 
-# Libraries' deprecation notices (ibis inside Feast, starlette, ...) are not the user's to act on:
-# dropped where warnings are shown, at the entry point, for every command. A filter alone would not
-# hold: Feast puts its own "once" filter for DeprecationWarning in front at import.
+# Libraries' deprecation notices (ibis inside Feast, starlette, kafka-python's use of a deprecated
+# importlib.resources call, ...) are not the user's to act on: dropped where warnings are shown, at
+# the entry point, for every command. A filter alone would not hold: Feast puts its own "once" filter
+# for DeprecationWarning in front at import. A notice is the user's only when xsell's code raised it.
 _show_warning = warnings.showwarning
+_XSELL_SOURCE = Path(__file__).resolve().parents[1]
+
+
+def is_library_notice(category: type[Warning], filename: str) -> bool:
+    """A deprecation notice attributed to code outside xsell (a library, or the standard library a
+    library called): nothing the user can act on."""
+    if not issubclass(category, (DeprecationWarning, FutureWarning)):
+        return False
+    path = Path(filename).resolve()
+    return "site-packages" in path.parts or not path.is_relative_to(_XSELL_SOURCE)
 
 
 def _show_actionable_warning(
@@ -67,7 +78,7 @@ def _show_actionable_warning(
     file: object = None,
     line: str | None = None,
 ) -> None:
-    if issubclass(category, (DeprecationWarning, FutureWarning)) and "site-packages" in filename:
+    if is_library_notice(category, filename):
         return
     _show_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
 

@@ -21,7 +21,8 @@ item. A pairing ("Often bought with", "Customers who bought ... also bought", "O
 after") is claimed only for an association beyond popularity: at least the index's
 ``min_support`` shared orders and a lift of ``min_claim_lift``; a bestseller that is merely
 bought with everything gets the popularity reason, and so does a pair that few shared orders make
-look associated by chance (``bought_together``). Each row carries ``source`` (the source
+look associated by chance (``bought_together``), or whose kinds do not back it (``_kinds_back``:
+not the same kind, kinds not bought together beyond doubt, and no range word in common). Each row carries ``source`` (the source
 contributing most to its fused score) and ``source_rank`` (its rank in that source).
 """
 
@@ -117,6 +118,7 @@ class CandidateGenerator:
         self._names = products["name"].fillna(products["product_id"]).to_numpy(dtype=object)
         self.category_codes: tuple[np.ndarray, pd.Index] = pd.factorize(products["category"])
         self._category = self.category_codes[0]
+        self._kind_pair_keys = self._kind_keys(index.kind_pairs)
         self.median_price = products["median_price"].to_numpy(dtype=np.float64)
         sizes = [size_words(name) for name in products["name"]]
         self._size_code = pd.factorize(pd.Series(sizes, dtype=object))[0]
@@ -256,6 +258,7 @@ class CandidateGenerator:
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         lift = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
         claimed = bought_together(co_count, self._orders[seed_safe], self._orders[items], self.index, cfg)
+        claimed &= self._kinds_back(claimed, seed_safe, items)
         basket_keys = np.asarray(
             [t * self.index.size + i for t, b in enumerate(basket_items) for i in b], dtype=np.int64
         )
@@ -308,13 +311,49 @@ class CandidateGenerator:
             c: np.broadcast_to(frame[c], len(items)) if np.ndim(frame[c]) == 0 else frame[c] for c in CANDIDATE_COLUMNS
         }
 
+    def _kind_keys(self, kind_pairs: pd.DataFrame | None) -> np.ndarray | None:
+        """The index's kinds bought together as sorted ``kind * kinds + other`` codes (None: the
+        index has no such table, so no claim is held back for its kinds)."""
+        if kind_pairs is None:
+            return None
+        categories = self.category_codes[1]
+        kind = categories.get_indexer(kind_pairs["kind"])
+        other = categories.get_indexer(kind_pairs["other"])
+        known = (kind >= 0) & (other >= 0)
+        return np.unique(kind[known].astype(np.int64) * len(categories) + other[known])
+
+    def _kinds_back(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Per candidate row (``rows``: the item pairings bought together beyond doubt), whether
+        their kinds back the pairing: the same kind, kinds bought together beyond doubt (the
+        index's ``kind_pairs``: cake cases with cake stands), or a range word in common (the REGENCY sugar
+        bowl with the REGENCY teacup). Two items of unrelated kinds that one customer's orders
+        happen to join (washing-up gloves with camembert tins) claim nothing."""
+        result = rows.copy()
+        if self._kind_pair_keys is None:
+            return result
+        kind_seed, kind_item = self._category[seeds], self._category[items]
+        known = (kind_seed >= 0) & (kind_item >= 0)
+        same = known & (kind_seed == kind_item)
+        keys = kind_seed.astype(np.int64) * len(self.category_codes[1]) + kind_item
+        together = known & np.isin(keys, self._kind_pair_keys)
+        rest = np.flatnonzero(rows & ~same & ~together)
+        words = self._range_words
+        result[rest] = [
+            bool(words[s] & words[i]) for s, i in zip(seeds[rest].tolist(), items[rest].tolist(), strict=True)
+        ]
+        return result
+
     def _goes_with(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Per candidate row (``rows``: the claimed pairings with a basket item to look at), whether
-        the item completes the seed's range: another kind than the seed, and a range or theme word
-        in common besides their head nouns (``features.catalog.range_words``: the REGENCY sugar
-        bowl for the REGENCY teacup, not another bag for a bag)."""
+        the item completes the seed's range: another kind than the seed with another head noun,
+        and a range or theme word in common besides their head nouns (``features.catalog.
+        range_words``: the REGENCY sugar bowl for the REGENCY teacup; not the PAISLEY PARK jumbo
+        bag for the PAISLEY PARK lunch bag, nor a wall clock for an alarm clock: another bag, another
+        clock)."""
         result = np.zeros(len(items), dtype=bool)
-        at = np.flatnonzero(rows & (self._category[items] != self._category[seeds]))
+        head_item, head_seed = self._head[items], self._head[seeds]
+        same_head = (head_item >= 0) & (head_item == head_seed)
+        at = np.flatnonzero(rows & (self._category[items] != self._category[seeds]) & ~same_head)
         words = self._range_words
         result[at] = [bool(words[s] & words[i]) for s, i in zip(seeds[at].tolist(), items[at].tolist(), strict=True)]
         return result

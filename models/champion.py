@@ -64,20 +64,19 @@ class Champion:
         return {p: n for p, n in zip(products["product_id"], names, strict=True) if isinstance(n, str)}
 
 
-def load_champion(settings: Settings, scratch: Path, alias: str | None = None) -> Champion:
-    """Load ``models:/NAME@champion`` (or another alias: the challenger) and its candidate index
-    (downloaded into ``scratch``): the index of the run its ``candidate_index.run_id`` tag names
-    (``xsell index refresh``), else its training run's."""
+def load_champion(settings: Settings, scratch: Path, alias: str | None = None, version: int | None = None) -> Champion:
+    """Load ``models:/NAME@champion`` (or another alias: the challenger; or the model ``version``
+    given) and its candidate index (downloaded into ``scratch``): the index of the run its
+    ``candidate_index.run_id`` tag names (``xsell index refresh``), else its training run's."""
     import mlflow  # noqa: PLC0415  (MLflow: slow to import)
     import mlflow.lightgbm  # noqa: PLC0415  (MLflow: slow to import)
 
     client = open_tracking(settings)
     alias = alias or settings.champion_alias
-    if alias == settings.champion_alias:
+    if version is None and alias == settings.champion_alias:
         version = require_champion(client, settings)
-    else:
-        mv = client.get_model_version_by_alias(settings.model_name, alias)
-        version = version_number(mv.version)
+    elif version is None:
+        version = version_number(client.get_model_version_by_alias(settings.model_name, alias).version)
     mv = client.get_model_version(settings.model_name, str(version))
     booster = mlflow.lightgbm.load_model(f"models:/{settings.model_name}/{version}")
     index_run = index_run_id(mv)

@@ -19,6 +19,9 @@ What it holds (all from purchase lines strictly before ``as_of``; service codes 
         at least ``upsell_min_customers`` buyers, return rate at most ``max_return_rate``;
         score = recent popularity.
   * ``cooccurrence``: the (pruned) same-order co-occurrence counts, for pair features.
+  * ``kind_pairs``: the kinds bought together beyond doubt (``kind``, ``other``, both ways: the
+    ``category`` source's complements), which back an item pairing's claim
+    (``models.candidates``); None for an index saved without them.
 
 ``save(directory)`` writes parquet files and a ``manifest.json``; ``CandidateIndex.load`` reads them.
 """
@@ -78,6 +81,7 @@ class CandidateIndex:
     neighbours: dict[str, sparse.csr_matrix]
     cooccurrence: sparse.csr_matrix
     orders: int
+    kind_pairs: pd.DataFrame | None = None
     position: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,11 +115,12 @@ class CandidateIndex:
         per_item_orders = products["orders"].to_numpy(dtype=np.float64)
         confidence = _scale_rows(counts, 1.0 / np.maximum(per_item_orders, 1))
 
+        kinds = _kinds_together(x_orders, products, config)
         neighbours = {
             "basket": _top_k_rows(confidence, config.neighbours),
             "followup": _top_k_rows(_followup(bought, position, products, config), config.neighbours),
             "itemknn": _cosine(bought, position, len(products), config.neighbours),
-            "category": _top_k_rows(_category_complements(x_orders, products, config), config.neighbours),
+            "category": _top_k_rows(_category_complements(kinds, products, config), config.neighbours),
             "upsell": _top_k_rows(_upsell(products, config), config.neighbours),
         }
         return cls(
@@ -125,6 +130,7 @@ class CandidateIndex:
             neighbours=neighbours,
             cooccurrence=counts.astype(np.float32).tocsr(),
             orders=len(order_ids),
+            kind_pairs=kinds.pairs(),
         )
 
     def save(self, directory: Path | str) -> Path:
@@ -135,6 +141,8 @@ class CandidateIndex:
         frames = [_to_frame(matrix).assign(source=name) for name, matrix in self.neighbours.items()]
         pd.concat(frames, ignore_index=True).to_parquet(directory / "neighbours.parquet", index=False)
         _to_frame(self.cooccurrence).to_parquet(directory / "cooccurrence.parquet", index=False)
+        if self.kind_pairs is not None:
+            self.kind_pairs.to_parquet(directory / "kind_pairs.parquet", index=False)
         manifest = {
             "format_version": FORMAT_VERSION,
             "as_of": self.as_of.isoformat(),
@@ -157,6 +165,7 @@ class CandidateIndex:
         n = len(products)
         pairs = pd.read_parquet(directory / "neighbours.parquet")
         neighbours = {name: _from_frame(pairs[pairs["source"] == name], n) for name in SOURCES}
+        kinds = directory / "kind_pairs.parquet"
         return cls(
             config=IndexConfig(**manifest["config"]),
             as_of=pd.Timestamp(manifest["as_of"]),
@@ -164,6 +173,7 @@ class CandidateIndex:
             neighbours=neighbours,
             cooccurrence=_from_frame(pd.read_parquet(directory / "cooccurrence.parquet"), n),
             orders=int(manifest["orders"]),
+            kind_pairs=pd.read_parquet(kinds) if kinds.exists() else None,
         )
 
 
@@ -368,29 +378,48 @@ def _window_pairs_sorted(
     return earlier, later
 
 
-def _category_complements(
-    x_orders: sparse.csr_matrix, products: pd.DataFrame, config: IndexConfig
-) -> sparse.csr_matrix:
-    """Item a -> popular items of categories often bought with a's category."""
-    n_items = len(products)
+@dataclass(frozen=True)
+class KindsTogether:
+    """The kinds bought together beyond their popularity: kind codes of the items (-1: none),
+    the kinds, the item x kind matrix, each kind's orders, and the (kind, other kind) pairs bought
+    together beyond doubt, with their shared orders."""
+
+    codes: np.ndarray
+    categories: pd.Index
+    item_category: sparse.csr_matrix
+    kind: np.ndarray
+    other: np.ndarray
+    count: np.ndarray
+    per_category: np.ndarray
+
+    def pairs(self) -> pd.DataFrame:
+        """The pairs by name, both ways (what ``CandidateIndex.kind_pairs`` stores)."""
+        return pd.DataFrame(
+            {"kind": self.categories[self.kind].astype(str), "other": self.categories[self.other].astype(str)}
+        )
+
+
+def _kinds_together(x_orders: sparse.csr_matrix, products: pd.DataFrame, config: IndexConfig) -> KindsTogether:
+    """Pairs of kinds bought together beyond their popularity and beyond doubt: another kind, the
+    minimum support, a lift of ``min_complement_lift`` (a bestselling kind is bought with every
+    kind, at a lift near 1), and so many shared orders at that lift by chance at most
+    ``max_complement_chance`` of the time (Poisson tail), as an item pairing's claim."""
     codes, categories = pd.factorize(products["category"])
     has = codes >= 0
-    if not has.any():
-        return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
     item_category = sparse.csr_matrix(
-        (np.ones(has.sum(), dtype=np.float32), (np.flatnonzero(has), codes[has])), shape=(n_items, len(categories))
+        (np.ones(has.sum(), dtype=np.float32), (np.flatnonzero(has), codes[has])),
+        shape=(len(products), len(categories)),
     )
+    none = np.zeros(0, dtype=np.int64)
+    if not has.any():
+        return KindsTogether(codes, categories, item_category, none, none, np.zeros(0), np.zeros(0))
     order_category = (x_orders @ item_category).tocsr()
     order_category.data[:] = 1.0
     together = (order_category.T @ order_category).tocoo()  # sparse: categories x categories can be large
     per_category = np.asarray(order_category.sum(axis=0)).ravel()
     a, b, count = together.row, together.col, together.data
-    # kinds bought together beyond their popularity: another kind, the minimum support, and a lift
-    # of ``min_complement_lift`` (a bestselling kind is bought with every kind, at a lift near 1)
     expected = per_category[a] * per_category[b] / max(x_orders.shape[0], 1)
     lift = count / np.maximum(expected, 1.0 / max(x_orders.shape[0], 1))
-    # beyond doubt, as an item pairing's claim: so many shared orders at that lift come by chance
-    # at most max_complement_chance of the time (Poisson tail)
     chance = special.pdtrc(np.maximum(count - 1, 0), expected * config.min_complement_lift)
     keep = (
         (a != b)
@@ -398,10 +427,20 @@ def _category_complements(
         & (lift >= config.min_complement_lift)
         & (chance <= config.max_complement_chance)
     )
+    return KindsTogether(codes, categories, item_category, a[keep], b[keep], count[keep], per_category)
+
+
+def _category_complements(kinds: KindsTogether, products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:
+    """Item a -> popular items of categories often bought with a's category."""
+    n_items = len(products)
+    codes, categories = kinds.codes, kinds.categories
+    has = codes >= 0
+    if not len(kinds.kind):
+        return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
+    kind, other, count = kinds.kind, kinds.other, kinds.count
     # P(category b | category a) of the kept pairs, the complement_categories best b per a
-    conditional = sparse.csr_matrix(
-        (count[keep] / np.maximum(per_category[a[keep]], 1), (a[keep], b[keep])), shape=together.shape
-    )
+    shape = (len(categories), len(categories))
+    conditional = sparse.csr_matrix((count / np.maximum(kinds.per_category[kind], 1), (kind, other)), shape=shape)
     complements = _top_k_rows(conditional, config.complement_categories)
 
     popularity = products["recent_customers"].to_numpy(dtype=np.float64) + 0.1 * products["customers"].to_numpy()
@@ -418,7 +457,7 @@ def _category_complements(
         ),
         shape=(len(categories), n_items),
     )
-    return _drop_diagonal((item_category @ complements @ category_items).tocsr(), 0)
+    return _drop_diagonal((kinds.item_category @ complements @ category_items).tocsr(), 0)
 
 
 def _upsell(products: pd.DataFrame, config: IndexConfig) -> sparse.csr_matrix:

@@ -12,7 +12,8 @@ Checks, per offer type (the "kind" is the catalog category of `features.catalog`
     its kind, size and head noun at another price: another design of what was just bought rather
     than something that goes with it (the rule `models.candidates` gives "More designs like").
 `audit_rows` is a pure function of decisions, basket lines and the candidate index; `run_audit`
-reads them from the offer state, the feature fold state and the champion.
+reads them from the offer state, the feature fold state and the model version of each decision
+(the champion's, or a challenger's in a live trial).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from features.catalog import same_family, size_words
 from models.candidates import CandidateConfig, bought_together
 from models.index import CandidateIndex
 from models.reasons import CLAIM_PREFIX, EARLIER_SUFFIX
+from models.registry import version_number
 from xsell.offers import OfferDecision, OfferType
 from xsell.settings import Settings
 
@@ -228,15 +230,24 @@ def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 50
         decisions = [d for d in state.latest(recent) if d.offers]
     finally:
         state.close()
-    with tempfile.TemporaryDirectory(prefix="xsell-audit-") as scratch:
-        champion = load_champion(settings, Path(scratch))
     fold_state = FoldStateStore(settings.fold_state_db_url)
     try:
         since = min((d.occurred_at for d in decisions), default=None)
         lines = fold_state.order_lines(since=since)
     finally:
         fold_state.close()
-    rows = audit_rows(decisions, lines, champion.index, champion.candidate_config)
+    # each decision is checked against the index of the model that made it (the champion's or a
+    # challenger's); no decision: the champion's, which also says when no model is registered
+    by_version: dict[int | None, list[OfferDecision]] = {} if decisions else {None: []}
+    for decision in decisions:
+        version = version_number(decision.model_version) if decision.model_version else None
+        by_version.setdefault(version, []).append(decision)
+    with tempfile.TemporaryDirectory(prefix="xsell-audit-") as scratch:
+        frames = []
+        for version, decided in by_version.items():
+            model = load_champion(settings, Path(scratch) / str(version), version=version)
+            frames.append(audit_rows(decided, lines, model.index, model.candidate_config))
+    rows = pd.concat(frames, ignore_index=True)
     checks = audit_checks(rows, len(decisions))
     out.mkdir(parents=True, exist_ok=True)
     draw = random.Random(seed)

@@ -407,13 +407,14 @@ def _suppression(rule: str, product_id: str | None, detail: str = "") -> Suppres
 
 
 def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
-    """Best first within classes (`_related_first`): what goes well with the basket, then the other
-    offers tied to it, then those tied to an earlier purchase, then popularity ("Popular right
-    now") fills the places the others leave: a follow-up is about what was just bought. Both
-    offer types keep a place when both qualify (the best of each type is in), and so does the
-    best cross-sell that goes well with an item of the basket. An up-sell that is only a higher
-    price tier of the kind (no larger size, bigger pack or premium line) is a weak one: it ranks
-    below the real steps (each keeps the places up-sells hold)."""
+    """The offers of a message, shown best score first (the ranker's order: the first place goes
+    to the offer most likely to sell). Chosen by class (`_related_first`): what goes well with the
+    basket, then the other offers tied to it, then those tied to an earlier purchase, then
+    popularity ("Popular right now") fills the places the others leave: a follow-up is about what
+    was just bought. Both offer types keep a place when both qualify (the best of each type is
+    in), and so does the best cross-sell that goes well with an item of the basket. An up-sell
+    that is only a higher price tier of the kind (no larger size, bigger pack or premium line) is
+    a weak one: it ranks below the real steps (each keeps the places up-sells hold)."""
     ordered = _steps_first(sorted(eligible, key=_related_first))
     chosen: list[RankedCandidate] = []
     taken: set[int] = set()  # by identity: two candidates may be equal in every field
@@ -423,7 +424,7 @@ def _mix(eligible: list[RankedCandidate], limit: int) -> list[RankedCandidate]:
             chosen.append(best)
             taken.add(id(best))
     chosen += [c for c in ordered if id(c) not in taken][: max(limit - len(chosen), 0)]
-    return _steps_first(sorted(chosen, key=_related_first))
+    return _steps_first(sorted(chosen, key=lambda c: -c.score))
 
 
 def _is_cross_sell(candidate: RankedCandidate) -> bool:

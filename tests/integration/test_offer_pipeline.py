@@ -453,7 +453,7 @@ def test_h_the_audit_of_served_offers_finds_no_broken_promise(settings: Settings
     assert (ours["price"] > ours["paid"]).all()
 
 
-def test_i_a_challenger_decides_for_its_share_and_caps_hold_across_variants(settings: Settings) -> None:
+def test_i_a_challenger_decides_for_its_share_and_caps_hold_across_variants(settings: Settings, tmp_path: Path) -> None:
     client = open_tracking(settings)
     champion = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
     challenger = client.create_model_version(settings.model_name, champion.source, run_id=champion.run_id)
@@ -481,6 +481,11 @@ def test_i_a_challenger_decides_for_its_share_and_caps_hold_across_variants(sett
     assert set(expected.values()) == set(Variant)  # 40 customers at a half share: both variants serve
     emails = Counter(d.customer_id for d in decided if Channel.EMAIL in d.channels)
     assert emails and max(emails.values()) == 1  # the cap of one e-mail a day holds in both variants
+    # the audit checks each decision against the index of its own model version, the challenger's
+    # too, whose alias is gone once the trial ends
+    checks = run_audit(settings, tmp_path, sample=0)
+    assert checks.decisions >= len([d for d in decided if d.offers]) > 0
+    assert checks.claims_below_threshold == 0
 
 
 def test_j_a_recommendation_on_request_agrees_with_the_offer_service(settings: Settings) -> None:

@@ -18,7 +18,7 @@ PRODUCTS = {
     "C2": ("RED PILLAR CANDLE", 1.2),
     "C3": ("IVORY PILLAR CANDLE", 1.1),
     "M1": ("HOME SWEET HOME MUG", 2.0),
-    "N1": ("PACK OF 20 PAPER NAPKINS", 0.85),  # the shop's other trade: two regulars' weekly orders
+    "N1": ("PACK OF 20 PAPER NAPKINS", 0.85),  # the shop's other trade: two regulars' orders, several a day
     "POST": ("POSTAGE", 18.0),
 }
 
@@ -63,7 +63,7 @@ def lines_frame(rows: list[dict]) -> pd.DataFrame:
 def store_history() -> pd.DataFrame:
     """Forty days of a small shop: lanterns are bought with candles, L2 sells well, L1 buyers often
     come back for a mug, one customer returned C3, postage appears on many orders, and two
-    regulars buy napkins every few days."""
+    regulars buy napkins several times a day."""
     rows: list[dict] = []
     for i in range(12):
         customer = f"K{i}"
@@ -77,5 +77,5 @@ def store_history() -> pd.DataFrame:
     rows += order("E4", "K2", 22, "C3", "L4")
     rows += order("E5", "K3", 30, "C3", "L4", "M1")
     # the rest of the shop's orders: what makes twelve lanterns-with-candles a pairing beyond doubt
-    rows += [row for n in range(60) for row in order(f"N{n}", f"R{n % 2}", n * 0.6, "N1")]
+    rows += [row for n in range(240) for row in order(f"N{n}", f"R{n % 2}", n * 0.15, "N1")]
     return lines_frame(rows)

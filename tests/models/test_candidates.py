@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -218,6 +220,37 @@ def test_another_kind_of_the_seeds_range_bought_with_it_goes_well_with_it() -> N
     assert reasons["J1"] == "Often bought with REGENCY TEACUP AND SAUCER"
 
 
+def test_another_kind_with_the_same_head_noun_does_not_go_well_with_it() -> None:
+    # the shop's categories are the kinds; head nouns are learned from the names (three designs of
+    # each sell on their own)
+    names = {
+        "L1": "LUNCH BAG PAISLEY PARK",
+        "J1": "JUMBO BAG PAISLEY PARK",  # the range's other bag: another bag, not the lunch bag's complement
+        "T1": "TEA TOWEL PAISLEY PARK",  # the range's other kind of thing
+        **{
+            f"{code}{n}": f"{kind} {design}"
+            for code, kind in (("L", "LUNCH BAG"), ("J", "JUMBO BAG"), ("T", "TEA TOWEL"))
+            for n, design in ((2, "RED SPOT"), (3, "BLUE STRIPE"), (4, "GREEN CHECK"))
+        },
+    }
+    baskets = [("L1", "J1", "T1")] * 12 + [(p,) for p in names if p[1] != "1" for _ in range(10)]
+    price = {"L": 1.65, "J": 2.08, "T": 3.25}  # each kind at its own price: a theme spans them all
+    kind = {"L": "lunch bags", "J": "shopping bags", "T": "kitchen textiles"}  # the shop's own categories
+    lines = [
+        _line(f"O{n}", f"K{n % 9}", p, names[p], price[p[0]], n, kind[p[0]])
+        for n, basket in enumerate(baskets)
+        for p in basket
+    ]
+    index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
+    products = index.products.set_index("product_id")
+    assert products.loc["L1", "category"] != products.loc["J1", "category"]
+    assert products.loc["L1", "head"] == products.loc["J1", "head"] == "BAG"
+    found = CandidateGenerator(index, CandidateConfig(sources=("basket",))).candidates_for("K99", ["L1"], AT)
+    reasons = found.set_index("product_id")["reason"]
+    assert reasons["T1"] == "Goes well with LUNCH BAG PAISLEY PARK"
+    assert reasons["J1"] == "Often bought with LUNCH BAG PAISLEY PARK"
+
+
 def _line(
     order: str, customer: str, product: str, name: str, price: float, hour: int, category: str | None = None
 ) -> dict[str, object]:
@@ -233,3 +266,28 @@ def _line(
         "is_return": False,
         "category": category,
     }
+
+
+def test_a_pairing_of_kinds_not_bought_together_claims_nothing() -> None:
+    # every other order has a tin, every fourth... and its neighbour a glove, so tins and gloves meet
+    # as often as chance has them meet (lift 1); one customer's six orders join these two items
+    names = {"T": "ROUND TINS CAMEMBERT", "G": "WASHING UP GLOVES", "H": "STRAWBERRY TEA TOWEL"}
+    lines = []
+    for n in range(200):
+        tin = f"T{n % 5}" if n % 2 == 0 else None
+        glove = f"G{n % 3}" if n % 4 in (0, 1) else None
+        if n % 4 == 0 and n < 24:
+            tin, glove = "T9", "G9"
+        for product in (p for p in (tin, glove) if p):
+            kind = "TIN" if product[0] == "T" else "GLOVE"
+            lines.append(_line(f"O{n}", f"K{n}", product, f"{names[product[0]]} {product}", 2.0, n, kind))
+    index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=10))
+    assert index.kind_pairs is not None and index.kind_pairs.empty  # tins and gloves: at chance
+    found = CandidateGenerator(index, CandidateConfig(sources=("basket",))).candidates_for("K999", ["T9"], AT)
+    glove = found.set_index("product_id").loc["G9"]
+    assert glove["lift"] >= CandidateConfig().min_claim_lift and glove["co_count"] == 6  # the items: beyond doubt
+    assert glove["reason"] == "Popular right now"
+    # the same orders, where the kinds are known to go together: the claim stands
+    backed = dataclasses.replace(index, kind_pairs=pd.DataFrame({"kind": ["TIN"], "other": ["GLOVE"]}))
+    again = CandidateGenerator(backed, CandidateConfig(sources=("basket",))).candidates_for("K999", ["T9"], AT)
+    assert again.set_index("product_id").loc["G9", "reason"] == f"Often bought with {names['T']} T9"

@@ -59,6 +59,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         "products.parquet",
         "neighbours.parquet",
         "cooccurrence.parquet",
+        "kind_pairs.parquet",
     }
     loaded = CandidateIndex.load(directory)
     assert loaded.config == index.config
@@ -68,6 +69,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     for source in SOURCES:
         assert np.array_equal(loaded.neighbours[source].toarray(), index.neighbours[source].toarray())
     assert np.array_equal(loaded.cooccurrence.toarray(), index.cooccurrence.toarray())
+    assert index.kind_pairs is not None and len(index.kind_pairs)  # lanterns go with candles
+    pd.testing.assert_frame_equal(loaded.kind_pairs, index.kind_pairs)
     trigger = {"customer_id": "K5", "basket": ["L1"], "at": START + pd.Timedelta(days=41), "history": {"C1"}}
     pd.testing.assert_frame_equal(
         CandidateGenerator(loaded).candidates_for(**trigger), CandidateGenerator(index).candidates_for(**trigger)
@@ -84,3 +87,14 @@ def test_load_refuses_an_unknown_format(tmp_path: Path) -> None:
         assert "format" in str(error)
     else:
         raise AssertionError("an unknown format version was accepted")
+
+
+def test_an_index_saved_without_kind_pairs_loads_and_backs_every_claim(tmp_path: Path) -> None:
+    index = CandidateIndex.build(store_history(), START + pd.Timedelta(days=40))
+    directory = index.save(tmp_path / "index")
+    (directory / "kind_pairs.parquet").unlink()
+    loaded = CandidateIndex.load(directory)
+    assert loaded.kind_pairs is None
+    trigger = {"customer_id": "K5", "basket": ["L1"], "at": START + pd.Timedelta(days=41), "history": set()}
+    reasons = CandidateGenerator(loaded).candidates_for(**trigger).set_index("product_id")["reason"]
+    assert reasons["C1"] == "Often bought with WHITE METAL LANTERN"

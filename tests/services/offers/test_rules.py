@@ -190,7 +190,7 @@ def test_offers_whose_only_reason_is_popularity_fill_only_a_message_with_nothing
     beside = decide(
         _event(make_event), [*popular, paired], CustomerContext(), OfferRules(fills_beside_basket=True), "1", NOW
     )
-    assert [o.product_id for o in beside.offers] == ["X1", "P2"]  # one fill beside the pairing, after it
+    assert [o.product_id for o in beside.offers] == ["P2", "X1"]  # one fill beside the pairing, by score
     # with nothing tied to the basket, popularity fills at most max_popular places
     alone = decide(_event(make_event), popular, CustomerContext(), OfferRules(), "1", NOW)
     assert [o.product_id for o in alone.offers] == ["P2"]
@@ -261,10 +261,10 @@ def test_a_bundle_discount_is_taken_off_its_total(make_event: EventFactory) -> N
 def test_a_part_ruled_out_drops_the_bundle(make_event: EventFactory) -> None:
     owns_the_spoon = CustomerContext(owned=frozenset({"S2"}))
     decision = decide(_event(make_event), _bundle_candidates(), owns_the_spoon, OfferRules(), "1", NOW, SET)
-    # the saucer competes on its own, after the tray that goes well with the mug
-    assert [o.product_id for o in decision.offers] == ["X3", "S1", "U1"]
+    # the saucer competes on its own, beside the tray that goes well with the mug
+    assert [o.product_id for o in decision.offers] == ["S1", "X3", "U1"]
     assert all(o.bundle_id is None for o in decision.offers)
-    assert decision.offers[1].reason == "Often bought with MUG"  # the saucer, with its own reason
+    assert decision.offers[0].reason == "Often bought with MUG"  # the saucer, with its own reason
     held = [(s.rule, s.product_id, s.detail) for s in decision.suppressed if s.product_id]
     assert held == [("bundle_incomplete", "S2", "already_owned"), ("already_owned", "S2", "")]
     excluded = OfferRules(excluded_products=frozenset({"S1"}))
@@ -308,8 +308,9 @@ def test_the_best_offer_that_goes_with_the_basket_keeps_a_place(make_event: Even
     ]
     saucer = RankedCandidate("S1", OfferType.CROSS_SELL, 0.2, "Goes well with MUG", "SAUCER", 1.5)
     decision = decide(_event(make_event), [*pairs, saucer], CustomerContext(), OfferRules(max_offers=3), "1", NOW)
-    # the saucer completes what was bought: it leads and keeps a place, though X2 scores higher
-    assert [o.product_id for o in decision.offers] == ["S1", "X0", "X1"]
+    # the saucer completes what was bought: it keeps a place, though X2 scores higher; the message
+    # shows its offers best score first
+    assert [o.product_id for o in decision.offers] == ["X0", "X1", "S1"]
     assert [s.rule for s in decision.suppressed if s.product_id == "X2"] == ["max_offers"]
 
 
