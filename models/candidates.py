@@ -322,21 +322,28 @@ class CandidateGenerator:
         known = (kind >= 0) & (other >= 0)
         return np.unique(kind[known].astype(np.int64) * len(categories) + other[known])
 
+    def _kinds_together(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Per (seed, item) row, whether their kinds are bought together beyond doubt (the index's
+        ``kind_pairs``: cake cases with cake stands); all True when the index has no such table."""
+        if self._kind_pair_keys is None:
+            return np.ones(len(items), dtype=bool)
+        kind_seed, kind_item = self._category[seeds], self._category[items]
+        keys = kind_seed.astype(np.int64) * len(self.category_codes[1]) + kind_item
+        together: np.ndarray = (kind_seed >= 0) & (kind_item >= 0) & np.isin(keys, self._kind_pair_keys)
+        return together
+
     def _kinds_back(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Per candidate row (``rows``: the item pairings bought together beyond doubt), whether
-        their kinds back the pairing: the same kind, kinds bought together beyond doubt (the
-        index's ``kind_pairs``: cake cases with cake stands), or a range word in common (the REGENCY sugar
-        bowl with the REGENCY teacup). Two items of unrelated kinds that one customer's orders
-        happen to join (washing-up gloves with camembert tins) claim nothing."""
+        their kinds back the pairing: the same kind, kinds bought together beyond doubt
+        (``_kinds_together``), or a range word in common (the REGENCY sugar bowl with the REGENCY
+        teacup). Washing-up gloves bought with camembert tins, kinds that meet no more often than
+        chance allows, claim nothing."""
         result = rows.copy()
         if self._kind_pair_keys is None:
             return result
         kind_seed, kind_item = self._category[seeds], self._category[items]
-        known = (kind_seed >= 0) & (kind_item >= 0)
-        same = known & (kind_seed == kind_item)
-        keys = kind_seed.astype(np.int64) * len(self.category_codes[1]) + kind_item
-        together = known & np.isin(keys, self._kind_pair_keys)
-        rest = np.flatnonzero(rows & ~same & ~together)
+        same = (kind_seed >= 0) & (kind_seed == kind_item)
+        rest = np.flatnonzero(rows & ~same & ~self._kinds_together(seeds, items))
         words = self._range_words
         result[rest] = [
             bool(words[s] & words[i]) for s, i in zip(seeds[rest].tolist(), items[rest].tolist(), strict=True)
@@ -346,14 +353,16 @@ class CandidateGenerator:
     def _goes_with(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Per candidate row (``rows``: the claimed pairings with a basket item to look at), whether
         the item completes the seed's range: another kind than the seed with another head noun,
-        and a range or theme word in common besides their head nouns (``features.catalog.
-        range_words``: the REGENCY sugar bowl for the REGENCY teacup; not the PAISLEY PARK jumbo
-        bag for the PAISLEY PARK lunch bag, nor a wall clock for an alarm clock: another bag, another
-        clock)."""
+        kinds bought together beyond doubt (``_kinds_together``), and a range or theme word in
+        common besides their head nouns (``features.catalog.range_words``): the REGENCY sugar bowl
+        for the REGENCY teacup, the 50'S CHRISTMAS crackers for the 50'S CHRISTMAS paper chains;
+        not the PAISLEY PARK jumbo bag for the PAISLEY PARK lunch bag (another bag), nor a theme's
+        cushion for its doll (kinds that are not bought together)."""
         result = np.zeros(len(items), dtype=bool)
         head_item, head_seed = self._head[items], self._head[seeds]
         same_head = (head_item >= 0) & (head_item == head_seed)
-        at = np.flatnonzero(rows & (self._category[items] != self._category[seeds]) & ~same_head)
+        candidates = rows & (self._category[items] != self._category[seeds]) & ~same_head
+        at = np.flatnonzero(candidates & self._kinds_together(seeds, items))
         words = self._range_words
         result[at] = [bool(words[s] & words[i]) for s, i in zip(seeds[at].tolist(), items[at].tolist(), strict=True)]
         return result

@@ -26,7 +26,7 @@ from models.bundles import Bundle, BundlePicker
 from models.champion import Champion
 from models.features import candidate_context_columns, feature_matrix
 from models.ranking import best_rows, score_matrix
-from models.reasons import VARIANT_PREFIX
+from models.reasons import GOES_WITH_PREFIX, VARIANT_PREFIX
 from services.offers.rules import RankedCandidate
 from xsell.events import PurchaseEvent
 from xsell.offers import OfferType
@@ -129,7 +129,7 @@ def rank_batch(
     rows = feature_matrix(candidates, triggers, customer_frame, product_frame)
     scores = score_matrix(champion.booster, rows.values, threads=predict_threads)
     labels = rows.labels
-    best = _kept_rows(labels["trigger_id"], scores, labels["offer_type"], keep)
+    best = _kept_rows(labels["trigger_id"], scores, labels["offer_type"], labels["reason"], keep)
     names = champion.product_names
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
@@ -187,13 +187,18 @@ def propose_bundles(
     return bundles
 
 
-def _kept_rows(trigger_ids: np.ndarray, scores: np.ndarray, offer_types: np.ndarray, keep: int) -> np.ndarray:
-    """Positions of each trigger's ``keep`` best-scored rows and of its best up-sell, wherever it
-    ranks (the rules keep the best up-sell a place: it must reach them), by trigger, best first."""
+def _kept_rows(
+    trigger_ids: np.ndarray, scores: np.ndarray, offer_types: np.ndarray, reasons: np.ndarray, keep: int
+) -> np.ndarray:
+    """Positions of each trigger's ``keep`` best-scored rows, of its best up-sell and of its best
+    offer that goes well with the basket, wherever they rank (the rules keep each a place: it must
+    reach them), by trigger, best first."""
     best, _ = best_rows(trigger_ids, scores, keep)
-    up = np.flatnonzero(np.asarray(offer_types) == OfferType.UP_SELL.value)
-    best_up = up[best_rows(np.asarray(trigger_ids)[up], np.asarray(scores)[up], 1)[0]]
-    rows = np.union1d(best, best_up)
+    rows = best
+    goes_with = np.char.startswith(np.asarray(reasons, dtype=str), GOES_WITH_PREFIX)
+    for kept in (np.asarray(offer_types) == OfferType.UP_SELL.value, goes_with):
+        at = np.flatnonzero(kept)
+        rows = np.union1d(rows, at[best_rows(np.asarray(trigger_ids)[at], np.asarray(scores)[at], 1)[0]])
     codes = pd.factorize(np.asarray(trigger_ids)[rows], sort=True)[0]
     return rows[np.lexsort((-np.asarray(scores, dtype=float)[rows], codes))]
 

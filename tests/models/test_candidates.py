@@ -221,9 +221,9 @@ def test_another_kind_of_the_seeds_range_bought_with_it_goes_well_with_it() -> N
 
 
 def test_another_kind_with_the_same_head_noun_does_not_go_well_with_it() -> None:
-    # the shop's categories are the kinds; head nouns are learned from the names (three designs of
-    # each sell on their own)
+    # the shop's categories are the kinds; head nouns are learned from the names
     names = {
+        "N1": "PAPER NAPKINS",
         "L1": "LUNCH BAG PAISLEY PARK",
         "J1": "JUMBO BAG PAISLEY PARK",  # the range's other bag: another bag, not the lunch bag's complement
         "T1": "TEA TOWEL PAISLEY PARK",  # the range's other kind of thing
@@ -233,15 +233,17 @@ def test_another_kind_with_the_same_head_noun_does_not_go_well_with_it() -> None
             for n, design in ((2, "RED SPOT"), (3, "BLUE STRIPE"), (4, "GREEN CHECK"))
         },
     }
-    baskets = [("L1", "J1", "T1")] * 12 + [(p,) for p in names if p[1] != "1" for _ in range(10)]
-    price = {"L": 1.65, "J": 2.08, "T": 3.25}  # each kind at its own price: a theme spans them all
-    kind = {"L": "lunch bags", "J": "shopping bags", "T": "kitchen textiles"}  # the shop's own categories
+    # lunch bags go with tea towels (their other designs are bought together too); jumbo bags sell alone
+    baskets = [("L1", "J1", "T1")] * 12 + [(f"L{n}", f"T{n}") for n in range(2, 5) for _ in range(10)]
+    baskets += [(f"J{n}",) for n in range(2, 5) for _ in range(10)] + [("N1",)] * 100
+    price = {"L": 1.65, "J": 2.08, "T": 3.25, "N": 0.85}  # each kind at its own price: a theme spans them all
+    kind = {"L": "lunch bags", "J": "shopping bags", "T": "kitchen textiles", "N": "paper"}  # the shop's categories
     lines = [
         _line(f"O{n}", f"K{n % 9}", p, names[p], price[p[0]], n, kind[p[0]])
         for n, basket in enumerate(baskets)
         for p in basket
     ]
-    index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=5))
+    index = CandidateIndex.build(pd.DataFrame(lines), START + pd.Timedelta(days=10))
     products = index.products.set_index("product_id")
     assert products.loc["L1", "category"] != products.loc["J1", "category"]
     assert products.loc["L1", "head"] == products.loc["J1", "head"] == "BAG"

@@ -92,11 +92,25 @@ def test_bundles_come_from_each_events_basket_and_its_ranked_complements(make_ev
     assert propose_bundles(picker, [teapot], with_the_dish, max_items=3)[teapot.event_id].parts == ("D", "C", "S")
 
 
-def test_each_triggers_best_up_sell_is_kept_wherever_it_ranks() -> None:
-    triggers = np.asarray(["b", "a", "a", "a", "b", "a", "b"])
-    scores = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.1, 0.05])
-    types = np.asarray(["cross_sell", "cross_sell", "up_sell", "cross_sell", "cross_sell", "up_sell", "up_sell"])
-    kept = _kept_rows(triggers, scores, types, keep=1)
-    # a: its best row (0.8) and its best up-sell (0.7); b: its best row (0.9) and its only up-sell (0.05)
-    assert kept.tolist() == [1, 2, 0, 6]
-    assert _kept_rows(triggers, scores, types, keep=10).tolist() == [1, 2, 3, 5, 0, 4, 6]  # all of them, once
+def test_each_triggers_best_up_sell_and_best_complement_are_kept_wherever_they_rank() -> None:
+    triggers = np.asarray(["b", "a", "a", "a", "b", "a", "b", "a", "a"])
+    scores = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.1, 0.05, 0.04, 0.03])
+    types = np.asarray(
+        ["cross_sell", "cross_sell", "up_sell", "cross_sell", "cross_sell", "up_sell", "up_sell"] + ["cross_sell"] * 2
+    )
+    reasons = np.asarray(["Often bought with X"] * 7 + ["Goes well with X", "Goes well with Y"])
+    kept = _kept_rows(triggers, scores, types, reasons, keep=1)
+    # a: its best row (0.8), its best up-sell (0.7), its best complement (0.04); b: its best row
+    # (0.9) and its only up-sell (0.05), no complement
+    assert kept.tolist() == [1, 2, 7, 0, 6]
+    assert _kept_rows(triggers, scores, types, reasons, keep=10).tolist() == [
+        1,
+        2,
+        3,
+        5,
+        7,
+        8,
+        0,
+        4,
+        6,
+    ]  # all of them, once
