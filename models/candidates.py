@@ -257,8 +257,9 @@ class CandidateGenerator:
         seed_safe = np.where(has_seed, seed, 0)
         co_count = self._cooccurrence_at(seed_safe, items) * has_seed
         lift = co_count * self.index.orders / np.maximum(self._orders[seed_safe] * self._orders[items], 1)
+        kinds_together = self._kinds_together(seed_safe, items)
         claimed = bought_together(co_count, self._orders[seed_safe], self._orders[items], self.index, cfg)
-        claimed &= self._kinds_back(claimed, seed_safe, items)
+        claimed &= self._kinds_back(claimed, seed_safe, items, kinds_together)
         basket_keys = np.asarray(
             [t * self.index.size + i for t, b in enumerate(basket_items) for i in b], dtype=np.int64
         )
@@ -276,7 +277,7 @@ class CandidateGenerator:
             & (self._size_code[items] == self._size_code[seed_safe])
         )
         variant = (variant_of >= 0) | design_of_seed
-        goes_with = self._goes_with(claimed & ~earlier & ~up_sell & ~variant, seed_safe, items)
+        goes_with = self._goes_with(claimed & ~earlier & ~up_sell & ~variant, seed_safe, items, kinds_together)
         frame["reason"] = _reasons(
             sources,
             chosen,
@@ -332,28 +333,29 @@ class CandidateGenerator:
         together: np.ndarray = (kind_seed >= 0) & (kind_item >= 0) & np.isin(keys, self._kind_pair_keys)
         return together
 
-    def _kinds_back(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def _kinds_back(
+        self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray, kinds_together: np.ndarray
+    ) -> np.ndarray:
         """Per candidate row (``rows``: the item pairings bought together beyond doubt), whether
         their kinds back the pairing: the same kind, kinds bought together beyond doubt
-        (``_kinds_together``), or a range word in common (the REGENCY sugar bowl with the REGENCY
-        teacup). Washing-up gloves bought with camembert tins, kinds that meet no more often than
-        chance allows, claim nothing."""
+        (``kinds_together``, from `_kinds_together`), or a range word in common (the REGENCY sugar
+        bowl with the REGENCY teacup). Washing-up gloves bought with camembert tins, kinds that
+        meet no more often than chance allows, claim nothing."""
         result = rows.copy()
         if self._kind_pair_keys is None:
             return result
         kind_seed, kind_item = self._category[seeds], self._category[items]
         same = (kind_seed >= 0) & (kind_seed == kind_item)
-        rest = np.flatnonzero(rows & ~same & ~self._kinds_together(seeds, items))
-        words = self._range_words
-        result[rest] = [
-            bool(words[s] & words[i]) for s, i in zip(seeds[rest].tolist(), items[rest].tolist(), strict=True)
-        ]
+        rest = np.flatnonzero(rows & ~same & ~kinds_together)
+        result[rest] = self._share_range_word(seeds[rest], items[rest])
         return result
 
-    def _goes_with(self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def _goes_with(
+        self, rows: np.ndarray, seeds: np.ndarray, items: np.ndarray, kinds_together: np.ndarray
+    ) -> np.ndarray:
         """Per candidate row (``rows``: the claimed pairings with a basket item to look at), whether
         the item completes the seed's range: another kind than the seed with another head noun,
-        kinds bought together beyond doubt (``_kinds_together``), and a range or theme word in
+        kinds bought together beyond doubt (``kinds_together``), and a range or theme word in
         common besides their head nouns (``features.catalog.range_words``): the REGENCY sugar bowl
         for the REGENCY teacup, the 50'S CHRISTMAS crackers for the 50'S CHRISTMAS paper chains;
         not the PAISLEY PARK jumbo bag for the PAISLEY PARK lunch bag (another bag), nor a theme's
@@ -362,10 +364,14 @@ class CandidateGenerator:
         head_item, head_seed = self._head[items], self._head[seeds]
         same_head = (head_item >= 0) & (head_item == head_seed)
         candidates = rows & (self._category[items] != self._category[seeds]) & ~same_head
-        at = np.flatnonzero(candidates & self._kinds_together(seeds, items))
-        words = self._range_words
-        result[at] = [bool(words[s] & words[i]) for s, i in zip(seeds[at].tolist(), items[at].tolist(), strict=True)]
+        at = np.flatnonzero(candidates & kinds_together)
+        result[at] = self._share_range_word(seeds[at], items[at])
         return result
+
+    def _share_range_word(self, seeds: np.ndarray, items: np.ndarray) -> list[bool]:
+        """Per (seed, item) pair, whether their names share a range or theme word (`range_words`)."""
+        words = self._range_words
+        return [bool(words[s] & words[i]) for s, i in zip(seeds.tolist(), items.tolist(), strict=True)]
 
     def _cooccurrence_at(self, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Co-occurrence counts of (seed, item) pairs, 0 where absent (a binary search in the

@@ -249,12 +249,9 @@ class RecommenderThread:
         live = [(request, future) for request, future in batch if future.set_running_or_notify_cancel()]
         try:
             answers = self.recommender.recommend_batch([request for request, _ in live])
-        except NoModelError as error:
-            for _, future in live:
-                future.set_exception(error)
-            return
-        except Exception as error:
-            log.exception("recommendation batch failed")
+        except Exception as error:  # every request of the batch gets it; no model yet is no failure
+            if not isinstance(error, NoModelError):
+                log.exception("recommendation batch failed")
             for _, future in live:
                 future.set_exception(error)
             return

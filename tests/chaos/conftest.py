@@ -41,6 +41,7 @@ from infra.kafka.broker import KafkaBroker, free_port
 from infra.kafka.topics import ensure_topics
 from services.delivery.service import email_skip_reason
 from services.ingest.replay import produce_events, select_events, with_demo_contacts
+from tests.streams import own_groups, own_topics
 from training import commands
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
@@ -433,16 +434,8 @@ def chaos(
     settings = chaos_broker.settings.model_copy(
         update={
             "home": home,
-            "topic_purchases": f"purchases-{suffix}",
-            "topic_purchases_dlq": f"purchases.dlq-{suffix}",
-            "topic_offers": f"offers-{suffix}",
-            "topic_offer_feedback": f"offer-feedback-{suffix}",
-            "offer_group": f"offers-{suffix}",
-            "delivery_group": f"delivery-{suffix}",
-            "inbox_group": f"inbox-{suffix}",
-            "feedback_group": f"feedback-{suffix}",
-            "features_group": f"features-{suffix}",
-            "ingest_group": f"ingest-{suffix}",
+            **own_topics(suffix),
+            **own_groups(suffix, "offer", "delivery", "inbox", "feedback", "features", "ingest"),
             "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
             "smtp_port": free_port(),
         }

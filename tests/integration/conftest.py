@@ -13,6 +13,7 @@ from kafka import KafkaConsumer
 
 from infra.kafka.broker import KafkaBroker, free_port
 from infra.kafka.topics import ensure_topics
+from tests.streams import own_groups, own_topics
 from xsell.settings import Settings, load_settings
 
 SettingsFactory = Callable[..., Settings]
@@ -40,11 +41,8 @@ def kafka_settings(broker_settings: Settings, request: pytest.FixtureRequest) ->
     suffix = f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
     settings = broker_settings.model_copy(
         update={
-            "topic_purchases": f"purchases-{suffix}",
-            "topic_purchases_dlq": f"purchases.dlq-{suffix}",
-            "topic_offers": f"offers-{suffix}",
-            "topic_offer_feedback": f"offer-feedback-{suffix}",
-            "ingest_group": f"ingest-{suffix}",
+            **own_topics(suffix),
+            **own_groups(suffix, "ingest"),
         }
     )
     ensure_topics(settings)

@@ -30,6 +30,7 @@ from services.offers.service import OfferService
 from tests.integration.api_server import serving
 from tests.integration.chromium import Chromium, chromium_or_skip
 from tests.integration.test_offer_pipeline import SAMPLE, running
+from tests.streams import own_groups, own_topics
 from training import commands
 from xsell.events import PurchaseEvent
 from xsell.offers import decision_id_for
@@ -56,12 +57,8 @@ def settings(trained: Settings, tmp_path: Path) -> Settings:
     suffix = f"demo-shop-{uuid.uuid4().hex[:8]}"
     settings = trained.model_copy(
         update={
-            "topic_purchases": f"purchases-{suffix}",
-            "topic_purchases_dlq": f"purchases.dlq-{suffix}",
-            "topic_offers": f"offers-{suffix}",
-            "topic_offer_feedback": f"offer-feedback-{suffix}",
-            "offer_group": f"offers-{suffix}",
-            "inbox_group": f"inbox-{suffix}",
+            **own_topics(suffix),
+            **own_groups(suffix, "offer", "inbox"),
             "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
             "api_port": free_port(),
             "api_key": "demo-shop-test-key",

@@ -52,6 +52,7 @@ from services.offers.recommend import OfferRequest, Recommender, RequestItem
 from services.offers.routing import experiment_id_for, variant_for
 from services.offers.service import OfferService
 from tests.services.api.factories import RecordingPublisher
+from tests.streams import own_groups, own_topics
 from training import commands
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
@@ -83,10 +84,7 @@ def trained(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     settings = broker_settings.model_copy(
         update={
             "home": home,
-            "topic_purchases": f"purchases-pipeline-{suffix}",
-            "topic_purchases_dlq": f"purchases.dlq-pipeline-{suffix}",
-            "topic_offers": f"offers-pipeline-{suffix}",
-            "topic_offer_feedback": f"offer-feedback-pipeline-{suffix}",
+            **own_topics(f"pipeline-{suffix}"),
             "log_level": "WARNING",
         }
     )
@@ -102,13 +100,8 @@ def settings(trained: Settings, tmp_path: Path, request: pytest.FixtureRequest) 
     suffix = f"{request.node.name[:30]}-{uuid.uuid4().hex[:8]}"
     settings = trained.model_copy(
         update={
-            "topic_purchases": f"purchases-{suffix}",
-            "topic_purchases_dlq": f"purchases.dlq-{suffix}",
-            "topic_offers": f"offers-{suffix}",
-            "topic_offer_feedback": f"offer-feedback-{suffix}",
-            "offer_group": f"offers-{suffix}",
-            "delivery_group": f"delivery-{suffix}",
-            "inbox_group": f"inbox-{suffix}",
+            **own_topics(suffix),
+            **own_groups(suffix, "offer", "delivery", "inbox"),
             "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
             "smtp_port": free_port(),
             "public_base_url": "https://shop.example",
