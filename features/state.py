@@ -27,12 +27,12 @@ each applied event's. No e-mail address is kept: `customer_email` reads back emp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pandas as pd
 from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, delete, func, select
 from sqlalchemy.engine import Connection, Engine
@@ -134,7 +134,7 @@ class FoldStateStore:
         times: dict[str, PurchaseTimes] = {}
         with self.engine.connect() as db:
             for row in select_in(db, select(fold_customers), fold_customers.c.customer_id, customer_ids):
-                data = json.loads(row["state"])
+                data = orjson.loads(row["state"])
                 products = data.get("products", {})
                 first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
                 times[row["customer_id"]] = (first, data.get("last_bought", {}))
@@ -275,14 +275,14 @@ def _write(
     _upsert(
         db,
         fold_customers,
-        [{"customer_id": c, "state": json.dumps(fold.customers[c].to_json())} for c in customers],
+        [{"customer_id": c, "state": _text(fold.customers[c].to_json())} for c in customers],
     )
     rows: list[dict[str, object]] = []
     for p in products:
         versions[p] = versions.get(p, 0) + 1
         state = fold.products[p]
         rows.append(
-            {"product_id": p, "state": json.dumps(state.to_json()), "category": state.category, "version": versions[p]}
+            {"product_id": p, "state": _text(state.to_json()), "category": state.category, "version": versions[p]}
         )
     _upsert(db, fold_products, rows)
     percentiles = fold.percentiles()
@@ -344,9 +344,14 @@ def _execute_many(db: Connection, statement: Any, rows: list[dict[str, object]])
     db.exec_driver_sql(str(compiled), [tuple(row[name] for name in names) for row in rows])
 
 
+def _text(state: dict[str, object]) -> str:
+    """A state as JSON text (orjson: the standard library's encoder took a tenth of a batch)."""
+    return orjson.dumps(state).decode()
+
+
 def _customer(state: str) -> CustomerState:
-    return CustomerState.from_json(json.loads(state))
+    return CustomerState.from_json(orjson.loads(state))
 
 
 def _product(state: str) -> ProductState:
-    return ProductState.from_json(json.loads(state))
+    return ProductState.from_json(orjson.loads(state))
