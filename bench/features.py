@@ -5,7 +5,8 @@
 Backfills `--data` into a temporary XSELL_HOME, measures online reads (1 customer; 100 products)
 over `--reads` calls each, then folds and pushes the last `--stream-events` events again through
 the streaming pipeline's batch step (`FeaturePipeline.apply`, as new event ids) in batches of
-`--batch` to measure the streaming update rate: events/s, batch latency p50/p99, and where a
+`--batch` to measure the streaming update rate (the collector settled first, as the service's
+consumer loop does: `xsell.consumer.settle_heap`): events/s, batch latency p50/p99, and where a
 batch's time goes (milliseconds per batch and step: refresh, fold, save, push_online,
 push_offline; `PipelineStats.seconds`), with offline pushes as configured
 (`XSELL_FEAST_PUSH_OFFLINE`, off by default; `stream_push_offline` says which). Prints one JSON line.
@@ -25,6 +26,7 @@ import numpy as np
 from features.backfill import backfill
 from features.online import OnlineFeatureReader
 from features.pipeline import FeaturePipeline
+from xsell.consumer import settle_heap
 from xsell.events import PurchaseEvent
 from xsell.history import events_from_history, read_purchase_history
 from xsell.logs import configure_logging
@@ -73,6 +75,7 @@ def main() -> None:
         history = read_purchase_history(args.data)
         tail = list(events_from_history(history.lines))[-args.stream_events :]
         fresh = [PurchaseEvent(**{**e.model_dump(), "event_id": f"bench-{e.event_id}"}) for e in tail]
+        settle_heap(settings.gc_young_threshold)  # as the service's consumer loop does once started
         batch_ms = []
         started = time.monotonic()
         for i in range(0, len(fresh), args.batch):

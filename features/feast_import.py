@@ -50,12 +50,21 @@ with _without_typechecked():
         ValueType,
     )
     from feast.data_source import DataSource, PushMode
-    from feast.infra.online_stores import sqlite as _sqlite_online_store  # noqa: F401  (the default online store)
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores import sqlite as _sqlite_online_store  # noqa: F401  (Feast's own, for tests and tools)
+    from feast.infra.online_stores.helpers import compute_table_id
+    from feast.infra.online_stores.online_store import OnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import RepeatedValue
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    from feast.repo_config import FeastConfigBaseModel
     from feast.types import Float64, Int64, String
 
 __all__ = [
     "DataSource",
     "Entity",
+    "EntityKeyProto",
+    "FeastConfigBaseModel",
     "FeatureService",
     "FeatureStore",
     "FeatureView",
@@ -63,9 +72,14 @@ __all__ = [
     "FileSource",
     "Float64",
     "Int64",
+    "OnlineStore",
     "PushMode",
     "PushSource",
+    "RepeatedValue",
     "RepoConfig",
     "String",
+    "ValueProto",
     "ValueType",
+    "compute_table_id",
+    "serialize_entity_key",
 ]

@@ -5,18 +5,18 @@ Reads go through the same FeatureService as training (`offer_ranker_v1`), so ser
 the features the model was trained on. `OnlineFeatureReader` resolves the service's feature lists
 once (a registry lookup per read would cost more than the read itself).
 
-`OnlineFeatureWriter` writes a pushed frame to the online store. On Feast's SQLite online store it
-writes the rows Feast's own writer writes (same table, entity-key serialization, value bytes and
-timestamps) in one `executemany` per view and one transaction: Feast's writer converts each value
-through pandas checks and issues one statement per feature value, twice the time for the same
-rows. Every other online store (Redis, PostgreSQL: already batched) gets Feast's push.
+`OnlineFeatureWriter` writes a pushed frame to the online store. On the local profile's SQLite
+store (`features.online_store`, a row per entity) it writes the rows that store's Feast write
+writes (same table, entity-key serialization, value bytes and timestamps) in one `executemany`
+per view and one transaction: Feast's push converts each value through pandas checks and protos
+first, twice the time for the same rows. Every other online store (Redis, PostgreSQL: already
+batched) gets Feast's push.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -82,13 +82,14 @@ class OnlineFeatureWriter:
 
     def __init__(self, store: FeatureStore) -> None:
         self.store = store
-        self.batched = _plain_sqlite(store)
+        self.batched = _entity_rows(store)
         self._connection: sqlite3.Connection | None = None
 
     def push(self, frames: Mapping[str, pd.DataFrame]) -> None:
         """Write each frame (join key, ``event_timestamp``, a column per feature) to the online
         store of every view fed by its push source (the key): what ``store.push(source, frame,
-        to=PushMode.ONLINE)`` writes for each. On SQLite all of them in one transaction."""
+        to=PushMode.ONLINE)`` writes for each. On the SQLite store of one row per entity
+        (`features.online_store`) all of them in one transaction."""
         from features.feast_import import PushMode  # noqa: PLC0415  (Feast: slow to import)
 
         views = {
@@ -102,7 +103,7 @@ class OnlineFeatureWriter:
                 self.store.push(source, frame, to=PushMode.ONLINE)
             return
         writes = [
-            sqlite_rows(self.store, view, frame)
+            entity_rows(self.store, view, frame)
             for source, frame in frames.items()
             for view in views[source]
             if not frame.empty and not frame[[f.name for f in view.features]].isna().all().all()
@@ -113,12 +114,10 @@ class OnlineFeatureWriter:
                 connection.executemany(statement, rows)
 
     def _connect(self) -> sqlite3.Connection:
+        from features.online_store import database_path  # noqa: PLC0415  (imports Feast: slow)
+
         if self._connection is None:
-            config = self.store.config
-            path = Path(config.online_store.path)
-            if config.repo_path and not path.is_absolute():  # where Feast's SQLite store opens it
-                path = Path(config.repo_path) / path
-            self._connection = sqlite3.connect(path, check_same_thread=False)
+            self._connection = sqlite3.connect(database_path(self.store.config), check_same_thread=False, timeout=30)
         return self._connection
 
     def close(self) -> None:
@@ -133,74 +132,57 @@ def _fed_by(view: FeatureView, source: str) -> bool:
     return view.stream_source is not None and view.stream_source.name == source
 
 
-def _plain_sqlite(store: FeatureStore) -> bool:
-    """Whether the store's online store is Feast's SQLite store with the plain table layout (no
-    vector or numeric-value columns, which Feast's writer fills per value)."""
-    online = store.config.online_store
-    return (
-        getattr(online, "type", "") in ("sqlite", "feast.infra.online_stores.sqlite.SqliteOnlineStore")
-        and not getattr(online, "vector_enabled", False)
-        and not getattr(online, "enable_openai_compatible_store", False)
+def _entity_rows(store: FeatureStore) -> bool:
+    """Whether the store's online store is the SQLite store of one row per entity (`features.online_store`)."""
+    from features.online_store import STORE_TYPE  # noqa: PLC0415  (imports Feast: slow)
+
+    return bool(getattr(store.config.online_store, "type", "") == STORE_TYPE)
+
+
+def entity_rows(store: FeatureStore, view: FeatureView, frame: pd.DataFrame) -> tuple[str, list[tuple[Any, ...]]]:
+    """The upsert statement and the rows the SQLite store of one row per entity
+    (`features.online_store.EntityRowSqliteOnlineStore.online_write_batch`) writes for ``frame``
+    into ``view``'s table: per entity, the serialized entity key, the feature names, the
+    `RepeatedValue` of their values, the event time and no created time. Rows come in entity-key
+    order, which keeps SQLite on neighbouring index pages; the sort is stable, so a later row of
+    an entity still wins."""
+    from features.feast_import import EntityKeyProto, ValueProto, serialize_entity_key  # noqa: PLC0415  (Feast: slow)
+    from features.online_store import (  # noqa: PLC0415  (imports Feast: slow)
+        NAME_SEPARATOR,
+        repeated_value,
+        sqlite_time,
+        table_name,
+        upsert_statement,
     )
 
-
-def sqlite_rows(store: FeatureStore, view: FeatureView, frame: pd.DataFrame) -> tuple[str, Iterator[tuple[Any, ...]]]:
-    """The upsert statement and the rows Feast's SQLite online store writes for ``frame`` into
-    ``view``'s table (`SqliteOnlineStore.online_write_batch`): per entity and feature, the
-    serialized entity key, the feature name, the ValueProto bytes, their text, the event time
-    (adapted as Feast's registered adapter stores it) and no created time. Rows come in (entity
-    key, feature) order, which keeps SQLite on neighbouring index pages; the entity sort is stable,
-    so a later row of an entity still wins."""
-    from feast.infra.key_encoding_utils import serialize_entity_key  # noqa: PLC0415  (Feast: slow to import)
-    from feast.infra.online_stores.helpers import compute_table_id  # noqa: PLC0415  (Feast: slow to import)
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey  # noqa: PLC0415  (Feast: slow to import)
-    from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415  (Feast: slow to import)
-
     config = store.config
-    table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
     join_keys = [entity.name for entity in view.entity_columns]
     key_values = []
     for entity in view.entity_columns:
-        blobs, _ = _value_blobs(frame[entity.name], entity.dtype.to_value_type())
-        key_values.append([Value.FromString(blob) for blob in blobs])
+        blobs = _value_blobs(frame[entity.name], entity.dtype.to_value_type())
+        key_values.append([ValueProto.FromString(blob) for blob in blobs])
     version = config.entity_key_serialization_version
     entity_keys = [
-        serialize_entity_key(EntityKey(join_keys=join_keys, entity_values=list(values)), version)
+        serialize_entity_key(EntityKeyProto(join_keys=join_keys, entity_values=list(values)), version)
         for values in zip(*key_values, strict=True)
     ]
     if view.batch_source is None:
         raise ValueError(f"feature view {view.name} has no batch source: Feast cannot write it online either")
     stamps = pd.DatetimeIndex(frame[view.batch_source.timestamp_field])
-    if stamps.tz is not None:
-        stamps = stamps.tz_convert("UTC").tz_localize(None)  # naive UTC, as Feast's to_naive_utc
-    adapted = [sqlite3.adapt(stamp, sqlite3.PrepareProtocol) for stamp in stamps.to_pydatetime()]
+    times = [sqlite_time(stamp) for stamp in stamps.to_pydatetime()]
     features = sorted(view.features, key=lambda f: f.name)
+    names = NAME_SEPARATOR.join(f.name for f in features)
     columns = [_value_blobs(frame[f.name], f.dtype.to_value_type()) for f in features]
     order = sorted(range(len(entity_keys)), key=entity_keys.__getitem__)
-    # a generator: each row tuple dies as SQLite takes it (a list of 26,000 tuples a batch is what
-    # sets off full collections of the fold's objects, about 35 ms)
-    rows = (
-        (entity_keys[i], feature.name, blobs[i], texts[i], adapted[i], None)
-        for i in order
-        for feature, (blobs, texts) in zip(features, columns, strict=True)
-    )
-    quoted = '"' + table.replace('"', '""') + '"'
-    insert = f"INSERT INTO {quoted} "  # Feast's table name, quoted as Feast quotes it
-    statement = insert + (
-        "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-        "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-        "created_ts = excluded.created_ts"
-    )
-    return statement, rows
+    rows = [(entity_keys[i], names, repeated_value([blobs[i] for blobs in columns]), times[i], None) for i in order]
+    return upsert_statement(table_name(config, view)), rows
 
 
-def _value_blobs(column: pd.Series, value_type: object) -> tuple[list[bytes], list[str | None]]:
-    """A column as Feast's serialized ValueProtos (an empty one for a missing value) and their
-    texts (the `value_text` Feast stores: `extract_text_and_num`'s). Integer, double and string
-    columns are converted here, each distinct value once (a column repeats counts, categories and
-    prices; a double zero is not reused, its sign is in its bytes); other types by Feast."""
-    from feast.infra.online_stores.helpers import extract_text_and_num  # noqa: PLC0415  (Feast: slow to import)
+def _value_blobs(column: pd.Series, value_type: object) -> list[bytes]:
+    """A column as Feast's serialized ValueProtos (an empty one for a missing value). Integer,
+    double and string columns are converted here, each distinct value once (a column repeats
+    counts, categories and prices; a double zero is not reused, its sign is in its bytes); other
+    types by Feast."""
     from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415  (Feast: slow to import)
     from feast.type_map import python_values_to_proto_values  # noqa: PLC0415  (Feast: slow to import)
     from feast.value_type import ValueType  # noqa: PLC0415  (Feast: slow to import)
@@ -212,27 +194,21 @@ def _value_blobs(column: pd.Series, value_type: object) -> tuple[list[bytes], li
     }
     if value_type not in scalar:
         protos = python_values_to_proto_values(column.to_numpy(), value_type)  # type: ignore[arg-type]
-        return [p.SerializeToString() for p in protos], [extract_text_and_num(p, False)[0] for p in protos]
+        return [p.SerializeToString() for p in protos]
     field, convert = scalar[value_type]
     missing = column.isna().to_numpy()
     empty = Value().SerializeToString()
-    seen: dict[object, tuple[bytes, str]] = {}
+    seen: dict[object, bytes] = {}
     blobs: list[bytes] = []
-    texts: list[str | None] = []
     for value, absent in zip(column.tolist(), missing.tolist(), strict=True):
         if absent:
             blobs.append(empty)
-            texts.append(None)
             continue
         converted = convert(value)
         known = seen.get(converted)
         if known is None:
-            known = (
-                Value(**{field: converted}).SerializeToString(),
-                converted if field == "string_val" else str(converted),
-            )
+            known = Value(**{field: converted}).SerializeToString()
             if converted or field != "double_val":
                 seen[converted] = known
-        blobs.append(known[0])
-        texts.append(known[1])
-    return blobs, texts
+        blobs.append(known)
+    return blobs

@@ -23,8 +23,11 @@ def online_store_config(settings: Settings) -> dict[str, object]:
     """Feast online-store block for the configured backend."""
     if settings.feast_online_store == "redis":
         return {"type": "redis", "connection_string": settings.redis_url}
-    if settings.feast_online_store == "sqlite":
-        return {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
+    if settings.feast_online_store == "sqlite":  # Feast's SQLite store, one row per entity
+        return {
+            "type": "features.online_store.EntityRowSqliteOnlineStore",
+            "path": str(settings.feast_dir / "online.db"),
+        }
     raise ValueError(f"XSELL_FEAST_ONLINE_STORE must be sqlite or redis, not {settings.feast_online_store!r}")
 
 

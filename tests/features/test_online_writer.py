@@ -1,6 +1,8 @@
-"""The batched online write against Feast's own: on a real Feast repo (SQLite online store), a frame
-written by `OnlineFeatureWriter` leaves the same table rows and reads back exactly as the same
-frame pushed with ``store.push(..., to=PushMode.ONLINE)``; other online stores get Feast's push."""
+"""The online store of one row per entity and its batched write, against Feast: on a real Feast
+repo, a frame written by `OnlineFeatureWriter` leaves the same table rows and reads back exactly as
+the same frame pushed with ``store.push(..., to=PushMode.ONLINE)`` (through
+`features.online_store.EntityRowSqliteOnlineStore`), and both read back exactly as the same pushes
+into Feast's own SQLite store (a row per entity and feature); other online stores get Feast's push."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.feast_import import PushMode
-from features.online import OnlineFeatureWriter, _plain_sqlite
+from features.definitions import feature_definitions
+from features.feast_import import FeatureStore, PushMode, RepoConfig
+from features.online import OnlineFeatureWriter, _entity_rows
 from features.pipeline import CUSTOMER_PUSH_SOURCE, PRODUCT_PUSH_SOURCE
-from features.store import apply_definitions, open_feature_store
+from features.store import FEATURE_REPO, apply_definitions, open_feature_store, registry_config
 from xsell.settings import Settings, load_settings
 
 CUSTOMER_FEATURES = [
@@ -108,19 +111,35 @@ def _home(path: Path) -> Settings:
     return settings
 
 
+def _feast_sqlite_store(settings: Settings) -> FeatureStore:
+    """A home's feature store on Feast's own SQLite online store, the definitions applied."""
+    config = RepoConfig(
+        project="xsell",
+        registry=registry_config(settings),
+        provider="local",
+        offline_store={"type": "duckdb"},
+        online_store={"type": "sqlite", "path": str(settings.feast_dir / "online.db")},
+        entity_key_serialization_version=3,
+        repo_path=str(FEATURE_REPO),
+    )
+    store = FeatureStore(config=config, repo_path=str(FEATURE_REPO))
+    store.apply(list(feature_definitions(settings.feast_dir / "data").objects))
+    return store
+
+
 def _table_rows(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
     connection = sqlite3.connect(settings.feast_dir / "online.db")
     try:
         return {
-            table: connection.execute(f'SELECT * FROM "{table}" ORDER BY entity_key, feature_name').fetchall()  # noqa: S608  (fixed names)
+            table: connection.execute(f'SELECT * FROM "{table}" ORDER BY entity_key').fetchall()  # noqa: S608  (fixed names)
             for table in ("xsell_customer_stats_fv", "xsell_product_stats_fv")
         }
     finally:
         connection.close()
 
 
-def _read(settings: Settings) -> dict[str, dict[str, list[object]]]:
-    store = open_feature_store(settings)
+def _read(settings: Settings, store: FeatureStore | None = None) -> dict[str, dict[str, list[object]]]:
+    store = store or open_feature_store(settings)
     customers = store.get_online_features(
         features=[f"customer_stats_fv:{n}" for n in CUSTOMER_FEATURES],
         entity_rows=[{"customer_id": c} for c in ["C1", "C2", "C3", "Ç4", "nobody"]],
@@ -142,12 +161,14 @@ def _same(left: object, right: object) -> bool:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
-    """Two repos, the same two pushes each (the second overwrites part of the first): one through
-    Feast's push, one through the batched writer."""
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings, FeatureStore]:
+    """Three repos, the same two pushes each (the second overwrites part of the first): one through
+    Feast's push, one through the batched writer (both on the store of a row per entity), and one
+    through Feast's push into Feast's own SQLite store."""
     feast_home = _home(tmp_path_factory.mktemp("online-feast"))
     fast_home = _home(tmp_path_factory.mktemp("online-fast"))
     feast_store, fast_store = open_feature_store(feast_home), open_feature_store(fast_home)
+    reference = _feast_sqlite_store(load_settings(home=tmp_path_factory.mktemp("online-reference")))
     writer = OnlineFeatureWriter(fast_store)
     assert writer.batched
     second = _products(320).iloc[150:].assign(popularity_7d=9, category="LATER")
@@ -157,24 +178,29 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Setting
     ]:
         for source, frame in frames.items():
             feast_store.push(source, frame, to=PushMode.ONLINE)
+            reference.push(source, frame, to=PushMode.ONLINE)
         writer.push(frames)
     writer.close()
-    return feast_home, fast_home
+    return feast_home, fast_home, reference
 
 
-def test_the_batched_write_leaves_the_rows_feast_writes(written: tuple[Settings, Settings]) -> None:
-    feast_home, fast_home = written
+def test_the_batched_write_leaves_the_rows_feast_writes(written: tuple[Settings, Settings, FeatureStore]) -> None:
+    feast_home, fast_home, _ = written
     feast_rows, fast_rows = _table_rows(feast_home), _table_rows(fast_home)
-    assert len(feast_rows["xsell_customer_stats_fv"]) == 4 * len(CUSTOMER_FEATURES)
-    assert len(feast_rows["xsell_product_stats_fv"]) == 320 * len(PRODUCT_FEATURES)
+    assert len(feast_rows["xsell_customer_stats_fv"]) == 4  # a row per entity
+    assert len(feast_rows["xsell_product_stats_fv"]) == 320
     assert fast_rows == feast_rows
 
 
-def test_online_reads_after_the_batched_write_equal_those_after_feasts_push(written: tuple[Settings, Settings]) -> None:
-    feast_home, fast_home = written
-    expected, got = _read(feast_home), _read(fast_home)
+@pytest.mark.parametrize("home", ["feast", "fast"])
+def test_online_reads_equal_those_of_feasts_own_sqlite_store(
+    written: tuple[Settings, Settings, FeatureStore], home: str
+) -> None:
+    feast_home, fast_home, reference = written
+    expected, got = _read(feast_home, reference), _read(feast_home if home == "feast" else fast_home)
     assert expected["customers"]["top_categories"][0] == "MUG"  # the later row of C1 won
     assert expected["products"]["category"][-1] == "LATER"
+    assert expected["customers"]["order_count"][-1] is None  # an unknown customer
     for part in ("customers", "products"):
         assert got[part].keys() == expected[part].keys()
         for name, values in expected[part].items():
@@ -184,5 +210,5 @@ def test_online_reads_after_the_batched_write_equal_those_after_feasts_push(writ
 
 def test_other_online_stores_keep_feasts_writer(tmp_path: Path) -> None:
     redis = open_feature_store(load_settings(home=tmp_path, feast_online_store="redis"))
-    assert not _plain_sqlite(redis)
+    assert not _entity_rows(redis)
     assert not OnlineFeatureWriter(redis).batched
