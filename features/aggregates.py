@@ -170,6 +170,7 @@ class FoldOutput:
     product_rows: list[dict[str, object]]
     applied: list[str]  # event ids newly applied
     skipped_duplicates: int
+    moved_percentiles: list[str] = field(default_factory=list)  # products whose price percentile moved
 
 
 def _row_time(row: dict[str, object]) -> datetime:
@@ -234,14 +235,15 @@ class FeatureFold:
         if not snapshot_every_event:
             customer_rows = [self._customer_row(c, ts) for c, ts in touched_customers.items()]
             product_rows = [self._product_row(p, ts) for p, ts in touched_products.items()]
-        product_rows.extend(self._refresh_percentiles(touched_categories, touched_products, changed_only))
+        moved: list[str] = []
+        product_rows.extend(self._refresh_percentiles(touched_categories, touched_products, changed_only, moved))
         # one row per (product, time): a refreshed percentile can land on the stamp of the batch's
         # last sale; two rows with one timestamp would make point-in-time reads pick either at random
         product_rows = list({(r["product_id"], r["event_timestamp"]): r for r in product_rows}.values())
         if changed_only:
             customer_rows = self._changed(customer_rows, "customer_id")
             product_rows = self._changed(product_rows, "product_id")
-        return FoldOutput(customer_rows, product_rows, applied, duplicates)
+        return FoldOutput(customer_rows, product_rows, applied, duplicates, moved)
 
     def _changed(self, rows: list[dict[str, object]], key: str) -> list[dict[str, object]]:
         """The rows (in time order) whose feature values differ from the entity's last emitted row."""
@@ -335,11 +337,16 @@ class FeatureFold:
         return {"product_id": product_id, "event_timestamp": stamp, **state.features(percentile)}
 
     def _refresh_percentiles(
-        self, categories: set[str], touched: dict[str, datetime], changed_only: bool = False
+        self,
+        categories: set[str],
+        touched: dict[str, datetime],
+        changed_only: bool = False,
+        moved: list[str] | None = None,
     ) -> list[dict[str, object]]:
         """Recompute price percentiles in touched categories; rows for products whose value moved
         (with `changed_only`, of an untouched product only when its served, rounded value moved:
-        nothing else of it changed since its last row)."""
+        nothing else of it changed since its last row). The products whose value moved are added
+        to ``moved``."""
         if not categories:
             return []
         batch_time = max(touched.values())
@@ -358,6 +365,8 @@ class FeatureFold:
             for at in np.flatnonzero(np.abs(before - values) > 1e-9):
                 product_id, value, old = product_ids[at], float(values[at]), float(before[at])
                 self._percentiles[product_id] = value
+                if moved is not None:
+                    moved.append(product_id)
                 if changed_only and product_id not in touched and round(old, 4) == round(value, 4):
                     continue
                 rows.append(self._product_row(product_id, max(touched.get(product_id, batch_time), batch_time)))

@@ -84,6 +84,7 @@ class OnlineFeatureWriter:
         self.store = store
         self.batched = _entity_rows(store)
         self._connection: sqlite3.Connection | None = None
+        self._keys: dict[tuple[str, object], bytes] = {}  # (view, entity id) -> serialized entity key
 
     def push(self, frames: Mapping[str, pd.DataFrame]) -> None:
         """Write each frame (join key, ``event_timestamp``, a column per feature) to the online
@@ -103,7 +104,7 @@ class OnlineFeatureWriter:
                 self.store.push(source, frame, to=PushMode.ONLINE)
             return
         writes = [
-            entity_rows(self.store, view, frame)
+            entity_rows(self.store, view, frame, self._keys)
             for source, frame in frames.items()
             for view in views[source]
             if not frame.empty and not frame[[f.name for f in view.features]].isna().all().all()
@@ -139,50 +140,71 @@ def _entity_rows(store: FeatureStore) -> bool:
     return bool(getattr(store.config.online_store, "type", "") == STORE_TYPE)
 
 
-def entity_rows(store: FeatureStore, view: FeatureView, frame: pd.DataFrame) -> tuple[str, list[tuple[Any, ...]]]:
+def entity_rows(
+    store: FeatureStore, view: FeatureView, frame: pd.DataFrame, keys: dict[tuple[str, object], bytes] | None = None
+) -> tuple[str, list[tuple[Any, ...]]]:
     """The upsert statement and the rows the SQLite store of one row per entity
     (`features.online_store.EntityRowSqliteOnlineStore.online_write_batch`) writes for ``frame``
     into ``view``'s table: per entity, the serialized entity key, the feature names, the
     `RepeatedValue` of their values, the event time and no created time. Rows come in entity-key
     order, which keeps SQLite on neighbouring index pages; the sort is stable, so a later row of
-    an entity still wins."""
-    from features.feast_import import EntityKeyProto, ValueProto, serialize_entity_key  # noqa: PLC0415  (Feast: slow)
+    an entity still wins. ``keys`` keeps the serialized key of each (view, entity id) of a view
+    with one join key across calls (a batch mostly pushes entities an earlier one pushed)."""
     from features.online_store import (  # noqa: PLC0415  (imports Feast: slow)
         NAME_SEPARATOR,
-        repeated_value,
         sqlite_time,
         table_name,
         upsert_statement,
+        value_field,
     )
 
     config = store.config
-    join_keys = [entity.name for entity in view.entity_columns]
-    key_values = []
-    for entity in view.entity_columns:
-        blobs = _value_blobs(frame[entity.name], entity.dtype.to_value_type())
-        key_values.append([ValueProto.FromString(blob) for blob in blobs])
-    version = config.entity_key_serialization_version
-    entity_keys = [
-        serialize_entity_key(EntityKeyProto(join_keys=join_keys, entity_values=list(values)), version)
-        for values in zip(*key_values, strict=True)
-    ]
+    entity_keys = _entity_keys(view, frame, config.entity_key_serialization_version, {} if keys is None else keys)
     if view.batch_source is None:
         raise ValueError(f"feature view {view.name} has no batch source: Feast cannot write it online either")
     stamps = pd.DatetimeIndex(frame[view.batch_source.timestamp_field])
     times = [sqlite_time(stamp) for stamp in stamps.to_pydatetime()]
     features = sorted(view.features, key=lambda f: f.name)
     names = NAME_SEPARATOR.join(f.name for f in features)
-    columns = [_value_blobs(frame[f.name], f.dtype.to_value_type()) for f in features]
+    columns = [_value_blobs(frame[f.name], f.dtype.to_value_type(), value_field) for f in features]
     order = sorted(range(len(entity_keys)), key=entity_keys.__getitem__)
-    rows = [(entity_keys[i], names, repeated_value([blobs[i] for blobs in columns]), times[i], None) for i in order]
+    rows = [(entity_keys[i], names, b"".join([fields[i] for fields in columns]), times[i], None) for i in order]
     return upsert_statement(table_name(config, view)), rows
 
 
-def _value_blobs(column: pd.Series, value_type: object) -> list[bytes]:
-    """A column as Feast's serialized ValueProtos (an empty one for a missing value). Integer,
-    double and string columns are converted here, each distinct value once (a column repeats
-    counts, categories and prices; a double zero is not reused, its sign is in its bytes); other
-    types by Feast."""
+def _entity_keys(
+    view: FeatureView, frame: pd.DataFrame, version: int, cache: dict[tuple[str, object], bytes]
+) -> list[bytes]:
+    """The serialized entity key of each row of ``frame`` (Feast's serialization). With one join
+    key, each (view, entity id) is serialized once and kept in ``cache``."""
+    from features.feast_import import EntityKeyProto, ValueProto, serialize_entity_key  # noqa: PLC0415  (Feast: slow)
+
+    join_keys = [entity.name for entity in view.entity_columns]
+
+    def serialize(rows: pd.DataFrame) -> list[bytes]:
+        values = [
+            [ValueProto.FromString(blob) for blob in _value_blobs(rows[entity.name], entity.dtype.to_value_type())]
+            for entity in view.entity_columns
+        ]
+        return [
+            serialize_entity_key(EntityKeyProto(join_keys=join_keys, entity_values=list(row)), version)
+            for row in zip(*values, strict=True)
+        ]
+
+    if len(join_keys) != 1:
+        return serialize(frame)
+    ids = frame[join_keys[0]].tolist()
+    missing = [n for n, i in enumerate(ids) if (view.name, i) not in cache]
+    if missing:
+        cache.update(zip(((view.name, ids[n]) for n in missing), serialize(frame.iloc[missing]), strict=True))
+    return [cache[(view.name, i)] for i in ids]
+
+
+def _value_blobs(column: pd.Series, value_type: object, wrap: Callable[[bytes], bytes] | None = None) -> list[bytes]:
+    """A column as Feast's serialized ValueProtos (an empty one for a missing value), each passed
+    through ``wrap`` if given. Integer, double and string columns are converted here, each distinct
+    value once (a column repeats counts, categories and prices; a double zero is not reused, its
+    sign is in its bytes); other types by Feast."""
     from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415  (Feast: slow to import)
     from feast.type_map import python_values_to_proto_values  # noqa: PLC0415  (Feast: slow to import)
     from feast.value_type import ValueType  # noqa: PLC0415  (Feast: slow to import)
@@ -194,10 +216,11 @@ def _value_blobs(column: pd.Series, value_type: object) -> list[bytes]:
     }
     if value_type not in scalar:
         protos = python_values_to_proto_values(column.to_numpy(), value_type)  # type: ignore[arg-type]
-        return [p.SerializeToString() for p in protos]
+        return [wrap(p.SerializeToString()) if wrap else p.SerializeToString() for p in protos]
     field, convert = scalar[value_type]
     missing = column.isna().to_numpy()
     empty = Value().SerializeToString()
+    empty = wrap(empty) if wrap else empty
     seen: dict[object, bytes] = {}
     blobs: list[bytes] = []
     for value, absent in zip(column.tolist(), missing.tolist(), strict=True):
@@ -208,6 +231,7 @@ def _value_blobs(column: pd.Series, value_type: object) -> list[bytes]:
         known = seen.get(converted)
         if known is None:
             known = Value(**{field: converted}).SerializeToString()
+            known = wrap(known) if wrap else known
             if converted or field != "double_val":
                 seen[converted] = known
         blobs.append(known)

@@ -190,9 +190,14 @@ def upsert_statement(table: str) -> str:
 
 
 def repeated_value(blobs: Iterable[bytes]) -> bytes:
-    """A serialized `RepeatedValue` made of serialized `ValueProto`s, without parsing them (the
-    protobuf wire format of ``repeated Value val = 1``: tag, length, bytes per value)."""
-    return b"".join(b"\n" + _varint(len(blob)) + blob for blob in blobs)
+    """A serialized `RepeatedValue` made of serialized `ValueProto`s, without parsing them."""
+    return b"".join(map(value_field, blobs))
+
+
+def value_field(blob: bytes) -> bytes:
+    """A serialized `ValueProto` as one element of a serialized `RepeatedValue` (the protobuf wire
+    format of ``repeated Value val = 1``: tag, length, bytes); elements joined are the message."""
+    return b"\n" + _varint(len(blob)) + blob
 
 
 def _varint(number: int) -> bytes:

@@ -107,7 +107,7 @@ class FeaturePipeline:
                     self.fold,
                     customers,
                     [p for p in products if p in touched],  # held: their states
-                    products,  # and every percentile the batch moved
+                    out.moved_percentiles,  # and every percentile the batch moved
                     out.applied,
                     events=fresh.values(),
                 )
