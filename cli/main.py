@@ -396,7 +396,8 @@ def features_apply() -> None:
 
 @features_app.command("backfill")
 def features_backfill(data: DataOption) -> None:
-    """Compute every feature from a purchase-history file: offline store, fold state, online store."""
+    """Compute every feature from a purchase-history file: offline store, fold state, online store;
+    the file's order lines go into the purchase archive too (lines archived before are kept once)."""
     from rich.progress import Progress
 
     from features.backfill import backfill
@@ -732,8 +733,8 @@ def index_refresh(
         ),
     ] = None,
 ) -> None:
-    """Rebuild the champion's candidate index from every order line the fold state holds (as of the
-    newest line), log it to MLflow as a run of its own and tag the champion version with it; the
+    """Rebuild the champion's candidate index from every order line of the purchase archive (as of
+    the newest line), log it to MLflow as a run of its own and tag the champion version with it; the
     offer service swaps it in without a restart. Prints a JSON summary (run id, as_of, items, version)."""
     import signal
     import threading

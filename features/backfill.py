@@ -7,7 +7,8 @@ finds the same values in that earlier row; the popularity windows count back fro
 latest sale, not from the lookup time, so values change only with events). The snapshots stream,
 a block of rows at a time, into the Parquet files behind the feature views (a file replaces the
 previous one only once the fold is done), so memory holds the fold's state, not every snapshot.
-Then it saves the fold state for the streaming pipeline to continue from, applies the Feast
+Then it saves the fold state for the streaming pipeline to continue from, archives the history's
+order lines (`features.archive`: a line archived before is not added again), applies the Feast
 definitions and materializes.
 """
 
@@ -31,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.aggregates import FeatureFold
+from features.archive import PurchaseArchive
 from features.catalog import build_catalog, category_map
 from features.definitions import CUSTOMER_SCHEMA, PRODUCT_SCHEMA
 from features.state import FoldStateStore
@@ -158,7 +160,8 @@ def backfill(
 
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
     if not offline_only:
-        FoldStateStore(settings.fold_state_db_url).replace_all(fold, history.lines)
+        FoldStateStore(settings.fold_state_db_url).replace_all(fold)
+        PurchaseArchive(settings.db_url).add_lines(history.lines)  # the lines folded, where lines are kept
     lap("write")
 
     if not offline_only or not definitions_applied(settings):

@@ -3,7 +3,7 @@
 Own consumer group on `purchases`. Per micro-batch: parse (records ingestion dead-letters are
 skipped, not dead-lettered twice), and in one transaction of the fold state (shared by every
 instance: `features.state`) reload the entities the batch touches, fold the new events in, save
-the touched state and the event ids; then write the fresh snapshots to the online store
+the touched state and the event ids (the order lines are the purchase archive's: `features.archive`); then write the fresh snapshots to the online store
 (`features.online.OnlineFeatureWriter`: what a Feast push writes, in one transaction on SQLite) and,
 with `feast_push_offline`, push them to the offline store; then commit offsets. Re-delivered events (after a crash between any two of those steps)
 are already in the state: they change nothing and their entities' current values are pushed again.
@@ -97,19 +97,13 @@ class FeaturePipeline:
                 customers = [str(row["customer_id"]) for row in out.customer_rows]
                 products = list(dict.fromkeys(str(row["product_id"]) for row in out.product_rows))
                 applied = set(out.applied)
-                # each newly applied event once, as the fold took it (its first copy)
-                fresh: dict[str, PurchaseEvent] = {}
-                for event in events:
-                    if event.event_id in applied:
-                        fresh.setdefault(event.event_id, event)
-                touched = {line.product_id for event in fresh.values() for line in event.lines}
+                touched = {line.product_id for e in events if e.event_id in applied for line in e.lines}
                 batch.save(
                     self.fold,
                     customers,
                     [p for p in products if p in touched],  # held: their states
                     out.moved_percentiles,  # and every percentile the batch moved
                     out.applied,
-                    events=fresh.values(),
                 )
         except BaseException:
             self._fold_stale = True

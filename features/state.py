@@ -1,14 +1,12 @@
-"""Durable state of the feature fold: per-entity running totals, the ids of applied events and
-the order lines of those events.
+"""Durable state of the feature fold: per-entity running totals and the ids of applied events.
 
 Tables in the fold state's database (`settings.fold_state_db_url`: SQLite under XSELL_HOME by
 default, the configured PostgreSQL database in the production profile, shared by every feature
 pipeline instance). Entity states are JSON documents keyed by id, read and written per batch for
 the entities it touches: rows of a relational table, not a key-value cache, because a batch's
-states, its event ids and its order lines must change in one transaction. The streaming pipeline
+states and its event ids must change in one transaction. The streaming pipeline
 does that before it pushes to Feast and commits Kafka offsets. After a crash anywhere in between,
-re-delivered events are found in `fold_applied_events` and change nothing: no double counting, no
-line kept twice.
+re-delivered events are found in `fold_applied_events` and change nothing: no double counting.
 
 Several pipeline instances share the state (`FoldBatch`): a batch first holds the rows of the
 customers and products it touches and of their categories (row locks in PostgreSQL, the write
@@ -20,9 +18,8 @@ products it holds no row of go to their own table. The statement that holds a cu
 row reads it back; a held product whose version is the one this process holds is not parsed
 again.
 
-The order lines (`fold_order_lines`, `features.lines`) are what the candidate index is rebuilt
-from between retrains (`xsell index refresh`). Backfill stores the history's lines, the pipeline
-each applied event's. No e-mail address is kept: `customer_email` reads back empty.
+The order lines of the purchases live in the purchase archive (`features.archive`), the one place
+they are kept: training, `xsell index refresh` and `xsell audit` read them there.
 """
 
 from __future__ import annotations
@@ -33,12 +30,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import pandas as pd
-from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, delete, func, select
+from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, delete, select
 from sqlalchemy.engine import Connection, Engine
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
-from features.lines import add_lines, event_line_rows, frame_line_rows, line_table, read_lines
 from features.owned import PurchaseTimes, bought_before, most_recent_first
 from xsell.database import create_tables, engine_for, hold_rows, select_in, upsert_insert
 from xsell.events import PurchaseEvent
@@ -77,7 +72,6 @@ fold_category_locks = Table(
     Column("category", String(256), primary_key=True),
     Column("touched_at", Float, nullable=False),
 )
-fold_lines = line_table(metadata, "fold_order_lines")
 EMPTY_STATE = "{}"  # a lock row's state until its batch writes the real one: the entity's defaults
 
 
@@ -152,38 +146,20 @@ class FoldStateStore:
         customers: Iterable[str],
         products: Iterable[str],
         applied: Iterable[str],
-        events: Iterable[PurchaseEvent] = (),
     ) -> None:
-        """Save the given entities, event ids and the order lines of `events` (the newly applied
-        ones) in one transaction. Lines of an event already stored are not stored again."""
+        """Save the given entities and event ids in one transaction."""
         products = list(products)
         with self.batch() as batch:
-            batch.save(fold, customers, products, products, applied, events)
+            batch.save(fold, customers, products, products, applied)
 
-    def replace_all(self, fold: FeatureFold, lines: pd.DataFrame | None = None) -> None:
-        """Replace everything with `fold` and the order lines it was folded from (backfill), in
-        one transaction."""
+    def replace_all(self, fold: FeatureFold) -> None:
+        """Replace everything with `fold` (backfill), in one transaction."""
         with self.engine.begin() as db:
-            for table in (fold_customers, fold_products, fold_percentiles, fold_applied, fold_categories, fold_lines):
+            for table in (fold_customers, fold_products, fold_percentiles, fold_applied, fold_categories):
                 db.execute(delete(table))
             _insert(db, fold_categories, [{"product_id": p, "category": c} for p, c in fold.categories.items()])
             self.versions.clear()
             _write(db, fold, self.versions, fold.customers, fold.products, fold.products, fold.applied)
-            add_lines(db, fold_lines, frame_line_rows(lines) if lines is not None else [])
-
-    def order_lines(self, since: datetime | None = None) -> pd.DataFrame:
-        """The stored order lines (at or after `since`), in the canonical shape of
-        `xsell.history.LINE_COLUMNS`: ordered_at tz-aware UTC, sorted by time."""
-        with self.engine.connect() as db:
-            return read_lines(db, fold_lines, since)
-
-    def line_coverage(self) -> tuple[int, int]:
-        """(events applied, events whose order lines are stored): equal unless the state was
-        written before order lines were kept."""
-        with self.engine.connect() as db:
-            applied = db.execute(select(func.count()).select_from(fold_applied)).scalar_one()
-            with_lines = db.execute(select(func.count(fold_lines.c.event_id.distinct()))).scalar_one()
-        return int(applied), int(with_lines)
 
     def save_categories(self, categories: dict[str, str | None]) -> None:
         """Store the product catalog's categories (reference data for the streaming fold)."""
@@ -253,13 +229,11 @@ class FoldBatch:
         products: Iterable[str],
         percentile_products: Iterable[str],
         applied: Iterable[str],
-        events: Iterable[PurchaseEvent] = (),
     ) -> None:
         """Write the states of the given customers and products (those the batch's events touched:
-        held), the percentiles of ``percentile_products`` (those whose percentile it moved), the
-        event ids and the order lines of ``events`` (the newly applied ones)."""
+        held), the percentiles of ``percentile_products`` (those whose percentile it moved) and the
+        event ids."""
         _write(self.db, fold, self.versions, customers, products, percentile_products, applied)
-        add_lines(self.db, fold_lines, event_line_rows(events))
 
 
 def _write(

@@ -1,8 +1,9 @@
 """`xsell index refresh`: a fresh candidate index for the champion between retrains.
 
 The candidate index logged with a trained model knows the purchases up to its training data. The
-refresh rebuilds it from every order line the feature pipeline has folded so far (the fold state
-keeps them, `features.state.FoldStateStore.order_lines`), as of the newest line plus 1 µs, with the
+refresh rebuilds it from every order line archived so far (`features.archive`: the history
+imported or backfilled, and what the archive service took from `purchases`), as of the newest
+line plus 1 µs, with the
 index settings of the champion's own index. It logs the index as the `candidate_index` artifact of
 a new run in the training experiment (tags `xsell.kind=index_refresh`, `index.as_of`,
 `index.items`, `model.version`) and points the champion version at it with the model-version tag
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from features.state import FoldStateStore
+from features.archive import PurchaseArchive
 from models.champion import load_champion
 from models.index import CandidateIndex
 from models.index_source import INDEX_RUN_TAG, index_run_id
@@ -68,24 +69,21 @@ class RefreshResult:
 
 
 def refresh_index(settings: Settings) -> RefreshResult:
-    """Build the champion's candidate index from every order line the fold state knows, log it
+    """Build the champion's candidate index from every order line archived, log it
     as a new run and tag the champion version with it (see the module docstring)."""
     started = time.perf_counter()
     client = open_tracking(settings)
     if champion_version(client, settings) is None:
         raise RefreshError(f"{settings.model_name} has no '{settings.champion_alias}' version: train a model first")
-    state = FoldStateStore(settings.fold_state_db_url)
-    applied, with_lines = state.line_coverage()
-    if with_lines < applied:
-        raise RefreshError(
-            f"the fold state holds {applied} applied events but the order lines of only {with_lines}: "
-            "backfill the feature store again (`xsell features backfill --data FILE`)"
-        )
-    lines = state.order_lines()
+    archive = PurchaseArchive(settings.db_url)
+    try:
+        lines = archive.lines()
+    finally:
+        archive.close()
     if lines.empty:
         raise RefreshError(
-            "the fold state has no order lines: backfill the feature store first "
-            "(`xsell features backfill --data FILE`)"
+            "the purchase archive holds no order lines: import history (`xsell import --data FILE`) "
+            "or run the archive service (`xsell archive`)"
         )
     as_of = lines["ordered_at"].max() + pd.Timedelta(microseconds=1)
     with tempfile.TemporaryDirectory(prefix="xsell-index-refresh-") as scratch:

@@ -4,7 +4,7 @@ for a merchandiser to rate, and the automatic checks that need no rater.
 Checks, per offer type (the "kind" is the catalog category of `features.catalog`):
   * up-sells of another kind than the item they upgrade;
   * up-sells not dearer than what the customer paid for that item (must be 0; orders whose lines
-    the fold state does not hold are not counted);
+    the purchase archive does not hold are not counted);
   * cross-sells that claim "Often bought with X" below the claim threshold
     (`models.candidates.bought_together`: the index's minimum support, the claim's lift, beyond
     chance; must be 0);
@@ -12,7 +12,7 @@ Checks, per offer type (the "kind" is the catalog category of `features.catalog`
     its kind, size and head noun at another price: another design of what was just bought rather
     than something that goes with it (the rule `models.candidates` gives "More designs like").
 `audit_rows` is a pure function of decisions, basket lines and the candidate index; `run_audit`
-reads them from the offer state, the feature fold state and the model version of each decision
+reads them from the offer state, the purchase archive and the model version of each decision
 (the champion's, or a challenger's in a live trial).
 """
 
@@ -146,7 +146,7 @@ def audit_rows(
                 row["upgrades_name"] = names.get(upgraded, upgraded)
                 row["paid"] = paid.get(upgraded)
                 row["same_kind"] = kind is not None and kind == category.get(upgraded)
-                if upgraded in paid:  # unknown when the fold state does not hold the order's lines
+                if upgraded in paid:  # unknown when the archive does not hold the order's lines
                     row["dearer_than_paid"] = offer.price is not None and offer.price > paid[upgraded]
             else:
                 if offer.reason.startswith(CLAIM_PREFIX):
@@ -221,7 +221,7 @@ def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 50
     """Audit the ``recent`` latest decisions: write ``up_sell.csv``, ``cross_sell.csv`` (single
     offers) and ``bundle.csv`` (a row per bundle; at most ``sample`` rows of each, drawn with
     ``seed``) and ``checks.json`` (over all of them) to ``out``, and return the checks."""
-    from features.state import FoldStateStore  # noqa: PLC0415  (the fold state reads pandas tables: only here)
+    from features.archive import PurchaseArchive  # noqa: PLC0415  (the archive reads pandas tables: only here)
     from models.champion import load_champion  # noqa: PLC0415  (MLflow and LightGBM: slow to import)
     from services.offers.state import OfferStateStore  # noqa: PLC0415
 
@@ -230,12 +230,11 @@ def run_audit(settings: Settings, out: Path, sample: int = 100, recent: int = 50
         decisions = [d for d in state.latest(recent) if d.offers]
     finally:
         state.close()
-    fold_state = FoldStateStore(settings.fold_state_db_url)
+    archive = PurchaseArchive(settings.db_url)
     try:
-        since = min((d.occurred_at for d in decisions), default=None)
-        lines = fold_state.order_lines(since=since)
+        lines = archive.lines(since=min((d.occurred_at for d in decisions), default=None))
     finally:
-        fold_state.close()
+        archive.close()
     # each decision is checked against the index of the model that made it (the champion's or a
     # challenger's); no decision: the champion's, which also says when no model is registered
     by_version: dict[int | None, list[OfferDecision]] = {} if decisions else {None: []}

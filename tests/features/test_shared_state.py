@@ -30,7 +30,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     url = str(request.getfixturevalue("postgres_url"))
     moved = settings.model_copy(update={"fold_state_url": url})
     backfilled = FoldStateStore(settings.fold_state_db_url)
-    FoldStateStore(url).replace_all(backfilled.load(), backfilled.order_lines())
+    FoldStateStore(url).replace_all(backfilled.load())
     return moved
 
 
@@ -72,7 +72,7 @@ def _features(fold: FeatureFold) -> tuple[dict[str, object], dict[str, object]]:
 def test_two_instances_at_once_on_postgresql_fold_what_one_fold_holds(tmp_path: Path, postgres_url: str) -> None:
     settings, _ = backfilled_home(tmp_path)
     backfilled = FoldStateStore(settings.fold_state_db_url)
-    FoldStateStore(postgres_url).replace_all(backfilled.load(), backfilled.order_lines())
+    FoldStateStore(postgres_url).replace_all(backfilled.load())
     # online pushes only, as the production profile pushes (two instances in one process would
     # share Feast's DuckDB connection for offline writes, which is not thread-safe)
     shared = settings.model_copy(update={"fold_state_url": postgres_url, "feast_push_offline": False})

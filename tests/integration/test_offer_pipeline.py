@@ -36,6 +36,7 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
+from features.archive import PurchaseArchive
 from features.catalog import build_catalog, name_profile, upgrade_step
 from features.pipeline import FeaturePipeline
 from infra.kafka.broker import free_port
@@ -430,7 +431,8 @@ def test_h_the_audit_of_served_offers_finds_no_broken_promise(settings: Settings
         purchase("14769", AFTER_SAMPLE + timedelta(hours=1, minutes=n), products=(p, bestsellers[-1 - n]))
         for n, p in enumerate(stepping[:15])
     ]
-    FeaturePipeline(settings).apply(events)  # the fold state keeps the baskets the audit shows
+    FeaturePipeline(settings).apply(events)
+    PurchaseArchive(settings.db_url).add_events(events)  # the archive keeps the baskets the audit shows
     service = OfferService(settings.model_copy(update={"max_offers_per_message": 10}))
     with service.opened():
         decisions = service.decide_batch(events)

@@ -1,5 +1,5 @@
 """`xsell index refresh` on a ranker trained on the shipped sample (real embedded Feast store, real
-MLflow store under tmp_path): purchases the feature pipeline folds after training reach a fresh
+MLflow store under tmp_path): purchases the archive keeps after training reach a fresh
 candidate index, logged as a run of its own and tagged on the champion, and a running
 ChampionWatcher swaps it in without a restart (slower: trains once, about a minute)."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.pipeline import FeaturePipeline
+from features.archive import PurchaseArchive
 from models.champion import load_champion
 from models.index_source import INDEX_RUN_TAG
 from models.registry import INDEX_ARTIFACT, open_tracking
@@ -83,7 +83,7 @@ def test_refresh_builds_at_the_newest_line_tags_the_champion_and_is_served_witho
         assert registered_at == before.registered_at and time.time() - 3600 < registered_at <= time.time()
 
         later = _later_orders(3, pd.Timestamp(newest) + pd.Timedelta(days=2), companion)
-        FeaturePipeline(settings).apply(later)  # what the stream brought after training
+        PurchaseArchive(settings.db_url).add_events(later)  # what the archive service took from the stream
         result = refresh_index(settings)
 
         expected_as_of = pd.Timestamp(later[-1].occurred_at) + pd.Timedelta(microseconds=1)
@@ -195,3 +195,9 @@ def test_the_service_loop_survives_a_failed_run_and_stops_on_request(tmp_path: P
 def test_refresh_without_a_champion_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RefreshError, match="train a model first"):
         refresh_index(load_settings(home=tmp_path))
+
+
+def test_refresh_without_archived_lines_is_a_clear_error(trained: Settings, tmp_path: Path) -> None:
+    settings = load_settings(home=trained.home, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(RefreshError, match="no order lines: import history"):
+        refresh_index(settings)
