@@ -161,7 +161,11 @@ def backfill(
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
     if not offline_only:
         FoldStateStore(settings.fold_state_db_url).replace_all(fold)
-        PurchaseArchive(settings.db_url).add_lines(history.lines)  # the lines folded, where lines are kept
+        archive = PurchaseArchive(settings.db_url)  # the lines folded, where order lines are kept
+        try:
+            archive.add_lines(history.lines)
+        finally:
+            archive.close()
     lap("write")
 
     if not offline_only or not definitions_applied(settings):

@@ -115,10 +115,10 @@ class OnlineFeatureWriter:
                 connection.executemany(statement, rows)
 
     def _connect(self) -> sqlite3.Connection:
-        from features.online_store import database_path  # noqa: PLC0415  (imports Feast: slow)
+        from features.online_store import connect  # noqa: PLC0415  (imports Feast: slow)
 
         if self._connection is None:
-            self._connection = sqlite3.connect(database_path(self.store.config), check_same_thread=False, timeout=30)
+            self._connection = connect(self.store.config)
         return self._connection
 
     def close(self) -> None:

@@ -126,9 +126,7 @@ class EntityRowSqliteOnlineStore(OnlineStore):
 
     def _connect(self, config: RepoConfig) -> sqlite3.Connection:
         if self._connection is None:
-            path = database_path(config)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
+            self._connection = connect(config)
         return self._connection
 
 
@@ -169,10 +167,13 @@ def _create_table(connection: sqlite3.Connection, table: str) -> None:
         connection.execute(f"DROP TABLE {_quote(old)}")
 
 
-def database_path(config: RepoConfig) -> Path:
-    """The SQLite file of the store (a relative path is relative to the Feast repo, as Feast has it)."""
+def connect(config: RepoConfig) -> sqlite3.Connection:
+    """A connection to the store's SQLite file (a relative path is relative to the Feast repo, as
+    Feast has it; the folder is created), shared across threads, waiting for another writer's lock."""
     path = Path(config.online_store.path)
-    return Path(config.repo_path) / path if config.repo_path and not path.is_absolute() else path
+    path = Path(config.repo_path) / path if config.repo_path and not path.is_absolute() else path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return sqlite3.connect(path, check_same_thread=False, timeout=30)
 
 
 def table_name(config: RepoConfig, view: FeatureView) -> str:

@@ -3,7 +3,8 @@
 Own consumer group on `purchases`. Per micro-batch: parse (records ingestion dead-letters are
 skipped, not dead-lettered twice), and in one transaction of the fold state (shared by every
 instance: `features.state`) reload the entities the batch touches, fold the new events in, save
-the touched state and the event ids (the order lines are the purchase archive's: `features.archive`); then write the fresh snapshots to the online store
+the touched state and the event ids (the order lines are the purchase archive's:
+`features.archive`); then write the fresh snapshots to the online store
 (`features.online.OnlineFeatureWriter`: what a Feast push writes, in one transaction on SQLite) and,
 with `feast_push_offline`, push them to the offline store; then commit offsets. Re-delivered events (after a crash between any two of those steps)
 are already in the state: they change nothing and their entities' current values are pushed again.
