@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from features.historical import FEATURE_SERVICE, service_features
@@ -44,14 +45,25 @@ class OnlineFeatureReader:
         key, names, response = VIEW_KEYS[view], self.names[view], self._response(view, ids)
         return [{key: ids[row], **{n: response[n][row] for n in names}} for row in range(len(ids))]
 
-    def frame(self, view: str, ids: list[str]) -> pd.DataFrame:
-        """Feature values of `view` as a frame indexed by id, a column per feature (missing values
-        where the id is unknown): what batch scoring reads, without a dict per row."""
+    def frame(self, view: str, ids: list[str], index: list[str] | None = None) -> pd.DataFrame:
+        """Feature values of `view`, a row per id (``index``, a label per id, defaults to the ids),
+        a column per feature: what batch scoring reads, without a dict per row. An id may repeat
+        (it is read once); an unknown or empty id (an anonymous customer: not read) has missing
+        values. A feature whose values are all numbers (or missing) is a float column, any other
+        an object column."""
         names = self.names[view]
-        if not ids:
-            return pd.DataFrame(columns=names, index=pd.Index([], dtype=object))
-        response = self._response(view, ids)
-        return pd.DataFrame({n: response[n] for n in names}, index=pd.Index(ids, dtype=object))
+        distinct = list(dict.fromkeys(i for i in ids if i))
+        response = self._response(view, distinct) if distinct else dict.fromkeys(names, [])
+        rows = pd.Index(distinct, dtype=object).get_indexer(ids)  # -1: empty, so not read
+        missing = rows < 0
+        columns = {}
+        for name in names:
+            values = _typed(response[name])
+            column = values[np.maximum(rows, 0)] if len(values) else np.full(len(ids), None, dtype=values.dtype)
+            if missing.any():
+                column[missing] = np.nan if column.dtype.kind == "f" else None
+            columns[name] = column
+        return pd.DataFrame(columns, index=pd.Index(ids if index is None else index, dtype=object), copy=False)
 
     def _response(self, view: str, ids: list[str]) -> dict[str, list[object]]:
         return self.store.get_online_features(  # type: ignore[attr-defined]
@@ -65,6 +77,16 @@ class OnlineFeatureReader:
     def products(self, product_ids: list[str]) -> list[dict[str, object]]:
         """Current product statistics."""
         return self.read("product_stats_fv", product_ids)
+
+
+def _typed(values: list[object]) -> np.ndarray:
+    """A column of a Feast response as floats (NaN where missing) when every value is a number or
+    missing, else as objects: batch scoring reads numbers without converting each column again."""
+    if all(value is None or type(value) in (int, float) for value in values):
+        return np.array([np.nan if value is None else value for value in values], dtype=float)
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
 
 
 def customer_online_features(store: object, customer_ids: list[str]) -> list[dict[str, object]]:

@@ -117,6 +117,8 @@ class CandidateGenerator:
         self._popularity_rank[order] = np.arange(1, index.size + 1)
         self._names = products["name"].fillna(products["product_id"]).to_numpy(dtype=object)
         self.category_codes: tuple[np.ndarray, pd.Index] = pd.factorize(products["category"])
+        # each code's category, None last: code -1 (no category) takes it
+        self.category_labels = np.asarray([*self.category_codes[1], None], dtype=object)
         self._category = self.category_codes[0]
         self._kind_pair_keys = self._kind_keys(index.kind_pairs)
         self.median_price = products["median_price"].to_numpy(dtype=np.float64)
@@ -193,7 +195,8 @@ class CandidateGenerator:
         ``threads``: parallel runs of the fusion on a large batch (0: one per core); ``limit``:
         at most this many per trigger, the first of the full list (0: ``n_candidates``). One more
         column, ``item``, is each candidate's position in this generator's index (``product_index``),
-        so that callers look items up without hashing product ids again."""
+        so that callers look items up without hashing product ids again, and ``trigger_row``, each
+        candidate's row in ``triggers`` (callers need not hash trigger ids either)."""
         cfg, position = self.config, self.index.position
         take = min(limit or cfg.n_candidates, self.index.size)
         basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
@@ -219,8 +222,9 @@ class CandidateGenerator:
             threads,
         )
         if len(kept.item) == 0:
-            return {**{c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}, "item": np.empty(0, dtype=np.int64)}
-        return {**self._rows(triggers, kept, basket_items), "item": kept.item}
+            positions = {c: np.empty(0, dtype=np.int64) for c in ("item", "trigger_row")}
+            return {**{c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}, **positions}
+        return {**self._rows(triggers, kept, basket_items), "item": kept.item, "trigger_row": kept.trigger}
 
     def _rows(
         self, triggers: pd.DataFrame, kept: FusedCandidates, basket_items: list[list[int]]
@@ -330,7 +334,10 @@ class CandidateGenerator:
             return np.ones(len(items), dtype=bool)
         kind_seed, kind_item = self._category[seeds], self._category[items]
         keys = kind_seed.astype(np.int64) * len(self.category_codes[1]) + kind_item
-        together: np.ndarray = (kind_seed >= 0) & (kind_item >= 0) & np.isin(keys, self._kind_pair_keys)
+        known = self._kind_pair_keys  # sorted: a binary search per row, where np.isin sorts the table each call
+        at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))
+        listed = known[at] == keys if len(known) else np.zeros(len(keys), dtype=bool)
+        together: np.ndarray = (kind_seed >= 0) & (kind_item >= 0) & listed
         return together
 
     def _kinds_back(

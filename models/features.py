@@ -271,9 +271,9 @@ def _add_context(
         out["customer_avg_unit_price"] == 0, np.nan, out["customer_avg_unit_price"]
     )
 
-    none = pd.Series([None] * len(customers), dtype=object)
-    affinity = customers.get("category_affinity", none).to_numpy(dtype=object)
-    top = customers.get("top_categories", none).to_numpy(dtype=object)
+    none = np.full(len(customers), None, dtype=object)
+    affinity = customers["category_affinity"].to_numpy(dtype=object) if "category_affinity" in customers else none
+    top = customers["top_categories"].to_numpy(dtype=object) if "top_categories" in customers else none
     parsed: dict[str, dict[str, float]] = {}
     shares = [_affinity_shares(raw, parsed) for raw in affinity]
     tops = [raw.split("|") if isinstance(raw, str) else [] for raw in top]
@@ -311,8 +311,8 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
     Callers keep one generator per index (building one prepares lookup tables: a fixed cost that
     would dominate small serving batches)."""
     return pd.DataFrame(candidate_context_columns(generator, triggers)).drop(
-        columns="item"
-    )  # positions of this index only
+        columns=["item", "trigger_row"]
+    )  # positions of this index and this trigger table only
 
 
 def candidate_context_columns(
@@ -333,8 +333,7 @@ def candidate_context_columns(
     price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
     item_code = category_code[candidates["item"]]  # -1: no category
-    # code -1 (no category) takes the None appended last: an index without any category has no codes at all
-    candidates["item_category"] = np.asarray([*categories, None], dtype=object)[item_code]
+    candidates["item_category"] = generator.category_labels[item_code]
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
         flat = _flatten(triggers[column])
         known_item = generator.product_index.get_indexer(flat.items)
@@ -398,7 +397,10 @@ def _pair_lookup(
 
 
 def _trigger_positions(candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame) -> np.ndarray:
-    """The row of each candidate's trigger in ``triggers``."""
+    """The row of each candidate's trigger in ``triggers``: the ``trigger_row`` column of the
+    candidate generator's columns, made for this very table, or found by trigger id."""
+    if "trigger_row" in candidates:
+        return np.asarray(candidates["trigger_row"], dtype=np.int64)
     positions: np.ndarray = pd.Index(triggers["trigger_id"]).get_indexer(_column(candidates, "trigger_id"))
     if (positions < 0).any():
         raise ValueError("candidates refer to triggers that are not in the trigger table")
@@ -425,7 +427,12 @@ def _take(values: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
 
 def _numeric_columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The columns of ``frame`` among ``names`` as floats (NaN where missing or not a number);
-    absent columns are left out. Column by column: selecting them as one block first costs more."""
+    absent columns are left out. A frame of floats only (the product cache's) gives views of its
+    one block; any other, column by column: selecting them as one block first costs more."""
+    present = [name for name in dict.fromkeys(names) if name in frame.columns]
+    if all(dtype.kind == "f" for dtype in frame.dtypes):
+        block = frame.to_numpy(dtype=float)
+        return dict(zip(present, block.T[frame.columns.get_indexer(present)], strict=True))
     columns: dict[str, np.ndarray] = {}
     for name in dict.fromkeys(names):
         if name in frame.columns:

@@ -89,15 +89,16 @@ def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ..
     )
     return pd.DataFrame(
         {
-            "trigger_id": [event.event_id for event in events],
-            "order_id": [event.order_id for event in events],
-            "customer_id": [event.customer_id for event in events],
+            "trigger_id": _objects([event.event_id for event in events]),
+            "order_id": _objects([event.order_id for event in events]),
+            "customer_id": _objects([event.customer_id for event in events]),
             "at": at,
             "window_cutoff": at,
-            "basket": [tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events],
-            "history": [owned.get(event.customer_id or "", ()) for event in events],
-            "returned": [() for _ in events],
-        }
+            "basket": _objects([tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events]),
+            "history": _objects([owned.get(event.customer_id or "", ()) for event in events]),
+            "returned": _objects([() for _ in events]),
+        },
+        copy=False,  # built here for this frame alone: pandas need not copy (or infer) each column
     )
 
 
@@ -121,9 +122,9 @@ def rank_batch(
     candidates = candidate_context_columns(champion.generator, triggers, predict_threads, candidates_per_event)
     if len(candidates["trigger_id"]) == 0:
         return {event.event_id: [] for event in events}
-    customer_ids = [e.customer_id or "" for e in events]
-    customer_frame = reader.frame("customer_stats_fv", list(dict.fromkeys(c for c in customer_ids if c)))
-    customer_frame = customer_frame.reindex(customer_ids).set_axis(triggers["trigger_id"].to_numpy())
+    customer_frame = reader.frame(  # a row per trigger
+        "customer_stats_fv", [e.customer_id or "" for e in events], index=[e.event_id for e in events]
+    )
     product_frame = products.get(champion.generator.product_index[np.unique(candidates["item"])].tolist())
 
     rows = feature_matrix(candidates, triggers, customer_frame, product_frame)
@@ -136,7 +137,8 @@ def rank_batch(
     seeds = np.asarray(candidates["seed_product_id"], dtype=object)[best]
     steps = np.asarray(candidates["upsell_step"], dtype=object)[best]
     best_products = labels["product_id"][best]
-    prices = product_frame["current_price"].reindex(best_products).to_numpy(dtype=float)
+    at = product_frame.index.get_indexer(best_products)  # -1: a product the cache has no row of
+    prices = np.where(at >= 0, product_frame["current_price"].to_numpy(dtype=float)[at], np.nan)
     for trigger_id, product_id, offer_type, reason, score, ratio, price, seed, step in zip(
         labels["trigger_id"][best].tolist(),
         best_products.tolist(),
@@ -201,6 +203,13 @@ def _kept_rows(
         rows = np.union1d(rows, at[best_rows(np.asarray(trigger_ids)[at], np.asarray(scores)[at], 1)[0]])
     codes = pd.factorize(np.asarray(trigger_ids)[rows], sort=True)[0]
     return rows[np.lexsort((-np.asarray(scores, dtype=float)[rows], codes))]
+
+
+def _objects(values: list[object]) -> np.ndarray:
+    """``values`` as a one-dimensional object array (tuples stay elements, not rows)."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
 
 
 def _number(value: object) -> float:

@@ -66,6 +66,23 @@ def test_a_frame_read_holds_the_same_values_as_row_reads(backfilled: tuple[Setti
     assert reader.frame("customer_stats_fv", []).columns.tolist() == reader.names["customer_stats_fv"]
 
 
+def test_a_frame_read_takes_repeated_and_empty_ids_and_labels_its_rows(
+    backfilled: tuple[Settings, pd.DataFrame],
+) -> None:
+    settings, orders = backfilled
+    reader = OnlineFeatureReader(FeaturePipeline(settings).store)
+    known = sorted(orders["customer_id"].unique())[:2]
+    ids = [known[0], "", known[1], known[0]]  # "" is an anonymous customer: not read, no values
+    frame = reader.frame("customer_stats_fv", ids, index=["t1", "t2", "t3", "t4"])
+    assert frame.index.tolist() == ["t1", "t2", "t3", "t4"]
+    assert frame["order_count"].dtype.kind == "f"  # numbers come as floats, ready for scoring
+    single = reader.frame("customer_stats_fv", known)
+    pd.testing.assert_frame_equal(frame.loc[["t1", "t4"]].set_axis([known[0]] * 2), single.loc[[known[0]] * 2])
+    pd.testing.assert_series_equal(frame.loc["t3"], single.loc[known[1]], check_names=False)
+    assert frame.loc["t2"].isna().all()
+    assert reader.frame("customer_stats_fv", ["", ""]).isna().all().all()
+
+
 def test_push_updates_online_and_offline_and_a_repeat_changes_nothing(
     backfilled: tuple[Settings, pd.DataFrame], make_event: EventFactory
 ) -> None:
