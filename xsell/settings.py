@@ -309,6 +309,13 @@ class Settings(BaseSettings):
     recommendation_max_offers: int = Field(
         default=20, ge=1, description="The largest `limit` POST /v1/recommendations accepts."
     )
+    recommendation_predict_threads: int = Field(
+        default=1,
+        ge=0,
+        description="Threads of the checkout API's ranking, for the candidate fusion and LightGBM's predict (0: "
+        "one per core). One answers a small batch of requests sooner: OpenMP threads that wait for the next "
+        "predict keep the cores the API's event loop needs.",
+    )
     free_delivery_threshold: float | None = Field(
         default=None,
         gt=0.0,

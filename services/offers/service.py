@@ -218,7 +218,9 @@ class OfferService:
                     owned,
                     self.reader,
                     self.products,
-                    predict_threads=self.settings.predict_threads,
+                    predict_threads=self.settings.recommendation_predict_threads
+                    if rules.on_request
+                    else self.settings.predict_threads,
                     candidates_per_event=self.settings.serving_candidates,
                 )
                 if model and scorable
