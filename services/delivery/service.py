@@ -225,7 +225,7 @@ class DeliveryService:
                     break
                 # the claim, then each row's outcome, write this sender's heartbeat: it beats before every message
                 try:
-                    session.send(_for_sending(row.message))
+                    session.send_bytes(dated_now(row.message), parse=_parsed)
                 except SmtpError as error:
                     if not error.permanent:
                         if self._retry(row, error):
@@ -386,12 +386,26 @@ class DeliveryService:
         self.loop.stop()
 
 
-def _for_sending(raw: bytes) -> EmailMessage:
-    """The stored message, dated now (the Message-ID stays, so retries are the same message)."""
+def dated_now(raw: bytes, now: float | None = None) -> bytes:
+    """The stored message dated ``now`` (default: the current time), its other bytes as stored (the
+    Message-ID stays, so retries are the same message): the Date line of the header block is
+    replaced, or added last, without parsing and flattening the message again."""
+    head, blank, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    date = b"Date: " + formatdate(now, usegmt=True).encode("ascii")
+    at = next((i for i, line in enumerate(lines) if line[:5].lower() == b"date:"), None)
+    if at is None:
+        lines.append(date)
+    else:
+        end = at + 1
+        while end < len(lines) and lines[end][:1] in (b" ", b"\t"):  # a folded value's continuation lines
+            end += 1
+        lines[at:end] = [date]
+    return b"\r\n".join(lines) + (blank or b"\r\n\r\n") + body
+
+
+def _parsed(raw: bytes) -> EmailMessage:
+    """A stored message as an `EmailMessage` of the mail policy (for `SmtpSession.send`)."""
     message = message_from_bytes(raw, policy=MAIL_POLICY)
     assert isinstance(message, EmailMessage)
-    if message["Date"] is None:
-        message["Date"] = formatdate(usegmt=True)
-    else:
-        message.replace_header("Date", formatdate(usegmt=True))
     return message

@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 from types import TracebackType
 
 from xsell.settings import Settings
@@ -88,10 +92,26 @@ class SmtpSession:
 
     def send(self, message: EmailMessage) -> None:
         """Hand `message` to the server; raise `SmtpError` (permanent for 5xx on recipient or data)."""
+        self._hand_over(lambda client: client.send_message(message))
+
+    def send_bytes(self, raw: bytes, parse: Callable[[bytes], EmailMessage]) -> None:
+        """Hand a flattened message (CRLF lines, as the SMTP policy writes it) to the server as it
+        is, the envelope read from its From and To headers alone: parsing and flattening a message
+        again costs more than building it. A message whose addresses are not plain ASCII (SMTPUTF8)
+        goes through `send` as ``parse`` reads it. Raises as `send` does."""
+        envelope = _ascii_envelope(raw)
+        if envelope is None:
+            self.send(parse(raw))
+            return
+        sender, recipients = envelope
+        self._hand_over(lambda client: client.sendmail(sender, recipients, raw))
+
+    def _hand_over(self, deliver: Callable[[smtplib.SMTP], dict[str, tuple[int, bytes]]]) -> None:
+        """Run ``deliver`` on the open connection; every failure becomes an `SmtpError`."""
         if self._client is None:
             raise SmtpError(f"SMTP session to {self.address} is not open")
         try:
-            refused = self._client.send_message(message)
+            refused = deliver(self._client)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             permanent = bool(codes) and all(code >= 500 for code in codes)
@@ -136,6 +156,22 @@ def send_email(settings: Settings, message: EmailMessage, timeout_s: float = DEF
     """Send one message on its own connection; raise `SmtpError` with a clear reason."""
     with SmtpSession(settings, timeout_s) as session:
         session.send(message)
+
+
+def _ascii_envelope(raw: bytes) -> tuple[str, list[str]] | None:
+    """The envelope sender (Sender, else From) and recipients (To, Cc, Bcc) of a flattened
+    message, read from its header block alone; None when a header of theirs is not plain ASCII (an
+    encoded word or 8-bit bytes: an international address, for `send` and SMTPUTF8) or when the
+    message names no sender or no recipient (for `send` and its error)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    values = {name: [str(v) for v in headers.get_all(name, [])] for name in ("Sender", "From", "To", "Cc", "Bcc")}
+    if any("=?" in v or not v.isascii() for vs in values.values() for v in vs):
+        return None
+    senders = [address for _, address in getaddresses(values["Sender"] or values["From"]) if address]
+    recipients = [address for _, address in getaddresses(values["To"] + values["Cc"] + values["Bcc"]) if address]
+    if not senders or not recipients or values["Bcc"]:  # a Bcc header must not be sent: `send` strips it
+        return None
+    return senders[0], recipients
 
 
 def _text(value: object) -> str:

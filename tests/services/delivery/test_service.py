@@ -16,7 +16,8 @@ from infra.kafka.broker import free_port
 from infra.smtp_capture import MailDirHandler
 from services.delivery.outbox import Outbox, OutboxRow, OutboxStatus
 from services.delivery.render import MAIL_POLICY
-from services.delivery.service import DeliveryService, feedback_for, plan_emails
+from services.delivery.service import DeliveryService, dated_now, feedback_for, plan_emails
+from services.delivery.smtp import SmtpSession
 from tests.conftest import FakeRecord
 from xsell.offers import Channel, FeedbackType, OfferDecision, OfferItem, OfferType, feedback_id_for
 from xsell.settings import Settings, load_settings
@@ -152,3 +153,39 @@ def test_a_sender_whose_claims_were_taken_over_records_nothing_and_ends_its_pass
     [released] = [r for r in caplog.records if r.getMessage().startswith("outbox claims already taken over")]
     assert (released.claims, released.taken_over) == (2, 2)
     assert service.stats.sent == 0
+
+
+def _stored(settings: Settings, **overrides: object) -> bytes:
+    (entry,) = plan_emails([record(**overrides)], settings).entries
+    return entry.message
+
+
+def test_a_stored_message_is_dated_now_and_otherwise_sent_as_stored(settings: Settings) -> None:
+    stored = _stored(settings)
+    dated = dated_now(stored, now=1_700_000_000.0)
+    before = message_from_bytes(stored, policy=MAIL_POLICY)
+    after = message_from_bytes(dated, policy=MAIL_POLICY)
+    assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n" in dated
+    assert [(k, v) for k, v in after.items() if k != "Date"] == [(k, v) for k, v in before.items() if k != "Date"]
+    assert dated.partition(b"\r\n\r\n")[2] == stored.partition(b"\r\n\r\n")[2]  # the body byte for byte
+    assert dated_now(dated, now=1_700_000_000.0) == dated  # one Date line, replaced in place
+    undated = b"\r\n".join(line for line in stored.split(b"\r\n") if not line.startswith(b"Date:"))
+    assert message_from_bytes(dated_now(undated, now=0.0), policy=MAIL_POLICY)["Date"].datetime.timestamp() == 0
+
+
+@pytest.mark.parametrize("address", ["c1@example.org", "josé@exämple.org"])
+def test_a_stored_message_reaches_the_server_as_stored(settings: Settings, address: str) -> None:
+    settings = settings.model_copy(update={"smtp_port": free_port()})
+    stored = dated_now(_stored(settings, customer_email=address))
+    smtp = Controller(MailDirHandler(settings.mail_dir), hostname=settings.smtp_host, port=settings.smtp_port)
+    smtp.start()
+    try:
+        with SmtpSession(settings) as session:
+            session.send_bytes(stored, parse=lambda raw: message_from_bytes(raw, policy=MAIL_POLICY))
+    finally:
+        smtp.stop()
+    (received,) = [message_from_bytes(p.read_bytes(), policy=MAIL_POLICY) for p in settings.mail_dir.glob("*.eml")]
+    sent = message_from_bytes(stored, policy=MAIL_POLICY)
+    assert received["Message-ID"] == sent["Message-ID"] and received["Date"] == sent["Date"]
+    assert str(received["To"]) == address
+    assert received.get_body(("html",)).get_content() == sent.get_body(("html",)).get_content()
