@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate
 from functools import cache
@@ -33,9 +34,27 @@ DEFAULT_CURRENCY = "GBP"  # the shipped sample's currency; decisions do not carr
 CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥"}
 SECONDS_PER_DAY = 86_400
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058: the header value and the body a client POSTs
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, each header class built once: the standard one builds a new
+    class (``type(...)``) for every header it parses, a tenth of the time a message takes to build."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._built: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = super().__getitem__(name)
+        return built
+
+
 # SMTP line endings, and headers up to the SMTP line limit: a long List-Unsubscribe URL must stay one
 # unencoded value (the default 78-column folding would RFC 2047-encode it and break it).
-MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
 
 
 class RenderError(ValueError):
