@@ -485,11 +485,12 @@ def bought_together(
     co_count = np.asarray(co_count, dtype=np.float64)
     expected = np.asarray(orders_a, dtype=np.float64) * np.asarray(orders_b, dtype=np.float64) / max(index.orders, 1)
     lift = co_count / np.maximum(expected, 1.0 / max(index.orders, 1))
-    # P(at least co_count shared orders) where min_claim_lift times the independent count is expected
-    chance = special.pdtrc(np.maximum(co_count - 1, 0), expected * config.min_claim_lift)
-    together: np.ndarray = (
-        (co_count >= index.config.min_support) & (lift >= config.min_claim_lift) & (chance <= config.max_claim_chance)
-    )
+    together: np.ndarray = (co_count >= index.config.min_support) & (lift >= config.min_claim_lift)
+    # P(at least co_count shared orders) where min_claim_lift times the independent count is expected,
+    # computed only for the pairs that pass the rest (most pairs of a basket never met)
+    at = np.flatnonzero(together)
+    chance = special.pdtrc(np.maximum(co_count[at] - 1, 0), expected[at] * config.min_claim_lift)
+    together[at] = chance <= config.max_claim_chance
     return together
 
 
