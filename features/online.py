@@ -84,6 +84,12 @@ def _typed(values: list[object]) -> np.ndarray:
     missing, else as objects: batch scoring reads numbers without converting each column again."""
     if all(value is None or type(value) in (int, float) for value in values):
         return np.array([np.nan if value is None else value for value in values], dtype=float)
+    return object_column(values)
+
+
+def object_column(values: list[Any]) -> np.ndarray:
+    """``values`` as a one-dimensional object array: tuples and lists stay elements (``np.array``
+    would make them rows), and pandas takes the array as a column without inferring its type."""
     column = np.empty(len(values), dtype=object)
     column[:] = values
     return column

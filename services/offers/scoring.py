@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from features.online import OnlineFeatureReader
+from features.online import OnlineFeatureReader, object_column
 from models.bundles import Bundle, BundlePicker
 from models.champion import Champion
 from models.features import candidate_context_columns, feature_matrix
@@ -89,14 +89,16 @@ def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ..
     )
     return pd.DataFrame(
         {
-            "trigger_id": _objects([event.event_id for event in events]),
-            "order_id": _objects([event.order_id for event in events]),
-            "customer_id": _objects([event.customer_id for event in events]),
+            "trigger_id": object_column([event.event_id for event in events]),
+            "order_id": object_column([event.order_id for event in events]),
+            "customer_id": object_column([event.customer_id for event in events]),
             "at": at,
             "window_cutoff": at,
-            "basket": _objects([tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events]),
-            "history": _objects([owned.get(event.customer_id or "", ()) for event in events]),
-            "returned": _objects([() for _ in events]),
+            "basket": object_column(
+                [tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events]
+            ),
+            "history": object_column([owned.get(event.customer_id or "", ()) for event in events]),
+            "returned": object_column([() for _ in events]),
         },
         copy=False,  # built here for this frame alone: pandas need not copy (or infer) each column
     )
@@ -204,13 +206,6 @@ def _kept_rows(
         rows = np.union1d(rows, at[best_rows(np.asarray(trigger_ids)[at], np.asarray(scores)[at], 1)[0]])
     codes = pd.factorize(np.asarray(trigger_ids)[rows], sort=True)[0]
     return rows[np.lexsort((-np.asarray(scores, dtype=float)[rows], codes))]
-
-
-def _objects(values: list[object]) -> np.ndarray:
-    """``values`` as a one-dimensional object array (tuples stay elements, not rows)."""
-    column = np.empty(len(values), dtype=object)
-    column[:] = values
-    return column
 
 
 def _number(value: object) -> float:
