@@ -160,7 +160,11 @@ def backfill(
 
     catalog.to_parquet(data_dir / "catalog.parquet", index=False)
     if not offline_only:
-        FoldStateStore(settings.fold_state_db_url).replace_all(fold)
+        state = FoldStateStore(settings.fold_state_db_url)
+        try:
+            state.replace_all(fold)
+        finally:
+            state.close()
         archive = PurchaseArchive(settings.db_url)  # the lines folded, where order lines are kept
         try:
             archive.add_lines(history.lines)
