@@ -1,9 +1,9 @@
 """Order lines as the stores keep them: one row per line of a purchase or cancellation event,
 keyed by (event id, line number), times in UTC microseconds (exact in any database).
 
-The purchase archive (`features.archive`) and the fold state (`features.state`) keep lines in
-tables of this one shape (`line_table`), written by `add_lines` (an insert that skips keys already
-stored: a redelivered event adds nothing) and read back canonical (`read_lines`,
+The purchase archive (`features.archive`), the one store of order lines, keeps them in a table of
+this shape (`line_table`), written by `add_lines` (an insert that skips keys already stored: a
+redelivered event adds nothing) and read back canonical (`read_lines`,
 `xsell.history.LINE_COLUMNS`). A history file's lines get the keys a replay of it gives its
 events, so a line imported and later streamed is one line.
 """

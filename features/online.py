@@ -59,7 +59,10 @@ class OnlineFeatureReader:
         columns = {}
         for name in names:
             values = _typed(response[name])
-            column = values[np.maximum(rows, 0)] if len(values) else np.full(len(ids), None, dtype=values.dtype)
+            if not len(values):  # nothing read: every id is missing (an empty column is a float one)
+                columns[name] = np.full(len(ids), np.nan)
+                continue
+            column = values[np.maximum(rows, 0)]
             if missing.any():
                 column[missing] = np.nan if column.dtype.kind == "f" else None
             columns[name] = column

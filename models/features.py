@@ -434,12 +434,11 @@ def _numeric_columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, np.
         block = frame.to_numpy(dtype=float)
         return dict(zip(present, block.T[frame.columns.get_indexer(present)], strict=True))
     columns: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys(names):
-        if name in frame.columns:
-            values = frame[name]
-            if values.dtype.kind not in "biuf":  # text or timestamps; numbers need no pd.to_numeric
-                values = pd.to_numeric(values, errors="coerce")
-            columns[name] = values.to_numpy(dtype=float)
+    for name in present:
+        values = frame[name]
+        if values.dtype.kind not in "biuf":  # text or timestamps; numbers need no pd.to_numeric
+            values = pd.to_numeric(values, errors="coerce")
+        columns[name] = values.to_numpy(dtype=float)
     return columns
 
 

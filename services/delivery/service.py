@@ -28,8 +28,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.message import EmailMessage
 from email.utils import formatdate
 
 from kafka import KafkaProducer
@@ -37,7 +35,7 @@ from kafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
-from services.delivery.render import DEFAULT_CURRENCY, MAIL_POLICY, render_offer_email
+from services.delivery.render import DEFAULT_CURRENCY, render_offer_email
 from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
 from services.messaging import durable_producer, parse_record
 from xsell.consumer import ConsumerLoop, Record
@@ -225,7 +223,7 @@ class DeliveryService:
                     break
                 # the claim, then each row's outcome, write this sender's heartbeat: it beats before every message
                 try:
-                    session.send_bytes(dated_now(row.message), parse=_parsed)
+                    session.send_bytes(dated_now(row.message))
                 except SmtpError as error:
                     if not error.permanent:
                         if self._retry(row, error):
@@ -402,10 +400,3 @@ def dated_now(raw: bytes, now: float | None = None) -> bytes:
             end += 1
         lines[at:end] = [date]
     return b"\r\n".join(lines) + (blank or b"\r\n\r\n") + body
-
-
-def _parsed(raw: bytes) -> EmailMessage:
-    """A stored message as an `EmailMessage` of the mail policy (for `SmtpSession.send`)."""
-    message = message_from_bytes(raw, policy=MAIL_POLICY)
-    assert isinstance(message, EmailMessage)
-    return message

@@ -13,12 +13,14 @@ import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from email import message_from_bytes
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 from types import TracebackType
 
+from services.delivery.render import MAIL_POLICY
 from xsell.settings import Settings
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -94,14 +96,16 @@ class SmtpSession:
         """Hand `message` to the server; raise `SmtpError` (permanent for 5xx on recipient or data)."""
         self._hand_over(lambda client: client.send_message(message))
 
-    def send_bytes(self, raw: bytes, parse: Callable[[bytes], EmailMessage]) -> None:
-        """Hand a flattened message (CRLF lines, as the SMTP policy writes it) to the server as it
+    def send_bytes(self, raw: bytes) -> None:
+        """Hand a flattened message (CRLF lines, as `MAIL_POLICY` writes it) to the server as it
         is, the envelope read from its From and To headers alone: parsing and flattening a message
         again costs more than building it. A message whose addresses are not plain ASCII (SMTPUTF8)
-        goes through `send` as ``parse`` reads it. Raises as `send` does."""
+        or that has a Bcc goes through `send`, parsed with `MAIL_POLICY`. Raises as `send` does."""
         envelope = _ascii_envelope(raw)
         if envelope is None:
-            self.send(parse(raw))
+            message = message_from_bytes(raw, policy=MAIL_POLICY)
+            assert isinstance(message, EmailMessage)
+            self.send(message)
             return
         sender, recipients = envelope
         self._hand_over(lambda client: client.sendmail(sender, recipients, raw))

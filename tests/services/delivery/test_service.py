@@ -181,7 +181,7 @@ def test_a_stored_message_reaches_the_server_as_stored(settings: Settings, addre
     smtp.start()
     try:
         with SmtpSession(settings) as session:
-            session.send_bytes(stored, parse=lambda raw: message_from_bytes(raw, policy=MAIL_POLICY))
+            session.send_bytes(stored)
     finally:
         smtp.stop()
     (received,) = [message_from_bytes(p.read_bytes(), policy=MAIL_POLICY) for p in settings.mail_dir.glob("*.eml")]
