@@ -125,6 +125,8 @@ class ConsumerLoop:
                     max_poll_records=self.settings.poll_max_records,
                     session_timeout_ms=self.settings.consumer_session_timeout_ms,
                     heartbeat_interval_ms=max(self.settings.consumer_session_timeout_ms // 3, 100),
+                    fetch_min_bytes=self.settings.fetch_min_bytes,
+                    fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                     fetch_max_bytes=16 * 1024 * 1024,
                     max_partition_fetch_bytes=8 * 1024 * 1024,
                     **client_security(self.settings),

@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     )
     ingest_group: str = Field(default="xsell-ingest", description="Consumer group of `xsell ingest`.")
     poll_max_records: int = Field(default=500, description="Records per poll in consumer services.")
+    fetch_min_bytes: int = Field(
+        default=32 * 1024,
+        ge=1,
+        description="A consumer's fetch waits for this many bytes (or `fetch_max_wait_ms`): at a trickle of "
+        "events, one batch and one offset commit per few dozen records instead of one per record.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=250,
+        ge=0,
+        description="The longest a fetch waits for `fetch_min_bytes`: the most a hop between services adds "
+        "to an offer's latency.",
+    )
     gc_young_threshold: int = Field(
         default=10_000,
         ge=0,
