@@ -113,6 +113,7 @@ class CandidateGenerator:
         popularity = np.where(self._offerable, popularity, 0.0)
         order = np.argsort(-popularity, kind="stable")
         self._popularity = popularity
+        self._popularity_order = order.astype(np.int64)
         self._popularity_rank = np.empty(index.size, dtype=np.int64)
         self._popularity_rank[order] = np.arange(1, index.size + 1)
         self._names = products["name"].fillna(products["product_id"]).to_numpy(dtype=object)
@@ -215,6 +216,7 @@ class CandidateGenerator:
             self._basket_seeds_only,
             self._popularity,
             self._popularity_rank,
+            self._popularity_order,
             cfg.history_weight,
             cfg.max_history_seeds,
             cfg.rrf_k,

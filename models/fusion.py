@@ -3,8 +3,9 @@ reciprocal-rank fusion and the top ``take`` items of each trigger, one trigger a
 
 ``models.candidates`` describes the method; this module only computes it, in numba, because the
 numpy version had to score every (trigger, item) cell densely and was the offer service's slowest
-stage. Work per trigger is proportional to the seeds' neighbour lists plus one pass over the
-catalog, and memory is a few catalog-sized scratch arrays whatever the batch size.
+stage. Work per trigger is proportional to the seeds' neighbour lists plus the ``take`` most
+popular items, never the whole catalog, and memory is a few catalog-sized scratch arrays per
+thread, made once and reused, whatever the batch size.
 
 Exactness: sums run in the same order as the numpy version (seeds in order, sources in order), and
 a source ranks items by score, ties by item position (a stable sort), so scores, ranks and fused
@@ -14,6 +15,7 @@ scores are bit-identical to it. Items tied on fused score are taken by item posi
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,6 +25,8 @@ from scipy import sparse
 
 POPULARITY_SOURCE = -1  # a ``source_kind`` that scores every offerable item by popularity
 MIN_TRIGGERS_PER_THREAD = 32  # below this, starting a thread costs more than it saves
+MAX_SCRATCH_SIZES = 4  # catalog sizes whose scratch arrays a thread keeps
+_SCRATCH = threading.local()
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ def fuse(
     basket_seeds_only: np.ndarray,
     popularity: np.ndarray,
     popularity_rank: np.ndarray,
+    popularity_order: np.ndarray,
     history_weight: float,
     max_history_seeds: int,
     rrf_k: float,
@@ -86,7 +91,9 @@ def fuse(
     """Candidates of each trigger. ``baskets``, ``histories`` and ``returns`` are (offsets, item
     positions) per trigger, histories most recent first; ``source_kind[s]`` is a table row or
     ``POPULARITY_SOURCE``; ``basket_seeds_only[s]``: the source is seeded by the basket alone.
-    ``threads`` > 1 splits a large batch into that many runs in parallel (0: one per core)."""
+    ``popularity_rank`` ranks the items from 1, ``popularity_order`` lists them in that order, and
+    an item of no popularity (0) has none to offer. ``threads`` > 1 splits a large batch into that
+    many runs in parallel (0: one per core)."""
     t_count = len(baskets[0]) - 1
     threads = threads or os.cpu_count() or 1
     chunks = min(threads, t_count // MIN_TRIGGERS_PER_THREAD) or 1
@@ -97,6 +104,7 @@ def fuse(
             (offsets[start : stop + 1] - offsets[start], items[offsets[start] : offsets[stop]])
             for offsets, items in (baskets, histories, returns)
         ]
+        scratch = _scratch(n_items, len(source_kind))
         out = _fuse(
             n_items,
             offerable,
@@ -114,10 +122,12 @@ def fuse(
             basket_seeds_only,
             popularity,
             popularity_rank,
+            popularity_order,
             float(history_weight),
             int(max_history_seeds),
             float(rrf_k),
             int(take),
+            *scratch,
         )
         return (out[0] + start, *out[1:])
 
@@ -126,6 +136,36 @@ def fuse(
     with ThreadPoolExecutor(chunks, thread_name_prefix="xsell-fuse") as pool:  # the kernel releases the GIL
         parts = list(pool.map(run, bounds[:-1], bounds[1:]))
     return FusedCandidates(*(np.concatenate(columns) for columns in zip(*parts, strict=True)))
+
+
+def _scratch(n_items: int, n_sources: int) -> tuple[np.ndarray, ...]:
+    """This thread's scratch arrays of ``_fuse`` for a catalog of ``n_items`` and ``n_sources``
+    sources: made once, the kernel resets what a trigger sets before the next, so that a call on one
+    trigger costs what the trigger reaches, not the catalog's size. A thread keeps the arrays of
+    its last few catalog sizes (the champion's and the challenger's index)."""
+    cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = _SCRATCH.__dict__.setdefault("by_size", {})
+    key = (n_items, n_sources)
+    if key not in cache:
+        if len(cache) >= MAX_SCRATCH_SIZES:
+            cache.clear()
+        n, shape = n_items, (n_sources, n_items)
+        cache[key] = (
+            np.zeros(n, dtype=np.bool_),  # excluded
+            np.zeros(n, dtype=np.bool_),  # is_seed
+            np.zeros(n, dtype=np.bool_),  # listed
+            np.zeros(n),  # top_value
+            np.zeros(shape),  # score
+            np.zeros(shape, dtype=np.int64),  # best (seed + 1)
+            np.zeros(shape, dtype=np.int64),  # rank
+            np.empty(shape, dtype=np.int64),  # touched
+            np.empty(n, dtype=np.int64),  # seeds
+            np.empty(n),  # weights
+            np.empty(2 * n, dtype=np.int64),  # positive: the items listed, then one source's ranked
+            np.empty(2 * n),  # values
+            np.empty(n, dtype=np.uint64),  # sort_keys
+            np.empty(n, dtype=np.int64),  # sort_spare
+        )
+    return cache[key]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,35 +186,36 @@ def _fuse(
     basket_only: np.ndarray,
     popularity: np.ndarray,
     popularity_rank: np.ndarray,
+    popularity_order: np.ndarray,
     history_weight: float,
     max_history_seeds: int,
     rrf_k: float,
     take: int,
+    excluded: np.ndarray,
+    is_seed: np.ndarray,
+    listed: np.ndarray,
+    top_value: np.ndarray,
+    score: np.ndarray,
+    best: np.ndarray,
+    rank: np.ndarray,
+    touched: np.ndarray,
+    seeds: np.ndarray,
+    weights: np.ndarray,
+    positive: np.ndarray,
+    values: np.ndarray,
+    sort_keys: np.ndarray,
+    sort_spare: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
+    # The scratch arrays from `excluded` on are the caller's: all-zero (``best`` holds seed + 1)
+    # on entry, and every entry a trigger sets is reset before the next one, so a call touches
+    # only what its triggers reach, never the whole catalog.
     t_count = len(basket_ptr) - 1
     n_sources = len(source_kind)
-    excluded = np.zeros(n, dtype=np.bool_)
-    mark = np.zeros(n, dtype=np.int64)  # the trigger (+1) that last took the item as a seed
-    seeds = np.empty(n, dtype=np.int64)
-    weights = np.empty(n)
-    # per source, only the entries a trigger touched are set, and reset after it
-    score = np.zeros((n_sources, n))
-    best = np.full((n_sources, n), -1, dtype=np.int64)
-    rank = np.zeros((n_sources, n), dtype=np.int64)
-    touched = np.empty((n_sources, n), dtype=np.int64)
     n_touched = np.zeros(n_sources, dtype=np.int64)
-    top_value = np.zeros(n)  # per item, the largest single-seed value of the current source
-    fused = np.zeros(n)
-    positive = np.empty(n, dtype=np.int64)
-    values = np.empty(n)
-    sort_keys = np.empty(n, dtype=np.uint64)
-    sort_spare = np.empty(n, dtype=np.int64)
-    popularity_fused = np.zeros((n_sources, n))  # the popularity contribution, fixed per item
+    has_popularity = False
     for s in range(n_sources):
         if source_kind[s] == POPULARITY_SOURCE:
-            for i in range(n):
-                if offerable[i] and popularity[i] > 0:
-                    popularity_fused[s, i] = source_weight[s] / (rrf_k + popularity_rank[i])
+            has_popularity = True
 
     capacity = t_count * max(min(take, n), 0)
     o_trigger = np.empty(capacity, dtype=np.int64)
@@ -188,13 +229,12 @@ def _fuse(
 
     for t in range(t_count):
         # seeds: the basket (weight 1), then the most recent distinct history items
-        stamp = t + 1
         n_seeds = 0
         for j in range(basket_ptr[t], basket_ptr[t + 1]):
             item = basket_items[j]
             excluded[item] = True
-            if mark[item] != stamp:
-                mark[item] = stamp
+            if not is_seed[item]:
+                is_seed[item] = True
                 seeds[n_seeds] = item
                 weights[n_seeds] = 1.0
                 n_seeds += 1
@@ -202,20 +242,19 @@ def _fuse(
         for j in range(history_ptr[t], history_ptr[t + 1]):
             item = history_items[j]
             excluded[item] = True
-            if mark[item] != stamp and n_seeds - n_basket < max_history_seeds:
-                mark[item] = stamp
+            if not is_seed[item] and n_seeds - n_basket < max_history_seeds:
+                is_seed[item] = True
                 seeds[n_seeds] = item
                 weights[n_seeds] = history_weight
                 n_seeds += 1
         for j in range(returned_ptr[t], returned_ptr[t + 1]):
             excluded[returned_items[j]] = True
 
-        fused[:] = 0.0
+        # each neighbour source: sums and best seeds over the items it reaches, then its ranks
+        m = 0  # the items some source ranks, listed once each in `positive`
         for s in range(n_sources):
             kind = source_kind[s]
             if kind == POPULARITY_SOURCE:
-                for i in range(n):
-                    fused[i] += popularity_fused[s, i]
                 continue
             row_score, row_best, row_rank, row_touched = score[s], best[s], rank[s], touched[s]
             count = 0
@@ -224,38 +263,71 @@ def _fuse(
                 seed, w = seeds[k], weights[k]
                 for j in range(indptr[kind, seed], indptr[kind, seed + 1]):
                     item = indices[j]
-                    if row_best[item] == -1:
+                    if row_best[item] == 0:
                         row_touched[count] = item
                         count += 1
                     value = data[j] * w
                     row_score[item] += value
                     if value >= top_value[item]:  # ties: the later seed, as a scatter-assign would
                         top_value[item] = value
-                        row_best[item] = seed
+                        row_best[item] = seed + 1
             n_touched[s] = count
-            m = 0
+            ranked = 0
             for r in range(count):
                 item = row_touched[r]
                 top_value[item] = 0.0
                 if excluded[item] or not offerable[item]:
                     row_score[item] = 0.0
                 elif row_score[item] > 0:
-                    positive[m] = item
-                    values[m] = row_score[item]
-                    m += 1
-            _sort_descending(values[:m], positive[:m], n, sort_keys, sort_spare)
-            for r in range(m):
+                    values[m + ranked] = row_score[item]
+                    positive[m + ranked] = item
+                    ranked += 1
+            _sort_descending(values[m : m + ranked], positive[m : m + ranked], n, sort_keys, sort_spare)
+            kept = m
+            for r in range(m, m + ranked):
                 item = positive[r]
-                row_rank[item] = r + 1
-                fused[item] += source_weight[s] / (rrf_k + (r + 1))
+                row_rank[item] = r - m + 1
+                if not listed[item]:
+                    listed[item] = True
+                    positive[kept] = item
+                    kept += 1
+            m = kept
+        # popularity scores every offerable item: besides the items listed, only the `take` most
+        # popular others can make the cut (an item no other source ranks has popularity alone)
+        if has_popularity:
+            extra = 0
+            for r in range(len(popularity_order)):
+                if extra >= take:
+                    break
+                item = popularity_order[r]
+                if popularity[item] <= 0:
+                    break
+                if offerable[item] and not excluded[item] and not listed[item]:
+                    listed[item] = True
+                    positive[m] = item
+                    m += 1
+                    extra += 1
+
+        # fused scores, summed in source order (bit-identical to a dense sum over sources)
+        n_listed = m
+        m = 0
+        for r in range(n_listed):
+            item = positive[r]
+            total = 0.0
+            for s in range(n_sources):
+                if source_kind[s] == POPULARITY_SOURCE:
+                    if offerable[item] and popularity[item] > 0:
+                        total += source_weight[s] / (rrf_k + popularity_rank[item])
+                elif rank[s, item] > 0:
+                    total += source_weight[s] / (rrf_k + rank[s, item])
+            if total > 0:
+                positive[m] = item
+                values[m] = total
+                m += 1
+            else:
+                listed[item] = False
 
         # the best `take` items by fused score, ties by position
-        m = 0
-        for i in range(n):
-            if not excluded[i] and fused[i] > 0:
-                positive[m] = i
-                values[m] = fused[i]
-                m += 1
         keep = min(take, m)
         if keep > 0:
             if keep < m:  # keep the items at or above the keep-th largest value, then sort those
@@ -265,6 +337,8 @@ def _fuse(
                     if values[r] >= threshold:
                         positive[chosen], values[chosen] = positive[r], values[r]
                         chosen += 1
+                    else:
+                        listed[positive[r]] = False
                 m = chosen
             _sort_descending(values[:m], positive[:m], n, sort_keys, sort_spare)
             for r in range(keep):
@@ -272,26 +346,30 @@ def _fuse(
                 o_trigger[rows] = t
                 o_item[rows] = item
                 o_rank[rows] = r + 1
-                o_fused[rows] = fused[item]
+                o_fused[rows] = values[r]
                 for s in range(n_sources):
                     if source_kind[s] == POPULARITY_SOURCE:
-                        if popularity_fused[s, item] > 0:
+                        if offerable[item] and popularity[item] > 0:
                             o_score[rows, s] = popularity[item]
                             o_source_rank[rows, s] = popularity_rank[item]
                     else:
                         o_score[rows, s] = score[s, item]
                         o_source_rank[rows, s] = rank[s, item]
-                        o_best[rows, s] = best[s, item]
+                        o_best[rows, s] = best[s, item] - 1
                 rows += 1
 
         # reset what this trigger set
+        for r in range(m):
+            listed[positive[r]] = False
         for s in range(n_sources):
             for r in range(n_touched[s]):
                 item = touched[s, r]
                 score[s, item] = 0.0
-                best[s, item] = -1
+                best[s, item] = 0
                 rank[s, item] = 0
             n_touched[s] = 0
+        for k in range(n_seeds):
+            is_seed[seeds[k]] = False
         for j in range(basket_ptr[t], basket_ptr[t + 1]):
             excluded[basket_items[j]] = False
         for j in range(history_ptr[t], history_ptr[t + 1]):

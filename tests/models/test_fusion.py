@@ -108,6 +108,7 @@ def test_fuse_equals_the_dense_method(seed: int) -> None:
         basket_only,
         popularity,
         popularity_rank,
+        np.argsort(popularity_rank).astype(np.int64),
         history_weight,
         max_seeds,
         RRF_K,
@@ -152,3 +153,53 @@ def test_sort_descending_is_stable_and_matches_lexsort() -> None:
         )
         assert sorted_items.tolist() == items[expected].tolist()
         assert sorted_values.tolist() == values[expected].tolist()
+
+
+def test_fuse_call_after_call_and_in_threads_equals_one_batch() -> None:
+    """The kernel's scratch arrays live across calls (per thread): each trigger alone, then the
+    batch split over threads, gives what the batch gave in one call."""
+    rng = np.random.default_rng(11)
+    tables = NeighbourTables.stack([_table(rng, 0.05), _table(rng, 0.2)], N_ITEMS)
+    kinds = np.asarray([0, POPULARITY_SOURCE, 1], dtype=np.int64)
+    offerable = rng.random(N_ITEMS) > 0.1
+    popularity = np.where(offerable, rng.integers(0, 20, N_ITEMS).astype(float), 0.0)
+    popularity_rank = np.empty(N_ITEMS, dtype=np.int64)
+    popularity_rank[np.argsort(-popularity, kind="stable")] = np.arange(1, N_ITEMS + 1)
+    triggers = [
+        (list(rng.integers(0, N_ITEMS, rng.integers(1, 6))), list(rng.integers(0, N_ITEMS, rng.integers(0, 30))), [])
+        for _ in range(80)
+    ]
+
+    def run(part: list[tuple[list, list, list]], threads: int = 1) -> list[tuple[list, list, list]]:
+        kept = fuse(
+            N_ITEMS,
+            offerable,
+            _ragged([t[0] for t in part]),
+            _ragged([t[1] for t in part]),
+            _ragged([t[2] for t in part]),
+            tables,
+            kinds,
+            np.asarray([1.0, 0.3, 0.7]),
+            np.asarray([False, False, True]),
+            popularity,
+            popularity_rank,
+            np.argsort(popularity_rank).astype(np.int64),
+            0.5,
+            10,
+            RRF_K,
+            25,
+            threads,
+        )
+        return [
+            (
+                kept.item[kept.trigger == t].tolist(),
+                kept.fused[kept.trigger == t].tolist(),
+                kept.best_seed[kept.trigger == t].tolist(),
+            )
+            for t in range(len(part))
+        ]
+
+    batch = run(triggers)
+    assert all(items for items, _, _ in batch)
+    assert [run([trigger])[0] for trigger in triggers] == batch
+    assert run(triggers, threads=2) == batch
