@@ -81,6 +81,7 @@ bench: install  ## measured figures, one JSON line per benchmark, the whole pipe
 	@$(VENV)/bin/python -m bench.features --data $(DATA)
 	@$(VENV)/bin/python -m bench.offers --data $(DATA)
 	@$(VENV)/bin/python -m bench.kinds
+	@$(VENV)/bin/python -m bench.fusion
 	@$(VENV)/bin/python -m bench.api --data $(DATA)
 	@$(VENV)/bin/python -m bench.pipeline --data $(DATA)
 
