@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=250,
         ge=0,
+        lt=30_000,
         description="The longest a fetch waits for `fetch_min_bytes`: the most a hop between services adds "
-        "to an offer's latency.",
+        "to an offer's latency (below the client's 30 s request timeout).",
     )
     gc_young_threshold: int = Field(
         default=10_000,

@@ -70,6 +70,14 @@ def test_bundles_are_on_without_a_discount_and_a_discount_is_at_most_half(tmp_pa
         load_settings(home=tmp_path, bundle_max_items=1)
 
 
+def test_consumers_fetch_in_batches_and_wait_less_than_a_request(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    assert (settings.fetch_min_bytes, settings.fetch_max_wait_ms) == (32 * 1024, 250)
+    with pytest.raises(SettingsError, match="fetch_max_wait_ms") as error:
+        load_settings(home=tmp_path, fetch_max_wait_ms=30_000)  # kafka-python refuses it at start-up
+    assert "\n" not in str(error.value)
+
+
 def test_a_child_process_gets_the_same_settings_from_as_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
