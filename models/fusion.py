@@ -206,9 +206,10 @@ def _fuse(
     sort_keys: np.ndarray,
     sort_spare: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
-    # The scratch arrays from `excluded` on are the caller's: all-zero (``best`` holds seed + 1)
-    # on entry, and every entry a trigger sets is reset before the next one, so a call touches
-    # only what its triggers reach, never the whole catalog.
+    # The scratch arrays from `excluded` on are the caller's (`_scratch`). `excluded` to `rank`
+    # are all-zero on entry (``best`` holds seed + 1) and every entry a trigger sets is reset
+    # before the next one; the others are written before they are read. So a call touches only
+    # what its triggers reach, never the whole catalog.
     t_count = len(basket_ptr) - 1
     n_sources = len(source_kind)
     n_touched = np.zeros(n_sources, dtype=np.int64)
