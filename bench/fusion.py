@@ -22,7 +22,7 @@ import time
 import numpy as np
 from scipy import sparse
 
-from models.fusion import POPULARITY_SOURCE, NeighbourTables, fuse
+from models.fusion import POPULARITY_SOURCE, NeighbourTables, fuse, popularity_ranking, ragged
 
 BASKET_ITEMS = 5
 HISTORY_ITEMS = 15
@@ -44,13 +44,6 @@ def neighbour_tables(n_items: int, neighbours: int, sources: int, rng: np.random
     return NeighbourTables.stack(matrices, n_items)
 
 
-def ragged(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, items) of per-trigger item lists, as `fuse` takes them."""
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(items) for items in lists])
-    return offsets, np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, np.int64)
-
-
 def call_ms(n_items: int, n_triggers: int, neighbours: int, calls: int, repeats: int, seed: int) -> float:
     """Best-of-``repeats`` milliseconds of one `fuse` call on ``n_triggers`` generated triggers."""
     rng = np.random.default_rng(seed)
@@ -59,9 +52,7 @@ def call_ms(n_items: int, n_triggers: int, neighbours: int, calls: int, repeats:
     weights = np.ones(len(kinds))
     basket_only = np.asarray([False, False, False, True, False])
     popularity = rng.random(n_items)
-    order = np.argsort(-popularity, kind="stable").astype(np.int64)
-    rank = np.empty(n_items, dtype=np.int64)
-    rank[order] = np.arange(1, n_items + 1)
+    rank, order = popularity_ranking(popularity)
     offerable = np.ones(n_items, dtype=bool)
     baskets = ragged([rng.integers(0, n_items, BASKET_ITEMS) for _ in range(n_triggers)])
     histories = ragged([rng.integers(0, n_items, HISTORY_ITEMS) for _ in range(n_triggers)])

@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import sparse, special
 
 from features.catalog import FAMILY_PRICE_TOLERANCE, name_profile, range_words, size_words, upgrade_step
-from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse
+from models.fusion import POPULARITY_SOURCE, FusedCandidates, NeighbourTables, fuse, popularity_ranking, ragged
 from models.index import SOURCES, CandidateIndex
 from models.reasons import EARLIER_SUFFIX, PAIRING_SOURCES, POPULARITY, REASONS
 
@@ -111,11 +111,8 @@ class CandidateGenerator:
         self._offerable = products["offerable"].to_numpy(dtype=bool)
         popularity = products["recent_customers"].to_numpy(dtype=np.float64) + 0.01 * products["customers"].to_numpy()
         popularity = np.where(self._offerable, popularity, 0.0)
-        order = np.argsort(-popularity, kind="stable")
         self._popularity = popularity
-        self._popularity_order = order.astype(np.int64)
-        self._popularity_rank = np.empty(index.size, dtype=np.int64)
-        self._popularity_rank[order] = np.arange(1, index.size + 1)
+        self._popularity_rank, self._popularity_order = popularity_ranking(popularity)
         self._names = products["name"].fillna(products["product_id"]).to_numpy(dtype=object)
         self.category_codes: tuple[np.ndarray, pd.Index] = pd.factorize(products["category"])
         # each code's category, None last: code -1 (no category) takes it
@@ -207,9 +204,9 @@ class CandidateGenerator:
         kept = fuse(
             self.index.size,
             self._offerable,
-            _ragged(basket_items),
-            _ragged(history_items),
-            _ragged(returned_items),
+            ragged(basket_items),
+            ragged(history_items),
+            ragged(returned_items),
             self._tables,
             self._source_kind,
             self._source_weight,
@@ -512,13 +509,6 @@ def offer_types(pairs: pd.DataFrame, triggers: pd.DataFrame, index: CandidateInd
     )
     result[np.flatnonzero(known)[upgraded >= 0]] = "up_sell"
     return pd.Series(result, index=pairs.index, name="offer_type")
-
-
-def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Lists of item positions as (offsets, concatenated positions)."""
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    np.cumsum([len(x) for x in lists], out=offsets[1:])
-    return offsets, np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
 
 
 def sorted_csr(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

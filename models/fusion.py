@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -67,6 +68,22 @@ class FusedCandidates:
     score: np.ndarray  # (rows, sources) float64, 0 where the source does not score the item
     source_rank: np.ndarray  # (rows, sources) int64, the item's rank in the source, 0 where unscored
     best_seed: np.ndarray  # (rows, sources) int64, the seed item contributing most, -1 if none
+
+
+def ragged(lists: Sequence[Collection[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of item positions (one a trigger) as ``fuse`` takes them: (offsets, concatenated positions)."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in lists], out=offsets[1:])
+    return offsets, np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
+
+
+def popularity_ranking(popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``fuse``'s ``popularity_rank`` and ``popularity_order``: each item's rank from 1, most popular
+    first, ties by position, and the items in that order."""
+    order = np.argsort(-popularity, kind="stable").astype(np.int64)
+    rank = np.empty(len(popularity), dtype=np.int64)
+    rank[order] = np.arange(1, len(popularity) + 1)
+    return rank, order
 
 
 def fuse(

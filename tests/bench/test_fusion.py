@@ -1,10 +1,10 @@
-"""The fusion benchmark's generated inputs: tables of the asked shape, triggers as `fuse` takes them."""
+"""The fusion benchmark's generated inputs: tables of the asked shape; a call is timed."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.fusion import call_ms, neighbour_tables, ragged
+from bench.fusion import call_ms, neighbour_tables
 
 
 def test_tables_hold_the_asked_neighbours_per_source() -> None:
@@ -14,12 +14,6 @@ def test_tables_hold_the_asked_neighbours_per_source() -> None:
     assert (per_item >= 1).all() and (per_item <= 7).all()  # duplicates are summed into one entry
     assert per_item.sum() > 0.9 * 3 * 200 * 7
     assert (tables.data > 0).all()
-
-
-def test_ragged_offsets_delimit_each_trigger() -> None:
-    offsets, items = ragged([np.asarray([3, 4]), np.zeros(0, np.int64), np.asarray([9])])
-    assert offsets.tolist() == [0, 2, 2, 3]
-    assert items.tolist() == [3, 4, 9]
 
 
 def test_a_call_is_timed() -> None:

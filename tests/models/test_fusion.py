@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from models.fusion import POPULARITY_SOURCE, NeighbourTables, _sort_descending, fuse
+from models.fusion import (
+    POPULARITY_SOURCE,
+    FusedCandidates,
+    NeighbourTables,
+    _sort_descending,
+    fuse,
+    popularity_ranking,
+    ragged,
+)
 
 N_ITEMS = 300
 RRF_K = 20.0
@@ -20,9 +28,44 @@ def _table(rng: np.random.Generator, density: float) -> sparse.csr_matrix:
     return matrix
 
 
-def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
-    return offsets, np.asarray([i for x in lists for i in x], dtype=np.int64)
+def _catalog(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Offerable flags (9 in 10) and popularity with many ties, 0 where not offerable."""
+    offerable = rng.random(N_ITEMS) > 0.1
+    return offerable, np.where(offerable, rng.integers(0, 20, N_ITEMS).astype(float), 0.0)
+
+
+def _fuse_triggers(
+    triggers: list[tuple[list, list, list]],
+    tables: NeighbourTables,
+    kinds: np.ndarray,
+    weights: np.ndarray,
+    basket_only: np.ndarray,
+    catalog: tuple[np.ndarray, np.ndarray],
+    history_weight: float,
+    max_seeds: int,
+    take: int,
+    threads: int = 1,
+) -> FusedCandidates:
+    """``fuse`` on (basket, history, returned) lists of item positions, one tuple a trigger."""
+    offerable, popularity = catalog
+    return fuse(
+        N_ITEMS,
+        offerable,
+        ragged([t[0] for t in triggers]),
+        ragged([t[1] for t in triggers]),
+        ragged([t[2] for t in triggers]),
+        tables,
+        kinds,
+        weights,
+        basket_only,
+        popularity,
+        *popularity_ranking(popularity),
+        history_weight,
+        max_seeds,
+        RRF_K,
+        take,
+        threads,
+    )
 
 
 def _dense_reference(
@@ -81,10 +124,8 @@ def test_fuse_equals_the_dense_method(seed: int) -> None:
     kinds = np.asarray([0, 1, POPULARITY_SOURCE, 2], dtype=np.int64)
     weights = np.asarray([1.0, 0.5, 0.5, 1.0])
     basket_only = np.asarray([False, False, False, True])
-    offerable = rng.random(N_ITEMS) > 0.1
-    popularity = np.where(offerable, rng.integers(0, 20, N_ITEMS).astype(float), 0.0)
-    popularity_rank = np.empty(N_ITEMS, dtype=np.int64)
-    popularity_rank[np.argsort(-popularity, kind="stable")] = np.arange(1, N_ITEMS + 1)
+    offerable, popularity = catalog = _catalog(rng)
+    popularity_rank, _ = popularity_ranking(popularity)
     triggers = [
         (
             list(rng.integers(0, N_ITEMS, rng.integers(1, 6))),
@@ -96,22 +137,15 @@ def test_fuse_equals_the_dense_method(seed: int) -> None:
     triggers.append(([5, 5, 7], [7, 9, 9, 11], []))  # duplicates in basket and history, overlap between them
     take, max_seeds, history_weight = 40, 12, 0.5
 
-    kept = fuse(
-        N_ITEMS,
-        offerable,
-        _ragged([t[0] for t in triggers]),
-        _ragged([t[1] for t in triggers]),
-        _ragged([t[2] for t in triggers]),
+    kept = _fuse_triggers(
+        triggers,
         NeighbourTables.stack(tables, N_ITEMS),
         kinds,
         weights,
         basket_only,
-        popularity,
-        popularity_rank,
-        np.argsort(popularity_rank).astype(np.int64),
+        catalog,
         history_weight,
         max_seeds,
-        RRF_K,
         take,
     )
 
@@ -161,32 +195,22 @@ def test_fuse_call_after_call_and_in_threads_equals_one_batch() -> None:
     rng = np.random.default_rng(11)
     tables = NeighbourTables.stack([_table(rng, 0.05), _table(rng, 0.2)], N_ITEMS)
     kinds = np.asarray([0, POPULARITY_SOURCE, 1], dtype=np.int64)
-    offerable = rng.random(N_ITEMS) > 0.1
-    popularity = np.where(offerable, rng.integers(0, 20, N_ITEMS).astype(float), 0.0)
-    popularity_rank = np.empty(N_ITEMS, dtype=np.int64)
-    popularity_rank[np.argsort(-popularity, kind="stable")] = np.arange(1, N_ITEMS + 1)
+    catalog = _catalog(rng)
     triggers = [
         (list(rng.integers(0, N_ITEMS, rng.integers(1, 6))), list(rng.integers(0, N_ITEMS, rng.integers(0, 30))), [])
         for _ in range(80)
     ]
 
     def run(part: list[tuple[list, list, list]], threads: int = 1) -> list[tuple[list, list, list]]:
-        kept = fuse(
-            N_ITEMS,
-            offerable,
-            _ragged([t[0] for t in part]),
-            _ragged([t[1] for t in part]),
-            _ragged([t[2] for t in part]),
+        kept = _fuse_triggers(
+            part,
             tables,
             kinds,
             np.asarray([1.0, 0.3, 0.7]),
             np.asarray([False, False, True]),
-            popularity,
-            popularity_rank,
-            np.argsort(popularity_rank).astype(np.int64),
+            catalog,
             0.5,
             10,
-            RRF_K,
             25,
             threads,
         )
@@ -203,3 +227,15 @@ def test_fuse_call_after_call_and_in_threads_equals_one_batch() -> None:
     assert all(items for items, _, _ in batch)
     assert [run([trigger])[0] for trigger in triggers] == batch
     assert run(triggers, threads=2) == batch
+
+
+def test_ragged_offsets_delimit_each_trigger() -> None:
+    offsets, items = ragged([[3, 4], [], np.asarray([9])])
+    assert offsets.tolist() == [0, 2, 2, 3]
+    assert items.tolist() == [3, 4, 9]
+
+
+def test_popularity_ranking_ranks_most_popular_first_ties_by_position() -> None:
+    rank, order = popularity_ranking(np.asarray([2.0, 5.0, 0.0, 5.0]))
+    assert order.tolist() == [1, 3, 0, 2]
+    assert rank.tolist() == [3, 1, 4, 2]
