@@ -45,28 +45,26 @@ class OnlineFeatureReader:
         key, names, response = VIEW_KEYS[view], self.names[view], self._response(view, ids)
         return [{key: ids[row], **{n: response[n][row] for n in names}} for row in range(len(ids))]
 
-    def frame(self, view: str, ids: list[str], index: list[str] | None = None) -> pd.DataFrame:
-        """Feature values of `view`, a row per id (``index``, a label per id, defaults to the ids),
-        a column per feature: what batch scoring reads, without a dict per row. An id may repeat
-        (it is read once); an unknown or empty id (an anonymous customer: not read) has missing
-        values. A feature whose values are all numbers (or missing) is a float column, any other
-        an object column."""
+    def columns(self, view: str, ids: list[str]) -> dict[str, np.ndarray]:
+        """Feature values of `view` by feature, a value per id in order: what batch scoring reads,
+        without a dict per row or a frame. An id may repeat (it is read once); an unknown or empty
+        id (an anonymous customer: not read) has missing values. A feature whose values are all
+        numbers (or missing) is a float array (NaN where missing), any other an object array."""
         names = self.names[view]
         distinct = list(dict.fromkeys(i for i in ids if i))
-        response = self._response(view, distinct) if distinct else dict.fromkeys(names, [])
-        rows = pd.Index(distinct, dtype=object).get_indexer(ids)  # -1: empty, so not read
+        if not distinct:  # nothing to read: every id is missing (an empty column is a float one)
+            return {name: np.full(len(ids), np.nan) for name in names}
+        response = self._response(view, distinct)
+        at = {entity: row for row, entity in enumerate(distinct)}
+        rows = np.fromiter((at.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))  # -1: empty
         missing = rows < 0
         columns = {}
         for name in names:
-            values = _typed(response[name])
-            if not len(values):  # nothing read: every id is missing (an empty column is a float one)
-                columns[name] = np.full(len(ids), np.nan)
-                continue
-            column = values[np.maximum(rows, 0)]
+            column = _typed(response[name])[np.maximum(rows, 0)]
             if missing.any():
                 column[missing] = np.nan if column.dtype.kind == "f" else None
             columns[name] = column
-        return pd.DataFrame(columns, index=pd.Index(ids if index is None else index, dtype=object), copy=False)
+        return columns
 
     def _response(self, view: str, ids: list[str]) -> dict[str, list[object]]:
         return self.store.get_online_features(  # type: ignore[attr-defined]

@@ -28,8 +28,9 @@ contributing most to its fused score) and ``source_rank`` (its rank in that sour
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numba
 import numpy as np
@@ -67,6 +68,16 @@ CANDIDATE_COLUMNS = (
     "customers",
     "return_rate",
 )
+LOOKUP_BY_HASH_TABLE = 500  # ids beyond which a pandas index lookup beats a dict lookup per id
+# a trigger table: a DataFrame, or its columns as arrays (the serving path builds no frame); columns
+# trigger_id, basket and history (tuples of product ids) and optionally returned; the ranker's
+# features also read at and window_cutoff (timestamps: a datetime Series or DatetimeIndex)
+Triggers: TypeAlias = pd.DataFrame | Mapping[str, Any]
+
+
+def trigger_count(triggers: Triggers) -> int:
+    """The rows of a trigger table (a mapping's ``len`` counts its columns)."""
+    return len(triggers["trigger_id"])
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,13 @@ class CandidateGenerator:
         self.candidate_columns(pd.DataFrame({"trigger_id": [], "basket": [], "history": []}))
         self._cooccurrence_at(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
+    def positions(self, product_ids: np.ndarray) -> np.ndarray:
+        """Each product's position in this generator's index (``product_index``), -1 if unknown."""
+        if len(product_ids) > LOOKUP_BY_HASH_TABLE:  # pandas' hash table, where a dict lookup per id costs more
+            return np.asarray(self.product_index.get_indexer(product_ids), dtype=np.int64)
+        position = self.index.position
+        return np.fromiter((position.get(p, -1) for p in product_ids), dtype=np.int64, count=len(product_ids))
+
     def candidates_for(
         self,
         customer_id: str | None,
@@ -187,7 +205,7 @@ class CandidateGenerator:
         optionally returned), one row per (trigger, candidate), best first within a trigger."""
         return pd.DataFrame(self.candidate_columns(triggers), columns=list(CANDIDATE_COLUMNS))
 
-    def candidate_columns(self, triggers: pd.DataFrame, threads: int = 0, limit: int = 0) -> dict[str, np.ndarray]:
+    def candidate_columns(self, triggers: Triggers, threads: int = 0, limit: int = 0) -> dict[str, np.ndarray]:
         """``candidates_for_triggers`` as column arrays (``CANDIDATE_COLUMNS``), for callers that
         need no DataFrame: building one costs more than a small serving batch's candidates.
         ``threads``: parallel runs of the fusion on a large batch (0: one per core); ``limit``:
@@ -199,7 +217,9 @@ class CandidateGenerator:
         take = min(limit or cfg.n_candidates, self.index.size)
         basket_items = [[position[p] for p in b if p in position] for b in triggers["basket"]]
         history_items = [[position[p] for p in h if p in position] for h in triggers["history"]]
-        returned = triggers["returned"] if "returned" in triggers and cfg.exclude_returned else [()] * len(triggers)
+        returned = (
+            triggers["returned"] if "returned" in triggers and cfg.exclude_returned else [()] * trigger_count(triggers)
+        )
         returned_items = [[position[p] for p in r if p in position] for r in returned]
         kept = fuse(
             self.index.size,
@@ -225,9 +245,7 @@ class CandidateGenerator:
             return {**{c: np.empty(0, dtype=object) for c in CANDIDATE_COLUMNS}, **positions}
         return {**self._rows(triggers, kept, basket_items), "item": kept.item, "trigger_row": kept.trigger}
 
-    def _rows(
-        self, triggers: pd.DataFrame, kept: FusedCandidates, basket_items: list[list[int]]
-    ) -> dict[str, np.ndarray]:
+    def _rows(self, triggers: Triggers, kept: FusedCandidates, basket_items: list[list[int]]) -> dict[str, np.ndarray]:
         cfg, sources = self.config, list(self.config.sources)
         t_idx, items = kept.trigger, kept.item
         contributions = np.where(kept.score > 0, self._source_weight / (cfg.rrf_k + kept.source_rank), 0.0)
@@ -248,7 +266,7 @@ class CandidateGenerator:
         step[up_sell] = self._upgrade_steps(items[up_sell], upgraded[up_sell])
 
         frame: dict[str, np.ndarray] = {  # columns, returned as arrays (no DataFrame: see candidate_columns)
-            "trigger_id": triggers["trigger_id"].to_numpy()[t_idx],
+            "trigger_id": np.asarray(triggers["trigger_id"])[t_idx],
             "product_id": self._product_ids[items],
             "candidate_rank": kept.rank,
             "fused_score": kept.fused,

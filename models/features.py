@@ -26,7 +26,7 @@ import pandas as pd
 
 from features.derived import TIME_FEATURES, days_since, epoch_seconds
 from features.historical import historical_features
-from models.candidates import ALL_SOURCES, CandidateGenerator
+from models.candidates import ALL_SOURCES, CandidateGenerator, Triggers, trigger_count
 from xsell.settings import Settings
 
 CUSTOMER_VIEW = "customer_stats_fv"
@@ -53,6 +53,9 @@ PRODUCT_NUMERIC = (
     "repeat_purchase_rate",
     "return_rate",
 )
+CUSTOMER_TEXT = ("category_affinity", "top_categories")
+CUSTOMER_READ = (*CUSTOMER_NUMERIC, *TIME_FEATURES, *TIME_FEATURES.values())  # numbers a trigger row reads
+PRODUCT_READ = (*PRODUCT_NUMERIC, "last_sold_ts")  # numbers a candidate row reads
 FEATURE_COLUMNS: tuple[str, ...] = (
     # candidate generation: fused order, winning source, per-source scores and ranks
     "candidate_rank",
@@ -170,13 +173,63 @@ def feature_matrix(
 ) -> FeatureMatrix:
     """The ranker's features of each candidate.
 
-        ``triggers`` needs trigger_id, at, window_cutoff, basket and history; see the module docstring
-        for the feature frames' shapes. ``product_features`` may also be indexed by product_id alone
-        (serving: the current values, whatever the window).
+    ``triggers`` needs trigger_id, at, window_cutoff, basket and history; see the module docstring
+    for the feature frames' shapes. ``product_features`` may also be indexed by product_id alone
+    (the current values, whatever the window). The frames' rows are gathered per trigger and per
+    candidate (`customer_columns`, `product_columns`), then `aligned_feature_matrix` computes.
+    """
+    t_pos = _trigger_positions(candidates, triggers)
+    customers = customer_columns(customer_features, np.asarray(triggers["trigger_id"]))
+    products = product_columns(product_features, _column(candidates, "product_id"), triggers, t_pos)
+    return aligned_feature_matrix(candidates, triggers, customers, products)
 
-        Values are gathered by position (trigger row, product row) rather than by pandas index
-        alignment per candidate: a serving batch has ~100,000 candidate rows, and aligning them costs more
-    than scoring them.
+
+def customer_columns(
+    customer_features: pd.DataFrame | Mapping[str, np.ndarray], trigger_ids: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The customer features the ranker reads, a value per trigger by column: numbers as floats
+    (NaN where missing or not a number), ``CUSTOMER_TEXT`` as objects; absent columns are left
+    out. A frame indexed by trigger_id gives its rows in ``trigger_ids`` order; columns (an online
+    read's) already hold a value per trigger."""
+    customers = customer_features
+    if isinstance(customer_features, pd.DataFrame) and not customer_features.index.equals(pd.Index(trigger_ids)):
+        customers = customer_features.reindex(trigger_ids)
+    columns = _numeric_columns(customers, CUSTOMER_READ)
+    for name in CUSTOMER_TEXT:
+        if name in customers:
+            columns[name] = np.asarray(customers[name], dtype=object)
+    return columns
+
+
+def product_columns(
+    product_features: pd.DataFrame, product_ids: np.ndarray, triggers: pd.DataFrame, t_pos: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The product features the ranker reads, a value per candidate (``product_ids``, of the
+    triggers at ``t_pos``) by column, as floats (NaN where missing): from a frame indexed by
+    (window_cutoff, product_id), the values as of each trigger's window, or by product_id alone,
+    the same values whatever the window."""
+    if product_features.index.nlevels == 1:
+        p_pos = product_features.index.get_indexer(product_ids)
+    else:
+        window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
+        p_pos = product_features.index.get_indexer(pd.MultiIndex.from_arrays([window, product_ids]))
+    return {name: _take(values, p_pos) for name, values in _numeric_columns(product_features, PRODUCT_READ).items()}
+
+
+def aligned_feature_matrix(
+    candidates: pd.DataFrame | Mapping[str, np.ndarray],
+    triggers: Triggers,
+    customers: Mapping[str, np.ndarray],
+    products: Mapping[str, np.ndarray],
+) -> FeatureMatrix:
+    """`feature_matrix` of feature values already gathered: ``customers`` a value per trigger row
+    and ``products`` a value per candidate, by column (as `customer_columns` and `product_columns`
+    give them; an absent column is missing for every row). Serving gathers them from its caches
+    without building a frame.
+
+    Values are gathered by position (trigger row, product row) rather than by pandas index
+    alignment per candidate: a serving batch has ~100,000 candidate rows, and aligning them costs
+    more than scoring them.
     """
     t_pos = _trigger_positions(candidates, triggers)
     out: dict[str, np.ndarray] = {  # columns, stacked into one matrix at the end
@@ -213,29 +266,15 @@ def feature_matrix(
     )
     out["seed_recency"] = _pair_lookup((t_pos, seed_code), (history.group, history_code), history.order + 1.0, np.nan)
 
-    trigger_ids = triggers["trigger_id"].to_numpy()
-    customers = (
-        customer_features
-        if customer_features.index.equals(pd.Index(trigger_ids))
-        else customer_features.reindex(trigger_ids)
-    )
-    customer_values = _numeric_columns(customers, (*CUSTOMER_NUMERIC, *TIME_FEATURES, *TIME_FEATURES.values()))
     at_s = epoch_seconds(triggers["at"])
     for column in CUSTOMER_NUMERIC:
-        out[f"customer_{column}"] = _take(customer_values.get(column), t_pos)
+        out[f"customer_{column}"] = _take(customers.get(column), t_pos)
     for column in ("days_since_last_order", "customer_tenure_days"):
-        out[column] = _time_feature(customer_values, column, at_s)[t_pos]
+        out[column] = _time_feature(customers, column, at_s)[t_pos]
 
-    product_ids = out["product_id"]
-    if product_features.index.nlevels == 1:
-        p_pos = product_features.index.get_indexer(product_ids)
-    else:
-        window = _per_candidate(_utc(triggers["window_cutoff"]), t_pos)
-        p_pos = product_features.index.get_indexer(pd.MultiIndex.from_arrays([window, product_ids]))
-    product_values = _numeric_columns(product_features, (*PRODUCT_NUMERIC, "last_sold_ts"))
     for column in PRODUCT_NUMERIC:
-        out[f"product_{column}"] = _take(product_values.get(column), p_pos)
-    sold = _take(product_values.get("last_sold_ts"), p_pos)
+        out[f"product_{column}"] = _per_row(products.get(column), len(t_pos))
+    sold = _per_row(products.get("last_sold_ts"), len(t_pos))
     out["days_since_product_sale"] = days_since(epoch_seconds(triggers["window_cutoff"])[t_pos], sold)
     out["product_trend"] = out["product_popularity_7d"] * (30 / 7) / (out["product_popularity_30d"] + 1)
 
@@ -257,10 +296,10 @@ def _add_context(
     t_pos: np.ndarray,
     basket: _Flat,
     history: _Flat,
-    customers: pd.DataFrame,
+    customers: Mapping[str, np.ndarray],
 ) -> None:
     """Trigger context and customer x candidate features (see ``candidates_with_context``);
-    ``customers`` has one row per trigger."""
+    ``customers`` has a value per trigger by column."""
     out["basket_size"] = basket.sizes[t_pos].astype(float)
     out["history_size"] = history.sizes[t_pos].astype(float)
     out["is_new_customer"] = (out["history_size"] == 0).astype(float)
@@ -271,9 +310,9 @@ def _add_context(
         out["customer_avg_unit_price"] == 0, np.nan, out["customer_avg_unit_price"]
     )
 
-    none = np.full(len(customers), None, dtype=object)
-    affinity = customers["category_affinity"].to_numpy(dtype=object) if "category_affinity" in customers else none
-    top = customers["top_categories"].to_numpy(dtype=object) if "top_categories" in customers else none
+    none = np.full(len(basket.sizes), None, dtype=object)  # a value per trigger
+    affinity = customers.get("category_affinity", none)
+    top = customers.get("top_categories", none)
     parsed: dict[str, dict[str, float]] = {}
     shares = [_affinity_shares(raw, parsed) for raw in affinity]
     tops = [raw.split("|") if isinstance(raw, str) else [] for raw in top]
@@ -316,7 +355,7 @@ def candidates_with_context(generator: CandidateGenerator, triggers: pd.DataFram
 
 
 def candidate_context_columns(
-    generator: CandidateGenerator, triggers: pd.DataFrame, threads: int = 0, limit: int = 0
+    generator: CandidateGenerator, triggers: Triggers, threads: int = 0, limit: int = 0
 ) -> dict[str, np.ndarray]:
     """``candidates_with_context`` as column arrays, which ``build_feature_rows`` also takes: the
     serving path builds no candidate DataFrame (``threads``, ``limit`` and the ``item`` column: see
@@ -332,20 +371,21 @@ def candidate_context_columns(
     category_code, categories = generator.category_codes
     price = generator.median_price
     t_pos = _trigger_positions(candidates, triggers)
+    n_triggers = trigger_count(triggers)
     item_code = category_code[candidates["item"]]  # -1: no category
     candidates["item_category"] = generator.category_labels[item_code]
     for name, column in (("basket_category_share", "basket"), ("history_category_share", "history")):
         flat = _flatten(triggers[column])
-        known_item = generator.product_index.get_indexer(flat.items)
+        known_item = generator.positions(flat.items)
         if column == "basket":
             priced = known_item >= 0
-            total = np.bincount(flat.group[priced], weights=price[known_item[priced]], minlength=len(triggers))
-            count = np.bincount(flat.group[priced], minlength=len(triggers))
-            mean = np.divide(total, count, out=np.full(len(triggers), np.nan), where=count > 0)
+            total = np.bincount(flat.group[priced], weights=price[known_item[priced]], minlength=n_triggers)
+            count = np.bincount(flat.group[priced], minlength=n_triggers)
+            mean = np.divide(total, count, out=np.full(n_triggers, np.nan), where=count > 0)
             candidates["basket_mean_price"] = mean[t_pos]
         code = np.where(known_item >= 0, category_code[known_item], -1)
         known = code >= 0
-        per_trigger = np.bincount(flat.group[known], minlength=len(triggers)).astype(float)
+        per_trigger = np.bincount(flat.group[known], minlength=n_triggers).astype(float)
         width = len(categories) + 1
         pairs, counts = np.unique(flat.group[known].astype(np.int64) * width + code[known], return_counts=True)
         t_of, code_of = pairs // width, pairs % width
@@ -366,7 +406,7 @@ class _Flat:
     sizes: np.ndarray
 
 
-def _flatten(column: pd.Series) -> _Flat:
+def _flatten(column: pd.Series | np.ndarray) -> _Flat:
     sizes = np.asarray([len(values) for values in column], dtype=np.int64)
     items = np.asarray([item for values in column for item in values], dtype=object)
     starts = np.cumsum(sizes) - sizes
@@ -396,7 +436,7 @@ def _pair_lookup(
     return found
 
 
-def _trigger_positions(candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: pd.DataFrame) -> np.ndarray:
+def _trigger_positions(candidates: pd.DataFrame | Mapping[str, np.ndarray], triggers: Triggers) -> np.ndarray:
     """The row of each candidate's trigger in ``triggers``: the ``trigger_row`` column of the
     candidate generator's columns, made for this very table, or found by trigger id."""
     if "trigger_row" in candidates:
@@ -425,20 +465,26 @@ def _take(values: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
     return np.where(positions >= 0, values[np.maximum(positions, 0)], np.nan)
 
 
-def _numeric_columns(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, np.ndarray]:
+def _per_row(values: np.ndarray | None, rows: int) -> np.ndarray:
+    """A gathered column as floats, all NaN when it is absent (None)."""
+    return np.full(rows, np.nan) if values is None else np.asarray(values, dtype=float)
+
+
+def _numeric_columns(frame: pd.DataFrame | Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:
     """The columns of ``frame`` among ``names`` as floats (NaN where missing or not a number);
     absent columns are left out. A frame of floats only (the product cache's) gives views of its
     one block; any other, column by column: selecting them as one block first costs more."""
-    present = [name for name in dict.fromkeys(names) if name in frame.columns]
-    if all(dtype.kind == "f" for dtype in frame.dtypes):
+    present = [name for name in dict.fromkeys(names) if name in frame]
+    if isinstance(frame, pd.DataFrame) and all(dtype.kind == "f" for dtype in frame.dtypes):
         block = frame.to_numpy(dtype=float)
         return dict(zip(present, block.T[frame.columns.get_indexer(present)], strict=True))
     columns: dict[str, np.ndarray] = {}
     for name in present:
         values = frame[name]
-        if values.dtype.kind not in "biuf":  # text or timestamps; numbers need no pd.to_numeric
-            values = pd.to_numeric(values, errors="coerce")
-        columns[name] = values.to_numpy(dtype=float)
+        if values.dtype.kind in "biuf":  # numbers need no pd.to_numeric
+            columns[name] = np.asarray(values, dtype=float)
+        else:  # text or timestamps
+            columns[name] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
     return columns
 
 

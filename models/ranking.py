@@ -33,16 +33,23 @@ def score_matrix(booster: object, values: np.ndarray, threads: int = 0) -> np.nd
     return np.asarray(booster.predict(values, **options), dtype=float)  # type: ignore[attr-defined]
 
 
-def best_rows(trigger_ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def best_rows(triggers: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the k best-scored rows of each trigger and their 1-based ranks: triggers in
-    sorted order, best first within a trigger, equal scores in row order. In numpy: a pandas
-    sort and group-by cost more than the scoring itself on a small serving batch."""
-    trigger_code = pd.factorize(trigger_ids, sort=True)[0]
+    sorted order, best first within a trigger, equal scores in row order. ``triggers`` holds each
+    row's trigger id, or its trigger's integer code (a row of the trigger table: nothing to hash).
+    In numpy: a pandas sort and group-by cost more than the scoring itself on a small serving batch."""
+    trigger_code = trigger_codes(triggers)
     order = np.lexsort((-np.asarray(scores, dtype=float), trigger_code))
     ordered = trigger_code[order]
     rank = np.arange(len(order)) - np.searchsorted(ordered, ordered, side="left") + 1
     keep = rank <= k
     return order[keep], rank[keep]
+
+
+def trigger_codes(triggers: np.ndarray) -> np.ndarray:
+    """Integer codes in the order of the triggers' ids (integers already are codes)."""
+    values = np.asarray(triggers)
+    return values if values.dtype.kind in "iu" else pd.factorize(values, sort=True)[0]
 
 
 def top_k(rows: pd.DataFrame, scores: np.ndarray, k: int = 10, model: str = "ranker") -> pd.DataFrame:

@@ -179,8 +179,8 @@ class Recommender:
         unpriced = list(dict.fromkeys(item.product_id for item in items if item.unit_price is None))
         if not unpriced:
             return {}
-        current = self.service.products.get(unpriced)["current_price"]
-        return {str(p): float(v) for p, v in current.items() if np.isfinite(v) and v >= 0}
+        current = self.service.products.columns(unpriced)["current_price"]
+        return {p: float(v) for p, v in zip(unpriced, current.tolist(), strict=True) if np.isfinite(v) and v >= 0}
 
 
 class RecommenderThread:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,8 @@ import pandas as pd
 from features.online import OnlineFeatureReader, object_column
 from models.bundles import Bundle, BundlePicker
 from models.champion import Champion
-from models.features import candidate_context_columns, feature_matrix
-from models.ranking import best_rows, score_matrix
+from models.features import aligned_feature_matrix, candidate_context_columns, customer_columns
+from models.ranking import best_rows, score_matrix, trigger_codes
 from models.reasons import GOES_WITH_PREFIX, VARIANT_PREFIX
 from services.offers.rules import RankedCandidate
 from xsell.events import PurchaseEvent
@@ -34,8 +35,8 @@ from xsell.offers import OfferType
 
 class ProductFeatureCache:
     """Online product features with a time-to-live and explicit invalidation, kept as a float
-    matrix (a row per product): a batch's product frame is one slice of it, not a frame built
-    from hundreds of dicts.
+    matrix (a row per product): a batch's product values are one gather from it, not a frame
+    built from hundreds of dicts.
 
     An invalidated product is re-read once its row is ``refresh_s`` old: a stream of purchases of
     the same products (a busy batch buys hundreds) costs at most one re-read per product and
@@ -46,9 +47,9 @@ class ProductFeatureCache:
         self.reader = reader
         self.ttl_s = ttl_s
         self.refresh_s = min(refresh_s, ttl_s)
-        self.columns = list(reader.names["product_stats_fv"])
+        self.names = list(reader.names["product_stats_fv"])
         self._row: dict[str, int] = {}  # product id -> row of the matrix
-        self._values = np.empty((64, len(self.columns)))
+        self._values = np.empty((64, len(self.names)))
         self._read: dict[str, tuple[float, float]] = {}  # product id -> (read at, stale after)
 
     def invalidate(self, product_ids: Sequence[str]) -> None:
@@ -58,50 +59,48 @@ class ProductFeatureCache:
             if read is not None:
                 self._read[product_id] = (read[0], min(read[1], read[0] + self.refresh_s))
 
-    def get(self, product_ids: Sequence[str]) -> pd.DataFrame:
-        """Feature values indexed by product id (``columns``); one online read for all that are
-        missing or stale."""
+    def columns(self, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Feature values by feature (``names``), a value per product id in order (an id may
+        repeat); one online read for all that are missing or stale."""
         now = time.monotonic()
-        wanted = list(dict.fromkeys(product_ids))
-        missing = [p for p in wanted if p not in self._read or now > self._read[p][1]]
+        read = self._read
+        missing = [p for p in dict.fromkeys(product_ids) if p not in read or now > read[p][1]]
         for row in self.reader.products(missing) if missing else ():
             self._store(str(row["product_id"]), row, now)
-        known = [p for p in wanted if p in self._row]
-        return pd.DataFrame(
-            self._values[[self._row[p] for p in known]], index=pd.Index(known, dtype=object), columns=self.columns
-        )
+        at = self._row
+        rows = np.fromiter((at.get(p, -1) for p in product_ids), dtype=np.int64, count=len(product_ids))
+        values = self._values[np.maximum(rows, 0)]
+        values[rows < 0] = np.nan  # never read (an id the online store did not answer for)
+        return dict(zip(self.names, values.T, strict=True))
 
     def _store(self, product_id: str, row: dict[str, object], now: float) -> None:
         at = self._row.setdefault(product_id, len(self._row))
         if at >= len(self._values):
             self._values = np.concatenate([self._values, np.empty_like(self._values)])
-        self._values[at] = [_number(row.get(c)) for c in self.columns]
+        self._values[at] = [_number(row.get(c)) for c in self.names]
         self._read[product_id] = (now, now + self.ttl_s)
 
 
-def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ...]]) -> pd.DataFrame:
-    """One trigger per purchase event, in the shape the candidate generator and features expect
-    (``owned``: each customer's earlier products, most recent first, as training's history)."""
+def triggers_for(events: Sequence[PurchaseEvent], owned: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """One trigger per purchase event, as the columns of a trigger table (`models.candidates.Triggers`:
+    the candidate generator and the features read them; a frame of a few rows costs more to build
+    than the ranking's arithmetic) (``owned``: each customer's earlier products, most recent first,
+    as training's history)."""
     at = (
         pd.DatetimeIndex([event.occurred_at for event in events]).tz_convert("UTC")
         if events
         else pd.DatetimeIndex([], tz="UTC")
     )
-    return pd.DataFrame(
-        {
-            "trigger_id": object_column([event.event_id for event in events]),
-            "order_id": object_column([event.order_id for event in events]),
-            "customer_id": object_column([event.customer_id for event in events]),
-            "at": at,
-            "window_cutoff": at,
-            "basket": object_column(
-                [tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events]
-            ),
-            "history": object_column([owned.get(event.customer_id or "", ()) for event in events]),
-            "returned": object_column([() for _ in events]),
-        },
-        copy=False,  # built here for this frame alone: pandas need not copy (or infer) each column
-    )
+    return {
+        "trigger_id": object_column([event.event_id for event in events]),
+        "order_id": object_column([event.order_id for event in events]),
+        "customer_id": object_column([event.customer_id for event in events]),
+        "at": at,
+        "window_cutoff": at,
+        "basket": object_column([tuple(dict.fromkeys(line.product_id for line in event.lines)) for event in events]),
+        "history": object_column([owned.get(event.customer_id or "", ()) for event in events]),
+        "returned": object_column([() for _ in events]),
+    }
 
 
 def rank_batch(
@@ -124,23 +123,22 @@ def rank_batch(
     candidates = candidate_context_columns(champion.generator, triggers, predict_threads, candidates_per_event)
     if len(candidates["trigger_id"]) == 0:
         return {event.event_id: [] for event in events}
-    customer_frame = reader.frame(  # a row per trigger
-        "customer_stats_fv", [e.customer_id or "" for e in events], index=[e.event_id for e in events]
-    )
-    product_frame = products.get(champion.generator.product_index[np.unique(candidates["item"])].tolist())
+    customers = reader.columns("customer_stats_fv", [e.customer_id or "" for e in events])  # a value per trigger
+    items, item_of_row = np.unique(candidates["item"], return_inverse=True)
+    by_item = products.columns(champion.generator.product_index[items].tolist())
+    product_values = {name: values[item_of_row] for name, values in by_item.items()}  # a value per candidate
 
-    rows = feature_matrix(candidates, triggers, customer_frame, product_frame)
+    rows = aligned_feature_matrix(candidates, triggers, customer_columns(customers), product_values)
     scores = score_matrix(champion.booster, rows.values, threads=predict_threads)
     labels = rows.labels
-    best = _kept_rows(labels["trigger_id"], scores, labels["offer_type"], labels["reason"], keep)
+    best = _kept_rows(candidates["trigger_row"], scores, labels["offer_type"], labels["reason"], keep)
     names = champion.product_names
     ranked: dict[str, list[RankedCandidate]] = {event.event_id: [] for event in events}
     ratios = np.asarray(candidates["price_ratio"], dtype=float)[best]
     seeds = np.asarray(candidates["seed_product_id"], dtype=object)[best]
     steps = np.asarray(candidates["upsell_step"], dtype=object)[best]
     best_products = labels["product_id"][best]
-    at = product_frame.index.get_indexer(best_products)  # -1: a product the cache has no row of
-    prices = np.where(at >= 0, product_frame["current_price"].to_numpy(dtype=float)[at], np.nan)
+    prices = product_values["current_price"][best]
     for trigger_id, product_id, offer_type, reason, score, ratio, price, seed, step in zip(
         labels["trigger_id"][best].tolist(),
         best_products.tolist(),
@@ -192,19 +190,19 @@ def propose_bundles(
 
 
 def _kept_rows(
-    trigger_ids: np.ndarray, scores: np.ndarray, offer_types: np.ndarray, reasons: np.ndarray, keep: int
+    triggers: np.ndarray, scores: np.ndarray, offer_types: np.ndarray, reasons: np.ndarray, keep: int
 ) -> np.ndarray:
     """Positions of each trigger's ``keep`` best-scored rows, of its best up-sell and of its best
     offer that goes well with the basket, wherever they rank (the rules keep each a place: it must
-    reach them), by trigger, best first."""
-    best, _ = best_rows(trigger_ids, scores, keep)
+    reach them), by trigger (ids or integer codes, as `best_rows` takes them), best first."""
+    best, _ = best_rows(triggers, scores, keep)
     rows = best
     # str.startswith per reason: a fixed-width string array of every reason first costs ten times more
     goes_with = np.fromiter((str(r).startswith(GOES_WITH_PREFIX) for r in reasons), dtype=bool, count=len(reasons))
     for kept in (np.asarray(offer_types) == OfferType.UP_SELL.value, goes_with):
         at = np.flatnonzero(kept)
-        rows = np.union1d(rows, at[best_rows(np.asarray(trigger_ids)[at], np.asarray(scores)[at], 1)[0]])
-    codes = pd.factorize(np.asarray(trigger_ids)[rows], sort=True)[0]
+        rows = np.union1d(rows, at[best_rows(np.asarray(triggers)[at], np.asarray(scores)[at], 1)[0]])
+    codes = trigger_codes(np.asarray(triggers)[rows])
     return rows[np.lexsort((-np.asarray(scores, dtype=float)[rows], codes))]
 
 

@@ -52,35 +52,35 @@ def test_online_store_holds_the_latest_values_after_backfill(backfilled: tuple[S
     assert products[2]["total_orders"] is None  # unknown product: no values, no error
 
 
-def test_a_frame_read_holds_the_same_values_as_row_reads(backfilled: tuple[Settings, pd.DataFrame]) -> None:
+def test_a_column_read_holds_the_same_values_as_row_reads(backfilled: tuple[Settings, pd.DataFrame]) -> None:
     settings, orders = backfilled
     reader = OnlineFeatureReader(FeaturePipeline(settings).store)
     ids = [*sorted(orders["customer_id"].unique()), "nobody"]
-    frame = reader.frame("customer_stats_fv", ids)
-    assert frame.index.tolist() == ids
-    for row in reader.customers(ids):
+    columns = reader.columns("customer_stats_fv", ids)
+    assert list(columns) == reader.names["customer_stats_fv"]
+    for at, row in enumerate(reader.customers(ids)):
         for name in reader.names["customer_stats_fv"]:
-            value = frame.loc[row["customer_id"], name]
+            value = columns[name][at]
             assert value == row[name] or (row[name] is None and pd.isna(value))
-    assert frame.loc["nobody"].isna().all()
-    assert reader.frame("customer_stats_fv", []).columns.tolist() == reader.names["customer_stats_fv"]
+    assert all(pd.isna(values[-1]) for values in columns.values())  # "nobody": all missing
+    empty = reader.columns("customer_stats_fv", [])
+    assert list(empty) == reader.names["customer_stats_fv"] and all(len(v) == 0 for v in empty.values())
 
 
-def test_a_frame_read_takes_repeated_and_empty_ids_and_labels_its_rows(
-    backfilled: tuple[Settings, pd.DataFrame],
-) -> None:
+def test_a_column_read_takes_repeated_and_empty_ids(backfilled: tuple[Settings, pd.DataFrame]) -> None:
     settings, orders = backfilled
     reader = OnlineFeatureReader(FeaturePipeline(settings).store)
     known = sorted(orders["customer_id"].unique())[:2]
     ids = [known[0], "", known[1], known[0]]  # "" is an anonymous customer: not read, no values
-    frame = reader.frame("customer_stats_fv", ids, index=["t1", "t2", "t3", "t4"])
-    assert frame.index.tolist() == ["t1", "t2", "t3", "t4"]
-    assert frame["order_count"].dtype.kind == "f"  # numbers come as floats, ready for scoring
-    single = reader.frame("customer_stats_fv", known)
-    pd.testing.assert_frame_equal(frame.loc[["t1", "t4"]].set_axis([known[0]] * 2), single.loc[[known[0]] * 2])
-    pd.testing.assert_series_equal(frame.loc["t3"], single.loc[known[1]], check_names=False)
-    assert frame.loc["t2"].isna().all()
-    assert reader.frame("customer_stats_fv", ["", ""]).isna().all().all()
+    columns = reader.columns("customer_stats_fv", ids)
+    assert columns["order_count"].dtype.kind == "f"  # numbers come as floats, ready for scoring
+    single = reader.columns("customer_stats_fv", known)
+    for name, values in columns.items():
+        assert len(values) == 4
+        for got, expected in zip(values[[0, 3, 2]], single[name][[0, 0, 1]], strict=True):
+            assert got == expected or (pd.isna(got) and pd.isna(expected))
+        assert pd.isna(values[1])
+    assert all(pd.isna(v).all() for v in reader.columns("customer_stats_fv", ["", ""]).values())
 
 
 def test_push_updates_online_and_offline_and_a_repeat_changes_nothing(

@@ -41,29 +41,29 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> CountingReader:
 
 def test_cached_values_are_the_online_values(reader: CountingReader) -> None:
     cache = ProductFeatureCache(reader)
-    frame = cache.get(["12", "11", "12", "NOPE"])
-    assert frame.index.tolist() == ["12", "11", "NOPE"]
+    columns = cache.columns(["12", "11", "12", "NOPE"])
+    assert list(columns) == reader.names["product_stats_fv"]
     online = {row["product_id"]: row for row in OnlineFeatureReader(reader.store).products(["11", "12"])}
-    for product in ("11", "12"):
+    for at, product in enumerate(("12", "11", "12")):
         for column in ("current_price", "total_orders", "popularity_30d", "last_sold_ts"):
-            assert frame.loc[product, column] == pytest.approx(float(online[product][column]))
-    assert np.isnan(frame.loc["NOPE"].to_numpy(dtype=float)).all()  # unknown product: all missing
+            assert columns[column][at] == pytest.approx(float(online[product][column]))
+    assert all(np.isnan(values[3]) for values in columns.values())  # unknown product: all missing
 
 
 def test_one_read_per_product_until_invalidated_or_expired(reader: CountingReader) -> None:
     cache = ProductFeatureCache(reader, ttl_s=0.5, refresh_s=0.2)
     reader.reads.clear()
-    cache.get(["11", "12"])
-    cache.get(["12", "13"])
+    cache.columns(["11", "12"])
+    cache.columns(["12", "13"])
     assert reader.reads == [["11", "12"], ["13"]]
     cache.invalidate(["11"])
-    cache.get(["11"])
+    cache.columns(["11"])
     assert len(reader.reads) == 2  # invalidated, but its row is younger than refresh_s
     time.sleep(0.25)
-    cache.get(["11", "12"])
+    cache.columns(["11", "12"])
     assert reader.reads[-1] == ["11"]  # only the invalidated one is re-read
     time.sleep(0.5)
-    cache.get(["11", "12", "13"])
+    cache.columns(["11", "12", "13"])
     assert sorted(reader.reads[-1]) == ["11", "12", "13"]  # all expired
 
 
