@@ -8,6 +8,7 @@ Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -80,3 +81,30 @@ def serve_metrics(port: int, service: str) -> None:
         log.info("metrics served", extra={"service": service, "port": port})
     except OSError as error:  # a taken port must not stop the service itself
         log.warning("metrics port unavailable", extra={"service": service, "port": port, "error": str(error)})
+
+
+def gauge_samples(gauges: Iterable[Gauge]) -> list[tuple[str, dict[str, str], float]]:
+    """The current samples of ``gauges`` (metric name, labels, value), to set in another process
+    (`set_gauge_samples`)."""
+    return [
+        (family.name, sample.labels, sample.value)
+        for gauge in gauges
+        for family in gauge.collect()
+        for sample in family.samples
+    ]
+
+
+def set_gauge_samples(gauges: Iterable[Gauge], samples: list[tuple[str, dict[str, str], float]]) -> None:
+    """Make ``gauges`` hold the ``samples`` another process's `gauge_samples` gave: a labelled
+    gauge holds exactly their label sets (one the samples no longer have is removed)."""
+    for gauge in gauges:
+        name = next(iter(gauge.collect())).name
+        mine = [(labels, value) for sample_name, labels, value in samples if sample_name == name]
+        if len(mine) == 1 and not mine[0][0]:  # an unlabelled gauge has one sample, without labels
+            gauge.set(mine[0][1])
+            continue
+        held = [sample.labels for family in gauge.collect() for sample in family.samples]
+        if any(labels not in [given for given, _ in mine] for labels in held):  # rare: a variant stopped serving
+            gauge.clear()
+        for labels, value in mine:
+            gauge.labels(**labels).set(value)

@@ -329,6 +329,12 @@ class Settings(BaseSettings):
         "one per core). One answers a small batch of requests sooner: OpenMP threads that wait for the next "
         "predict keep the cores the API's event loop needs.",
     )
+    recommendation_process: bool = Field(
+        default=True,
+        description="Rank POST /v1/recommendations in a process of its own (started by the API process): the "
+        "ranking then takes no time from the interpreter lock of the API's event loop and recorder, nor they from "
+        "it. Off: a thread of the API process ranks.",
+    )
     free_delivery_threshold: float | None = Field(
         default=None,
         gt=0.0,

@@ -25,6 +25,8 @@ from xsell.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SERVING_GAUGES = (MODEL_VERSION, INDEX_AS_OF, MODEL_REGISTERED_AT)  # what a watcher sets on /metrics
+
 
 class ChampionWatcher:
     """Holds the model a registry alias points at (the champion by default, or the challenger);

@@ -18,21 +18,29 @@ service's caches and store connections.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 import numpy as np
 
+from services.offers.champion import SERVING_GAUGES
 from services.offers.rules import CustomerContext, OfferRules
 from services.offers.service import OfferService
 from services.queues import batches
+from xsell.consumer import settle_heap
 from xsell.events import LineItem, PurchaseEvent
+from xsell.logs import configure_logging
+from xsell.metrics import gauge_samples, set_gauge_samples
 from xsell.offers import OfferContext, OfferDecision, OfferType
 from xsell.settings import Settings
 
@@ -186,9 +194,10 @@ class Recommender:
 class RecommenderThread:
     """Serves requests from other threads in micro-batches: `submit` queues a request and returns a
     future; one thread opens the `Recommender` (its stores and caches are used by that thread only),
-    takes every request waiting (at most ``max_batch``), decides them in one ranking and resolves
-    their futures; ``on_decided`` (the API's recorder) gets each batch's decisions. A request
-    waits for at most the batch before it: ranking a few baskets at once costs little more than one.
+    or the `RecommenderProcess` that runs one (``settings.recommendation_process``), takes every
+    request waiting (at most ``max_batch``), decides them in one ranking and resolves their
+    futures; ``on_decided`` (the API's recorder) gets each batch's decisions. A request waits for
+    at most the batch before it: ranking a few baskets at once costs little more than one.
     """
 
     def __init__(
@@ -199,8 +208,11 @@ class RecommenderThread:
         on_loaded: Callable[[], None] | None = None,
     ) -> None:
         """Keep the configuration; `start` starts the thread (it opens the recommender, loads the
-        model, then calls ``on_loaded``: a server settles its heap there)."""
-        self.recommender = Recommender(settings)
+        model, then calls ``on_loaded``: a server settles its heap there; a recommender process
+        settles its own)."""
+        self.recommender: Recommender | RecommenderProcess = (
+            RecommenderProcess(settings) if settings.recommendation_process else Recommender(settings)
+        )
         self.on_decided = on_decided
         self.on_loaded = on_loaded
         self.max_batch = max_batch
@@ -268,3 +280,151 @@ class RecommenderThread:
                 return
             if waiting is not None and waiting[1].set_running_or_notify_cancel():
                 waiting[1].set_exception(error)
+
+
+class RecommenderUnavailable(RuntimeError):
+    """The recommender process failed or exited; the next batch starts another."""
+
+
+class RecommenderProcess:
+    """A `Recommender` in a child process, used like one (`opened`, `has_model`,
+    `recommend_batch`) from one thread of this process.
+
+    Why a process: ranking a batch is Python work that holds the interpreter lock for
+    milliseconds; in the API process it waits for the lock the event loop and the decision
+    recorder hold, and they for it, so answers queue behind both. In its own process it takes a
+    core of its own. A batch crosses as pickled requests and answers (a fraction of a
+    millisecond), and the child's serving-model gauges come back with each answer for this
+    process's /metrics. The child is started with ``spawn`` (a fork of a process with broker and
+    database threads would copy their locks mid-use) and ends with this process: it is a daemon
+    and it exits when its pipe closes. One that exits or fails is replaced at the next batch, and
+    the batch it was ranking fails with `RecommenderUnavailable`.
+    """
+
+    def __init__(self, settings: Settings, poll_s: float = 1.0) -> None:
+        """Keep the configuration; `opened` starts the child (``poll_s``: how often a wait for it
+        checks that it is still alive)."""
+        self.settings = settings
+        self.poll_s = poll_s
+        self._loaded = False
+        self._child: BaseProcess | None = None
+        self._pipe: Connection | None = None
+        self._broken = False  # the pipe failed: the child is gone, or going (it may not be reaped yet)
+
+    @contextmanager
+    def opened(self) -> Iterator[RecommenderProcess]:
+        """The child started and its recommender open (its model loaded, if one is registered);
+        stopped on exit. Raises the child's error if it cannot open the recommender."""
+        self._start()
+        try:
+            yield self
+        finally:
+            self._stop()
+
+    def has_model(self) -> bool:
+        """True once the child has a champion loaded (as of its last answer)."""
+        return self._loaded
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None while none runs)."""
+        return self._child.pid if self._child is not None else None
+
+    def recommend_batch(self, requests: Sequence[OfferRequest], now: datetime | None = None) -> list[Recommendation]:
+        """`Recommender.recommend_batch` in the child; raises `NoModelError` as it does, and
+        `RecommenderUnavailable` when the child fails (a new one serves the next batch)."""
+        if self._child is None or self._broken or not self._child.is_alive():
+            log.error("recommender process is gone; starting another")
+            self._stop()
+            self._start()
+        kind, value, gauges = self._call((list(requests), now))
+        set_gauge_samples(SERVING_GAUGES, gauges)
+        self._loaded = kind != "no_model"
+        if kind == "answers":
+            return value  # type: ignore[no-any-return]
+        if kind == "no_model":
+            raise NoModelError(value)
+        raise RecommenderUnavailable(value)
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self._child = context.Process(
+            target=serve_recommendations, args=(self.settings, child_end), name="xsell-recommender", daemon=True
+        )
+        self._child.start()
+        child_end.close()  # the child's end lives in the child: its exit closes the pipe
+        kind, value, _ = self._receive()
+        if kind == "failed":
+            self._stop()
+            raise RecommenderUnavailable(value)
+        self._loaded = bool(value)
+
+    def _call(self, message: object) -> tuple[str, Any, list[tuple[str, dict[str, str], float]]]:
+        assert self._pipe is not None  # started by recommend_batch
+        try:
+            self._pipe.send(message)
+        except (OSError, ValueError) as error:
+            self._broken = True
+            raise RecommenderUnavailable(f"recommender process unreachable: {error}") from error
+        return self._receive()
+
+    def _receive(self) -> tuple[str, Any, list[tuple[str, dict[str, str], float]]]:
+        assert self._pipe is not None and self._child is not None
+        try:
+            while not self._pipe.poll(self.poll_s):
+                if not self._child.is_alive():
+                    raise EOFError
+            return self._pipe.recv()  # type: ignore[no-any-return]
+        except (EOFError, OSError) as error:
+            self._broken = True
+            raise RecommenderUnavailable(f"recommender process exited (exit code {self._child.exitcode})") from error
+
+    def _stop(self, timeout_s: float = 10.0) -> None:
+        if self._pipe is not None:
+            with suppress(OSError, ValueError):
+                self._pipe.send(None)
+            self._pipe.close()
+            self._pipe = None
+        if self._child is not None:
+            self._child.join(timeout_s)
+            if self._child.is_alive():
+                self._child.kill()
+                self._child.join()
+            self._child = None
+        self._broken = False
+
+
+def serve_recommendations(settings: Settings, pipe: Connection) -> None:
+    """The child of a `RecommenderProcess`: open a `Recommender`, report ("ready", has a model,
+    gauges) or ("failed", error, []), then answer each (requests, now) message with ("answers",
+    recommendations, gauges), ("no_model", message, gauges) or ("error", message, gauges) until
+    None or a closed pipe."""
+    configure_logging(settings.log_level)
+    try:
+        with Recommender(settings).opened() as recommender:
+            loaded = recommender.has_model()
+            settle_heap(settings.gc_young_threshold)
+            pipe.send(("ready", loaded, gauge_samples(SERVING_GAUGES)))
+            while (message := _next_message(pipe)) is not None:
+                requests, now = message
+                try:
+                    reply: tuple[str, object] = ("answers", recommender.recommend_batch(requests, now))
+                except NoModelError as error:
+                    reply = ("no_model", str(error))
+                except Exception as error:  # the batch's requests get it; the next batch is served
+                    log.exception("recommendation batch failed")
+                    reply = ("error", f"{type(error).__name__}: {error}")
+                pipe.send((*reply, gauge_samples(SERVING_GAUGES)))
+    except Exception as error:  # reported to the parent, which raises it
+        log.exception("recommender process failed")
+        with suppress(OSError):
+            pipe.send(("failed", f"{type(error).__name__}: {error}", []))
+
+
+def _next_message(pipe: Connection) -> tuple[list[OfferRequest], datetime | None] | None:
+    """The next message of the parent; None when it says stop or its end is closed."""
+    try:
+        return pipe.recv()  # type: ignore[no-any-return]
+    except EOFError:
+        return None

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
@@ -49,7 +49,13 @@ from services.delivery.service import DeliveryService
 from services.inbox.consumer import InboxService
 from services.ingest.replay import produce_events, select_events
 from services.offers.audit import run_audit
-from services.offers.recommend import OfferRequest, Recommender, RequestItem
+from services.offers.recommend import (
+    OfferRequest,
+    Recommender,
+    RecommenderProcess,
+    RecommenderUnavailable,
+    RequestItem,
+)
 from services.offers.routing import experiment_id_for, variant_for
 from services.offers.service import OfferService
 from tests.services.api.factories import RecordingPublisher
@@ -58,6 +64,7 @@ from training import commands
 from xsell.consumer import wait_for
 from xsell.events import EventType, PurchaseEvent, event_id_for
 from xsell.history import read_purchase_history
+from xsell.metrics import MODEL_VERSION
 from xsell.offers import Channel, OfferContext, OfferDecision, Variant, decision_id_for, offer_groups
 from xsell.price_band import DEFAULT_PRICE_BAND
 from xsell.settings import REPO_ROOT, Settings
@@ -106,6 +113,7 @@ def settings(trained: Settings, tmp_path: Path, request: pytest.FixtureRequest) 
             "database_url": f"sqlite:///{tmp_path / 'xsell.db'}",
             "smtp_port": free_port(),
             "public_base_url": "https://shop.example",
+            "recommendation_timeout_s": 60.0,  # the first answer waits for the recommender process to load the model
         }
     )
     ensure_topics(settings)
@@ -504,6 +512,37 @@ def test_j_a_recommendation_on_request_agrees_with_the_offer_service(settings: S
     assert answered.model_version == decided.model_version and answered.context is OfferContext.CART
     assert answered.channels == (Channel.IN_APP,)  # offers on request never e-mail
     assert not {o.offer_id for o in answered.offers} & {o.offer_id for o in decided.offers}  # ids of their own
+
+
+def test_j_the_recommender_process_answers_as_a_recommender_here_and_replaces_a_dead_child(
+    settings: Settings,
+) -> None:
+    event = purchase("14769", AFTER_SAMPLE + timedelta(days=3))
+    request = OfferRequest(
+        context=OfferContext.CHECKOUT,
+        items=tuple(RequestItem(line.product_id, line.quantity, line.unit_price) for line in event.lines),
+        customer_id=event.customer_id,
+        request_id="req-process-test",  # the same ids either way
+    )
+    with Recommender(settings).opened() as recommender:
+        here = recommender.recommend(request, now=event.occurred_at).decision
+    MODEL_VERSION.set(0)
+    with RecommenderProcess(settings).opened() as remote:
+        assert remote.has_model()
+        (first,) = remote.recommend_batch([request], now=event.occurred_at)
+        assert MODEL_VERSION.collect()[0].samples[0].value == int(here.model_version or 0) > 0  # its gauges, here
+        dead = remote.pid
+        assert dead is not None
+        os.kill(dead, signal.SIGKILL)
+        with suppress(RecommenderUnavailable):  # the batch sent before the parent sees the child gone fails
+            remote.recommend_batch([request], now=event.occurred_at)
+        (second,) = remote.recommend_batch([request], now=event.occurred_at)  # served by a new child
+        assert remote.pid not in (None, dead)
+
+    def comparable(decision: OfferDecision) -> dict[str, object]:
+        return decision.model_dump(exclude={"decided_at"})
+
+    assert here.offers and comparable(first.decision) == comparable(here) == comparable(second.decision)
 
 
 def test_k_the_checkout_api_never_offers_the_cart_or_what_is_owned_and_records_its_answers(

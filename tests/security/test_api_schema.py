@@ -58,6 +58,7 @@ SETTINGS = load_settings(
     home=HOME,
     database_url=f"sqlite:///{HOME / 'api.db'}",
     api_key=API_KEY,
+    recommendation_timeout_s=60.0,  # the first answer waits for the recommender process to load the model
     link_secret="schema-test-secret",
     kafka_bootstrap="127.0.0.1:9",
 )  # nothing listens there: Kafka-backed figures answer "n/a"

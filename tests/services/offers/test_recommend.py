@@ -1,10 +1,16 @@
-"""What the checkout API's recommender does on its own: the order of offers per context."""
+"""What the checkout API's recommender does on its own: the order of offers per context, and a
+recommender process that cannot open."""
 
 from __future__ import annotations
 
-from services.offers.recommend import ordered_for
+from pathlib import Path
+
+import pytest
+
+from services.offers.recommend import RecommenderProcess, RecommenderUnavailable, ordered_for
 from tests.services.api.factories import make_decision
 from xsell.offers import OfferContext, OfferItem, OfferType
+from xsell.settings import load_settings
 
 
 def _with_types(*types: OfferType):
@@ -29,3 +35,13 @@ def test_a_cart_and_a_product_page_keep_the_rules_order() -> None:
     for context in (OfferContext.CART, OfferContext.PRODUCT_PAGE):
         ordered = ordered_for(decision, context)
         assert _order(ordered.offers) == [("P0", 1), ("P1", 2), ("P2", 3)] and ordered.context is context
+
+
+def test_a_recommender_process_that_cannot_open_says_why(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database folder should be")
+    broken = load_settings(home=tmp_path, database_url=f"sqlite:///{blocked}/xsell.db")
+    recommender = RecommenderProcess(broken)
+    with pytest.raises(RecommenderUnavailable, match=f"FileExistsError: .*{blocked}"), recommender.opened():  # here
+        pass
+    assert recommender.pid is None  # the failed child is gone
