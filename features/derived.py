@@ -24,9 +24,13 @@ TIME_FEATURES = {  # derived feature: the stored timestamp it counts days from
 def epoch_seconds(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """Seconds since the epoch (floats) of timestamps (naive ones are UTC), whatever their
     datetime unit: nanoseconds / 1e9, so the same instant always gives the same float."""
-    # a datetime column's own array, without building an index; a naive time's nanoseconds are
-    # those of the same wall time in UTC
-    values = times.array if isinstance(times, pd.Series) and times.dtype.kind == "M" else pd.DatetimeIndex(times)
+    # an index as it is and a datetime column's own array: building an index again costs more than
+    # the conversion; a naive time's nanoseconds are those of the same wall time in UTC
+    values: pd.DatetimeIndex | pd.api.extensions.ExtensionArray = times
+    if isinstance(times, pd.Series):
+        values = times.array if times.dtype.kind == "M" else pd.DatetimeIndex(times)
+    elif not isinstance(times, pd.DatetimeIndex):
+        values = pd.DatetimeIndex(times)
     return values.as_unit("ns").asi8 / 1e9
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
 from features.owned import PurchaseTimes, bought_before, most_recent_first
-from xsell.database import create_tables, engine_for, hold_rows, select_in, upsert_insert
+from xsell.database import SelectIn, create_tables, engine_for, hold_rows, upsert_insert
 from xsell.events import PurchaseEvent
 
 metadata = MetaData()
@@ -73,6 +73,9 @@ fold_category_locks = Table(
     Column("touched_at", Float, nullable=False),
 )
 EMPTY_STATE = "{}"  # a lock row's state until its batch writes the real one: the entity's defaults
+_CUSTOMER_STATES = SelectIn(select(fold_customers), fold_customers.c.customer_id)
+_PRODUCT_STATES = SelectIn(select(fold_products), fold_products.c.product_id)
+_APPLIED = SelectIn(select(fold_applied.c.event_id), fold_applied.c.event_id)
 
 
 class FoldStateStore:
@@ -127,7 +130,7 @@ class FoldStateStore:
         """Per known customer, when each product was first and last bought (epoch seconds)."""
         times: dict[str, PurchaseTimes] = {}
         with self.engine.connect() as db:
-            for row in select_in(db, select(fold_customers), fold_customers.c.customer_id, customer_ids):
+            for row in _CUSTOMER_STATES.rows(db, customer_ids):
                 data = orjson.loads(row["state"])
                 products = data.get("products", {})
                 first = products if isinstance(products, dict) else dict.fromkeys(products, 0.0)
@@ -195,12 +198,7 @@ class FoldBatch:
             elif product_id not in fold.products or self.versions.get(product_id) != version:
                 fresh_products[product_id] = _product(state)  # else the fold holds this very state
             self.versions[product_id] = version
-        applied = {
-            r["event_id"]
-            for r in select_in(
-                db, select(fold_applied.c.event_id), fold_applied.c.event_id, (e.event_id for e in events)
-            )
-        }
+        applied = {r["event_id"] for r in _APPLIED.rows(db, (e.event_id for e in events))}
         categories = sorted(
             {s.category for p in products if (s := fresh_products.get(p, fold.products.get(p))) and s.category}
             | {c for p in products if (c := fold.categories.get(p))}
@@ -216,7 +214,7 @@ class FoldBatch:
             members = db.execute(query).all()
             percentiles = {p: percentile for p, _, percentile in members if percentile is not None}
             moved = [p for p, v, _ in members if p not in fresh_products and self.versions.get(p) != v]
-            for row in select_in(db, select(fold_products), fold_products.c.product_id, moved):
+            for row in _PRODUCT_STATES.rows(db, moved):
                 if row["state"] != EMPTY_STATE:
                     fresh_products[row["product_id"]] = _product(row["state"])
                     self.versions[row["product_id"]] = row["version"]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 
-from xsell.database import create_tables, engine_for, select_in
+from xsell.database import SelectIn, create_tables, engine_for
 
 metadata = MetaData()
 unsubscribes = Table(
@@ -22,6 +22,7 @@ unsubscribes = Table(
     Column("unsubscribed_at", DateTime(timezone=True), nullable=False),
     Column("source", String(32), nullable=False),
 )
+_UNSUBSCRIBED = SelectIn(select(unsubscribes.c.customer_id), unsubscribes.c.customer_id)
 
 
 class PreferenceStore:
@@ -47,5 +48,4 @@ class PreferenceStore:
         if not ids:
             return set()
         with self.engine.connect() as db:
-            query = select(unsubscribes.c.customer_id)
-            return {row["customer_id"] for row in select_in(db, query, unsubscribes.c.customer_id, ids)}
+            return {row["customer_id"] for row in _UNSUBSCRIBED.rows(db, ids)}

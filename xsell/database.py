@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Select, Table, create_engine, inspect
+from sqlalchemy import Column, MetaData, Select, Table, bindparam, create_engine, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError
@@ -27,7 +27,8 @@ def engine_for(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+    # no pre-ping: a file has no server to drop the connection, and a ping per checkout is a query
+    return create_engine(url, connect_args={"timeout": 30})
 
 
 def create_tables(metadata: MetaData, engine: Engine) -> None:
@@ -89,10 +90,24 @@ def hold_rows(db: Connection, table: Table, keys: Sequence[str]) -> None:
     db.execute(statement, [{key.name: value, "touched_at": now} for value in keys])
 
 
+class SelectIn:
+    """``query`` narrowed to the rows whose ``column`` is one of the values given at each run: one
+    statement with an expanding parameter, built once, where a new ``IN (...)`` clause per call
+    (built, then keyed for the compiled cache) costs more than a small query's own work. Services
+    keep one per query they run on every batch."""
+
+    def __init__(self, query: Select[Any], column: Column[Any]) -> None:
+        self.statement = query.where(column.in_(bindparam("values", expanding=True)))
+
+    def rows(self, db: Connection, values: Iterable[object]) -> Iterator[RowMapping]:
+        """The rows for ``values``: one query per chunk of the distinct values (``xsell.chunks``),
+        in sorted order."""
+        for chunk in chunked(sorted(set(values), key=str)):
+            yield from db.execute(self.statement, {"values": list(chunk)}).mappings()
+
+
 def select_in(
     db: Connection, query: Select[Any], column: Column[Any], values: Iterable[object]
 ) -> Iterator[RowMapping]:
-    """The rows of ``query`` whose ``column`` is one of ``values``: one ``IN (...)`` query per chunk
-    of the distinct values (``xsell.chunks``), in sorted order."""
-    for chunk in chunked(sorted(set(values), key=str)):
-        yield from db.execute(query.where(column.in_(chunk))).mappings()
+    """The rows of ``query`` whose ``column`` is one of ``values`` (a `SelectIn` used once)."""
+    return SelectIn(query, column).rows(db, values)

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Connection, Engine
 
-from xsell.database import create_tables, engine_for, hold_rows, select_in, upsert_insert
+from xsell.database import SelectIn, create_tables, engine_for, hold_rows, select_in, upsert_insert
 from xsell.offers import Channel, OfferDecision, as_utc
 
 metadata = MetaData()
@@ -132,11 +132,12 @@ class OfferStateStore:
         self.engine.dispose()
 
 
+_DECISIONS = SelectIn(select(decisions_table.c.event_id, decisions_table.c.decision), decisions_table.c.event_id)
+
+
 def _decided(db: Connection, event_ids: Iterable[str]) -> dict[str, OfferDecision]:
-    query = select(decisions_table.c.event_id, decisions_table.c.decision)
     return {
-        row["event_id"]: OfferDecision.model_validate_json(row["decision"])
-        for row in select_in(db, query, decisions_table.c.event_id, event_ids)
+        row["event_id"]: OfferDecision.model_validate_json(row["decision"]) for row in _DECISIONS.rows(db, event_ids)
     }
 
 

@@ -1,4 +1,5 @@
-"""``select_in``: long id lists are looked up a chunk at a time, and every match comes back once;
+"""``select_in``: long id lists are looked up a chunk at a time, and every match comes back once; a
+`SelectIn` built once answers each run for its own values;
 ``add_missing_columns``: a table stored before a column existed gets it, once (real SQLite database)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, 
 from services.inbox.store import InboxStore, inbox_offers
 from services.preferences import PreferenceStore
 from xsell.chunks import QUERY_CHUNK
-from xsell.database import add_missing_columns, create_tables, engine_for, select_in
+from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for, select_in
 
 
 def test_a_long_list_is_one_query_per_chunk_and_finds_every_row(tmp_path: Path) -> None:
@@ -28,6 +29,19 @@ def test_a_long_list_is_one_query_per_chunk_and_finds_every_row(tmp_path: Path) 
         found = list(select_in(db, select(items), items.c.item_id, wanted))
     assert sorted(row["n"] for row in found) == list(range(0, 3 * QUERY_CHUNK, 2))
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 3
+
+
+def test_a_select_in_built_once_answers_each_run_for_its_own_values(tmp_path: Path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
+    metadata = MetaData()
+    items = Table("items", metadata, Column("item_id", String, primary_key=True), Column("n", Integer))
+    create_tables(metadata, engine)
+    with engine.begin() as db:
+        db.execute(insert(items), [{"item_id": f"i{n}", "n": n} for n in range(10)])
+    query = SelectIn(select(items.c.n), items.c.item_id)
+    with engine.connect() as db:
+        runs = [sorted(row["n"] for row in query.rows(db, ids)) for ids in (["i1", "i2"], ["i7"], [], ["i3", "x"])]
+    assert runs == [[1, 2], [7], [], [3]]
 
 
 def test_unsubscribed_answers_for_more_customers_than_one_chunk(tmp_path: Path) -> None:
