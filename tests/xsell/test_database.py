@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, inspect, select
+from sqlalchemy.engine import Engine
 
 from services.inbox.store import InboxStore, inbox_offers
 from services.preferences import PreferenceStore
@@ -15,13 +16,19 @@ from xsell.chunks import QUERY_CHUNK
 from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for, select_in
 
 
-def test_a_long_list_is_one_query_per_chunk_and_finds_every_row(tmp_path: Path) -> None:
+def _items(tmp_path: Path, numbers: range) -> tuple[Engine, Table]:
+    """A SQLite table of items ``i<n>`` with their number ``n``, for each of ``numbers``."""
     engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
     metadata = MetaData()
     items = Table("items", metadata, Column("item_id", String, primary_key=True), Column("n", Integer))
     create_tables(metadata, engine)
     with engine.begin() as db:
-        db.execute(insert(items), [{"item_id": f"i{n}", "n": n} for n in range(0, 3 * QUERY_CHUNK, 2)])
+        db.execute(insert(items), [{"item_id": f"i{n}", "n": n} for n in numbers])
+    return engine, items
+
+
+def test_a_long_list_is_one_query_per_chunk_and_finds_every_row(tmp_path: Path) -> None:
+    engine, items = _items(tmp_path, range(0, 3 * QUERY_CHUNK, 2))
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     wanted = [f"i{n}" for n in range(3 * QUERY_CHUNK)] + ["i0", "i2"]  # repeats are looked up once
@@ -32,12 +39,7 @@ def test_a_long_list_is_one_query_per_chunk_and_finds_every_row(tmp_path: Path) 
 
 
 def test_a_select_in_built_once_answers_each_run_for_its_own_values(tmp_path: Path) -> None:
-    engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
-    metadata = MetaData()
-    items = Table("items", metadata, Column("item_id", String, primary_key=True), Column("n", Integer))
-    create_tables(metadata, engine)
-    with engine.begin() as db:
-        db.execute(insert(items), [{"item_id": f"i{n}", "n": n} for n in range(10)])
+    engine, items = _items(tmp_path, range(10))
     query = SelectIn(select(items.c.n), items.c.item_id)
     with engine.connect() as db:
         runs = [sorted(row["n"] for row in query.rows(db, ids)) for ids in (["i1", "i2"], ["i7"], [], ["i3", "x"])]
