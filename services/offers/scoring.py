@@ -1,10 +1,11 @@
 """Rank candidates for a batch of purchases with the champion and online features.
 
 The same code path as training and batch scoring: candidates from the champion's own candidate
-index (`models.features.candidate_context_columns`), features assembled by
-`models.features.feature_matrix` (here from the Feast online store instead of the offline
-store: product features are the current ones, indexed by product id alone), one `predict` call for
-the whole batch.
+index (`models.features.candidate_context_columns`), features computed by
+`models.features.aligned_feature_matrix`, the core of training's `feature_matrix` (here from the
+Feast online store instead of the offline store, gathered per trigger and per candidate without a
+frame: product features are the current ones, by product id), one `predict` call for the whole
+batch.
 
 Product features change slowly: they are cached for `ttl_s` and a product is dropped from the
 cache as soon as a purchase of it passes through (its statistics just changed).
