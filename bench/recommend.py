@@ -4,12 +4,12 @@ by batch size, requests back to back and with a pause before each.
     .venv/bin/python -m bench.recommend            # the champion of XSELL_HOME (`make run` makes one)
 
 Opens the recommender of an existing home in this process (its champion, online features and fold
-state, as `xsell api` does; nothing is written: answers are not recorded), then ranks requests of
-`bench.api`'s mix (5-item carts of real orders of `--data`, contexts and anonymous share as there)
-in batches of each `--sizes` entry: `--batches` batches back to back, then as many with
-`--pause-ms` of sleep before each. The figure is the ranking thread's CPU time per batch
-(`time.thread_time`: what the API's recommender thread spends, without waiting for the GIL). The
-paused run shows what a batch costs when the caches went cold in between, as at a low request rate.
+state, as the API's ranking process does; nothing is written: answers are not recorded), then
+ranks requests of `bench.api`'s mix (5-item carts of real orders of `--data`, contexts and
+anonymous share as there) in batches of each `--sizes` entry: `--batches` batches back to back,
+then as many with `--pause-ms` of sleep before each. The figure is the ranking's CPU time per batch
+(`time.thread_time`: what the API's ranking process spends on a micro-batch, without the pickling
+to and from the API process). The paused run shows what a batch costs when the caches went cold in between, as at a low request rate.
 Prints one JSON line.
 """
 
