@@ -8,7 +8,7 @@ their columns when it is opened.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, RowMapping
 
-from xsell.database import add_missing_columns, create_tables, engine_for, select_in
+from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for
 from xsell.offers import OfferContext, OfferDecision, OfferType, as_utc
 
 
@@ -83,6 +83,19 @@ _CONTENT = (
     "bundle_price",
     "context",
 )
+
+
+_STORED_CONTENT = SelectIn(
+    select(inbox_offers.c.offer_id, *(inbox_offers.c[name] for name in _CONTENT)), inbox_offers.c.offer_id
+)
+
+
+def _same_content(stored: RowMapping, content: Mapping[str, object]) -> bool:
+    """Whether a stored row holds this content (a time as the same instant, however stored)."""
+    return all(
+        as_utc(stored[name]) == content[name] if name == "decided_at" else stored[name] == content[name]
+        for name in _CONTENT
+    )
 
 
 @dataclass(frozen=True)
@@ -169,17 +182,16 @@ class InboxStore:
             return 0
         table = inbox_offers
         with self.engine.begin() as db:
-            existing = {row["offer_id"] for row in select_in(db, select(table.c.offer_id), table.c.offer_id, rows)}
+            stored = {row["offer_id"]: row for row in _STORED_CONTENT.rows(db, rows)}
             new = [
-                {**row, "status": OfferStatus.ACTIVE.value}
-                for offer_id, row in rows.items()
-                if offer_id not in existing
+                {**row, "status": OfferStatus.ACTIVE.value} for offer_id, row in rows.items() if offer_id not in stored
             ]
             if new:
                 db.execute(table.insert(), new)
-            for offer_id in existing:
+            for offer_id, row in stored.items():
                 content = {name: rows[offer_id][name] for name in _CONTENT}
-                db.execute(update(table).where(table.c.offer_id == offer_id).values(**content))
+                if not _same_content(row, content):  # a second store of the same decision writes nothing
+                    db.execute(update(table).where(table.c.offer_id == offer_id).values(**content))
         return len(new)
 
     def offers_for(self, customer_id: str, limit: int = 10) -> list[InboxOffer]:
