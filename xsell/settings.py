@@ -313,6 +313,14 @@ class Settings(BaseSettings):
         gt=0.0,
         description="How long POST /v1/purchases waits for the broker's acknowledgement before it answers 503.",
     )
+    api_decision_linger_ms: int = Field(
+        default=50,
+        ge=0,
+        le=1_000,
+        description="How long the API's producer of recorded answers (decisions on `offers`) waits to send them "
+        "together: nothing waits for them, and one request to the broker per answer costs the API's network thread "
+        "and the broker CPU. At most this adds to the time until the inbox and feedback services see an answer.",
+    )
     recommendation_timeout_s: float = Field(
         default=5.0,
         gt=0.0,

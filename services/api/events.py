@@ -62,35 +62,38 @@ class EventPublisher(Protocol):
 
 
 class KafkaEventPublisher:
-    """Produces to `purchases` and `offers`; the producer is made on first use (an API that never
-    takes a purchase never connects)."""
+    """Produces to `purchases` and to `offers`, each with a producer of its own made on first use (an
+    API that never takes a purchase never connects): a purchase's 202 waits for its acknowledgement,
+    so purchases go out at once (1 ms linger); decisions are recorded without waiting, so they go out
+    together (`api_decision_linger_ms`), in a fraction of the requests to the broker."""
 
     def __init__(self, settings: Settings, retry_after_s: int = 5) -> None:
         self.settings = settings
         self.retry_after_s = retry_after_s
-        self._producer: KafkaProducer | None = None
+        self._producers: dict[str, KafkaProducer] = {}  # by what it sends: purchases, decisions
         self._lock = threading.Lock()
         self._down_until = 0.0  # monotonic time until which the broker counts as down
 
-    def _connected(self) -> KafkaProducer:
+    def _connected(self, sends: str) -> KafkaProducer:
         if time.monotonic() < self._down_until:
             raise BrokerUnavailable("the broker is unavailable; retry later", self.retry_after_s)
         with self._lock:
-            if self._producer is None:
+            producer = self._producers.get(sends)
+            if producer is None:
                 timeout_ms = int(self.settings.api_ack_timeout_s * 1000)
                 try:
-                    self._producer = durable_producer(
+                    producer = self._producers[sends] = durable_producer(
                         self.settings,
-                        "xsell-api-events",
+                        f"xsell-api-{sends}",
                         retries=5,
-                        linger_ms=1,
+                        linger_ms=self.settings.api_decision_linger_ms if sends == "decisions" else 1,
                         max_block_ms=timeout_ms,
                         request_timeout_ms=max(timeout_ms // 2, 1),
                         delivery_timeout_ms=timeout_ms,  # an event not acknowledged in time is not sent later
                     )
                 except KafkaError as error:
                     raise self._down(error) from error
-            return self._producer
+            return producer
 
     def _down(self, error: Exception) -> BrokerUnavailable:
         self._down_until = time.monotonic() + self.retry_after_s
@@ -99,7 +102,7 @@ class KafkaEventPublisher:
 
     def publish_purchases(self, events: Sequence[PurchaseEvent]) -> None:
         """Send every event keyed by customer and wait for all acknowledgements."""
-        producer = self._connected()
+        producer = self._connected("purchases")
         try:
             futures = [
                 producer.send(self.settings.topic_purchases, key=event.key(), value=event.to_bytes())
@@ -114,7 +117,7 @@ class KafkaEventPublisher:
     def record_decisions(self, decisions: Sequence[OfferDecision]) -> None:
         """Send the decisions to `offers`; a failure is logged and counted, not raised."""
         try:
-            producer = self._connected()
+            producer = self._connected("decisions")
             for decision in decisions:
                 producer.send(self.settings.topic_offers, key=decision.key(), value=decision.to_bytes()).add_errback(
                     _not_recorded
@@ -126,11 +129,11 @@ class KafkaEventPublisher:
         API_EVENTS.labels("decision").inc(len(decisions))
 
     def close(self) -> None:
-        """Flush and close the producer, if one was made."""
+        """Flush and close the producers that were made."""
         with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=self.settings.api_ack_timeout_s)
-                self._producer = None
+            for producer in self._producers.values():
+                producer.close(timeout=self.settings.api_ack_timeout_s)
+            self._producers.clear()
 
 
 def _not_recorded(error: Exception) -> None:
