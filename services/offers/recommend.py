@@ -354,10 +354,11 @@ class RecommenderProcess:
         )
         self._child.start()
         child_end.close()  # the child's end lives in the child: its exit closes the pipe
-        kind, value, _ = self._receive()
+        kind, value, gauges = self._receive()
         if kind == "failed":
             self._stop()
             raise RecommenderUnavailable(value)
+        set_gauge_samples(SERVING_GAUGES, gauges)
         self._loaded = bool(value)
 
     def _call(self, message: object) -> tuple[str, Any, list[tuple[str, dict[str, str], float]]]:

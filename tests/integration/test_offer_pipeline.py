@@ -529,8 +529,8 @@ def test_j_the_recommender_process_answers_as_a_recommender_here_and_replaces_a_
     MODEL_VERSION.set(0)
     with RecommenderProcess(settings).opened() as remote:
         assert remote.has_model()
-        (first,) = remote.recommend_batch([request], now=event.occurred_at)
         assert MODEL_VERSION.collect()[0].samples[0].value == int(here.model_version or 0) > 0  # its gauges, here
+        (first,) = remote.recommend_batch([request], now=event.occurred_at)
         dead = remote.pid
         assert dead is not None
         os.kill(dead, signal.SIGKILL)
