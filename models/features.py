@@ -181,7 +181,7 @@ def feature_matrix(
     t_pos = _trigger_positions(candidates, triggers)
     customers = customer_columns(customer_features, np.asarray(triggers["trigger_id"]))
     products = product_columns(product_features, _column(candidates, "product_id"), triggers, t_pos)
-    return aligned_feature_matrix(candidates, triggers, customers, products)
+    return _matrix(candidates, triggers, t_pos, customers, products)
 
 
 def customer_columns(
@@ -231,7 +231,19 @@ def aligned_feature_matrix(
     alignment per candidate: a serving batch has ~100,000 candidate rows, and aligning them costs
     more than scoring them.
     """
-    t_pos = _trigger_positions(candidates, triggers)
+    return _matrix(candidates, triggers, _trigger_positions(candidates, triggers), customers, products)
+
+
+def _matrix(
+    candidates: pd.DataFrame | Mapping[str, np.ndarray],
+    triggers: Triggers,
+    t_pos: np.ndarray,
+    customers: Mapping[str, np.ndarray],
+    products: Mapping[str, np.ndarray],
+) -> FeatureMatrix:
+    """`aligned_feature_matrix` with each candidate's trigger row (``t_pos``) found already: a
+    training batch's candidates carry no trigger rows, and finding them hashes every candidate's
+    trigger id."""
     out: dict[str, np.ndarray] = {  # columns, stacked into one matrix at the end
         "trigger_id": _column(candidates, "trigger_id"),
         "product_id": _column(candidates, "product_id"),
