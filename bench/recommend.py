@@ -9,7 +9,8 @@ ranks requests of `bench.api`'s mix (5-item carts of real orders of `--data`, co
 anonymous share as there) in batches of each `--sizes` entry: `--batches` batches back to back,
 then as many with `--pause-ms` of sleep before each. The figure is the ranking's CPU time per batch
 (`time.thread_time`: what the API's ranking process spends on a micro-batch, without the pickling
-to and from the API process). The paused run shows what a batch costs when the caches went cold in between, as at a low request rate.
+to and from the API process). The paused run shows what a batch costs when the caches went cold in
+between, as at a low request rate.
 Prints one JSON line.
 """
 
