@@ -16,11 +16,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from email import policy
+from email import charset, policy
 from email.headerregistry import HeaderRegistry
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.parser import BytesParser
 from email.utils import formatdate
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -55,6 +58,27 @@ class _HeaderClasses(HeaderRegistry):
 # SMTP line endings, and headers up to the SMTP line limit: a long List-Unsubscribe URL must stay one
 # unencoded value (the default 78-column folding would RFC 2047-encode it and break it).
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
+# The message is built with the compat32 API: it sets headers as given instead of parsing each into
+# an object and folding it again, which cost two thirds of building a message with `MAIL_POLICY`.
+# The wire format is the same: CRLF lines, headers up to the SMTP line limit, quoted-printable UTF-8.
+
+
+class _WirePolicy(policy.Compat32):
+    """compat32 that writes a plain ASCII header line as it is (its own fold wraps every value in a
+    `Header` to fold it, and the values here fit one line), and any other as `MAIL_POLICY` does
+    (an address or subject that is not ASCII is encoded as the standard policy encodes it)."""
+
+    def fold_binary(self, name: str, value: object) -> bytes:
+        """The header line, CRLF-terminated."""
+        line = f"{name}: {value}" if isinstance(value, str) else ""
+        if line.isascii() and "\n" not in line and 0 < len(line) <= (self.max_line_length or 0):
+            return f"{line}{self.linesep}".encode("ascii")
+        return MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_store_parse(name, str(value))[1])
+
+
+WIRE_POLICY = _WirePolicy(linesep="\r\n", max_line_length=998)
+UTF8_QP = charset.Charset("utf-8")
+UTF8_QP.body_encoding = charset.QP
 
 
 class RenderError(ValueError):
@@ -86,12 +110,19 @@ class BlockView:
 
 @dataclass(frozen=True)
 class RenderedEmail:
-    """A rendered message with the ids it carries (for the outbox and feedback)."""
+    """A rendered message as it goes on the wire, with the ids it carries (for the outbox and feedback)."""
 
     decision_id: str
     customer_id: str
     offer_ids: tuple[str, ...]
-    message: EmailMessage
+    wire: bytes
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """The message parsed as a mail client reads it (for callers that look inside it)."""
+        parsed = BytesParser(policy=MAIL_POLICY).parsebytes(self.wire)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 def format_price(amount: float, currency: str = DEFAULT_CURRENCY) -> str:
@@ -172,8 +203,9 @@ def render_offer_email(
     ]
     offers = [view for block in blocks for view in block.offers]
     unsubscribe_url = f"{settings.base_url}/unsubscribe/{token('unsubscribe', None)}"
+    subject = subject_for(decision)
     context = {
-        "subject": subject_for(decision),
+        "subject": subject,
         "order_id": decision.order_id,
         "offers": offers,
         "blocks": blocks,
@@ -184,20 +216,37 @@ def render_offer_email(
     text = environment.get_template("offer_email.txt.j2").render(context)
     html = environment.get_template("offer_email.html.j2").render(context)
 
-    message = EmailMessage(policy=MAIL_POLICY)
-    message["From"] = settings.mail_from
-    message["To"] = decision.customer_email
-    message["Subject"] = context["subject"]
-    message["Date"] = formatdate(signed_at, usegmt=True)
-    message["Message-ID"] = message_id_for(decision.decision_id, settings.mail_from)
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    message["List-Unsubscribe-Post"] = ONE_CLICK
-    message["X-Xsell-Decision-Id"] = decision.decision_id
-    message.set_content(text, cte="quoted-printable")
-    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    headers = {
+        "From": settings.mail_from,
+        "To": decision.customer_email,
+        "Subject": subject,
+        "Date": formatdate(signed_at, usegmt=True),
+        "Message-ID": message_id_for(decision.decision_id, settings.mail_from),
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": ONE_CLICK,
+        "X-Xsell-Decision-Id": decision.decision_id,
+    }
     return RenderedEmail(
         decision_id=decision.decision_id,
         customer_id=customer,
         offer_ids=tuple(offer.offer_id for offer in offers),
-        message=message,
+        wire=_wire(headers, text, html, boundary=f"=_xsell_{decision.decision_id}"),
     )
+
+
+def _wire(headers: dict[str, str], text: str, html: str, boundary: str) -> bytes:
+    """A multipart/alternative message (text, then HTML) as CRLF bytes. The ``boundary`` starts
+    with "=_", which quoted-printable never writes, so no body can hold it; fixed, it makes a
+    retried message the same bytes."""
+    message = MIMEMultipart("alternative", boundary=boundary, policy=WIRE_POLICY)
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise RenderError(f"the {name} header may not hold a line break")
+        message[name] = value
+    # MIMEText takes a Charset as well as a charset name (the stubs name only str)
+    parts: list[Message] = [MIMEText(text, "plain", UTF8_QP, policy=WIRE_POLICY)]  # type: ignore[arg-type]
+    parts.append(MIMEText(html, "html", UTF8_QP, policy=WIRE_POLICY))  # type: ignore[arg-type]
+    for part in parts:
+        del part["MIME-Version"]  # once, at the top
+        message.attach(part)
+    return message.as_bytes(policy=WIRE_POLICY)

@@ -35,7 +35,7 @@ from kafka.errors import KafkaError
 from sqlalchemy.exc import OperationalError
 
 from services.delivery.outbox import Outbox, OutboxEntry, OutboxRow
-from services.delivery.render import DEFAULT_CURRENCY, render_offer_email
+from services.delivery.render import DEFAULT_CURRENCY, RenderError, render_offer_email
 from services.delivery.smtp import DEFAULT_TIMEOUT_S, SmtpError, SmtpSession
 from services.messaging import durable_producer, parse_record
 from xsell.consumer import ConsumerLoop, Record
@@ -100,12 +100,19 @@ def plan_emails(
         if decision.decision_id in entries:
             skipped["duplicate_in_batch"] += 1
             continue
-        rendered = render_offer_email(decision, settings, currency=currency, now=now)
+        try:
+            rendered = render_offer_email(decision, settings, currency=currency, now=now)
+        except RenderError as error:  # a decision that cannot be an e-mail must not stop the others
+            log.warning(
+                "decision cannot be an e-mail", extra={"decision_id": decision.decision_id, "error": str(error)}
+            )
+            skipped["unrenderable"] += 1
+            continue
         entries[decision.decision_id] = OutboxEntry(
             decision_id=rendered.decision_id,
             customer_id=rendered.customer_id,
             offer_ids=rendered.offer_ids,
-            message=rendered.message.as_bytes(),
+            message=rendered.wire,
         )
     return DeliveryPlan(entries=list(entries.values()), skipped=skipped)
 

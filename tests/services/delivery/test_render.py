@@ -85,8 +85,10 @@ class Links(HTMLParser):
 
 
 def parts(settings: Settings, **overrides: object) -> tuple[str, str]:
+    """The text and HTML parts as a mail client shows them (lines end in a newline, not CRLF)."""
     message = render_offer_email(decision(**overrides), settings, now=NOW).message
-    return message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+    text, html = message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
 
 
 def test_html_escapes_names_and_reasons_while_text_keeps_them_verbatim(settings: Settings) -> None:
@@ -151,10 +153,22 @@ def test_headers_name_no_product_and_message_id_is_deterministic(settings: Setti
     assert again["Message-ID"] == message["Message-ID"]
 
 
+def test_a_render_is_the_same_bytes_every_time(settings: Settings) -> None:
+    first, again = (render_offer_email(decision(), settings, now=NOW).wire for _ in range(2))
+    assert first == again  # a retried decision is the same message, boundary included
+    assert b'boundary="=_xsell_dec-1"' in first  # "=_" never occurs in quoted-printable bodies
+    assert all(len(line) <= 998 for line in first.split(b"\r\n"))  # the SMTP line limit
+
+
+def test_a_header_value_with_a_line_break_is_refused(settings: Settings) -> None:
+    with pytest.raises(RenderError, match="To header may not hold a line break"):
+        render_offer_email(decision(customer_email="a@example.org\r\nBcc: all@example.org"), settings, now=NOW)
+
+
 @pytest.mark.parametrize("base_url", ["https://shop.example", ""])
 def test_one_click_unsubscribe_headers_point_at_the_configured_base_url(tmp_path, base_url: str) -> None:
     settings = load_settings(home=tmp_path, public_base_url=base_url, link_secret="s3cret")
-    wire = render_offer_email(decision(), settings, now=NOW).message.as_bytes()
+    wire = render_offer_email(decision(), settings, now=NOW).wire
     sent = BytesParser(policy=policy.default).parsebytes(wire)  # as the mail client reads it
 
     assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -66,6 +66,7 @@ def test_only_consented_email_decisions_with_offers_are_planned(settings: Settin
         record("d4", marketing_consent=False),
         record("d5", customer_email=None),
         record("d6", offers=()),
+        record("d7", customer_email="c7@example.org\r\nBcc: everyone@example.org"),  # a header injection
         FakeRecord(value=b"{not json", topic="offers"),
     ]
     plan = plan_emails(records, settings)
@@ -76,6 +77,7 @@ def test_only_consented_email_decisions_with_offers_are_planned(settings: Settin
         "no_consent": 1,
         "no_address": 1,
         "no_offers": 1,
+        "unrenderable": 1,
         "malformed_decision": 1,
     }
     message = message_from_bytes(plan.entries[0].message, policy=MAIL_POLICY)
