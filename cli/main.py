@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import sys
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -27,7 +26,7 @@ from rich.table import Table
 
 from cli.experiment import experiment_app, print_status
 from xsell.errors import UserError
-from xsell.logs import configure_logging
+from xsell.logs import configure_logging, show_only_actionable_warnings
 from xsell.settings import PROFILES, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -53,40 +52,11 @@ index_app = typer.Typer(
 app.add_typer(index_app, name="index")
 app.add_typer(experiment_app, name="experiment")
 
-# Libraries' deprecation notices (ibis inside Feast, starlette, kafka-python's use of a deprecated
-# importlib.resources call, ...) are not the user's to act on: dropped where warnings are shown, at
-# the entry point, for every command. A filter alone would not hold: Feast puts its own "once" filter
-# for DeprecationWarning in front at import. A notice is the user's only when xsell's code raised it.
-_show_warning = warnings.showwarning
-_XSELL_SOURCE = Path(__file__).resolve().parents[1]
-
-
-def is_library_notice(category: type[Warning], filename: str) -> bool:
-    """A deprecation notice attributed to code outside xsell (a library, or the standard library a
-    library called): nothing the user can act on."""
-    if not issubclass(category, (DeprecationWarning, FutureWarning)):
-        return False
-    path = Path(filename).resolve()
-    return "site-packages" in path.parts or not path.is_relative_to(_XSELL_SOURCE)
-
-
-def _show_actionable_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: object = None,
-    line: str | None = None,
-) -> None:
-    if is_library_notice(category, filename):
-        return
-    _show_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
-
 
 @app.callback()
 def _entry() -> None:
     """xsell: cross-sell and up-sell offers after every purchase (Kafka, Feast, LightGBM, MLflow)."""
-    warnings.showwarning = _show_actionable_warning
+    show_only_actionable_warnings()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars per download
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,10 +62,47 @@ def _own_warning(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING and record.name.split(".", 1)[0] in OWN_PACKAGES
 
 
+# Libraries' deprecation notices (ibis inside Feast, starlette, kafka-python's use of a deprecated
+# importlib.resources call, ...) are not the user's to act on: dropped where warnings are shown. A
+# filter alone would not hold: Feast puts its own "once" filter for DeprecationWarning in front at
+# import. A notice is the user's only when xsell's code raised it.
+_show_warning = warnings.showwarning
+_XSELL_SOURCE = Path(__file__).resolve().parents[1]
+
+
+def is_library_notice(category: type[Warning], filename: str) -> bool:
+    """A deprecation notice attributed to code outside xsell (a library, or the standard library a
+    library called): nothing the user can act on."""
+    if not issubclass(category, (DeprecationWarning, FutureWarning)):
+        return False
+    path = Path(filename).resolve()
+    return "site-packages" in path.parts or not path.is_relative_to(_XSELL_SOURCE)
+
+
+def _show_actionable_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    if is_library_notice(category, filename):
+        return
+    _show_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+def show_only_actionable_warnings() -> None:
+    """Show warnings as Python does, except libraries' deprecation notices (`is_library_notice`)."""
+    warnings.showwarning = _show_actionable_warning
+
+
 def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
     """Send JSON logs at `level` to stderr, or, given `log_file`, append them to that file and show
     only xsell's own warnings and errors on stderr (`ConsoleFormatter`). Libraries' chatter (Kafka,
-    Feast, MLflow) is logged only from WARNING; MLflow logs through these handlers, not its own."""
+    Feast, MLflow) is logged only from WARNING; MLflow logs through these handlers, not its own.
+    Libraries' deprecation notices are not shown (`show_only_actionable_warnings`)."""
+    show_only_actionable_warnings()
     # MLflow gives its loggers a stderr handler of their own when it is imported, unless told not to
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     handlers: list[logging.Handler] = []

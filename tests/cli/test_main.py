@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import subprocess
 from pathlib import Path
 
@@ -108,13 +107,3 @@ def test_auditing_before_any_model_is_trained_is_one_line(tmp_path: Path) -> Non
     line = _one_error_line(xsell("audit", "--out", str(tmp_path / "audit"), env={"XSELL_HOME": str(tmp_path)}))
     assert "no champion model" in line
     assert not (tmp_path / "audit").exists()
-
-
-def test_only_deprecation_notices_raised_in_xsell_code_are_shown() -> None:
-    from cli.main import is_library_notice  # noqa: PLC0415  (the CLI module: imported by this test only)
-
-    stdlib = importlib.resources.__file__  # e.g. kafka-python calling a deprecated importlib.resources function
-    assert is_library_notice(DeprecationWarning, stdlib)
-    assert is_library_notice(FutureWarning, "/x/.venv/lib/python3.11/site-packages/pandas/core/frame.py")
-    assert not is_library_notice(DeprecationWarning, str(Path(__file__).resolve().parents[2] / "cli" / "main.py"))
-    assert not is_library_notice(UserWarning, stdlib)

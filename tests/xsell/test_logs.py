@@ -3,14 +3,17 @@ and shows only xsell's own warnings on the terminal, one short line each."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from xsell.logs import configure_logging
+from xsell import logs
+from xsell.logs import configure_logging, is_library_notice
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +68,23 @@ def test_a_one_shot_command_logs_to_its_file_and_shows_only_own_warnings(
         ("features.backfill", "backfill failed"),  # MLflow's INFO chatter is not logged at all
     ]
     assert "RuntimeError: boom" in lines[-1]["exc"]
+
+
+def test_only_deprecation_notices_raised_in_xsell_code_are_shown() -> None:
+    stdlib = importlib.resources.__file__  # e.g. kafka-python calling a deprecated importlib.resources function
+    assert is_library_notice(DeprecationWarning, stdlib)
+    assert is_library_notice(FutureWarning, "/x/.venv/lib/python3.11/site-packages/pandas/core/frame.py")
+    assert not is_library_notice(DeprecationWarning, str(Path(__file__).resolve().parents[2] / "cli" / "main.py"))
+    assert not is_library_notice(UserWarning, stdlib)
+
+
+def test_configured_logging_drops_libraries_deprecation_notices(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(logs, "_show_warning", lambda message, *_: shown.append(str(message)))
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    configure_logging("WARNING")  # what every command and benchmark calls
+    own = str(Path(__file__).resolve().parents[2] / "xsell" / "logs.py")
+    warnings.showwarning("old API", DeprecationWarning, "/x/site-packages/ibis/duckdb.py", 1)
+    warnings.showwarning("check this", UserWarning, "/x/site-packages/ibis/duckdb.py", 2)
+    warnings.showwarning("our old API", DeprecationWarning, own, 3)
+    assert shown == ["check this", "our old API"]
