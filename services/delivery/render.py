@@ -58,9 +58,6 @@ class _HeaderClasses(HeaderRegistry):
 # SMTP line endings, and headers up to the SMTP line limit: a long List-Unsubscribe URL must stay one
 # unencoded value (the default 78-column folding would RFC 2047-encode it and break it).
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
-# The message is built with the compat32 API: it sets headers as given instead of parsing each into
-# an object and folding it again, which cost two thirds of building a message with `MAIL_POLICY`.
-# The wire format is the same: CRLF lines, headers up to the SMTP line limit, quoted-printable UTF-8.
 
 
 class _WirePolicy(policy.Compat32):
@@ -76,6 +73,10 @@ class _WirePolicy(policy.Compat32):
         return MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_store_parse(name, str(value))[1])
 
 
+# Messages are built with the compat32 API: it sets headers as given instead of parsing each into an
+# object and folding it again, which cost two thirds of building a message with `MAIL_POLICY`. The
+# wire format is the same: CRLF lines, headers up to the SMTP line limit, quoted-printable UTF-8
+# bodies (in lines of 76 characters, as RFC 2045 asks).
 WIRE_POLICY = _WirePolicy(linesep="\r\n", max_line_length=998)
 UTF8_QP = charset.Charset("utf-8")
 UTF8_QP.body_encoding = charset.QP
