@@ -74,7 +74,8 @@ class KafkaEventPublisher:
         self._lock = threading.Lock()
         self._down_until = 0.0  # monotonic time until which the broker counts as down
 
-    def _connected(self, sends: str) -> KafkaProducer:
+    def _connected(self, sends: str, linger_ms: int) -> KafkaProducer:
+        """The producer of what it ``sends`` ("purchases", "decisions"), made on first use with ``linger_ms``."""
         if time.monotonic() < self._down_until:
             raise BrokerUnavailable("the broker is unavailable; retry later", self.retry_after_s)
         with self._lock:
@@ -86,7 +87,7 @@ class KafkaEventPublisher:
                         self.settings,
                         f"xsell-api-{sends}",
                         retries=5,
-                        linger_ms=self.settings.api_decision_linger_ms if sends == "decisions" else 1,
+                        linger_ms=linger_ms,
                         max_block_ms=timeout_ms,
                         request_timeout_ms=max(timeout_ms // 2, 1),
                         delivery_timeout_ms=timeout_ms,  # an event not acknowledged in time is not sent later
@@ -102,7 +103,7 @@ class KafkaEventPublisher:
 
     def publish_purchases(self, events: Sequence[PurchaseEvent]) -> None:
         """Send every event keyed by customer and wait for all acknowledgements."""
-        producer = self._connected("purchases")
+        producer = self._connected("purchases", linger_ms=1)  # each waits for its acknowledgement
         try:
             futures = [
                 producer.send(self.settings.topic_purchases, key=event.key(), value=event.to_bytes())
@@ -117,7 +118,7 @@ class KafkaEventPublisher:
     def record_decisions(self, decisions: Sequence[OfferDecision]) -> None:
         """Send the decisions to `offers`; a failure is logged and counted, not raised."""
         try:
-            producer = self._connected("decisions")
+            producer = self._connected("decisions", linger_ms=self.settings.api_decision_linger_ms)
             for decision in decisions:
                 producer.send(self.settings.topic_offers, key=decision.key(), value=decision.to_bytes()).add_errback(
                     _not_recorded
