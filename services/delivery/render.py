@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from email import charset, policy
 from email.headerregistry import HeaderRegistry
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.parser import BytesParser
@@ -244,10 +244,9 @@ def _wire(headers: dict[str, str], text: str, html: str, boundary: str) -> bytes
         if "\r" in value or "\n" in value:
             raise RenderError(f"the {name} header may not hold a line break")
         message[name] = value
-    # MIMEText takes a Charset as well as a charset name (the stubs name only str)
-    parts: list[Message] = [MIMEText(text, "plain", UTF8_QP, policy=WIRE_POLICY)]  # type: ignore[arg-type]
-    parts.append(MIMEText(html, "html", UTF8_QP, policy=WIRE_POLICY))  # type: ignore[arg-type]
-    for part in parts:
+    for body, subtype in ((text, "plain"), (html, "html")):
+        # MIMEText takes a Charset as well as a charset name (the stubs name only str)
+        part = MIMEText(body, subtype, UTF8_QP, policy=WIRE_POLICY)  # type: ignore[arg-type]
         del part["MIME-Version"]  # once, at the top
         message.attach(part)
     return message.as_bytes(policy=WIRE_POLICY)
