@@ -1,5 +1,11 @@
 """Feast, imported in one place and without typeguard's import-time instrumentation.
 
+Feast's import also sets the Prometheus multi-process variables to a temporary folder of its own
+(for its Gunicorn feature server, which xsell does not run). Left set, they would put this process's
+metrics (when prometheus_client is first imported after Feast) and those of every process it starts
+into that folder: each counter update a write to a memory-mapped file, in a folder Feast removes
+when this process exits. Unless the user set them, they are removed again after the import.
+
 Feast decorates its classes and functions with ``typeguard.typechecked``, which re-parses and
 re-compiles the decorated function's whole module at import: about ten seconds of every command
 that touches the feature store, for argument checks on calls this project makes from code its
@@ -15,9 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import prometheus_client  # noqa: F401  (its value class is chosen at import: in-process, before Feast's variables)
 import typeguard
 
 os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry attempts from a closed network
+_PROMETHEUS_MULTIPROCESS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 
 
 def _unchecked(target: Any = None, **_options: Any) -> Any:
@@ -25,6 +33,17 @@ def _unchecked(target: Any = None, **_options: Any) -> Any:
     if target is None:
         return lambda decorated: decorated
     return target
+
+
+@contextmanager
+def _environment_kept(names: tuple[str, ...]) -> Iterator[None]:
+    """Remove again the variables of ``names`` that were not set before the block."""
+    unset = [name for name in names if name not in os.environ]
+    try:
+        yield
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
 
 
 @contextmanager
@@ -37,7 +56,7 @@ def _without_typechecked() -> Iterator[None]:
         typeguard.typechecked = checked
 
 
-with _without_typechecked():
+with _without_typechecked(), _environment_kept(_PROMETHEUS_MULTIPROCESS):
     from feast import (
         Entity,
         FeatureService,

@@ -18,8 +18,9 @@ from xsell.events import EventType, LineItem, PurchaseEvent, event_id_for
 def pytest_configure(config: pytest.Config) -> None:
     """Import Feast before any test: at import it puts a "once" filter for DeprecationWarning in
     front of the warning filters, which inside a test would outrank the ones pyproject.toml sets;
-    imported here, pytest puts its own filters in front of it for every test."""
-    import feast  # noqa: F401, PLC0415  (imported for its side effect on the warning filters)
+    imported here, pytest puts its own filters in front of it for every test. Imported the way
+    the product imports it (`features.feast_import`)."""
+    import features.feast_import  # noqa: F401, PLC0415  (imported for its side effect on the warning filters)
 
 
 @dataclass(frozen=True)

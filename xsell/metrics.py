@@ -8,7 +8,6 @@ Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -106,10 +105,6 @@ def set_gauge_samples(gauges: Iterable[Gauge], samples: list[tuple[str, dict[str
             continue
         held = [sample.labels for family in gauge.collect() for sample in family.samples]
         if any(labels not in [given for given, _ in mine] for labels in held):  # rare: a variant stopped serving
-            # prometheus_client warns that clearing is not implemented in multi-process mode whenever
-            # PROMETHEUS_MULTIPROC_DIR is set; Feast's import sets it, but this process's values are plain
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Clearing labels", UserWarning)
-                gauge.clear()
+            gauge.clear()
         for labels, value in mine:
             gauge.labels(**labels).set(value)

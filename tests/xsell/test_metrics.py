@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from xsell.metrics import gauge_samples, set_gauge_samples
@@ -17,8 +16,6 @@ def _values(gauges: tuple[Gauge, Gauge]) -> list[tuple[str, dict[str, str], floa
     return sorted(gauge_samples(gauges), key=lambda s: (s[0], sorted(s[1].items())))
 
 
-# Feast's import sets PROMETHEUS_MULTIPROC_DIR, and prometheus_client then warns on the child's removal
-@pytest.mark.filterwarnings("ignore:Removal of labels has not been implemented:UserWarning")
 def test_the_other_side_holds_the_same_samples_and_loses_a_label_set_that_is_gone() -> None:
     child, parent = _gauges(), _gauges()
     child[0].set(3)
