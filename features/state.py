@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from features.aggregates import CustomerState, FeatureFold, ProductState
 from features.owned import PurchaseTimes, bought_before, most_recent_first
-from xsell.database import SelectIn, create_tables, engine_for, hold_rows, upsert_insert
+from xsell.database import SelectIn, create_tables, engine_for, execute_many, hold_rows, upsert_insert
 from xsell.events import PurchaseEvent
 
 metadata = MetaData()
@@ -294,26 +294,13 @@ def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None
         insert = upsert_insert(db, table)
         keys = [column.name for column in table.primary_key.columns]
         columns = {name: insert.excluded[name] for name in rows[0] if name not in keys}
-        _execute_many(db, insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
+        execute_many(db, insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
 
 
 def _insert(db: Connection, table: Table, rows: list[dict[str, object]], ignore: bool = False) -> None:
     if rows:
         insert = upsert_insert(db, table)
-        _execute_many(db, insert.on_conflict_do_nothing() if ignore else insert, rows)
-
-
-def _execute_many(db: Connection, statement: Any, rows: list[dict[str, object]]) -> None:
-    """Execute ``statement`` once per row of parameters (all rows with the keys of the first). On
-    SQLite it is compiled once and its rows go to the driver's executemany as tuples: SQLAlchemy's
-    per-row parameter processing costs more than SQLite's write. Elsewhere SQLAlchemy's
-    executemany (PostgreSQL: multi-row statements)."""
-    if db.dialect.name != "sqlite":
-        db.execute(statement, rows)
-        return
-    compiled = statement.compile(dialect=db.dialect, column_keys=list(rows[0]))
-    names = compiled.positiontup or []
-    db.exec_driver_sql(str(compiled), [tuple(row[name] for name in names) for row in rows])
+        execute_many(db, insert.on_conflict_do_nothing() if ignore else insert, rows)
 
 
 def _text(state: dict[str, object]) -> str:

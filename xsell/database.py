@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Select, Table, bindparam, create_engine, event, inspect
+from sqlalchemy import Column, Insert, MetaData, Select, Table, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError
@@ -90,6 +90,36 @@ def upsert_insert(db: Connection, table: Table) -> Any:
     """An INSERT into ``table`` that knows ``ON CONFLICT`` (`on_conflict_do_nothing`,
     `on_conflict_do_update`), in the connection's dialect: PostgreSQL's or SQLite's."""
     return (postgresql if db.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def execute_many(db: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``statement`` (an INSERT without RETURNING) once for each of ``rows``, which all give
+    the same columns. On SQLite the rows go to the driver's ``executemany`` as tuples, each value
+    through its column type's bind processor, as SQLAlchemy would send them: SQLAlchemy's own
+    handling of each row's parameters costs more than SQLite's insert of it (about 10 against 5 µs
+    a row of six columns). SQLAlchemy runs a statement with values of its own (not the rows'), and
+    every statement on other databases (on PostgreSQL it batches the rows into multi-row VALUES,
+    which a driver's ``executemany`` would send one by one)."""
+    if not rows:
+        return
+    if db.dialect.name != "sqlite":
+        db.execute(statement, rows)
+        return
+    compiled = statement.compile(dialect=db.dialect, column_keys=list(rows[0]))
+    names = compiled.positiontup or []
+    if any(name not in rows[0] for name in names):  # a value of its own in the statement (``set_``)
+        db.execute(statement, rows)
+        return
+    columns = {column.key: column for column in statement.table.columns}
+    processors = [columns[name].type.dialect_impl(db.dialect).bind_processor(db.dialect) for name in names]
+    getters = [(name, processor) for name, processor in zip(names, processors, strict=True)]
+    db.exec_driver_sql(
+        str(compiled),
+        [
+            tuple(row[name] if processor is None else processor(row[name]) for name, processor in getters)
+            for row in rows
+        ],
+    )
 
 
 def hold_rows(db: Connection, table: Table, keys: Sequence[str]) -> None:

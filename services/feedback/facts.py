@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
 from xsell.chunks import QUERY_CHUNK, chunked
-from xsell.database import add_missing_columns, create_tables, engine_for, select_in, upsert_insert
+from xsell.database import add_missing_columns, create_tables, engine_for, execute_many, select_in, upsert_insert
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
 
@@ -160,7 +160,7 @@ def _insert_ignore(db: Connection, table: Table, rows: Sequence[Mapping[str, obj
         return len(new)
     statement = upsert_insert(db, table).on_conflict_do_nothing(index_elements=keys)
     if not count:
-        db.execute(statement, unique)
+        execute_many(db, statement, unique)
         return 0
     returning = statement.returning(*(table.c[k] for k in keys))
     return sum(len(db.execute(returning, list(chunk)).all()) for chunk in chunked(unique))

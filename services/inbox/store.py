@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, RowMapping
 
-from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for
+from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for, execute_many
 from xsell.offers import OfferContext, OfferDecision, OfferType, as_utc
 
 
@@ -186,8 +186,7 @@ class InboxStore:
             new = [
                 {**row, "status": OfferStatus.ACTIVE.value} for offer_id, row in rows.items() if offer_id not in stored
             ]
-            if new:
-                db.execute(table.insert(), new)
+            execute_many(db, table.insert(), new)
             for offer_id, row in stored.items():
                 content = {name: rows[offer_id][name] for name in _CONTENT}
                 if not _same_content(row, content):  # a second store of the same decision writes nothing

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Connection, Engine
 
-from xsell.database import SelectIn, create_tables, engine_for, hold_rows, select_in, upsert_insert
+from xsell.database import SelectIn, create_tables, engine_for, execute_many, hold_rows, select_in, upsert_insert
 from xsell.offers import Channel, OfferDecision, as_utc
 
 metadata = MetaData()
@@ -152,6 +152,4 @@ def _email_times(db: Connection, customer_ids: Iterable[str], since: datetime) -
 
 def _insert_new(db: Connection, table: Table, rows: list[dict[str, object]]) -> None:
     """Insert rows, skipping those whose key is stored (another instance may have stored them)."""
-    if not rows:
-        return
-    db.execute(upsert_insert(db, table).on_conflict_do_nothing(), rows)
+    execute_many(db, upsert_insert(db, table).on_conflict_do_nothing(), rows)

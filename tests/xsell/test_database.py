@@ -1,19 +1,34 @@
 """``select_in``: long id lists are looked up a chunk at a time, and every match comes back once; a
 `SelectIn` built once answers each run for its own values;
-``add_missing_columns``: a table stored before a column existed gets it, once (real SQLite database)."""
+``add_missing_columns``: a table stored before a column existed gets it, once (real SQLite database);
+``execute_many`` stores on SQLite, through the driver, what SQLAlchemy's own executemany stores."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, inspect, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    insert,
+    inspect,
+    select,
+)
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from services.inbox.store import InboxStore, inbox_offers
 from services.preferences import PreferenceStore
 from xsell.chunks import QUERY_CHUNK
-from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for, select_in
+from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for, execute_many, select_in
 
 
 def _items(tmp_path: Path, numbers: range) -> tuple[Engine, Table]:
@@ -83,3 +98,63 @@ def test_a_store_created_before_a_column_gets_it_when_opened(tmp_path: Path) -> 
     add_missing_columns(inbox_offers, store.engine)  # nothing is missing any more: nothing to do
     store.close()
     engine.dispose()
+
+
+def _typed_table(metadata: MetaData, name: str) -> Table:
+    """A table with a column of each type the stores insert: text, time with zone, number, flag."""
+    return Table(
+        name,
+        metadata,
+        Column("key", String, primary_key=True),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("amount", Float),
+        Column("count", Integer),
+        Column("flag", Boolean),
+        Column("note", String),
+    )
+
+
+def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_own_inserts_do(tmp_path: Path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
+    metadata = MetaData()
+    ours, theirs = _typed_table(metadata, "ours"), _typed_table(metadata, "theirs")
+    create_tables(metadata, engine)
+    rows = [
+        {
+            "key": "a",
+            "at": datetime(2011, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+            "amount": 1.25,
+            "count": 3,
+            "flag": True,
+            "note": "£ ünï",
+        },
+        {
+            "key": "b",
+            "at": datetime(2011, 12, 9, 12, 50, tzinfo=UTC),
+            "amount": None,
+            "count": None,
+            "flag": False,
+            "note": None,
+        },
+    ]
+    with engine.begin() as db:
+        execute_many(db, sqlite.insert(ours).on_conflict_do_nothing(), [*rows, {**rows[0], "note": "dropped"}])
+        db.execute(insert(theirs), rows)
+    with engine.connect() as db:
+        stored = [db.execute(select(table).order_by(table.c.key)).all() for table in (ours, theirs)]
+        raw = [db.exec_driver_sql("SELECT * FROM ours ORDER BY key").all()]
+        raw.append(db.exec_driver_sql("SELECT * FROM theirs ORDER BY key").all())
+    assert stored[0] == stored[1] and raw[0] == raw[1]  # the same values, and the same text in the file
+    assert [row.note for row in stored[0]] == ["£ ünï", None]  # the conflicting third row changed nothing
+
+
+def test_no_rows_is_no_statement(tmp_path: Path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'x.db'}")
+    metadata = MetaData()
+    table = _typed_table(metadata, "t")
+    create_tables(metadata, engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with engine.begin() as db:
+        execute_many(db, insert(table), [])
+    assert not [s for s in statements if s.startswith("INSERT")]
