@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Insert, MetaData, Select, Table, bindparam, create_engine, event, inspect
+from sqlalchemy import Column, DateTime, Insert, MetaData, Select, Table, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.expression import ColumnClause
 
 from xsell.chunks import chunked
 
@@ -111,8 +112,7 @@ def execute_many(db: Connection, statement: Insert, rows: Sequence[Mapping[str, 
         db.execute(statement, rows)
         return
     columns = {column.key: column for column in statement.table.columns}
-    processors = [columns[name].type.dialect_impl(db.dialect).bind_processor(db.dialect) for name in names]
-    getters = [(name, processor) for name, processor in zip(names, processors, strict=True)]
+    getters = [(name, _bind_processor(columns[name], db.dialect)) for name in names]
     db.exec_driver_sql(
         str(compiled),
         [
@@ -120,6 +120,24 @@ def execute_many(db: Connection, statement: Insert, rows: Sequence[Mapping[str, 
             for row in rows
         ],
     )
+
+
+def _bind_processor(column: ColumnClause[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The function SQLAlchemy passes ``column``'s values through for ``dialect`` (None: as they
+    are). A time's is remembered per value: the rows of one batch share a few times (an order's
+    lines its time, a decision's offers theirs), and formatting one costs more than a look-up."""
+    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if processor is None or not isinstance(column.type, DateTime):
+        return processor
+    done: dict[tuple[Any, Any], Any] = {}
+
+    def remembered(value: Any) -> Any:
+        key = (value, getattr(value, "tzinfo", None))  # one instant in two zones: equal, yet written apart
+        if key not in done:
+            done[key] = processor(value)
+        return done[key]
+
+    return remembered
 
 
 def hold_rows(db: Connection, table: Table, keys: Sequence[str]) -> None:

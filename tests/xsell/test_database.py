@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import (
@@ -136,7 +136,18 @@ def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_own_inserts_d
             "flag": False,
             "note": None,
         },
+        {
+            "key": "c",
+            "at": datetime(2011, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+            "amount": 2.0,
+            "count": 1,
+            "flag": None,
+            "note": "x",
+        },
+        # the instant of "a" in another zone: SQLite's text keeps the wall time given, so it is no repeat of a's
+        {"key": "d", "at": datetime(2011, 1, 2, 4, 4, 5, 6, tzinfo=timezone(timedelta(hours=1))), "note": ""},
     ]
+    rows[3] |= {"amount": 0.5, "count": 0, "flag": True}
     with engine.begin() as db:
         execute_many(db, sqlite.insert(ours).on_conflict_do_nothing(), [*rows, {**rows[0], "note": "dropped"}])
         db.execute(insert(theirs), rows)
@@ -145,7 +156,8 @@ def test_rows_inserted_through_the_driver_read_back_as_sqlalchemys_own_inserts_d
         raw = [db.exec_driver_sql("SELECT * FROM ours ORDER BY key").all()]
         raw.append(db.exec_driver_sql("SELECT * FROM theirs ORDER BY key").all())
     assert stored[0] == stored[1] and raw[0] == raw[1]  # the same values, and the same text in the file
-    assert [row.note for row in stored[0]] == ["£ ünï", None]  # the conflicting third row changed nothing
+    assert [row.note for row in stored[0]] == ["£ ünï", None, "x", ""]  # the conflicting last row changed nothing
+    assert raw[0][0].at != raw[0][3].at
 
 
 def test_no_rows_is_no_statement(tmp_path: Path) -> None:
