@@ -12,10 +12,13 @@ Decisions and offers keep the variant that decided (champion or challenger of a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,21 +28,23 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
+    bindparam,
+    func,
     insert,
     select,
-    tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.sql.expression import ColumnElement
 
 from services.feedback.attribution import DEFAULT_WINDOW, Conversion, OfferFact, PurchaseLine, attribute, purchase_lines
-from xsell.chunks import QUERY_CHUNK, chunked
+from xsell.chunks import chunked
 from xsell.database import add_missing_columns, create_tables, engine_for, execute_many, select_in, upsert_insert
 from xsell.events import PurchaseEvent
 from xsell.offers import FeedbackEvent, OfferDecision, as_utc
-
-PAIR_CHUNK = QUERY_CHUNK // 3  # a pair's look-up binds its customer and the pair: at most three values
 
 metadata = MetaData()
 decisions = Table(
@@ -328,19 +333,45 @@ def facts_for(db: Connection, pairs: set[tuple[str, str]]) -> tuple[list[OfferFa
 
 
 def _rows_of_pairs(db: Connection, table: Table, pairs: set[tuple[str, str]]) -> Iterator[RowMapping]:
-    """The rows of `table` whose (customer id, product id) is one of `pairs`: looked up by customer
-    (its index), on SQLite and PostgreSQL filtered to the pairs by the database, `PAIR_CHUNK` pairs
-    a query."""
+    """The rows of `table` whose (customer id, product id) is one of `pairs`. On SQLite and
+    PostgreSQL the pairs go to the database as one value (a JSON list, two arrays), which it joins
+    on its (customer, product) index: a batch asks for some ten thousand pairs, and SQLAlchemy
+    expanding them into ``IN`` lists of bound values cost three times the query. Elsewhere the
+    rows are looked up by customer and filtered here."""
     if not pairs:
         return
-    if db.dialect.name not in ("sqlite", "postgresql"):  # no row values: filtered here
-        rows = select_in(db, select(table), table.c.customer_id, (customer for customer, _ in pairs))
+    ordered = sorted(pairs)
+    if db.dialect.name == "sqlite":
+        yield from db.execute(_pairs_query(table, "sqlite"), {"pairs": orjson.dumps(ordered).decode()}).mappings()
+    elif db.dialect.name == "postgresql":
+        customers, products = (list(column) for column in zip(*ordered, strict=True))
+        yield from db.execute(
+            _pairs_query(table, "postgresql"), {"customers": customers, "products": products}
+        ).mappings()
+    else:
+        rows = select_in(db, select(table), table.c.customer_id, (customer for customer, _ in ordered))
         yield from (row for row in rows if (row["customer_id"], row["product_id"]) in pairs)
-        return
-    pair = tuple_(table.c.customer_id, table.c.product_id)
-    for chunk in chunked(sorted(pairs), PAIR_CHUNK):
-        customers = sorted({customer for customer, _ in chunk})
-        yield from db.execute(select(table).where(table.c.customer_id.in_(customers), pair.in_(chunk))).mappings()
+
+
+@functools.cache
+def _pairs_query(table: Table, dialect: str) -> Select[Any]:
+    """The rows of `table` joined to a list of (customer id, product id) pairs given as the
+    ``pairs`` JSON text (SQLite) or the ``customers`` and ``products`` arrays (PostgreSQL)."""
+    customer: ColumnElement[Any]
+    product: ColumnElement[Any]
+    if dialect == "sqlite":
+        listed = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("listed")
+        customer, product = (func.json_extract(listed.c.value, f"$[{at}]") for at in (0, 1))
+    else:
+        texts = ARRAY(String)
+        listed = (
+            func.unnest(bindparam("customers", type_=texts), bindparam("products", type_=texts))
+            .table_valued("customer_id", "product_id")
+            .render_derived(name="listed")  # AS listed(customer_id, product_id)
+        )
+        customer, product = listed.c.customer_id, listed.c.product_id
+    on = (table.c.customer_id == customer) & (table.c.product_id == product)
+    return select(table).select_from(listed).join(table, on)
 
 
 def save_conversions(db: Connection, found: Iterable[Conversion]) -> int:
