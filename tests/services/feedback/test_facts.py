@@ -78,6 +78,22 @@ def test_the_facts_of_pairs_are_those_pairs_only(database: str, request: pytest.
     engine.dispose()
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_ids_that_read_as_numbers_find_their_pairs(database: str, request: pytest.FixtureRequest) -> None:
+    """The retail data's customer and product ids are digits ("13113", "00042"): the pairs travel
+    as text and match as text, leading zeros kept."""
+    engine = open_facts(request.getfixturevalue("postgres_url") if database == "postgresql" else "sqlite://")
+    offered = [(decision(f"A{c}", c, T0, ("00042", OfferType.CROSS_SELL)), None) for c in ("13113", "013113")]
+    bought = [(purchase("B", "13113", T0 + timedelta(days=1), ("00042", 1, 4.0)), None)]
+    with engine.begin() as db:
+        assert record_batch(db, offered, [], bought).conversions == 1
+    with engine.connect() as db:
+        found_offers, found_lines = facts_for(db, {("13113", "00042"), ("13113", "42")})
+    assert [(o.customer_id, o.product_id) for o in found_offers] == [("13113", "00042")]
+    assert [(line.customer_id, line.product_id) for line in found_lines] == [("13113", "00042")]
+    engine.dispose()
+
+
 def test_new_feedback_is_counted_once_within_and_across_batches() -> None:
     engine = open_facts("sqlite://")
     clicks = [feedback(FeedbackType.CLICK, offer_id_for(f"A{c}", "P1"), c) for c in CUSTOMERS]
