@@ -293,6 +293,9 @@ def _upsert(db: Connection, table: Table, rows: list[dict[str, object]]) -> None
     if rows:
         insert = upsert_insert(db, table)
         keys = [column.name for column in table.primary_key.columns]
+        rows = list(
+            {tuple(row[k] for k in keys): row for row in rows}.values()
+        )  # one statement: a key once, its last row
         columns = {name: insert.excluded[name] for name in rows[0] if name not in keys}
         execute_many(db, insert.on_conflict_do_update(index_elements=keys, set_=columns), rows)
 

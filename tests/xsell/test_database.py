@@ -1,7 +1,8 @@
 """``select_in``: long id lists are looked up a chunk at a time, and every match comes back once; a
 `SelectIn` built once answers each run for its own values;
 ``add_missing_columns``: a table stored before a column existed gets it, once (real SQLite database);
-``execute_many`` stores on SQLite, through the driver, what SQLAlchemy's own executemany stores."""
+``execute_many`` stores on SQLite, through the driver, what SQLAlchemy's own executemany stores,
+and on PostgreSQL sends an ``ON CONFLICT`` insert of many rows as a few multi-row statements."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from services.inbox.store import InboxStore, inbox_offers
@@ -170,3 +171,32 @@ def test_no_rows_is_no_statement(tmp_path: Path) -> None:
     with engine.begin() as db:
         execute_many(db, insert(table), [])
     assert not [s for s in statements if s.startswith("INSERT")]
+
+
+def test_on_postgresql_conflicting_inserts_of_many_rows_go_in_a_few_statements(postgres_url: str) -> None:
+    engine = engine_for(postgres_url)
+    metadata = MetaData()
+    table = _typed_table(metadata, "t")
+    create_tables(metadata, engine)
+    at = datetime(2011, 1, 2, tzinfo=UTC)
+    rows = [
+        {"key": f"k{n}", "at": at, "amount": n / 2, "count": n, "flag": n % 2 == 0, "note": "first"}
+        for n in range(3000)
+    ]
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    with engine.begin() as db:
+        execute_many(db, postgresql.insert(table).on_conflict_do_nothing(), rows[:2000])
+        execute_many(db, postgresql.insert(table).on_conflict_do_nothing(), [{**row, "note": "again"} for row in rows])
+        upsert = postgresql.insert(table)
+        execute_many(
+            db,
+            upsert.on_conflict_do_update(index_elements=["key"], set_={"note": upsert.excluded.note}),
+            [{**rows[0], "note": "updated"}],
+        )
+    rows_sent = [statement.count("), (") + 1 for statement in sent if statement.startswith("INSERT")]
+    assert rows_sent == [1000, 1000, 1000, 1000, 1000, 1]  # rows in multi-row VALUES, not 5,001 round trips
+    with engine.connect() as db:
+        notes = dict(db.execute(select(table.c.key, table.c.note)).all())
+    assert len(notes) == 3000 and notes["k0"] == "updated" and notes["k1"] == "first" and notes["k2999"] == "again"
+    engine.dispose()
