@@ -151,14 +151,14 @@ def hold_rows(db: Connection, table: Table, keys: Sequence[str]) -> None:
     """Hold the rows of ``keys`` in a lock table (its key, then a ``touched_at`` time) until the
     transaction ends: an upsert, so a row lock in PostgreSQL and the database's write lock in
     SQLite. Callers pass the keys sorted, so that two transactions never wait on each other in a
-    circle."""
+    circle; one statement of many rows (`execute_many`) takes them in that order, each key once."""
     if not keys:
         return
     (key,) = table.primary_key.columns
     insert = upsert_insert(db, table)
     statement = insert.on_conflict_do_update(index_elements=[key], set_={"touched_at": insert.excluded.touched_at})
     now = time.time()
-    db.execute(statement, [{key.name: value, "touched_at": now} for value in keys])
+    execute_many(db, statement, [{key.name: value, "touched_at": now} for value in dict.fromkeys(keys)])
 
 
 class SelectIn:

@@ -29,7 +29,15 @@ from sqlalchemy.engine import Engine
 from services.inbox.store import InboxStore, inbox_offers
 from services.preferences import PreferenceStore
 from xsell.chunks import QUERY_CHUNK
-from xsell.database import SelectIn, add_missing_columns, create_tables, engine_for, execute_many, select_in
+from xsell.database import (
+    SelectIn,
+    add_missing_columns,
+    create_tables,
+    engine_for,
+    execute_many,
+    hold_rows,
+    select_in,
+)
 
 
 def _items(tmp_path: Path, numbers: range) -> tuple[Engine, Table]:
@@ -199,4 +207,22 @@ def test_on_postgresql_conflicting_inserts_of_many_rows_go_in_a_few_statements(p
     with engine.connect() as db:
         notes = dict(db.execute(select(table.c.key, table.c.note)).all())
     assert len(notes) == 3000 and notes["k0"] == "updated" and notes["k1"] == "first" and notes["k2999"] == "again"
+    engine.dispose()
+
+
+def test_on_postgresql_held_rows_are_one_statement_each_key_once(postgres_url: str) -> None:
+    engine = engine_for(postgres_url)
+    metadata = MetaData()
+    locks = Table(
+        "locks", metadata, Column("name", String, primary_key=True), Column("touched_at", Float, nullable=False)
+    )
+    create_tables(metadata, engine)
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    with engine.begin() as db:
+        hold_rows(db, locks, ["a", "b", "b", "c"])
+        hold_rows(db, locks, ["b", "d"])  # a held row again, and a new one
+    assert [statement.count("), (") + 1 for statement in sent if statement.startswith("INSERT")] == [3, 2]
+    with engine.connect() as db:
+        assert sorted(db.scalars(select(locks.c.name))) == ["a", "b", "c", "d"]
     engine.dispose()
