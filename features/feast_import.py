@@ -24,8 +24,10 @@ from typing import Any
 import prometheus_client  # noqa: F401  (its value class is chosen at import: in-process, before Feast's variables)
 import typeguard
 
+from xsell.settings import environment_kept
+
 os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry attempts from a closed network
-_PROMETHEUS_MULTIPROCESS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+PROMETHEUS_MULTIPROCESS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")  # Feast sets both
 
 
 def _unchecked(target: Any = None, **_options: Any) -> Any:
@@ -33,17 +35,6 @@ def _unchecked(target: Any = None, **_options: Any) -> Any:
     if target is None:
         return lambda decorated: decorated
     return target
-
-
-@contextmanager
-def _environment_kept(names: tuple[str, ...]) -> Iterator[None]:
-    """Remove again the variables of ``names`` that were not set before the block."""
-    unset = [name for name in names if name not in os.environ]
-    try:
-        yield
-    finally:
-        for name in unset:
-            os.environ.pop(name, None)
 
 
 @contextmanager
@@ -56,7 +47,7 @@ def _without_typechecked() -> Iterator[None]:
         typeguard.typechecked = checked
 
 
-with _without_typechecked(), _environment_kept(_PROMETHEUS_MULTIPROCESS):
+with _without_typechecked(), environment_kept(*PROMETHEUS_MULTIPROCESS):
     from feast import (
         Entity,
         FeatureService,

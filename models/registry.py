@@ -8,12 +8,11 @@ process, and creates the experiment with its artifact root under XSELL_HOME.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xsell.errors import UserError
-from xsell.settings import Settings
+from xsell.settings import Settings, environment_kept
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,14 +34,9 @@ def open_tracking(settings: Settings) -> MlflowClient:
         (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which Settings reads: keep the
     # environment as it was, so settings made later in this process do not inherit this store
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with environment_kept("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
     client = mlflow.MlflowClient(settings.tracking_uri, settings.tracking_uri)
     if client.get_experiment_by_name(settings.experiment_name) is None:
         location = None

@@ -11,7 +11,9 @@ are properties, so two runs with different `XSELL_HOME` and ports never touch ea
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +560,19 @@ def refuse_placeholder_secrets(settings: Settings) -> None:
         problems.append("XSELL_DEMO_ENABLED is true: the demo page shows the API key to every visitor; set it to false")
     if problems:
         raise PlaceholderSecretError("refusing to run with placeholder secrets: " + "; ".join(problems))
+
+
+@contextmanager
+def environment_kept(*names: str) -> Iterator[None]:
+    """Put the variables of ``names`` back as they were before the block (removed where they were
+    unset): for libraries that export settings of their own at import or set-up (Feast, MLflow),
+    which later settings and started processes must not inherit."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -40,9 +40,7 @@ print(values.ValueClass.__name__, os.environ.get("PROMETHEUS_MULTIPROC_DIR"), os
 
 def _after_import(**env: str) -> list[str]:
     """What a fresh interpreter holds after importing Feast: value class and the two variables."""
-    clean = {
-        k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
-    }
+    clean = {k: v for k, v in os.environ.items() if k not in feast_import.PROMETHEUS_MULTIPROCESS}
     done = subprocess.run(
         [sys.executable, "-c", _CHILD], env={**clean, **env}, capture_output=True, text=True, check=True, timeout=120
     )

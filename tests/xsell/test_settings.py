@@ -1,5 +1,6 @@
 """The one settings load: the profile's values derived while the object is built, explicit values
-winning, one-line errors, placeholder secrets refused in production."""
+winning, one-line errors, placeholder secrets refused in production; `environment_kept` puts
+variables back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.profiles import profile_env
-from xsell.settings import PlaceholderSecretError, SettingsError, load_settings
+from xsell.settings import PlaceholderSecretError, SettingsError, environment_kept, load_settings
 
 
 def test_the_local_profile_derives_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +91,20 @@ def test_a_child_process_gets_the_same_settings_from_as_environment(
         monkeypatch.setenv(name, value)
     child = load_settings()
     assert child == parent
+
+
+def test_environment_kept_puts_the_named_variables_back_even_after_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XSELL_TEST_GIVEN", "mine")
+    monkeypatch.delenv("XSELL_TEST_UNSET", raising=False)
+
+    def set_up_that_fails() -> None:
+        with environment_kept("XSELL_TEST_GIVEN", "XSELL_TEST_UNSET"):
+            os.environ["XSELL_TEST_GIVEN"] = "a library's"
+            os.environ["XSELL_TEST_UNSET"] = "a library's"
+            os.environ["XSELL_TEST_OTHER"] = "kept"
+            raise RuntimeError("set-up failed")
+
+    with pytest.raises(RuntimeError, match="set-up failed"):
+        set_up_that_fails()
+    assert os.environ["XSELL_TEST_GIVEN"] == "mine" and "XSELL_TEST_UNSET" not in os.environ
+    assert os.environ.pop("XSELL_TEST_OTHER") == "kept"  # only the named ones are put back
